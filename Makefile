@@ -1,0 +1,52 @@
+# EMS — developer entry points. `make` alone lists the targets.
+# Everything Python runs from the project virtualenv, never an activated shell.
+
+SHELL := /bin/bash
+
+VENV        ?= .venv
+PYTHON      := $(VENV)/bin/python
+DATA_DIR    ?= var
+PYTEST_ARGS ?=
+# Benchmarks run by `make bench`, in order (more to come).
+BENCHES     ?= bench/bus.py
+# If set, `make test` writes pytest's exit code to this file (.ci/run uses it
+# to tell "no tests ran" (5) from other failures, which make folds into 2).
+PYTEST_RC_FILE ?=
+
+INSTALL := installer/install.sh --venv $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev up test bench clean clean-data
+
+help: ## list the targets
+	@echo "EMS make targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables: VENV=$(VENV) DATA_DIR=$(DATA_DIR) PYTEST_ARGS='$(PYTEST_ARGS)' BENCHES='$(BENCHES)'"
+	@echo "Example:   make test PYTEST_ARGS='-x -k broker'"
+
+install: ## system packages + .venv with EMS (runtime deps only)
+	$(INSTALL)
+
+dev: ## like install, plus test/dev tools (Xvfb, MariaDB, Chromium, pytest...)
+	$(INSTALL) --dev
+
+up: install ## start EMS: .venv/bin/ems up --data-dir var
+	$(VENV)/bin/ems up --data-dir $(DATA_DIR)
+
+test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
+	@rc=0; $(PYTHON) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
+	exit $$rc
+
+bench: dev ## run the benchmarks listed in BENCHES
+	@set -e; for b in $(BENCHES); do echo "==> bench: $$b"; $(PYTHON) $$b; done
+
+clean: ## remove .venv, build artefacts and caches (keeps var/)
+	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	find . \( -path ./.git -o -path ./$(DATA_DIR) \) -prune -o \
+	    \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
+	find . \( -path ./.git -o -path ./$(DATA_DIR) \) -prune -o -name '*.py[co]' -type f -exec rm -f {} +
+
+clean-data: ## remove var/ (user data: runtime state, databases, logs)
+	rm -rf $(DATA_DIR)

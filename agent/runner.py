@@ -1,0 +1,133 @@
+"""The agent's main loop: enrol, heartbeat, report, run commands.
+
+One thread. The bus client handles the protocol; this loop publishes
+``sysinfo`` periodically and runs each command id at most once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import commands, identity, sysinfo
+from agent.access_log import AccessLog
+from agent.executed import ExecutedCommands
+from broker import keys as keyfiles
+from broker.client import BusClient
+from broker.config import ClientConfig
+from broker.envelope import Envelope, Kind
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+
+
+@dataclass
+class AgentConfig:
+    """The agent's local configuration (what the server cannot change)."""
+
+    data_dir: Path
+    client: ClientConfig
+    client_id: str = ""
+    label: str = ""
+    sysinfo_interval_s: float = 60.0
+    enrol_token: str = ""
+    #: keep executed command ids this long (longer than any command TTL)
+    executed_retention_s: float = 30 * 24 * 3600.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.keypair = keyfiles.load_or_create(config.data_dir / "keys", "agent")
+        self.client_id = config.client_id or identity.client_id()
+        self.access_log = AccessLog(config.data_dir / "access.log")
+        self.executed = ExecutedCommands(config.data_dir / "agent.db")
+        facts = sysinfo.collect()
+        hello = {
+            "client_id": self.client_id,
+            "label": config.label,
+            "hostname": facts["hostname"],
+            "version": AGENT_VERSION,
+            "os": facts["os"],
+            "user": sysinfo.logged_in_user(),
+        }
+        if config.enrol_token:
+            hello["token"] = config.enrol_token
+        self.bus = BusClient(config.client, self.keypair, hello=hello)
+        self._stopping = False
+        self._next_sysinfo = 0.0
+        self._generation = 0
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        notice = self.access_log.record("agent started", f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team")
+        log.warning("NOTICE: %s", notice)
+        self.executed.purge_older_than(self.config.executed_retention_s)
+        self.bus.connect()
+        try:
+            while not self._stopping:
+                env = self.bus.poll(0.25)
+                if self.bus.generation != self._generation:
+                    self._generation = self.bus.generation
+                    self._next_sysinfo = 0.0  # report right after (re)connecting
+                if env is not None:
+                    self._dispatch(env)
+                if self.bus.ready and time.monotonic() >= self._next_sysinfo:
+                    self._publish_sysinfo()
+        finally:
+            self.access_log.record("agent stopped")
+            self.bus.close()
+            self.executed.close()
+
+    def _publish_sysinfo(self) -> None:
+        self._next_sysinfo = time.monotonic() + self.config.sysinfo_interval_s
+        try:
+            self.bus.publish(Kind.EVENT, "sysinfo", sysinfo.collect())
+        except Exception as exc:  # reporting must never stop the agent
+            log.warning("could not publish sysinfo: %s", exc)
+
+    def _dispatch(self, env: Envelope) -> None:
+        if env.kind is Kind.COMMAND:
+            self._run_command(env)
+
+    def _run_command(self, env: Envelope) -> None:
+        cmd_id = env.msg_id
+        try:
+            data = env.data()
+            name, args = data["name"], data.get("args") or {}
+        except Exception as exc:
+            self._answer(cmd_id, {"ok": False, "error": f"malformed command: {exc}"})
+            return
+        expires = env.header.expires
+        if expires is not None and expires < time.time():
+            self.bus.send(Kind.COMMAND_STATUS, data={"status": "expired", "error": "arrived after its expiry"}, corr=cmd_id)
+            return
+        if not self.executed.claim(cmd_id, name):
+            previous = self.executed.result_of(cmd_id)
+            log.info("command %s (%s) was run before: resending its result", cmd_id, name)
+            self._answer(cmd_id, previous)
+            return
+        self.bus.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=cmd_id)
+        handler = commands.HANDLERS.get(name)
+        if handler is None:
+            result = {"ok": False, "error": f"unknown command {name!r}; this agent knows: {', '.join(sorted(commands.HANDLERS))}"}
+        else:
+            try:
+                result = {"ok": True, "output": handler(args)}
+            except Exception as exc:
+                log.exception("command %s (%s) failed", cmd_id, name)
+                result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        self.executed.finish(cmd_id, result)
+        log.info("command %s (%s) by %s: %s", cmd_id, name, env.sender, "ok" if result["ok"] else result["error"])
+        self._answer(cmd_id, result)
+
+    def _answer(self, cmd_id: str, result: dict) -> None:
+        try:
+            self.bus.send(Kind.RESULT, data=result, corr=cmd_id)
+        except Exception as exc:
+            log.warning("could not send the result of %s now (%s); the broker will re-deliver", cmd_id, exc)

@@ -1,0 +1,166 @@
+"""The broker's durable command queue.
+
+A command lives here from the moment an operator sends it until its result
+has reached that operator. Status moves forward only::
+
+    queued -> sent -> delivered -> done | failed
+    queued | sent | delivered -> expired
+
+Every change is committed before the broker acts on it, so a command
+survives a broker killed at any moment; the agent's own record of executed
+command ids makes re-delivery after such a restart harmless.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from broker import sqlite_db
+from broker.envelope import pack_body, unpack_body
+
+QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
+FINAL = frozenset({DONE, FAILED, EXPIRED})
+OPEN = (QUEUED, SENT, DELIVERED)
+_ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    id        TEXT PRIMARY KEY,
+    target    TEXT NOT NULL,
+    sender    TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    args      BLOB NOT NULL,
+    status    TEXT NOT NULL,
+    created   REAL NOT NULL,
+    expires   REAL NOT NULL,
+    updated   REAL NOT NULL,
+    result    BLOB,
+    result_sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS commands_open ON commands (target, status, created);
+CREATE INDEX IF NOT EXISTS commands_unsent ON commands (sender, result_sent);
+"""
+
+
+@dataclass
+class Command:
+    id: str
+    target: str
+    sender: str
+    name: str
+    args: dict
+    status: str
+    created: float
+    expires: float
+    updated: float
+    result: Any = None
+    result_sent: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "target": self.target,
+            "sender": self.sender,
+            "name": self.name,
+            "args": self.args,
+            "status": self.status,
+            "created": self.created,
+            "expires": self.expires,
+            "updated": self.updated,
+            "result": self.result,
+        }
+
+
+def _from_row(row) -> Command:
+    return Command(
+        id=row["id"],
+        target=row["target"],
+        sender=row["sender"],
+        name=row["name"],
+        args=unpack_body(row["args"]),
+        status=row["status"],
+        created=row["created"],
+        expires=row["expires"],
+        updated=row["updated"],
+        result=unpack_body(row["result"]) if row["result"] is not None else None,
+        result_sent=bool(row["result_sent"]),
+    )
+
+
+class CommandQueue:
+    """Commands and their status, in the ``commands`` table of ``broker.db``."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite_db.connect(path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, cmd_id: str, target: str, sender: str, name: str, args: dict, expires: float) -> Command:
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO commands (id, target, sender, name, args, status, created, expires, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cmd_id, target, sender, name, pack_body(args), QUEUED, now, expires, now),
+        )
+        return Command(cmd_id, target, sender, name, args, QUEUED, now, expires, now)
+
+    def get(self, cmd_id: str) -> Command | None:
+        row = self._db.execute("SELECT * FROM commands WHERE id=?", (cmd_id,)).fetchone()
+        return _from_row(row) if row else None
+
+    def open_for(self, target: str) -> list[Command]:
+        """Commands still to deliver to ``target``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM commands WHERE target=? AND status IN (?, ?, ?) ORDER BY created, id",
+            (target, *OPEN),
+        )
+        return [_from_row(r) for r in rows]
+
+    def unsent_results(self, sender: str) -> list[Command]:
+        """Finished commands whose outcome has not yet reached ``sender``."""
+        rows = self._db.execute(
+            "SELECT * FROM commands WHERE sender=? AND result_sent=0 AND status IN (?, ?, ?) ORDER BY updated",
+            (sender, DONE, FAILED, EXPIRED),
+        )
+        return [_from_row(r) for r in rows]
+
+    def recent(self, target: str | None = None, limit: int = 50) -> list[Command]:
+        if target:
+            rows = self._db.execute(
+                "SELECT * FROM commands WHERE target=? ORDER BY created DESC LIMIT ?", (target, limit)
+            )
+        else:
+            rows = self._db.execute("SELECT * FROM commands ORDER BY created DESC LIMIT ?", (limit,))
+        return [_from_row(r) for r in rows]
+
+    def advance(self, cmd: Command, status: str, result: Any = None) -> bool:
+        """Move ``cmd`` forward to ``status``; False if that would go back."""
+        if cmd.status in FINAL or _ORDER[status] < _ORDER[cmd.status]:
+            return False
+        if status == cmd.status and result is None:
+            return False
+        cmd.status, cmd.updated = status, time.time()
+        if result is not None:
+            cmd.result = result
+        self._db.execute(
+            "UPDATE commands SET status=?, updated=?, result=? WHERE id=?",
+            (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, cmd.id),
+        )
+        return True
+
+    def mark_result_sent(self, cmd: Command) -> None:
+        cmd.result_sent = True
+        self._db.execute("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,))
+
+    def due_to_expire(self, now: float) -> list[Command]:
+        rows = self._db.execute(
+            "SELECT * FROM commands WHERE expires<? AND status IN (?, ?, ?)", (now, *OPEN)
+        )
+        return [_from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._db.execute("SELECT status, count(*) FROM commands GROUP BY status")}

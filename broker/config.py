@@ -1,0 +1,137 @@
+"""Typed configuration: every default EMS uses lives in this module.
+
+A server keeps all of its state in one *data directory* (``--data-dir`` or
+``EMS_HOME``; ``./var`` by default)::
+
+    var/
+      keys/broker.public  keys/broker.secret     the broker's Curve key pair
+      keys/operator.*     keys/agent.*           local operator and agent
+      broker.db                                  key registry + command queue
+      profile.json                               how local CLI tools connect
+      logs/                                      one log file per process
+      agent/                                     the local agent's own state
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 7741
+DEFAULT_BIND = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_SERVER = DEFAULT_BIND
+DEFAULT_DATA_DIR = "var"
+DATA_DIR_ENV = "EMS_HOME"
+ENROL_TOKEN_ENV = "EMS_ENROL_TOKEN"
+
+#: Roles a key can hold. Operator roles are ordered viewer < operator < admin.
+ROLES = ("agent", "viewer", "operator", "admin", "service")
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+
+
+def resolve_data_dir(path: str | os.PathLike | None) -> Path:
+    """The data dir from an explicit path, ``$EMS_HOME`` or ``./var``."""
+    chosen = path or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one data directory. Creating it is explicit: ``ensure()``."""
+
+    root: Path
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def broker_db(self) -> Path:
+        return self.root / "broker.db"
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profile.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def endpoint_file(self) -> Path:
+        """Where a running broker writes the endpoint it actually bound."""
+        return self.root / "broker.endpoint"
+
+    def sub(self, name: str) -> "DataDir":
+        return DataDir(self.root / name)
+
+    def ensure(self) -> "DataDir":
+        for path in (self.root, self.keys, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.keys, 0o700)
+        return self
+
+
+@dataclass
+class Timing:
+    """Heartbeat and liveness settings shared by the broker and its peers."""
+
+    heartbeat_s: float = 5.0
+    #: a peer silent for this long is offline (3 missed heartbeats)
+    peer_timeout_s: float = 15.0
+    #: a client that hears nothing from the broker this long reconnects
+    broker_timeout_s: float = 15.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 10.0
+    request_timeout_s: float = 10.0
+
+    @classmethod
+    def fast(cls) -> "Timing":
+        """Short settings for tests: offline within about a second."""
+        return cls(
+            heartbeat_s=0.2,
+            peer_timeout_s=1.0,
+            broker_timeout_s=1.0,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.5,
+            request_timeout_s=5.0,
+        )
+
+
+@dataclass
+class BrokerConfig:
+    """Everything the broker needs to run."""
+
+    data_dir: DataDir
+    bind: str = DEFAULT_BIND
+    timing: Timing = field(default_factory=Timing)
+    #: libzmq drops a connection that sends a frame over this (ZMQ_MAXMSGSIZE)
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: bodies the broker unpacks itself (requests, commands, hello)
+    max_body_bytes: int = 1024 * 1024
+    #: per-peer outbound queue before fan-out drops are counted (ZMQ_SNDHWM)
+    send_hwm: int = 10_000
+    receive_hwm: int = 100_000
+    #: connections that do not finish the Curve handshake are closed after
+    handshake_timeout_s: float = 10.0
+    #: commands without an explicit expiry live this long in the queue
+    command_ttl_s: float = 24 * 3600.0
+    #: optional shared secret that auto-accepts new agent keys
+    enrol_token: str | None = None
+    #: refuse new pending keys beyond this many (enrolment flood guard)
+    max_pending_keys: int = 1000
+    #: messages handled per poll wake-up before timers get a turn
+    batch: int = 1000
+
+
+@dataclass
+class ClientConfig:
+    """How a peer reaches the broker."""
+
+    server: str = DEFAULT_SERVER
+    #: the broker's public key (Z85); required: Curve is never optional
+    server_key: str = ""
+    timing: Timing = field(default_factory=Timing)
+    send_hwm: int = 100_000
+    receive_hwm: int = 100_000
+    max_message_bytes: int = 16 * 1024 * 1024

@@ -1,0 +1,799 @@
+"""The EMS broker: one ROUTER socket, one thread, one poller.
+
+The loop (``run``) waits on the ROUTER, the ZAP socket, the ROUTER's
+monitor and a control pipe; the poll timeout is the heartbeat tick. Each
+inbound message is checked (frames, authenticated key, header), then looked
+up in the dispatch table by (role, kind); anything else is refused with an
+error code, counted, and logged as a security event. Nothing a peer sends
+can raise out of the loop.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from broker import keys as keyfiles
+from broker import permissions, zap
+from broker.command_queue import DELIVERED, DONE, EXPIRED, FAILED, FINAL, QUEUED, SENT, Command, CommandQueue
+from broker.config import BrokerConfig, OPERATOR_ROLES
+from broker.envelope import (
+    ErrorCode,
+    Header,
+    Kind,
+    decode_header,
+    error_body,
+    new_id,
+    pack_body,
+    pack_header,
+    unpack_body,
+)
+from broker.errors import ProtocolError
+from broker.registry import ACCEPTED, PENDING, REJECTED, REVOKED, KeyRegistry, RegistryError
+from broker.stats import Counters, LogThrottle
+
+log = logging.getLogger(__name__)
+
+_EMPTY = b""
+
+
+@dataclass
+class Peer:
+    """One connection, keyed by its ROUTER routing id."""
+
+    rid: bytes
+    key: str
+    role: str
+    client_id: str
+    sender: bytes  # the stamp put on everything this peer sends
+    hello: bool = False
+    last_seen: float = 0.0
+    last_sent: float = 0.0
+    info: dict = field(default_factory=dict)
+    prefixes: tuple[str, ...] = ()
+
+
+class Broker:
+    """Route EMS envelopes between authenticated peers.
+
+    ``clock`` is monotonic time for liveness (injectable in tests);
+    wall-clock time is only used for timestamps and command expiry.
+    """
+
+    def __init__(self, config: BrokerConfig, context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.clock = clock
+        self.data = config.data_dir.ensure()
+        self.keypair = keyfiles.load_or_create(self.data.keys, "broker")
+        self.registry = KeyRegistry(self.data.broker_db)
+        self.commands = CommandQueue(self.data.broker_db)
+        self.counters = Counters()
+        self.boot_id = new_id()
+        self.started = time.time()
+        self._own_context = context is None
+        self.ctx = context or zmq.Context()
+        self.endpoint = ""
+        self.peers: dict[bytes, Peer] = {}
+        #: client id -> routing ids of its greeted connections (agents: one;
+        #: an operator may run several tools at once)
+        self.conns: dict[str, list[bytes]] = {}
+        self.subscribers: dict[bytes, Peer] = {}
+        self.online: dict[str, float] = {}  # agent client id -> online since
+        self._throttle = LogThrottle()
+        self._ready = threading.Event()
+        self._stopping = False
+        self._wake_endpoint = f"inproc://ems-broker-wake-{id(self)}"
+        self._dispatch = self._build_dispatch()
+
+    # -- life cycle ----------------------------------------------------------
+    def _open_sockets(self) -> None:
+        c = self.config
+        self.zap_socket = self.ctx.socket(zmq.REP)
+        self.zap_socket.linger = 0
+        self.zap_socket.bind(zap.ZAP_ENDPOINT)
+
+        router = self.ctx.socket(zmq.ROUTER)
+        router.linger = 0
+        router.curve_server = True
+        router.curve_secretkey = self.keypair.secret_bytes
+        router.curve_publickey = self.keypair.public_bytes
+        router.zap_domain = b"ems"
+        router.router_mandatory = 1
+        router.sndhwm = c.send_hwm
+        router.rcvhwm = c.receive_hwm
+        router.maxmsgsize = c.max_message_bytes
+        router.handshake_ivl = int(c.handshake_timeout_s * 1000)
+        router.heartbeat_ivl = int(c.timing.heartbeat_s * 1000)
+        router.heartbeat_timeout = int(c.timing.peer_timeout_s * 1000)
+        self.monitor = router.get_monitor_socket(
+            zmq.EVENT_ACCEPTED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        if c.bind.endswith(":0"):
+            router.bind(c.bind[:-2] + ":*")
+        else:
+            router.bind(c.bind)
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.router = router
+        self.wake = self.ctx.socket(zmq.PULL)
+        self.wake.linger = 0
+        self.wake.bind(self._wake_endpoint)
+        self.poller = zmq.Poller()
+        for sock in (self.router, self.zap_socket, self.monitor, self.wake):
+            self.poller.register(sock, zmq.POLLIN)
+        tmp = self.data.endpoint_file.with_suffix(".tmp")
+        tmp.write_text(self.endpoint + "\n")
+        os.replace(tmp, self.data.endpoint_file)
+
+    def run(self) -> None:
+        """Serve until :meth:`stop`. Opens sockets, loops, closes them."""
+        self._open_sockets()
+        log.info("broker %s listening on %s (public key %s)", self.boot_id, self.endpoint, self.keypair.public)
+        self._ready.set()
+        tick_s = min(self.config.timing.heartbeat_s, 1.0) / 2
+        next_tick = self.clock()
+        try:
+            while not self._stopping:
+                timeout_ms = max(0, int((next_tick - self.clock()) * 1000))
+                ready = dict(self.poller.poll(timeout_ms))
+                if self.router in ready:
+                    self._drain_router()
+                if self.zap_socket in ready:
+                    self._answer_zap()
+                if self.monitor in ready:
+                    self._read_monitor()
+                if self.wake in ready:
+                    self.wake.recv()
+                now = self.clock()
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + tick_s
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        """Ask the loop to finish; safe from any thread or a signal handler."""
+        self._stopping = True
+        try:
+            poke = self.ctx.socket(zmq.PUSH)
+            poke.linger = 0
+            poke.connect(self._wake_endpoint)
+            poke.send(b"", zmq.NOBLOCK)
+            poke.close()
+        except zmq.ZMQError:
+            pass  # loop not running or already closed: the flag is enough
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def _close(self) -> None:
+        for sock in (self.router, self.monitor, self.zap_socket, self.wake):
+            sock.close(linger=0)
+        self.registry.close()
+        self.commands.close()
+        if self._own_context:
+            self.ctx.term()
+        log.info("broker stopped")
+
+    # -- inbound ---------------------------------------------------------------
+    def _drain_router(self) -> None:
+        recv = self.router.recv_multipart
+        for _ in range(self.config.batch):
+            try:
+                frames = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                self._handle(frames)
+            except Exception:  # a bug must not stop the bus; it is counted and logged
+                self.counters["internal_errors"] += 1
+                log.exception("internal error handling a message")
+
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        rid = frames[0].bytes
+        try:
+            key = frames[1].get("User-Id")
+        except (zmq.ZMQError, IndexError):  # no ZAP identity: cannot happen on a Curve socket
+            self.counters["dropped_unauthenticated"] += 1
+            return
+        peer = self.peers.get(rid)
+        if peer is None or peer.key != key:
+            peer = self._new_peer(rid, key)
+        if len(frames) != 3:
+            self.counters["bad_frames"] += 1
+            self._refuse(peer, None, ErrorCode.BAD_FRAMES, f"{len(frames) - 1} frames, expected 2")
+            return
+        try:
+            header = decode_header(frames[1].bytes)
+        except ProtocolError as exc:
+            self.counters[f"bad_{exc.code.name.lower()}"] += 1
+            self._refuse(peer, None, exc.code, exc.detail)
+            return
+        peer.last_seen = self.clock()
+        handler = self._dispatch.get((peer.role, header.kind))
+        if handler is None:
+            self._refuse_role(peer, header)
+            return
+        if not peer.hello and header.kind is not Kind.HELLO:
+            self.counters["hello_required"] += 1
+            self._send_error(peer.rid, header, ErrorCode.HELLO_REQUIRED, "")
+            return
+        handler(peer, header, frames)
+
+    def _new_peer(self, rid: bytes, key: str) -> Peer:
+        record = self.registry.get(key)
+        if record is None:  # connected before the registry knew it (should not happen)
+            record = self.registry.note_pending(key)
+        role = record.role if record.state == ACCEPTED else permissions.PENDING_ROLE
+        if record.state in (REJECTED, REVOKED):
+            role = record.state
+        peer = Peer(rid, key, role, record.client_id, record.client_id.encode() if role != permissions.PENDING_ROLE else _EMPTY)
+        peer.last_seen = self.clock()
+        self.peers[rid] = peer
+        return peer
+
+    def _refuse_role(self, peer: Peer, header: Header) -> None:
+        if peer.role == permissions.PENDING_ROLE:
+            self.counters["refused_pending"] += 1
+            self._security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet")
+            self._send_error(peer.rid, header, ErrorCode.NOT_ENROLLED, "")
+        elif peer.role in (REJECTED, REVOKED):
+            self.counters["refused_revoked"] += 1
+            self._security(peer, "revoked_key_refused", f"{header.kind.name} from a {peer.role} key")
+            self._send_error(peer.rid, header, ErrorCode.REVOKED, "")
+        else:
+            self.counters["refused_role"] += 1
+            self._security(peer, "forbidden", f"role {peer.role} may not send {header.kind.name}")
+            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not send {header.kind.name}")
+
+    def _refuse(self, peer: Peer, header: Header | None, code: ErrorCode, detail: str) -> None:
+        self._security(peer, "malformed", f"{code.name}: {detail}")
+        self._send_error(peer.rid, header, code, detail)
+
+    # -- outbound --------------------------------------------------------------
+    def _send(self, rid: bytes, sender: bytes, header, body) -> bool:
+        """Send to one peer without blocking; count and report a drop."""
+        try:
+            self.router.send_multipart([rid, sender, header, body], zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.counters["dropped_hwm"] += 1
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self.counters["dropped_unroutable"] += 1
+            self._forget(rid)
+            return False
+        peer = self.peers.get(rid)
+        if peer is not None:
+            peer.last_sent = self.clock()
+        return True
+
+    def _send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str) -> None:
+        corr = header.msg_id if header else None
+        self.counters["errors_sent"] += 1
+        self._send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail))
+
+    def _reply(self, peer: Peer, header: Header, result) -> None:
+        self._send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
+
+    def _publish(self, topic: str, sender: bytes, header, body) -> int:
+        """Fan out to every subscriber whose prefix matches ``topic``."""
+        delivered = 0
+        for peer in list(self.subscribers.values()):
+            if any(topic.startswith(p) for p in peer.prefixes):
+                if self._send(peer.rid, sender, header, body):
+                    delivered += 1
+                else:
+                    self.counters["dropped_fanout"] += 1
+        return delivered
+
+    def _publish_new(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
+        self._publish(topic, sender, pack_header(kind, topic), pack_body(data))
+
+    def _security(self, peer: Peer | None, event: str, detail: str) -> None:
+        """Count, log (throttled) and publish a security event."""
+        self.counters[f"security_{event}"] += 1
+        who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
+        throttle_key = (event, peer.key if peer else None)
+        if self._throttle.allow(throttle_key):
+            held = self._throttle.suppressed(throttle_key)
+            more = f" (+{held} similar suppressed)" if held else ""
+            log.warning("security: %s from %s: %s%s", event, who, detail, more)
+        self._publish_new(
+            Kind.SECURITY,
+            "security.broker",
+            {
+                "event": event,
+                "detail": detail,
+                "client_id": peer.client_id if peer else "",
+                "role": peer.role if peer else "",
+                "key": peer.key if peer else "",
+                "ts": time.time(),
+            },
+        )
+
+    def _audit(self, peer: Peer, action: str, detail: dict) -> None:
+        """An operator action, named: logged and published on ``audit.<who>``."""
+        log.info("audit: %s (%s) %s %s", peer.client_id, peer.role, action, detail)
+        self._publish_new(
+            Kind.EVENT,
+            f"audit.{peer.client_id}",
+            {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail, "ts": time.time()},
+            sender=peer.sender,
+        )
+
+    # -- dispatch table -------------------------------------------------------
+    def _build_dispatch(self) -> dict[tuple[str, Kind], Callable]:
+        handlers = {
+            Kind.HELLO: self._on_hello,
+            Kind.HEARTBEAT: self._on_heartbeat,
+            Kind.EVENT: self._on_agent_publish,
+            Kind.LOG: self._on_agent_publish,
+            Kind.SECURITY: self._on_agent_publish,
+            Kind.FRAME: self._on_agent_publish,
+            Kind.SUBSCRIBE: self._on_subscribe,
+            Kind.UNSUBSCRIBE: self._on_unsubscribe,
+            Kind.REQUEST: self._on_request,
+            Kind.COMMAND: self._on_command,
+            Kind.COMMAND_STATUS: self._on_command_status,
+            Kind.RESULT: self._on_result,
+            Kind.ACK: self._on_ack,
+        }
+        table = {}
+        for role, kinds in permissions.ROLE_KINDS.items():
+            for kind in kinds:
+                table[(role, kind)] = handlers[kind]
+        return table
+
+    def _body(self, peer: Peer, header: Header, frames, expect: type = dict):
+        """Unpack a body the broker must read; refuse it if malformed."""
+        try:
+            data = unpack_body(frames[2].bytes, self.config.max_body_bytes)
+        except ProtocolError as exc:
+            self.counters["bad_body"] += 1
+            self._refuse(peer, header, exc.code, exc.detail)
+            return None
+        if not isinstance(data, expect):
+            self.counters["bad_body"] += 1
+            self._refuse(peer, header, ErrorCode.BAD_BODY, f"expected a {expect.__name__}")
+            return None
+        return data
+
+    # -- handlers ------------------------------------------------------------
+    def _on_hello(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        info = {k: str(v)[:200] for k, v in data.items() if k in ("client_id", "label", "hostname", "version", "os", "user")}
+        if peer.role == permissions.PENDING_ROLE:
+            if not self._enrol_by_token(peer, data, info):
+                return
+        self._greet(peer, header, info)
+
+    def _enrol_by_token(self, peer: Peer, data: dict, info: dict) -> bool:
+        """A pending key: accept it if it shows the enrolment token, else tell it to wait."""
+        record = self.registry.note_pending(peer.key, info.get("client_id", ""), info.get("label", ""), info.get("hostname", ""))
+        token, wanted = data.get("token"), self.config.enrol_token
+        if wanted and isinstance(token, str) and hmac.compare_digest(token.encode(), wanted.encode()):
+            self.registry.set_state(record, ACCEPTED)
+            log.info("key %s (%s) accepted by enrolment token", peer.key[:8], record.client_id)
+            self._reauthorise(peer.key, tell_peer=False)
+            return True
+        if self.registry.accepted_by_client(record.client_id):
+            self._security(peer, "reenrolment", f"a new key claims known client {record.client_id}: pending until accepted")
+        self.counters["hello_pending"] += 1
+        self._send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, f"pending as {record.client_id}")
+        return False
+
+    def _greet(self, peer: Peer, header: Header, info: dict) -> None:
+        """Register a greeted connection, answer WELCOME, hand over what waited."""
+        rids = self.conns.setdefault(peer.client_id, [])
+        if peer.role == "agent":
+            for old_rid in rids:
+                if old_rid != peer.rid and self.peers.pop(old_rid, None) is not None:
+                    log.info("%s reconnected (the new connection replaces the old one)", peer.client_id)
+            rids[:] = [peer.rid]
+        elif peer.rid not in rids:
+            rids.append(peer.rid)
+        peer.hello, peer.info = True, info
+        t = self.config.timing
+        welcome = {
+            "client_id": peer.client_id,
+            "role": peer.role,
+            "heartbeat_s": t.heartbeat_s,
+            "peer_timeout_s": t.peer_timeout_s,
+            "boot_id": self.boot_id,
+            "server_time": time.time(),
+        }
+        self._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), pack_body(welcome))
+        if peer.role == "agent":
+            record = self.registry.get(peer.key)
+            if info.get("hostname") and record is not None and record.hostname != info["hostname"]:
+                record.hostname = info["hostname"]
+                self.registry.set_label(record, record.label)  # saves the hostname too
+            self._set_online(peer, True, "hello")
+            for cmd in self.commands.open_for(peer.client_id):
+                self._deliver(cmd)
+        else:
+            for cmd in self.commands.unsent_results(peer.client_id):
+                self._send_result(cmd)
+
+    def _on_heartbeat(self, peer: Peer, header: Header, frames) -> None:
+        self.counters["heartbeats"] += 1
+
+    def _on_agent_publish(self, peer: Peer, header: Header, frames) -> None:
+        """EVENT / LOG / SECURITY / FRAME: check the topic is the sender's, fan out."""
+        prefix = permissions.AGENT_TOPIC_PREFIX[header.kind]
+        own = f"{prefix}.{peer.client_id}"
+        topic = header.topic
+        if not (topic == own or topic.startswith(own + ".")):
+            self.counters["refused_topic"] += 1
+            self._security(peer, "spoofed_topic", f"{peer.client_id} published on {topic!r}")
+            self._send_error(peer.rid, header, ErrorCode.BAD_TOPIC, f"must start with {own}")
+            return
+        self.counters["routed"] += 1
+        self._publish(topic, peer.sender, frames[1], frames[2])
+
+    def _on_subscribe(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        prefixes = data.get("prefixes")
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) and len(p) <= 200 for p in prefixes) or len(prefixes) > 100:
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
+            return
+        peer.prefixes = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
+        self.subscribers[peer.rid] = peer
+        self._reply(peer, header, {"prefixes": list(peer.prefixes)})
+
+    def _on_unsubscribe(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        drop = set(data.get("prefixes") or ())
+        peer.prefixes = tuple(p for p in peer.prefixes if p not in drop) if drop else ()
+        if not peer.prefixes:
+            self.subscribers.pop(peer.rid, None)
+        self._reply(peer, header, {"prefixes": list(peer.prefixes)})
+
+    def _on_ack(self, peer: Peer, header: Header, frames) -> None:
+        """Store -> agent: committed message ids. Routed to the agent by topic ``ack.<agent>``."""
+        target = header.topic[4:] if header.topic.startswith("ack.") else ""
+        rids = self.conns.get(target)
+        if not rids:
+            self.counters["ack_unroutable"] += 1
+            return
+        self.counters["acks"] += 1
+        self._send(rids[0], peer.sender, frames[1], frames[2])
+
+    # -- requests --------------------------------------------------------------
+    def _on_request(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        op, args = data.get("op"), data.get("args") or {}
+        if not isinstance(op, str) or not isinstance(args, dict):
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, "request needs op (string) and args (map)")
+            return
+        if op not in permissions.REQUEST_OPS:
+            self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
+            return
+        if not permissions.may_request(peer.role, op):
+            self.counters["refused_role"] += 1
+            self._security(peer, "forbidden", f"role {peer.role} may not call {op}")
+            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not call {op}")
+            return
+        method = getattr(self, "_op_" + op.replace(".", "_"))
+        try:
+            result = method(peer, args)
+        except (RegistryError, ValueError, KeyError, TypeError) as exc:
+            self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc))
+            return
+        self._reply(peer, header, result)
+
+    def _op_status(self, peer: Peer, args: dict) -> dict:
+        return {
+            "broker": {
+                "boot_id": self.boot_id,
+                "endpoint": self.endpoint,
+                "public_key": self.keypair.public,
+                "started": self.started,
+                "uptime_s": time.time() - self.started,
+                "peers": len(self.peers),
+                "online_agents": len(self.online),
+                "pending_keys": self.registry.pending_count(),
+            },
+            "counters": self.counters.snapshot(),
+            "commands": self.commands.counts(),
+            "agents": self._op_agents(peer, args),
+        }
+
+    def _op_agents(self, peer: Peer, args: dict) -> list[dict]:
+        out = []
+        for record in self.registry.all():
+            if record.role != "agent" or record.state != ACCEPTED:
+                continue
+            rids = self.conns.get(record.client_id)
+            live = self.peers.get(rids[0]) if rids else None
+            out.append(
+                {
+                    "client_id": record.client_id,
+                    "label": record.label,
+                    "hostname": record.hostname,
+                    "state": "online" if record.client_id in self.online else "offline",
+                    "last_seen": record.last_seen,
+                    "version": (live.info.get("version") if live else "") or "",
+                    "user": (live.info.get("user") if live else "") or "",
+                }
+            )
+        return out
+
+    def _op_command_get(self, peer: Peer, args: dict) -> dict:
+        cmd = self.commands.get(str(args["id"]))
+        if cmd is None:
+            raise ValueError(f"no command {args['id']!r}")
+        return cmd.as_dict()
+
+    def _op_command_list(self, peer: Peer, args: dict) -> list[dict]:
+        limit = min(int(args.get("limit", 50)), 1000)
+        return [c.as_dict() for c in self.commands.recent(args.get("target"), limit)]
+
+    def _op_keys_list(self, peer: Peer, args: dict) -> list[dict]:
+        return [r.as_dict() for r in self.registry.all()]
+
+    def _op_keys_accept(self, peer: Peer, args: dict) -> dict:
+        return self._change_key(peer, args, ACCEPTED)
+
+    def _op_keys_reject(self, peer: Peer, args: dict) -> dict:
+        return self._change_key(peer, args, REJECTED)
+
+    def _op_keys_revoke(self, peer: Peer, args: dict) -> dict:
+        return self._change_key(peer, args, REVOKED)
+
+    def _op_keys_add(self, peer: Peer, args: dict) -> dict:
+        key = str(args["public_key"])
+        if not keyfiles.is_z85_key(key):
+            raise ValueError("public_key must be a 40-character Z85 Curve key")
+        record = self.registry.add(key, str(args["client_id"]), str(args.get("role", "agent")), ACCEPTED, str(args.get("label", "")))
+        self._audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
+        self._reauthorise(key)
+        return record.as_dict()
+
+    def _op_keys_label(self, peer: Peer, args: dict) -> dict:
+        record = self.registry.find(str(args["id"]))
+        self.registry.set_label(record, str(args["label"])[:100])
+        self._audit(peer, "keys.label", {"client_id": record.client_id, "label": record.label})
+        return record.as_dict()
+
+    def _change_key(self, peer: Peer, args: dict, state: str) -> dict:
+        record = self.registry.find(str(args["id"]))
+        if state == ACCEPTED and record.state == REVOKED:
+            raise ValueError(f"{record.client_id} was revoked; a revoked key stays revoked (enrol a new key)")
+        replaced = self.registry.accepted_by_client(record.client_id) if state == ACCEPTED else None
+        self.registry.set_state(record, state)
+        self._audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "reason": args.get("reason", "")})
+        self._reauthorise(record.public_key)
+        if replaced is not None and replaced is not record:
+            self._reauthorise(replaced.public_key)
+        return record.as_dict()
+
+    def _reauthorise(self, key: str, tell_peer: bool = True) -> None:
+        """Apply a key's new state to its live connections at once."""
+        record = self.registry.get(key)
+        for peer in [p for p in self.peers.values() if p.key == key]:
+            if record.state == ACCEPTED:
+                peer.role, peer.client_id = record.role, record.client_id
+                peer.sender = record.client_id.encode()
+                if tell_peer:  # a pending peer waits: tell it to say hello again
+                    self._send_error(peer.rid, None, ErrorCode.HELLO_REQUIRED, "key accepted")
+            else:
+                self._send_error(peer.rid, None, ErrorCode.REVOKED, f"key {record.state}")
+                self._drop_peer(peer, f"key {record.state}")
+                peer.role = record.state
+                self.peers[peer.rid] = peer  # kept so further frames are refused, not re-admitted
+
+    # -- commands ----------------------------------------------------------------
+    def _on_command(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        target, name, args = data.get("target"), data.get("name"), data.get("args", {})
+        if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
+            return
+        existing = self.commands.get(header.msg_id)
+        if existing is not None:
+            if existing.sender != peer.client_id:
+                self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
+            else:  # the sender retried: tell it where the command stands
+                self._notify_status(existing)
+            return
+        record = self.registry.accepted_by_client(target)
+        if record is None or record.role != "agent":
+            self._send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
+            return
+        now = time.time()
+        expires = header.expires if header.expires is not None else now + self.config.command_ttl_s
+        if expires <= now:
+            self._send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
+            return
+        cmd = self.commands.add(header.msg_id, target, peer.client_id, name, args, expires)
+        self.counters["commands"] += 1
+        self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", "")})
+        self._notify_status(cmd)
+        if target in self.online:
+            self._deliver(cmd)
+
+    def _deliver(self, cmd: Command) -> None:
+        rids = self.conns.get(cmd.target)
+        if not rids:
+            return
+        header = pack_header(Kind.COMMAND, f"command.{cmd.target}", msg_id=cmd.id, expires=cmd.expires)
+        if self._send(rids[0], cmd.sender.encode(), header, pack_body({"name": cmd.name, "args": cmd.args})):
+            if self.commands.advance(cmd, SENT):
+                self._notify_status(cmd)
+
+    def _own_command(self, peer: Peer, header: Header) -> Command | None:
+        cmd = self.commands.get(header.corr or "")
+        if cmd is None or cmd.target != peer.client_id:
+            self._security(peer, "foreign_command", f"{header.kind.name} for command {header.corr!r} not addressed to it")
+            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, "not your command")
+            return None
+        return cmd
+
+    def _on_command_status(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        cmd = self._own_command(peer, header)
+        if cmd is None:
+            return
+        status = data.get("status")
+        if status not in (DELIVERED, EXPIRED):
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, "agents report delivered or expired")
+            return
+        if self.commands.advance(cmd, status, {"error": data.get("error", "")} if status == EXPIRED else None):
+            self._notify_status(cmd)
+            if status in FINAL:
+                self._send_result(cmd)
+
+    def _on_result(self, peer: Peer, header: Header, frames) -> None:
+        data = self._body(peer, header, frames)
+        if data is None:
+            return
+        cmd = self._own_command(peer, header)
+        if cmd is None:
+            return
+        status = DONE if data.get("ok") else FAILED
+        if self.commands.advance(cmd, status, data):
+            self._notify_status(cmd)
+        if not cmd.result_sent and cmd.status in FINAL:
+            self._send_result(cmd)
+
+    def _notify_status(self, cmd: Command) -> None:
+        """Tell the command's sender and ``command.<target>`` subscribers."""
+        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "updated": cmd.updated})
+        topic = f"command.{cmd.target}"
+        header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
+        for rid in self.conns.get(cmd.sender, ()):
+            if rid not in self.subscribers or not any(topic.startswith(p) for p in self.subscribers[rid].prefixes):
+                self._send(rid, _EMPTY, header, body)
+        self._publish(topic, _EMPTY, header, body)
+
+    def _send_result(self, cmd: Command) -> None:
+        rids = self.conns.get(cmd.sender)
+        if not rids:
+            return
+        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "result": cmd.result})
+        header = pack_header(Kind.RESULT, f"command.{cmd.target}", corr=cmd.id)
+        sent = [self._send(rid, cmd.target.encode(), header, body) for rid in list(rids)]
+        if any(sent):
+            self.commands.mark_result_sent(cmd)
+
+    # -- presence and timers ----------------------------------------------------
+    def _set_online(self, peer: Peer, online: bool, reason: str) -> None:
+        cid = peer.client_id
+        was = cid in self.online
+        if online == was:
+            return
+        now = time.time()
+        if online:
+            self.online[cid] = now
+        else:
+            del self.online[cid]
+        record = self.registry.get(peer.key)
+        if record is not None:
+            self.registry.touch(record, now)
+        log.info("%s is %s (%s)", cid, "online" if online else "offline", reason)
+        self.counters["presence_changes"] += 1
+        self._publish_new(
+            Kind.PRESENCE,
+            f"presence.{cid}",
+            {"client_id": cid, "state": "online" if online else "offline", "reason": reason, "ts": now, "info": peer.info},
+            sender=peer.sender,
+        )
+
+    def _drop_peer(self, peer: Peer, reason: str) -> None:
+        self.peers.pop(peer.rid, None)
+        self.subscribers.pop(peer.rid, None)
+        rids = self.conns.get(peer.client_id)
+        if rids and peer.rid in rids:
+            rids.remove(peer.rid)
+            if not rids:
+                del self.conns[peer.client_id]
+                if peer.role == "agent":
+                    self._set_online(peer, False, reason)
+
+    def _forget(self, rid: bytes) -> None:
+        peer = self.peers.get(rid)
+        if peer is not None:
+            self._drop_peer(peer, "disconnected")
+
+    def _tick(self, now: float) -> None:
+        timing = self.config.timing
+        heartbeat = None
+        for peer in list(self.peers.values()):
+            if now - peer.last_seen > timing.peer_timeout_s:
+                self._drop_peer(peer, "heartbeat timeout")
+            elif peer.hello and now - peer.last_sent >= timing.heartbeat_s:
+                heartbeat = heartbeat or pack_header(Kind.HEARTBEAT)
+                self._send(peer.rid, _EMPTY, heartbeat, _EMPTY)
+        wall = time.time()
+        for cmd in self.commands.due_to_expire(wall):
+            if self.commands.advance(cmd, EXPIRED, {"error": "expired before the agent ran it"}):
+                self.counters["commands_expired"] += 1
+                self._notify_status(cmd)
+                self._send_result(cmd)
+
+    # -- ZAP and monitor ------------------------------------------------------
+    def _answer_zap(self) -> None:
+        for _ in range(100):
+            try:
+                frames = self.zap_socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply, outcome = zap.decide(self.registry, frames, self.config.max_pending_keys)
+            self.counters[f"zap_{outcome}"] += 1
+            if outcome in ("denied", "malformed"):
+                address = frames[3].decode(errors="replace") if len(frames) > 3 else "?"
+                if self._throttle.allow(("zap", address)):
+                    log.warning("security: connection from %s refused: %s", address, reply[3].decode())
+            self.zap_socket.send_multipart(reply)
+
+    def _read_monitor(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            name = zmq.Event(event["event"]).name.lower()
+            self.counters[f"conn_{name}"] += 1
+            if event["event"] & (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                if self._throttle.allow(("handshake", name)):
+                    log.warning(
+                        "security: handshake refused (%s, code %s): NULL/PLAIN clients and bad Curve keys cannot connect; %d so far",
+                        name,
+                        event["value"],
+                        self.counters[f"conn_{name}"],
+                    )
+
+
+def serve_in_thread(config: BrokerConfig, **kwargs) -> tuple[Broker, threading.Thread]:
+    """Start a broker on a background thread and wait until it listens."""
+    broker = Broker(config, **kwargs)
+    thread = threading.Thread(target=broker.run, name="ems-broker", daemon=True)
+    thread.start()
+    if not broker.wait_ready(10):
+        raise RuntimeError("broker did not start within 10 s")
+    return broker, thread

@@ -1,0 +1,28 @@
+"""Opening SQLite databases the same way everywhere.
+
+WAL journal with ``synchronous=NORMAL``: a committed transaction survives
+the process being killed (SIGKILL, crash); the last few transactions may be
+lost on power failure. That is the deliberate trade for the broker's key
+registry and command queue; the event store documents its own choice.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with foreign keys on and a busy timeout."""
+    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={_checked_sync(synchronous)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _checked_sync(value: str) -> str:
+    allowed = ("OFF", "NORMAL", "FULL", "EXTRA")
+    if value.upper() not in allowed:
+        raise ValueError(f"synchronous must be one of {allowed}")
+    return value.upper()
