@@ -1,0 +1,45 @@
+"""Happy paths of the bus: events fan out, commands round-trip, presence."""
+from __future__ import annotations
+
+from broker.envelope import Kind
+
+from conftest import next_message
+
+
+def test_event_reaches_subscriber_with_stamped_sender(bus):
+    viewer = bus.peer("op-view", role="viewer")
+    viewer.subscribe(["event."])
+    agent = bus.peer("agent-a")
+    agent.publish(Kind.EVENT, "sysinfo", {"cpu": 3})
+    env = next_message(viewer, lambda e: e.kind is Kind.EVENT)
+    assert env.topic == "event.agent-a.sysinfo"
+    assert env.sender == "agent-a"
+    assert env.data() == {"cpu": 3}
+
+
+def test_command_round_trip_and_status(bus):
+    op = bus.peer("op", role="operator")
+    agent = bus.peer("agent-b")
+    status = op.send_command("agent-b", "ping", {"echo": 1})
+    assert status["status"] in ("queued", "sent")
+    cmd = next_message(agent, lambda e: e.kind is Kind.COMMAND)
+    assert cmd.msg_id == status["id"] and cmd.sender == "op"
+    agent.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=cmd.msg_id)
+    agent.send(Kind.RESULT, data={"ok": True, "output": "pong"}, corr=cmd.msg_id)
+    result = op.wait_result(status["id"], 5)
+    assert result["status"] == "done"
+    assert result["result"]["output"] == "pong"
+    assert bus.admin.request("command.get", id=status["id"])["status"] == "done"
+
+
+def test_presence_online_then_offline_on_close(bus):
+    viewer = bus.peer("watcher", role="viewer")
+    viewer.subscribe(["presence."])
+    agent = bus.peer("agent-c")
+    online = next_message(viewer, lambda e: e.kind is Kind.PRESENCE)
+    assert online.data()["state"] == "online"
+    agent.close()
+    offline = next_message(viewer, lambda e: e.kind is Kind.PRESENCE, timeout_s=5)
+    assert offline.data()["state"] == "offline"
+    agents = {a["client_id"]: a for a in bus.admin.request("agents")}
+    assert agents["agent-c"]["state"] == "offline"
