@@ -381,11 +381,14 @@ class BusClient:
         """
         deadline = self.clock() + timeout_s
         next_check = self.clock() + max(2.0, self._heartbeat_s)
+        waiting = [e for e in self._backlog if e.corr == cmd_id]  # arrived during send_command
+        for env in waiting:
+            self._backlog.remove(env)
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise TimeoutError(f"command {cmd_id} has no result after {timeout_s:.0f} s")
-            env = self._poll_once(min(remaining, 0.2))
+            env = waiting.pop(0) if waiting else self._poll_once(min(remaining, 0.2))
             if env is not None and env.corr == cmd_id:
                 data = env.data()
                 if env.kind is Kind.RESULT:

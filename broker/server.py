@@ -686,7 +686,7 @@ class Broker:
         body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "updated": cmd.updated})
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
-        for rid in self.conns.get(cmd.sender, ()):
+        for rid in list(self.conns.get(cmd.sender, ())):
             if rid not in self.subscribers or not any(topic.startswith(p) for p in self.subscribers[rid].prefixes):
                 self._send(rid, _EMPTY, header, body)
         self._publish(topic, _EMPTY, header, body)

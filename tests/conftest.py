@@ -6,6 +6,9 @@ every wait has a timeout so that a broken test fails instead of hanging.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -118,3 +121,46 @@ def bus(tmp_path):
 def _quiet_logs(caplog):
     caplog.set_level(logging.INFO)
     yield
+
+
+class Processes:
+    """Subprocesses a test starts; every one is stopped by pid at teardown."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+
+    def ems(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """Run ``ems ARGS`` with output in ROOT/NAME.log."""
+        log_path = self.root / f"{name}.log"
+        out = log_path.open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "broker.cli.main", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=str(self.root),
+        )
+        out.close()
+        proc.log_path = log_path
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def procs(tmp_path):
+    p = Processes(tmp_path)
+    yield p
+    p.stop_all()

@@ -1,0 +1,70 @@
+"""``ems agent``: run the agent on an employee's machine, or show its access log."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from agent.access_log import AccessLog
+from agent.runner import Agent, AgentConfig
+from broker import keys
+from broker.cli.broker_cmd import timing_for
+from broker.cli.common import add_data_dir
+from broker.config import DEFAULT_SERVER, ENROL_TOKEN_ENV, ClientConfig, Timing, resolve_data_dir
+from broker.errors import ConfigError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "agent",
+        help="run the agent (or: ems agent access-log)",
+        description="Run the EMS agent: it enrols with the broker (its key stays pending until an operator "
+        "accepts it, or it presents the enrolment token), heartbeats, reports system information and answers "
+        "commands. It always tells the user it is running; `ems agent access-log` shows what was done.",
+    )
+    p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"], help="run (default) or print the local access log")
+    add_data_dir(p)
+    p.add_argument("--server", default=DEFAULT_SERVER, help=f"broker endpoint (default {DEFAULT_SERVER})")
+    p.add_argument("--server-key", help="the broker's public key (Z85) or a file holding it (the server's DATA/keys/broker.public); remembered after the first start")
+    p.add_argument("--id", dest="client_id", default="", help="client id (default: derived from this machine's hardware)")
+    p.add_argument("--label", default="", help="a device label shown to operators")
+    p.add_argument("--sysinfo-interval-s", type=float, default=60.0, help="seconds between system reports (default %(default)s)")
+    p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval before the broker's own applies (default %(default)s)")
+    p.set_defaults(run=run, default_log_level="INFO")
+
+
+def run(args) -> int:
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.action == "access-log":
+        sys.stdout.write(AccessLog(data_dir / "access.log").read() or "(the access log is empty)\n")
+        return 0
+    config = AgentConfig(
+        data_dir=data_dir,
+        client=ClientConfig(server=args.server, server_key=_server_key(data_dir, args.server_key), timing=timing_for(args.heartbeat_s)),
+        client_id=args.client_id,
+        label=args.label,
+        sysinfo_interval_s=args.sysinfo_interval_s,
+        enrol_token=os.environ.get(ENROL_TOKEN_ENV, ""),
+    )
+    agent = Agent(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    agent.run()
+    return 0
+
+
+def _server_key(data_dir: Path, given: str | None) -> str:
+    """The broker key from the flag (then remembered) or from the last run."""
+    remembered = data_dir / "server.public"
+    if given:
+        key = keys.load_public(given)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        remembered.write_text(key + "\n")
+        return key
+    if remembered.exists():
+        return keys.load_public(str(remembered))
+    raise ConfigError(
+        "the broker's public key is needed once: pass --server-key KEY_OR_FILE "
+        "(it is in DATA/keys/broker.public on the server)"
+    )

@@ -1,0 +1,52 @@
+"""``ems broker``: run the message broker (normally started by ``ems up``)."""
+from __future__ import annotations
+
+import os
+import signal
+
+from broker.cli.common import add_data_dir
+from broker.config import DEFAULT_BIND, ENROL_TOKEN_ENV, BrokerConfig, DataDir, Timing, resolve_data_dir
+from broker.server import Broker
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "broker",
+        help="run the message broker",
+        description="Run the EMS broker: one CurveZMQ ROUTER that authenticates every peer against the key "
+        "registry in the data dir and routes events, commands and results. Its key pair is created on first "
+        "start in DATA/keys/broker.{public,secret}; agents need the public key.",
+    )
+    add_data_dir(p)
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"endpoint to listen on (default {DEFAULT_BIND}; tcp://0.0.0.0:PORT for remote agents; port 0 picks a free one)")
+    p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval; a peer silent for 3 intervals is offline (default %(default)s)")
+    p.add_argument("--max-message-bytes", type=int, default=BrokerConfig.max_message_bytes, help="frames larger than this drop the connection (default %(default)s)")
+    p.add_argument("--command-ttl-s", type=float, default=BrokerConfig.command_ttl_s, help="default time to live of queued commands (default %(default)s)")
+    p.set_defaults(run=run, default_log_level="INFO")
+
+
+def timing_for(heartbeat_s: float) -> Timing:
+    """Timing scaled from one heartbeat interval (offline after 3 missed)."""
+    return Timing(
+        heartbeat_s=heartbeat_s,
+        peer_timeout_s=3 * heartbeat_s,
+        broker_timeout_s=3 * heartbeat_s,
+        reconnect_min_s=min(0.2, heartbeat_s),
+        reconnect_max_s=max(1.0, 2 * heartbeat_s),
+    )
+
+
+def run(args) -> int:
+    config = BrokerConfig(
+        DataDir(resolve_data_dir(args.data_dir)),
+        bind=args.bind,
+        timing=timing_for(args.heartbeat_s),
+        max_message_bytes=args.max_message_bytes,
+        command_ttl_s=args.command_ttl_s,
+        enrol_token=os.environ.get(ENROL_TOKEN_ENV) or None,
+    )
+    broker = Broker(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: broker.stop())
+    broker.run()
+    return 0

@@ -1,0 +1,65 @@
+"""``ems``: the one command-line entry point.
+
+Each sub-command lives in its own module under ``broker.cli`` with an
+``add_parser(subparsers)`` that declares its options (its help text is its
+documentation) and a ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from broker.cli import agent_cmd, broker_cmd, keys_cmd, send, status, tail, up
+from broker.config import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from broker.errors import EmsError
+
+COMMANDS = (up, broker_cmd, agent_cmd, status, send, tail, keys_cmd)
+
+EPILOG = f"""\
+data dir: every command takes --data-dir DIR (default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR}).
+It holds the server's keys, databases, logs and the operator profile that
+lets the CLI on the server machine connect without further flags.
+
+start here:  ems up            (broker + local agent, prints what to try next)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ems",
+        description="EMS: employee monitoring and remote support over one encrypted ZeroMQ bus.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity (default: INFO for servers and agents, WARNING for client tools)")
+    parser.add_argument("--log-file", help="write logs to this file instead of stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in COMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), args.log_file)
+    try:
+        return args.run(args) or 0
+    except EmsError as exc:
+        print(f"ems {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

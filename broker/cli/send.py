@@ -1,0 +1,80 @@
+"""``ems send``: send a command to an agent, optionally wait for its result."""
+from __future__ import annotations
+
+import json
+import sys
+
+from broker.cli.common import add_data_dir, add_json, print_json
+from broker.cli.profile import operator_client
+from broker.errors import EmsError, TimeoutError
+
+EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "send",
+        help="send a command to an agent (ping, sysinfo, ...)",
+        description="Queue a command for an agent. It gets an id at once; an offline agent receives it when it "
+        "returns (within --ttl-s). Status moves queued -> sent -> delivered -> done/failed/expired. "
+        "Arguments are key=value (values parsed as JSON when they can be: n=3, flag=true).",
+        epilog="examples:  ems send AGENT ping --wait\n           ems send AGENT sysinfo --wait --json",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    p.add_argument("agent", help="target agent's client id (see `ems status`)")
+    p.add_argument("command_name", metavar="command", help="command name, e.g. ping or sysinfo")
+    p.add_argument("params", nargs="*", metavar="key=value", help="command arguments")
+    p.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="how long --wait waits (default %(default)s)")
+    p.add_argument("--ttl-s", type=float, default=None, help="expire the command if not run within this time (default: the broker's, 24 h)")
+    p.add_argument("--reason", default="", help="why (recorded in the audit trail)")
+    add_data_dir(p)
+    add_json(p)
+    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    p.set_defaults(run=run)
+
+
+def parse_params(pairs: list[str]) -> dict:
+    args = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EmsError(f"argument {pair!r} is not key=value")
+        try:
+            args[key] = json.loads(value)
+        except ValueError:
+            args[key] = value
+    return args
+
+
+def run(args) -> int:
+    params = parse_params(args.params)
+    if args.reason:
+        params["reason"] = args.reason
+    with operator_client(args.data_dir, args.server) as client:
+        first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s)
+        if not args.json:
+            print(f"command {first['id']} ({args.command_name}) for {args.agent}: {first['status']}", file=sys.stderr)
+        if not args.wait:
+            if args.json:
+                print_json(first)
+            return EXIT_DONE
+
+        def show(status: dict) -> None:
+            if not args.json:
+                print(f"  -> {status['status']}", file=sys.stderr)
+
+        try:
+            outcome = client.wait_result(first["id"], args.timeout_s, on_status=show)
+        except TimeoutError as exc:
+            print(f"ems send: {exc}; check later with `ems status` (the command stays queued until it expires)", file=sys.stderr)
+            return EXIT_TIMEOUT
+    if args.json:
+        print_json(outcome)
+    else:
+        result = outcome.get("result") or {}
+        if result.get("ok"):
+            print(json.dumps(result.get("output"), indent=2, default=str))
+        else:
+            print(f"error: {result.get('error', outcome['status'])}")
+    return EXIT_DONE if outcome["status"] == "done" else EXIT_FAILED

@@ -1,0 +1,39 @@
+"""``ems status``: agents and broker counters."""
+from __future__ import annotations
+
+from broker.cli.common import add_data_dir, add_json, ago, print_json, table
+from broker.cli.profile import operator_client
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="agents (online/offline, last seen, version) and broker counters",
+        description="Show every accepted agent with its state and the broker's counters: routed messages, "
+        "drops (per reason), refused messages, handshake failures and the command queue.",
+    )
+    add_data_dir(p)
+    add_json(p)
+    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    with operator_client(args.data_dir, args.server) as client:
+        status = client.request("status")
+    if args.json:
+        print_json(status)
+        return 0
+    b = status["broker"]
+    print(f"broker {b['endpoint']}  up {int(b['uptime_s'])} s  peers {b['peers']}  online agents {b['online_agents']}  pending keys {b['pending_keys']}")
+    rows = [[a["client_id"], a["label"] or a["hostname"], a["state"], ago(a["last_seen"]) if a["state"] == "offline" else "now", a["version"]] for a in status["agents"]]
+    print()
+    print(table(rows, ["AGENT", "LABEL", "STATE", "LAST SEEN", "VERSION"]) if rows else "no agents enrolled yet (see `ems keys list`)")
+    print()
+    counters = status["counters"]
+    print("counters: " + (", ".join(f"{k}={v}" for k, v in counters.items()) or "none yet"))
+    if status["commands"]:
+        print("commands: " + ", ".join(f"{k}={v}" for k, v in sorted(status["commands"].items())))
+    if b["pending_keys"]:
+        print(f"\n{b['pending_keys']} key(s) waiting: `ems keys list`, then `ems keys accept ID`")
+    return 0

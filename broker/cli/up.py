@@ -1,0 +1,106 @@
+"""``ems up``: the whole server stack with a local agent, in one command."""
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+
+from broker.cli.common import add_data_dir
+from broker.cli.profile import connectable
+from broker.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
+from broker.local_stack import prepare
+from broker.supervisor import Service, Supervisor
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="start the server stack (broker + local agent) and keep it running",
+        description="Start the EMS server stack, each part its own supervised process (restarted if it dies): "
+        "the broker and a local agent on this machine. The data dir gets the keys, the SQLite databases, "
+        "one log file per process in DATA/logs/, and an operator profile so that `ems status`, `ems tail`, "
+        "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything.",
+    )
+    add_data_dir(p)
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"broker endpoint (default {DEFAULT_BIND}; use tcp://0.0.0.0:PORT to let other machines' agents in)")
+    p.add_argument("--no-agent", action="store_true", help="do not run a local agent")
+    p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
+    p.set_defaults(run=run, default_log_level="INFO")
+
+
+def _ems(*args: str) -> list[str]:
+    return [sys.executable, "-m", "broker.cli.main", *args]
+
+
+def _concrete(bind: str) -> str:
+    """Port 0 means "pick one": pick it now, so the agent and profile know it."""
+    if not bind.endswith(":0"):
+        return bind
+    host = bind[len("tcp://"):].rsplit(":", 1)[0]
+    with socket.socket() as probe:
+        probe.bind((host if host not in ("*", "") else "0.0.0.0", 0))
+        return f"{bind[:-2]}:{probe.getsockname()[1]}"
+
+
+def run(args) -> int:
+    data = DataDir(resolve_data_dir(args.data_dir))
+    args.bind = _concrete(args.bind)
+    stack = prepare(data, args.bind, with_agent=not args.no_agent)
+    common = ["--data-dir", str(data.root)]
+    hb = ["--heartbeat-s", str(args.heartbeat_s)]
+    services = [
+        Service("broker", _ems("--log-file", str(data.logs / "broker.log"), "broker", *common, "--bind", args.bind, *hb), data.logs / "broker.out"),
+    ]
+    if not args.no_agent:
+        agent_dir = str(data.root / "agent")
+        services.append(
+            Service(
+                "agent",
+                _ems("--log-file", str(data.logs / "agent.log"), "agent", "--data-dir", agent_dir, "--server", connectable(args.bind),
+                     "--server-key", stack.broker_key, "--id", stack.agent_id, *hb),
+                data.logs / "agent.out",
+            )
+        )
+    supervisor = Supervisor(services)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+    supervisor.start()
+    _print_banner(data, args, stack, services)
+    try:
+        supervisor.run()
+    finally:
+        print("\nstopping EMS...", file=sys.stderr)
+        supervisor.shutdown()
+        print("stopped.", file=sys.stderr)
+    return 0
+
+
+def _print_banner(data: DataDir, args, stack, services) -> None:
+    flag = f" --data-dir {data.root}"
+    lines = [
+        "",
+        "EMS is running.",
+        f"  broker      {args.bind}   (public key in {data.keys / 'broker.public'})",
+    ]
+    if not args.no_agent:
+        lines.append(f"  local agent {stack.agent_id}   (access log: ems agent access-log --data-dir {data.root / 'agent'})")
+    lines += [
+        f"  operator    {stack.operator_id} (admin), profile {data.profile}",
+        f"  logs        {data.logs}/",
+        "",
+        "Try, in another terminal:",
+        f"  .venv/bin/ems status{flag}",
+        f"  .venv/bin/ems tail{flag}",
+    ]
+    if not args.no_agent:
+        lines.append(f"  .venv/bin/ems send {stack.agent_id} ping --wait{flag}")
+    lines += [
+        "",
+        "Connect an agent from another machine:",
+        f"  ems agent --server tcp://THIS_HOST:PORT --server-key '{stack.broker_key}'",
+        f"  then accept it: .venv/bin/ems keys list{flag} ; .venv/bin/ems keys accept ID{flag}",
+        "",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

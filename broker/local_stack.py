@@ -1,0 +1,55 @@
+"""Preparing a data dir for ``ems up``: keys, registry entries, profile.
+
+Idempotent: run it on every start. It creates the broker key pair, a local
+operator key (role admin, named after the local user) and the local agent's
+key, registers both as accepted, and writes the operator profile.
+"""
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+
+from agent import identity
+from broker import keys
+from broker.cli.profile import Profile, connectable, save
+from broker.config import DataDir
+from broker.registry import ACCEPTED, KeyRegistry
+
+
+@dataclass
+class LocalStack:
+    data: DataDir
+    operator_id: str
+    agent_id: str
+    broker_key: str
+
+
+def operator_name() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "operator"
+    return f"{user}@{socket.gethostname()}"
+
+
+def prepare(data: DataDir, bind: str, with_agent: bool = True) -> LocalStack:
+    data.ensure()
+    broker_pair = keys.load_or_create(data.keys, "broker")
+    operator_pair = keys.load_or_create(data.keys, "operator")
+    operator_id = operator_name()
+    agent_id = identity.client_id()
+    registry = KeyRegistry(data.broker_db)
+    try:
+        current = registry.get(operator_pair.public)
+        if current is None or current.state != ACCEPTED:
+            registry.add(operator_pair.public, operator_id, "admin", ACCEPTED, label="local operator (ems up)")
+        if with_agent:
+            agent_pair = keys.load_or_create(data.root / "agent" / "keys", "agent")
+            current = registry.get(agent_pair.public)
+            if current is None:
+                registry.add(agent_pair.public, agent_id, "agent", ACCEPTED, label=f"{socket.gethostname()} (local)")
+    finally:
+        registry.close()
+    save(data, Profile(server=connectable(bind), server_key=broker_pair.public, key_name="operator", client_id=operator_id))
+    return LocalStack(data, operator_id, agent_id, broker_pair.public)

@@ -1,0 +1,98 @@
+"""Run a set of processes, restart the ones that die, stop them all cleanly.
+
+Used by ``ems up``: each part of the server stack (broker, persister,
+local agent, ...) is its own process; one that exits unexpectedly is
+restarted with a growing delay and the restart is logged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    restart_at: float = 0.0
+    started_at: float = 0.0
+
+
+class Supervisor:
+    """Start, watch and stop :class:`Service` processes."""
+
+    def __init__(self, services: list[Service], max_backoff_s: float = 30.0):
+        self.services = services
+        self.max_backoff_s = max_backoff_s
+        self._stopping = False
+
+    def start(self) -> None:
+        for service in self.services:
+            self._spawn(service)
+
+    def _spawn(self, service: Service) -> None:
+        service.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with service.log_path.open("ab") as out:
+            service.process = subprocess.Popen(
+                service.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **service.env},
+                start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
+            )
+        service.started_at = time.monotonic()
+        log.info("started %s (pid %d), log: %s", service.name, service.process.pid, service.log_path)
+
+    def watch_once(self) -> None:
+        """Restart any service that has exited (with backoff)."""
+        now = time.monotonic()
+        for service in self.services:
+            proc = service.process
+            if proc is not None and proc.poll() is not None:
+                if now - service.started_at > 60:
+                    service.restarts = 0  # it ran fine for a while: start the backoff over
+                delay = min(self.max_backoff_s, 0.5 * (2 ** service.restarts))
+                service.restarts += 1
+                service.restart_at = now + delay
+                log.warning("%s exited with code %s; restarting in %.1f s (restart #%d), see %s",
+                            service.name, proc.returncode, delay, service.restarts, service.log_path)
+                service.process = None
+            if service.process is None and not self._stopping and now >= service.restart_at:
+                self._spawn(service)
+
+    def run(self, poll_s: float = 0.5) -> None:
+        """Watch until :meth:`stop` is called (e.g. from a signal handler)."""
+        while not self._stopping:
+            self.watch_once()
+            time.sleep(poll_s)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def shutdown(self, grace_s: float = 10.0) -> None:
+        """SIGTERM every service, wait, SIGKILL what is left."""
+        self._stopping = True
+        running = [s for s in self.services if s.process is not None and s.process.poll() is None]
+        for service in reversed(running):
+            service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for service in running:
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+                log.info("stopped %s", service.name)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", service.name, grace_s)
+                service.process.kill()
+                service.process.wait()

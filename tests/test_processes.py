@@ -1,0 +1,203 @@
+"""The bus as real processes: SIGKILL the broker or an agent and see what survives.
+
+The broker and agents run as ``ems broker`` / ``ems agent`` subprocesses on
+a random loopback port with short heartbeats (0.2 s: offline after 0.6 s);
+the test drives them through a real operator BusClient.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from broker import keys
+from broker.client import BusClient
+from broker.config import ClientConfig, DataDir, Timing
+from broker.envelope import Kind
+from broker.registry import KeyRegistry
+
+from conftest import next_message, wait_for
+
+HEARTBEAT = "0.2"
+
+
+class Stack:
+    """A broker subprocess (restartable on the same port) plus enrolled peers."""
+
+    def __init__(self, root, procs):
+        self.root, self.procs = root, procs
+        self.data = DataDir(root / "server").ensure()
+        self.admin_keys = keys.load_or_create(self.data.keys, "admin")
+        registry = KeyRegistry(self.data.broker_db)
+        registry.add(self.admin_keys.public, "alice", "admin")
+        registry.close()
+        self.bind = "tcp://127.0.0.1:0"
+        self.broker = None
+        self.start_broker()
+        self.server_key = keys.load(self.data.keys, "broker").public
+        self.clients = []
+
+    def start_broker(self):
+        if self.data.endpoint_file.exists():
+            self.data.endpoint_file.unlink()
+        self.broker = self.procs.ems("broker", "broker", "--data-dir", str(self.data.root), "--bind", self.bind, "--heartbeat-s", HEARTBEAT)
+        wait_for(self.data.endpoint_file.exists, 15, what="the broker to bind")
+        self.bind = self.data.endpoint_file.read_text().strip()
+
+    def kill_broker(self):
+        self.broker.send_signal(signal.SIGKILL)
+        self.broker.wait(10)
+
+    def operator(self) -> BusClient:
+        timing = Timing.fast()
+        c = BusClient(ClientConfig(server=self.bind, server_key=self.server_key, timing=timing), self.admin_keys)
+        self.clients.append(c)
+        c.connect()
+        c.wait_ready(10)
+        return c
+
+    def enrol_agent(self, admin: BusClient, client_id: str):
+        agent_dir = self.root / client_id
+        pair = keys.load_or_create(agent_dir / "keys", "agent")
+        admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
+        return agent_dir
+
+    def start_agent(self, client_id: str) -> subprocess.Popen:
+        return self.procs.ems(
+            client_id,
+            "agent", "--data-dir", str(self.root / client_id), "--server", self.bind,
+            "--server-key", self.server_key, "--id", client_id, "--heartbeat-s", HEARTBEAT,
+        )
+
+    def close(self):
+        for c in self.clients:
+            c.close()
+
+
+@pytest.fixture
+def stack(tmp_path, procs):
+    s = Stack(tmp_path, procs)
+    yield s
+    s.close()
+
+
+def executions(agent_dir, cmd_id: str) -> int:
+    with sqlite3.connect(agent_dir / "agent.db") as db:
+        return db.execute("SELECT count(*) FROM executed WHERE id=?", (cmd_id,)).fetchone()[0]
+
+
+def test_command_to_offline_agent_survives_broker_sigkill(stack):
+    """Queue a command for an offline agent, SIGKILL the broker, restart it,
+    start the agent: the command runs exactly once and the result reaches the
+    operator who sent it (its client reconnects on its own)."""
+    op = stack.operator()
+    agent_dir = stack.enrol_agent(op, "agent-q")
+    first = op.send_command("agent-q", "ping", {"echo": "across a crash"})
+    assert first["status"] == "queued"
+
+    stack.kill_broker()
+    stack.start_broker()
+    agent = stack.start_agent("agent-q")
+
+    outcome = op.wait_result(first["id"], timeout_s=30)
+    assert outcome["status"] == "done"
+    assert outcome["result"]["output"]["echo"] == "across a crash"
+    assert executions(agent_dir, first["id"]) == 1
+
+    # a second agent restart does not run it again either
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(10)
+    stack.start_agent("agent-q")
+    second = op.send_command("agent-q", "ping", {"echo": "after restart"})
+    assert op.wait_result(second["id"], timeout_s=30)["status"] == "done"
+    assert executions(agent_dir, first["id"]) == 1
+    assert op.request("command.get", id=first["id"])["status"] == "done"
+
+
+def test_sigkilled_agent_goes_offline_within_timeout(stack):
+    """SIGKILL a running agent: a presence 'offline' event follows within the
+    peer timeout (3 heartbeats = 0.6 s, plus one broker tick); it comes back
+    'online' when restarted."""
+    op = stack.operator()
+    stack.enrol_agent(op, "agent-k")
+    op.subscribe(["presence.agent-k"])
+    agent = stack.start_agent("agent-k")
+    online = next_message(op, lambda e: e.kind is Kind.PRESENCE, timeout_s=15)
+    assert online.data()["state"] == "online"
+
+    agent.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    agent.wait(10)
+    offline = next_message(op, lambda e: e.kind is Kind.PRESENCE, timeout_s=10)
+    assert offline.data()["state"] == "offline"
+    delay = offline.data()["ts"] - killed_at
+    print(f"offline reported {delay:.2f} s after SIGKILL ({offline.data()['reason']})")
+
+    stack.start_agent("agent-k")
+    back = next_message(op, lambda e: e.kind is Kind.PRESENCE, timeout_s=15)
+    assert back.data()["state"] == "online"
+    agents = {a["client_id"]: a for a in op.request("agents")}
+    assert agents["agent-k"]["state"] == "online"
+
+
+def test_expired_command_is_never_run(stack):
+    """A command whose time to live runs out while its agent is offline is
+    marked expired, the sender is told, and the agent never runs it."""
+    op = stack.operator()
+    agent_dir = stack.enrol_agent(op, "agent-e")
+    cmd = op.send_command("agent-e", "ping", ttl_s=0.5)
+    outcome = op.wait_result(cmd["id"], timeout_s=15)
+    assert outcome["status"] == "expired"
+    stack.start_agent("agent-e")
+    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-e"), 15, what="agent online")
+    later = op.send_command("agent-e", "ping")
+    assert op.wait_result(later["id"], timeout_s=15)["status"] == "done"
+    assert executions(agent_dir, cmd["id"]) == 0
+
+
+def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
+    """`ems up` prepares the data dir, runs broker + local agent, accepts the
+    local agent, writes the operator profile (so `ems status/send/keys` need
+    no flags), restarts a SIGKILLed broker, and stops everything on SIGTERM."""
+    data_dir = tmp_path / "var"
+    up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", HEARTBEAT)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "broker.cli.main", *args, "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, timeout=60)
+
+    def online_agents():
+        if not (data_dir / "profile.json").exists():
+            return []
+        res = cli("status", "--json")
+        return [a for a in json.loads(res.stdout)["agents"] if a["state"] == "online"] if res.returncode == 0 else []
+
+    agents = wait_for(online_agents, 30, interval_s=0.3, what="the local agent to come online")
+    agent_id = agents[0]["client_id"]
+
+    res = cli("send", agent_id, "ping", "echo=7", "--wait", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["result"]["output"]["echo"] == 7
+
+    res = cli("keys", "list", "--json")
+    states = {k["client_id"]: (k["role"], k["state"]) for k in json.loads(res.stdout)}
+    assert states[agent_id] == ("agent", "accepted")
+    assert ("admin", "accepted") in states.values()
+
+    broker_pid = int(subprocess.run(["pgrep", "-f", f"broker --data-dir {data_dir}"], capture_output=True, text=True).stdout.split()[0])
+    subprocess.run(["kill", "-9", str(broker_pid)], check=True)
+    wait_for(lambda: "restarting" in up.log_path.read_text(), 15, what="the supervisor to restart the broker")
+    wait_for(online_agents, 30, interval_s=0.3, what="the agent back online after the broker restart")
+
+    children = subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(20) == 0
+    for pid in children:
+        assert subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0, f"child {pid} still running"
+    assert "EMS is running" in up.log_path.read_text()
