@@ -30,7 +30,7 @@ ROLE_KINDS: dict[str, frozenset[Kind]] = {
     "viewer": _VIEWER,
     "operator": _VIEWER | {Kind.COMMAND},
     "admin": _VIEWER | {Kind.COMMAND},
-    "service": _VIEWER | {Kind.ACK, Kind.SECURITY},
+    "service": _VIEWER | {Kind.ACK, Kind.SECURITY, Kind.REPLY, Kind.ERROR},
 }
 
 #: Topic namespace each agent-originated kind must publish under:
@@ -58,7 +58,14 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "keys.revoke": ("admin", False),
     "keys.add": ("admin", False),
     "keys.label": ("operator", False),
+    # forwarded to the service that provides "store" (the persister)
+    "store.query": ("viewer", True),
+    "store.capture": ("viewer", True),
+    "store.stats": ("viewer", True),
 }
+
+#: Operation prefixes answered by a service rather than the broker itself.
+SERVICE_PREFIXES = ("store.",)
 
 
 def may_send(role: str, kind: Kind) -> bool:

@@ -85,6 +85,10 @@ class Broker:
         #: an operator may run several tools at once)
         self.conns: dict[str, list[bytes]] = {}
         self.subscribers: dict[bytes, Peer] = {}
+        #: service name ("store") -> routing id of the service providing it
+        self.providers: dict[str, bytes] = {}
+        #: forwarded request id -> (requester routing id, give-up time)
+        self.forwarded: dict[str, tuple[bytes, float]] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
         self._throttle = LogThrottle()
         self._ready = threading.Event()
@@ -349,6 +353,8 @@ class Broker:
             Kind.COMMAND_STATUS: self._on_command_status,
             Kind.RESULT: self._on_result,
             Kind.ACK: self._on_ack,
+            Kind.REPLY: self._on_service_reply,
+            Kind.ERROR: self._on_service_reply,
         }
         table = {}
         for role, kinds in permissions.ROLE_KINDS.items():
@@ -380,6 +386,10 @@ class Broker:
             if not self._enrol_by_token(peer, data, info):
                 return
         self._greet(peer, header, info)
+        if peer.role == "service" and isinstance(data.get("provides"), list):
+            for name in data["provides"][:8]:
+                self.providers[str(name)] = peer.rid
+                log.info("%s provides %r", peer.client_id, name)
 
     def _enrol_by_token(self, peer: Peer, data: dict, info: dict) -> bool:
         """A pending key: accept it if it shows the enrolment token, else tell it to wait."""
@@ -494,6 +504,9 @@ class Broker:
             self._security(peer, "forbidden", f"role {peer.role} may not call {op}")
             self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not call {op}")
             return
+        if op.startswith(permissions.SERVICE_PREFIXES):
+            self._forward_request(peer, header, op, args)
+            return
         method = getattr(self, "_op_" + op.replace(".", "_"))
         try:
             result = method(peer, args)
@@ -501,6 +514,33 @@ class Broker:
             self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc))
             return
         self._reply(peer, header, result)
+
+    def _forward_request(self, peer: Peer, header: Header, op: str, args: dict) -> None:
+        """Hand a service operation to its provider, stamped with who asks."""
+        service = op.split(".", 1)[0]
+        rid = self.providers.get(service)
+        if rid is None or rid not in self.peers:
+            self.counters["service_unavailable"] += 1
+            self._send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"no {service} service is connected (ems up starts it)")
+            return
+        if len(self.forwarded) >= 10_000:
+            self._send_error(peer.rid, header, ErrorCode.THROTTLED, "too many requests in flight")
+            return
+        body = pack_body({"op": op, "args": args, "requester": {"client_id": peer.client_id, "role": peer.role}})
+        fwd = pack_header(Kind.REQUEST, op, msg_id=header.msg_id)
+        if self._send(rid, peer.sender, fwd, body):
+            self.forwarded[header.msg_id] = (peer.rid, self.clock() + self.config.timing.request_timeout_s * 3)
+            self.counters["forwarded_requests"] += 1
+        else:
+            self._send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"the {service} service is not keeping up")
+
+    def _on_service_reply(self, peer: Peer, header: Header, frames) -> None:
+        """A service answers a forwarded request: route it to whoever asked."""
+        waiting = self.forwarded.pop(header.corr or "", None)
+        if waiting is None:
+            self.counters["reply_unroutable"] += 1
+            return
+        self._send(waiting[0], peer.sender, frames[1], frames[2])
 
     def _op_status(self, peer: Peer, args: dict) -> dict:
         return {
@@ -513,6 +553,7 @@ class Broker:
                 "peers": len(self.peers),
                 "online_agents": len(self.online),
                 "pending_keys": self.registry.pending_count(),
+                "services": sorted(self.providers),
             },
             "counters": self.counters.snapshot(),
             "commands": self.commands.counts(),
@@ -727,6 +768,9 @@ class Broker:
     def _drop_peer(self, peer: Peer, reason: str) -> None:
         self.peers.pop(peer.rid, None)
         self.subscribers.pop(peer.rid, None)
+        for name in [n for n, rid in self.providers.items() if rid == peer.rid]:
+            del self.providers[name]
+            log.warning("service %r is gone (%s: %s)", name, peer.client_id, reason)
         rids = self.conns.get(peer.client_id)
         if rids and peer.rid in rids:
             rids.remove(peer.rid)
@@ -749,6 +793,8 @@ class Broker:
             elif peer.hello and now - peer.last_sent >= timing.heartbeat_s:
                 heartbeat = heartbeat or pack_header(Kind.HEARTBEAT)
                 self._send(peer.rid, _EMPTY, heartbeat, _EMPTY)
+        for msg_id in [m for m, (_, until) in self.forwarded.items() if until < now]:
+            del self.forwarded[msg_id]
         wall = time.time()
         for cmd in self.commands.due_to_expire(wall):
             if self.commands.advance(cmd, EXPIRED, {"error": "expired before the agent ran it"}):
