@@ -12,7 +12,9 @@ from pathlib import Path
 
 from agent import commands, identity, sysinfo
 from agent.access_log import AccessLog
+from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
+from agent.outbox import Outbox, OutboxError
 from broker import keys as keyfiles
 from broker.client import BusClient
 from broker.config import ClientConfig
@@ -57,6 +59,8 @@ class Agent:
         if config.enrol_token:
             hello["token"] = config.enrol_token
         self.bus = BusClient(config.client, self.keypair, hello=hello)
+        self.outbox = Outbox(config.data_dir / "outbox.db")
+        self.sender = DurableSender(self.bus, self.outbox)
         self._stopping = False
         self._next_sysinfo = 0.0
         self._generation = 0
@@ -79,21 +83,32 @@ class Agent:
                     self._dispatch(env)
                 if self.bus.ready and time.monotonic() >= self._next_sysinfo:
                     self._publish_sysinfo()
+                self.sender.pump()
         finally:
             self.access_log.record("agent stopped")
             self.bus.close()
             self.executed.close()
+            self.outbox.close()
 
     def _publish_sysinfo(self) -> None:
         self._next_sysinfo = time.monotonic() + self.config.sysinfo_interval_s
         try:
-            self.bus.publish(Kind.EVENT, "sysinfo", sysinfo.collect())
-        except Exception as exc:  # reporting must never stop the agent
-            log.warning("could not publish sysinfo: %s", exc)
+            self.sender.report(Kind.EVENT, "sysinfo", sysinfo.collect())
+        except OutboxError as exc:  # reporting must never stop the agent
+            log.warning("could not keep a sysinfo report: %s", exc)
+        self._report_drops()
+
+    def _report_drops(self) -> None:
+        """One security event for whatever the full-outbox policy dropped."""
+        dropped = {k: v for k, v in self.outbox.take_drop_report().items() if v}
+        if dropped:
+            self.sender.report(Kind.SECURITY, "outbox_overflow", {"event": "outbox_overflow", "dropped": dropped})
 
     def _dispatch(self, env: Envelope) -> None:
         if env.kind is Kind.COMMAND:
             self._run_command(env)
+        else:
+            self.sender.handle(env)
 
     def _run_command(self, env: Envelope) -> None:
         cmd_id = env.msg_id

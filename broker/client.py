@@ -217,6 +217,26 @@ class BusClient:
             if self.clock() >= deadline:
                 return None
 
+    def drain(self, max_messages: int, timeout_s: float = 0.0) -> list[Envelope]:
+        """Up to ``max_messages`` application messages: wait at most
+        ``timeout_s`` for the first, then take whatever is already queued."""
+        out: list[Envelope] = []
+        while self._backlog and len(out) < max_messages:
+            out.append(self._backlog.popleft())
+        if not out:
+            first = self._poll_once(timeout_s)
+            if first is not None:
+                out.append(first)
+        while len(out) < max_messages and self.socket is not None:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            env = self._incoming(frames)
+            if env is not None:
+                out.append(env)
+        return out
+
     def _poll_once(self, timeout_s: float) -> Envelope | None:
         """Wait at most ``timeout_s`` for one frame set; run timers."""
         self._timers()
@@ -233,6 +253,9 @@ class BusClient:
             frames = self.socket.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
+        return self._incoming(frames)
+
+    def _incoming(self, frames: list[bytes]) -> Envelope | None:
         self._last_heard = self.clock()
         try:
             env = decode(frames)

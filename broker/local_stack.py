@@ -1,8 +1,9 @@
 """Preparing a data dir for ``ems up``: keys, registry entries, profile.
 
 Idempotent: run it on every start. It creates the broker key pair, a local
-operator key (role admin, named after the local user) and the local agent's
-key, registers both as accepted, and writes the operator profile.
+operator key (role admin, named after the local user), the persister's
+service key and the local agent's key, registers them as accepted, and
+writes the operator profile.
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True) -> LocalStack:
         current = registry.get(operator_pair.public)
         if current is None or current.state != ACCEPTED:
             registry.add(operator_pair.public, operator_id, "admin", ACCEPTED, label="local operator (ems up)")
+        persister_pair = keys.load_or_create(data.keys, "persister")
+        if registry.get(persister_pair.public) is None:
+            registry.add(persister_pair.public, "persister", "service", ACCEPTED, label="SQLite persister (ems up)")
         if with_agent:
             agent_pair = keys.load_or_create(data.root / "agent" / "keys", "agent")
             current = registry.get(agent_pair.public)

@@ -195,7 +195,7 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     wait_for(online_agents, 30, interval_s=0.3, what="the agent back online after the broker restart")
 
     children = subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 2
+    assert len(children) == 3  # broker, persister, agent
     up.send_signal(signal.SIGTERM)
     assert up.wait(20) == 0
     for pid in children:

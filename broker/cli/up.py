@@ -15,9 +15,9 @@ from broker.supervisor import Service, Supervisor
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "up",
-        help="start the server stack (broker + local agent) and keep it running",
+        help="start the server stack (broker + persister + local agent) and keep it running",
         description="Start the EMS server stack, each part its own supervised process (restarted if it dies): "
-        "the broker and a local agent on this machine. The data dir gets the keys, the SQLite databases, "
+        "the broker, the SQLite persister and a local agent on this machine. The data dir gets the keys, the SQLite databases, "
         "one log file per process in DATA/logs/, and an operator profile so that `ems status`, `ems tail`, "
         "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything.",
     )
@@ -51,6 +51,9 @@ def run(args) -> int:
     services = [
         Service("broker", _ems("--log-file", str(data.logs / "broker.log"), "broker", *common, "--bind", args.bind, *hb), data.logs / "broker.out"),
     ]
+    services.append(
+        Service("persister", _ems("--log-file", str(data.logs / "persister.log"), "persist", *common, *hb), data.logs / "persister.out")
+    )
     if not args.no_agent:
         agent_dir = str(data.root / "agent")
         services.append(
@@ -81,6 +84,7 @@ def _print_banner(data: DataDir, args, stack, services) -> None:
         "",
         "EMS is running.",
         f"  broker      {args.bind}   (public key in {data.keys / 'broker.public'})",
+        f"  persister   {data.root / 'store.db'}   (history: ems history --help)",
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (access log: ems agent access-log --data-dir {data.root / 'agent'})")
