@@ -16,7 +16,7 @@ PYTEST_RC_FILE ?=
 INSTALL := installer/install.sh --venv $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev up test bench clean clean-data
+.PHONY: help install dev up test bench chaos clean clean-data
 
 help: ## list the targets
 	@echo "EMS make targets:"
@@ -41,6 +41,9 @@ test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
 
 bench: dev ## run the benchmarks listed in BENCHES
 	@set -e; for b in $(BENCHES); do echo "==> bench: $$b"; $(PYTHON) $$b; done
+
+chaos: dev ## kill -9 loop at full size: 100,000 events, broker and persister killed 10 times each
+	$(PYTHON) -m bench.chaos_store
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -260,7 +260,11 @@ class Outbox:
         return self.put_many([(kind, topic, body, priority)])[0]
 
     def put_many(self, items: Iterable[tuple]) -> list[str]:
-        """Store ``(kind, topic, body[, priority])`` items in one transaction.
+        """Store ``(kind, topic, body[, priority[, msg_id]])`` items in one transaction.
+
+        An item may bring its own message id (a generator that must not
+        create the same record twice across its own restarts); an id already
+        in the outbox is then skipped, and not returned.
 
         Returns their message ids, in order. When the outbox is full the
         policy in the module docstring applies, to the outbox as it would
@@ -272,12 +276,17 @@ class Outbox:
         before is lost then, and nothing of this batch is stored.
         """
         now = self._clock()
+        items = list(items)
         rows = [_row(item, now) for item in items]
         if not rows:
             return []
-        added_bytes = sum(row[_SIZE] for row in rows)
         with self._lock:
             db = self._conn()
+            if any(len(item) > 4 for item in items):  # caller-chosen ids: a repeat is stored once
+                rows = self._without_stored(db, rows)
+                if not rows:
+                    return []
+            added_bytes = sum(row[_SIZE] for row in rows)
             fits = (
                 sum(self._count) + len(rows) <= self.max_records and sum(self._bytes) + added_bytes <= self.max_bytes
             )
@@ -366,6 +375,22 @@ class Outbox:
             self.path, self.max_records, self.max_bytes, "refused or dropped" if refused else "dropped",
             lost[Priority.ROUTINE], lost[Priority.IMPORTANT], _OVERFLOW_LOG_INTERVAL_S,
         )
+
+    def _without_stored(self, db: sqlite3.Connection, rows: list[tuple]) -> list[tuple]:
+        """Drop rows whose caller-chosen id is already in the outbox (or twice in the batch)."""
+        ids = [row[_ID] for row in rows]
+        stored: set[str] = set()
+        with self._guard("check stored ids"):
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                stored.update(r[0] for r in db.execute(f"SELECT msg_id FROM outbox WHERE msg_id IN ({marks})", chunk))
+        fresh = []
+        for row in rows:
+            if row[_ID] not in stored:
+                stored.add(row[_ID])
+                fresh.append(row)
+        return fresh
 
     def take_drop_report(self) -> dict[str, int]:
         """Records dropped or refused per class since the last call; resets them."""
@@ -537,12 +562,12 @@ class Outbox:
 
 
 def _row(item: tuple, now: float) -> tuple:
-    """Check one ``(kind, topic, body[, priority])`` item; its row for _INSERT."""
-    if len(item) == 4:
-        kind, topic, body, priority = item
-    else:
-        kind, topic, body = item
-        priority = None
+    """Check one ``(kind, topic, body[, priority[, msg_id]])`` item; its row for _INSERT."""
+    kind, topic, body, *rest = item
+    priority = rest[0] if rest else None
+    msg_id = rest[1] if len(rest) > 1 else None
+    if msg_id is not None and (type(msg_id) is not str or not 0 < len(msg_id) <= 64):
+        raise ValueError("msg_id must be a string of 1-64 characters")
     default = _DEFAULT_CLASS.get(kind)
     if default is None:
         raise ValueError(f"the outbox holds EVENT, LOG and SECURITY records, not {kind!r}")
@@ -561,4 +586,4 @@ def _row(item: tuple, now: float) -> tuple:
         body = bytes(body)
     if len(body) > DEFAULT_MAX_BODY_BYTES:
         raise ValueError(f"body of {len(body)} bytes exceeds the bus limit of {DEFAULT_MAX_BODY_BYTES}")
-    return (new_id(), int(kind), topic, body, int(priority), now, len(body) + len(topic) + RECORD_OVERHEAD_BYTES)
+    return (msg_id or new_id(), int(kind), topic, body, int(priority), now, len(body) + len(topic) + RECORD_OVERHEAD_BYTES)
