@@ -12,6 +12,7 @@ command ids makes re-delivery after such a restart harmless.
 """
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,35 +91,51 @@ def _from_row(row) -> Command:
 
 
 class CommandQueue:
-    """Commands and their status, in the ``commands`` table of ``broker.db``."""
+    """Commands and their status, in the ``commands`` table of ``broker.db``.
+
+    Open commands (not yet final) are also kept in memory, so the broker's
+    hot path reads nothing from disk; every change is still written first.
+    WAL checkpoints are left to :meth:`checkpoint` (called from the
+    broker's timer), never paid in the middle of a command.
+    """
 
     def __init__(self, path: Path):
-        self._db = sqlite_db.connect(path)
+        self._db = sqlite_db.connect(path, auto_checkpoint=False)
         self._db.executescript(_SCHEMA)
+        rows = self._db.execute("SELECT * FROM commands WHERE status IN (?, ?, ?) ORDER BY created, id", OPEN)
+        self._open: dict[str, Command] = {r["id"]: _from_row(r) for r in rows}
 
     def close(self) -> None:
         self._db.close()
 
-    def add(self, cmd_id: str, target: str, sender: str, name: str, args: dict, expires: float) -> Command:
+    def checkpoint(self) -> None:
+        sqlite_db.checkpoint(self._db)
+
+    def add(self, cmd_id: str, target: str, sender: str, name: str, args: dict, expires: float) -> Command | None:
+        """Queue a new command; None if ``cmd_id`` exists already."""
         now = time.time()
-        self._db.execute(
-            "INSERT INTO commands (id, target, sender, name, args, status, created, expires, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cmd_id, target, sender, name, pack_body(args), QUEUED, now, expires, now),
-        )
-        return Command(cmd_id, target, sender, name, args, QUEUED, now, expires, now)
+        try:
+            self._db.execute(
+                "INSERT INTO commands (id, target, sender, name, args, status, created, expires, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (cmd_id, target, sender, name, pack_body(args), QUEUED, now, expires, now),
+            )
+        except sqlite3.IntegrityError:
+            return None
+        cmd = Command(cmd_id, target, sender, name, args, QUEUED, now, expires, now)
+        self._open[cmd_id] = cmd
+        return cmd
 
     def get(self, cmd_id: str) -> Command | None:
+        cmd = self._open.get(cmd_id)
+        if cmd is not None:
+            return cmd
         row = self._db.execute("SELECT * FROM commands WHERE id=?", (cmd_id,)).fetchone()
         return _from_row(row) if row else None
 
     def open_for(self, target: str) -> list[Command]:
         """Commands still to deliver to ``target``, oldest first."""
-        rows = self._db.execute(
-            "SELECT * FROM commands WHERE target=? AND status IN (?, ?, ?) ORDER BY created, id",
-            (target, *OPEN),
-        )
-        return [_from_row(r) for r in rows]
+        return sorted((c for c in self._open.values() if c.target == target), key=lambda c: (c.created, c.id))
 
     def unsent_results(self, sender: str) -> list[Command]:
         """Finished commands whose outcome has not yet reached ``sender``."""
@@ -137,7 +154,7 @@ class CommandQueue:
             rows = self._db.execute("SELECT * FROM commands ORDER BY created DESC LIMIT ?", (limit,))
         return [_from_row(r) for r in rows]
 
-    def advance(self, cmd: Command, status: str, result: Any = None) -> bool:
+    def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:
         """Move ``cmd`` forward to ``status``; False if that would go back."""
         if cmd.status in FINAL or _ORDER[status] < _ORDER[cmd.status]:
             return False
@@ -146,10 +163,13 @@ class CommandQueue:
         cmd.status, cmd.updated = status, time.time()
         if result is not None:
             cmd.result = result
+        cmd.result_sent = cmd.result_sent or result_sent
         self._db.execute(
-            "UPDATE commands SET status=?, updated=?, result=? WHERE id=?",
-            (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, cmd.id),
+            "UPDATE commands SET status=?, updated=?, result=?, result_sent=? WHERE id=?",
+            (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, int(cmd.result_sent), cmd.id),
         )
+        if status in FINAL:
+            self._open.pop(cmd.id, None)
         return True
 
     def mark_result_sent(self, cmd: Command) -> None:
@@ -157,10 +177,7 @@ class CommandQueue:
         self._db.execute("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,))
 
     def due_to_expire(self, now: float) -> list[Command]:
-        rows = self._db.execute(
-            "SELECT * FROM commands WHERE expires<? AND status IN (?, ?, ?)", (now, *OPEN)
-        )
-        return [_from_row(r) for r in rows]
+        return [c for c in self._open.values() if c.expires < now]
 
     def counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._db.execute("SELECT status, count(*) FROM commands GROUP BY status")}

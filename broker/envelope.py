@@ -157,6 +157,8 @@ def new_id() -> str:
     return f"{time.time_ns() // 1000:014x}{os.urandom(5).hex()}"
 
 
+_KINDS = {k.value: k for k in Kind}
+
 _HEADER_UNPACK_LIMITS = dict(
     max_str_len=MAX_HEADER_BYTES,
     max_bin_len=0,
@@ -229,12 +231,12 @@ def decode_header(raw: bytes) -> Header:
     version, kind, topic, msg_id, ts, corr, expires = fields
     if version != PROTOCOL_VERSION:
         raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
-    if type(kind) is not int:
-        raise ProtocolError(ErrorCode.BAD_HEADER, "kind is not an integer")
-    try:
-        kind = Kind(kind)
-    except ValueError:
-        raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"unknown kind {kind}") from None
+    known = _KINDS.get(kind) if type(kind) is int else None
+    if known is None:
+        if type(kind) is not int:
+            raise ProtocolError(ErrorCode.BAD_HEADER, "kind is not an integer")
+        raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"unknown kind {kind}")
+    kind = known
     if type(topic) is not str or len(topic) > MAX_TOPIC_CHARS:
         raise ProtocolError(ErrorCode.BAD_HEADER, "topic must be a short string")
     if type(msg_id) is not str or not 0 < len(msg_id) <= 64:

@@ -70,7 +70,7 @@ class KeyRegistry:
     """Key states backed by the ``keys`` table of ``broker.db``."""
 
     def __init__(self, path: Path):
-        self._db = sqlite_db.connect(path)
+        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
         self._db.executescript(_SCHEMA)
         self._by_key: dict[str, KeyRecord] = {}
         self._accepted: dict[str, KeyRecord] = {}  # client id -> its live key

@@ -11,14 +11,26 @@ import sqlite3
 from pathlib import Path
 
 
-def connect(path: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with foreign keys on and a busy timeout."""
+def connect(path: Path, synchronous: str = "NORMAL", auto_checkpoint: bool = True) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with foreign keys on and a busy timeout.
+
+    ``auto_checkpoint=False`` leaves WAL checkpoints to the caller (see
+    :func:`checkpoint`), so that a latency-sensitive loop never pays for one
+    in the middle of a request.
+    """
     conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={_checked_sync(synchronous)}")
     conn.execute("PRAGMA foreign_keys=ON")
+    if not auto_checkpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL back into the database without blocking writers (PASSIVE)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _checked_sync(value: str) -> str:
