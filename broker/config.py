@@ -114,6 +114,9 @@ class BrokerConfig:
     receive_hwm: int = 100_000
     #: connections that do not finish the Curve handshake are closed after
     handshake_timeout_s: float = 10.0
+    #: TCP accept queue (ZMQ_BACKLOG; libzmq's default of 100 drops SYNs under
+    #: a connection burst, delaying every peer behind it by a 1 s retransmit)
+    listen_backlog: int = 1024
     #: commands without an explicit expiry live this long in the queue
     command_ttl_s: float = 24 * 3600.0
     #: optional shared secret that auto-accepts new agent keys

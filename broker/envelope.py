@@ -24,6 +24,7 @@ an unhandled exception.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -241,12 +242,12 @@ def decode_header(raw: bytes) -> Header:
         raise ProtocolError(ErrorCode.BAD_HEADER, "topic must be a short string")
     if type(msg_id) is not str or not 0 < len(msg_id) <= 64:
         raise ProtocolError(ErrorCode.BAD_HEADER, "message id must be a string of 1-64 chars")
-    if type(ts) not in (int, float):
-        raise ProtocolError(ErrorCode.BAD_HEADER, "timestamp must be a number")
+    if type(ts) not in (int, float) or not math.isfinite(ts):
+        raise ProtocolError(ErrorCode.BAD_HEADER, "timestamp must be a finite number")
     if corr is not None and (type(corr) is not str or len(corr) > 64):
         raise ProtocolError(ErrorCode.BAD_HEADER, "correlation id must be a short string")
-    if expires is not None and type(expires) not in (int, float):
-        raise ProtocolError(ErrorCode.BAD_HEADER, "expiry must be a number")
+    if expires is not None and (type(expires) not in (int, float) or not math.isfinite(expires)):
+        raise ProtocolError(ErrorCode.BAD_HEADER, "expiry must be a finite number")
     return Header(kind, topic, msg_id, float(ts), corr, expires, version)
 
 

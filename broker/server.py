@@ -398,7 +398,11 @@ class Broker:
         data = self._body(peer, header, frames)
         if data is None:
             return
-        info = {k: str(v)[:200] for k, v in data.items() if k in ("client_id", "label", "hostname", "version", "os", "user")}
+        info = {
+            k: str(v)[:200]
+            for k, v in data.items()
+            if k in ("client_id", "label", "hostname", "version", "os", "user") and isinstance(v, (str, int, float))
+        }
         if peer.role == permissions.PENDING_ROLE:
             if not self._enrol_by_token(peer, data, info):
                 return
@@ -490,7 +494,11 @@ class Broker:
         data = self._body(peer, header, frames)
         if data is None:
             return
-        drop = set(data.get("prefixes") or ())
+        prefixes = data.get("prefixes") or []
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of strings")
+            return
+        drop = set(prefixes)
         peer.prefixes = tuple(p for p in peer.prefixes if p not in drop) if drop else ()
         if not peer.prefixes:
             self.subscribers.pop(peer.rid, None)

@@ -184,6 +184,14 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["result"]["output"]["echo"] == 7
 
+    def stored_clients():
+        res = cli("history", "clients", "--json")
+        return res.returncode == 0 and [c for c in json.loads(res.stdout) if c["client_id"] == agent_id and c["hostname"]]
+
+    wait_for(stored_clients, 30, interval_s=0.3, what="the persister to store the local agent's sysinfo")
+    res = cli("history", "audit")
+    assert res.returncode == 0 and "command" in res.stdout, res.stdout + res.stderr
+
     res = cli("keys", "list", "--json")
     states = {k["client_id"]: (k["role"], k["state"]) for k in json.loads(res.stdout)}
     assert states[agent_id] == ("agent", "accepted")

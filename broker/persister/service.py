@@ -63,8 +63,12 @@ class PersisterConfig:
     )
 
 
-def to_record(env: Envelope) -> tuple[Record, bool] | None:
-    """The store record for a bus message, and whether its agent awaits an ACK."""
+def to_record(env: Envelope, own_id: str = "persister") -> tuple[Record, bool] | None:
+    """The store record for a bus message, and whether its agent awaits an ACK.
+
+    ``own_id`` is this persister's client id: its own security events are
+    stored as the server's (no client row), like the broker's.
+    """
     data = env.data()
     if not isinstance(data, dict):
         data = {"value": data}
@@ -76,7 +80,9 @@ def to_record(env: Envelope) -> tuple[Record, bool] | None:
     if kind is Kind.LOG and sender:
         return Record("log", sender, env.msg_id, env.header.ts, topic, data), True
     if kind is Kind.SECURITY:
-        origin = sender or (topic.split(".")[1] if "." in topic else "") or "broker"
+        if sender == own_id:
+            return Record("security", "", env.msg_id, env.header.ts, topic, data), False
+        origin = sender or "broker"
         return Record("security", origin, env.msg_id, env.header.ts, topic, data), bool(sender)
     if kind is Kind.PRESENCE:
         return Record("presence", topic.split(".", 1)[1], env.msg_id, env.header.ts, topic, data), False
@@ -135,7 +141,7 @@ class Persister:
             self._answer(env)
             return
         try:
-            item = to_record(env)
+            item = to_record(env, self.bus.client_id)
         except ProtocolError as exc:
             self.stats["undecodable"] += 1
             log.warning("dropped an undecodable %s from %s: %s", env.kind.name, env.sender or "broker", exc)
