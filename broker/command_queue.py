@@ -6,9 +6,15 @@ has reached that operator. Status moves forward only::
     queued -> sent -> delivered -> done | failed
     queued | sent | delivered -> expired
 
-Every change is committed before the broker acts on it, so a command
-survives a broker killed at any moment; the agent's own record of executed
-command ids makes re-delivery after such a restart harmless.
+A new command is committed before its sender is told it is queued, and a
+final status (with the result) is committed when it is reached, so a
+command survives a broker killed at any moment. The intermediate statuses
+``sent`` and ``delivered`` are kept in memory only: they change nothing
+about what happens after a restart (every open command is re-delivered
+when its agent returns, and the agent's own record of executed command ids
+makes that harmless), and skipping their commits halves the SQLite work
+per command. After a broker restart an open command reads as ``queued``
+until it moves on.
 """
 from __future__ import annotations
 
@@ -164,6 +170,8 @@ class CommandQueue:
         if result is not None:
             cmd.result = result
         cmd.result_sent = cmd.result_sent or result_sent
+        if status not in FINAL:
+            return True  # sent / delivered: kept in memory only (see the module docstring)
         self._db.execute(
             "UPDATE commands SET status=?, updated=?, result=?, result_sent=? WHERE id=?",
             (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, int(cmd.result_sent), cmd.id),
