@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,10 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.config import DataDir
-from broker.local_stack import prepare
-
-TOKEN = "chaos-enrolment-token"
+from bench.stack import ServerStack
 
 
 @dataclass
@@ -51,38 +45,6 @@ class ChaosReport:
     @property
     def ok(self) -> bool:
         return self.finished and self.missing == 0 and self.duplicated == 0 and self.stored == self.expected
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Proc:
-    """One restartable child process, output appended to a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
-        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env or {}
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as out:
-            self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env={**os.environ, **self.env})
-
-    def kill(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(10)
-
-    def stop(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def count_stored(store_db: Path, agents: int, events: int) -> tuple[int, int, int]:
@@ -108,21 +70,9 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
               progress=None) -> ChaosReport:
     """Run the kill loop in ``root``; the report says what survived."""
     rng = random.Random(seed)
-    py = sys.executable
-    data = DataDir(root / "server")
-    bind = f"tcp://127.0.0.1:{_free_port()}"
-    stack = prepare(data, bind, with_agent=False)
-    logs = root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    hb = "0.5"
-    ems = [py, "-m", "broker.cli.main"]
-    broker = _Proc("broker", ems + ["broker", "--data-dir", str(data.root), "--bind", bind, "--heartbeat-s", hb],
-                   logs / "broker.log", env={"EMS_ENROL_TOKEN": TOKEN})
-    persister = _Proc("persister", ems + ["persist", "--data-dir", str(data.root), "--heartbeat-s", hb], logs / "persister.log")
-    fleet = _Proc("agents", [py, "-m", "bench.sim_fleet", "--dir", str(root / "agents"), "--server", bind,
-                             "--server-key", stack.broker_key, "--token", TOKEN, "--agents", str(agents),
-                             "--events", str(events), "--rate", str(rate), "--heartbeat-s", hb,
-                             "--timeout-s", str(timeout_s)], logs / "agents.log")
+    stack = ServerStack(root)
+    fleet = stack.fleet("agents", agents, events, rate, timeout_s=timeout_s)
+    broker, persister = stack.broker, stack.persister
     report = ChaosReport(agents, events, agents * events)
     plan = ["broker"] * broker_kills + ["persister"] * persister_kills + ["agents"] * agent_kills
     rng.shuffle(plan)
@@ -144,7 +94,8 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
                 report.notes.append(f"stream finished before the {victim} kill at {moment:.1f} s")
                 break
             procs[victim].kill()
-            setattr(report, f"{'agent' if victim == 'agents' else victim}_kills", getattr(report, f"{'agent' if victim == 'agents' else victim}_kills") + 1)
+            counter = "agent_kills" if victim == "agents" else f"{victim}_kills"
+            setattr(report, counter, getattr(report, counter) + 1)
             procs[victim].start()
             if progress:
                 progress(f"killed and restarted {victim} at {time.monotonic() - started:.1f} s")
@@ -159,7 +110,7 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
         for proc in (fleet, persister, broker):
             proc.stop()
         report.seconds = time.monotonic() - started
-    report.stored, report.missing, report.duplicated = count_stored(data.root / "store.db", agents, events)
+    report.stored, report.missing, report.duplicated = count_stored(stack.store_db, agents, events)
     return report
 
 

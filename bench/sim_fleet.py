@@ -29,8 +29,8 @@ log = logging.getLogger("sim_fleet")
 
 
 class SimAgent:
-    def __init__(self, root: Path, index: int, config: ClientConfig, token: str, events: int):
-        self.client_id = f"sim-{index:03d}"
+    def __init__(self, root: Path, client_id: str, config: ClientConfig, token: str, events: int):
+        self.client_id = client_id
         self.dir = root / self.client_id
         self.events = events
         pair = keys.load_or_create(self.dir / "keys", "agent")
@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--server-key", required=True)
     p.add_argument("--token", default=os.environ.get("EMS_ENROL_TOKEN", ""))
     p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--prefix", default="sim", help="agent ids are PREFIX-000, PREFIX-001, ...")
     p.add_argument("--events", type=int, default=200, help="events per agent")
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all agents together")
     p.add_argument("--heartbeat-s", type=float, default=0.5)
@@ -80,9 +81,15 @@ def main(argv=None) -> int:
     hb = args.heartbeat_s
     timing = Timing(heartbeat_s=hb, peer_timeout_s=3 * hb, broker_timeout_s=3 * hb, reconnect_min_s=0.05, reconnect_max_s=1.0)
     config = ClientConfig(server=args.server, server_key=args.server_key, timing=timing)
-    fleet = [SimAgent(args.dir, i, config, args.token, args.events) for i in range(args.agents)]
+    fleet = [SimAgent(args.dir, f"{args.prefix}-{i:03d}", config, args.token, args.events) for i in range(args.agents)]
     for agent in fleet:
         agent.bus.connect()
+    ready_by = time.monotonic() + 60
+    while not all(a.bus.ready for a in fleet) and time.monotonic() < ready_by:
+        for agent in fleet:
+            agent.bus.poll(0.0)
+        time.sleep(0.005)
+    print("READY", time.time(), flush=True)
     start = time.monotonic()
     credit = 0.0
     last = start
@@ -98,7 +105,7 @@ def main(argv=None) -> int:
         for agent in fleet:
             agent.step()
         if all(agent.finished for agent in fleet):
-            print("DONE", sum(a.created for a in fleet), flush=True)
+            print("DONE", sum(a.created for a in fleet), time.time(), flush=True)
             return 0
         time.sleep(0.005)
     print("TIMEOUT", {a.client_id: a.outbox.stats()["pending"] for a in fleet if not a.finished}, flush=True)

@@ -1,0 +1,89 @@
+"""A server stack of real processes for benchmarks and chaos runs.
+
+:class:`ServerStack` prepares a data dir (keys, registry, profile), then
+runs ``ems broker`` and ``ems persist`` as child processes on a free
+loopback port; each can be SIGKILLed and restarted on the same port.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from broker.config import DataDir
+from broker.local_stack import prepare
+
+ENROL_TOKEN = "bench-enrolment-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """One restartable child process, output appended to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env or {}
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as out:
+            self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env={**os.environ, **self.env})
+
+    def kill(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class ServerStack:
+    """Broker + persister processes over one data dir under ``root``."""
+
+    def __init__(self, root: Path, heartbeat_s: float = 0.5):
+        self.root = root
+        self.data = DataDir(root / "server")
+        self.bind = f"tcp://127.0.0.1:{free_port()}"
+        self.broker_key = prepare(self.data, self.bind, with_agent=False).broker_key
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ems = [sys.executable, "-m", "broker.cli.main"]
+        hb = ["--heartbeat-s", str(heartbeat_s)]
+        self.broker = Proc("broker", ems + ["broker", "--data-dir", str(self.data.root), "--bind", self.bind, *hb],
+                           self.logs / "broker.log", env={"EMS_ENROL_TOKEN": ENROL_TOKEN})
+        self.persister = Proc("persister", ems + ["persist", "--data-dir", str(self.data.root), *hb], self.logs / "persister.log")
+
+    @property
+    def store_db(self) -> Path:
+        return self.data.root / "store.db"
+
+    def fleet(self, name: str, agents: int, events: int, rate: float, heartbeat_s: float = 0.5,
+              timeout_s: float = 600.0, prefix: str = "sim") -> Proc:
+        """A ``bench.sim_fleet`` process of enrolled simulated agents (not started)."""
+        return Proc(name, [sys.executable, "-m", "bench.sim_fleet", "--dir", str(self.root / "agents"),
+                           "--server", self.bind, "--server-key", self.broker_key, "--token", ENROL_TOKEN,
+                           "--agents", str(agents), "--events", str(events), "--rate", str(rate),
+                           "--heartbeat-s", str(heartbeat_s), "--timeout-s", str(timeout_s), "--prefix", prefix],
+                    self.logs / f"{name}.log")
+
+    def start(self) -> None:
+        self.broker.start()
+        self.persister.start()
+
+    def stop(self) -> None:
+        self.persister.stop()
+        self.broker.stop()
