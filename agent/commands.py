@@ -1,7 +1,8 @@
 """Commands the agent answers. Each is a small function whose docstring is its help.
 
-A handler takes the command's ``args`` map and returns a result map; an
-exception becomes a ``failed`` result with its message.
+A handler takes the command's ``args`` map and the :class:`AgentContext`
+and returns a result map; a :class:`~agent.context.CommandError` (or any
+other exception) becomes a ``failed`` result with its message.
 """
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ import time
 from typing import Callable
 
 from agent import sysinfo
+from agent.context import AgentContext
 
 
-def ping(args: dict) -> dict:
+def ping(args: dict, ctx: AgentContext) -> dict:
     """Answer at once: proves the agent is reachable and executing commands."""
     return {"pong": True, "agent_time": time.time(), "echo": args.get("echo")}
 
 
-def sysinfo_now(args: dict) -> dict:
+def sysinfo_now(args: dict, ctx: AgentContext) -> dict:
     """Collect and return system information now."""
     return sysinfo.collect()
 
 
-HANDLERS: dict[str, Callable[[dict], dict]] = {
+HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {
     "ping": ping,
     "sysinfo": sysinfo_now,
 }

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import commands, identity, sysinfo
 from agent.access_log import AccessLog
+from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
 from agent.outbox import Outbox, OutboxError
@@ -35,6 +36,7 @@ class AgentConfig:
     label: str = ""
     sysinfo_interval_s: float = 60.0
     enrol_token: str = ""
+    policy: LocalPolicy = field(default_factory=LocalPolicy)
     #: keep executed command ids this long (longer than any command TTL)
     executed_retention_s: float = 30 * 24 * 3600.0
 
@@ -61,6 +63,14 @@ class Agent:
         self.bus = BusClient(config.client, self.keypair, hello=hello)
         self.outbox = Outbox(config.data_dir / "outbox.db")
         self.sender = DurableSender(self.bus, self.outbox)
+        self.context = AgentContext(
+            client_id=self.client_id,
+            data_dir=config.data_dir,
+            policy=config.policy,
+            access_log=self.access_log.record,
+            notify=self._notify,
+            report=self.sender.report,
+        )
         self._stopping = False
         self._next_sysinfo = 0.0
         self._generation = 0
@@ -133,13 +143,20 @@ class Agent:
             result = {"ok": False, "error": f"unknown command {name!r}; this agent knows: {', '.join(sorted(commands.HANDLERS))}"}
         else:
             try:
-                result = {"ok": True, "output": handler(args)}
+                result = {"ok": True, "output": handler(args, replace(self.context, operator=env.sender))}
+            except CommandError as exc:
+                result = {"ok": False, "error": str(exc)}
             except Exception as exc:
                 log.exception("command %s (%s) failed", cmd_id, name)
                 result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         self.executed.finish(cmd_id, result)
         log.info("command %s (%s) by %s: %s", cmd_id, name, env.sender, "ok" if result["ok"] else result["error"])
         self._answer(cmd_id, result)
+
+    def _notify(self, title: str, text: str) -> None:
+        """A notice for the user: always in the access log and the agent log."""
+        self.access_log.record(title, text)
+        log.warning("NOTICE: %s: %s", title, text)
 
     def _answer(self, cmd_id: str, result: dict) -> None:
         try:

@@ -100,6 +100,7 @@ dev    php-cli           php-cli            php-cli               php-cli       
 dev    php-mysql         php-mysql          php-mysqlnd           php-mysqlnd           php8-mysql        =                 php83-mysqli,php83-pdo_mysql
 dev    chromium          chromium           chromium              chromium              chromium          chromium          chromium
 dev    chromium-driver   chromium-driver    chromedriver          chromedriver          chromedriver      =                 chromium-chromedriver
+dev    x11vnc            x11vnc             x11vnc                x11vnc                x11vnc            x11vnc            x11vnc
 dev    iproute2          iproute2           iproute               iproute               iproute2          iproute2          iproute2
 dev    procps            procps             procps-ng             procps-ng             procps            procps-ng         procps
 '
