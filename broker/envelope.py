@@ -230,7 +230,7 @@ def decode_header(raw: bytes) -> Header:
     if type(fields) is not list or len(fields) != _HEADER_FIELDS:
         raise ProtocolError(ErrorCode.BAD_HEADER, "header is not a 7-field array")
     version, kind, topic, msg_id, ts, corr, expires = fields
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
     known = _KINDS.get(kind) if type(kind) is int else None
     if known is None:

@@ -8,6 +8,7 @@ is the registry's only writer), and every change is committed first.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from broker.config import ROLES
 from broker.errors import EmsError
 
 PENDING, ACCEPTED, REJECTED, REVOKED = "pending", "accepted", "rejected", "revoked"
+#: agent ids become topic segments (event.<id>.<name>): no dots, no spaces
+AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATES = (PENDING, ACCEPTED, REJECTED, REVOKED)
 
 _SCHEMA = """
@@ -122,6 +125,8 @@ class KeyRegistry:
         """Register a key directly (local set-up and ``ems keys add``)."""
         if role not in ROLES:
             raise RegistryError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if role == "agent" and not AGENT_ID.match(client_id):
+            raise RegistryError(f"agent id {client_id!r} must be 1-64 letters, digits, '-' or '_'")
         if state not in STATES:
             raise RegistryError(f"unknown state {state!r}")
         now = time.time()
@@ -139,9 +144,12 @@ class KeyRegistry:
     def note_pending(self, public_key: str, client_id: str = "", label: str = "", hostname: str = "") -> KeyRecord:
         """Record an unknown key as pending, or refresh a pending key's claims."""
         now = time.time()
+        if client_id and not AGENT_ID.match(client_id):
+            client_id = ""  # a claim that cannot be a topic segment is not taken
         record = self._by_key.get(public_key)
         if record is None:
-            record = KeyRecord(public_key, client_id or f"pending-{public_key[:8]}", "agent", PENDING, label, hostname, now, now)
+            placeholder = "pending-" + "".join(c if c.isalnum() else "_" for c in public_key[:8])
+            record = KeyRecord(public_key, client_id or placeholder, "agent", PENDING, label, hostname, now, now)
         elif record.state == PENDING:
             record.client_id = client_id or record.client_id
             record.label = label or record.label

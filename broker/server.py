@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _EMPTY = b""
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
+#: topic prefixes one connection may subscribe to (fan-out cost is per prefix)
+MAX_PREFIXES = 100
 #: seconds between WAL checkpoints of broker.db (kept off the message path)
 CHECKPOINT_INTERVAL_S = 10.0
 
@@ -90,8 +92,8 @@ class Broker:
         self.subscribers: dict[bytes, Peer] = {}
         #: service name ("store") -> routing id of the service providing it
         self.providers: dict[str, bytes] = {}
-        #: forwarded request id -> (requester routing id, give-up time)
-        self.forwarded: dict[str, tuple[bytes, float]] = {}
+        #: forwarded request id -> (requester, service routing id, give-up time)
+        self.forwarded: dict[str, tuple[bytes, bytes, float]] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
         self._throttle = LogThrottle()
         self._ready = threading.Event()
@@ -208,9 +210,14 @@ class Broker:
                 frames.append(recv(0, copy=False))
             try:
                 self._handle(frames)
-            except Exception:  # a bug must not stop the bus; it is counted and logged
+            except Exception:  # a bug must not stop the bus: counted, logged (throttled), answered
                 self.counters["internal_errors"] += 1
-                log.exception("internal error handling a message")
+                if self._throttle.allow("internal_error"):
+                    log.exception("internal error handling a message")
+                try:
+                    self._send_error(frames[0].bytes, None, ErrorCode.INTERNAL, "")
+                except zmq.ZMQError:
+                    pass
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         rid = frames[0].bytes
@@ -408,8 +415,8 @@ class Broker:
                 return
         self._greet(peer, header, info)
         if peer.role == "service" and isinstance(data.get("provides"), list):
-            for name in data["provides"][:8]:
-                self.providers[str(name)] = peer.rid
+            for name in [n for n in data["provides"][:8] if isinstance(n, str) and len(n) <= 32]:
+                self.providers[name] = peer.rid
                 log.info("%s provides %r", peer.client_id, name)
 
     def _enrol_by_token(self, peer: Peer, data: dict, info: dict) -> bool:
@@ -486,7 +493,11 @@ class Broker:
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and len(p) <= 200 for p in prefixes) or len(prefixes) > 100:
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
             return
-        peer.prefixes = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
+        merged = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
+        if len(merged) > MAX_PREFIXES:
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, f"at most {MAX_PREFIXES} subscriptions per connection")
+            return
+        peer.prefixes = merged
         self.subscribers[peer.rid] = peer
         self._reply(peer, header, {"prefixes": list(peer.prefixes)})
 
@@ -556,17 +567,18 @@ class Broker:
         body = pack_body({"op": op, "args": args, "requester": {"client_id": peer.client_id, "role": peer.role}})
         fwd = pack_header(Kind.REQUEST, op, msg_id=header.msg_id)
         if self._send(rid, peer.sender, fwd, body):
-            self.forwarded[header.msg_id] = (peer.rid, self.clock() + self.config.timing.request_timeout_s * 3)
+            self.forwarded[header.msg_id] = (peer.rid, rid, self.clock() + self.config.timing.request_timeout_s * 3)
             self.counters["forwarded_requests"] += 1
         else:
             self._send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"the {service} service is not keeping up")
 
     def _on_service_reply(self, peer: Peer, header: Header, frames) -> None:
         """A service answers a forwarded request: route it to whoever asked."""
-        waiting = self.forwarded.pop(header.corr or "", None)
-        if waiting is None:
+        waiting = self.forwarded.get(header.corr or "")
+        if waiting is None or waiting[1] != peer.rid:  # only the service asked may answer
             self.counters["reply_unroutable"] += 1
             return
+        del self.forwarded[header.corr]
         self._send(waiting[0], peer.sender, frames[1], frames[2])
 
     def _op_status(self, peer: Peer, args: dict) -> dict:
@@ -838,7 +850,7 @@ class Broker:
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
             self.commands.checkpoint()
-        for msg_id in [m for m, (_, until) in self.forwarded.items() if until < now]:
+        for msg_id in [m for m, (_, _, until) in self.forwarded.items() if until < now]:
             del self.forwarded[msg_id]
         wall = time.time()
         for cmd in self.commands.due_to_expire(wall):

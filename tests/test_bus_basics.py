@@ -43,3 +43,24 @@ def test_presence_online_then_offline_on_close(bus):
     assert offline.data()["state"] == "offline"
     agents = {a["client_id"]: a for a in bus.admin.request("agents")}
     assert agents["agent-c"]["state"] == "offline"
+
+
+def test_agent_ids_cannot_carry_topic_separators(bus):
+    """Agent ids are topic segments: `keys.add` refuses an id with a dot, and a
+    pending agent claiming one is recorded under a placeholder instead."""
+    import pytest
+
+    from broker import keys
+    from broker.errors import RemoteError
+
+    with pytest.raises(RemoteError, match="must be 1-64 letters"):
+        bus.admin.request("keys.add", public_key=keys.generate().public, client_id="host.example", role="agent")
+    pending = bus.client(keys.generate(), hello={"client_id": "evil.event"}, ready=False)
+    from conftest import wait_for
+
+    def recorded():
+        pending.poll(0.05)
+        return [k for k in bus.admin.request("keys.list") if k["state"] == "pending"]
+
+    rows = wait_for(recorded, 10, what="the pending key")
+    assert rows[0]["client_id"].startswith("pending-") and "." not in rows[0]["client_id"]
