@@ -137,3 +137,16 @@ def test_crypto_rotate_cli_reencrypts_with_progress(tmp_path):
     assert {store.crypto.key_id_of(r[0]) for r in raw} == {store.crypto.current_key_id}
     assert sorted(r["message"] for r in store.query("logs", limit=100)) == sorted(f"secret {i}" for i in range(50))
     store.close()
+
+
+def test_each_agent_connection_becomes_a_session_row(bus, persister):
+    """Online opens a session (with the logged-in user from HELLO), offline
+    closes it with the reason; a reconnect opens a new one."""
+    agent = bus.client(bus.enrol("agent-x"), hello={"client_id": "agent-x", "user": "kim"})
+    wait_for(lambda: bus.admin.request("store.query", kind="sessions", client_id="agent-x"), 10, what="an open session")
+    agent.close()
+    rows = wait_for(lambda: [r for r in bus.admin.request("store.query", kind="sessions", client_id="agent-x") if r["ended"]],
+                    10, what="the session to close")
+    assert rows[0]["logged_in_user"] == "kim"
+    assert rows[0]["end_reason"] in ("disconnected", "heartbeat timeout")
+    assert rows[0]["started"] <= rows[0]["ended"]
