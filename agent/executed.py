@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from broker import sqlite_db
 from broker.envelope import pack_body, unpack_body

@@ -24,7 +24,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.stack import ServerStack

@@ -22,8 +22,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from broker import keys as keyfiles
 from broker import permissions, zap
-from broker.command_queue import DELIVERED, DONE, EXPIRED, FAILED, FINAL, QUEUED, SENT, Command, CommandQueue
-from broker.config import BrokerConfig, OPERATOR_ROLES
+from broker.command_queue import DELIVERED, DONE, EXPIRED, FAILED, FINAL, SENT, Command, CommandQueue
+from broker.config import BrokerConfig
 from broker.envelope import (
     ErrorCode,
     Header,
@@ -36,7 +36,7 @@ from broker.envelope import (
     unpack_body,
 )
 from broker.errors import ProtocolError
-from broker.registry import ACCEPTED, PENDING, REJECTED, REVOKED, KeyRegistry, RegistryError
+from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRegistry, RegistryError
 from broker.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
