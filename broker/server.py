@@ -330,14 +330,19 @@ class Broker:
             self._publish(topic, sender, pack_header(kind, topic), pack_body(data))
 
     def _security(self, peer: Peer | None, event: str, detail: str) -> None:
-        """Count, log (throttled) and publish a security event."""
+        """Count every security event; log and publish them throttled.
+
+        A flood of bad frames from one key is one counter, a few log lines
+        and a few stored events per minute, each stating how many similar
+        ones were held back, so an attacker cannot fill the log or the store.
+        """
         self.counters[f"security_{event}"] += 1
-        who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
         throttle_key = (event, peer.key if peer else None)
-        if self._throttle.allow(throttle_key):
-            held = self._throttle.suppressed(throttle_key)
-            more = f" (+{held} similar suppressed)" if held else ""
-            log.warning("security: %s from %s: %s%s", event, who, detail, more)
+        if not self._throttle.allow(throttle_key):
+            return
+        held = self._throttle.suppressed(throttle_key)
+        who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
+        log.warning("security: %s from %s: %s%s", event, who, detail, f" (+{held} similar suppressed)" if held else "")
         self._publish_new(
             Kind.SECURITY,
             "security.broker",
@@ -347,6 +352,7 @@ class Broker:
                 "client_id": peer.client_id if peer else "",
                 "role": peer.role if peer else "",
                 "key": peer.key if peer else "",
+                "suppressed_before": held,
                 "ts": time.time(),
             },
         )
