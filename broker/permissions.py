@@ -58,6 +58,9 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "keys.revoke": ("admin", False),
     "keys.add": ("admin", False),
     "keys.label": ("operator", False),
+    # the broker's journal of its own records, pulled by the persister
+    "journal.read": ("admin", True),
+    "journal.ack": ("admin", True),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

@@ -36,6 +36,7 @@ from broker.envelope import (
     unpack_body,
 )
 from broker.errors import ProtocolError
+from broker.journal import Journal
 from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRegistry, RegistryError
 from broker.stats import Counters, LogThrottle
 
@@ -79,6 +80,7 @@ class Broker:
         self.keypair = keyfiles.load_or_create(self.data.keys, "broker")
         self.registry = KeyRegistry(self.data.broker_db)
         self.commands = CommandQueue(self.data.broker_db)
+        self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -193,6 +195,7 @@ class Broker:
             sock.close(linger=0)
         self.registry.close()
         self.commands.close()
+        self.journal.close()
         if self._own_context:
             self.ctx.term()
         log.info("broker stopped")
@@ -324,10 +327,12 @@ class Broker:
                     self.counters["dropped_fanout"] += 1
         return delivered
 
-    def _publish_new(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
-        """Publish a message the broker makes, packing it only if someone listens."""
-        if any(topic.startswith(peer.prefixes) for peer in self.subscribers.values()):
-            self._publish(topic, sender, pack_header(kind, topic), pack_body(data))
+    def _record(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
+        """A record the broker makes (audit, presence, security): journaled
+        until the store has it, and published live."""
+        header, body = pack_header(kind, topic), pack_body(data)
+        self.journal.append(int(kind), topic, header, body)
+        self._publish(topic, sender, header, body)
 
     def _security(self, peer: Peer | None, event: str, detail: str) -> None:
         """Count every security event; log and publish them throttled.
@@ -343,7 +348,7 @@ class Broker:
         held = self._throttle.suppressed(throttle_key)
         who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
         log.warning("security: %s from %s: %s%s", event, who, detail, f" (+{held} similar suppressed)" if held else "")
-        self._publish_new(
+        self._record(
             Kind.SECURITY,
             "security.broker",
             {
@@ -360,7 +365,7 @@ class Broker:
     def _audit(self, peer: Peer, action: str, detail: dict) -> None:
         """An operator action, named: logged and published on ``audit.<who>``."""
         log.info("audit: %s (%s) %s %s", peer.client_id, peer.role, action, detail)
-        self._publish_new(
+        self._record(
             Kind.EVENT,
             f"audit.{peer.client_id}",
             {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail, "ts": time.time()},
@@ -599,6 +604,8 @@ class Broker:
                 "online_agents": len(self.online),
                 "pending_keys": self.registry.pending_count(),
                 "services": sorted(self.providers),
+                "journal": len(self.journal),
+                "journal_dropped": self.journal.dropped,
             },
             "counters": self.counters.snapshot(),
             "commands": self.commands.counts(),
@@ -634,6 +641,12 @@ class Broker:
     def _op_command_list(self, peer: Peer, args: dict) -> list[dict]:
         limit = min(int(args.get("limit", 50)), 1000)
         return [c.as_dict() for c in self.commands.recent(args.get("target"), limit)]
+
+    def _op_journal_read(self, peer: Peer, args: dict) -> list[dict]:
+        return [{"seq": seq, "header": header, "body": body} for seq, header, body in self.journal.read(int(args.get("limit", 1000)))]
+
+    def _op_journal_ack(self, peer: Peer, args: dict) -> dict:
+        return {"deleted": self.journal.ack(int(args["upto"])), "left": len(self.journal)}
 
     def _op_keys_list(self, peer: Peer, args: dict) -> list[dict]:
         return [r.as_dict() for r in self.registry.all()]
@@ -816,7 +829,7 @@ class Broker:
             self.registry.touch(record, now)
         log.info("%s is %s (%s)", cid, "online" if online else "offline", reason)
         self.counters["presence_changes"] += 1
-        self._publish_new(
+        self._record(
             Kind.PRESENCE,
             f"presence.{cid}",
             {"client_id": cid, "state": "online" if online else "offline", "reason": reason, "ts": now, "info": peer.info},

@@ -150,3 +150,23 @@ def test_each_agent_connection_becomes_a_session_row(bus, persister):
     assert rows[0]["logged_in_user"] == "kim"
     assert rows[0]["end_reason"] in ("disconnected", "heartbeat timeout")
     assert rows[0]["started"] <= rows[0]["ended"]
+
+
+def test_audit_made_while_the_persister_is_down_is_stored_when_it_returns(bus, tmp_path):
+    """The broker journals its own records (audit, presence, security) until
+    the store acknowledges them: an operator action taken while no persister
+    runs is in the audit trail once one is back, exactly once."""
+    bus.peer("agent-j")
+    status = bus.admin.send_command("agent-j", "ping", {"reason": "nobody is storing right now"})
+    assert bus.admin.request("status")["broker"]["journal"] >= 1
+    persister = RunningPersister(bus, tmp_path)
+    try:
+        rows = wait_for(lambda: [r for r in bus.admin.request("store.query", kind="audit") if r["action"] == "command"],
+                        15, what="the journaled audit row")
+        assert len(rows) == 1 and rows[0]["operator"] == "admin"
+        assert status["id"] in str(rows[0]["detail"])
+        wait_for(lambda: bus.admin.request("status")["broker"]["journal"] == 0, 15, what="the journal to be acknowledged")
+        sessions = persister.store.query("sessions", client_id="agent-j")
+        assert len(sessions) == 1  # presence was journaled too, and stored once
+    finally:
+        persister.stop()

@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from broker.client import BusClient
-from broker.envelope import Envelope, ErrorCode, Kind, error_body, pack_body
+from broker.envelope import Envelope, ErrorCode, Kind, decode, error_body, pack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister.store import Record, Store, StoreUnavailable
 
@@ -50,6 +50,8 @@ class PersisterConfig:
     #: records kept in memory while the store cannot write
     max_backlog: int = 200_000
     retry_s: float = 1.0
+    #: how often the broker's journal (its audit/presence/security records) is pulled
+    journal_interval_s: float = 1.0
     purge_interval_s: float = 3600.0
     retention_s: dict[str, float] = field(
         default_factory=lambda: {
@@ -104,6 +106,9 @@ class Persister:
         self.stats = defaultdict(int)
         self._next_purge = time.monotonic() + 60.0
         self._next_retry = 0.0
+        self._next_journal = 0.0
+        #: highest broker-journal sequence number in the current batch (acked after the commit)
+        self._journal_upto = 0
         self._stopping = False
 
     def stop(self) -> None:
@@ -132,6 +137,9 @@ class Persister:
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
                 self.flush()
+        if now >= self._next_journal and not self._journal_upto and self.failing_since is None:
+            self._next_journal = now + self.config.journal_interval_s
+            self._pull_journal()
         if now >= self._next_purge:
             self._next_purge = now + self.config.purge_interval_s
             self._purge()
@@ -180,6 +188,8 @@ class Persister:
             if wants_ack and (key in durable or key in rejected):  # a rejected record will never fit: ack so it is not resent forever
                 acks[record.client_id].append(record.msg_id)
         self.batch = []
+        if self._journal_upto:
+            self._ack_journal()
         for client_id, ids in acks.items():
             for start in range(0, len(ids), ACK_CHUNK):
                 try:
@@ -187,6 +197,36 @@ class Persister:
                 except EmsError as exc:  # the agent resends; the store deduplicates
                     self.stats["ack_send_failed"] += 1
                     log.debug("ack to %s not sent: %s", client_id, exc)
+
+    def _pull_journal(self) -> None:
+        """Take the broker's own records that the store does not have yet."""
+        try:
+            entries = self.bus.request("journal.read", limit=self.config.max_batch)
+        except EmsError as exc:
+            log.debug("journal not read now: %s", exc)
+            return
+        for entry in entries:
+            try:
+                item = to_record(decode([b"", entry["header"], entry["body"]]), self.bus.client_id)
+            except (ProtocolError, KeyError, TypeError) as exc:
+                self.stats["journal_undecodable"] += 1
+                log.warning("skipped an undecodable journal record %s: %s", entry.get("seq"), exc)
+                item = None
+            if item is not None:
+                if not self.batch:
+                    self.batch_started = time.monotonic()
+                self.batch.append(item)
+            self._journal_upto = max(self._journal_upto, int(entry["seq"]))
+        if entries and not self.batch:  # nothing storable: still let the broker forget them
+            self._ack_journal()
+
+    def _ack_journal(self) -> None:
+        try:
+            self.bus.request("journal.ack", upto=self._journal_upto)
+            self.stats["journal_acked_upto"] = self._journal_upto
+        except EmsError as exc:  # read again next time; the store deduplicates
+            log.debug("journal ack not sent: %s", exc)
+        self._journal_upto = 0
 
     def _store_failed(self, exc: StoreUnavailable) -> None:
         now = time.monotonic()
