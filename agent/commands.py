@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from agent import sysinfo
 from agent.context import AgentContext
 
 
@@ -18,12 +17,6 @@ def ping(args: dict, ctx: AgentContext) -> dict:
     return {"pong": True, "agent_time": time.time(), "echo": args.get("echo")}
 
 
-def sysinfo_now(args: dict, ctx: AgentContext) -> dict:
-    """Collect and return system information now."""
-    return sysinfo.collect()
-
-
 HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {
     "ping": ping,
-    "sysinfo": sysinfo_now,
 }

@@ -8,6 +8,7 @@ display...); the agent turns it into a ``failed`` result.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,29 @@ class LocalPolicy:
     power_dry_run: bool = False
     log_forward_level: str = "INFO"
     log_forward_per_minute: int = 600
+
+    @classmethod
+    def load(cls, path: Path) -> "LocalPolicy":
+        """Read ``policy.json`` (written at install); defaults where it is silent.
+
+        Mandatory notices listed there are *added* to the built-in ones:
+        no file, flag or server command can remove a notice.
+        """
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except ValueError as exc:
+            raise EmsError(f"{path} is not valid JSON ({exc}); fix or remove it") from exc
+        base = cls()
+        return cls(
+            allowed_roots=[Path(p).expanduser() for p in raw.get("allowed_roots", [])],
+            max_file_bytes=int(raw.get("max_file_bytes", base.max_file_bytes)),
+            mandatory_notices=base.mandatory_notices | frozenset(raw.get("mandatory_notices", [])),
+            power_dry_run=bool(raw.get("power_dry_run", base.power_dry_run)),
+            log_forward_level=str(raw.get("log_forward_level", base.log_forward_level)),
+            log_forward_per_minute=int(raw.get("log_forward_per_minute", base.log_forward_per_minute)),
+        )
 
 
 @dataclass

@@ -39,7 +39,8 @@ class ExecutedCommands:
         return cur.rowcount == 1
 
     def finish(self, cmd_id: str, result: dict) -> None:
-        self._db.execute("UPDATE executed SET result=? WHERE id=?", (pack_body(result), cmd_id))
+        """Keep the result (large binary values, e.g. downloaded file data, as their size only)."""
+        self._db.execute("UPDATE executed SET result=? WHERE id=?", (pack_body(_without_bulk(result)), cmd_id))
 
     def result_of(self, cmd_id: str) -> dict | None:
         """The stored result; an interrupted run reports that it was interrupted."""
@@ -52,3 +53,17 @@ class ExecutedCommands:
 
     def purge_older_than(self, seconds: float) -> int:
         return self._db.execute("DELETE FROM executed WHERE started<?", (time.time() - seconds,)).rowcount
+
+
+BULK_BYTES = 64 * 1024
+
+
+def _without_bulk(value):
+    """``value`` with every bytes object over BULK_BYTES replaced by its size."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > BULK_BYTES:
+        return {"omitted_bytes": len(value), "note": "not kept for re-delivery; run the command again"}
+    if isinstance(value, dict):
+        return {k: _without_bulk(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_bulk(v) for v in value]
+    return value

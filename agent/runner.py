@@ -1,20 +1,25 @@
 """The agent's main loop: enrol, heartbeat, report, run commands.
 
-One thread. The bus client handles the protocol; this loop publishes
-``sysinfo`` periodically and runs each command id at most once.
+One thread owns the bus client: it polls the bus, publishes ``sysinfo``
+periodically, pumps the outbox, and hands commands to
+:class:`~agent.lanes.CommandLanes` (worker threads) so that a long command
+never stops heartbeats. Each command id runs at most once.
 """
 from __future__ import annotations
 
 import logging
+import platform
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent import commands, identity, sysinfo
+from agent import commands, files, identity, log_forward, power, sysinfo
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
+from agent.lanes import CommandLanes
 from agent.outbox import Outbox, OutboxError
 from broker import keys as keyfiles
 from broker.client import BusClient
@@ -49,13 +54,12 @@ class Agent:
         self.client_id = config.client_id or identity.client_id()
         self.access_log = AccessLog(config.data_dir / "access.log")
         self.executed = ExecutedCommands(config.data_dir / "agent.db")
-        facts = sysinfo.collect()
         hello = {
             "client_id": self.client_id,
             "label": config.label,
-            "hostname": facts["hostname"],
+            "hostname": socket.gethostname(),
             "version": AGENT_VERSION,
-            "os": facts["os"],
+            "os": platform.system(),
             "user": sysinfo.logged_in_user(),
         }
         if config.enrol_token:
@@ -63,6 +67,9 @@ class Agent:
         self.bus = BusClient(config.client, self.keypair, hello=hello)
         self.outbox = Outbox(config.data_dir / "outbox.db")
         self.sender = DurableSender(self.bus, self.outbox)
+        self.log_forwarder = log_forward.install(self.sender.report, config.policy)
+        self.lanes = CommandLanes()
+        self.handlers = {**commands.HANDLERS, **sysinfo.HANDLERS, **files.HANDLERS, **power.HANDLERS}
         self.context = AgentContext(
             client_id=self.client_id,
             data_dir=config.data_dir,
@@ -91,11 +98,15 @@ class Agent:
                     self._next_sysinfo = 0.0  # report right after (re)connecting
                 if env is not None:
                     self._dispatch(env)
+                for cmd_id, name, sender, result in self.lanes.finished():
+                    self._finish(cmd_id, name, sender, result)
                 if self.bus.ready and time.monotonic() >= self._next_sysinfo:
                     self._publish_sysinfo()
                 self.sender.pump()
         finally:
             self.access_log.record("agent stopped")
+            self.lanes.shutdown()
+            log_forward.uninstall(self.log_forwarder)
             self.bus.close()
             self.executed.close()
             self.outbox.close()
@@ -103,7 +114,7 @@ class Agent:
     def _publish_sysinfo(self) -> None:
         self._next_sysinfo = time.monotonic() + self.config.sysinfo_interval_s
         try:
-            self.sender.report(Kind.EVENT, "sysinfo", sysinfo.collect())
+            self.sender.report(Kind.EVENT, "sysinfo", sysinfo.collect(AGENT_VERSION))
         except OutboxError as exc:  # reporting must never stop the agent
             log.warning("could not keep a sysinfo report: %s", exc)
         self._report_drops()
@@ -138,19 +149,17 @@ class Agent:
             self._answer(cmd_id, previous)
             return
         self.bus.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=cmd_id)
-        handler = commands.HANDLERS.get(name)
+        handler = self.handlers.get(name)
         if handler is None:
-            result = {"ok": False, "error": f"unknown command {name!r}; this agent knows: {', '.join(sorted(commands.HANDLERS))}"}
-        else:
-            try:
-                result = {"ok": True, "output": handler(args, replace(self.context, operator=env.sender))}
-            except CommandError as exc:
-                result = {"ok": False, "error": str(exc)}
-            except Exception as exc:
-                log.exception("command %s (%s) failed", cmd_id, name)
-                result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            error = f"unknown command {name!r}; this agent knows: {', '.join(sorted(self.handlers))}"
+            self._finish(cmd_id, name, env.sender, {"ok": False, "error": error})
+            return
+        context = replace(self.context, operator=env.sender)
+        self.lanes.submit(cmd_id, name, env.sender, lambda: run_handler(handler, args, context, cmd_id, name))
+
+    def _finish(self, cmd_id: str, name: str, sender: str, result: dict) -> None:
         self.executed.finish(cmd_id, result)
-        log.info("command %s (%s) by %s: %s", cmd_id, name, env.sender, "ok" if result["ok"] else result["error"])
+        log.info("command %s (%s) by %s: %s", cmd_id, name, sender, "ok" if result["ok"] else result["error"])
         self._answer(cmd_id, result)
 
     def _notify(self, title: str, text: str) -> None:
@@ -163,3 +172,14 @@ class Agent:
             self.bus.send(Kind.RESULT, data=result, corr=cmd_id)
         except Exception as exc:
             log.warning("could not send the result of %s now (%s); the broker will re-deliver", cmd_id, exc)
+
+
+def run_handler(handler, args: dict, context: AgentContext, cmd_id: str, name: str) -> dict:
+    """Run one handler (on a lane thread); any failure becomes a ``failed`` result."""
+    try:
+        return {"ok": True, "output": handler(args, context)}
+    except CommandError as exc:
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:
+        log.exception("command %s (%s) failed", cmd_id, name)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

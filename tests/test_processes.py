@@ -67,11 +67,11 @@ class Stack:
         admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
         return agent_dir
 
-    def start_agent(self, client_id: str) -> subprocess.Popen:
+    def start_agent(self, client_id: str, *extra: str) -> subprocess.Popen:
         return self.procs.ems(
             client_id,
             "agent", "--data-dir", str(self.root / client_id), "--server", self.bind,
-            "--server-key", self.server_key, "--id", client_id, "--heartbeat-s", HEARTBEAT,
+            "--server-key", self.server_key, "--id", client_id, "--heartbeat-s", HEARTBEAT, *extra,
         )
 
     def close(self):
@@ -209,3 +209,35 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     for pid in children:
         assert subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0, f"child {pid} still running"
     assert "EMS is running" in up.log_path.read_text()
+
+
+def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
+    """A real `ems agent` process with a local policy (one allowed folder,
+    power dry run): file commands work inside the root and are refused
+    outside it; reboot and update check report what they would run; the
+    loop keeps heartbeating while commands run on their lanes."""
+    op = stack.operator()
+    stack.enrol_agent(op, "agent-p")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "report.txt").write_text("quarterly numbers")
+    stack.start_agent("agent-p", "--allow-root", str(shared), "--power-dry-run")
+    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 15, what="agent online")
+
+    def run(name, **args):
+        first = op.send_command("agent-p", name, args)
+        return op.wait_result(first["id"], timeout_s=60)
+
+    listing = run("files.list", path=str(shared))
+    assert listing["status"] == "done", listing
+    assert [e["name"] for e in listing["result"]["output"]["entries"]] == ["report.txt"]
+    escape = run("files.download", path=str(shared / ".." / ".." ))
+    assert escape["status"] == "failed"
+    reboot = run("power.reboot", reason="kernel update")
+    assert reboot["status"] == "done", reboot
+    assert reboot["result"]["output"]["dry_run"] is True
+    check = run("update.check")
+    assert check["status"] == "done", check
+    access_log = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log", "--data-dir",
+                                 str(stack.root / "agent-p")], capture_output=True, text=True, timeout=30).stdout
+    assert "agent started" in access_log

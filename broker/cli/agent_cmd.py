@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from agent.access_log import AccessLog
+from agent.context import LocalPolicy
 from agent.runner import Agent, AgentConfig
 from broker import keys
 from broker.cli.broker_cmd import timing_for
@@ -21,7 +22,9 @@ def add_parser(subparsers) -> None:
         help="run the agent (or: ems agent access-log)",
         description="Run the EMS agent: it enrols with the broker (its key stays pending until an operator "
         "accepts it, or it presents the enrolment token), heartbeats, reports system information and answers "
-        "commands. It always tells the user it is running; `ems agent access-log` shows what was done.",
+        "commands. It always tells the user it is running; `ems agent access-log` shows what was done. "
+        "Local policy (allowed folders, power dry run, extra mandatory notices) is read from DATA/policy.json "
+        "and cannot be loosened from the server.",
     )
     p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"], help="run (default) or print the local access log")
     add_data_dir(p)
@@ -31,6 +34,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--label", default="", help="a device label shown to operators")
     p.add_argument("--sysinfo-interval-s", type=float, default=60.0, help="seconds between system reports (default %(default)s)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval before the broker's own applies (default %(default)s)")
+    p.add_argument("--allow-root", action="append", default=[], metavar="DIR",
+                   help="a folder operators may list, download from and upload to (repeatable; adds to DATA/policy.json)")
+    p.add_argument("--power-dry-run", action="store_true", help="power and update commands only report what they would run")
     p.set_defaults(run=run, default_log_level="INFO")
 
 
@@ -39,6 +45,9 @@ def run(args) -> int:
     if args.action == "access-log":
         sys.stdout.write(AccessLog(data_dir / "access.log").read() or "(the access log is empty)\n")
         return 0
+    policy = LocalPolicy.load(data_dir / "policy.json")
+    policy.allowed_roots += [Path(p).expanduser() for p in args.allow_root]
+    policy.power_dry_run = policy.power_dry_run or args.power_dry_run
     config = AgentConfig(
         data_dir=data_dir,
         client=ClientConfig(server=args.server, server_key=_server_key(data_dir, args.server_key), timing=timing_for(args.heartbeat_s)),
@@ -46,6 +55,7 @@ def run(args) -> int:
         label=args.label,
         sysinfo_interval_s=args.sysinfo_interval_s,
         enrol_token=os.environ.get(ENROL_TOKEN_ENV, ""),
+        policy=policy,
     )
     agent = Agent(config)
     for sig in (signal.SIGTERM, signal.SIGINT):

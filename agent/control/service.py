@@ -1,0 +1,144 @@
+"""Remote control: the ``control.open``, ``control.close`` and ``input`` commands.
+
+:class:`RemoteControl` ties together the session state
+(:mod:`agent.control.sessions`), the visible notices
+(:func:`agent.notice.announce`, kind ``remote_control``) and the input
+driver (:mod:`agent.control.driver`). Input is accepted only inside a
+session opened by the same operator; the access log records each session
+(who, when, why), never the keys.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from agent.context import AgentContext, CommandError
+from agent.control.driver import NO_DISPLAY, InputDriver
+from agent.control.events import FrameMapper, frame_size, parse_events, region
+from agent.control.sessions import NOT_OPEN, ControlSession, ControlSessions
+from agent.notice import announce, has_display
+from agent.notice.text import one_line
+
+log = logging.getLogger(__name__)
+
+NOTICE_KIND = "remote_control"
+MAX_REASON_CHARS = 500
+class RemoteControl:
+    """Remote-control sessions and input for one agent (the runner keeps one)."""
+
+    def __init__(self, sessions: ControlSessions | None = None, driver: InputDriver | None = None):
+        self.sessions = sessions or ControlSessions()
+        self.driver = driver or InputDriver()
+
+    def handlers(self) -> dict:
+        """The command table entries this object answers."""
+        return {"control.open": self.open, "control.close": self.close, "input": self.input}
+
+    # -- commands --------------------------------------------------------------------
+    def open(self, args: dict, ctx: AgentContext) -> dict:
+        """Start remote control of this screen.
+
+        args: ``reason`` (required: shown to the user and written to the
+        access log). The user sees "<operator> is now controlling your
+        screen: <reason>". Only one operator at a time; opening again as
+        the same operator keeps the session. Returns the session id, the
+        screen size and the idle timeout.
+        """
+        reason = _reason(args)
+        operator = _operator(ctx)
+        if not has_display():
+            raise CommandError(NO_DISPLAY)
+        self._expire(ctx)
+        width, height = self.driver.screen_size()
+        session, new = self.sessions.open(operator, reason)
+        if new:
+            announce(ctx, NOTICE_KIND, "Remote control started", f"{operator} is now controlling your screen: {reason}", args)
+            log.info("remote-control session %s opened by %s", session.session_id, operator)
+        return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
+
+    def close(self, args: dict, ctx: AgentContext) -> dict:
+        """End the sender's remote-control session (the user is told). args: optional ``reason``."""
+        operator = _operator(ctx)
+        ended = self._expire(ctx)
+        if ended is not None and ended.operator == operator:
+            return {**ended.summary(), "closed": True, "ended_by": "idle timeout"}
+        session = self.sessions.close(operator)
+        reason = one_line(str(args.get("reason") or ""))[:MAX_REASON_CHARS]
+        text = f"{operator} is no longer controlling your screen" + (f": {reason}" if reason else "")
+        self._ended(ctx, session, text, args)
+        return {**session.summary(), "closed": True, "ended_by": "operator"}
+
+    def input(self, args: dict, ctx: AgentContext) -> dict:
+        """Execute mouse and keyboard events inside the sender's open session.
+
+        args: ``events`` — a list of ``{type: move|click|wheel|key|text, x,
+        y, button, clicks, dx, dy, key, text}`` — and ``frame_w``/``frame_h``,
+        the size of the frame the operator was looking at (pointer
+        coordinates are scaled from it to the screen, or to ``region``
+        ``{left, top, width, height}`` when the frame shows one monitor).
+        Returns counts only; nothing typed is stored or logged.
+        """
+        if not has_display():
+            raise CommandError(NO_DISPLAY)
+        operator = _operator(ctx)
+        ended = self._expire(ctx)
+        if ended is not None and ended.operator == operator:
+            raise CommandError(f"{NOT_OPEN}: your session ended after {self.sessions.idle_timeout_s:g} s without input; open a new one")
+        session = self.sessions.require(operator)
+        events = parse_events(args, self.driver.known_keys())
+        frame = frame_size(args)
+        if frame is None and any(e.positioned for e in events):
+            raise CommandError("frame_w and frame_h (the size of the frame you see) are required for pointer events")
+        mapper = None
+        if frame is not None:
+            left, top, width, height = region(args, *self.driver.screen_size())
+            mapper = FrameMapper(*frame, width, height, left, top)
+        try:
+            result = self.driver.run(events, mapper)
+        except CommandError:
+            raise
+        except Exception as exc:  # the message could quote input: name the type only
+            log.warning("remote input failed in session %s: %s", session.session_id, type(exc).__name__)
+            raise CommandError(f"remote input failed: {type(exc).__name__}") from exc
+        self.sessions.touch(session)
+        return {"session_id": session.session_id, **result}
+
+    # -- the runner's calls --------------------------------------------------------------
+    def poll(self, ctx: AgentContext) -> list[dict]:
+        """Call every loop pass: ends an idle session (with its notice); returns what ended."""
+        ended = self._expire(ctx)
+        return [ended.summary()] if ended is not None else []
+
+    def shutdown(self, ctx: AgentContext) -> None:
+        """The agent is stopping: end any open session and tell the user."""
+        session = self.sessions.end()
+        if session is not None:
+            self._ended(ctx, session, f"{session.operator}'s remote control ended: the EMS agent is stopping", {})
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _expire(self, ctx: AgentContext) -> ControlSession | None:
+        session = self.sessions.expire()
+        if session is not None:
+            text = f"{session.operator}'s remote control ended after {self.sessions.idle_timeout_s:g} s without input"
+            self._ended(ctx, session, text, {})
+        return session
+
+    def _ended(self, ctx: AgentContext, session: ControlSession, text: str, args: dict) -> None:
+        announce(ctx, NOTICE_KIND, "Remote control ended", text, args)
+        log.info("remote-control session %s of %s ended after %.0f s", session.session_id, session.operator, time.time() - session.opened_at)
+
+
+def _operator(ctx: AgentContext) -> str:
+    if not ctx.operator:
+        raise CommandError("remote control needs an authenticated operator")
+    return ctx.operator
+
+
+def _reason(args: dict) -> str:
+    raw = args.get("reason")
+    reason = one_line(raw) if isinstance(raw, str) else ""
+    if not reason:
+        raise CommandError("control.open needs a reason (it is shown to the user and kept in the access log)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise CommandError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+    return reason

@@ -1,0 +1,87 @@
+"""Remote-control sessions: who may send input right now, and until when.
+
+At most one session at a time: one operator holds the screen. It ends when
+that operator closes it, when no input arrives for ``idle_timeout_s``, or
+when the agent stops. This module keeps the state only; notices and the
+access log are :mod:`agent.control.service`'s job.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.context import CommandError
+from broker.envelope import new_id
+
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+NOT_OPEN = "no remote-control session open"
+
+
+@dataclass
+class ControlSession:
+    """One operator's remote-control session."""
+
+    session_id: str
+    operator: str
+    reason: str
+    opened_at: float  # wall clock, for people
+    last_active: float  # session clock, for the idle timeout
+
+    def summary(self) -> dict:
+        return {"session_id": self.session_id, "operator": self.operator, "reason": self.reason, "opened_at": self.opened_at}
+
+
+class ControlSessions:
+    """The open session (if any); ``clock`` is injectable for tests."""
+
+    def __init__(self, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, clock: Callable[[], float] = time.monotonic):
+        self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
+        self.current: ControlSession | None = None
+
+    def open(self, operator: str, reason: str) -> tuple[ControlSession, bool]:
+        """The operator's session and whether it is new; refuses while another operator holds one."""
+        held = self.current
+        if held is not None:
+            if held.operator != operator:
+                raise CommandError(f"remote control is already held by {held.operator} (since {_hhmm(held.opened_at)}); they must close it first")
+            held.last_active = self.clock()
+            return held, False
+        self.current = ControlSession(new_id(), operator, reason, time.time(), self.clock())
+        return self.current, True
+
+    def require(self, operator: str) -> ControlSession:
+        """The open session of ``operator``; CommandError("no remote-control session open: ...") otherwise."""
+        held = self.current
+        if held is None:
+            raise CommandError(f"{NOT_OPEN}: send control.open with a reason first")
+        if held.operator != operator:
+            raise CommandError(f"{NOT_OPEN}: {operator or 'this sender'} has no session here ({held.operator} is controlling this screen)")
+        return held
+
+    def touch(self, session: ControlSession) -> None:
+        session.last_active = self.clock()
+
+    def close(self, operator: str) -> ControlSession:
+        """End ``operator``'s session and return it."""
+        session = self.require(operator)
+        self.current = None
+        return session
+
+    def expire(self) -> ControlSession | None:
+        """End the session if it has been idle too long; returns the ended one."""
+        held = self.current
+        if held is not None and self.clock() - held.last_active >= self.idle_timeout_s:
+            self.current = None
+            return held
+        return None
+
+    def end(self) -> ControlSession | None:
+        """End whatever session is open (agent stopping)."""
+        held, self.current = self.current, None
+        return held
+
+
+def _hhmm(wall: float) -> str:
+    return time.strftime("%H:%M", time.localtime(wall))

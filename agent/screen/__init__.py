@@ -1,0 +1,16 @@
+"""The agent's screen capability: on-demand captures and live view.
+
+* :mod:`agent.screen.capture` grabs the screen (mss) and encodes JPEG;
+* :mod:`agent.screen.tiles` finds the changed parts of the screen;
+* :mod:`agent.screen.protocol` owns the live-view FRAME body format (both ends);
+* :mod:`agent.screen.live` runs a live-view session: leases, frame rate, updates;
+* :mod:`agent.screen.handlers` are the ``capture`` / ``live.start`` /
+  ``live.stop`` commands and the hook the agent runner attaches.
+
+:mod:`agent.screen.xvfb` and :mod:`agent.screen.pattern` are support for
+tests and benchmarks (a private X server and a scriptable test pattern); the
+agent itself never imports them.
+
+Nothing here needs a display to be imported: without one, the capability
+reports itself unavailable with a reason.
+"""

@@ -1,0 +1,215 @@
+"""Screen commands: ``capture``, ``live.start``, ``live.stop``.
+
+Each handler is ``fn(args, ctx) -> dict`` (see :mod:`agent.context`); its
+docstring is its help. Merge :data:`HANDLERS` into the agent's command
+table. Live view needs the agent loop's cooperation, wired by the runner::
+
+    from agent.screen import handlers as screen
+
+    commands.HANDLERS.update(screen.HANDLERS)          # once
+    self.live = screen.attach_bus(self.context, self.bus)   # in Agent.__init__
+    # in the loop, instead of bus.poll(0.25):
+    env = self.bus.poll(screen.poll_timeout(self.live, 0.25))
+    ...
+    self.live.pump()                                     # every pass
+    # in the finally block, before closing the bus:
+    screen.detach(self.context)                          # ends a view, with notices
+
+:func:`attach_bus` publishes frames as ``bus.publish(Kind.FRAME, "live",
+body=...)`` (topic ``frame.<agent>.live``), best effort and never through
+the durable outbox; :func:`attach` takes any ``publish(body)`` callable.
+The attached :class:`~agent.screen.live.LiveView` is kept in a registry
+keyed by the agent's data directory, which is how the handlers find it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.context import AgentContext, CommandError
+from agent.screen import protocol
+from agent.screen.capture import MssSource, ScreenSource, ScreenUnavailable, check_quality, encode_jpeg, output_size
+from agent.screen.live import LiveOptions, LiveView
+from broker.envelope import Kind
+from broker.errors import SendError
+
+log = logging.getLogger(__name__)
+
+#: default JPEG quality of an on-demand capture
+CAPTURE_QUALITY = 70
+#: a capture bigger than this is refused (it travels through the durable outbox)
+MAX_CAPTURE_BYTES = 6 * 1024 * 1024
+
+_views: dict[str, LiveView] = {}
+
+
+def _key(ctx: AgentContext) -> str:
+    return str(Path(ctx.data_dir).resolve())
+
+
+def attach(ctx: AgentContext, publish: Callable[[bytes], Any], *, ready: Callable[[], bool] | None = None,
+           source: ScreenSource | None = None, options: LiveOptions | None = None,
+           clock: Callable[[], float] = time.monotonic) -> LiveView:
+    """Give this agent a live view that sends FRAME bodies with ``publish(body)``.
+
+    Notices and access-log lines go through ``ctx.notify`` and
+    ``ctx.access_log``. Attaching again replaces the previous view (which
+    is closed first).
+    """
+    detach(ctx, "the live view was re-attached")
+    view = LiveView(source or MssSource(), publish, notify=ctx.notify, access_log=ctx.access_log,
+                    ready=ready, options=options, clock=clock)
+    _views[_key(ctx)] = view
+    return view
+
+
+def attach_bus(ctx: AgentContext, bus, **kw) -> LiveView:
+    """:func:`attach` with frames published on ``bus`` (a BusClient) under ``frame.<agent>.live``."""
+
+    def publish(body: bytes) -> None:
+        if not bus.ready:
+            raise SendError("not connected to the broker")
+        bus.publish(Kind.FRAME, protocol.TOPIC_NAME, body=body)
+
+    return attach(ctx, publish, ready=lambda: bus.ready, **kw)
+
+
+def detach(ctx: AgentContext, reason: str = "the agent is stopping") -> None:
+    """End this agent's live view (with notices; the end body is published if possible) and forget it."""
+    view = _views.pop(_key(ctx), None)
+    if view is None:
+        return
+    for body in view.close(reason):
+        try:
+            view.publish(body)
+        except Exception as exc:
+            log.debug("could not announce the end of the live view: %s", exc)
+    view.source.close()
+
+
+def view_for(ctx: AgentContext) -> LiveView | None:
+    """The live view attached for this agent, if any."""
+    return _views.get(_key(ctx))
+
+
+def poll_timeout(view: LiveView | None, idle_s: float) -> float:
+    """How long the agent loop may block in ``bus.poll`` without delaying frames."""
+    wait = view.wait_s() if view is not None else None
+    return idle_s if wait is None else min(idle_s, wait)
+
+
+# -- commands -------------------------------------------------------------------
+def capture(args: dict, ctx: AgentContext) -> dict:
+    """Take a screenshot now and store it (``screen_captures``).
+
+    Args: ``quality`` (1-95, default 70), ``max_width`` (pixels) and/or
+    ``scale`` (0-1] to shrink it, ``monitor`` (1 = first, 0 = all),
+    ``reason`` (kept in the employee's access log). Returns the stored
+    record's ``msg_id``, its size and timings; the picture itself is
+    delivered to the store durably.
+    """
+    _only(args, "capture", "quality", "max_width", "scale", "monitor", "reason")
+    quality = _arg(check_quality, args.get("quality", CAPTURE_QUALITY))
+    max_width, scale, monitor = args.get("max_width"), args.get("scale"), args.get("monitor", 1)
+    reason = _reason(args)
+    view = view_for(ctx)
+    source = view.source if view is not None else MssSource()
+    try:
+        ok, why = source.available()
+        if not ok:
+            raise CommandError(f"screen capture unavailable: {why}")
+        t0 = time.perf_counter()
+        try:
+            frame = source.grab(monitor)
+        except ScreenUnavailable as exc:
+            raise CommandError(f"screen capture unavailable: {exc}") from exc
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        t1 = time.perf_counter()
+        width, height = _arg(output_size, frame.width, frame.height, max_width, scale)
+        jpeg = encode_jpeg(frame, quality, max_width, scale)
+        t2 = time.perf_counter()
+    finally:
+        if view is None:
+            source.close()
+    if len(jpeg) > MAX_CAPTURE_BYTES:
+        raise CommandError(f"the capture is {len(jpeg)} bytes, over the {MAX_CAPTURE_BYTES} limit: lower quality or set max_width")
+    msg_id = ctx.report(Kind.EVENT, "capture", {
+        "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
+        "operator": ctx.operator, "monitor": monitor, "reason": reason,
+    })
+    ctx.access_log("screen captured", f"operator={ctx.operator} size={width}x{height}" + (f" reason={reason}" if reason else ""))
+    return {"msg_id": msg_id, "width": width, "height": height, "quality": quality, "format": "jpeg", "bytes": len(jpeg),
+            "monitor": monitor, "screen": [frame.width, frame.height],
+            "grab_ms": round((t1 - t0) * 1000, 2), "encode_ms": round((t2 - t1) * 1000, 2)}
+
+
+def live_start(args: dict, ctx: AgentContext) -> dict:
+    """Start watching this screen live, or renew your lease on it.
+
+    Args: ``fps`` (default 10, at most 30), ``quality`` (1-95, default 60),
+    ``monitor`` (default 1), ``lease_s`` (default 30: send ``live.start``
+    again before it runs out, or the view ends), ``full`` (true: send a
+    full frame next, after you missed an update), ``reason`` (shown to the
+    employee). Frames arrive as FRAME messages on ``frame.<agent>.live``;
+    the employee is told who is watching.
+    """
+    _only(args, "live.start", "fps", "quality", "monitor", "lease_s", "full", "reason")
+    view = _view(ctx)
+    full = args.get("full", False)
+    if type(full) is not bool:
+        raise CommandError(f"full must be true or false, not {full!r}")
+    try:
+        state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=args.get("monitor"),
+                           lease_s=args.get("lease_s"), full=full, reason=_reason(args))
+    except ScreenUnavailable as exc:
+        raise CommandError(f"screen capture unavailable: {exc}") from exc
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    return state | {"topic": f"frame.{ctx.client_id}.{protocol.TOPIC_NAME}"}
+
+
+def live_stop(args: dict, ctx: AgentContext) -> dict:
+    """Stop watching this screen live (your lease only; others may still watch).
+
+    Args: ``reason`` (optional, kept in the access log).
+    """
+    _only(args, "live.stop", "reason")
+    reason = _reason(args) or "stopped by the operator"
+    return _view(ctx).stop(ctx.operator, reason)
+
+
+HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {
+    "capture": capture,
+    "live.start": live_start,
+    "live.stop": live_stop,
+}
+
+
+def _view(ctx: AgentContext) -> LiveView:
+    view = view_for(ctx)
+    if view is None:
+        raise CommandError("live view is not available: this agent runs without a frame publisher")
+    return view
+
+
+def _only(args: dict, command: str, *known: str) -> None:
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise CommandError(f"{command} does not take {', '.join(map(str, unknown))}; it takes {', '.join(known)}")
+
+
+def _arg(check: Callable, *values):
+    try:
+        return check(*values)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _reason(args: dict) -> str:
+    reason = args.get("reason", "")
+    if type(reason) is not str:
+        raise CommandError("reason must be a string")
+    return reason[:200]
