@@ -424,13 +424,15 @@ def ems_operator_main(endpoint: str, server_key: str, pair: keyfiles.KeyPair, n:
 # ---------------------------------------------------------------------------
 # children: the raw pyzmq side
 # ---------------------------------------------------------------------------
-def _curve_client(ctx: zmq.Context, endpoint: str, server_public: bytes, hwm: int = 100_000) -> zmq.Socket:
-    public, secret = zmq.curve_keypair()
+def _curve_client(ctx: zmq.Context, endpoint: str, server_public: bytes | None, hwm: int = 100_000) -> zmq.Socket:
+    """A DEALER for the raw servers; ``server_public=None`` means no Curve (bench/peers.py's curve-off trial only)."""
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
-    sock.curve_serverkey = server_public
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
+    if server_public is not None:
+        public, secret = zmq.curve_keypair()
+        sock.curve_serverkey = server_public
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
     sock.sndhwm = sock.rcvhwm = hwm
     sock.connect(endpoint)
     return sock
@@ -473,7 +475,7 @@ def _lean_multipart(sock: zmq.Socket) -> tuple[Callable, Callable]:
     return recv_parts, send_parts
 
 
-def raw_forwarder_main(server_public: bytes, server_secret: bytes, sndhwm: int, rcvhwm: int, batch: int, out: mp.Queue,
+def raw_forwarder_main(server_public: bytes | None, server_secret: bytes | None, sndhwm: int, rcvhwm: int, batch: int, out: mp.Queue,
                        name: str = "forwarder", lean: bool = False) -> None:
     """A minimal Python forwarding loop on a Curve ROUTER (no EMS logic).
 
@@ -490,9 +492,10 @@ def raw_forwarder_main(server_public: bytes, server_secret: bytes, sndhwm: int, 
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
-    router.curve_server = True
-    router.curve_publickey = server_public
-    router.curve_secretkey = server_secret
+    if server_public is not None:  # None: no Curve (bench/peers.py's curve-off trial only)
+        router.curve_server = True
+        router.curve_publickey = server_public
+        router.curve_secretkey = server_secret
     router.router_mandatory = 1
     router.sndhwm = sndhwm
     router.rcvhwm = rcvhwm
@@ -547,7 +550,7 @@ def raw_echo_server_main(server_public: bytes, server_secret: bytes, out: mp.Que
     ctx.term()
 
 
-def raw_proxy_main(server_public: bytes, server_secret: bytes, sndhwm: int, rcvhwm: int, out: mp.Queue) -> None:
+def raw_proxy_main(server_public: bytes | None, server_secret: bytes | None, sndhwm: int, rcvhwm: int, out: mp.Queue) -> None:
     """libzmq's own ``zmq.proxy`` (C, no Python per message): ROUTER in, DEALER out.
 
     The consumer connects to the DEALER side and receives ``[identity,
@@ -559,9 +562,10 @@ def raw_proxy_main(server_public: bytes, server_secret: bytes, sndhwm: int, rcvh
     for kind, hwm_out in ((zmq.ROUTER, sndhwm), (zmq.DEALER, sndhwm)):
         sock = ctx.socket(kind)
         sock.linger = 0
-        sock.curve_server = True
-        sock.curve_publickey = server_public
-        sock.curve_secretkey = server_secret
+        if server_public is not None:  # None: no Curve (bench/peers.py's curve-off trial only)
+            sock.curve_server = True
+            sock.curve_publickey = server_public
+            sock.curve_secretkey = server_secret
         sock.sndhwm = hwm_out
         sock.rcvhwm = rcvhwm
         sock.bind("tcp://127.0.0.1:*")
