@@ -48,6 +48,9 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True) -> LocalStack:
         persister_pair = keys.load_or_create(data.keys, "persister")
         if registry.get(persister_pair.public) is None:
             registry.add(persister_pair.public, "persister", "service", ACCEPTED, label="SQLite persister (ems up)")
+        admin_http_pair = keys.load_or_create(data.keys, "admin-http")
+        if registry.get(admin_http_pair.public) is None:
+            registry.add(admin_http_pair.public, "admin-http", "operator", ACCEPTED, label="admin HTTP listener (ems up)")
         if with_agent:
             agent_pair = keys.load_or_create(data.root / "agent" / "keys", "agent")
             current = registry.get(agent_pair.public)

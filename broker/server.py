@@ -180,12 +180,16 @@ class Broker:
         self._stopping = True
         try:
             poke = self.ctx.socket(zmq.PUSH)
+        except zmq.ZMQError:
+            return  # context already closed: the loop has ended
+        try:
             poke.linger = 0
             poke.connect(self._wake_endpoint)
             poke.send(b"", zmq.NOBLOCK)
-            poke.close()
         except zmq.ZMQError:
-            pass  # loop not running or already closed: the flag is enough
+            pass  # loop not running: the flag is enough
+        finally:
+            poke.close()
 
     def wait_ready(self, timeout_s: float = 10.0) -> bool:
         return self._ready.wait(timeout_s)
@@ -729,7 +733,8 @@ class Broker:
                 self._notify_status(existing)
             return
         self.counters["commands"] += 1
-        self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", "")})
+        self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
+                                      "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
         self._notify_status(cmd)
         if target in self.online:
             self._deliver(cmd)

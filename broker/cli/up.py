@@ -1,10 +1,14 @@
 """``ems up``: the whole server stack with a local agent, in one command."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
 
+from bridges.admin_http.config import DEFAULT_LISTEN as ADMIN_LISTEN
+from bridges.admin_http.config import TOKEN_ENV as ADMIN_TOKEN_ENV
+from bridges.admin_http.config import token_from_env
 from broker.cli.common import add_data_dir
 from broker.cli.profile import connectable
 from broker.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
@@ -24,6 +28,8 @@ def add_parser(subparsers) -> None:
     add_data_dir(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"broker endpoint (default {DEFAULT_BIND}; use tcp://0.0.0.0:PORT to let other machines' agents in)")
     p.add_argument("--no-agent", action="store_true", help="do not run a local agent")
+    p.add_argument("--admin-listen", default=ADMIN_LISTEN,
+                   help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
     p.set_defaults(run=run, default_log_level="INFO")
 
@@ -45,6 +51,9 @@ def _concrete(bind: str) -> str:
 def run(args) -> int:
     data = DataDir(resolve_data_dir(args.data_dir))
     args.bind = _concrete(args.bind)
+    args.admin_http = bool(os.environ.get(ADMIN_TOKEN_ENV))
+    if args.admin_http:
+        token_from_env()  # a weak token is refused now, not in a restart loop
     stack = prepare(data, args.bind, with_agent=not args.no_agent)
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
@@ -54,6 +63,11 @@ def run(args) -> int:
     services.append(
         Service("persister", _ems("--log-file", str(data.logs / "persister.log"), "persist", *common, *hb), data.logs / "persister.out")
     )
+    if args.admin_http:
+        services.append(
+            Service("admin-http", _ems("--log-file", str(data.logs / "admin-http.log"), "admin-http", *common,
+                                       "--listen", args.admin_listen, *hb), data.logs / "admin-http.out")
+        )
     if not args.no_agent:
         agent_dir = str(data.root / "agent")
         services.append(
@@ -85,6 +99,9 @@ def _print_banner(data: DataDir, args, stack, services) -> None:
         "EMS is running.",
         f"  broker      {args.bind}   (public key in {data.keys / 'broker.public'})",
         f"  persister   {data.root / 'store.db'}   (history: ems history --help)",
+        f"  admin API   http://{args.admin_listen}/api/clients   (Authorization: Bearer ${ADMIN_TOKEN_ENV}; "
+        f"calls audited in {data.logs / 'admin-http-audit.log'})"
+        if args.admin_http else f"  admin API   off (set {ADMIN_TOKEN_ENV} to start it on {args.admin_listen})",
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (access log: ems agent access-log --data-dir {data.root / 'agent'})")

@@ -1,0 +1,287 @@
+"""The admin HTTP API's routes: JSON in, JSON out, bus calls through the BusWorker.
+
+Free of HTTP plumbing (the server module checks the Host, the token and the
+body first), so every route is a small method whose docstring is its spec:
+
+=====================================  =======================================
+``GET  /api/status``                   broker status plus this listener's bus state
+``GET  /api/clients``                  the accepted agents (broker ``agents``)
+``POST /api/clients/<id>/reboot``      agent command ``power.reboot``
+``POST /api/clients/<id>/shutdown``    agent command ``power.shutdown``
+``POST /api/clients/<id>/update-check``  agent command ``update.check``
+``POST /api/clients/<id>/update-apply``  agent command ``update.apply``
+``GET  /api/commands/<id>``            one command's record (broker ``command.get``)
+=====================================  =======================================
+
+Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
+from bridges.admin_http.config import CLIENT_ID, AdminHttpConfig
+from broker import errors
+from broker.envelope import ErrorCode, new_id
+from broker.errors import EmsError, RemoteError
+
+log = logging.getLogger(__name__)
+
+#: URL action -> agent command name
+ACTIONS = {
+    "reboot": "power.reboot",
+    "shutdown": "power.shutdown",
+    "update-check": "update.check",
+    "update-apply": "update.apply",
+}
+#: keys a command's JSON body may have
+BODY_KEYS = ("reason", "args", "ttl_s")
+#: extra time an HTTP thread gives the bus thread beyond one bus round trip
+QUEUE_SLACK_S = 5.0
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+
+
+class ApiError(EmsError):
+    """An HTTP error answer: status, a message and a hint on what to do."""
+
+    def __init__(self, status: int, error: str, hint: str = "", headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None):
+        super().__init__(f"{status} {error}")
+        self.status = status
+        self.error = error
+        self.hint = hint
+        self.headers = headers or {}
+        #: more fields for the JSON answer (e.g. a command id)
+        self.extra = extra or {}
+
+    def response(self) -> Response:
+        return Response(self.status, {"error": self.error, "hint": self.hint, **self.extra}, self.headers)
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    """One authenticated API call. Routes add what the audit log should show to ``audit``."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes | None
+    caller: str
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+class AdminApi:
+    """Routes requests to handlers that call the bus through a :class:`BusWorker`."""
+
+    def __init__(self, worker: BusWorker, config: AdminHttpConfig):
+        self.worker = worker
+        self.config = config
+        # (method, path pattern, handler); "{}" matches one path segment
+        self.routes: list[tuple[str, tuple[str, ...], Callable[..., Response]]] = [
+            ("GET", ("api", "status"), self.status),
+            ("GET", ("api", "clients"), self.list_clients),
+            ("POST", ("api", "clients", "{}", "{}"), self.client_action),
+            ("GET", ("api", "commands", "{}"), self.get_command),
+        ]
+
+    def handle(self, req: Request) -> Response:
+        """Answer one request; raises :class:`ApiError` for every refusal."""
+        segments = [unquote(s) for s in req.path.strip("/").split("/")]
+        allowed = []
+        for method, pattern, handler in self.routes:
+            params = _match(pattern, segments)
+            if params is None:
+                continue
+            if method == req.method:
+                return handler(req, *params)
+            allowed.append(method)
+        if allowed:
+            raise ApiError(405, f"{req.method} is not allowed on {req.path}", f"use {' or '.join(allowed)}",
+                           headers={"Allow": ", ".join(allowed)})
+        raise ApiError(404, f"no such endpoint: {req.path}",
+                       "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>")
+
+    # -- routes ------------------------------------------------------------------
+    def status(self, req: Request) -> Response:
+        """``GET /api/status``: the broker's status (agents, counters, commands) and the listener's bus connection."""
+        def job(client):
+            listener = {"client_id": client.client_id, "role": client.role, "state": client.state, "server": client.config.server}
+            return {"listener": listener, **client.request("status", timeout_s=self.config.bus_timeout_s)}
+        return Response(200, self._bus(job))
+
+    def list_clients(self, req: Request) -> Response:
+        """``GET /api/clients``: ``{"clients": [...]}``, every accepted agent with its state and last contact."""
+        agents = self._bus(lambda client: client.request("agents", timeout_s=self.config.bus_timeout_s))
+        return Response(200, {"clients": agents})
+
+    def client_action(self, req: Request, target: str, action: str) -> Response:
+        """``POST /api/clients/<id>/<action>`` with ``{"reason": "...", "args": {...}, "ttl_s": N}``.
+
+        Sends the agent command for ``action`` (see :data:`ACTIONS`) with the
+        reason and the caller in its args; answers 202 with the command id
+        and its first status at once. ``?wait=1`` (optionally
+        ``&timeout_s=N``) waits for the outcome instead: 200 with the
+        result, or 504 with the id if it has not come in time. ``reason`` is
+        required; ``args`` are passed on to the agent; ``ttl_s`` is how long
+        the command may wait for an offline agent.
+        """
+        name = ACTIONS.get(action)
+        if name is None:
+            raise ApiError(404, f"no such action: {action}", f"actions: {', '.join(ACTIONS)}")
+        req.audit.update(action=name, target=target)
+        body = _json_object(req.body)
+        reason = self._reason(body)
+        req.audit["reason"] = reason
+        extra = body.get("args", {})
+        if not isinstance(extra, dict):
+            raise ApiError(400, "args must be a JSON object", 'e.g. {"reason": "...", "args": {"delay_s": 60}}')
+        ttl_s = self._ttl(body)
+        wait, wait_s = self._wait(req.query)
+        # set last: a body's args cannot override who asked and why
+        args = {**extra, "reason": reason, "via": CLIENT_ID, "caller": req.caller}
+        cmd_id = new_id()
+
+        def job(client):
+            first = client.send_command(target, name, args, ttl_s=ttl_s, timeout_s=self.config.bus_timeout_s, cmd_id=cmd_id)
+            return first, (self.worker.watch(cmd_id, wait_s + QUEUE_SLACK_S) if wait else None)
+
+        try:
+            first, outcome = self._bus(job, not_found={ErrorCode.UNKNOWN_TARGET},
+                                       not_found_hint="GET /api/clients lists the accepted clients")
+        except ApiError as exc:
+            if exc.status == 504:  # the broker may have queued it all the same
+                req.audit["command_id"] = cmd_id
+                exc.extra["id"] = cmd_id
+                exc.hint = f"it may have been queued all the same: GET /api/commands/{cmd_id} tells"
+            raise
+        req.audit.update(command_id=cmd_id, command_status=first.get("status"))
+        if outcome is None:
+            return Response(202, {**first, "via": CLIENT_ID, "caller": req.caller})
+        try:
+            result = outcome.result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            status = req.audit["command_status"] = self._status_of(cmd_id, first.get("status"))
+            raise ApiError(504, f"no result from {target} within {wait_s:g} s",
+                           f"the command carries on (an offline agent gets it until it expires); "
+                           f"GET /api/commands/{cmd_id} shows its status", extra={"id": cmd_id, "status": status}) from None
+        except BusUnavailable as exc:
+            raise ApiError(502, str(exc), f"GET /api/commands/{cmd_id} shows its status later", extra={"id": cmd_id}) from exc
+        req.audit["command_status"] = result.get("status")
+        return Response(200, result)
+
+    def get_command(self, req: Request, cmd_id: str) -> Response:
+        """``GET /api/commands/<id>``: the command's record (status queued/sent/delivered/done/failed/expired, args, result)."""
+        if not 0 < len(cmd_id) <= 64:
+            raise ApiError(400, "a command id is 1-64 characters")
+        req.audit["command_id"] = cmd_id
+        record = self._bus(lambda client: client.request("command.get", timeout_s=self.config.bus_timeout_s, id=cmd_id),
+                           not_found={ErrorCode.BAD_REQUEST}, not_found_hint="command ids come from POST /api/clients/<id>/<action>")
+        req.audit["command_status"] = record.get("status") if isinstance(record, dict) else None
+        return Response(200, record)
+
+    # -- helpers -------------------------------------------------------------------
+    def _bus(self, job, not_found: frozenset | set = frozenset(), not_found_hint: str = "") -> Any:
+        """Run ``job`` on the bus thread; bus failures become ApiErrors (404/502/504)."""
+        try:
+            return self.worker.run(job, self.config.bus_timeout_s + QUEUE_SLACK_S)
+        except RemoteError as exc:
+            if exc.code in not_found:
+                raise ApiError(404, exc.detail or exc.message, not_found_hint) from exc
+            if exc.code == ErrorCode.FORBIDDEN:
+                raise ApiError(502, f"the broker refused the admin listener: {exc}",
+                               "its bus key (admin-http) needs the role operator or admin: see `ems keys list`") from exc
+            raise ApiError(502, f"the broker answered: {exc}", "see the broker log (DATA/logs/broker.log)") from exc
+        except BusUnavailable as exc:
+            raise ApiError(502, str(exc), "is the broker running? `ems up` starts it; see DATA/logs/admin-http.log") from exc
+        except errors.TimeoutError as exc:
+            raise ApiError(504, str(exc), "the broker is slow or unreachable; try again") from exc
+        except EmsError as exc:
+            raise ApiError(502, f"bus error: {exc}", "see DATA/logs/admin-http.log") from exc
+
+    def _status_of(self, cmd_id: str, fallback: str | None) -> str | None:
+        """The command's current status, or ``fallback`` if the broker cannot say."""
+        try:
+            record = self._bus(lambda client: client.request("command.get", timeout_s=self.config.bus_timeout_s, id=cmd_id))
+        except ApiError:
+            return fallback
+        return record.get("status", fallback) if isinstance(record, dict) else fallback
+
+    def _reason(self, body: dict) -> str:
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ApiError(400, "a reason is required", 'send {"reason": "why this is done"}: it goes into the audit trail')
+        reason = reason.strip()
+        if len(reason) > self.config.max_reason_chars:
+            raise ApiError(400, f"the reason is longer than {self.config.max_reason_chars} characters")
+        return reason
+
+    def _ttl(self, body: dict) -> float:
+        ttl_s = body.get("ttl_s", self.config.command_ttl_s)
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not math.isfinite(ttl_s) \
+                or not 0 < ttl_s <= self.config.command_ttl_max_s:
+            raise ApiError(400, f"ttl_s must be a number of seconds in (0, {self.config.command_ttl_max_s:g}]")
+        return float(ttl_s)
+
+    def _wait(self, query: dict[str, list[str]]) -> tuple[bool, float]:
+        """``?wait=1`` and ``?timeout_s=N``."""
+        value = (query.get("wait") or [""])[-1].lower()
+        if value not in _TRUE + _FALSE:
+            raise ApiError(400, f"wait={value!r}: use wait=1 or wait=0")
+        wait_s = self.config.wait_default_s
+        if "timeout_s" in query:
+            try:
+                wait_s = float(query["timeout_s"][-1])
+            except ValueError:
+                wait_s = math.nan
+            if not math.isfinite(wait_s) or not 0 < wait_s <= self.config.wait_max_s:
+                raise ApiError(400, f"timeout_s must be a number of seconds in (0, {self.config.wait_max_s:g}]")
+        return value in _TRUE, wait_s
+
+
+def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
+    """The ``{}`` segments if ``segments`` fit ``pattern``, else None."""
+    if len(pattern) != len(segments):
+        return None
+    params = []
+    for expected, actual in zip(pattern, segments):
+        if expected == "{}":
+            if not actual:
+                return None
+            params.append(actual)
+        elif expected != actual:
+            return None
+    return params
+
+
+def _json_object(body: bytes | None) -> dict:
+    """The body as a JSON object with only :data:`BODY_KEYS`; ApiError 400 otherwise."""
+    example = 'e.g. {"reason": "user asked for a restart"}'
+    if not body:
+        raise ApiError(400, "the body is empty: it must be a JSON object", example)
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8: {exc}", example) from exc
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", example) from exc
+    if not isinstance(value, dict):
+        raise ApiError(400, f"the body must be a JSON object, not {type(value).__name__}", example)
+    unknown = sorted(set(value) - set(BODY_KEYS))
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(BODY_KEYS)}")
+    return value

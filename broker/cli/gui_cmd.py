@@ -1,0 +1,38 @@
+"""``ems gui``: the operator console (PySide6)."""
+from __future__ import annotations
+
+import argparse
+
+from broker.cli.common import add_data_dir
+from broker.errors import EmsError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "gui",
+        help="the operator console: fleet grid, per-client history and charts, actions",
+        description="Open the operator console. It connects with the operator profile in the data dir "
+        "(the one `ems up` writes), shows every agent as a tile (online/offline, user, CPU, memory) and, "
+        "for the selected one, its stored history (sessions, captures, messages, file operations, "
+        "security events, logs, the audit trail) and a CPU/memory chart, kept live from the bus. "
+        "Actions (capture, reboot, shutdown, updates) go to the selected client; the disruptive ones ask "
+        "for a reason, which the audit trail records. Needs the gui extra (PySide6).",
+        epilog="keys:  Ctrl+F search   F5 refresh   Ctrl+1/Ctrl+2 tiles/table   Ctrl+T dark/light\n"
+        "       Ctrl+Shift+C capture   Ctrl+R reboot   Ctrl+Shift+S shut down   Ctrl+U / Ctrl+Shift+U updates",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_dir(p)
+    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    p.add_argument("--theme", choices=["dark", "light"], default="dark", help="colour theme (default %(default)s; Ctrl+T switches)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        from gui.app import run_console
+        from gui.bus_worker import profile_client_factory
+    except ImportError as exc:
+        raise EmsError(f"the console needs PySide6 ({exc}): install the gui extra, e.g. "
+                       "`.venv/bin/pip install -e '.[gui]'` or `make dev`") from exc
+    factory = profile_client_factory(args.data_dir, args.server)  # a bad data dir fails here, before any window
+    return run_console(factory, theme_name=args.theme)
