@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from agent.notice.text import one_line
+
 
 class AccessLog:
     def __init__(self, path: Path):
@@ -17,6 +19,8 @@ class AccessLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, event: str, detail: str = "") -> str:
+        """Append one line (line breaks folded, so no caller can forge a line)."""
+        event, detail = one_line(event), one_line(detail)
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {event}" + (f"  {detail}" if detail else "")
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import commands, files, identity, log_forward, power, sysinfo
+from agent.chat import ChatInbox
+from agent.control import RemoteControl
+from agent.notice import Notifier, announce
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
@@ -69,13 +72,23 @@ class Agent:
         self.sender = DurableSender(self.bus, self.outbox)
         self.log_forwarder = log_forward.install(self.sender.report, config.policy)
         self.lanes = CommandLanes()
-        self.handlers = {**commands.HANDLERS, **sysinfo.HANDLERS, **files.HANDLERS, **power.HANDLERS}
+        self.notifier = Notifier(self.access_log.record)
+        self.chat = ChatInbox()
+        self.control = RemoteControl()
+        self.handlers = {
+            **commands.HANDLERS,
+            **sysinfo.HANDLERS,
+            **files.HANDLERS,
+            **power.HANDLERS,
+            **self.control.handlers(),
+            **self.chat.handlers(),
+        }
         self.context = AgentContext(
             client_id=self.client_id,
             data_dir=config.data_dir,
             policy=config.policy,
             access_log=self.access_log.record,
-            notify=self._notify,
+            notify=self.notifier.notify,
             report=self.sender.report,
         )
         self._stopping = False
@@ -86,8 +99,9 @@ class Agent:
         self._stopping = True
 
     def run(self) -> None:
-        notice = self.access_log.record("agent started", f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team")
-        log.warning("NOTICE: %s", notice)
+        announce(self.context, "start", "EMS agent started",
+                 f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team "
+                 f"(what was done: ems agent access-log)")
         self.executed.purge_older_than(self.config.executed_retention_s)
         self.bus.connect()
         try:
@@ -100,10 +114,15 @@ class Agent:
                     self._dispatch(env)
                 for cmd_id, name, sender, result in self.lanes.finished():
                     self._finish(cmd_id, name, sender, result)
+                self.control.poll(self.context)  # idle remote-control sessions end, with a notice
+                self.chat.poll(self.context)  # chat receipts and replies -> durable events
                 if self.bus.ready and time.monotonic() >= self._next_sysinfo:
                     self._publish_sysinfo()
                 self.sender.pump()
         finally:
+            self.control.shutdown(self.context)
+            self.chat.close()
+            self.notifier.close()
             self.access_log.record("agent stopped")
             self.lanes.shutdown()
             log_forward.uninstall(self.log_forwarder)
@@ -161,11 +180,6 @@ class Agent:
         self.executed.finish(cmd_id, result)
         log.info("command %s (%s) by %s: %s", cmd_id, name, sender, "ok" if result["ok"] else result["error"])
         self._answer(cmd_id, result)
-
-    def _notify(self, title: str, text: str) -> None:
-        """A notice for the user: always in the access log and the agent log."""
-        self.access_log.record(title, text)
-        log.warning("NOTICE: %s: %s", title, text)
 
     def _answer(self, cmd_id: str, result: dict) -> None:
         try:

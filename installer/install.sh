@@ -83,6 +83,7 @@ DEP_TABLE='
 run    make              make               make                  make                  make              make              make
 run    python3           python3            python3               python3               python3           python            python3
 run    python3-venv      python3-venv       =                     =                     =                 =                 =
+run    python3-tk        python3-tk         python3-tkinter       python3-tkinter       python3-tk        tk                py3-tkinter
 build  python3-dev       python3-dev        python3-devel         python3-devel         python3-devel     =                 python3-dev
 build  gcc               gcc                gcc                   gcc                   gcc               gcc               build-base
 dev    xvfb              xvfb               xorg-x11-server-Xvfb  xorg-x11-server-Xvfb  xorg-x11-server-Xvfb xorg-server-xvfb xvfb

@@ -3,9 +3,9 @@
 Wiring (see :class:`~agent.chat.inbox.ChatInbox`)::
 
     from agent import chat
-    commands.HANDLERS.update(chat.HANDLERS)   # chat.send, chat.delete
-    chat.INBOX.poll(ctx)                      # every loop pass: receipts and replies -> ctx.report
-    chat.INBOX.close()                        # when the agent stops
+    handlers = {..., **chat.HANDLERS}   # chat.send, chat.delete (one lane keeps them in order)
+    chat.INBOX.poll(ctx)                # every loop pass, loop thread: receipts and replies -> ctx.report
+    chat.INBOX.close()                  # when the agent stops: chat windows close
 
 ``INBOX`` is the process's one :class:`ChatInbox`: the messages it has seen
 (memory only) and one chat window process per operator.

@@ -13,7 +13,8 @@ import logging
 import queue
 import subprocess
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,24 @@ them into durable ``event.<agent>.chat`` reports:
 
 Without a display a message goes to the access log (the user can read it
 there) and is reported ``delivered`` at once.
+
+Thread safety: handlers run on the runner's command lane, ``poll`` on its
+loop; one re-entrant lock serialises them and ``poll`` skips a pass rather
+than wait for a handler.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from agent.chat.channel import WindowProcess
 from agent.context import AgentContext, CommandError
-from agent.notice.display import child_env, has_display, module_argv
+from agent.notice.display import child_env, gui_available, module_argv
 from agent.notice.text import one_line
 from broker.envelope import Kind
 
@@ -53,10 +59,20 @@ class ChatMessage:
     via: str = ""  # "window" or "log"
 
 
+def _serialised(method):
+    """Run ``method`` holding the inbox's lock."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class ChatInbox:
     """Operator messages shown to the user, and the user's receipts and replies."""
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self.messages: OrderedDict[str, ChatMessage] = OrderedDict()
         self.windows: dict[str, WindowProcess] = {}
         #: message ids handed to each live window, in order
@@ -69,6 +85,7 @@ class ChatInbox:
         return {"chat.send": self.send, "chat.delete": self.delete}
 
     # -- commands ---------------------------------------------------------------------
+    @_serialised
     def send(self, args: dict, ctx: AgentContext) -> dict:
         """Show an operator's message to the logged-in user.
 
@@ -91,6 +108,7 @@ class ChatInbox:
         self._deliver(message, ctx, [])
         return {"message_id": message_id, "status": message.status, "via": message.via}
 
+    @_serialised
     def delete(self, args: dict, ctx: AgentContext) -> dict:
         """Hide a message on this computer (a soft delete: the store keeps it, flagged).
 
@@ -111,21 +129,28 @@ class ChatInbox:
     def poll(self, ctx: AgentContext) -> list[dict]:
         """Call every loop pass: report what the windows said; returns the reported payloads.
 
-        Never blocks. A window that went away with messages it never showed
-        is replaced by a new one that shows them (in order).
+        Never blocks (while a handler holds the inbox, this pass does
+        nothing). A window that went away with messages it never showed is
+        replaced by a new one that shows them (in order).
         """
         reported: list[dict] = []
-        while True:
-            try:
-                window, event = self.events.get_nowait()
-            except queue.Empty:
-                break
-            if event is None:
-                self._window_gone(window, ctx, reported)
-            else:
-                self._window_event(window, event, ctx, reported)
+        if not self._lock.acquire(blocking=False):
+            return reported
+        try:
+            while True:
+                try:
+                    window, event = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                if event is None:
+                    self._window_gone(window, ctx, reported)
+                else:
+                    self._window_event(window, event, ctx, reported)
+        finally:
+            self._lock.release()
         return reported
 
+    @_serialised
     def close(self) -> None:
         """Close every chat window (the agent is stopping)."""
         for window in list(self.windows.values()):
@@ -136,7 +161,7 @@ class ChatInbox:
     # -- windows --------------------------------------------------------------------------
     def _deliver(self, message: ChatMessage, ctx: AgentContext, reported: list[dict]) -> None:
         """Into the operator's window (opened if needed), else into the access log."""
-        if not has_display() or self.failures.get(message.operator, 0) >= MAX_WINDOW_FAILURES:
+        if not gui_available() or self.failures.get(message.operator, 0) >= MAX_WINDOW_FAILURES:
             self._to_log(message, ctx, reported)
             return
         window = self.windows.get(message.operator)

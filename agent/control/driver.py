@@ -69,8 +69,8 @@ class InputDriver:
         if current == self._bound_display:
             return
         try:
-            from Xlib.display import Display
             import pyautogui._pyautogui_x11 as x11
+            from Xlib.display import Display
 
             old, x11._display = x11._display, Display(current)
             old.close()

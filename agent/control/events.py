@@ -18,8 +18,9 @@ the operator sent: input is executed, never recorded.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from agent.context import CommandError
 

@@ -6,10 +6,16 @@
 driver (:mod:`agent.control.driver`). Input is accepted only inside a
 session opened by the same operator; the access log records each session
 (who, when, why), never the keys.
+
+Thread safety: the runner runs handlers on a command lane thread and calls
+:meth:`RemoteControl.poll` from its loop; one lock serialises them, and
+``poll`` skips a pass rather than wait for input that is being typed.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 
 from agent.context import AgentContext, CommandError
@@ -23,18 +29,31 @@ log = logging.getLogger(__name__)
 
 NOTICE_KIND = "remote_control"
 MAX_REASON_CHARS = 500
+
+
+def _serialised(method):
+    """Run ``method`` holding the object's lock."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class RemoteControl:
     """Remote-control sessions and input for one agent (the runner keeps one)."""
 
     def __init__(self, sessions: ControlSessions | None = None, driver: InputDriver | None = None):
         self.sessions = sessions or ControlSessions()
         self.driver = driver or InputDriver()
+        self._lock = threading.Lock()
 
     def handlers(self) -> dict:
         """The command table entries this object answers."""
         return {"control.open": self.open, "control.close": self.close, "input": self.input}
 
     # -- commands --------------------------------------------------------------------
+    @_serialised
     def open(self, args: dict, ctx: AgentContext) -> dict:
         """Start remote control of this screen.
 
@@ -56,6 +75,7 @@ class RemoteControl:
             log.info("remote-control session %s opened by %s", session.session_id, operator)
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
 
+    @_serialised
     def close(self, args: dict, ctx: AgentContext) -> dict:
         """End the sender's remote-control session (the user is told). args: optional ``reason``."""
         operator = _operator(ctx)
@@ -68,6 +88,7 @@ class RemoteControl:
         self._ended(ctx, session, text, args)
         return {**session.summary(), "closed": True, "ended_by": "operator"}
 
+    @_serialised
     def input(self, args: dict, ctx: AgentContext) -> dict:
         """Execute mouse and keyboard events inside the sender's open session.
 
@@ -105,10 +126,20 @@ class RemoteControl:
 
     # -- the runner's calls --------------------------------------------------------------
     def poll(self, ctx: AgentContext) -> list[dict]:
-        """Call every loop pass: ends an idle session (with its notice); returns what ended."""
-        ended = self._expire(ctx)
+        """Call every loop pass: ends an idle session (with its notice); returns what ended.
+
+        Never waits: while a command holds the session (input being typed)
+        the session is not idle, and this pass does nothing.
+        """
+        if not self._lock.acquire(blocking=False):
+            return []
+        try:
+            ended = self._expire(ctx)
+        finally:
+            self._lock.release()
         return [ended.summary()] if ended is not None else []
 
+    @_serialised
     def shutdown(self, ctx: AgentContext) -> None:
         """The agent is stopping: end any open session and tell the user."""
         session = self.sessions.end()

@@ -8,8 +8,8 @@ access log are :mod:`agent.control.service`'s job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from agent.context import CommandError
 from broker.envelope import new_id

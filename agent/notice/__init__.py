@@ -18,7 +18,7 @@ from agent.notice.backends import (
     windows_msg_command,
     windows_toast_command,
 )
-from agent.notice.display import has_display
+from agent.notice.display import gui_available, has_display
 from agent.notice.notifier import Notifier
 from agent.notice.policy import announce, silence_requested
 
@@ -30,6 +30,7 @@ __all__ = [
     "Notifier",
     "TkWindowBackend",
     "announce",
+    "gui_available",
     "has_display",
     "macos_notification_command",
     "select_backend",

@@ -1,6 +1,6 @@
 """Where a notice appears: one small interface, one backend per platform.
 
-* Linux/X11 with a display: :class:`TkWindowBackend` starts
+* Linux/X11 with a display (and Tk): :class:`TkWindowBackend` starts
   ``python -m agent.notice.window`` (a small always-on-top window that
   closes itself after a few seconds); a crash there cannot reach the agent.
 * No display: :class:`LogOnlyBackend` (the :class:`~agent.notice.Notifier`
@@ -18,10 +18,11 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
-from agent.notice.display import child_env, has_display, module_argv
+from agent.notice.display import child_env, gui_available, module_argv
 from agent.notice.text import clip
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,6 @@ def select_backend(platform: str | None = None, env: Mapping[str, str] | None = 
         return CommandBackend("windows-msg", lambda title, text: windows_msg_command(title, text, seconds))
     if platform == "darwin":
         return CommandBackend("macos-notification", macos_notification_command)
-    if has_display(env, platform):
+    if gui_available(env, platform):
         return TkWindowBackend(seconds)
     return LogOnlyBackend()

@@ -9,10 +9,12 @@ toolkit crash or a hung window can never take the agent down with it.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 #: the directory that holds the ``agent`` package: children must import it
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -25,6 +27,17 @@ def has_display(env: Mapping[str, str] | None = None, platform: str | None = Non
         return True
     env = os.environ if env is None else env
     return bool(env.get("DISPLAY", "").strip())
+
+
+@functools.cache
+def tk_installed() -> bool:
+    """Whether this Python has Tk (Debian: python3-tk), which the notice and chat windows use."""
+    return importlib.util.find_spec("_tkinter") is not None
+
+
+def gui_available(env: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
+    """A display to show windows on, and Tk to draw them with."""
+    return has_display(env, platform) and tk_installed()
 
 
 def module_argv(module: str, *args: str) -> list[str]:

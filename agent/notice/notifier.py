@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from agent.notice.backends import NoticeBackend, select_backend
 from agent.notice.text import one_line

@@ -9,7 +9,7 @@ the access log, and reported as a security event.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from agent.context import AgentContext
 from agent.notice.text import one_line

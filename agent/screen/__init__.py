@@ -2,6 +2,7 @@
 
 * :mod:`agent.screen.capture` grabs the screen (mss) and encodes JPEG;
 * :mod:`agent.screen.tiles` finds the changed parts of the screen;
+* :mod:`agent.screen.motion` finds scrolls and moved windows among them;
 * :mod:`agent.screen.protocol` owns the live-view FRAME body format (both ends);
 * :mod:`agent.screen.live` runs a live-view session: leases, frame rate, updates;
 * :mod:`agent.screen.handlers` are the ``capture`` / ``live.start`` /

@@ -1,25 +1,29 @@
 """Screen commands: ``capture``, ``live.start``, ``live.stop``.
 
 Each handler is ``fn(args, ctx) -> dict`` (see :mod:`agent.context`); its
-docstring is its help. Merge :data:`HANDLERS` into the agent's command
-table. Live view needs the agent loop's cooperation, wired by the runner::
+docstring is its help. Handlers may run on a command lane thread: they
+never touch the bus nor the live view's screen connection (a capture and a
+``live.start`` check open their own, briefly). Live view needs the agent
+loop's cooperation, wired by the runner (:class:`agent.runner.Agent`)::
 
     from agent.screen import handlers as screen
 
-    commands.HANDLERS.update(screen.HANDLERS)          # once
-    self.live = screen.attach_bus(self.context, self.bus)   # in Agent.__init__
-    # in the loop, instead of bus.poll(0.25):
+    # Agent.__init__, after self.context exists:
+    self.handlers = {..., **screen.HANDLERS}
+    self.live = screen.attach_bus(self.context, self.bus)
+    # Agent.run, the loop, instead of self.bus.poll(0.25):
     env = self.bus.poll(screen.poll_timeout(self.live, 0.25))
     ...
-    self.live.pump()                                     # every pass
-    # in the finally block, before closing the bus:
-    screen.detach(self.context)                          # ends a view, with notices
+    self.live.pump()                      # every pass, after the dispatch
+    # Agent.run, the finally block, before self.bus.close():
+    screen.detach(self.context)           # ends a view, with notices and the end body
 
 :func:`attach_bus` publishes frames as ``bus.publish(Kind.FRAME, "live",
 body=...)`` (topic ``frame.<agent>.live``), best effort and never through
-the durable outbox; :func:`attach` takes any ``publish(body)`` callable.
-The attached :class:`~agent.screen.live.LiveView` is kept in a registry
-keyed by the agent's data directory, which is how the handlers find it.
+the durable outbox, and grabs nothing while the bus is not connected;
+:func:`attach` takes any ``publish(body)`` callable. The attached
+:class:`~agent.screen.live.LiveView` is kept in a registry keyed by the
+agent's data directory, which is how the handlers find it.
 """
 from __future__ import annotations
 
@@ -29,8 +33,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.context import AgentContext, CommandError
+from agent.notice.policy import NOTICE_SWITCHES, SILENCING_FLAGS, announce
 from agent.screen import protocol
-from agent.screen.capture import MssSource, ScreenSource, ScreenUnavailable, check_quality, encode_jpeg, output_size
+from agent.screen.capture import (
+    Frame,
+    MssSource,
+    ScreenSource,
+    ScreenUnavailable,
+    check_quality,
+    encode_jpeg,
+    output_size,
+)
 from agent.screen.live import LiveOptions, LiveView
 from broker.envelope import Kind
 from broker.errors import SendError
@@ -114,26 +127,13 @@ def capture(args: dict, ctx: AgentContext) -> dict:
     quality = _arg(check_quality, args.get("quality", CAPTURE_QUALITY))
     max_width, scale, monitor = args.get("max_width"), args.get("scale"), args.get("monitor", 1)
     reason = _reason(args)
-    view = view_for(ctx)
-    source = view.source if view is not None else MssSource()
-    try:
-        ok, why = source.available()
-        if not ok:
-            raise CommandError(f"screen capture unavailable: {why}")
-        t0 = time.perf_counter()
-        try:
-            frame = source.grab(monitor)
-        except ScreenUnavailable as exc:
-            raise CommandError(f"screen capture unavailable: {exc}") from exc
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-        t1 = time.perf_counter()
-        width, height = _arg(output_size, frame.width, frame.height, max_width, scale)
-        jpeg = encode_jpeg(frame, quality, max_width, scale)
-        t2 = time.perf_counter()
-    finally:
-        if view is None:
-            source.close()
+    _arg(output_size, 1000, 1000, max_width, scale)  # bad sizes fail before anything is grabbed
+    t0 = time.perf_counter()
+    frame = _grab(monitor)
+    t1 = time.perf_counter()
+    width, height = output_size(frame.width, frame.height, max_width, scale)
+    jpeg = encode_jpeg(frame, quality, max_width, scale)
+    t2 = time.perf_counter()
     if len(jpeg) > MAX_CAPTURE_BYTES:
         raise CommandError(f"the capture is {len(jpeg)} bytes, over the {MAX_CAPTURE_BYTES} limit: lower quality or set max_width")
     msg_id = ctx.report(Kind.EVENT, "capture", {
@@ -154,18 +154,20 @@ def live_start(args: dict, ctx: AgentContext) -> dict:
     again before it runs out, or the view ends), ``full`` (true: send a
     full frame next, after you missed an update), ``reason`` (shown to the
     employee). Frames arrive as FRAME messages on ``frame.<agent>.live``;
-    the employee is told who is watching.
+    the employee is told who is watching (a request to hide that notice is
+    refused where local policy makes it mandatory, as it is by default).
     """
-    _only(args, "live.start", "fps", "quality", "monitor", "lease_s", "full", "reason")
+    _only(args, "live.start", "fps", "quality", "monitor", "lease_s", "full", "reason", *SILENCING_FLAGS, *NOTICE_SWITCHES)
     view = _view(ctx)
     full = args.get("full", False)
     if type(full) is not bool:
         raise CommandError(f"full must be true or false, not {full!r}")
+    monitor = args.get("monitor", view.monitor)
+    _grab(monitor)  # is there a screen, and that monitor? (our own connection: the view's belongs to the loop)
     try:
-        state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=args.get("monitor"),
-                           lease_s=args.get("lease_s"), full=full, reason=_reason(args))
-    except ScreenUnavailable as exc:
-        raise CommandError(f"screen capture unavailable: {exc}") from exc
+        state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
+                           lease_s=args.get("lease_s"), full=full, reason=_reason(args),
+                           notice=lambda title, text: announce(ctx, "live_view", title, text, args))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     return state | {"topic": f"frame.{ctx.client_id}.{protocol.TOPIC_NAME}"}
@@ -186,6 +188,20 @@ HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {
     "live.start": live_start,
     "live.stop": live_stop,
 }
+
+
+def _grab(monitor) -> Frame:
+    """One frame through a connection of our own (closed again); CommandError if there is no screen."""
+    with MssSource() as source:
+        ok, why = source.available()
+        if not ok:
+            raise CommandError(f"screen capture unavailable: {why}")
+        try:
+            return source.grab(monitor)
+        except ScreenUnavailable as exc:
+            raise CommandError(f"screen capture unavailable: {exc}") from exc
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
 
 
 def _view(ctx: AgentContext) -> LiveView:

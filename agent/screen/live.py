@@ -15,21 +15,35 @@ no longer than :meth:`LiveView.wait_s` so that frames keep their rate.
   frame (so the operator never keeps a stale region).
 * **Rate.** At most ``fps`` grabs a second (default 10, at most 30).
 * **Changes only.** The first update is the full screen; after that only
-  the 64 x 64 tiles that changed, merged into rectangles, one JPEG each
-  (:mod:`agent.screen.tiles`). An idle screen sends nothing but a
-  keep-alive every ``keepalive_s`` (about 100 bytes).
+  the 32 x 32 tiles that changed (:mod:`agent.screen.tiles`). Tiles that
+  hold old pixels moved elsewhere (a scroll, a dragged window) go as
+  *copies* of the operator's previous picture (:mod:`agent.screen.motion`);
+  the rest are merged into rectangles, one JPEG each. An idle screen sends
+  nothing but a keep-alive every ``keepalive_s`` (about 80 bytes).
 
 The body format is :mod:`agent.screen.protocol`.
+
+Threads: :meth:`LiveView.start`, :meth:`~LiveView.stop` and
+:meth:`~LiveView.state` may be called from command threads (the agent runs
+handlers on worker lanes); everything else, and the screen source, belongs
+to the loop that calls :meth:`~LiveView.pump`. A lock keeps the two apart.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from agent.screen import motion, protocol, tiles
-from agent.screen.capture import Frame, ScreenSource, ScreenUnavailable, check_quality, encode_region
+from agent.screen.capture import (
+    Frame,
+    ScreenSource,
+    ScreenUnavailable,
+    check_quality,
+    encode_region,
+)
 from agent.screen.protocol import Copy, Tile, Update
 
 log = logging.getLogger(__name__)
@@ -47,10 +61,10 @@ class LiveOptions:
     max_lease_s: float = 300.0
     #: longest silence while idle before a keep-alive
     keepalive_s: float = 2.0
-    #: tile side in pixels (change detection granularity)
-    tile: int = 64
+    #: tile side in pixels (change detection granularity; 32 sends least for scrolling text)
+    tile: int = 32
     #: tallest merged rectangle, in tiles (caps a single JPEG's size)
-    max_rect_rows: int = 8
+    max_rect_rows: int = 16
     #: an update bigger than this is split into several bodies
     max_body_bytes: int = 4 * 1024 * 1024
     #: "simplejpeg", "pillow" or None for the best available
@@ -68,7 +82,8 @@ class LiveView:
     cannot; ``ready()`` says whether the bus is connected (while it is not,
     nothing is grabbed). ``notify(title, text)`` and ``access_log(event,
     detail)`` are the agent's notice and access-log hooks. ``clock`` is
-    monotonic seconds (injectable for tests); ``wall`` stamps bodies.
+    monotonic seconds (injectable for tests); ``wall`` stamps bodies. The
+    ``source`` is only used by :meth:`tick` (the loop's thread).
     """
 
     def __init__(self, source: ScreenSource, publish: Callable[[bytes], Any] | None = None, *,
@@ -89,14 +104,17 @@ class LiveView:
         self.quality = self.options.quality
         self.monitor = 1
         self.seq = 0
-        self.stats = {"grabs": 0, "updates": 0, "full_frames": 0, "keepalives": 0, "rects": 0, "tiles": 0, "copies": 0, "copied_tiles": 0, "bodies": 0,
-                      "bytes": 0, "dropped": 0, "grab_s": 0.0, "diff_s": 0.0, "encode_s": 0.0}
+        #: counters for benchmarks and diagnostics (``tiles``: sent as JPEG; ``copied_tiles``: sent as copies)
+        self.stats = {"grabs": 0, "updates": 0, "full_frames": 0, "keepalives": 0, "rects": 0, "tiles": 0,
+                      "copies": 0, "copied_tiles": 0, "bodies": 0, "bytes": 0, "dropped": 0,
+                      "grab_s": 0.0, "diff_s": 0.0, "encode_s": 0.0}
         self._prev: Frame | None = None
         self._need_full = True
         self._next_grab = 0.0
         self._last_sent = 0.0
         self._pending: list[bytes] = []  # end-of-view bodies waiting for the next tick
         self._shifts: list[tuple[int, int]] = []  # the copies' shifts in the last update
+        self._lock = threading.RLock()
 
     # -- leases -----------------------------------------------------------------
     @property
@@ -105,58 +123,63 @@ class LiveView:
         return bool(self.watchers)
 
     def start(self, operator: str, *, fps: float | None = None, quality: int | None = None, monitor: int | None = None,
-              lease_s: float | None = None, full: bool = False, reason: str = "") -> dict:
+              lease_s: float | None = None, full: bool = False, reason: str = "",
+              notice: Callable[[str, str], Any] | None = None) -> dict:
         """Open or renew ``operator``'s lease; returns the view's state.
 
         ``fps``, ``quality`` and ``monitor`` apply to the whole view (the
-        latest request wins); ``full`` asks for a full frame next (an
-        operator that lost an update sends it). Raises ValueError for bad
-        arguments and :class:`ScreenUnavailable` when there is no screen.
+        latest request wins; the caller checks that the monitor exists);
+        ``full`` asks for a full frame next (an operator that lost an
+        update sends it). ``notice(title, text)`` shows the start notice
+        (default ``notify``; the command handler passes one that applies
+        the local notice policy). Raises ValueError for bad arguments.
         """
         o = self.options
         fps = self.fps if fps is None else _number("fps", fps, 0.1, o.max_fps)
         quality = self.quality if quality is None else check_quality(quality)
         lease_s = o.lease_s if lease_s is None else _number("lease_s", lease_s, o.min_lease_s, o.max_lease_s)
-        monitor = self.monitor if monitor is None else monitor
-        ok, why = self.source.available()
-        if not ok:
-            raise ScreenUnavailable(why)
-        if monitor != self.monitor or not self.watchers:
-            self.source.grab(monitor)  # ValueError for a monitor that does not exist
-        now = self.clock()
-        new = operator not in self.watchers
-        if new:
-            detail = f"{operator} is viewing your screen" + (f" (reason: {reason})" if reason else "")
-            self.notify("Live view started", detail)
-            self.access_log("live view started", f"operator={operator}" + (f" reason={reason}" if reason else ""))
-            log.info("live view: %s started watching (fps %s, quality %s, lease %.0f s)", operator, fps, quality, lease_s)
-        if new or full or monitor != self.monitor:
-            self._need_full = True  # a new watcher has no picture yet
-        if not self.watchers:
-            self._next_grab = now
-        self.fps, self.quality, self.monitor = fps, quality, monitor
-        self.watchers[operator] = now + lease_s
-        return self.state(now) | {"started": new}
+        if monitor is not None and (type(monitor) is not int or monitor < 0):
+            raise ValueError(f"no monitor {monitor!r}")
+        with self._lock:
+            monitor = self.monitor if monitor is None else monitor
+            now = self.clock()
+            new = operator not in self.watchers
+            if new:
+                detail = f"{operator} is viewing your screen" + (f" (reason: {reason})" if reason else "")
+                (notice or self.notify)("Live view started", detail)
+                self.access_log("live view started", f"operator={operator}" + (f" reason={reason}" if reason else ""))
+                log.info("live view: %s started watching (fps %s, quality %s, lease %.0f s)", operator, fps, quality, lease_s)
+            if new or full or monitor != self.monitor:
+                self._need_full = True  # a new watcher has no picture yet
+            if not self.watchers:
+                self._next_grab = now
+            self.fps, self.quality, self.monitor = fps, quality, monitor
+            self.watchers[operator] = now + lease_s
+            return self.state(now) | {"started": new}
 
     def stop(self, operator: str, reason: str = "stopped by the operator") -> dict:
         """End ``operator``'s lease (nothing happens if there was none); returns the view's state."""
-        watching = operator in self.watchers
-        if watching:
-            self._end(operator, reason)
-        return self.state() | {"stopped": watching}
+        with self._lock:
+            watching = operator in self.watchers
+            if watching:
+                self._end(operator, reason)
+            return self.state() | {"stopped": watching}
 
     def close(self, reason: str = "the agent is stopping") -> list[bytes]:
         """End every lease (with notices); returns the end-of-view body, if one is due, unsent."""
-        for operator in list(self.watchers):
-            self._end(operator, reason)
-        pending, self._pending = self._pending, []
-        return pending
+        with self._lock:
+            for operator in list(self.watchers):
+                self._end(operator, reason)
+            pending, self._pending = self._pending, []
+            return pending
 
     def state(self, now: float | None = None) -> dict:
-        now = self.clock() if now is None else now
-        return {"watching": sorted(self.watchers), "fps": self.fps, "quality": self.quality, "monitor": self.monitor,
-                "tile": self.options.tile, "seq": self.seq,
-                "leases_s": {op: round(max(0.0, t - now), 1) for op, t in sorted(self.watchers.items())}}
+        """Who watches, the settings, and each lease's remaining seconds."""
+        with self._lock:
+            now = self.clock() if now is None else now
+            return {"watching": sorted(self.watchers), "fps": self.fps, "quality": self.quality, "monitor": self.monitor,
+                    "tile": self.options.tile, "seq": self.seq,
+                    "leases_s": {op: round(max(0.0, t - now), 1) for op, t in sorted(self.watchers.items())}}
 
     def _end(self, operator: str, reason: str) -> None:
         del self.watchers[operator]
@@ -176,23 +199,28 @@ class LiveView:
     # -- frames -------------------------------------------------------------------
     def request_full(self) -> None:
         """Make the next update a full frame (after a lost body or on an operator's request)."""
-        self._need_full = True
+        with self._lock:
+            self._need_full = True
 
     def wait_s(self, now: float | None = None) -> float | None:
         """Seconds until the next tick has work, or None while nobody watches."""
-        if self._pending:
-            return 0.0
-        if not self.watchers:
-            return None
-        now = self.clock() if now is None else now
-        return max(0.0, min(self._next_grab, min(self.watchers.values())) - now)
+        with self._lock:
+            if self._pending:
+                return 0.0
+            if not self.watchers:
+                return None
+            now = self.clock() if now is None else now
+            return max(0.0, min(self._next_grab, min(self.watchers.values())) - now)
 
     def tick(self, now: float | None = None) -> list[bytes]:
         """The FRAME bodies due now (often none): expire leases, grab, diff, encode.
 
         Never raises for a lost screen: the view ends with a notice instead.
         """
-        now = self.clock() if now is None else now
+        with self._lock:
+            return self._tick(self.clock() if now is None else now)
+
+    def _tick(self, now: float) -> list[bytes]:
         self._expire(now)
         out, self._pending = self._pending, []
         if not self.watchers or now < self._next_grab:
@@ -220,8 +248,9 @@ class LiveView:
             try:
                 self.publish(body)
             except Exception as exc:  # best effort: drop, and repair with a full frame later
-                self.stats["dropped"] += 1
-                self._need_full = True
+                with self._lock:
+                    self.stats["dropped"] += 1
+                    self._need_full = True
                 log.debug("live view: dropped a frame body (%s)", exc)
                 continue
             sent += 1
@@ -242,7 +271,8 @@ class LiveView:
             self._shifts = list(moved)  # a scroll or a drag usually goes on at the same speed
             for (dx, dy), group in moved.items():
                 self.stats["copied_tiles"] += len(group)
-                copies += [Copy(x, y, w, h, dx, dy) for x, y, w, h in tiles.merge_tiles(group, frame.width, frame.height, o.tile, 1 << 20)]
+                merged = tiles.merge_tiles(group, frame.width, frame.height, o.tile, max_rows=1 << 20)
+                copies += [Copy(x, y, w, h, dx, dy) for x, y, w, h in merged]
         rects = tiles.merge_tiles(changed, frame.width, frame.height, o.tile, o.max_rect_rows) if changed else []
         t1 = time.perf_counter()
         self.stats["diff_s"] += t1 - t0
@@ -262,8 +292,8 @@ class LiveView:
         self.stats["tiles"] += len(changed)
         self.stats["copies"] += len(copies)
         groups = _split(encoded, o.max_body_bytes)
-        bodies = [protocol.pack_update(Update(self.seq, ts, frame.monitor, frame.width, frame.height, full, group, i, len(groups),
-                                              copies=copies if i == 0 else []))
+        bodies = [protocol.pack_update(Update(self.seq, ts, frame.monitor, frame.width, frame.height, full, group, i,
+                                              len(groups), copies=copies if i == 0 else []))
                   for i, group in enumerate(groups)]
         return self._sent(now, bodies)
 

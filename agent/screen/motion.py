@@ -22,7 +22,7 @@ What no shift explains stays a changed tile and goes as JPEG.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 #: regions with fewer changed tiles than this are not searched
 MIN_REGION_TILES = 4
@@ -76,37 +76,47 @@ def find_copies(prev: bytes | bytearray, cur: bytes | bytearray, width: int, hei
     copies: dict[Shift, list[tuple[int, int]]] = {}
     rest: list[tuple[int, int]] = []
     for group in regions(changed):
-        todo = group
         tried: set[Shift] = set()
-        accepted = []
-        for shifts in (lambda: hints, lambda: _candidates(f, todo, max_shift, samples, deep=lambda: not accepted)):
-            if len(todo) < MIN_REGION_TILES:
-                break
-            for shift in shifts():
-                if shift in tried:
-                    continue
-                tried.add(shift)
-                if not _probe(f, todo, shift):
-                    continue
-                matched, unmatched = _split(f, todo, shift)
-                if len(matched) >= MIN_COPY_TILES:
-                    copies.setdefault(shift, []).extend(matched)
-                    accepted.append(shift)
-                    todo = unmatched
-                if len(todo) < MIN_REGION_TILES:
-                    break
+        explained: list[Shift] = []  # shifts that explained part of this region
+        todo = _explain(f, group, hints, tried, explained, copies)
+        todo = _explain(f, todo, _candidates(f, todo, max_shift, samples, explained), tried, explained, copies)
         rest.extend(todo)
     return copies, sorted(rest, key=lambda t: (t[1], t[0]))
 
 
+def _explain(f: _Frames, todo: list[tuple[int, int]], shifts: Iterable[Shift], tried: set[Shift],
+             explained: list[Shift], copies: dict[Shift, list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """Try ``shifts`` in turn on ``todo``; record the tiles each explains in ``copies``; return the rest.
+
+    ``shifts`` may be a lazy generator: it is not advanced once fewer than
+    :data:`MIN_REGION_TILES` tiles are left.
+    """
+    if len(todo) < MIN_REGION_TILES:
+        return todo
+    for shift in shifts:
+        if shift in tried:
+            continue
+        tried.add(shift)
+        if not _probe(f, todo, shift):
+            continue
+        matched, unmatched = _split(f, todo, shift)
+        if len(matched) >= MIN_COPY_TILES:
+            copies.setdefault(shift, []).extend(matched)
+            explained.append(shift)
+            todo = unmatched
+            if len(todo) < MIN_REGION_TILES:
+                break
+    return todo
+
+
 def _candidates(f: _Frames, tiles: list[tuple[int, int]], max_shift: int, samples: int,
-                deep: Callable[[], bool]) -> Iterator[Shift]:
+                explained: list[Shift]) -> Iterator[Shift]:
     """Shifts suggested by looking sample rows of the tiles' bounding box up in the old frame.
 
     For each sample row: straight up and down first (scrolling; one
     ``startswith`` per row offset), then along the same row (a sideways
-    move; one ``find``), then, if ``deep()`` still says so (no shift
-    explained part of the region yet: what is left is probably new
+    move; one ``find``), then, as long as ``explained`` is empty (once a
+    shift explained part of the region, what is left is probably new
     content), anywhere within ``max_shift`` rows, near rows first (a drag).
     """
     t, stride = f.tile, f.stride
@@ -129,7 +139,7 @@ def _candidates(f: _Frames, tiles: list[tuple[int, int]], max_shift: int, sample
         tried += 1
         yield from _vertical(f, needle, nx, y, max_shift)
         yield from _hits(f, needle, needle_w, nx, y, y, y + 1)
-        if not deep():
+        if explained:
             continue
         searched_lo = searched_hi = y  # rows [searched_lo, searched_hi) already searched
         for reach in (16, 64, max_shift):

@@ -43,7 +43,7 @@ class Pattern:
     """Driver of one pattern process on ``display``."""
 
     def __init__(self, display: str, width: int, height: int, background: str = "#202020", timeout_s: float = 10.0):
-        self.display, self.width, self.height, self.background = display, width, height, background
+        self.display, self.width, self.height, self.initial_background = display, width, height, background
         self.timeout_s = timeout_s
         self.proc: subprocess.Popen | None = None
         self._buf = b""
@@ -53,7 +53,7 @@ class Pattern:
         self._errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.screen.pattern", "--width", str(self.width), "--height", str(self.height),
-             "--background", self.background],
+             "--background", self.initial_background],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
             env={**os.environ, "DISPLAY": self.display},
         )
@@ -84,6 +84,10 @@ class Pattern:
     def scroll(self, name: str, step_px: int = 8, interval_ms: int = 40) -> None:
         """Scroll a window's text by ``step_px`` every ``interval_ms`` (wrapping at the end)."""
         self._call("scroll", name=name, step_px=step_px, interval_ms=interval_ms)
+
+    def scroll_by(self, name: str, px: int) -> None:
+        """Scroll a window's text down by ``px`` pixels now (content moves up)."""
+        self._call("scroll_by", name=name, px=px)
 
     def move(self, name: str, dx: int = 0, dy: int = 0, interval_ms: int = 40, x_max: int | None = None,
              y_max: int | None = None) -> None:
@@ -261,6 +265,11 @@ class _Screen:
             self._after(name, "scroll", interval_ms, step)
 
         self._after(name, "scroll", interval_ms, step)
+
+    def op_scroll_by(self, name: str, px: int) -> None:
+        text = self.windows[name].text
+        text.configure(yscrollincrement=px)
+        text.yview_scroll(1, "units")
 
     def op_move(self, name: str, dx: int, dy: int, interval_ms: int, x_max: int | None, y_max: int | None) -> None:
         frame = self.windows[name]

@@ -9,7 +9,7 @@ Each body is a msgpack map::
      "full": False,                                 # True: tiles cover the whole screen
      "part": 0, "parts": 1,                         # an update too big for one message is split
      "copies": [{"x": 64, "y": 128, "w": 832, "h": 448, "dx": 0, "dy": -24}],
-     "tiles": [{"x": 128, "y": 64, "w": 192, "h": 64, "jpeg": b"..."}]}
+     "tiles": [{"x": 128, "y": 576, "w": 832, "h": 32, "jpeg": b"..."}]}
 
 * ``seq`` counts updates. The first update of a view, and any update after
   the operator asks for one (``live.start`` with ``full``), has ``full``
@@ -17,7 +17,7 @@ Each body is a msgpack map::
   ``copies`` first (a scroll or a window move: paint the rectangle at
   ``x, y`` from the previous picture at ``x - dx, y - dy``; every copy
   reads the picture as it was *before* this update), then ``tiles``, each
-  a JPEG at full resolution of a tile-aligned rectangle (64 px tiles).
+  a JPEG at full resolution of a tile-aligned rectangle (32 px tiles).
   Copies travel only in part 0 of a split update.
 * A *keep-alive* repeats the last ``seq`` with no tiles, at most every few
   seconds while the screen is idle: if its ``seq`` is not the last one the

@@ -1,6 +1,6 @@
 """Which parts of the screen changed: tile comparison and rectangle merging.
 
-The screen is cut into square tiles (64 x 64 px by default; the last
+The screen is cut into square tiles (live view uses 32 x 32 px; the last
 column and row are smaller when the size is not a multiple).
 :func:`changed_tiles` compares two frames of the same size and returns the
 tiles whose pixels differ; :func:`merge_tiles` joins them into few
