@@ -27,9 +27,17 @@ class DurableSender:
         self.acked = 0
         self._generation = bus.generation
 
-    def report(self, kind: Kind, name: str, data: Any, priority: Priority | str | None = None) -> str:
-        """Keep a record durably for delivery; ``name`` is the topic after ``<kind>.<me>.``."""
-        return self.outbox.put(kind, name, pack_body(data), priority)
+    def report(self, kind: Kind, name: str, data: Any, priority: Priority | str | None = None, msg_id: str | None = None) -> str:
+        """Keep a record durably for delivery; ``name`` is the topic after ``<kind>.<me>.``.
+
+        ``msg_id`` names the record when the server already knows its id
+        (a chat message stored under the id its operator gave it); a record
+        with that id already waiting is not stored twice.
+        """
+        if msg_id is None:
+            return self.outbox.put(kind, name, pack_body(data), priority)
+        self.outbox.put_many([(kind, name, pack_body(data), priority, msg_id)])
+        return msg_id
 
     def report_many(self, items: list[tuple[Kind, str, Any]]) -> list[str]:
         return self.outbox.put_many([(kind, name, pack_body(data)) for kind, name, data in items])

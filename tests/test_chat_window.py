@@ -11,7 +11,7 @@ import pytest
 
 from agent.chat import HANDLERS, ChatInbox
 from agent.lanes import CommandLanes
-from broker.envelope import Kind, new_id
+from broker.envelope import new_id
 from broker.persister.store import Record
 
 from conftest import wait_for
@@ -153,7 +153,8 @@ def test_a_window_killed_before_showing_is_replaced(inbox, agent):
 
 
 def test_receipts_and_replies_fit_the_persister(inbox, agent, tmp_path):
-    """The operator side stores the message under its id; the agent's reports update it."""
+    """The agent reports the operator's message for the store under its id (written here
+    directly, as the outbox would), then its receipts and the reply update it."""
     inbox.send({"message_id": "m1", "text": "hello from IT"}, agent.as_operator("alice"))
     [window] = wait_for(lambda: windows_named(CHAT_WINDOW), what="the chat window")
     wait_receipts(inbox, agent, "delivered", ["m1"])
@@ -168,7 +169,8 @@ def test_receipts_and_replies_fit_the_persister(inbox, agent, tmp_path):
         topic = "event.agent-1.chat"
         stored = store.write_batch([Record("event", "agent-1", "m1", 1.0, topic, {"body": "hello from IT", "direction": "out", "operator": "alice"})])
         assert not stored.rejected
-        batch = [Record("event", "agent-1", new_id(), data["ts"], topic, data) for kind, name, data in agent.reports if kind is Kind.EVENT and name == "chat"]
+        assert agent.stored_messages() == [{"direction": "out", "body": "hello from IT", "operator": "alice", "status": "sent"}]
+        batch = [Record("event", "agent-1", new_id(), data["ts"], topic, data) for data in agent.reported("chat")]
         result = store.write_batch(batch)
         assert not result.rejected, result.rejected
         rows = {(r["direction"], r["body"]): r for r in store.query("messages", client_id="agent-1")}

@@ -150,7 +150,16 @@ class AgentUnderTest:
         return self.access.read().splitlines()
 
     def reported(self, name: str = "chat") -> list[dict]:
-        return [data for _kind, n, data in self.reports if n == name]
+        """Receipts and replies (not the stored copy of the operator's message itself)."""
+        return [data for _kind, n, data in self.reports if n == name and not _stored_message(data)]
+
+    def stored_messages(self) -> list[dict]:
+        """The operator's messages as the agent reported them for the store."""
+        return [data for _kind, n, data in self.reports if n == "chat" and _stored_message(data)]
+
+
+def _stored_message(data: dict) -> bool:
+    return data.get("direction") == "out" and "ref" not in data
 
 
 def make_agent(tmp_path: Path, operator: str = "alice", policy: LocalPolicy | None = None, notice_s: float = NOTICE_S) -> AgentUnderTest:
@@ -158,9 +167,9 @@ def make_agent(tmp_path: Path, operator: str = "alice", policy: LocalPolicy | No
     notifier = Notifier(access.record, select_backend(seconds=notice_s))
     reports: list[tuple] = []
 
-    def report(kind, name, data, priority=None) -> str:
+    def report(kind, name, data, priority=None, msg_id=None) -> str:
         reports.append((kind, name, data))
-        return new_id()
+        return msg_id or new_id()
 
     ctx = AgentContext("agent-1", tmp_path, policy or LocalPolicy(), access.record, notifier.notify, report, operator)
     return AgentUnderTest(ctx, access, notifier, reports)

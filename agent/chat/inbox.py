@@ -105,6 +105,10 @@ class ChatInbox:
         self.poll(ctx)  # a window that just closed must not swallow this message
         message = ChatMessage(message_id, ctx.operator or "an operator", text, time.time())
         self._remember(message)
+        # the store keeps the conversation: the operator's message first, under its own id,
+        # so that the receipts below (ref = message_id) find it
+        ctx.report(Kind.EVENT, "chat", {"direction": "out", "body": text, "operator": message.operator, "status": "sent"},
+                   msg_id=message_id)
         self._deliver(message, ctx, [])
         return {"message_id": message_id, "status": message.status, "via": message.via}
 
