@@ -18,6 +18,7 @@ from agent import commands, files, identity, log_forward, power, sysinfo
 from agent.chat import ChatInbox
 from agent.control import RemoteControl
 from agent.notice import Notifier, announce
+from agent.screen import handlers as screen
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
@@ -82,6 +83,7 @@ class Agent:
             **power.HANDLERS,
             **self.control.handlers(),
             **self.chat.handlers(),
+            **screen.HANDLERS,
         }
         self.context = AgentContext(
             client_id=self.client_id,
@@ -91,6 +93,7 @@ class Agent:
             notify=self.notifier.notify,
             report=self.sender.report,
         )
+        self.live = screen.attach_bus(self.context, self.bus)
         self._stopping = False
         self._next_sysinfo = 0.0
         self._generation = 0
@@ -106,7 +109,7 @@ class Agent:
         self.bus.connect()
         try:
             while not self._stopping:
-                env = self.bus.poll(0.25)
+                env = self.bus.poll(screen.poll_timeout(self.live, 0.25))
                 if self.bus.generation != self._generation:
                     self._generation = self.bus.generation
                     self._next_sysinfo = 0.0  # report right after (re)connecting
@@ -118,8 +121,10 @@ class Agent:
                 self.chat.poll(self.context)  # chat receipts and replies -> durable events
                 if self.bus.ready and time.monotonic() >= self._next_sysinfo:
                     self._publish_sysinfo()
+                self.live.pump()  # live-view frames, best effort, only while someone watches
                 self.sender.pump()
         finally:
+            screen.detach(self.context)
             self.control.shutdown(self.context)
             self.chat.close()
             self.notifier.close()

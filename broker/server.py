@@ -508,6 +508,14 @@ class Broker:
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and len(p) <= 200 for p in prefixes) or len(prefixes) > 100:
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
             return
+        watching = [p for p in prefixes if p.startswith("frame.") or "frame.".startswith(p)]
+        if watching:  # screens: operators only, and always named in the audit trail
+            if peer.role not in ("operator", "admin"):
+                self.counters["refused_role"] += 1
+                self._security(peer, "forbidden", f"role {peer.role} may not watch screens ({watching})")
+                self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not watch screens")
+                return
+            self._audit(peer, "screen.watch", {"prefixes": watching})
         merged = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
         if len(merged) > MAX_PREFIXES:
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, f"at most {MAX_PREFIXES} subscriptions per connection")

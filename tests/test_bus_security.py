@@ -120,7 +120,7 @@ def test_null_mechanism_dealer_is_refused_and_nothing_routed(bus, caplog):
     receives nothing but the sentinel.
     """
     agent = bus.peer("null-witness")
-    viewer = bus.peer("null-viewer", role="viewer")
+    viewer = bus.peer("null-viewer", role="operator")  # everything, screens included
     viewer.subscribe([""])
     routed_before = bus.broker.counters["routed"]
     failed_before = handshake_failures(bus)
@@ -169,7 +169,7 @@ def test_null_greeting_with_1000_frames_on_the_wire_is_refused(bus, caplog):
     log line with the code), closes the connection, and nothing is routed.
     """
     agent = bus.peer("wire-witness")
-    viewer = bus.peer("wire-viewer", role="viewer")
+    viewer = bus.peer("wire-viewer", role="operator")  # everything, screens included
     viewer.subscribe([""])
     routed_before = bus.broker.counters["routed"]
     protocol_before = bus.broker.counters["conn_handshake_failed_protocol"]
@@ -349,7 +349,7 @@ def test_agent_cannot_publish_as_another_agent(bus):
     """
     watcher = bus.peer("sec-watch", role="viewer")
     watcher.subscribe(["security."])
-    bravo_sub = bus.peer("bravo-sub", role="viewer")
+    bravo_sub = bus.peer("bravo-sub", role="operator")  # frame.bravo needs an operator
     bravo_sub.subscribe(["event.bravo.", "event.alpha2.", "log.bravo", "security.bravo", "frame.bravo"])
     alpha = bus.peer("alpha")
     bravo = bus.peer("bravo")
@@ -556,3 +556,19 @@ def test_connections_that_never_handshake_are_closed_after_the_timeout(bus):
             conn.close()
     wait_for(lambda: bus.broker.counters["conn_disconnected"] - before >= 20, what="20 timed-out handshakes")
     assert bus.admin.request("status")["broker"]["boot_id"] == bus.broker.boot_id
+
+
+def test_only_operators_watch_screens_and_are_named(bus):
+    """Live screen frames: a viewer subscribing to `frame.` (or to everything)
+    is refused with FORBIDDEN; an operator may, and the audit trail names it."""
+    viewer = bus.peer("peek-viewer", role="viewer")
+    for prefixes in (["frame."], [""], ["frame.desk-1."]):
+        with pytest.raises(RemoteError) as refused:
+            viewer.subscribe(prefixes)
+        assert refused.value.code == ErrorCode.FORBIDDEN
+    auditor = bus.peer("auditor", role="admin")
+    auditor.subscribe(["audit."])
+    operator = bus.peer("op-watch", role="operator")
+    operator.subscribe(["frame.desk-1."])
+    audit = next_message(auditor, lambda e: e.topic == "audit.op-watch")
+    assert audit.data()["action"] == "screen.watch" and audit.data()["detail"]["prefixes"] == ["frame.desk-1."]
