@@ -7,8 +7,7 @@ VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
 DATA_DIR    ?= var
 PYTEST_ARGS ?=
-# Benchmarks run by `make bench`, in order (more to come).
-BENCHES     ?= bench/bus.py
+BENCH_ARGS  ?=
 # If set, `make test` writes pytest's exit code to this file (.ci/run uses it
 # to tell "no tests ran" (5) from other failures, which make folds into 2).
 PYTEST_RC_FILE ?=
@@ -22,7 +21,7 @@ help: ## list the targets
 	@echo "EMS make targets:"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: VENV=$(VENV) DATA_DIR=$(DATA_DIR) PYTEST_ARGS='$(PYTEST_ARGS)' BENCHES='$(BENCHES)'"
+	@echo "Variables: VENV=$(VENV) DATA_DIR=$(DATA_DIR) PYTEST_ARGS='$(PYTEST_ARGS)' BENCH_ARGS='$(BENCH_ARGS)'"
 	@echo "Example:   make test PYTEST_ARGS='-x -k broker'"
 
 install: ## system packages + .venv with EMS (runtime deps only)
@@ -39,8 +38,8 @@ test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	exit $$rc
 
-bench: dev ## run the benchmarks listed in BENCHES
-	@set -e; for b in $(BENCHES); do echo "==> bench: $$b"; $(PYTHON) $$b; done
+bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md (~7 min)
+	$(PYTHON) -m bench.report $(BENCH_ARGS)
 
 chaos: dev ## kill -9 loop at full size: 100,000 events, broker and persister killed 10 times each
 	$(PYTHON) -m bench.chaos_store

@@ -108,8 +108,8 @@ class BusClient:
         sock.maxmsgsize = c.max_message_bytes
         sock.reconnect_ivl = int(c.timing.reconnect_min_s * 1000)
         sock.reconnect_ivl_max = int(c.timing.reconnect_max_s * 1000)
-        sock.heartbeat_ivl = int(c.timing.heartbeat_s * 1000)
-        sock.heartbeat_timeout = int(c.timing.broker_timeout_s * 1000)
+        # no ZMTP heartbeats: ours are messages, and libzmq 4.3.5 can abort with
+        # ZMTP heartbeats on while the receive queue is full (zeromq/libzmq#3937)
         sock.connect(c.server)
         self.socket = sock
         self._poller = zmq.Poller()

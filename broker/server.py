@@ -122,8 +122,8 @@ class Broker:
         router.maxmsgsize = c.max_message_bytes
         router.backlog = c.listen_backlog
         router.handshake_ivl = int(c.handshake_timeout_s * 1000)
-        router.heartbeat_ivl = int(c.timing.heartbeat_s * 1000)
-        router.heartbeat_timeout = int(c.timing.peer_timeout_s * 1000)
+        # no ZMTP heartbeats: EMS heartbeats are messages (and libzmq 4.3.5 can
+        # abort with ZMTP heartbeats on a full receive queue, zeromq/libzmq#3937)
         self.monitor = router.get_monitor_socket(
             zmq.EVENT_ACCEPTED
             | zmq.EVENT_DISCONNECTED
@@ -795,13 +795,15 @@ class Broker:
         # broker dies in between, the command is re-delivered and the agent
         # answers again from its record of executed commands
         status = DONE if data.get("ok") else FAILED
+        self._notify_status(cmd, status)  # the final status first, then the result it ends with
         forwarded = self._forward_result(cmd, status, data)
         self.commands.advance(cmd, status, data, result_sent=forwarded)
-        self._notify_status(cmd)
 
-    def _notify_status(self, cmd: Command) -> None:
-        """Tell the command's sender and ``command.<target>`` subscribers."""
-        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "updated": cmd.updated})
+    def _notify_status(self, cmd: Command, status: str | None = None) -> None:
+        """Tell the command's sender and ``command.<target>`` subscribers (the
+        status given, or the recorded one)."""
+        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": status or cmd.status,
+                          "updated": time.time() if status else cmd.updated})
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         for rid in list(self.conns.get(cmd.sender, ())):

@@ -102,6 +102,8 @@ dev    php-mysql         php-mysql          php-mysqlnd           php-mysqlnd   
 dev    chromium          chromium           chromium              chromium              chromium          chromium          chromium
 dev    chromium-driver   chromium-driver    chromedriver          chromedriver          chromedriver      =                 chromium-chromedriver
 dev    x11vnc            x11vnc             x11vnc                x11vnc                x11vnc            x11vnc            x11vnc
+dev    mosquitto         mosquitto          mosquitto             mosquitto             mosquitto         mosquitto         mosquitto
+dev    nats-server       nats-server        nats-server           -                     nats-server       nats-server       nats-server
 dev    iproute2          iproute2           iproute               iproute               iproute2          iproute2          iproute2
 dev    procps            procps             procps-ng             procps-ng             procps            procps-ng         procps
 '
