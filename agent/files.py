@@ -71,7 +71,7 @@ LIST_PAGE_MAX = 1000
 NO_ROOTS = (
     "file access is turned off on this agent: no allowed roots are configured. "
     "An administrator of this machine sets them at install, in the agent's local "
-    "configuration (LocalPolicy.allowed_roots, e.g. allowed_roots=[Path('/srv/share')]); "
+    "configuration: \"allowed_roots\": [\"/srv/share\"] in the agent's policy.json, or ems agent --allow-root DIR; "
     "the server cannot change them"
 )
 

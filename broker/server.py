@@ -372,7 +372,8 @@ class Broker:
         self._record(
             Kind.EVENT,
             f"audit.{peer.client_id}",
-            {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail, "ts": time.time()},
+            {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail,
+             "target": detail.get("target") or detail.get("client_id") or "", "reason": detail.get("reason", ""), "ts": time.time()},
             sender=peer.sender,
         )
 
