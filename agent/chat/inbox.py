@@ -114,7 +114,7 @@ class ChatInbox:
 
     @_serialised
     def delete(self, args: dict, ctx: AgentContext) -> dict:
-        """Hide a message on this computer (a soft delete: the store keeps it, flagged).
+        """Hide a message on both sides: here, and flagged deleted in the store (a soft delete).
 
         args: ``message_id``. Its chat window drops it, and closes when it
         holds no other message. Deleting an unknown message is not an error.
@@ -127,6 +127,9 @@ class ChatInbox:
         window = self.windows.get(message.operator)
         if window is not None and message_id in self.assigned.get(window, ()):
             window.send({"cmd": "delete", "message_id": message_id})
+        # and on the server's side: the stored message is flagged deleted (kept, hidden)
+        ctx.report(Kind.EVENT, "chat", {"ref": message_id, "message_id": message_id, "deleted": True,
+                                        "operator": ctx.operator, "ts": time.time()})
         return {"message_id": message_id, "hidden": True, "known": True, "status": message.status}
 
     # -- the runner's calls -------------------------------------------------------------
