@@ -15,7 +15,7 @@ PYTEST_RC_FILE ?=
 INSTALL := installer/install.sh --venv $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev up test bench chaos clean clean-data
+.PHONY: help install dev up test bench chaos screenshots clean clean-data
 
 help: ## list the targets
 	@echo "EMS make targets:"
@@ -43,6 +43,9 @@ bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md 
 
 chaos: dev ## kill -9 loop at full size: 100,000 events, broker and persister killed 10 times each
 	$(PYTHON) -m bench.chaos_store
+
+screenshots: dev ## PNGs of the operator console (demo stack, offscreen) in docs/screenshots/
+	$(PYTHON) -m gui.screenshots docs/screenshots
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

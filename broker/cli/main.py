@@ -10,11 +10,11 @@ import argparse
 import logging
 import sys
 
-from broker.cli import admin_cmd, agent_cmd, broker_cmd, crypto_cmd, history, keys_cmd, persist, send, status, tail, up
+from broker.cli import admin_cmd, agent_cmd, broker_cmd, crypto_cmd, gui_cmd, history, keys_cmd, persist, send, status, tail, up
 from broker.config import DATA_DIR_ENV, DEFAULT_DATA_DIR
 from broker.errors import EmsError
 
-COMMANDS = (up, broker_cmd, persist, admin_cmd, agent_cmd, status, send, tail, history, keys_cmd, crypto_cmd)
+COMMANDS = (up, broker_cmd, persist, admin_cmd, agent_cmd, status, send, tail, history, keys_cmd, crypto_cmd, gui_cmd)
 
 EPILOG = f"""\
 data dir: every command takes --data-dir DIR (default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR}).

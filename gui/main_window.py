@@ -1,0 +1,783 @@
+"""The operator console's main window.
+
+Left: the fleet as tiles (or a table), filtered by the search box. Right:
+the selected client: a CPU/memory chart (stored metrics, then live
+sysinfo) and history tabs filled from the store and kept live from the bus
+where the bus carries it. Below: the command log, whose status column
+follows every command from ``sending`` to ``done``/``failed``. Actions go
+to the selected client; the ones that disrupt a user or look at their
+screen ask for a reason, which the broker writes to the audit trail.
+
+The window never touches the bus: it submits requests to the
+:class:`~gui.bus_worker.BusWorker` and handles its signals.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+)
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QImage,
+    QKeySequence,
+    QPalette,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QDockWidget,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from broker.envelope import new_id
+from gui import theme
+from gui.bus_worker import BusWorker
+from gui.models import (
+    ClientsModel,
+    HistoryModel,
+    audit_concerns,
+    audit_row,
+    capture_row,
+    command_row,
+    format_time,
+    result_text,
+    security_concerns,
+    security_row,
+    session_row,
+)
+from gui.widgets import (
+    CaptureDialog,
+    ClientTileDelegate,
+    HistoryTab,
+    MetricsChart,
+    ReasonDialog,
+    compact_rows,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One toolbar action: the command it sends and how it is confirmed."""
+
+    key: str
+    label: str
+    command: str  # the command name the agent runs
+    shortcut: str
+    needs_reason: bool
+    destructive: bool = False
+    explain: str = ""
+
+
+#: The commands are the agent's (agent.screen.handlers, agent.power); each
+#: passes ``reason`` on, and the agent tells its user and keeps it in the
+#: user-readable access log. An agent without one answers ``failed``.
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("capture", "Capture now", "capture", "Ctrl+Shift+C", True, False,
+               "Takes a screenshot of {name} now. The user is told, and the capture is stored and audited."),
+    ActionSpec("reboot", "Reboot", "power.reboot", "Ctrl+R", True, True,
+               "Restarts {name} after a one-minute warning to its user. Unsaved work may be lost."),
+    ActionSpec("shutdown", "Shut down", "power.shutdown", "Ctrl+Shift+S", True, True,
+               "Powers {name} off after a one-minute warning. It stays offline until someone switches it on again."),
+    ActionSpec("update_check", "Check updates", "update.check", "Ctrl+U", False),
+    ActionSpec("update_apply", "Apply updates", "update.apply", "Ctrl+Shift+U", True, True,
+               "Installs the pending OS updates on {name}; it may restart when they need it."),
+)
+ACTION_BY_KEY = {a.key: a for a in ACTIONS}
+
+#: (store kind, tab title, what the tab shows)
+HISTORY_TABS: tuple[tuple[str, str, str], ...] = (
+    ("sessions", "Sessions", "When this client came online and went offline"),
+    ("captures", "Captures", "Screen captures of this client (double-click one to open it; opening is audited)"),
+    ("messages", "Messages", "Chat with this client's user"),
+    ("fileops", "File Ops", "File transfers and file operations on this client"),
+    ("security", "Security", "Security events reported by or about this client"),
+    ("logs", "Logs", "Log records this client forwarded"),
+    ("audit", "Activity", "The audit trail: what operators did to this client, and why"),
+)
+NOUNS = {"sessions": "sessions", "captures": "captures", "messages": "messages", "fileops": "file operations",
+         "security": "security events", "logs": "log records", "audit": "audit records"}
+#: tabs the live feed keeps current (the others refresh with F5)
+LIVE_KINDS = frozenset({"sessions", "captures", "security", "audit"})
+
+Callback = tuple[Callable[[Any], None], Callable[[str], None]]
+
+#: longest stretch the GUI thread spends on answers before the event loop runs again
+INBOX_BUDGET_S = 0.008
+#: the search box filters this long after the last keystroke
+SEARCH_DELAY_MS = 150
+
+
+class MainWindow(QMainWindow):
+    """The console. Give it a BusWorker that is not started yet; it starts it and stops it on close."""
+
+    def __init__(self, worker: BusWorker, *, theme_name: str = theme.DARK, history_limit: int = 200,
+                 metrics_limit: int = 720, audit_scan_limit: int = 500, parent=None):
+        super().__init__(parent)
+        self.worker = worker
+        self.history_limit = history_limit
+        self.metrics_limit = metrics_limit
+        self.audit_scan_limit = audit_scan_limit
+        self.clients = ClientsModel(self)
+        self.commands = HistoryModel("commands", parent=self)
+        self.history: dict[str, HistoryModel] = {kind: HistoryModel(kind, parent=self) for kind, _, _ in HISTORY_TABS}
+        self.tabs_by_kind: dict[str, HistoryTab] = {}
+        self.command_actions: dict[str, QAction] = {}
+        self.dialog: ReasonDialog | None = None
+        self._calls: dict[str, Callback] = {}
+        #: answers waiting for the GUI thread, taken a few at a time (see _drain_inbox)
+        self._inbox: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._inbox_timer = QTimer(self)
+        self._inbox_timer.setSingleShot(True)
+        self._inbox_timer.setInterval(0)
+        self._inbox_timer.timeout.connect(self._drain_inbox)
+        #: history kinds asked for the selected client (a tab loads when first shown)
+        self._loaded_kinds: set[str] = set()
+        self._client_id: str | None = None
+        self._me = ""
+        self._role = ""
+        self._ready = False
+        self._metrics_loaded = False
+        self._live_samples: list[tuple[float, float | None, float | None]] = []
+        self._theme = theme_name
+        self.setWindowTitle("EMS operator console")
+        self.setObjectName("emsConsole")
+        self._build_fleet()
+        self._build_details()
+        self._build_command_log()
+        self._build_actions()
+        self._build_status()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("mainSplitter")
+        splitter.addWidget(self.fleet_stack)
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+        self._connect_worker()
+        self.set_theme(theme_name)
+        self._show_client(None)
+        self.resize(1440, 900)
+        worker.start()
+
+    # -- building ------------------------------------------------------------------
+    def _build_fleet(self) -> None:
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.clients)
+        self.proxy.setSortRole(ClientsModel.SortRole)
+        self.proxy.setFilterKeyColumn(0)
+        self.proxy.setFilterRole(ClientsModel.SearchRole)  # one string per client: id, label, host, user, state
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.proxy.setDynamicSortFilter(True)
+        self.proxy.sort(1, Qt.SortOrder.AscendingOrder)
+
+        self.tiles = QListView()
+        self.tiles.setObjectName("clientTiles")
+        self.tiles.setViewMode(QListView.ViewMode.IconMode)
+        self.tiles.setResizeMode(QListView.ResizeMode.Adjust)
+        self.tiles.setMovement(QListView.Movement.Static)
+        self.tiles.setFlow(QListView.Flow.LeftToRight)
+        self.tiles.setWrapping(True)
+        self.tiles.setUniformItemSizes(True)
+        self.tiles.setSpacing(4)
+        self.tiles.setMouseTracking(True)
+        self.tiles.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tiles.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tiles.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.tiles.setItemDelegate(ClientTileDelegate(self.tiles))
+        self.tiles.setModel(self.proxy)
+
+        self.table = QTableView()
+        self.table.setObjectName("clientTable")
+        self.table.setModel(self.proxy)
+        self.table.setSelectionModel(self.tiles.selectionModel())
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSortIndicator(1, Qt.SortOrder.AscendingOrder)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # the label takes what is left
+        self.table.setSortingEnabled(True)
+        for column, width in enumerate((100, 0, 80, 58, 72, 54, 74)):
+            if width:
+                self.table.setColumnWidth(column, width)
+        compact_rows(self.table)
+
+        self.fleet_stack = QStackedWidget()
+        self.fleet_stack.setObjectName("fleet")
+        self.fleet_stack.addWidget(self.tiles)
+        self.fleet_stack.addWidget(self.table)
+        self.tiles.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.clients.dataChanged.connect(self._on_clients_changed)
+        self.clients.rowsInserted.connect(self._update_counts)
+
+    def _build_details(self) -> None:
+        self.details = QWidget()
+        self.details.setObjectName("details")
+        self.header = QLabel()
+        self.header.setObjectName("clientHeader")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.header.setContentsMargins(6, 4, 6, 4)
+        self.chart = MetricsChart(max_points=self.metrics_limit * 2)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("historyTabs")
+        self.tabs.setDocumentMode(True)
+        for index, (kind, title, what) in enumerate(HISTORY_TABS):
+            tab = HistoryTab(self.history[kind], f"{what}. Select a client.")
+            tab.setObjectName(f"tab_{kind}")
+            self.tabs_by_kind[kind] = tab
+            self.tabs.addTab(tab, title)
+            self.tabs.setTabToolTip(index, what)
+        self.tabs_by_kind["captures"].view.doubleClicked.connect(self._open_capture)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        layout = QVBoxLayout(self.details)
+        layout.setContentsMargins(4, 0, 0, 0)
+        layout.addWidget(self.header)
+        layout.addWidget(self.chart, 2)
+        layout.addWidget(self.tabs, 3)
+
+    def _build_command_log(self) -> None:
+        self.command_log = QTableView()
+        self.command_log.setObjectName("commandLog")
+        self.command_log.setModel(self.commands)
+        self.command_log.setAlternatingRowColors(True)
+        self.command_log.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.command_log.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.command_log.verticalHeader().setVisible(False)
+        self.command_log.horizontalHeader().setStretchLastSection(True)
+        for column, width in enumerate((90, 150, 120, 80, 380, 170)):
+            self.command_log.setColumnWidth(column, width)
+        compact_rows(self.command_log)
+        dock = QDockWidget("Commands", self)
+        dock.setObjectName("commandLogDock")
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setWidget(self.command_log)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [170], Qt.Orientation.Vertical)
+        self.command_dock = dock
+
+    def _build_actions(self) -> None:
+        bar = QToolBar("Actions")
+        bar.setObjectName("mainToolBar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(bar)
+
+        self.search = QLineEdit()
+        self.search.setObjectName("search")
+        self.search.setPlaceholderText("Search clients (Ctrl+F): name, user, id, online...")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMinimumWidth(300)
+        # filter once typing pauses: with 500 clients one pass costs tens of ms
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(SEARCH_DELAY_MS)
+        self._filter_timer.timeout.connect(lambda: self.proxy.setFilterFixedString(self.search.text()))
+        self.search.textChanged.connect(self._filter_timer.start)
+        clear = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.search)
+        clear.setContext(Qt.ShortcutContext.WidgetShortcut)
+        clear.activated.connect(self.search.clear)
+        bar.addWidget(self.search)
+
+        self.find_action = self._action("Search", QKeySequence.StandardKey.Find, self._focus_search)
+        group = QActionGroup(self)
+        self.tiles_action = self._action("Tiles", "Ctrl+1", partial(self.set_fleet_view, "tiles"), checkable=True)
+        self.table_action = self._action("Table", "Ctrl+2", partial(self.set_fleet_view, "table"), checkable=True)
+        for action in (self.tiles_action, self.table_action):
+            group.addAction(action)
+            bar.addAction(action)
+        self.tiles_action.setChecked(True)
+        bar.addSeparator()
+
+        for spec in ACTIONS:
+            action = self._action(spec.label, spec.shortcut, partial(self.run_action, spec.key))
+            action.setObjectName(f"action_{spec.key}")
+            self.command_actions[spec.key] = action
+            bar.addAction(action)
+        bar.addSeparator()
+        self.refresh_action = self._action("Refresh", QKeySequence.StandardKey.Refresh, self.refresh)
+        self.theme_action = self._action("Dark theme", "Ctrl+T", self._toggle_theme, checkable=True)
+        self.quit_action = self._action("Quit", QKeySequence.StandardKey.Quit, self.close)
+        bar.addAction(self.refresh_action)
+        bar.addAction(self.theme_action)
+
+        menu = self.menuBar()
+        console = menu.addMenu("&Console")
+        for action in (self.refresh_action, self.quit_action):
+            console.addAction(action)
+        view = menu.addMenu("&View")
+        for action in (self.find_action, self.tiles_action, self.table_action, self.theme_action):
+            view.addAction(action)
+        client = menu.addMenu("C&lient")
+        for action in self.command_actions.values():
+            client.addAction(action)
+
+    def _action(self, text: str, shortcut, slot: Callable, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        keys = QKeySequence(shortcut)
+        action.setShortcut(keys)
+        action.setToolTip(f"{text} ({keys.toString(QKeySequence.SequenceFormat.NativeText)})")
+        action.setCheckable(checkable)
+        action.triggered.connect(lambda *_: slot())
+        self.addAction(action)  # shortcuts work while the toolbar or menu is hidden
+        return action
+
+    def _build_status(self) -> None:
+        self.connection_label = QLabel("starting…")
+        self.connection_label.setObjectName("connectionState")
+        self.connection_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("clientCount")
+        self.live_label = QLabel("")
+        self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.count_label)
+        self.statusBar().addPermanentWidget(self.live_label)
+
+    def _connect_worker(self) -> None:
+        w = self.worker
+        w.connection_changed.connect(self._on_connection)
+        w.welcomed.connect(self._on_welcomed)
+        w.agents_loaded.connect(self._on_agents)
+        w.clients_loaded.connect(self.clients.load_store_clients)
+        w.presence_changed.connect(self._on_presence)
+        w.sysinfo_received.connect(self._on_sysinfo)
+        w.security_received.connect(self._on_security)
+        w.audit_received.connect(self._on_audit)
+        w.captures_received.connect(self._on_captures)
+        w.command_status.connect(self._on_command_status)
+        w.command_result.connect(self._on_command_result)
+        w.replied.connect(self._on_replied)
+        w.request_failed.connect(self._on_request_failed)
+        w.frame_received.connect(self._on_frame)
+        w.stats_changed.connect(self._on_stats)
+
+    # -- public API (tests, screenshots, shortcuts) ---------------------------------
+    @property
+    def current_client(self) -> str | None:
+        return self._client_id
+
+    def select_client(self, client_id: str) -> bool:
+        """Make ``client_id`` the selected client (False if unknown or filtered out)."""
+        row = self.clients.row_of(client_id)
+        if row < 0:
+            return False
+        index = self.proxy.mapFromSource(self.clients.index(row, 0))
+        if not index.isValid():
+            return False
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.tiles.selectionModel().setCurrentIndex(index, flags)
+        self.current_view().scrollTo(index)
+        return True
+
+    def current_view(self) -> QAbstractItemView:
+        return self.tiles if self.fleet_stack.currentWidget() is self.tiles else self.table
+
+    def set_fleet_view(self, name: str) -> None:
+        view = self.tiles if name == "tiles" else self.table
+        self.fleet_stack.setCurrentWidget(view)
+        (self.tiles_action if name == "tiles" else self.table_action).setChecked(True)
+
+    def set_theme(self, name: str) -> None:
+        self._theme = name
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            theme.apply(app, name)
+        self.chart.set_dark(name == theme.DARK)
+        self.theme_action.setChecked(name == theme.DARK)
+        self._update_header()
+
+    def run_action(self, key: str) -> ReasonDialog | None:
+        """Start action ``key`` on the selected client: asks for a reason first where needed."""
+        spec = ACTION_BY_KEY[key]
+        client_id = self._client_id
+        if client_id is None:
+            self.statusBar().showMessage("Select a client first.", 5000)
+            return None
+        if not self._ready:
+            self.statusBar().showMessage("Not connected to the bus.", 5000)
+            return None
+        name = self._name(client_id)
+        if not spec.needs_reason:
+            self._send_command(spec, client_id, "")
+            return None
+        if self.dialog is not None:
+            self.dialog.close()
+        dialog = ReasonDialog(f"{spec.label}: {name}", spec.explain.format(name=name), spec.label, spec.destructive, self)
+        dialog.setObjectName(f"confirm_{spec.key}")
+        dialog.accepted.connect(lambda: self._send_command(spec, client_id, dialog.reason()))
+        dialog.finished.connect(self._dialog_finished)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def refresh(self) -> None:
+        """F5: ask again for everything shown (merged in place: nothing flickers)."""
+        if not self._ready:
+            return
+        self._call(self.worker.submit("agents"), self._on_agents)
+        self._call(self.worker.query("clients", limit=1000), self.clients.load_store_clients)
+        self._load_commands()
+        if self._client_id is not None:
+            self._load_details(self._client_id, fresh=False)
+        self.statusBar().showMessage("Refreshed.", 2000)
+
+    # -- the selected client -------------------------------------------------------
+    def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        client_id = current.data(ClientsModel.ClientIdRole) if current.isValid() else None
+        if client_id != self._client_id:
+            self._show_client(client_id)
+
+    def _show_client(self, client_id: str | None) -> None:
+        self._client_id = client_id
+        self._live_samples = []
+        self._metrics_loaded = False
+        self._loaded_kinds = set()
+        self.chart.clear()
+        self.chart.set_title(f"{self._name(client_id)}: CPU and memory" if client_id else "CPU and memory")
+        for tab in self.tabs_by_kind.values():
+            tab.model.clear()
+            tab.set_message(tab.empty_text if client_id is None else "Loading…")
+        self._update_header()
+        self._update_actions()
+        if client_id is not None and self._ready:
+            self._load_details(client_id, fresh=True)
+
+    def _current_kind(self) -> str:
+        return HISTORY_TABS[max(0, self.tabs.currentIndex())][0]
+
+    def _on_tab_changed(self, index: int) -> None:
+        kind = self._current_kind()
+        if self._client_id is not None and self._ready and kind not in self._loaded_kinds:
+            self._load_kind(self._client_id, kind, fresh=True)
+
+    def _load_details(self, client_id: str, fresh: bool) -> None:
+        """The chart, the open tab, and (on a refresh) every tab already shown."""
+        for kind in {self._current_kind()} | self._loaded_kinds:
+            self._load_kind(client_id, kind, fresh)
+        self._call(self.worker.query("metrics", client_id=client_id, limit=self.metrics_limit),
+                   partial(self._metrics_rows, client_id), partial(self._metrics_failed, client_id))
+
+    def _load_kind(self, client_id: str, kind: str, fresh: bool) -> None:
+        self._loaded_kinds.add(kind)
+        self._call(self.worker.query(kind, client_id=client_id, limit=self.history_limit),
+                   partial(self._history_loaded, client_id, kind, fresh), partial(self._history_failed, client_id, kind))
+        if kind == "audit":
+            # The broker's audit record of a command names its client only inside
+            # `detail`, which the store's client filter does not look at: scan the
+            # newest records too, so the commands sent to this client show up.
+            self._call(self.worker.query("audit", limit=self.audit_scan_limit), partial(self._audit_scan_loaded, client_id),
+                       lambda error: None)
+
+    def _history_loaded(self, client_id: str, kind: str, fresh: bool, rows: list) -> None:
+        if client_id != self._client_id:
+            return
+        model, tab = self.history[kind], self.tabs_by_kind[kind]
+        first = model.rowCount() == 0
+        if first:
+            model.set_rows(rows)
+        else:
+            model.merge(rows)
+        if first or fresh:
+            tab.fit_columns()
+        self._describe_tab(kind, len(rows))
+
+    def _describe_tab(self, kind: str, stored: int | None = None) -> None:
+        model, tab = self.history[kind], self.tabs_by_kind[kind]
+        noun = NOUNS[kind]
+        if model.rowCount() == 0:
+            text = f"No {noun} stored for this client."
+        elif stored is not None and stored >= self.history_limit:
+            text = f"The newest {model.rowCount()} {noun}, newest first."
+        else:
+            text = f"{model.rowCount()} {noun}, newest first."
+        text += " Live." if kind in LIVE_KINDS else " F5 refreshes."
+        tab.set_message(text)
+
+    def _history_failed(self, client_id: str, kind: str, error: str) -> None:
+        if client_id == self._client_id:
+            self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
+
+    def _audit_scan_loaded(self, client_id: str, rows: list) -> None:
+        if client_id == self._client_id:
+            mine = [r for r in rows if isinstance(r, dict) and audit_concerns(r, client_id)]
+            if mine:
+                self.history["audit"].merge(mine)
+                self._describe_tab("audit")
+
+    def _metrics_rows(self, client_id: str, rows: list) -> None:
+        if client_id != self._client_id:
+            return
+        samples = [(r["ts"], r.get("cpu_percent"), r.get("memory_percent")) for r in reversed(rows) if isinstance(r, dict)]
+        newest = samples[-1][0] if samples else 0.0
+        self.chart.set_history(samples + [s for s in self._live_samples if s[0] > newest])
+        self._metrics_loaded = True
+
+    def _metrics_failed(self, client_id: str, error: str) -> None:
+        if client_id == self._client_id:
+            self.chart.set_history(self._live_samples)
+            self._metrics_loaded = True
+            self.chart.set_title(f"{self._name(client_id)}: live only ({error})")
+
+    def _update_header(self) -> None:
+        if not hasattr(self, "header"):
+            return
+        client = self.clients.client(self._client_id) if self._client_id else None
+        muted = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+        if client is None:
+            self.header.setText(f"<span style='color:{muted}'>Select a client in the grid to see its history, "
+                                "its CPU and memory, and to act on it.</span>")
+            return
+        esc = html.escape
+        colour = (ClientsModel.ONLINE_COLOUR if client.online else ClientsModel.OFFLINE_COLOUR).name()
+        state = "online" if client.online else f"offline, last seen {format_time(client.last_seen)}"
+        load = []
+        if client.cpu_percent is not None:
+            load.append(f"CPU {client.cpu_percent:.0f} %")
+        if client.memory_percent is not None:
+            load.append(f"memory {client.memory_percent:.0f} %")
+        self.header.setText(
+            f"<span style='font-size:14pt; font-weight:600'>{esc(client.name)}</span>"
+            f"&nbsp;&nbsp;<span style='color:{muted}'>{esc(client.client_id)}</span><br>"
+            f"{esc(client.user or 'no user')} @ {esc(client.hostname or '?')} &nbsp;·&nbsp; "
+            f"<span style='color:{colour}'>●</span> {esc(state)}"
+            + (f" &nbsp;·&nbsp; {esc(', '.join(load))}" if load else "")
+        )
+
+    def _update_actions(self) -> None:
+        allowed = self._ready and self._client_id is not None and self._role != "viewer"
+        for action in self.command_actions.values():
+            action.setEnabled(allowed)
+            if self._role == "viewer":
+                action.setToolTip("Viewers cannot send commands")
+
+    # -- worker signals ------------------------------------------------------------
+    def _on_connection(self, state: str, detail: str) -> None:
+        texts = {
+            "connecting": f"Connecting to {detail}…",
+            "pending": f"This console's key is pending at {detail}: an admin must accept it (ems keys accept).",
+            "ready": f"Connected as {detail}",
+            "revoked": f"Access revoked: {detail}",
+            "failed": f"Bus connection failed: {detail}",
+            "closed": "Disconnected.",
+        }
+        self._ready = state == "ready"
+        self.connection_label.setText(texts.get(state, f"{state}: {detail}"))
+        colour = {"ready": ClientsModel.ONLINE_COLOUR.name(), "failed": "#f85149", "revoked": "#f85149"}.get(state, "#d29922")
+        self.connection_label.setStyleSheet(f"color: {colour};")
+        self._update_actions()
+
+    def _on_welcomed(self, info: dict) -> None:
+        self._me, self._role = info.get("client_id", ""), info.get("role", "")
+        self._update_actions()
+        self._load_commands()
+        if self._client_id is not None:
+            self._load_details(self._client_id, fresh=not self._loaded_kinds)
+
+    def _on_agents(self, agents: list) -> None:
+        self.clients.load_agents(agents)
+        self._update_counts()
+
+    def _on_presence(self, items: list) -> None:
+        self.clients.apply_presence(items)
+        self._update_counts()
+        client_id = self._client_id
+        sessions = self.history["sessions"]
+        for item in items:
+            if item["client_id"] != client_id:
+                continue
+            if item.get("state") == "online":
+                sessions.merge([session_row(item)])
+            else:
+                open_rows = [r for r in sessions.rows() if r.get("ended") is None and r.get("msg_id")]
+                if open_rows:
+                    sessions.merge([{"msg_id": open_rows[0]["msg_id"], "ended": item["ts"],
+                                     "end_reason": item.get("reason") or "offline"}])
+            self._describe_tab("sessions")
+
+    def _on_sysinfo(self, items: list) -> None:
+        self.clients.apply_sysinfo(items)
+        client_id = self._client_id
+        if client_id is None:
+            return
+        samples = [(i["ts"], i.get("cpu_percent"), i.get("memory_percent")) for i in items if i.get("client_id") == client_id]
+        if not samples:
+            return
+        self._live_samples = (self._live_samples + samples)[-self.metrics_limit:]
+        if self._metrics_loaded:
+            self.chart.append(samples)
+
+    def _on_security(self, items: list) -> None:
+        self._merge_live("security", [security_row(i) for i in items], security_concerns)
+
+    def _on_audit(self, items: list) -> None:
+        self._merge_live("audit", [audit_row(i) for i in items], audit_concerns)
+
+    def _on_captures(self, items: list) -> None:
+        self._merge_live("captures", [capture_row(i) for i in items], lambda r, c: r.get("client_id") == c)
+
+    def _merge_live(self, kind: str, rows: list[dict], concerns: Callable[[dict, str], bool]) -> None:
+        client_id = self._client_id
+        if client_id is None:
+            return
+        mine = [r for r in rows if concerns(r, client_id)]
+        if mine:
+            self.history[kind].merge(mine)
+            self._describe_tab(kind)
+
+    def _on_command_status(self, items: list) -> None:
+        self.commands.merge([command_row(i) for i in items if isinstance(i, dict) and i.get("id")])
+
+    def _on_command_result(self, items: list) -> None:
+        self._on_command_status(items)
+        for item in items:
+            name = self._name(item.get("target") or "")
+            self.statusBar().showMessage(f"{item.get('name')} on {name}: {item.get('status')} ({result_text(item.get('result'))})", 10000)
+
+    def _on_replied(self, req_id: str, op: str, result: Any) -> None:
+        callback = self._calls.pop(req_id, None)
+        if callback is not None:
+            self._post(callback[0], result)
+
+    def _on_request_failed(self, req_id: str, op: str, error: str) -> None:
+        callback = self._calls.pop(req_id, None)
+        if callback is not None:
+            self._post(callback[1], error)
+        elif req_id == "clients":
+            self.statusBar().showMessage(f"Stored history is not available: {error}", 10000)
+
+    def _post(self, handler: Callable[[Any], None], value: Any) -> None:
+        self._inbox.append((handler, value))
+        if not self._inbox_timer.isActive():
+            self._inbox_timer.start()
+
+    def _drain_inbox(self) -> None:
+        """Handle answers for at most INBOX_BUDGET_S, then let the event loop
+        run (paint, timers, live updates) before the rest: selecting a client
+        answers several queries at once, and each fills a table or the chart."""
+        deadline = time.perf_counter() + INBOX_BUDGET_S
+        while self._inbox:
+            handler, value = self._inbox.popleft()
+            handler(value)
+            if time.perf_counter() >= deadline:
+                break
+        if self._inbox:
+            self._inbox_timer.start()
+
+    def _on_frame(self, client_id: str, image: QImage) -> None:
+        """HOOK(live view): the newest frame of a watched client becomes its tile's thumbnail."""
+        self.clients.set_thumbnail(client_id, image)
+
+    def _on_stats(self, stats: dict) -> None:
+        dropped = stats.get("dropped_backlog", 0) + stats.get("undecodable", 0)
+        self.live_label.setText(f"live messages: {stats.get('received', 0)}" + (f", dropped {dropped}" if dropped else ""))
+
+    def _on_clients_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+        if self._client_id is None:
+            return
+        row = self.clients.row_of(self._client_id)
+        if top_left.row() <= row <= bottom_right.row():
+            self._update_header()
+
+    def _update_counts(self, *_) -> None:
+        total = self.clients.rowCount()
+        self.count_label.setText(f"{self.clients.online_count()} of {total} online")
+
+    # -- commands ----------------------------------------------------------------------
+    def _send_command(self, spec: ActionSpec, client_id: str, reason: str) -> None:
+        now = time.time()
+        cmd_id = new_id()
+        self.commands.merge([{"id": cmd_id, "client_id": client_id, "name": spec.command, "status": "sending",
+                              "created": now, "updated": now, "operator": self._me or None}])
+        self.worker.send_command(client_id, spec.command, {"reason": reason} if reason else {}, cmd_id=cmd_id)
+        self._calls[cmd_id] = (lambda status: self._on_command_status([status]),
+                               partial(self._command_refused, cmd_id))
+        self.statusBar().showMessage(f"{spec.label}: sent to {self._name(client_id)}", 5000)
+
+    def _command_refused(self, cmd_id: str, error: str) -> None:
+        self.commands.merge([{"id": cmd_id, "status": "refused", "updated": time.time(), "result": {"ok": False, "error": error}}])
+        self.statusBar().showMessage(f"Command refused: {error}", 10000)
+
+    def _load_commands(self) -> None:
+        self._call(self.worker.query("commands", limit=self.history_limit), self._commands_loaded)
+
+    def _commands_loaded(self, rows: list) -> None:
+        if self.commands.rowCount() == 0:
+            self.commands.set_rows(rows)
+        else:
+            self.commands.merge(rows)
+
+    def _dialog_finished(self, result: int) -> None:
+        dialog, self.dialog = self.dialog, None
+        if dialog is not None:
+            dialog.deleteLater()
+
+    def _open_capture(self, index: QModelIndex) -> None:
+        row = self.history["captures"].row(index.row())
+        if row.get("id") is None:
+            self.statusBar().showMessage("This capture is still being stored: press F5 and try again.", 5000)
+            return
+        title = f"Capture {row['id']} of {self._name(self._client_id or '')}, {format_time(row.get('ts'))}"
+        self._call(self.worker.submit("store.capture", id=row["id"]), partial(self._show_capture, title))
+
+    def _show_capture(self, title: str, capture: Any) -> None:
+        image = capture.get("image") if isinstance(capture, dict) else None
+        if not isinstance(image, (bytes, bytearray)):
+            self.statusBar().showMessage("That capture is gone (retention).", 5000)
+            return
+        dialog = CaptureDialog(title, bytes(image), self)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    # -- small helpers -----------------------------------------------------------------
+    def _call(self, req_id: str, on_reply: Callable[[Any], None], on_error: Callable[[str], None] | None = None) -> None:
+        self._calls[req_id] = (on_reply, on_error or (lambda error: self.statusBar().showMessage(error, 8000)))
+
+    def _name(self, client_id: str | None) -> str:
+        client = self.clients.client(client_id) if client_id else None
+        return client.name if client else (client_id or "")
+
+    def _focus_search(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    def _toggle_theme(self) -> None:
+        self.set_theme(theme.DARK if self.theme_action.isChecked() else theme.LIGHT)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.dialog is not None:
+            self.dialog.reject()
+        self.worker.stop()
+        super().closeEvent(event)
