@@ -4,12 +4,10 @@ from __future__ import annotations
 import io
 import random
 import statistics
-import threading
 import time
 from dataclasses import replace
 
 import pytest
-from conftest import wait_for
 from PIL import Image
 
 from agent.access_log import AccessLog
@@ -21,9 +19,9 @@ from agent.screen.pattern import Pattern
 from agent.screen.protocol import LiveCanvas
 from agent.screen.xvfb import Xvfb
 from broker.envelope import Kind
-from broker.persister.crypto import SecurityManager
-from broker.persister.service import Persister, PersisterConfig
-from broker.persister.store import Store
+
+from conftest import wait_for
+from test_persister_bus import RunningPersister
 
 W, H = 1280, 720
 
@@ -109,20 +107,6 @@ def test_changes_reach_a_watching_operator_over_the_bus(bus, pattern, tmp_path):
     finally:
         handlers.detach(ctx)
     assert [title for title, _ in notices] == ["Live view started", "Live view ended"]
-
-
-class RunningPersister:
-    def __init__(self, bus, root):
-        self.store = Store(root / "store.db", SecurityManager(root / "store-keys.json"))
-        client = bus.client(bus.enrol("persister", role="service"), hello={"client_id": "persister", "provides": ["store"]}, ready=False)
-        self.service = Persister(client, self.store, PersisterConfig(commit_latency_s=0.02, retry_s=0.1))
-        self.thread = threading.Thread(target=self.service.run, daemon=True)
-        self.thread.start()
-        wait_for(lambda: "store" in bus.broker.providers, 10, what="the persister to register")
-
-    def stop(self):
-        self.service.stop()
-        self.thread.join(10)
 
 
 def test_a_capture_lands_in_screen_captures_and_an_operator_can_fetch_it(bus, pattern, tmp_path):
