@@ -28,6 +28,10 @@ from broker import sqlite_db
 from broker.envelope import pack_body, unpack_body
 
 QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
+#: commands whose arguments are erased once final (remote input: keys and
+#: text an operator typed into the user's session) and whose life is short
+TRANSIENT_ARGS = frozenset({"input"})
+TRANSIENT_TTL_S = 10.0
 FINAL = frozenset({DONE, FAILED, EXPIRED})
 OPEN = (QUEUED, SENT, DELIVERED)
 _ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
@@ -176,8 +180,10 @@ class CommandQueue:
             "UPDATE commands SET status=?, updated=?, result=?, result_sent=? WHERE id=?",
             (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, int(cmd.result_sent), cmd.id),
         )
-        if status in FINAL:
-            self._open.pop(cmd.id, None)
+        if cmd.name in TRANSIENT_ARGS:  # what was typed in a support session is not kept
+            cmd.args = {"redacted": True}
+            self._db.execute("UPDATE commands SET args=? WHERE id=?", (pack_body(cmd.args), cmd.id))
+        self._open.pop(cmd.id, None)
         return True
 
     def mark_result_sent(self, cmd: Command) -> None:

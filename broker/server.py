@@ -22,7 +22,18 @@ from zmq.utils.monitor import recv_monitor_message
 
 from broker import keys as keyfiles
 from broker import permissions, zap
-from broker.command_queue import DELIVERED, DONE, EXPIRED, FAILED, FINAL, SENT, Command, CommandQueue
+from broker.command_queue import (
+    DELIVERED,
+    DONE,
+    EXPIRED,
+    FAILED,
+    FINAL,
+    SENT,
+    TRANSIENT_ARGS,
+    TRANSIENT_TTL_S,
+    Command,
+    CommandQueue,
+)
 from broker.config import BrokerConfig
 from broker.envelope import (
     ErrorCode,
@@ -730,6 +741,8 @@ class Broker:
             return
         now = time.time()
         expires = header.expires if header.expires is not None else now + self.config.command_ttl_s
+        if name in TRANSIENT_ARGS:  # remote input is for now or never
+            expires = min(expires, now + TRANSIENT_TTL_S)
         if expires <= now:
             self._send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
             return

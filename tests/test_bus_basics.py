@@ -64,3 +64,29 @@ def test_agent_ids_cannot_carry_topic_separators(bus):
 
     rows = wait_for(recorded, 10, what="the pending key")
     assert rows[0]["client_id"].startswith("pending-") and "." not in rows[0]["client_id"]
+
+
+def test_remote_input_is_short_lived_and_not_kept(bus):
+    """`input` commands (keys and text typed into a support session) expire
+    within seconds if the agent is away, and their arguments are erased
+    from the broker's queue once the command is final."""
+    import sqlite3
+
+    from broker.envelope import unpack_body
+
+    op = bus.peer("op-in", role="operator")
+    agent = bus.peer("agent-in")
+    first = op.send_command("agent-in", "input", {"events": [{"type": "text", "text": "s3cret"}]})
+    record = op.request("command.get", id=first["id"])
+    assert record["expires"] - record["created"] <= 10.5
+    cmd = next_message(agent, lambda e: e.kind is Kind.COMMAND)
+    agent.send(Kind.RESULT, data={"ok": True, "output": {"executed": 1}}, corr=cmd.msg_id)
+    assert op.wait_result(first["id"], 5)["status"] == "done"
+    def stored_args():
+        with sqlite3.connect(bus.data.broker_db) as db:
+            (args,) = db.execute("SELECT args FROM commands WHERE id=?", (first["id"],)).fetchone()
+        return unpack_body(args)
+
+    from conftest import wait_for
+
+    wait_for(lambda: stored_args() == {"redacted": True}, 5, what="the typed text to be erased")
