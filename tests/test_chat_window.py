@@ -15,7 +15,7 @@ from broker.envelope import new_id
 from broker.persister.store import Record
 
 from conftest import wait_for
-from test_notice_display import agent, geometry, needs_x, windows_named, x_env, xdotool, xserver  # noqa: F401
+from test_notice_display import _x_tools, agent, geometry, needs_x, windows_named, x_env, xdotool, xserver  # noqa: F401
 from test_store_support import make_store
 
 pytestmark = needs_x

@@ -21,9 +21,10 @@ from agent.control import HANDLERS, RemoteControl
 from agent.control.sessions import ControlSessions
 
 from conftest import wait_for
-from test_notice_display import (  # noqa: F401  (fixtures: agent, x_env, xserver)
+from test_notice_display import (  # noqa: F401  (fixtures: _x_tools, agent, x_env, xserver)
     SCREEN_H,
     SCREEN_W,
+    _x_tools,
     agent,
     geometry,
     make_agent,

@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-pytest.importorskip("PySide6.QtWidgets")
 
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QSignalSpy
@@ -286,7 +285,7 @@ def test_keyboard_shortcuts_and_theme(bus, console, qtbot):
 def test_live_view_hook_makes_watched_frames_the_tile_thumbnail(bus, agents, console, qtbot):
     """HOOK(live view): once the console watches a client, its live-view
     updates (agent.screen.protocol bodies) become the tile's thumbnail."""
-    protocol = pytest.importorskip("agent.screen.protocol")
+    from agent.screen import protocol
     from PIL import Image
 
     fleet = agents({"a1": {}})

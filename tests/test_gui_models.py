@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-pytest.importorskip("PySide6.QtWidgets")
 
 from PySide6.QtCore import QObject, Qt, Signal, qInstallMessageHandler
 from PySide6.QtTest import QAbstractItemModelTester, QSignalSpy

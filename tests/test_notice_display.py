@@ -30,10 +30,21 @@ from conftest import wait_for
 SCREEN_W, SCREEN_H = 1280, 720
 NOTICE_S = 3.0
 
-needs_x = pytest.mark.skipif(
-    not (shutil.which("Xvfb") and shutil.which("xdotool") and tk_installed()),
-    reason="needs Xvfb, xdotool (installer --dev) and Tk (python3-tk)",
-)
+def _require_x() -> None:
+    """These tests need Xvfb, xdotool and Tk; the installer provides them, so their absence fails."""
+    missing = [name for name, ok in (("Xvfb", shutil.which("Xvfb")), ("xdotool", shutil.which("xdotool")),
+                                     ("Tk (python3-tk)", tk_installed())) if not ok]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run installer/install.sh --dev")
+
+
+#: applied to every X test: fails (never skips) when the X tools are missing
+needs_x = pytest.mark.usefixtures("_x_tools")
+
+
+@pytest.fixture(scope="session")
+def _x_tools():
+    _require_x()
 
 
 class XServer:

@@ -29,7 +29,7 @@ W, H = 1280, 720
 @pytest.fixture(scope="module")
 def xscreen():
     if not Xvfb.installed():
-        pytest.skip("Xvfb is not installed (installer/install.sh --dev)")
+        pytest.fail("Xvfb is not installed: run installer/install.sh --dev")
     with Xvfb(W, H) as x, Pattern(x.display, W, H) as p:
         p.window("doc", 600, 100, 600, 500, lines=40)
         yield x, p

@@ -36,7 +36,7 @@ def hexcolour(rgb) -> str:
 def screen():
     """Xvfb with the test pattern drawn by a real X client."""
     if not Xvfb.installed():
-        pytest.skip("Xvfb is not installed (installer/install.sh --dev)")
+        pytest.fail("Xvfb is not installed: run installer/install.sh --dev")
     with Xvfb(W, H) as x, Pattern(x.display, W, H, background=hexcolour(BACKGROUND)) as p:
         for name, (bx, by, bw, bh, rgb) in BOXES.items():
             p.rect(name, bx, by, bw, bh, hexcolour(rgb))

@@ -43,7 +43,7 @@ def agent(tmp_path):
 def dead_display():
     """The name of a display whose server has just been stopped."""
     if not Xvfb.installed():
-        pytest.skip("Xvfb is not installed (installer/install.sh --dev)")
+        pytest.fail("Xvfb is not installed: run installer/install.sh --dev")
     with Xvfb(320, 200) as x:
         name = x.display
     return name
@@ -87,7 +87,7 @@ def test_a_dead_display_is_unavailable_not_a_crash(agent, dead_display, monkeypa
 
 def test_a_display_that_dies_ends_the_live_view_with_a_notice(agent, monkeypatch):
     if not Xvfb.installed():
-        pytest.skip("Xvfb is not installed (installer/install.sh --dev)")
+        pytest.fail("Xvfb is not installed: run installer/install.sh --dev")
     sent, clock = [], Clock()
     with Xvfb(320, 200) as x:
         monkeypatch.setenv("DISPLAY", x.display)

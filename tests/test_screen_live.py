@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture(scope="module")
 def xscreen():
     if not Xvfb.installed():
-        pytest.skip("Xvfb is not installed (installer/install.sh --dev)")
+        pytest.fail("Xvfb is not installed: run installer/install.sh --dev")
     with Xvfb(W, H) as x, Pattern(x.display, W, H) as p:
         yield x, p
 
