@@ -173,6 +173,11 @@ class KeyRegistry:
         record.label, record.updated = label, time.time()
         self._save(record)
 
+    def set_hostname(self, record: KeyRecord, hostname: str) -> None:
+        """What the client reported as its host name (shown beside the label)."""
+        record.hostname, record.updated = hostname, time.time()
+        self._save(record)
+
     def touch(self, record: KeyRecord, when: float) -> None:
         """Remember when a client was last seen (called on presence changes)."""
         record.last_seen = when

@@ -487,8 +487,7 @@ class Broker:
         if peer.role == "agent":
             record = self.registry.get(peer.key)
             if info.get("hostname") and record is not None and record.hostname != info["hostname"]:
-                record.hostname = info["hostname"]
-                self.registry.set_label(record, record.label)  # saves the hostname too
+                self.registry.set_hostname(record, info["hostname"])
             self._set_online(peer, True, "hello")
             for cmd in self.commands.open_for(peer.client_id):
                 self._deliver(cmd)
@@ -755,8 +754,9 @@ class Broker:
                 self._notify_status(existing)
             return
         self.counters["commands"] += 1
-        self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
-                                      "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
+        if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
+            self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
+                                          "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
         self._notify_status(cmd)
         if target in self.online:
             self._deliver(cmd)

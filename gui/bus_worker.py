@@ -132,6 +132,12 @@ class BusWorker(QThread):
     request_failed = Signal(str, str, str)
     #: HOOK(live view): client id, thumbnail QImage (decoded and scaled here)
     frame_received = Signal(str, QImage)
+    #: live-view window: client id, full-size QImage, frame ts (agent's wall clock), updates applied
+    live_frame = Signal(str, QImage, float, int)
+    #: live-view window: client id; an update was lost (ask the agent for a full frame)
+    live_gap = Signal(str)
+    #: ``event.<agent>.chat`` records: {client_id, msg_id, ts, direction, status, body, message_id, ...}
+    chat_received = Signal(object)
     #: counters, about once a second
     stats_changed = Signal(object)
 
@@ -150,6 +156,7 @@ class BusWorker(QThread):
         self._open_commands: set[str] = set()
         self._canvases: dict = {}  # client id -> agent.screen.protocol.LiveCanvas (HOOK(live view))
         self._thumbnail_at: dict[str, float] = {}
+        self._full_views: set[str] = set()  # clients with a live-view window open (full-size frames)
         self._saved_switch_interval: float | None = None
         self.stats: dict[str, int] = {"received": 0, "undecodable": 0, "flushes": 0, "requests": 0, "frames_dropped": 0}
 
@@ -177,7 +184,13 @@ class BusWorker(QThread):
         return self._put("subscribe", {"prefixes": [f"frame.{client_id}."]})
 
     def unwatch_frames(self, client_id: str) -> str:
+        self._full_views.discard(client_id)
         return self._put("unsubscribe", {"prefixes": [f"frame.{client_id}."]})
+
+    def watch_live(self, client_id: str) -> str:
+        """Like :meth:`watch_frames`, and every applied update also comes out full size as ``live_frame``."""
+        self._full_views.add(client_id)  # a set add: atomic, read by the worker thread
+        return self.watch_frames(client_id)
 
     def start(self, *args) -> None:
         """Start the thread (and shorten the GIL switch interval while it runs)."""
@@ -362,6 +375,8 @@ class BusWorker(QThread):
         name = parts[2]
         if name == "sysinfo":  # the few fields the console shows (a full report carries disks, networks...)
             self._remember({k: data.get(k) for k in SYSINFO_FIELDS} | meta | {"client_id": env.sender}, "sysinfo")
+        elif name == "chat":
+            self._remember({**data, **meta, "client_id": env.sender}, "chat")
         elif name == "capture":  # a notice only: the image stays out of the GUI thread
             image = data.get("image")
             self._remember({k: data.get(k) for k in ("width", "height", "format", "quality", "operator")}
@@ -378,7 +393,9 @@ class BusWorker(QThread):
         """
         from agent.screen.protocol import (  # only when someone watches
             APPLIED,
+            GAP,
             LiveCanvas,
+            parse,
         )
 
         sender = env.sender
@@ -388,11 +405,19 @@ class BusWorker(QThread):
         if canvas is None:
             canvas = self._canvases[sender] = LiveCanvas()
         try:
-            outcome = canvas.apply(env.body)
+            update = parse(env.body)
+            outcome = canvas.apply(update)
         except ProtocolError as exc:
             self.stats["frames_dropped"] += 1
             log.debug("dropped a live-view update from %s: %s", sender, exc)
             return
+        if sender in self._full_views:
+            if outcome == GAP:
+                self.live_gap.emit(sender)
+            elif outcome == APPLIED and canvas.image is not None and update.part == update.parts - 1:
+                rgb = canvas.image if canvas.image.mode == "RGB" else canvas.image.convert("RGB")
+                full = QImage(rgb.tobytes(), rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+                self.live_frame.emit(sender, full, update.ts, canvas.updates)
         now = time.monotonic()
         if outcome != APPLIED or canvas.image is None or now - self._thumbnail_at.get(sender, 0.0) < self.config.thumbnail_interval_s:
             return
@@ -421,6 +446,7 @@ class BusWorker(QThread):
             "captures": self.captures_received,
             "status": self.command_status,
             "results": self.command_result,
+            "chat": self.chat_received,
         }
         for bucket, items in pending.items():
             signals[bucket].emit(items)
