@@ -362,7 +362,7 @@ ensure_venv() {
         run_pip --upgrade pip
     fi
 
-    local target=.
+    local target='.[gui]'  # a server install includes the operator console (ems gui)
     [ "$DEV" -eq 1 ] && target='.[dev]'
     say "pip install -e '$target' into $label"
     rm -f "$stamp_file"
