@@ -153,6 +153,8 @@ class MainWindow(QMainWindow):
         self.command_actions: dict[str, QAction] = {}
         self.dialog: ReasonDialog | None = None
         self._calls: dict[str, Callback] = {}
+        self._live_windows: dict = {}  # client id -> LiveViewWindow
+        self._chat_windows: dict = {}  # client id -> ChatView
         #: answers waiting for the GUI thread, taken a few at a time (see _drain_inbox)
         self._inbox: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._inbox_timer = QTimer(self)
@@ -326,6 +328,12 @@ class MainWindow(QMainWindow):
             action = self._action(spec.label, spec.shortcut, partial(self.run_action, spec.key))
             action.setObjectName(f"action_{spec.key}")
             self.command_actions[spec.key] = action
+            bar.addAction(action)
+        for key, label, shortcut, slot in (("live_view", "Live view", "Ctrl+L", self.open_live_view),
+                                           ("chat", "Chat", "Ctrl+M", self.open_chat)):
+            action = self._action(label, shortcut, slot)
+            action.setObjectName(f"action_{key}")
+            self.command_actions[key] = action
             bar.addAction(action)
         bar.addSeparator()
         self.refresh_action = self._action("Refresh", QKeySequence.StandardKey.Refresh, self.refresh)
@@ -776,7 +784,32 @@ class MainWindow(QMainWindow):
     def _toggle_theme(self) -> None:
         self.set_theme(theme.DARK if self.theme_action.isChecked() else theme.LIGHT)
 
+    # -- live view and chat windows (top-level, one per client) -----------------------
+    def open_live_view(self, client_id: str | None = None):
+        from gui.live_view import LiveViewWindow
+
+        return self._open_window(self._live_windows, LiveViewWindow, client_id or self._client_id)
+
+    def open_chat(self, client_id: str | None = None):
+        from gui.chat_view import ChatView
+
+        return self._open_window(self._chat_windows, ChatView, client_id or self._client_id)
+
+    def _open_window(self, windows: dict, cls, client_id: str | None):
+        if not client_id:
+            return None
+        window = windows.get(client_id)
+        if window is None:
+            window = windows[client_id] = cls(self.worker, client_id, self._name(client_id))
+            window.destroyed.connect(lambda *_: windows.pop(client_id, None))
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        for window in [*getattr(self, "_live_windows", {}).values(), *getattr(self, "_chat_windows", {}).values()]:
+            window.close()  # live.stop goes out before the worker stops
         if self.dialog is not None:
             self.dialog.reject()
         self.worker.stop()
