@@ -104,6 +104,19 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
             save(dialog, "confirm-reboot.png")
             dialog.reject()
 
+        chat = window.open_chat(client_id)
+        if chat is not None:
+            chat.resize(520, 420)
+            for text in ("Hi, this is IT. We will restart your PC at 12:00 for an update.",
+                         "Please save your work before then."):
+                chat.text.setText(text)
+                message_id = chat.send()
+                run_until(lambda m=message_id: (chat.model.status(m) or "sending") != "sending", timeout_s,
+                          "the broker to take the chat message")
+            pause(0.5)
+            save(chat, "chat.png")
+            chat.close()
+
         window.set_theme(theme.LIGHT)
         window.set_fleet_view("table")
         window.tabs.setCurrentWidget(window.tabs_by_kind["audit"])
