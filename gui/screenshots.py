@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QTimer
 
+from broker.cli.profile import load as load_profile
 from gui import theme
 from gui.bus_worker import BusWorker, profile_client_factory
 from gui.main_window import MainWindow
@@ -73,10 +75,7 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
     saved: list[Path] = []
 
     def save(widget, name: str) -> None:
-        path = out / name
-        if not widget.grab().save(str(path)):
-            raise RuntimeError(f"could not write {path}")
-        saved.append(path)
+        _save(widget, out / name, saved)
 
     try:
         window.resize(1440, 900)
@@ -117,6 +116,9 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
             save(chat, "chat.png")
             chat.close()
 
+        if stack is not None:
+            save_live_view(window, stack, out, saved, timeout_s)
+
         window.set_theme(theme.LIGHT)
         window.set_fleet_view("table")
         window.tabs.setCurrentWidget(window.tabs_by_kind["audit"])
@@ -128,6 +130,62 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
             stack.stop()
     app.processEvents()
     return saved
+
+
+def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], timeout_s: float) -> None:
+    """The live-view window on a real agent: a private Xvfb showing a scrolling
+    text window (a real X client), a real ``ems agent`` on it, enrolled in the
+    demo stack. Skipped, with a message, where Xvfb is not installed."""
+    from agent.screen.pattern import Pattern
+    from agent.screen.xvfb import Xvfb, XvfbError
+    from broker import keys
+    from broker.client import BusClient
+    from broker.config import ClientConfig
+
+    agent_dir = stack.root / "agents" / "desk-live"
+    pair = keys.load_or_create(agent_dir / "keys", "agent")
+    profile = load_profile(stack.data)
+    admin = BusClient(ClientConfig(server=profile.server, server_key=profile.server_key), keys.load(stack.data.keys, profile.key_name))
+    try:
+        admin.connect()
+        admin.wait_ready(timeout_s)
+        admin.request("keys.add", public_key=pair.public, client_id="desk-live", role="agent", label="Front desk (live)")
+    finally:
+        admin.close()
+    try:
+        xvfb = Xvfb(1280, 720).start()
+    except XvfbError as exc:
+        print(f"no live-view screenshot: {exc}", file=sys.stderr)
+        return
+    agent = None
+    try:
+        with Pattern(xvfb.display, 1280, 720) as pattern:
+            pattern.window("doc", 60, 50, 900, 560)
+            pattern.rect("note", 1000, 80, 220, 140, "#3b7dd8")
+            pattern.scroll("doc", step_px=4, interval_ms=80)
+            agent = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "--log-level", "WARNING", "agent", "--data-dir",
+                                      str(agent_dir), "--server", profile.server, "--server-key", profile.server_key, "--id", "desk-live",
+                                      "--heartbeat-s", "0.5"], env={**os.environ, "DISPLAY": xvfb.display},
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run_until(lambda: "desk-live" in window.clients.client_ids() and window.clients.client("desk-live").online,
+                      timeout_s, "the live agent to come online")
+            live = window.open_live_view("desk-live")
+            live.resize(1000, 640)
+            run_until(lambda: live.frames >= 5, timeout_s, "live frames")
+            pause(1.0)
+            _save(live, out / "live-view.png", saved)
+            live.close()
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(10)
+        xvfb.stop()
+
+
+def _save(widget, path: Path, saved: list[Path]) -> None:
+    if not widget.grab().save(str(path)):
+        raise RuntimeError(f"could not write {path}")
+    saved.append(path)
 
 
 def main(argv: list[str] | None = None) -> int:
