@@ -41,8 +41,8 @@ test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
 bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md (~7 min)
 	$(PYTHON) -m bench.report $(BENCH_ARGS)
 
-chaos: dev ## kill -9 loop at full size: 100,000 events, broker and persister killed 10 times each
-	$(PYTHON) -m bench.chaos_store
+chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20 kills), stopped consumer, idle connections + flood, 10 min fuzz
+	$(PYTHON) -m bench.reliability
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen) in docs/screenshots/
 	$(PYTHON) -m gui.screenshots docs/screenshots

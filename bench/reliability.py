@@ -1,0 +1,679 @@
+"""Fault scenarios on loopback, each bounded in time; writes ``docs/reliability.md``.
+
+1. kill -9 loop (``bench.chaos_store.run_chaos``): broker and persister
+   SIGKILLed and restarted while 50 simulated agents stream numbered events;
+   the store must hold every event exactly once.
+2. stopped consumer: a viewer subscribed to ``event.`` is SIGSTOPped while
+   20 simulated agents stream; broker RSS is sampled every second, the
+   broker's drop counters read, the viewer SIGCONTed and checked to receive
+   again, and the durable path (persister) checked to have stored every event.
+3. hostile connections: 1,000 raw TCP connections that never handshake, and
+   one enrolled agent flooding events, while another agent's command round
+   trip is measured (with and without).
+4. fuzz: ``broker.envelope.decode_header`` / ``unpack_body`` under atheris
+   (libFuzzer) for ``--fuzz-s`` seconds, or hypothesis if atheris is missing.
+
+    python -m bench.reliability            # full size (about 15 min, 10 of them fuzzing)
+    python -m bench.reliability --quick    # about 2 min
+
+Everything runs on 127.0.0.1; every process started here is stopped by pid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.chaos_store import run_chaos
+from bench.stack import ServerStack
+from broker import keys as keyfiles
+from broker.client import BusClient
+from broker.config import ClientConfig
+from broker.envelope import Kind
+from broker.errors import EmsError, SendError
+from broker.local_stack import operator_name
+from broker.registry import KeyRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "reliability.md"
+OUT = ROOT / "bench" / "out"
+
+AGENT_ID = "rel-agent"
+FLOOD_ID = "rel-flood"
+VIEWER_ID = "rel-viewer"
+
+_T0 = time.monotonic()
+
+
+def progress(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def percentiles(values_ms: list[float]) -> dict:
+    if not values_ms:
+        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    s = sorted(values_ms)
+
+    def pick(p: float) -> float:
+        return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s))) - 1))]
+
+    return {"n": len(s), "p50_ms": round(pick(50), 3), "p99_ms": round(pick(99), 3), "max_ms": round(s[-1], 3),
+            "mean_ms": round(statistics.fmean(s), 3)}
+
+
+def register(stack: ServerStack, roles: dict[str, str]) -> dict[str, keyfiles.KeyPair]:
+    pairs = {name: keyfiles.generate() for name in roles}
+    registry = KeyRegistry(stack.data.broker_db)
+    try:
+        for name, pair in pairs.items():
+            registry.add(pair.public, name, roles[name])
+    finally:
+        registry.close()
+    return pairs
+
+
+def client_for(stack: ServerStack, pair: keyfiles.KeyPair, client_id: str, hb: float = 0.5) -> BusClient:
+    from broker.cli.broker_cmd import timing_for
+    client = BusClient(ClientConfig(server=stack.bind, server_key=stack.broker_key, timing=timing_for(hb)), pair,
+                       hello={"client_id": client_id})
+    client.connect()
+    client.wait_ready(15)
+    return client
+
+
+def operator(stack: ServerStack) -> BusClient:
+    return client_for(stack, keyfiles.load(stack.data.keys, "operator"), operator_name())
+
+
+def wait_broker(stack: ServerStack, timeout_s: float = 20.0) -> None:
+    """Until the broker answers ``status`` (it is started by ServerStack)."""
+    client = operator(stack)
+    try:
+        client.request("status", timeout_s=timeout_s)
+    finally:
+        client.close()
+
+
+def status_counters(stack: ServerStack) -> dict:
+    client = operator(stack)
+    try:
+        return client.request("status", timeout_s=10)["counters"]
+    finally:
+        client.close()
+
+
+def count_rows(store_db: Path, prefix: str, name: str = "chaos") -> tuple[int, int]:
+    """(rows, distinct msg ids) stored for agents ``prefix-*``."""
+    with sqlite3.connect(f"file:{store_db}?mode=ro", uri=True) as db:
+        rows, distinct = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT msg_id) FROM activity_logs WHERE name=? AND client_id LIKE ?",
+            (name, f"{prefix}-%")).fetchone()
+    return rows, distinct
+
+
+def stop_mp(proc: mp.Process, timeout_s: float = 10.0) -> None:
+    """Stop one child by its pid: SIGCONT (in case it is stopped), SIGTERM, then SIGKILL."""
+    if proc.pid is None or not proc.is_alive():
+        proc.join(1)
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            return
+    proc.join(timeout_s)
+    if proc.is_alive():
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(5)
+
+
+# ---------------------------------------------------------------------------
+# children (spawned)
+# ---------------------------------------------------------------------------
+def _term_flag() -> dict:
+    flag = {"stop": False}
+    signal.signal(signal.SIGTERM, lambda *_: flag.__setitem__("stop", True))
+    return flag
+
+
+def viewer_main(bind: str, server_key: str, pair: keyfiles.KeyPair, received: Any, ready: Any, max_s: float) -> None:
+    """A viewer subscribed to ``event.``; counts what it receives into ``received``."""
+    flag = _term_flag()
+    from broker.cli.broker_cmd import timing_for
+    client = BusClient(ClientConfig(server=bind, server_key=server_key, timing=timing_for(5.0)), pair,
+                       hello={"client_id": VIEWER_ID})
+    client.connect()
+    client.wait_ready(15)
+    client.subscribe(["event."])
+    ready.set()
+    end = time.monotonic() + max_s
+    while not flag["stop"] and time.monotonic() < end:
+        got = client.drain(1000, 0.1)
+        n = sum(1 for env in got if env.kind is Kind.EVENT)
+        if n:
+            with received.get_lock():
+                received.value += n
+    client.close()
+
+
+def responder_main(bind: str, server_key: str, pair: keyfiles.KeyPair, ready: Any, max_s: float) -> None:
+    """A minimal agent: COMMAND -> COMMAND_STATUS delivered + RESULT ok."""
+    flag = _term_flag()
+    client = BusClient(ClientConfig(server=bind, server_key=server_key), pair, hello={"client_id": AGENT_ID})
+    client.connect()
+    client.wait_ready(15)
+    ready.set()
+    end = time.monotonic() + max_s
+    while not flag["stop"] and time.monotonic() < end:
+        env = client.poll(0.1)
+        if env is None or env.kind is not Kind.COMMAND:
+            continue
+        client.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=env.msg_id)
+        client.send(Kind.RESULT, data={"ok": True, "output": {"pong": True}}, corr=env.msg_id)
+    client.close()
+
+
+def idle_conns_main(port: int, n: int, hold_s: float, opened: Any, ready: Any) -> None:
+    """``n`` plain TCP connections to the broker that never say anything, held ``hold_s``."""
+    flag = _term_flag()
+    socks = []
+    try:
+        for _ in range(n):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        opened.value = len(socks)
+        ready.set()
+        end = time.monotonic() + hold_s
+        while not flag["stop"] and time.monotonic() < end:
+            time.sleep(0.1)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def flood_main(bind: str, server_key: str, pair: keyfiles.KeyPair, duration_s: float, max_events: int,
+               sent: Any, refused: Any, ready: Any, go: Any) -> None:
+    """One enrolled agent publishing events as fast as its socket takes them."""
+    flag = _term_flag()
+    client = BusClient(ClientConfig(server=bind, server_key=server_key), pair, hello={"client_id": FLOOD_ID})
+    client.connect()
+    client.wait_ready(15)
+    ready.set()
+    go.wait(30)
+    body = b"\x81\xa1x\xc4\xc8" + b"\0" * 200  # msgpack {"x": <200 bytes>}
+    n = bad = 0
+    end = time.monotonic() + duration_s
+    while not flag["stop"] and n < max_events and time.monotonic() < end:
+        try:
+            client.publish(Kind.EVENT, "flood", body=body)
+            n += 1
+        except SendError:
+            bad += 1
+            client.drain(1000, 0.0)  # keep heartbeats/timers going
+        if n % 1000 == 0:
+            client.drain(1000, 0.0)
+    sent.value, refused.value = n, bad
+    client.close()
+
+
+def fuzz_main(seconds: float) -> None:
+    """The atheris harness (``--fuzz-child``): only ProtocolError may escape."""
+    import atheris
+
+    with atheris.instrument_imports():
+        from broker.envelope import decode_header, unpack_body
+        from broker.errors import ProtocolError
+
+    def one(data: bytes) -> None:
+        for fn in (decode_header, unpack_body):
+            try:
+                fn(data)
+            except ProtocolError:
+                pass
+
+    atheris.Setup([sys.argv[0], f"-max_total_time={int(seconds)}", "-rss_limit_mb=2048", "-print_final_stats=1"], one)
+    atheris.Fuzz()
+
+
+# ---------------------------------------------------------------------------
+# scenarios
+# ---------------------------------------------------------------------------
+def scenario_chaos(work: Path, quick: bool, seed: int | None) -> dict:
+    size = dict(agents=50, events=200, broker_kills=3, persister_kills=3, agent_kills=1, rate=5000.0, timeout_s=300.0) if quick \
+        else dict(agents=50, events=2000, broker_kills=20, persister_kills=20, agent_kills=3, rate=5000.0, timeout_s=900.0)
+    progress(f"1. kill -9 loop: {size['agents'] * size['events']:,} events, {size['broker_kills']}+{size['persister_kills']} kills")
+    report = run_chaos(work / "chaos", seed=seed, progress=lambda m: progress("   " + m), **size)
+    return asdict(report) | {"ok": report.ok}
+
+
+def scenario_stopped_consumer(work: Path, ctx, quick: bool) -> dict:
+    agents, stream_s, stop_s, rate = 20, 24.0, 20.0, 2000.0
+    events = int(rate * stream_s / agents)
+    progress(f"2. stopped consumer: {agents} agents x {events:,} events at {rate:.0f}/s, viewer SIGSTOPped {stop_s:.0f} s")
+    # broker heartbeat 5 s (peer timeout 15 s, the product default): the stopped viewer stays a peer long enough
+    stack = ServerStack(work / "stopped", heartbeat_s=5.0)
+    pairs = register(stack, {VIEWER_ID: "viewer"})
+    fleet = stack.fleet("agents", agents, events, rate, timeout_s=stream_s + 90, prefix="stop")
+    received, ready = ctx.Value("q", 0), ctx.Event()
+    viewer = ctx.Process(target=viewer_main, args=(stack.bind, stack.broker_key, pairs[VIEWER_ID], received, ready, 180.0),
+                         name="viewer", daemon=True)
+    out: dict[str, Any] = {"agents": agents, "events_sent": agents * events, "rate": rate, "stopped_s": stop_s}
+    try:
+        stack.start()
+        wait_broker(stack)
+        viewer.start()
+        if not ready.wait(30):
+            raise RuntimeError("viewer did not subscribe")
+        broker_ps = psutil.Process(stack.broker.popen.pid)
+        before = status_counters(stack)
+        rss0 = broker_ps.memory_info().rss
+        fleet.start()
+        time.sleep(1.0)
+        got_before_stop = received.value
+        os.kill(viewer.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        samples = []
+        while time.monotonic() - stopped_at < stop_s:
+            samples.append(broker_ps.memory_info().rss)
+            time.sleep(1.0)
+        during = status_counters(stack)
+        got_at_stop = received.value
+        os.kill(viewer.pid, signal.SIGCONT)
+        cont_at = time.monotonic()
+        resumed_after = None
+        base = received.value
+        while time.monotonic() - cont_at < 20:
+            samples.append(broker_ps.memory_info().rss)
+            time.sleep(0.25)
+            if resumed_after is None and received.value > base:
+                resumed_after = time.monotonic() - cont_at
+            if resumed_after is not None and fleet.popen.poll() is not None:
+                break
+        # and events published after the resume reach it too (not only a queued backlog)
+        tail_base = received.value
+        tail = stack.fleet("tail", 1, 50, 500.0, timeout_s=30, prefix="tail")
+        tail.start()
+        try:
+            tail.popen.wait(40)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            tail.stop()
+        time.sleep(1.0)
+        got_tail = received.value - tail_base
+        try:
+            code = fleet.popen.wait(max(1.0, stream_s + 90 - (time.monotonic() - stopped_at)))
+        except subprocess.TimeoutExpired:
+            code = None
+        after = status_counters(stack)
+        stored, distinct = count_rows(stack.store_db, "stop")
+        out.update({
+            "fleet_finished": code == 0,
+            "rss_start_mb": round(rss0 / 2**20, 1),
+            "rss_max_mb": round(max(samples) / 2**20, 1),
+            "rss_growth_mb": round((max(samples) - rss0) / 2**20, 1),
+            "rss_samples_mb": [round(s / 2**20, 1) for s in samples],
+            "dropped_hwm_while_stopped": during.get("dropped_hwm", 0) - before.get("dropped_hwm", 0),
+            "dropped_fanout_while_stopped": during.get("dropped_fanout", 0) - before.get("dropped_fanout", 0),
+            "dropped_hwm": after.get("dropped_hwm", 0) - before.get("dropped_hwm", 0),
+            "dropped_fanout": after.get("dropped_fanout", 0) - before.get("dropped_fanout", 0),
+            "dropped_unroutable": after.get("dropped_unroutable", 0) - before.get("dropped_unroutable", 0),
+            "viewer_received_before_stop": got_before_stop,
+            "viewer_received_at_stop_end": got_at_stop,
+            "viewer_received_total": received.value,
+            "viewer_resumed_after_s": None if resumed_after is None else round(resumed_after, 2),
+            "viewer_got_new_events_after_resume": got_tail,
+            "stored": stored, "stored_distinct": distinct,
+            "durable_ok": code == 0 and distinct == agents * events,
+        })
+    finally:
+        stop_mp(viewer)
+        fleet.stop()
+        stack.stop()
+    return out
+
+
+def round_trips(op: BusClient, n: int, max_s: float) -> dict:
+    lat: list[float] = []
+    failures = 0
+    end = time.monotonic() + max_s
+    for i in range(n):
+        if time.monotonic() > end:
+            break
+        t0 = time.perf_counter()
+        try:
+            status = op.send_command(AGENT_ID, "ping", {"echo": i}, timeout_s=5)
+            ok = op.wait_result(status["id"], 5).get("status") == "done"
+        except EmsError:
+            ok = False
+        lat.append((time.perf_counter() - t0) * 1000)
+        failures += not ok
+    return percentiles(lat) | {"failures": failures}
+
+
+def scenario_hostile(work: Path, ctx, quick: bool) -> dict:
+    n_rtt, idle_n, hold_s, flood_s = (200, 1000, 10.0, 10.0)
+    progress(f"3. hostile peers: {idle_n} idle TCP connections for {hold_s:.0f} s; one agent flooding for {flood_s:.0f} s")
+    stack = ServerStack(work / "hostile")
+    pairs = register(stack, {AGENT_ID: "agent", FLOOD_ID: "agent"})
+    port = int(stack.bind.rsplit(":", 1)[1])
+    out: dict[str, Any] = {"round_trips": n_rtt, "idle_connections": idle_n, "hold_s": hold_s, "flood_s": flood_s}
+    procs: list[mp.Process] = []
+    op = None
+    try:
+        stack.start()
+        wait_broker(stack)
+        ready = ctx.Event()
+        responder = ctx.Process(target=responder_main, args=(stack.bind, stack.broker_key, pairs[AGENT_ID], ready, 300.0),
+                                name="responder", daemon=True)
+        procs.append(responder)
+        responder.start()
+        if not ready.wait(30):
+            raise RuntimeError("responder agent did not connect")
+        op = operator(stack)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if {a["client_id"]: a["state"] for a in op.request("agents")}.get(AGENT_ID) == "online":
+                break
+            time.sleep(0.05)
+        round_trips(op, 20, 5)  # warm-up
+        out["baseline"] = round_trips(op, n_rtt, 15)
+        progress(f"   baseline p50 {out['baseline']['p50_ms']} ms p99 {out['baseline']['p99_ms']} ms")
+
+        c0 = status_counters(stack)
+        opened, ready = ctx.Value("i", 0), ctx.Event()
+        idle = ctx.Process(target=idle_conns_main, args=(port, idle_n, hold_s, opened, ready), name="idle", daemon=True)
+        procs.append(idle)
+        idle.start()
+        if not ready.wait(30):
+            raise RuntimeError("idle connections helper did not report")
+        time.sleep(0.5)
+        out["idle_opened"] = opened.value
+        out["with_idle"] = round_trips(op, n_rtt, hold_s - 1.5)
+        out["idle_still_open_at_end"] = idle.is_alive()
+        idle.join(hold_s + 10)
+        stop_mp(idle)
+        c1 = status_counters(stack)
+        out["idle_conn_counters"] = {k: c1.get(k, 0) - c0.get(k, 0) for k in set(c1) | set(c0)
+                                     if k.startswith(("conn_", "zap_", "dropped_")) and c1.get(k, 0) != c0.get(k, 0)}
+        progress(f"   with {opened.value} idle connections p50 {out['with_idle']['p50_ms']} ms p99 {out['with_idle']['p99_ms']} ms")
+
+        sent, refused, ready, go = ctx.Value("q", 0), ctx.Value("q", 0), ctx.Event(), ctx.Event()
+        flood = ctx.Process(target=flood_main, args=(stack.bind, stack.broker_key, pairs[FLOOD_ID], flood_s, 5_000_000,
+                                                     sent, refused, ready, go), name="flood", daemon=True)
+        procs.append(flood)
+        flood.start()
+        if not ready.wait(30):
+            raise RuntimeError("flooding agent did not connect")
+        c2 = status_counters(stack)
+        go.set()
+        time.sleep(0.5)
+        out["with_flood"] = round_trips(op, n_rtt, flood_s - 1.0)
+        flood.join(flood_s + 15)
+        stop_mp(flood)
+        time.sleep(1.0)
+        c3 = status_counters(stack)
+        out["flood_sent"] = sent.value
+        out["flood_send_refused"] = refused.value
+        out["flood_rate"] = round(sent.value / flood_s)
+        out["flood_counters"] = {k: c3.get(k, 0) - c2.get(k, 0) for k in ("routed", "dropped_hwm", "dropped_fanout", "refused_topic")}
+        progress(f"   with a flood of {sent.value:,} events: p50 {out['with_flood']['p50_ms']} ms p99 {out['with_flood']['p99_ms']} ms")
+    finally:
+        if op is not None:
+            op.close()
+        for p in procs:
+            stop_mp(p)
+        stack.stop()
+    return out
+
+
+def scenario_fuzz(work: Path, seconds: float) -> dict:
+    progress(f"4. fuzz decode_header/unpack_body for {seconds:.0f} s")
+    try:
+        import atheris  # noqa: F401
+        engine = "atheris"
+    except ImportError:
+        engine = "hypothesis"
+    out: dict[str, Any] = {"engine": engine, "seconds": seconds}
+    if engine == "atheris":
+        corpus = work / "fuzz-corpus"
+        corpus.mkdir(parents=True, exist_ok=True)
+        log = work / "fuzz.log"
+        with log.open("wb") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.reliability", "--fuzz-child", str(seconds)],
+                                    stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+        peak = 0
+        try:
+            ps = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    peak = max(peak, ps.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(1.0)
+                if proc.poll() is None and ps.create_time() + seconds + 120 < time.time():
+                    proc.kill()
+            code = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        text = log.read_text(errors="replace")
+        runs = None
+        for line in text.splitlines():
+            if line.startswith("Done ") and " runs in " in line:
+                runs = int(line.split()[1])
+            if "stat::number_of_executed_units:" in line:
+                runs = int(line.rsplit(":", 1)[1])
+            if "stat::peak_rss_mb:" in line:
+                out["libfuzzer_peak_rss_mb"] = int(line.rsplit(":", 1)[1])
+        crashed = code != 0
+        out.update({"exit_code": code, "runs": runs, "peak_rss_mb": round(peak / 2**20, 1), "crashed": crashed,
+                    "log_tail": text.splitlines()[-25:] if crashed else []})
+    else:
+        out.update(hypothesis_fuzz(seconds))
+    return out
+
+
+def hypothesis_fuzz(seconds: float) -> dict:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from broker.envelope import decode_header, unpack_body
+    from broker.errors import ProtocolError
+
+    runs = 0
+
+    @settings(max_examples=20_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(max_size=4096))
+    def one(data: bytes) -> None:
+        nonlocal runs
+        runs += 1
+        for fn in (decode_header, unpack_body):
+            try:
+                fn(data)
+            except ProtocolError:
+                pass
+
+    peak = 0
+    end = time.monotonic() + seconds
+    crashed, error = False, ""
+    while time.monotonic() < end:
+        try:
+            one()
+        except Exception as exc:  # anything but ProtocolError escaping is a finding
+            crashed, error = True, repr(exc)
+            break
+        peak = max(peak, psutil.Process().memory_info().rss)
+    return {"runs": runs, "peak_rss_mb": round(peak / 2**20, 1), "crashed": crashed, "error": error}
+
+
+# ---------------------------------------------------------------------------
+# the page
+# ---------------------------------------------------------------------------
+def fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def render(results: dict) -> str:
+    q = results["quick"]
+    lines = [
+        "# Reliability: fault scenarios",
+        "",
+        f"Generated by `python -m bench.reliability{' --quick' if q else ''}` on {results['when']} "
+        f"({results['machine']}). Everything on 127.0.0.1, real processes (`ems broker`, `ems persist`, "
+        "simulated agents from `bench.sim_fleet`). Re-run with `make chaos`.",
+        "",
+        "| scenario | figure | value |",
+        "|---|---|---|",
+    ]
+    c = results.get("chaos")
+    if c:
+        lines += [
+            f"| 1. kill -9 loop | events expected | {fmt(c['expected'])} ({c['agents']} agents x {fmt(c['events_per_agent'])}) |",
+            f"| | kills: broker / persister / agents' process | {c['broker_kills']} / {c['persister_kills']} / {c['agent_kills']} |",
+            f"| | stored / missing / duplicated | {fmt(c['stored'])} / {fmt(c['missing'])} / {fmt(c['duplicated'])} |",
+            f"| | finished, result | {fmt(c['finished'])}, **{'OK' if c['ok'] else 'FAILED'}** in {c['seconds']:.1f} s |",
+        ]
+    s = results.get("stopped")
+    if s:
+        lines += [
+            f"| 2. stopped consumer | stream | {s['agents']} agents, {fmt(s['events_sent'])} events at {s['rate']:.0f}/s; viewer SIGSTOPped {s['stopped_s']:.0f} s |",
+            f"| | broker RSS start / max / growth | {s['rss_start_mb']} / {s['rss_max_mb']} / **{s['rss_growth_mb']} MB** |",
+            f"| | broker `dropped_hwm` / `dropped_fanout` (whole run) | {fmt(s['dropped_hwm'])} / {fmt(s['dropped_fanout'])} "
+            f"(while stopped: {fmt(s['dropped_hwm_while_stopped'])} / {fmt(s['dropped_fanout_while_stopped'])}) |",
+            f"| | viewer events: before stop / total | {fmt(s['viewer_received_before_stop'])} / {fmt(s['viewer_received_total'])} |",
+            f"| | viewer receives again after SIGCONT | {fmt(s['viewer_resumed_after_s'] is not None)}"
+            f" (first after {fmt(s['viewer_resumed_after_s'])} s; {fmt(s['viewer_got_new_events_after_resume'])} of 50 fresh events) |",
+            f"| | durable path: sent / stored (distinct) | {fmt(s['events_sent'])} / {fmt(s['stored'])} ({fmt(s['stored_distinct'])}) "
+            f"-> **{'OK' if s['durable_ok'] else 'FAILED'}** |",
+        ]
+    h = results.get("hostile")
+    if h:
+        b, i, f = h["baseline"], h["with_idle"], h["with_flood"]
+
+        def rtt(x: dict) -> str:
+            return f"{x['p50_ms']} / {x['p99_ms']} ms (n={x['n']}, failures {x['failures']})"
+
+        lines += [
+            f"| 3. hostile peers | command round trip p50 / p99, quiet | {rtt(b)} |",
+            f"| | ... with {fmt(h['idle_opened'])} raw TCP connections that never handshake | {rtt(i)} |",
+            f"| | ... while one agent floods events | {rtt(f)} |",
+            f"| | the flood | {fmt(h['flood_sent'])} events in {h['flood_s']:.0f} s ({fmt(h['flood_rate'])}/s); "
+            f"routed {fmt(h['flood_counters']['routed'])}, `dropped_hwm` {fmt(h['flood_counters']['dropped_hwm'])}, "
+            f"`dropped_fanout` {fmt(h['flood_counters']['dropped_fanout'])} |",
+        ]
+    z = results.get("fuzz")
+    if z:
+        lines += [
+            f"| 4. fuzz `decode_header` + `unpack_body` | engine, time, inputs | {z['engine']}, {z['seconds']:.0f} s, {fmt(z['runs'])} |",
+            f"| | anything but ProtocolError escaped | {'**YES**' if z['crashed'] else 'no'} |",
+            f"| | peak RSS of the fuzzing process | {z['peak_rss_mb']} MB |",
+        ]
+    lines += [
+        "",
+        "## How to read it",
+        "",
+        "- **1** uses `bench.chaos_store.run_chaos`: agents write to a durable outbox and only forget an event once the store "
+        "acknowledged it; the store deduplicates by message id. `OK` means every (agent, number) is stored exactly once.",
+        "- **2**: the broker never blocks on a slow subscriber. Its per-peer send queue (ROUTER high-water mark, "
+        "`send_hwm` 10,000) fills, further events for that subscriber are dropped and counted (`dropped_hwm`, "
+        "and `dropped_fanout` for the publish fan-out), so broker memory stays bounded. The stopped viewer's "
+        "peer timeout is the product default (broker heartbeat 5 s, 15 s timeout), shorter than the stop: "
+        "the broker may also forget the viewer, which then re-introduces itself and re-subscribes after SIGCONT. "
+        "A viewer is a live view; what it missed is not replayed to it, and events not sent to a viewer the broker has already forgotten are counted nowhere (most of the gap between events sent and what the viewer got). The persister's path is durable: "
+        "every event is stored.",
+        "- **3**: 'round trip' is `send_command` + `wait_result` from an operator to a minimal agent, through the broker. "
+        "There are **no per-agent quotas or rate limits yet**: a flooding enrolled agent is limited only by the "
+        "broker's single thread and queues, and the figure above is the cost the other agents pay.",
+        "",
+        "## Not covered yet",
+        "",
+        "- No per-agent quota / rate limit exists, so scenario 3's flood is measured, not prevented.",
+        "- Idle connections are held for ~10 s only; libzmq drops a connection that has not finished the ZMTP "
+        "handshake after its `handshake_ivl` (30 s by default), which this run does not reach. No slowloris on a "
+        "half-finished CurveZMQ handshake, no connection-rate flood, no 10,000-connection run (open-file limit 20,000).",
+        "- No disk-full, fsync failure, SQLite corruption, clock jumps, or network partition (everything is loopback).",
+        "- Fuzzing covers `decode_header` and `unpack_body` in-process; not the broker's dispatch with valid "
+        "headers and hostile bodies, not the Curve/ZAP layer, not the persister's SQL path.",
+        "- The kill -9 loop kills processes, not the machine: no power-loss test of SQLite's durability.",
+        "- Every figure is one run on a 2-core machine, not a median of several.",
+    ]
+    if q:
+        lines += ["", "_This page was generated with `--quick` (10,000 events and 3+3 kills in scenario 1, "
+                  f"{results['fuzz']['seconds']:.0f} s of fuzzing); `make chaos` runs the full size._"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="10,000 events, 3+3 kills, 30 s of fuzzing")
+    p.add_argument("--fuzz-s", type=float, help="seconds of fuzzing (default 600, 30 with --quick)")
+    p.add_argument("--only", nargs="*", choices=["chaos", "stopped", "hostile", "fuzz"], help="run only these scenarios")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dir", type=Path, help="work dir (default: a temp dir, kept)")
+    p.add_argument("--doc", type=Path, default=DOC)
+    p.add_argument("--fuzz-child", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.fuzz_child is not None:
+        fuzz_main(args.fuzz_child)
+        return 0
+    fuzz_s = args.fuzz_s if args.fuzz_s is not None else (30.0 if args.quick else 600.0)
+    work = args.dir or Path(tempfile.mkdtemp(prefix="ems-reliability-"))
+    progress(f"work dir {work}")
+    ctx = mp.get_context("spawn")
+    only = set(args.only or ["chaos", "stopped", "hostile", "fuzz"])
+    results: dict[str, Any] = {"quick": args.quick, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               "machine": f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+                                          f"{os.cpu_count()} cores"}
+    failed = []
+    for name, run in (("chaos", lambda: scenario_chaos(work, args.quick, args.seed)),
+                      ("stopped", lambda: scenario_stopped_consumer(work, ctx, args.quick)),
+                      ("hostile", lambda: scenario_hostile(work, ctx, args.quick)),
+                      ("fuzz", lambda: scenario_fuzz(work, fuzz_s))):
+        if name not in only:
+            continue
+        try:
+            results[name] = run()
+        except Exception as exc:  # report it and go on with the next scenario
+            progress(f"{name} failed: {exc!r}")
+            failed.append(f"{name}: {exc!r}")
+    results["errors"] = failed
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "reliability.json").write_text(json.dumps(results, indent=2, default=str))
+    page = render(results)
+    if failed:
+        page += "\n## Scenarios that did not run to the end\n\n" + "\n".join(f"- {f}" for f in failed) + "\n"
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(page)
+    print(page)
+    ok = not failed and results.get("chaos", {}).get("ok", True) and results.get("stopped", {}).get("durable_ok", True) \
+        and not results.get("fuzz", {}).get("crashed", False)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
