@@ -1111,6 +1111,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write_json(path: str | None, report: dict) -> None:
+    """Write the figures for bench/report.py (nothing without ``--json``)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        progress(f"figures written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.from_args(args)
@@ -1121,10 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
         results = Bench(settings, Path(tmp)).run()
     report = summarise(settings, results, facts, time.monotonic() - t0)
     print_report(report)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
-        progress(f"figures written to {args.json}")
+    write_json(args.json, report)
     if settings.profile_path:
         print_profile(settings.profile_path)
     return 0

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import select
 import shutil
@@ -998,10 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         results = PeerBench(settings, Path(tmp)).run()
     report = summarise(settings, results, facts, time.monotonic() - t0)
     print_report(report)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
-        progress(f"figures written to {args.json}")
+    bus.write_json(args.json, report)
     return 0
 
 

@@ -52,7 +52,7 @@ def mode(request, monkeypatch):
     if request.param == "paths":
         monkeypatch.setattr(files, "FD_RELATIVE", False)
     elif not files.FD_RELATIVE:
-        pytest.skip("no directory descriptors on this OS")
+        pytest.fail("no directory descriptors: the Linux path must have them")
     return request.param
 
 
@@ -291,7 +291,7 @@ def test_a_root_nested_in_another_root_cannot_be_deleted_through_it(tmp_path, tr
 def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(tmp_path, tree):
     """Time of check vs time of use: the parent walk uses O_NOFOLLOW on every component."""
     if not files.FD_RELATIVE:
-        pytest.skip("no directory descriptors on this OS")
+        pytest.fail("no directory descriptors: the Linux path must have them")
     root, outside = tree
     ctx = make_ctx(tmp_path, [root])
     checked = files.resolve(ctx.policy, "sub/b.txt")
@@ -309,7 +309,7 @@ def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(tmp_path, 
 
 def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(tmp_path, tree):
     if not files.FD_RELATIVE:
-        pytest.skip("no O_NOFOLLOW on this OS")
+        pytest.fail("no O_NOFOLLOW: the Linux path must have it")
     root, outside = tree
     ctx = make_ctx(tmp_path, [root])
     checked = files.follow(ctx.policy, files.resolve(ctx.policy, "a.txt"))

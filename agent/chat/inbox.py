@@ -21,7 +21,6 @@ than wait for a handler.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -30,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from agent.chat.channel import WindowProcess
+from agent.locking import serialised
 from agent.context import AgentContext, CommandError
 from agent.notice.display import child_env, gui_available, module_argv
 from agent.notice.text import one_line
@@ -59,15 +59,6 @@ class ChatMessage:
     via: str = ""  # "window" or "log"
 
 
-def _serialised(method):
-    """Run ``method`` holding the inbox's lock."""
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return locked
-
-
 class ChatInbox:
     """Operator messages shown to the user, and the user's receipts and replies."""
 
@@ -85,7 +76,7 @@ class ChatInbox:
         return {"chat.send": self.send, "chat.delete": self.delete}
 
     # -- commands ---------------------------------------------------------------------
-    @_serialised
+    @serialised
     def send(self, args: dict, ctx: AgentContext) -> dict:
         """Show an operator's message to the logged-in user.
 
@@ -112,7 +103,7 @@ class ChatInbox:
         self._deliver(message, ctx, [])
         return {"message_id": message_id, "status": message.status, "via": message.via}
 
-    @_serialised
+    @serialised
     def delete(self, args: dict, ctx: AgentContext) -> dict:
         """Hide a message on both sides: here, and flagged deleted in the store (a soft delete).
 
@@ -157,7 +148,7 @@ class ChatInbox:
             self._lock.release()
         return reported
 
-    @_serialised
+    @serialised
     def close(self) -> None:
         """Close every chat window (the agent is stopping)."""
         for window in list(self.windows.values()):

@@ -13,11 +13,11 @@ Thread safety: the runner runs handlers on a command lane thread and calls
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 
+from agent.locking import serialised
 from agent.context import AgentContext, CommandError
 from agent.control.driver import NO_DISPLAY, InputDriver
 from agent.control.events import FrameMapper, frame_size, parse_events, region
@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 
 NOTICE_KIND = "remote_control"
 MAX_REASON_CHARS = 500
-
-
-def _serialised(method):
-    """Run ``method`` holding the object's lock."""
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return locked
 
 
 class RemoteControl:
@@ -53,7 +44,7 @@ class RemoteControl:
         return {"control.open": self.open, "control.close": self.close, "input": self.input}
 
     # -- commands --------------------------------------------------------------------
-    @_serialised
+    @serialised
     def open(self, args: dict, ctx: AgentContext) -> dict:
         """Start remote control of this screen.
 
@@ -75,7 +66,7 @@ class RemoteControl:
             log.info("remote-control session %s opened by %s", session.session_id, operator)
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
 
-    @_serialised
+    @serialised
     def close(self, args: dict, ctx: AgentContext) -> dict:
         """End the sender's remote-control session (the user is told). args: optional ``reason``."""
         operator = _operator(ctx)
@@ -88,7 +79,7 @@ class RemoteControl:
         self._ended(ctx, session, text, args)
         return {**session.summary(), "closed": True, "ended_by": "operator"}
 
-    @_serialised
+    @serialised
     def input(self, args: dict, ctx: AgentContext) -> dict:
         """Execute mouse and keyboard events inside the sender's open session.
 
@@ -139,7 +130,7 @@ class RemoteControl:
             self._lock.release()
         return [ended.summary()] if ended is not None else []
 
-    @_serialised
+    @serialised
     def shutdown(self, ctx: AgentContext) -> None:
         """The agent is stopping: end any open session and tell the user."""
         session = self.sessions.end()
