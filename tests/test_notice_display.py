@@ -1,7 +1,8 @@
 """Notices on a real X display, and the X harness the control and chat tests share.
 
-:class:`XServer` starts a private ``Xvfb`` (it picks a free display number
-itself through ``-displayfd``), waits for its socket and stops it by pid.
+:class:`XServer` is the project's :class:`~agent.screen.xvfb.Xvfb` (a
+private server that picks a free display number itself and is stopped by
+pid) with an X authority file.
 The ``xserver`` fixture is module-scoped (one Xvfb per test module that
 imports it); ``x_env`` points DISPLAY and XAUTHORITY at it for one test.
 :func:`make_agent` builds a real :class:`AgentContext` over a real access
@@ -9,11 +10,8 @@ log and notifier. Other test modules import these names from here.
 """
 from __future__ import annotations
 
-import os
-import select
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from agent.access_log import AccessLog
 from agent.context import AgentContext, LocalPolicy
 from agent.notice import Notifier, TkWindowBackend, select_backend
 from agent.notice.display import tk_installed
+from agent.screen.xvfb import Xvfb, XvfbError
 from broker.envelope import new_id
 
 from conftest import wait_for
@@ -47,62 +46,27 @@ def _x_tools():
     _require_x()
 
 
-class XServer:
-    """A private Xvfb: ``start()`` returns once clients can connect; ``stop()`` ends it by pid."""
+class XServer(Xvfb):
+    """The shared :class:`~agent.screen.xvfb.Xvfb` plus an (empty) X authority file.
+
+    pyautogui's Xlib wants an authority file, even an empty one; ``env()``
+    gives DISPLAY and XAUTHORITY for a test or a child process.
+    """
 
     def __init__(self, root: Path, width: int = SCREEN_W, height: int = SCREEN_H):
-        self.root = root
-        self.size = (width, height)
-        self.proc: subprocess.Popen | None = None
-        self.display = ""
+        super().__init__(width, height, timeout_s=15.0)
         self.xauthority = root / "Xauthority"
 
-    def start(self, timeout_s: float = 15.0) -> XServer:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.xauthority.touch()  # pyautogui's Xlib wants an authority file, even an empty one
-        read_fd, write_fd = os.pipe()
-        with open(self.root / "xvfb.log", "wb") as out:
-            self.proc = subprocess.Popen(
-                ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{self.size[0]}x{self.size[1]}x24", "-nolisten", "tcp", "-noreset"],
-                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        os.close(write_fd)
+    def start(self) -> XServer:
+        self.xauthority.parent.mkdir(parents=True, exist_ok=True)
+        self.xauthority.touch()
         try:
-            number = self._read_display_number(read_fd, timeout_s)
-        finally:
-            os.close(read_fd)
-        self.display = f":{number}"
-        socket = Path(f"/tmp/.X11-unix/X{number}")
-        wait_for(socket.exists, timeout_s, what=f"the X socket {socket}")
-        return self
-
-    def _read_display_number(self, fd: int, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"Xvfb did not start: {(self.root / 'xvfb.log').read_text(errors='replace')[-500:]}")
-            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
-            if ready:
-                chunk = os.read(fd, 64)
-                if not chunk:
-                    continue
-                data += chunk
-        return int(data.strip())
+            return super().start()
+        except XvfbError as exc:
+            pytest.fail(str(exc))
 
     def env(self) -> dict[str, str]:
         return {"DISPLAY": self.display, "XAUTHORITY": str(self.xauthority)}
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
