@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chat import HANDLERS, ChatInbox
+from agent.chat import ChatInbox
 from agent.lanes import CommandLanes
 from broker.envelope import new_id
 from broker.persister.store import Record
@@ -49,8 +49,9 @@ def click(window_id: str, dx_from_right: int, dy_from_bottom: int) -> None:
 
 
 def test_handlers_table_is_ready_to_wire():
-    assert set(HANDLERS) == {"chat.send", "chat.delete"}
-    assert all(callable(fn) and fn.__doc__ for fn in HANDLERS.values())
+    handlers = ChatInbox().handlers()
+    assert set(handlers) == {"chat.send", "chat.delete"}
+    assert all(callable(fn) and fn.__doc__ for fn in handlers.values())
 
 
 def test_message_shows_is_delivered_and_read_on_click(inbox, agent):

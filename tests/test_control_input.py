@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from agent.context import CommandError, LocalPolicy
-from agent.control import HANDLERS, RemoteControl
+from agent.control import RemoteControl
 from agent.control.sessions import ControlSessions
 
 from conftest import wait_for
@@ -125,8 +125,9 @@ def frame_point(screen_x: int, screen_y: int) -> dict:
 
 
 def test_handlers_table_is_ready_to_wire():
-    assert set(HANDLERS) == {"control.open", "control.close", "input"}
-    assert all(callable(fn) and fn.__doc__ for fn in HANDLERS.values())
+    handlers = RemoteControl().handlers()
+    assert set(handlers) == {"control.open", "control.close", "input"}
+    assert all(callable(fn) and fn.__doc__ for fn in handlers.values())
 
 
 def test_mouse_moves_the_real_pointer_scaled_from_a_half_size_frame(control, agent):

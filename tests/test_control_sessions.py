@@ -80,7 +80,7 @@ def test_importing_the_agent_parts_without_a_display_does_not_touch_pyautogui(tm
         "from test_notice_display import make_agent\n"
         "ctx = make_agent(__import__('pathlib').Path(sys.argv[1])).as_operator('alice')\n"
         "try:\n"
-        "    agent.control.HANDLERS['input']({'events': [{'type': 'key', 'key': 'a'}]}, ctx)\n"
+        "    agent.control.RemoteControl().handlers()['input']({'events': [{'type': 'key', 'key': 'a'}]}, ctx)\n"
         "except CommandError as exc:\n"
         "    print(exc)\n"
         "print('pyautogui' in sys.modules)\n"
