@@ -92,7 +92,7 @@ def _cell(value) -> str:
 
 
 def _save_capture(client, args) -> int:
-    capture = client.request("store.capture", id=args.capture_id)
+    capture = client.request("store.capture", id=args.capture_id, purpose="export")
     if not capture:
         raise EmsError(f"no capture {args.capture_id}")
     image = capture.get("image") or b""
