@@ -20,22 +20,35 @@ class CommandError(EmsError):
     """A command that cannot be carried out; the message goes to the operator."""
 
 
+#: hard ceilings a policy file cannot exceed: thumbnails never become a recording
+MAX_THUMBNAILS_PER_MINUTE = 12
+MAX_THUMBNAIL_NOTICE_EVERY_S = 3600.0
+
+
 @dataclass
 class LocalPolicy:
     """The agent's local configuration: set at install, never loosened by the server.
 
     ``mandatory_notices`` lists the notices the employee always sees
-    (``start``, ``live_view``, ``remote_control``); a server request cannot
-    remove one.
+    (``start``, ``live_view``, ``remote_control``, ``thumbnail``); a server
+    request cannot remove one.
+
+    ``thumbnails_per_minute`` caps the small screen pictures operators'
+    consoles show on client tiles (all operators together; 0 turns them
+    off, at most :data:`MAX_THUMBNAILS_PER_MINUTE`); the employee is told
+    who looks again every ``thumbnail_notice_every_s`` seconds while it goes
+    on (at most :data:`MAX_THUMBNAIL_NOTICE_EVERY_S`).
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
     max_file_bytes: int = 50 * 1024 * 1024
-    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control"})
+    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail"})
     #: power and update commands only print what they would run
     power_dry_run: bool = False
     log_forward_level: str = "INFO"
     log_forward_per_minute: int = 600
+    thumbnails_per_minute: int = 6
+    thumbnail_notice_every_s: float = 600.0
 
     @classmethod
     def load(cls, path: Path) -> "LocalPolicy":
@@ -58,7 +71,19 @@ class LocalPolicy:
             power_dry_run=bool(raw.get("power_dry_run", base.power_dry_run)),
             log_forward_level=str(raw.get("log_forward_level", base.log_forward_level)),
             log_forward_per_minute=int(raw.get("log_forward_per_minute", base.log_forward_per_minute)),
+            thumbnails_per_minute=_bounded(path, raw, "thumbnails_per_minute", base.thumbnails_per_minute, MAX_THUMBNAILS_PER_MINUTE),
+            thumbnail_notice_every_s=_bounded(path, raw, "thumbnail_notice_every_s", base.thumbnail_notice_every_s,
+                                              MAX_THUMBNAIL_NOTICE_EVERY_S),
         )
+
+
+def _bounded(path: Path, raw: dict, name: str, default, maximum):
+    """``raw[name]`` (or ``default``) as a number in 0..maximum, of the default's type; EmsError otherwise."""
+    value = raw.get(name, default)
+    kind = type(default)
+    if type(value) not in (int, float) or (kind is int and type(value) is not int) or not 0 <= value <= maximum:
+        raise EmsError(f"{path}: {name} must be a{'n integer' if kind is int else ' number'} from 0 to {maximum}, not {value!r}")
+    return kind(value)
 
 
 @dataclass

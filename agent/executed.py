@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from broker import sqlite_db
+from broker.command_queue import EPHEMERAL_RESULTS, outcome_only
 from broker.envelope import pack_body, unpack_body
 
 _SCHEMA = """
@@ -39,8 +40,11 @@ class ExecutedCommands:
         return cur.rowcount == 1
 
     def finish(self, cmd_id: str, result: dict) -> None:
-        """Keep the result (large binary values, e.g. downloaded file data, as their size only)."""
-        self._db.execute("UPDATE executed SET result=? WHERE id=?", (pack_body(_without_bulk(result)), cmd_id))
+        """Keep the result (large binary values, e.g. downloaded file data, as their size only;
+        of a screen thumbnail only its outcome)."""
+        row = self._db.execute("SELECT name FROM executed WHERE id=?", (cmd_id,)).fetchone()
+        kept = outcome_only(result) if row is not None and row["name"] in EPHEMERAL_RESULTS else _without_bulk(result)
+        self._db.execute("UPDATE executed SET result=? WHERE id=?", (pack_body(kept), cmd_id))
 
     def result_of(self, cmd_id: str) -> dict | None:
         """The stored result; an interrupted run reports that it was interrupted."""

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -151,8 +152,10 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS outbox_msg_id ON outbox (msg_id)",
     # the overflow policy picks the oldest record of a class
     "CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority)",
-    # in-flight count; records not yet sent (NULL) cost nothing here
+    # in-flight count and stale records; records not yet sent (NULL) cost nothing here
     "CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    # records never sent, oldest first, without walking past those in flight
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
     """CREATE TABLE IF NOT EXISTS drops (
         priority   INTEGER PRIMARY KEY,
         unreported INTEGER NOT NULL DEFAULT 0,
@@ -163,6 +166,13 @@ _SCHEMA = (
 _TABLES = {"outbox", "drops"}
 _INSERT = "INSERT INTO outbox (msg_id, kind, topic, body, priority, created, size) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _COLUMNS = "msg_id, kind, topic, body, priority, created, sent_at, attempts"
+# due records: never sent, or sent at least resend_after_s ago (or in the future).
+# Each walks its own index (O(records returned), however many are in flight).
+_UNSENT = f"SELECT seq, {_COLUMNS} FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
+_STALE = f"SELECT seq, {_COLUMNS} FROM outbox INDEXED BY outbox_sent_at WHERE sent_at<=? OR sent_at>? ORDER BY seq LIMIT ?"
+_KIND_OF = {int(k): k for k in Kind}
+_PRIORITY_OF = tuple(Priority)  # indexed by value
+_seq_of = operator.itemgetter(0)
 # row tuple positions (see _INSERT)
 _ID, _PRIO, _SIZE = 0, 4, 6
 
@@ -415,25 +425,28 @@ class Outbox:
         stale = now - self.resend_after_s
         with self._lock, self._guard("read due records"):
             db = self._conn()
-            inflight = db.execute("SELECT count(*) FROM outbox WHERE sent_at>? AND sent_at<=?", (stale, now)).fetchone()[0]
-            credit = min(limit, self.window - inflight)
+            credit = limit
+            if sum(self._count) > self.window:  # with fewer records than the window, it cannot bind
+                inflight = db.execute("SELECT count(*) FROM outbox WHERE sent_at>? AND sent_at<=?", (stale, now)).fetchone()[0]
+                credit = min(limit, self.window - inflight)
             if credit <= 0:
                 return []
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE sent_at IS NULL OR sent_at<=? OR sent_at>? ORDER BY seq LIMIT ?",
-                (stale, now, credit),
-            ).fetchall()
-        return [
-            OutboxRecord(r[0], Kind(r[1]), r[2], r[3], Priority(r[4]), r[5], r[6], r[7])
-            for r in rows
-        ]
+            rows = db.execute(_UNSENT, (credit,)).fetchall()
+            stale_rows = db.execute(_STALE, (stale, now, credit)).fetchall()
+        if stale_rows:
+            rows = sorted(rows + stale_rows, key=_seq_of)[:credit]
+        return [OutboxRecord(r[1], _KIND_OF[r[2]], r[3], r[4], _PRIORITY_OF[r[5]], r[6], r[7], r[8]) for r in rows]
 
     def mark_sent(self, msg_ids: Iterable[str]) -> None:
         """Record that these ids were handed to the bus now (unknown ids are ignored)."""
         now = self._clock()
-        params = [(now, msg_id) for msg_id in msg_ids]
+        ids = list(dict.fromkeys(msg_ids))
         with self._lock, self._transaction("mark records sent"):
-            self._conn().executemany("UPDATE outbox SET sent_at=?, attempts=attempts+1 WHERE msg_id=?", params)
+            db = self._conn()
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"UPDATE outbox SET sent_at=?, attempts=attempts+1 WHERE msg_id IN ({marks})", (now, *chunk))
 
     def ack(self, msg_ids: Iterable[str]) -> int:
         """Delete records the store has committed. The number deleted.
@@ -463,6 +476,11 @@ class Outbox:
             return self._conn().execute("UPDATE outbox SET sent_at=NULL WHERE sent_at IS NOT NULL").rowcount
 
     # -- looking --------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records stored (sent or not) awaiting an ack; no disk access."""
+        return sum(self._count)
 
     def stats(self) -> dict[str, Any]:
         """Counts for status displays.

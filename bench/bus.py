@@ -65,7 +65,7 @@ import zmq  # noqa: E402
 
 from broker import keys as keyfiles  # noqa: E402
 from broker.client import BusClient  # noqa: E402
-from broker.config import BrokerConfig, ClientConfig, DataDir  # noqa: E402
+from broker.config import BrokerConfig, ClientConfig, DataDir, RateLimit  # noqa: E402
 from broker.envelope import Kind, decode, pack_header  # noqa: E402
 from broker.errors import EmsError, SendError  # noqa: E402
 from broker.registry import KeyRegistry  # noqa: E402
@@ -244,7 +244,8 @@ def broker_main(root: str, out: mp.Queue, profile_path: str) -> None:
     from broker.server import Broker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    broker = Broker(BrokerConfig(DataDir(Path(root)), bind="tcp://127.0.0.1:0"))
+    # no per-agent rate limit: this measures routing capacity with a few publishers flooding at full speed
+    broker = Broker(BrokerConfig(DataDir(Path(root)), bind="tcp://127.0.0.1:0", rate_limit=RateLimit.off()))
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
 
     def announce() -> None:

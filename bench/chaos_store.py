@@ -47,8 +47,9 @@ class ChaosReport:
         return self.finished and self.missing == 0 and self.duplicated == 0 and self.stored == self.expected
 
 
-def count_stored(store_db: Path, agents: int, events: int) -> tuple[int, int, int]:
-    """(rows stored, missing numbers, duplicated numbers) for the chaos events.
+def count_stored(store_db: Path, agents: int, events: int, prefix: str = "sim") -> tuple[int, int, int]:
+    """(rows stored, missing numbers, duplicated numbers) for the chaos events
+    of agents ``<prefix>-000`` ... (``bench.sim_fleet --prefix``).
 
     An event's number is in its message id (``sim-007-00000042``); the
     body is encrypted at rest, so the raw file is read for ids only.
@@ -59,7 +60,7 @@ def count_stored(store_db: Path, agents: int, events: int) -> tuple[int, int, in
     for client_id, msg_id in rows:
         seq = int(msg_id.rsplit("-", 1)[1])
         seen[(client_id, seq)] = seen.get((client_id, seq), 0) + 1
-    expected = {(f"sim-{i:03d}", s) for i in range(agents) for s in range(events)}
+    expected = {(f"{prefix}-{i:03d}", s) for i in range(agents) for s in range(events)}
     missing = len(expected - set(seen))
     duplicated = sum(n - 1 for n in seen.values() if n > 1)
     return len(rows), missing, duplicated

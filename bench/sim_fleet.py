@@ -61,7 +61,7 @@ class SimAgent:
 
     @property
     def finished(self) -> bool:
-        return self.created >= self.events and self.outbox.stats()["pending"] == 0
+        return self.created >= self.events and self.outbox.pending == 0
 
 
 def main(argv=None) -> int:

@@ -19,9 +19,9 @@ from broker.local_stack import prepare
 ENROL_TOKEN = "bench-enrolment-token"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -54,10 +54,10 @@ class Proc:
 class ServerStack:
     """Broker + persister processes over one data dir under ``root``."""
 
-    def __init__(self, root: Path, heartbeat_s: float = 0.5):
+    def __init__(self, root: Path, heartbeat_s: float = 0.5, host: str = "127.0.0.1"):
         self.root = root
         self.data = DataDir(root / "server")
-        self.bind = f"tcp://127.0.0.1:{free_port()}"
+        self.bind = f"tcp://{host}:{free_port(host)}"
         self.broker_key = prepare(self.data, self.bind, with_agent=False).broker_key
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)

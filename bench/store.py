@@ -10,6 +10,12 @@ last acknowledgement. Beside it, in the same run and directory:
   into a bare table with the same unique key (``bench.store_write``);
 * ``Store.write_batch`` alone (no bus, no outbox), for where the time goes.
 
+The agents start once the persister has subscribed (records sent before
+would reach nobody and wait out the outbox's 10 s resend). CPU per event is
+given per process: the broker and the persister over the timed run, the
+simulated agents over their whole life (start-up, enrolment and putting the
+events into their outboxes included).
+
     python -m bench.store                    # 100,000 events, 2 agent processes x 10 agents
     python -m bench.store --events 20000     # quicker
 
@@ -22,10 +28,13 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from bench.bus import thread_cpu
 from bench.stack import ServerStack
 from bench.store_write import bench_raw, bench_store, make_records
 from broker.persister.crypto import SecurityManager
@@ -38,16 +47,38 @@ def _log_value(path: Path, word: str) -> float | None:
     return None
 
 
+def _wait_for_line(path: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and text in path.read_text()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no {text!r} in {path} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_end_to_end(root: Path, events: int, processes: int, agents_per_process: int, timeout_s: float) -> dict:
     stack = ServerStack(root)
     per_agent = events // (processes * agents_per_process)
     fleets = [stack.fleet(f"fleet{i}", agents_per_process, per_agent, rate=1e9, timeout_s=timeout_s, prefix=f"p{i}")
               for i in range(processes)]
     stack.start()
+    servers = {"broker": stack.broker.popen.pid, "persister": stack.persister.popen.pid}
+    cpu_s: dict[str, float] = {"agents": 0.0}
     try:
+        _wait_for_line(stack.persister.log_path, "persister subscribed", 60)
+        before = {name: sum(thread_cpu(pid).values()) for name, pid in servers.items()}
         for fleet in fleets:
             fleet.start()
-        codes = [fleet.popen.wait(timeout_s + 60) for fleet in fleets]
+        codes = []
+        for fleet in fleets:  # reaped one by one: the children's CPU grows by this fleet's
+            reaped = _children_cpu_s()
+            codes.append(fleet.popen.wait(timeout_s + 60))
+            cpu_s["agents"] += _children_cpu_s() - reaped
+        cpu_s.update({name: sum(thread_cpu(pid).values()) - before[name] for name, pid in servers.items()})
     finally:
         for fleet in fleets:
             fleet.stop()
@@ -62,7 +93,8 @@ def run_end_to_end(root: Path, events: int, processes: int, agents_per_process: 
 
     with sqlite3.connect(f"file:{stack.store_db}?mode=ro", uri=True) as db:
         stored = db.execute("SELECT count(*) FROM activity_logs WHERE name='chaos'").fetchone()[0]
-    return {"events": total, "stored": stored, "seconds": seconds, "events_per_s": total / seconds}
+    cpu_us = {name: round(seconds_ * 1e6 / total, 1) for name, seconds_ in cpu_s.items()}
+    return {"events": total, "stored": stored, "seconds": seconds, "events_per_s": total / seconds, "cpu_us_per_event": cpu_us}
 
 
 def main(argv=None) -> int:
@@ -97,6 +129,8 @@ def main(argv=None) -> int:
     print(f"{'metric':<46} {'EMS':>16} {'raw SQLite':>14} {'EMS/raw':>8}")
     for row in rows:
         print(f"{row[0]:<46} {row[1]:>16} {row[2]:>14} {row[3]:>8}")
+    cpu = e2e["cpu_us_per_event"]
+    print("CPU per event (us): " + ", ".join(f"{name} {us}" for name, us in cpu.items()) + f"; total {sum(cpu.values()):.1f}")
     met_rate = e2e["events_per_s"] >= 100_000
     met_ratio = ratio >= 0.5
     print("targets (from the issue):")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import random
 import time
 from typing import Any, Callable
@@ -52,6 +53,10 @@ class AccessRevoked(RemoteError):
     """The broker revoked or rejected this peer's key."""
 
 
+class RateLimited(SendError):
+    """The broker asked this peer to stop publishing for a while (``RATE_LIMITED``)."""
+
+
 class BusClient:
     """One peer's connection to the broker (single-threaded)."""
 
@@ -76,10 +81,15 @@ class BusClient:
         self.client_id = ""
         self.role = ""
         self.boot_id = ""
+        #: the broker's last WELCOME (what it offers, e.g. ``batch``: see broker.envelope.batch_terms)
+        self.welcome: dict = {}
         #: increments on every WELCOME: peers compare it to notice a reconnect
         self.generation = 0
         self.prefixes: list[str] = []
         self.dropped_backlog = 0
+        #: the broker's RATE_LIMITED notices: publish nothing before this (clock time)
+        self.throttled_until = 0.0
+        self.rate_limited = 0
         self._backlog: collections.deque[Envelope] = collections.deque()
         self._heartbeat_s = config.timing.heartbeat_s
         self._broker_timeout_s = config.timing.broker_timeout_s
@@ -108,6 +118,7 @@ class BusClient:
         sock.maxmsgsize = c.max_message_bytes
         sock.reconnect_ivl = int(c.timing.reconnect_min_s * 1000)
         sock.reconnect_ivl_max = int(c.timing.reconnect_max_s * 1000)
+        sock.connect_timeout = int(c.timing.connect_timeout_s * 1000)
         # no ZMTP heartbeats: ours are messages, and libzmq 4.3.5 can abort with
         # ZMTP heartbeats on while the receive queue is full (zeromq/libzmq#3937)
         sock.connect(c.server)
@@ -138,6 +149,11 @@ class BusClient:
     @property
     def ready(self) -> bool:
         return self.state == READY
+
+    @property
+    def throttled(self) -> bool:
+        """True while the broker's last RATE_LIMITED notice says to wait."""
+        return self.clock() < self.throttled_until
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until the broker has welcomed us; raise with the reason if not."""
@@ -188,7 +204,13 @@ class BusClient:
         return msg_id
 
     def publish(self, kind: Kind, name: str, data: Any = None, *, body: bytes | None = None, msg_id: str | None = None) -> str:
-        """Publish under this peer's own namespace, e.g. ``event.<me>.<name>``."""
+        """Publish under this peer's own namespace, e.g. ``event.<me>.<name>``.
+
+        Raises :class:`RateLimited` (a SendError) while the broker's
+        retry-after runs: what would be sent now would only be dropped.
+        """
+        if self.throttled:
+            raise RateLimited(f"rate-limited by the broker for another {self.throttled_until - self.clock():.2f} s")
         prefix = {Kind.EVENT: "event", Kind.LOG: "log", Kind.SECURITY: "security", Kind.FRAME: "frame"}[kind]
         topic = f"{prefix}.{self.client_id}.{name}" if name else f"{prefix}.{self.client_id}"
         return self.send(kind, topic, data, body=body, msg_id=msg_id)
@@ -304,6 +326,9 @@ class BusClient:
                     log.warning("waiting for enrolment: %s (key %s)", err.get("detail", ""), self.keypair.public[:8])
                 self.state = PENDING
                 return None if env.corr is None else env
+            if code == ErrorCode.RATE_LIMITED:
+                self._on_rate_limited(err)
+                return None
             if code == ErrorCode.REVOKED:
                 log.error("the broker revoked this key (%s): stopping", err.get("detail", ""))
                 self._last_error = err
@@ -316,6 +341,11 @@ class BusClient:
 
     def _on_welcome(self, env: Envelope) -> None:
         info = env.data()
+        if self.state == READY and isinstance(info, dict) and info.get("boot_id") == self.boot_id:
+            # the answer to a HELLO repeated while the TCP connection was not up yet (they
+            # queue and arrive together): same broker, same connection, nothing to redo
+            return
+        self.welcome = info if isinstance(info, dict) else {}
         self.client_id = info.get("client_id", "")
         self.role = info.get("role", "")
         self.boot_id = info.get("boot_id", "")
@@ -327,6 +357,16 @@ class BusClient:
         if self.prefixes:
             self.send(Kind.SUBSCRIBE, data={"prefixes": self.prefixes})
         log.info("connected to %s as %s (%s)", self.config.server, self.client_id, self.role)
+
+    def _on_rate_limited(self, err: dict) -> None:
+        """Honour the broker's retry-after (bounded to 0.05-60 s whatever it says)."""
+        wait = err.get("retry_after_s")
+        if not isinstance(wait, (int, float)) or not math.isfinite(wait):
+            wait = 1.0
+        wait = min(60.0, max(0.05, float(wait)))
+        self.throttled_until = max(self.throttled_until, self.clock() + wait)
+        self.rate_limited += 1
+        log.warning("the broker rate-limits this peer (%s): publishing paused for %.2f s", err.get("detail", ""), wait)
 
     @staticmethod
     def _error_of(env: Envelope) -> dict:

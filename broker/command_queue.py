@@ -32,11 +32,19 @@ QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", 
 #: text an operator typed into the user's session) and whose life is short
 TRANSIENT_ARGS = frozenset({"input"})
 TRANSIENT_TTL_S = 10.0
+#: commands whose result is for now only (a screen thumbnail for a console
+#: tile): once final, only their outcome is kept (see :func:`outcome_only`),
+#: here and in the agent's record of executed commands
+EPHEMERAL_RESULTS = frozenset({"thumbnail"})
+#: ... and their rows are deleted this long after they became final (nobody
+#: asks about a tile's picture later; several a second would pile up)
+EPHEMERAL_KEEP_S = 600.0
+_EPHEMERAL_SQL = "name IN (%s)" % ", ".join(f"'{name}'" for name in sorted(EPHEMERAL_RESULTS))
 FINAL = frozenset({DONE, FAILED, EXPIRED})
 OPEN = (QUEUED, SENT, DELIVERED)
 _ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS commands (
     id        TEXT PRIMARY KEY,
     target    TEXT NOT NULL,
@@ -52,7 +60,16 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_open ON commands (target, status, created);
 CREATE INDEX IF NOT EXISTS commands_unsent ON commands (sender, result_sent);
+CREATE INDEX IF NOT EXISTS commands_ephemeral ON commands (updated) WHERE {_EPHEMERAL_SQL};
 """
+
+
+def outcome_only(result: Any) -> Any:
+    """What is kept of an :data:`EPHEMERAL_RESULTS` result: ok and error, not the output."""
+    if not isinstance(result, dict):
+        return result
+    kept = {k: result[k] for k in ("ok", "error") if k in result}
+    return kept | {"omitted": "the output of this command is not kept"}
 
 
 @dataclass
@@ -119,7 +136,15 @@ class CommandQueue:
         self._db.close()
 
     def checkpoint(self) -> None:
+        """Forget old :data:`EPHEMERAL_RESULTS` commands, then checkpoint the WAL (the broker's timer)."""
+        self.purge_ephemeral()
         sqlite_db.checkpoint(self._db)
+
+    def purge_ephemeral(self, now: float | None = None) -> int:
+        """Delete final ephemeral commands last changed over EPHEMERAL_KEEP_S ago; how many."""
+        cutoff = (time.time() if now is None else now) - EPHEMERAL_KEEP_S
+        return self._db.execute(f"DELETE FROM commands WHERE {_EPHEMERAL_SQL} AND updated < ? AND status IN (?, ?, ?)",
+                                (cutoff, DONE, FAILED, EXPIRED)).rowcount
 
     def add(self, cmd_id: str, target: str, sender: str, name: str, args: dict, expires: float) -> Command | None:
         """Queue a new command; None if ``cmd_id`` exists already."""
@@ -172,7 +197,7 @@ class CommandQueue:
             return False
         cmd.status, cmd.updated = status, time.time()
         if result is not None:
-            cmd.result = result
+            cmd.result = outcome_only(result) if cmd.name in EPHEMERAL_RESULTS and status in FINAL else result
         cmd.result_sent = cmd.result_sent or result_sent
         if status not in FINAL:
             return True  # sent / delivered: kept in memory only (see the module docstring)

@@ -13,9 +13,12 @@ A server keeps all of its state in one *data directory* (``--data-dir`` or
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from broker.errors import ConfigError
 
 DEFAULT_PORT = 7741
 DEFAULT_BIND = f"tcp://127.0.0.1:{DEFAULT_PORT}"
@@ -84,6 +87,9 @@ class Timing:
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 10.0
     request_timeout_s: float = 10.0
+    #: a TCP connect unanswered this long is abandoned and retried (ZMQ_CONNECT_TIMEOUT):
+    #: SYNs lost in a network cut would otherwise wait out the kernel's growing backoff
+    connect_timeout_s: float = 2.0
 
     @classmethod
     def fast(cls) -> "Timing":
@@ -96,6 +102,58 @@ class Timing:
             reconnect_max_s=0.5,
             request_timeout_s=5.0,
         )
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per-agent limits on what an agent publishes (EVENT, LOG, SECURITY,
+    FRAME, BATCH; a batch is one message and its bytes).
+
+    Two token buckets per agent, messages and bytes; 0 turns a limit off.
+    Commands, results, heartbeats and acks are never limited. A message over
+    the limit is dropped and counted, and the agent is told (ERROR
+    ``RATE_LIMITED`` with ``retry_after_s``) at most once per ``notice_s``.
+    The message burst covers an agent's outbox window (5,000 records) resent
+    at once after a reconnect; the byte burst covers the largest legal message.
+    """
+
+    msgs_per_s: float = 2_000.0
+    burst_msgs: float = 10_000.0
+    bytes_per_s: float = 8 * 2**20
+    burst_bytes: float = 16 * 2**20
+    #: at most one RATE_LIMITED notice per agent this often; also the shortest
+    #: retry-after, so an agent that overshoots again is always told again
+    notice_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("msgs_per_s", "burst_msgs", "bytes_per_s", "burst_bytes", "notice_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"rate limit {name} must be a number >= 0 (0 turns the limit off), not {value!r}")
+        if self.msgs_per_s and self.burst_msgs < 1:
+            raise ConfigError(f"rate limit burst_msgs must be at least 1 when msgs_per_s is set, not {self.burst_msgs!r}")
+        if self.bytes_per_s and self.burst_bytes < 1:
+            raise ConfigError(f"rate limit burst_bytes must be at least 1 when bytes_per_s is set, not {self.burst_bytes!r}")
+        if self.notice_s <= 0:
+            raise ConfigError(f"rate limit notice_s must be > 0, not {self.notice_s!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.msgs_per_s or self.bytes_per_s)
+
+    def describe(self) -> str:
+        """The limits in words, for logs, error details and ``ems status``."""
+        parts = []
+        if self.msgs_per_s:
+            parts.append(f"{self.msgs_per_s:,.0f} msgs/s (burst {self.burst_msgs:,.0f})")
+        if self.bytes_per_s:
+            parts.append(f"{self.bytes_per_s / 2**20:,.1f} MiB/s (burst {self.burst_bytes / 2**20:,.1f} MiB)")
+        return ", ".join(parts) or "off"
+
+    @classmethod
+    def off(cls) -> "RateLimit":
+        """No per-agent limit (for benchmarks of raw routing capacity)."""
+        return cls(msgs_per_s=0, bytes_per_s=0)
 
 
 @dataclass
@@ -125,6 +183,8 @@ class BrokerConfig:
     max_pending_keys: int = 1000
     #: messages handled per poll wake-up before timers get a turn
     batch: int = 1000
+    #: per-agent message and byte rates for what agents publish (broker/quota.py)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
 
 @dataclass

@@ -25,6 +25,7 @@ ROLE_KINDS: dict[str, frozenset[Kind]] = {
             Kind.COMMAND_STATUS,
             Kind.RESULT,
             Kind.FRAME,
+            Kind.BATCH,
         }
     ),
     "viewer": _VIEWER,

@@ -4,8 +4,10 @@ The loop (``run``) waits on the ROUTER, the ZAP socket, the ROUTER's
 monitor and a control pipe; the poll timeout is the heartbeat tick. Each
 inbound message is checked (frames, authenticated key, header), then looked
 up in the dispatch table by (role, kind); anything else is refused with an
-error code, counted, and logged as a security event. Nothing a peer sends
-can raise out of the loop.
+error code, counted, and logged as a security event. What agents publish
+(events, logs, security events, frames, batches) passes the agent's rate
+limit (``broker/quota.py``) before anything is routed. Nothing a peer sends can
+raise out of the loop.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import zmq
@@ -36,9 +38,13 @@ from broker.command_queue import (
 )
 from broker.config import BrokerConfig
 from broker.envelope import (
+    BATCH_TOPIC_ROOTS,
     ErrorCode,
     Header,
     Kind,
+    batch_offer,
+    check_batch,
+    decode_batch,
     decode_header,
     error_body,
     new_id,
@@ -48,6 +54,7 @@ from broker.envelope import (
 )
 from broker.errors import ProtocolError
 from broker.journal import Journal
+from broker.quota import METERED_KINDS, Quotas
 from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRegistry, RegistryError
 from broker.stats import Counters, LogThrottle
 
@@ -75,6 +82,8 @@ class Peer:
     last_seen: float = 0.0
     info: dict = field(default_factory=dict)
     prefixes: tuple[str, ...] = ()
+    #: a service that takes agents' BATCH messages whole (the store; HELLO ``batches: true``)
+    batches: bool = False
 
 
 class Broker:
@@ -109,6 +118,8 @@ class Broker:
         self.forwarded: dict[str, tuple[bytes, bytes, float]] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
         self._throttle = LogThrottle()
+        #: per-agent token buckets on what agents publish (None: no limit configured)
+        self.quotas = Quotas(config.rate_limit) if config.rate_limit.enabled else None
         self._ready = threading.Event()
         self._stopping = False
         self._wake_endpoint = f"inproc://ems-broker-wake-{id(self)}"
@@ -162,6 +173,7 @@ class Broker:
         """Serve until :meth:`stop`. Opens sockets, loops, closes them."""
         self._open_sockets()
         log.info("broker %s listening on %s (public key %s)", self.boot_id, self.endpoint, self.keypair.public)
+        log.info("per-agent rate limit: %s", self.config.rate_limit.describe())
         self._ready.set()
         tick_s = min(self.config.timing.heartbeat_s, 1.0) / 2
         next_tick = self.clock()
@@ -323,10 +335,10 @@ class Broker:
         send(body, _NOBLOCK)
         return True
 
-    def _send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str) -> None:
+    def _send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str, retry_after_s: float | None = None) -> None:
         corr = header.msg_id if header else None
         self.counters["errors_sent"] += 1
-        self._send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail))
+        self._send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail, retry_after_s))
 
     def _reply(self, peer: Peer, header: Header, result) -> None:
         self._send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
@@ -397,6 +409,7 @@ class Broker:
             Kind.LOG: self._on_agent_publish,
             Kind.SECURITY: self._on_agent_publish,
             Kind.FRAME: self._on_agent_publish,
+            Kind.BATCH: self._on_agent_batch,
             Kind.SUBSCRIBE: self._on_subscribe,
             Kind.UNSUBSCRIBE: self._on_unsubscribe,
             Kind.REQUEST: self._on_request,
@@ -411,7 +424,36 @@ class Broker:
         for role, kinds in permissions.ROLE_KINDS.items():
             for kind in kinds:
                 table[(role, kind)] = handlers[kind]
+        if self.quotas is not None:  # what agents publish passes their token buckets first
+            for kind in METERED_KINDS:
+                table[("agent", kind)] = self._metered(table[("agent", kind)])
         return table
+
+    def _metered(self, handler: Callable) -> Callable:
+        """``handler`` behind the sender's rate limit: a message over it is
+        dropped before its body is read or anything is routed."""
+        admit, clock = self.quotas.admit, self.clock
+
+        def metered(peer: Peer, header: Header, frames) -> None:
+            if admit(peer.client_id, len(frames[1]) + len(frames[2]), clock()):
+                handler(peer, header, frames)
+            else:
+                self._over_quota(peer, header)
+
+        return metered
+
+    def _over_quota(self, peer: Peer, header: Header) -> None:
+        """Count a dropped message; tell the agent (and the security log) at
+        most once per ``notice_s``, with how long to wait."""
+        self.counters["dropped_rate_limited"] += 1
+        retry_after_s = self.quotas.notice(peer.client_id, self.clock())
+        if retry_after_s is None:
+            return
+        dropped, dropped_bytes = self.quotas.dropped(peer.client_id)
+        self.counters["rate_limit_notices"] += 1
+        detail = f"{dropped:,} messages ({dropped_bytes:,} bytes) dropped so far; limit {self.config.rate_limit.describe()}"
+        self._security(peer, "rate_limited", detail)
+        self._send_error(peer.rid, header, ErrorCode.RATE_LIMITED, detail, retry_after_s)
 
     def _body(self, peer: Peer, header: Header, frames, expect: type = dict):
         """Unpack a body the broker must read; refuse it if malformed."""
@@ -440,6 +482,7 @@ class Broker:
         if peer.role == permissions.PENDING_ROLE:
             if not self._enrol_by_token(peer, data, info):
                 return
+        peer.batches = peer.role == "service" and data.get("batches") is True
         self._greet(peer, header, info)
         if peer.role == "service" and isinstance(data.get("provides"), list):
             for name in [n for n in data["provides"][:8] if isinstance(n, str) and len(n) <= 32]:
@@ -482,6 +525,7 @@ class Broker:
             "peer_timeout_s": t.peer_timeout_s,
             "boot_id": self.boot_id,
             "server_time": time.time(),
+            "batch": batch_offer(),
         }
         self._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), pack_body(welcome))
         if peer.role == "agent":
@@ -510,6 +554,46 @@ class Broker:
             return
         self.counters["routed"] += 1
         self._publish(topic, peer.sender, frames[1], frames[2])
+
+    def _on_agent_batch(self, peer: Peer, header: Header, frames) -> None:
+        """BATCH: many of the sender's records. Whole to the store (peers that
+        said ``batches``); record by record to live subscribers of its topics,
+        unpacked only if there are any."""
+        try:
+            count = check_batch(frames[2].buffer)
+        except ProtocolError as exc:
+            self.counters["refused_batches"] += 1
+            self._refuse(peer, header, exc.code, exc.detail)
+            return
+        self.counters["routed_batches"] += 1
+        self.counters["routed_batch_records"] += count
+        live = []
+        for sub in list(self.subscribers.values()):
+            if sub.batches:
+                if not self._send(sub.rid, peer.sender, frames[1], frames[2]):
+                    self.counters["dropped_batches"] += 1
+            elif _may_want(sub.prefixes, peer.client_id):
+                live.append(sub)
+        if live:
+            self._fan_out_batch(peer, frames[2].bytes, live)
+
+    def _fan_out_batch(self, peer: Peer, body: bytes, subscribers: list[Peer]) -> None:
+        """Each record of a batch to the live subscribers whose prefixes match its topic."""
+        try:
+            records, refused = decode_batch(body, peer.client_id)
+        except ProtocolError as exc:  # the store, which had it whole, refuses it the same way
+            self.counters["bad_batches"] += 1
+            if self._throttle.allow(("bad_batch", peer.key)):
+                log.warning("undecodable batch from %s: %s", peer.client_id, exc.detail)
+            return
+        self.counters["batch_records_refused"] += len(refused)
+        for record in records:
+            header = None
+            for sub in subscribers:
+                if record.topic.startswith(sub.prefixes):
+                    header = header or pack_header(record.kind, record.topic, record.msg_id, ts=record.ts)
+                    if not self._send(sub.rid, peer.sender, header, record.body):
+                        self.counters["dropped_fanout"] += 1
 
     def _on_subscribe(self, peer: Peer, header: Header, frames) -> None:
         data = self._body(peer, header, frames)
@@ -629,6 +713,7 @@ class Broker:
                 "services": sorted(self.providers),
                 "journal": len(self.journal),
                 "journal_dropped": self.journal.dropped,
+                "rate_limit": {**asdict(self.config.rate_limit), "summary": self.config.rate_limit.describe()},
             },
             "counters": self.counters.snapshot(),
             "commands": self.commands.counts(),
@@ -651,6 +736,7 @@ class Broker:
                     "last_seen": record.last_seen,
                     "version": (live.info.get("version") if live else "") or "",
                     "user": (live.info.get("user") if live else "") or "",
+                    "dropped_rate_limited": self.quotas.dropped(record.client_id)[0] if self.quotas else 0,
                 }
             )
         return out
@@ -938,6 +1024,18 @@ class Broker:
                         event["value"],
                         self.counters[f"conn_{name}"],
                     )
+
+
+def _may_want(prefixes: tuple[str, ...], client_id: str) -> bool:
+    """Whether any of ``prefixes`` can match a topic an agent may batch
+    (``<root>.<client_id>`` or below it)."""
+    for root in BATCH_TOPIC_ROOTS.values():
+        own = f"{root}.{client_id}"
+        below = own + "."
+        for prefix in prefixes:
+            if own.startswith(prefix) or prefix.startswith(below):
+                return True
+    return False
 
 
 def serve_in_thread(config: BrokerConfig, **kwargs) -> tuple[Broker, threading.Thread]:

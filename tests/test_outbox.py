@@ -146,6 +146,25 @@ def test_clock_set_back_makes_sent_records_due(open_outbox, clock):
     assert ids(box.due(10)) == [msg_id]
 
 
+def test_stale_and_never_sent_records_come_due_together_oldest_first(open_outbox, clock):
+    """Records waiting for a resend and records never sent are two lookups;
+    what due() returns is still the oldest of both, within the limit, and
+    thousands in flight (marked in several chunks) are skipped, not read."""
+    box = open_outbox(resend_after_s=10.0)
+    early = routine(box, 1200)
+    box.mark_sent(early)  # more ids than one IN (...) list
+    assert box.stats()["inflight"] == 1200 and box.due(10) == []
+    clock.advance(5.0)
+    late = routine(box, 3)
+    box.mark_sent(late[:1])
+    assert ids(box.due(10)) == late[1:]
+    clock.advance(5.0)  # the first 1200 are stale now, the late ones not yet
+    assert ids(box.due(4)) == early[:4]
+    assert ids(box.due(2000))[-2:] == late[1:] and len(box.due(2000)) == 1202
+    assert box.pending == 1203 == box.stats()["pending"]
+    assert box.ack(early + late) == 1203 and box.pending == 0
+
+
 def test_window_bounds_records_in_flight(open_outbox, clock):
     box = open_outbox(window=5, resend_after_s=10.0)
     put = routine(box, 8)

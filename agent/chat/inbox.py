@@ -108,19 +108,22 @@ class ChatInbox:
         """Hide a message on both sides: here, and flagged deleted in the store (a soft delete).
 
         args: ``message_id``. Its chat window drops it, and closes when it
-        holds no other message. Deleting an unknown message is not an error.
+        holds no other message. A message this process does not know (the
+        agent restarted since: no window shows it any more) is not an
+        error: ``known`` is false, and the stored copy is still flagged.
         """
         message_id = _message_id(args)
         message = self.messages.get(message_id)
-        if message is None:
-            return {"message_id": message_id, "hidden": False, "known": False}
-        message.deleted = True
-        window = self.windows.get(message.operator)
-        if window is not None and message_id in self.assigned.get(window, ()):
-            window.send({"cmd": "delete", "message_id": message_id})
+        if message is not None:
+            message.deleted = True
+            window = self.windows.get(message.operator)
+            if window is not None and message_id in self.assigned.get(window, ()):
+                window.send({"cmd": "delete", "message_id": message_id})
         # and on the server's side: the stored message is flagged deleted (kept, hidden)
         ctx.report(Kind.EVENT, "chat", {"ref": message_id, "message_id": message_id, "deleted": True,
                                         "operator": ctx.operator, "ts": time.time()})
+        if message is None:
+            return {"message_id": message_id, "hidden": False, "known": False}
         return {"message_id": message_id, "hidden": True, "known": True, "status": message.status}
 
     # -- the runner's calls -------------------------------------------------------------

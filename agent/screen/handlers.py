@@ -1,4 +1,4 @@
-"""Screen commands: ``capture``, ``live.start``, ``live.stop``.
+"""Screen commands: ``capture``, ``thumbnail``, ``live.start``, ``live.stop``.
 
 Each handler is ``fn(args, ctx) -> dict`` (see :mod:`agent.context`); its
 docstring is its help. Handlers may run on a command lane thread: they
@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from agent.context import AgentContext, CommandError
 from agent.notice.policy import NOTICE_SWITCHES, SILENCING_FLAGS, announce
-from agent.screen import protocol
+from agent.screen import protocol, thumbnail as thumbs
 from agent.screen.capture import (
     Frame,
     MssSource,
@@ -146,6 +146,39 @@ def capture(args: dict, ctx: AgentContext) -> dict:
             "grab_ms": round((t1 - t0) * 1000, 2), "encode_ms": round((t2 - t1) * 1000, 2)}
 
 
+def thumbnail(args: dict, ctx: AgentContext) -> dict:
+    """A small picture of the screen now, for a client tile in the console; not stored.
+
+    Args: ``width`` (32-320 pixels, default 240), ``quality`` (1-80,
+    default 50), ``monitor`` (default 1), ``reason`` (kept in the access
+    log). Returns ``image`` (JPEG bytes), its ``width`` and ``height``, the
+    ``screen`` size and ``ts``. Limited by this computer's local policy
+    (``thumbnails_per_minute``, all operators together): over it, the
+    command fails and says when to ask again. The employee is told who is
+    looking (see :mod:`agent.screen.thumbnail`); each picture is a line in
+    the access log.
+    """
+    _only(args, thumbs.COMMAND, "width", "quality", "monitor", "reason", *SILENCING_FLAGS, *NOTICE_SWITCHES)
+    width = _arg(thumbs.check_width, args.get("width", thumbs.DEFAULT_WIDTH))
+    quality = _arg(thumbs.check_quality, args.get("quality", thumbs.DEFAULT_QUALITY))
+    monitor, reason = args.get("monitor", 1), _reason(args)
+    gate = thumbs.gate_for(ctx)
+    gate.take()
+    try:
+        frame = _grab(monitor)
+    except CommandError:
+        gate.give_back()  # nothing was looked at
+        raise
+    operator = ctx.operator or "an operator"
+    if gate.notice_due(operator):
+        announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate), args)
+    out_width, out_height = output_size(frame.width, frame.height, width)
+    jpeg = encode_jpeg(frame, quality, width)
+    ctx.access_log("screen thumbnail", f"operator={operator} size={out_width}x{out_height}" + (f" reason={reason}" if reason else ""))
+    return {"format": "jpeg", "image": jpeg, "width": out_width, "height": out_height, "quality": quality,
+            "monitor": monitor, "screen": [frame.width, frame.height], "ts": time.time()}
+
+
 def live_start(args: dict, ctx: AgentContext) -> dict:
     """Start watching this screen live, or renew your lease on it.
 
@@ -185,6 +218,7 @@ def live_stop(args: dict, ctx: AgentContext) -> dict:
 
 HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {
     "capture": capture,
+    thumbs.COMMAND: thumbnail,
     "live.start": live_start,
     "live.stop": live_stop,
 }

@@ -5,7 +5,7 @@ import os
 import signal
 
 from broker.cli.common import add_data_dir
-from broker.config import DEFAULT_BIND, ENROL_TOKEN_ENV, BrokerConfig, DataDir, Timing, resolve_data_dir
+from broker.config import DEFAULT_BIND, ENROL_TOKEN_ENV, BrokerConfig, DataDir, RateLimit, Timing, resolve_data_dir
 from broker.server import Broker
 
 
@@ -22,6 +22,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval; a peer silent for 3 intervals is offline (default %(default)s)")
     p.add_argument("--max-message-bytes", type=int, default=BrokerConfig.max_message_bytes, help="frames larger than this drop the connection (default %(default)s)")
     p.add_argument("--command-ttl-s", type=float, default=BrokerConfig.command_ttl_s, help="default time to live of queued commands (default %(default)s)")
+    limits = p.add_argument_group(
+        "per-agent rate limit",
+        "What each agent publishes (events, logs, security events, screen frames, batches of records: a batch counts "
+        "as one message) passes two token buckets; a message "
+        "over either is dropped, counted (ems status) and the agent told to wait. Commands, results, heartbeats and "
+        "acks are never limited. 0 turns a limit off.",
+    )
+    limits.add_argument("--agent-msgs-per-s", type=float, default=RateLimit.msgs_per_s, metavar="N", help="messages per second per agent (default %(default).0f)")
+    limits.add_argument("--agent-burst-msgs", type=float, default=RateLimit.burst_msgs, metavar="N", help="bucket size: messages an agent may send in one burst (default %(default).0f)")
+    limits.add_argument("--agent-bytes-per-s", type=float, default=RateLimit.bytes_per_s, metavar="N", help="bytes per second per agent (default %(default).0f)")
+    limits.add_argument("--agent-burst-bytes", type=float, default=RateLimit.burst_bytes, metavar="N", help="bucket size: bytes an agent may send in one burst (default %(default).0f)")
     p.set_defaults(run=run, default_log_level="INFO")
 
 
@@ -44,6 +55,8 @@ def run(args) -> int:
         max_message_bytes=args.max_message_bytes,
         command_ttl_s=args.command_ttl_s,
         enrol_token=os.environ.get(ENROL_TOKEN_ENV) or None,
+        rate_limit=RateLimit(msgs_per_s=args.agent_msgs_per_s, burst_msgs=args.agent_burst_msgs,
+                             bytes_per_s=args.agent_bytes_per_s, burst_bytes=args.agent_burst_bytes),
     )
     broker = Broker(config)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,8 +9,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "status",
         help="agents (online/offline, last seen, version) and broker counters",
-        description="Show every accepted agent with its state and the broker's counters: routed messages, "
-        "drops (per reason), refused messages, handshake failures and the command queue.",
+        description="Show every accepted agent with its state and the messages the broker dropped over its rate limit, "
+        "and the broker's counters: routed messages, drops (per reason), refused messages, handshake failures and the "
+        "command queue.",
     )
     add_data_dir(p)
     add_json(p)
@@ -26,9 +27,11 @@ def run(args) -> int:
         return 0
     b = status["broker"]
     print(f"broker {b['endpoint']}  up {int(b['uptime_s'])} s  peers {b['peers']}  online agents {b['online_agents']}  pending keys {b['pending_keys']}")
-    rows = [[a["client_id"], a["label"] or a["hostname"], a["state"], ago(a["last_seen"]) if a["state"] == "offline" else "now", a["version"]] for a in status["agents"]]
+    rows = [[a["client_id"], a["label"] or a["hostname"], a["state"], ago(a["last_seen"]) if a["state"] == "offline" else "now", a["version"],
+             f"{a.get('dropped_rate_limited', 0):,}"] for a in status["agents"]]
     print()
-    print(table(rows, ["AGENT", "LABEL", "STATE", "LAST SEEN", "VERSION"]) if rows else "no agents enrolled yet (see `ems keys list`)")
+    print(table(rows, ["AGENT", "LABEL", "STATE", "LAST SEEN", "VERSION", "RATE-LIMITED"]) if rows else "no agents enrolled yet (see `ems keys list`)")
+    print(f"rate limit per agent: {(b.get('rate_limit') or {}).get('summary', 'unknown')} (RATE-LIMITED: messages dropped over it since the broker started)")
     print()
     counters = status["counters"]
     print("counters: " + (", ".join(f"{k}={v}" for k, v in counters.items()) or "none yet"))

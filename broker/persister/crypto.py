@@ -9,7 +9,8 @@ sorts on in SQL:
 * ``client_logs.message``: free text that quotes paths, user names, errors;
 * ``file_operations.path`` and ``file_operations.error`` (OS errors quote
   the path);
-* ``screen_captures.image``: a picture of someone's screen;
+* ``screen_captures.image``: a picture of someone's screen, and
+  ``capture_thumbnails.thumbnail``, its small preview;
 * ``activity_logs.data``: free-form event payloads (window titles, URLs,
   application names); the event ``name`` stays plain for filtering.
 

@@ -35,6 +35,15 @@ database, created before the tables had ``ON DELETE CASCADE``, its
 cascades. Rows such a database left behind for clients deleted without a
 cascade ("orphans") are dropped by the rebuild, completing the deletion
 that was asked for; their count is logged.
+
+:data:`TABLES` is the shape migrations 1 and 2 build, and stays that shape
+so a legacy database and a fresh one go through the same steps. Tables
+added later are in :data:`ADDED_TABLES`, each created by its own migration:
+
+* 3: ``capture_thumbnails``, one small encrypted preview per screen capture
+  (see :mod:`broker.persister.thumbnails`), keyed by the capture's id and
+  deleted with it (``ON DELETE CASCADE`` on ``screen_captures(id)``).
+  Captures stored before it get their preview when first asked for.
 """
 from __future__ import annotations
 
@@ -192,6 +201,19 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: Tables added after the baseline: name -> (the migration that creates it,
+#: its definitions). Their rows hang off another table, not off ``clients``.
+ADDED_TABLES: dict[str, tuple[int, tuple[str, ...]]] = {
+    "capture_thumbnails": (3, (
+        "id INTEGER PRIMARY KEY",  # the capture's id
+        "client_id TEXT NOT NULL",  # the capture's client and message id: they
+        "msg_id TEXT NOT NULL",  # bind the encrypted preview to its capture
+        "thumbnail BLOB",  # encrypted JPEG; NULL when the image could not be read
+        "error TEXT",  # why there is no preview
+        "FOREIGN KEY (id) REFERENCES screen_captures(id) ON DELETE CASCADE",
+    )),
+}
+
 #: Tables whose rows belong to one client and cascade with it.
 CHILD_TABLES: tuple[str, ...] = tuple(t for t, lines in TABLES.items() if _FK in lines)
 
@@ -237,16 +259,20 @@ class Migration(NamedTuple):
     rebuild: bool = False
 
 
+def _definitions(table: str) -> tuple[str, ...]:
+    return TABLES[table] if table in TABLES else ADDED_TABLES[table][1]
+
+
 def columns(table: str) -> tuple[str, ...]:
     """The column names of ``table`` in declaration order."""
     return tuple(
-        line.split()[0] for line in TABLES[table] if line.split()[0].upper() not in _CONSTRAINT_WORDS
+        line.split()[0] for line in _definitions(table) if line.split()[0].upper() not in _CONSTRAINT_WORDS
     )
 
 
 def create_table_sql(table: str, name: str | None = None, if_not_exists: bool = True) -> str:
     """``CREATE TABLE`` for ``table`` (optionally under another ``name``)."""
-    body = ",\n    ".join(TABLES[table])
+    body = ",\n    ".join(_definitions(table))
     guard = "IF NOT EXISTS " if if_not_exists else ""
     return f"CREATE TABLE {guard}{name or table} (\n    {body}\n)"
 
@@ -280,6 +306,7 @@ def _cascade_rebuild_sql() -> str:
 MIGRATIONS: list[Migration] = [
     Migration(1, _baseline_sql()),
     Migration(2, _cascade_rebuild_sql(), rebuild=True),
+    *sorted(Migration(version, create_table_sql(table) + ";\n") for table, (version, _) in ADDED_TABLES.items()),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -7,7 +7,9 @@ the commit acknowledges agent-originated records back to their agents
 (``ACK`` on ``ack.<agent>``), which then delete them from their outboxes.
 A record that is never acknowledged is resent by its agent, and the store
 deduplicates on (agent, message id): at least once on the wire, exactly
-once in the database.
+once in the database. Agents' records arrive one per message or many to a
+``BATCH`` (the persister says ``batches`` in its HELLO, so the broker hands
+it batches whole); either way each record is acknowledged by its own id.
 
 If the store cannot write (disk full, read-only file), the persister keeps
 the batch, stops acknowledging, reports the problem (log + a security
@@ -25,14 +27,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from broker.client import BusClient
-from broker.envelope import Envelope, ErrorCode, Kind, decode, error_body, pack_body
+from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister.store import Record, Store, StoreUnavailable
+from broker.stats import LogThrottle
 
 log = logging.getLogger(__name__)
 
 DURABLE_PREFIXES = ["event.", "log.", "security.", "audit.", "presence.", "command."]
 ACK_CHUNK = 2000
+#: bus messages taken at a time while a pass fills its batch
+DRAIN_CHUNK = 100
 DAY = 86400.0
 
 #: which history kinds each role may read (services read everything)
@@ -42,11 +47,21 @@ READABLE: dict[str, frozenset[str]] = {
 READABLE["operator"] = READABLE["viewer"] | {"captures", "messages", "fileops"}
 READABLE["admin"] = READABLE["operator"] | {"audit"}
 
+#: why a stored capture is read (``store.capture`` ``purpose``): audited as ``capture.<purpose>``
+CAPTURE_PURPOSES = ("view", "export")
+#: captures per ``store.query`` with ``thumbnails`` (each preview is ~6 KB; a reply stays ~1 MB)
+MAX_THUMBNAIL_ROWS = 200
+
 
 @dataclass
 class PersisterConfig:
+    #: records per commit
     max_batch: int = 5000
     commit_latency_s: float = 0.05
+    #: at most this many bus messages per pass, and no more once ``max_batch``
+    #: records wait (an agent's BATCH holds many): one commit per pass, so
+    #: heartbeats and the commit latency keep their pace
+    drain_messages: int = 5000
     #: records kept in memory while the store cannot write
     max_backlog: int = 200_000
     retry_s: float = 1.0
@@ -71,25 +86,31 @@ def to_record(env: Envelope, own_id: str = "persister") -> tuple[Record, bool] |
     ``own_id`` is this persister's client id: its own security events are
     stored as the server's (no client row), like the broker's.
     """
-    data = env.data()
+    return record_for(env.kind, env.topic, env.msg_id, env.header.ts, env.sender, env.data(), own_id)
+
+
+def record_for(
+    kind: Kind, topic: str, msg_id: str, ts: float, sender: str, data, own_id: str = "persister"
+) -> tuple[Record, bool] | None:
+    """The store record for one message or batched record (``data`` is its
+    unpacked body), and whether its agent awaits an ACK; see :func:`to_record`."""
     if not isinstance(data, dict):
         data = {"value": data}
-    topic, kind, sender = env.topic, env.kind, env.sender
     if kind is Kind.EVENT and topic.startswith("audit."):
-        return Record("audit", topic[6:], env.msg_id, env.header.ts, topic, data), False
+        return Record("audit", topic[6:], msg_id, ts, topic, data), False
     if kind is Kind.EVENT and sender:
-        return Record("event", sender, env.msg_id, env.header.ts, topic, data), True
+        return Record("event", sender, msg_id, ts, topic, data), True
     if kind is Kind.LOG and sender:
-        return Record("log", sender, env.msg_id, env.header.ts, topic, data), True
+        return Record("log", sender, msg_id, ts, topic, data), True
     if kind is Kind.SECURITY:
         if sender == own_id:
-            return Record("security", "", env.msg_id, env.header.ts, topic, data), False
+            return Record("security", "", msg_id, ts, topic, data), False
         origin = sender or "broker"
-        return Record("security", origin, env.msg_id, env.header.ts, topic, data), bool(sender)
+        return Record("security", origin, msg_id, ts, topic, data), bool(sender)
     if kind is Kind.PRESENCE:
-        return Record("presence", topic.split(".", 1)[1], env.msg_id, env.header.ts, topic, data), False
+        return Record("presence", topic.split(".", 1)[1], msg_id, ts, topic, data), False
     if kind is Kind.COMMAND_STATUS:
-        return Record("command_status", str(data.get("target", "")), env.msg_id, env.header.ts, topic, data), False
+        return Record("command_status", str(data.get("target", "")), msg_id, ts, topic, data), False
     return None
 
 
@@ -110,11 +131,13 @@ class Persister:
         #: highest broker-journal sequence number in the current batch (acked after the commit)
         self._journal_upto = 0
         self._stopping = False
+        self._throttle = LogThrottle()
 
     def stop(self) -> None:
         self._stopping = True
 
     def run(self) -> None:
+        self.bus.hello_info["batches"] = True  # agents' BATCH messages come to us whole
         self.bus.connect()
         self.bus.wait_ready(60)
         self.bus.subscribe(DURABLE_PREFIXES)
@@ -129,10 +152,19 @@ class Persister:
             self.store.close()
 
     def step(self) -> None:
-        """One pass: take messages, commit when due, run timers."""
+        """One pass: take messages (about one commit's worth), commit when due, run timers."""
         wait = self.config.commit_latency_s if self.batch else 0.5
-        for env in self.bus.drain(self.config.max_batch, wait):
-            self._take(env)
+        taken = 0
+        # while the store fails, keep taking: requests are answered, records past max_backlog deferred
+        while taken < self.config.drain_messages and (
+            len(self.batch) < self.config.max_batch or self.failing_since is not None
+        ):
+            envs = self.bus.drain(DRAIN_CHUNK, 0.0 if taken else wait)
+            for env in envs:
+                self._take(env)
+            if not envs:
+                break
+            taken += len(envs)
         now = time.monotonic()
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
@@ -148,14 +180,45 @@ class Persister:
         if env.kind is Kind.REQUEST:
             self._answer(env)
             return
+        if env.kind is Kind.BATCH:
+            self._take_batch(env)
+            return
         try:
             item = to_record(env, self.bus.client_id)
         except ProtocolError as exc:
             self.stats["undecodable"] += 1
             log.warning("dropped an undecodable %s from %s: %s", env.kind.name, env.sender or "broker", exc)
             return
-        if item is None:
+        if item is not None:
+            self._keep(item)
+
+    def _take_batch(self, env: Envelope) -> None:
+        """The records of an agent's BATCH. A malformed record is refused on
+        its own (counted, never acknowledged, so its agent keeps it), like a
+        malformed single message; the rest of the batch is taken."""
+        try:
+            records, refused = decode_batch(env.body, env.sender)
+        except ProtocolError as exc:
+            self.stats["undecodable"] += 1
+            log.warning("dropped an undecodable batch from %s: %s", env.sender or "broker", exc)
             return
+        total, own_id = len(records) + len(refused), self.bus.client_id
+        for r in records:
+            try:
+                item = record_for(r.kind, r.topic, r.msg_id, r.ts, env.sender, unpack_body(r.body), own_id)
+            except ProtocolError as exc:
+                refused.append(f"message {r.msg_id}: {exc}")
+                continue
+            if item is not None:
+                self._keep(item)
+        if refused:
+            self.stats["batch_records_refused"] += len(refused)
+            if self._throttle.allow(("refused", env.sender)):
+                log.warning("refused %d of the %d records of a batch from %s (not acknowledged: the agent keeps them); "
+                            "first: %s", len(refused), total, env.sender, refused[0])
+
+    def _keep(self, item: tuple[Record, bool]) -> None:
+        """Add a record to the batch being gathered for the next commit."""
         if self.failing_since is not None and len(self.batch) >= self.config.max_backlog:
             # the store is down and memory is full: the agent still holds it (no ACK)
             self.stats["deferred"] += 1
@@ -265,16 +328,38 @@ class Persister:
         if op == "store.query":
             kind = str(args.get("kind", ""))
             self._check_readable(role, kind)
-            params = {k: args[k] for k in ("client_id", "since", "until", "limit", "before_id", "order", "text") if k in args}
+            params = {k: args[k] for k in ("client_id", "since", "until", "limit", "before_id", "order", "text", "include_deleted")
+                      if k in args}
+            if args.get("thumbnails"):
+                return self._captures_with_thumbnails(kind, params, requester)
             return self.store.query(kind, **params)
         if op == "store.capture":
             self._check_readable(role, "captures")
+            purpose = args.get("purpose", "view")
+            if purpose not in CAPTURE_PURPOSES:
+                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {purpose!r}")
             capture = self.store.get_capture(int(args["id"]))
-            self._audit(requester, "capture.view", {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
+            self._audit(requester, f"capture.{purpose}",
+                        {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
             return capture
         if op == "store.stats":
             return self.store.stats(str(args.get("group_by", "kind")))
         raise ValueError(f"unknown store operation {op!r}")
+
+    def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict) -> list[dict]:
+        """``store.query`` of captures with ``thumbnails``: every row with its
+        preview (see :meth:`Store.with_thumbnails`); seeing them is audited,
+        one record per answer naming the captures shown."""
+        if kind != "captures":
+            raise ValueError("only captures have thumbnails")
+        limit = params.get("limit", 100)
+        if type(limit) is int and limit > MAX_THUMBNAIL_ROWS:  # other bad limits: store.query says why
+            raise ValueError(f"ask for at most {MAX_THUMBNAIL_ROWS} captures with thumbnails at a time")
+        rows = self.store.with_thumbnails(self.store.query(kind, **params))
+        shown = [r["id"] for r in rows if r["thumbnail"] is not None]
+        if shown:
+            self._audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown})
+        return rows
 
     @staticmethod
     def _check_readable(role: str, kind: str) -> None:

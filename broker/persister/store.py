@@ -47,6 +47,7 @@ from broker.envelope import pack_body, unpack_body
 from broker.errors import EmsError
 from broker.persister import schema
 from broker.persister.crypto import SecurityManager, TamperedValue, aad_for
+from broker.persister.thumbnails import ThumbnailError, make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ ENCRYPTED: tuple[tuple[str, str], ...] = (
     ("file_operations", "path"),
     ("file_operations", "error"),
     ("screen_captures", "image"),
+    ("capture_thumbnails", "thumbnail"),
     ("activity_logs", "data"),
 )
 
@@ -76,6 +78,9 @@ _EVENT_ROUTES = {
 }
 
 MAX_LIMIT = 1000
+#: previews made per :meth:`Store.with_thumbnails` call for captures stored
+#: before previews existed (each costs about one decode of the full image)
+THUMBNAIL_BACKFILL = 20
 MAX_ID_CHARS = 200
 PURGE_BATCH = 1000
 
@@ -140,9 +145,15 @@ class _Op:
 
     record: Record
     client: str | None  # client row this record needs (None: no clients row)
-    apply: Callable[[sqlite3.Cursor], bool]  # True if it stored something new
+    apply: Callable[[sqlite3.Cursor], bool] | None  # True if it stored something new; None: the plain INSERT below
     sql: str | None = None  # a plain INSERT OR IGNORE: runs of them are batched
     params: tuple = ()
+
+    def run(self, cur: sqlite3.Cursor) -> bool:
+        """Apply this record inside the open transaction; True if it stored something new."""
+        if self.apply is None:
+            return _insert_new(self.sql, self.params, cur)
+        return self.apply(cur)
 
 
 # -- query views -----------------------------------------------------------------
@@ -278,6 +289,8 @@ _UNAVAILABLE_TEXT = (
     ("disk i/o error", sqlite3.SQLITE_IOERR),
     ("database is locked", sqlite3.SQLITE_BUSY),
 )
+# the types record.data's keys may have
+_STR_ONLY = frozenset({str})
 # per-record data problems SQLite reports while binding or checking
 _RECORD_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError)
 
@@ -293,6 +306,8 @@ class Store:
     def __init__(self, path: Path, crypto: SecurityManager, synchronous: str = "NORMAL"):
         self.path = Path(path)
         self.crypto = crypto
+        #: record kind -> the method that validates and routes it
+        self._preparers: dict[str, Callable[[Record], _Op]] = {kind: getattr(self, f"_prepare_{kind}") for kind in KINDS}
         with self._errors("open the store"):
             self._db = sqlite_db.connect(self.path, synchronous)
         try:
@@ -339,7 +354,8 @@ class Store:
           and the ``clients`` row [hostname, os, os_version, logged_in_user,
           version, cpu_percent, memory_percent, disk_percent]; ``capture``
           -> ``screen_captures`` [width, height, quality, format, image*,
-          operator]; ``chat`` -> ``chat_messages`` [body*, direction in|out,
+          operator] and its preview (or why there is none) in
+          ``capture_thumbnails``; ``chat`` -> ``chat_messages`` [body*, direction in|out,
           operator, status] or, with ``ref`` (a stored message's msg_id), a
           status change / soft delete of it [status, deleted]; ``fileop`` ->
           ``file_operations`` [op*, path*, size, ok, error, operator]; any
@@ -397,7 +413,7 @@ class Store:
             while start < len(ops):
                 op = ops[start]
                 if op.sql is None:
-                    self._count(result, op, op.apply(cur))
+                    self._count(result, op, op.run(cur))
                     start += 1
                     continue
                 # consecutive plain inserts into one table: one executemany
@@ -422,7 +438,7 @@ class Store:
                 cur.execute("SAVEPOINT record")
                 try:
                     self._ensure_clients(cur, [op])
-                    is_new = op.apply(cur)
+                    is_new = op.run(cur)
                 except (_Reject, *_RECORD_ERRORS) as exc:
                     cur.execute("ROLLBACK TO record")
                     cur.execute("RELEASE record")
@@ -489,7 +505,8 @@ class Store:
         if not isinstance(record, Record):
             raise _Reject(f"not a Record but {type(record).__name__}")
         kind, client_id, msg_id, ts = record.kind, record.client_id, record.msg_id, record.ts
-        if kind not in KINDS:
+        prepare = self._preparers.get(kind) if type(kind) is str else None
+        if prepare is None:
             raise _Reject(f"unknown kind {kind!r}")
         if type(client_id) is not str or len(client_id) > MAX_ID_CHARS:
             raise _Reject("client_id must be a string of up to 200 chars")
@@ -499,18 +516,18 @@ class Store:
             raise _Reject("ts must be a finite, non-negative number")
         if type(record.topic) is not str:
             raise _Reject("topic must be a string")
-        if type(record.data) is not dict or not all(type(k) is str for k in record.data):
+        if type(record.data) is not dict or not _STR_ONLY.issuperset(map(type, record.data)):
             raise _Reject("data must be a dict with string keys")
         if client_id in BROKER_IDS and kind not in ("security", "audit"):
             raise _Reject(f"{kind} records need a client_id")
-        return getattr(self, f"_prepare_{kind}")(record)
+        return prepare(record)
 
     def _seal(self, table: str, column: str, record: Record, value: bytes) -> bytes:
         return self.crypto.encrypt(value, aad_for(table, column, record.client_id, record.msg_id))
 
     def _insert(self, record: Record, table: str, values: dict[str, Any], client: str | None = None) -> _Op:
         sql, params = _insert_sql(table, tuple(values)), tuple(values.values())
-        return _Op(record, client, functools.partial(_insert_new, sql, params), sql, params)
+        return _Op(record, client, None, sql, params)
 
     def _prepare_log(self, r: Record) -> _Op:
         d = r.data
@@ -630,6 +647,8 @@ class Store:
         image = d.get("image")
         if not isinstance(image, (bytes, bytearray)) or not image:
             raise _Reject("capture image must be non-empty bytes")
+        thumbnail, why_not = _thumbnail(bytes(image))  # here: outside the write transaction
+        sealed = self._seal("capture_thumbnails", "thumbnail", r, thumbnail) if thumbnail is not None else None
         values = {
             "client_id": r.client_id,
             "msg_id": r.msg_id,
@@ -641,7 +660,9 @@ class Store:
             "image": self._seal("screen_captures", "image", r, bytes(image)),
             "operator": _text(d, "operator"),
         }
-        return self._insert(r, "screen_captures", values, r.client_id)
+        sql = _insert_sql("screen_captures", tuple(values))
+        return _Op(r, r.client_id, functools.partial(_apply_capture, sql, tuple(values.values()), (r.client_id, r.msg_id),
+                                                     (sealed, why_not)))
 
     def _prepare_chat(self, r: Record) -> _Op:
         d = r.data
@@ -713,7 +734,8 @@ class Store:
         for clients), newest first for ``order="desc"``. To page, pass the
         last row's ``id`` (clients: ``client_id``) as ``before_id``: the
         next page continues after it in the chosen order. Chat messages
-        that were deleted are left out unless ``include_deleted``.
+        that were deleted (soft deletes: the row stays, ``deleted`` true)
+        are left out unless ``include_deleted``.
 
         Encrypted fields come back decrypted; one that does not decrypt
         raises :class:`TamperedValue` naming the table and row. Captures
@@ -728,6 +750,8 @@ class Store:
                 raise ValueError(f"before_id for {kind} must be {view.key_type.__name__}")
             where.append(f"{view.key} {'<' if order_sql == 'DESC' else '>'} ?")
             params.append(before_id)
+        if type(include_deleted) is not bool:
+            raise ValueError("include_deleted must be true or false")
         if view.table == "chat_messages" and not include_deleted:
             where.append("deleted = 0")
         needle = _needle(view, text)
@@ -770,6 +794,73 @@ class Store:
                 break
             last = rows[-1][view.key]
         return found
+
+    def with_thumbnails(self, captures: list[dict]) -> list[dict]:
+        """``captures`` rows (from :meth:`query`) with ``thumbnail`` (JPEG
+        bytes, or None) and ``thumbnail_error`` (why there is none, or None).
+
+        A preview that does not decrypt is reported on its row, not raised:
+        one damaged value must not hide every other capture. Captures stored
+        before previews existed get one now (at most
+        :data:`THUMBNAIL_BACKFILL` per call; it is kept for next time).
+        """
+        ids = [row["id"] for row in captures if type(row.get("id")) is int]
+        found: dict[int, tuple[bytes | None, str | None]] = {}
+        with self._errors("read capture previews"):
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT id, client_id, msg_id, thumbnail, error FROM capture_thumbnails"
+                    f" WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                for row in rows:
+                    found[row["id"]] = self._open_preview(row)
+        missing = [i for i in ids if i not in found]
+        found.update(self._backfill_previews(missing[:THUMBNAIL_BACKFILL]))
+        later = (None, "no preview yet: refresh to make the next ones")
+        out = []
+        for row in captures:
+            thumbnail, why_not = found.get(row.get("id"), later)
+            out.append(dict(row, thumbnail=thumbnail, thumbnail_error=why_not))
+        return out
+
+    def _open_preview(self, row: sqlite3.Row) -> tuple[bytes | None, str | None]:
+        if row["thumbnail"] is None:
+            return None, row["error"] or "no preview"
+        try:
+            return self._open("capture_thumbnails", "thumbnail", row), None
+        except TamperedValue as exc:
+            return None, f"the preview cannot be decrypted: {exc}"
+
+    def _backfill_previews(self, ids: list[int]) -> dict[int, tuple[bytes | None, str | None]]:
+        """Make (and keep) the previews of captures stored without one."""
+        if not ids:
+            return {}
+        with self._errors("read captures"):
+            rows = self._db.execute(
+                f"SELECT id, client_id, msg_id, image FROM screen_captures WHERE id IN ({', '.join('?' * len(ids))})", ids
+            ).fetchall()
+        made: dict[int, tuple[bytes | None, str | None]] = {}
+        keep = []
+        for row in rows:
+            try:
+                image = self._open("screen_captures", "image", row)
+            except TamperedValue as exc:  # not kept: the right key file may come back
+                made[row["id"]] = (None, f"the image cannot be decrypted: {exc}")
+                continue
+            thumbnail, why_not = _thumbnail(image)
+            aad = aad_for("capture_thumbnails", "thumbnail", row["client_id"], row["msg_id"])
+            sealed = self.crypto.encrypt(thumbnail, aad) if thumbnail is not None else None
+            keep.append((row["id"], row["client_id"], row["msg_id"], sealed, why_not))
+            made[row["id"]] = (thumbnail, why_not)
+        try:
+            with self._errors("keep capture previews"), self._transaction() as cur:
+                cur.executemany(
+                    "INSERT OR IGNORE INTO capture_thumbnails (id, client_id, msg_id, thumbnail, error) VALUES (?, ?, ?, ?, ?)", keep
+                )
+        except StoreError as exc:  # shown now, made again next time
+            log.warning("capture previews not kept: %s", exc)
+        return made
 
     def get_capture(self, capture_id: int) -> dict | None:
         """One screen capture with its decrypted ``image``, or None."""
@@ -849,7 +940,7 @@ class Store:
             plain = self.crypto.decrypt(row[column], aad)
         except TamperedValue as exc:
             raise TamperedValue(f"{table} row {row['id']} ({column}): {exc}") from exc
-        return plain if column in ("image", "data") else plain.decode()
+        return plain if column in ("image", "data", "thumbnail") else plain.decode()
 
     # == maintenance ===============================================================
     def purge(self, retention: dict[str, float], now: float | None = None) -> dict[str, int]:
@@ -1007,6 +1098,19 @@ def _insert_new(sql: str, params: tuple, cur: sqlite3.Cursor) -> bool:
     return cur.rowcount == 1
 
 
+def _apply_capture(sql: str, params: tuple, row_key: tuple[str, str], preview: tuple[bytes | None, str | None],
+                   cur: sqlite3.Cursor) -> bool:
+    """The capture, then its (encrypted) preview or why there is none, under the capture's id."""
+    cur.execute(sql, params)
+    if cur.rowcount != 1:
+        return False
+    cur.execute(
+        "INSERT INTO capture_thumbnails (id, client_id, msg_id, thumbnail, error) VALUES (?, ?, ?, ?, ?)",
+        (cur.lastrowid, *row_key, *preview),
+    )
+    return True
+
+
 def _apply_online(r: Record, facts: dict, label: str | None, cur: sqlite3.Cursor) -> bool:
     cur.execute(
         "INSERT OR IGNORE INTO sessions (client_id, msg_id, started, logged_in_user) VALUES (?, ?, ?, ?)",
@@ -1138,6 +1242,14 @@ def _apply_chat_update(r: Record, ref: str, status: str | None, deleted: bool, c
 
 
 # -- small helpers ----------------------------------------------------------------
+def _thumbnail(image: bytes) -> tuple[bytes | None, str | None]:
+    """(preview JPEG, None) or (None, why there is none)."""
+    try:
+        return make_thumbnail(image), None
+    except ThumbnailError as exc:
+        return None, str(exc)
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_sql(table: str, names: tuple[str, ...]) -> str:
     return f"INSERT OR IGNORE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"

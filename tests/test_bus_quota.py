@@ -1,0 +1,311 @@
+"""Per-agent rate limits on a real broker: a flooding agent is throttled
+(dropped, counted, reported, told), everyone else keeps working, a
+well-behaved client backs off, and durable records are never lost."""
+from __future__ import annotations
+
+import threading
+
+import msgpack
+import pytest
+import zmq
+
+from agent.delivery import DurableSender
+from agent.outbox import Outbox
+from broker.client import RateLimited
+from broker.config import RateLimit, Timing
+from broker.envelope import ErrorCode, Kind, decode, pack_body, pack_header
+from broker.errors import ConfigError
+from test_persister_bus import RunningPersister
+
+from conftest import Bus, next_message, wait_for
+
+#: refills so slowly that nothing comes back during a test: exact counts
+FROZEN = 0.001
+
+
+class LimitedBus(Bus):
+    """The ``bus`` fixture's broker with the given per-agent limits."""
+
+    def __init__(self, root, timing, limits: RateLimit):
+        self.limits = limits
+        super().__init__(root, timing)
+
+    def start(self) -> None:
+        self.config.rate_limit = self.limits
+        super().start()
+
+
+@pytest.fixture
+def limited(tmp_path):
+    """Start a broker with ``limited(RateLimit(...))``; closed at teardown."""
+    made = []
+
+    def start(limits: RateLimit) -> LimitedBus:
+        made.append(LimitedBus(tmp_path / f"bus{len(made)}", Timing.fast(), limits))
+        return made[-1]
+
+    yield start
+    for b in made:
+        b.close()
+
+
+class RawAgent:
+    """An enrolled agent on a bare DEALER: says HELLO, then sends whatever it
+    is told as fast as the socket takes it, ignoring every answer (no back-off)."""
+
+    def __init__(self, bus: Bus, client_id: str):
+        pair = bus.enrol(client_id)
+        self.client_id = client_id
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.sndtimeo = 10_000
+        self.sock.curve_serverkey = bus.server_key.encode()
+        self.sock.curve_publickey = pair.public_bytes
+        self.sock.curve_secretkey = pair.secret_bytes
+        self.sock.connect(bus.endpoint)
+        self.sock.send_multipart([pack_header(Kind.HELLO), pack_body({"client_id": client_id})])
+        assert self.sock.poll(10_000), "no WELCOME from the broker"
+        assert decode(self.sock.recv_multipart()).kind is Kind.WELCOME
+        self.received = []
+
+    def publish(self, kind: Kind, name: str, body: bytes = b"\x80") -> tuple[str, int]:
+        """Send one message under our own topic; returns (msg id, bytes on the wire)."""
+        prefix = {Kind.EVENT: "event", Kind.FRAME: "frame", Kind.LOG: "log", Kind.SECURITY: "security"}[kind]
+        header = pack_header(kind, f"{prefix}.{self.client_id}.{name}")
+        self.sock.send_multipart([header, body])
+        return msgpack.unpackb(header)[3], len(header) + len(body)
+
+    def errors(self, code: ErrorCode) -> list[tuple[str, dict]]:
+        """(corr, body) of every ERROR with ``code`` received so far."""
+        while self.sock.poll(0):
+            self.received.append(decode(self.sock.recv_multipart()))
+        return [(e.corr, e.data()) for e in self.received if e.kind is Kind.ERROR and e.data()["code"] == code]
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def agent_row(bus: Bus, client_id: str) -> dict:
+    """The agent's row in ``status`` over the bus."""
+    return next(a for a in bus.admin.request("status")["agents"] if a["client_id"] == client_id)
+
+
+def read_all(bus: Bus, sent: int) -> dict:
+    """The broker's counters once it has routed or dropped ``sent`` metered messages."""
+    def settled():
+        counters = dict(bus.broker.counters)
+        return counters if counters.get("routed", 0) + counters.get("dropped_rate_limited", 0) >= sent else None
+
+    return wait_for(settled, 15, what=f"the broker to read {sent} messages")
+
+
+def test_raw_flood_is_dropped_counted_reported_and_the_sender_told(limited):
+    """A raw agent ignoring RATE_LIMITED sends 2,000 events into a bucket of
+    100: exactly 100 are routed; the other 1,900 are dropped, counted for that
+    agent in `status`, reported as one throttled security event, and the sender
+    gets RATE_LIMITED with a retry-after, far fewer times than it was dropped."""
+    bus = limited(RateLimit(msgs_per_s=FROZEN, burst_msgs=100, bytes_per_s=0, notice_s=0.5))
+    watcher = bus.peer("sec-watch", role="viewer")
+    watcher.subscribe(["security.broker", "event.flood-a"])
+    flood = RawAgent(bus, "flood-a")
+    try:
+        ids = [flood.publish(Kind.EVENT, "flood")[0] for _ in range(2000)]
+        counters = read_all(bus, 2000)
+        assert counters["routed"] == 100
+        assert counters["dropped_rate_limited"] == 1900
+        assert agent_row(bus, "flood-a")["dropped_rate_limited"] == 1900
+
+        event = next_message(watcher, lambda e: e.kind is Kind.SECURITY and e.data()["event"] == "rate_limited")
+        assert event.data()["client_id"] == "flood-a"
+        assert "dropped so far" in event.data()["detail"]
+        assert counters["security_rate_limited"] == counters["rate_limit_notices"]
+
+        notices = wait_for(lambda: flood.errors(ErrorCode.RATE_LIMITED), 5, what="a RATE_LIMITED error")
+        corr, body = notices[0]
+        assert corr == ids[100]  # answers the first dropped message
+        assert body["retry_after_s"] >= 0.5
+        assert "msgs/s" in body["detail"]
+        assert len(notices) <= counters["rate_limit_notices"] < 1900
+    finally:
+        flood.close()
+
+
+def test_commands_to_other_agents_work_during_a_flood(limited):
+    """While one raw agent floods without pause (and is being dropped), an
+    operator's commands to another agent, and that agent's results, still
+    go through: every command ends `done`."""
+    bus = limited(RateLimit(msgs_per_s=500, burst_msgs=500, bytes_per_s=0))
+    operator = bus.peer("op-q", role="operator")
+    worker = bus.peer("agent-w")
+    flood = RawAgent(bus, "flood-b")
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            env = worker.poll(0.05)
+            if env is not None and env.kind is Kind.COMMAND:
+                worker.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=env.msg_id)
+                worker.send(Kind.RESULT, data={"ok": True, "output": {"pong": True}}, corr=env.msg_id)
+
+    def flooding() -> None:
+        while not stop.is_set():
+            flood.publish(Kind.EVENT, "flood", b"\x81\xa1x\xc4\xc8" + b"\0" * 200)
+
+    threads = [threading.Thread(target=answer, daemon=True), threading.Thread(target=flooding, daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: bus.broker.counters["dropped_rate_limited"] > 1000, 20, what="the flood to be throttled")
+        before = bus.broker.counters["dropped_rate_limited"]
+        outcomes = []
+        for i in range(10):
+            cmd = operator.send_command("agent-w", "ping", {"i": i}, timeout_s=10)
+            outcomes.append(operator.wait_result(cmd["id"], 15)["status"])
+        assert outcomes == ["done"] * 10
+        assert bus.broker.counters["dropped_rate_limited"] > before  # the flood went on the whole time
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        flood.close()
+
+
+def test_a_well_behaved_client_backs_off_until_the_retry_after(limited):
+    """A BusClient publishing until the broker says RATE_LIMITED stops: while
+    throttled, publish raises RateLimited and the broker sees nothing more
+    from it; once the retry-after has passed it publishes again."""
+    bus = limited(RateLimit(msgs_per_s=20, burst_msgs=50, bytes_per_s=0, notice_s=1.0))
+    agent = bus.peer("polite")
+    sent = 0
+    while True:
+        try:
+            agent.publish(Kind.EVENT, "tick", {"n": sent})
+        except RateLimited:
+            break
+        sent += 1
+        agent.drain(100, 0.001 if sent > 50 else 0.0)
+        assert sent < 5000, "the client was never told to back off"
+    assert agent.rate_limited >= 1 and agent.throttled_until > 0
+    counters = read_all(bus, sent)
+    dropped, routed = counters["dropped_rate_limited"], counters["routed"]
+    assert dropped > 0 and routed >= 50
+
+    while agent.throttled:
+        with pytest.raises(RateLimited):
+            agent.publish(Kind.EVENT, "tick", {"n": -1})
+        agent.poll(0.01)
+    assert bus.broker.counters["dropped_rate_limited"] == dropped  # it sent nothing metered meanwhile
+    agent.publish(Kind.EVENT, "tick", {"n": "again"})
+    wait_for(lambda: bus.broker.counters["routed"] == routed + 1, 5, what="the new event to be routed")
+    assert bus.broker.counters["dropped_rate_limited"] == dropped
+
+
+def test_results_and_heartbeats_pass_when_an_agent_is_over_its_limit(limited):
+    """An agent that used up its bucket (5 messages, no refill during the
+    test) and ignores the back-off still has its command status and result
+    delivered and stays online: only what agents publish is metered."""
+    bus = limited(RateLimit(msgs_per_s=FROZEN, burst_msgs=5, bytes_per_s=0))
+    agent = bus.peer("greedy")
+    operator = bus.peer("op-g", role="operator")
+    for i in range(20):
+        agent.send(Kind.EVENT, "event.greedy.tick", {"n": i})  # send(): no back-off
+    assert read_all(bus, 20)["dropped_rate_limited"] == 15
+    cmd = operator.send_command("greedy", "ping", timeout_s=10)
+    env = next_message(agent, lambda e: e.kind is Kind.COMMAND)
+    agent.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=env.msg_id)
+    agent.send(Kind.RESULT, data={"ok": True, "output": {"pong": True}}, corr=env.msg_id)
+    assert operator.wait_result(cmd["id"], 10)["result"]["output"] == {"pong": True}
+    assert bus.broker.counters["dropped_rate_limited"] == 15
+    assert agent_row(bus, "greedy")["state"] == "online"
+
+
+def test_durable_records_through_a_throttle_are_stored_exactly_once(limited, tmp_path):
+    """A DurableSender pushes 1,000 records (~150 KB, one per message or in
+    batches, whichever the broker offers) at a broker that admits 50 KB/s in
+    bursts of 20 KB: sends are dropped and the sender is told to wait, yet
+    every record reaches the persister's store exactly once (dropped ones
+    were never acked, so the outbox resent them)."""
+    bus = limited(RateLimit(msgs_per_s=0, bytes_per_s=50_000, burst_bytes=20_000, notice_s=0.2))
+    persister = RunningPersister(bus, tmp_path)
+    outbox = Outbox(tmp_path / "durable-outbox.db", resend_after_s=0.5)
+    try:
+        client = bus.peer("durable-a")
+        sender = DurableSender(client, outbox)
+        sender.report_many([(Kind.EVENT, "activity", {"n": i, "pad": "x" * 100}) for i in range(1000)])
+
+        def all_acked() -> bool:
+            for env in client.drain(1000, 0.02):
+                sender.handle(env)
+            sender.pump()
+            return sender.outbox.stats()["pending"] == 0
+
+        wait_for(all_acked, 60, interval_s=0.0, what="every record to be acknowledged")
+        rows = persister.store.query("activity", client_id="durable-a", limit=1000)
+        assert sorted(r["data"]["n"] for r in rows) == list(range(1000))
+        assert persister.store.connection.execute("SELECT COUNT(*) FROM activity_logs").fetchone()[0] == 1000
+        assert agent_row(bus, "durable-a")["dropped_rate_limited"] > 0  # the throttle did bite
+        assert client.rate_limited > 0
+    finally:
+        outbox.close()
+        persister.stop()
+
+
+def test_byte_limit_meters_screen_frames(limited):
+    """Only the byte bucket (messages unlimited): frames of known size into a
+    bucket of 5.5 frames: exactly 6 pass (the last one goes into debt), the
+    rest are dropped and counted, and the notice names the byte limit."""
+    body = b"\0" * 10_000
+    size = len(pack_header(Kind.FRAME, "frame.framer.live")) + len(body)
+    bus = limited(RateLimit(msgs_per_s=0, bytes_per_s=FROZEN, burst_bytes=5.5 * size, notice_s=0.5))
+    flood = RawAgent(bus, "framer")
+    try:
+        for _ in range(40):
+            assert flood.publish(Kind.FRAME, "live", body)[1] == size
+        counters = read_all(bus, 40)
+        assert counters["routed"] == 6
+        assert counters["dropped_rate_limited"] == 34
+        assert "MiB/s" in wait_for(lambda: flood.errors(ErrorCode.RATE_LIMITED), 5, what="RATE_LIMITED")[0][1]["detail"]
+    finally:
+        flood.close()
+
+
+def test_no_limit_when_turned_off(limited):
+    """RateLimit.off(): 3,000 events in a burst from one agent are all routed, none dropped."""
+    bus = limited(RateLimit.off())
+    flood = RawAgent(bus, "free")
+    try:
+        for _ in range(3000):
+            flood.publish(Kind.EVENT, "burst")
+        counters = read_all(bus, 3000)
+        assert counters["routed"] == 3000
+        assert counters.get("dropped_rate_limited", 0) == 0
+        assert bus.admin.request("status")["broker"]["rate_limit"]["summary"] == "off"
+    finally:
+        flood.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, complaint",
+    [
+        ({"msgs_per_s": -1}, "msgs_per_s must be a number >= 0"),
+        ({"bytes_per_s": float("nan")}, "bytes_per_s must be a number >= 0"),
+        ({"burst_msgs": "many"}, "burst_msgs must be a number >= 0"),
+        ({"msgs_per_s": 100, "burst_msgs": 0}, "burst_msgs must be at least 1"),
+        ({"bytes_per_s": 100, "burst_bytes": 0.5}, "burst_bytes must be at least 1"),
+        ({"notice_s": 0}, "notice_s must be > 0"),
+    ],
+)
+def test_bad_limits_are_refused_with_a_clear_error(kwargs, complaint):
+    """Negative, NaN, non-numeric rates, a burst too small for its rate and a
+    zero notice interval are refused when the config is made, naming the field."""
+    with pytest.raises(ConfigError, match=complaint):
+        RateLimit(**kwargs)
+
+
+def test_ems_broker_refuses_a_negative_rate(procs, tmp_path):
+    """`ems broker --agent-msgs-per-s -5` exits 2 with the reason, before binding anything."""
+    proc = procs.ems("broker", "broker", "--data-dir", str(tmp_path / "data"), "--bind", "tcp://127.0.0.1:0", "--agent-msgs-per-s", "-5")
+    assert proc.wait(30) == 2
+    assert "rate limit msgs_per_s must be a number >= 0 (0 turns the limit off), not -5.0" in proc.log_path.read_text()
