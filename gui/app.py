@@ -12,6 +12,7 @@ from broker.errors import EmsError
 from gui import theme
 from gui.bus_worker import BusWorker, ClientFactory
 from gui.main_window import MainWindow
+from gui.thumbnails import ThumbnailConfig
 
 
 def ensure_display() -> None:
@@ -32,11 +33,11 @@ def application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def run_console(client_factory: ClientFactory, theme_name: str = theme.DARK) -> int:
+def run_console(client_factory: ClientFactory, theme_name: str = theme.DARK, thumbnails: ThumbnailConfig | None = None) -> int:
     """Open the console and run until its window closes; the exit code of the event loop."""
     ensure_display()
     app = application()
-    window = MainWindow(BusWorker(client_factory), theme_name=theme_name)
+    window = MainWindow(BusWorker(client_factory), theme_name=theme_name, thumbnails=thumbnails)
     # Ctrl-C / SIGTERM in the terminal close the window (Python handlers need
     # the interpreter to run now and then while Qt's loop waits)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -32,6 +32,7 @@ import queue
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ from broker.config import ClientConfig, DataDir, resolve_data_dir
 from broker.envelope import Envelope, Kind, new_id
 from broker.errors import EmsError, ProtocolError, RemoteError
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
+from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
+from gui.thumbnails import decode_result as decode_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ log = logging.getLogger(__name__)
 LIVE_PREFIXES = ("presence.", "event.", "command.", "security.", "audit.")
 
 #: what the console keeps of a sysinfo report
-SYSINFO_FIELDS = ("hostname", "logged_in_user", "os", "cpu_percent", "memory_percent", "disk_percent")
+SYSINFO_FIELDS = ("hostname", "logged_in_user", "os", "cpu_percent", "memory_percent", "disk_percent", "disk_percent_mount")
 
 ClientFactory = Callable[[], BusClient]
 
@@ -105,6 +108,8 @@ class _Request:
     req_id: str
     op: str
     args: dict = field(default_factory=dict)
+    #: run on the answer in the worker thread before it goes to the GUI (decoding images, writing a file)
+    prepare: Callable[[Any], Any] | None = None
 
 
 class BusWorker(QThread):
@@ -132,6 +137,8 @@ class BusWorker(QThread):
     request_failed = Signal(str, str, str)
     #: HOOK(live view): client id, thumbnail QImage (decoded and scaled here)
     frame_received = Signal(str, QImage)
+    #: tile thumbnails (gui.thumbnails): command id, client id, picture (null if none), why not
+    thumbnail_received = Signal(str, str, QImage, str)
     #: live-view window: client id, full-size QImage, frame ts (agent's wall clock), updates applied
     live_frame = Signal(str, QImage, float, int)
     #: live-view window: client id; an update was lost (ask the agent for a full frame)
@@ -159,11 +166,20 @@ class BusWorker(QThread):
         self._full_views: set[str] = set()  # clients with a live-view window open (full-size frames)
         self._saved_switch_interval: float | None = None
         self.stats: dict[str, int] = {"received": 0, "undecodable": 0, "flushes": 0, "requests": 0, "frames_dropped": 0}
+        #: thumbnail requests per client id (asked from the GUI thread, see request_thumbnail)
+        self.thumbnail_requests: Counter[str] = Counter()
+        #: the last ``welcomed`` info ({client_id, role, server}; empty until connected), for windows opened later
+        self.identity: dict[str, str] = {}
 
     # -- called from the GUI thread ------------------------------------------------
-    def submit(self, op: str, **args: Any) -> str:
-        """Ask the broker (``agents``, ``status``, ``store.query``...); the answer comes as ``replied``."""
-        return self._put("request", dict(args, op=op))
+    def submit(self, op: str, *, prepare: Callable[[Any], Any] | None = None, **args: Any) -> str:
+        """Ask the broker (``agents``, ``status``, ``store.query``...); the answer comes as ``replied``.
+
+        ``prepare(answer)`` runs in the worker thread first and its result is
+        what ``replied`` carries; an ``OSError`` or ``ValueError`` it raises
+        comes out as ``request_failed`` with its message.
+        """
+        return self._put("request", dict(args, op=op), prepare)
 
     def query(self, kind: str, client_id: str | None = None, limit: int = 200, **filters: Any) -> str:
         """A history query of the store (``store.query``)."""
@@ -177,6 +193,14 @@ class BusWorker(QThread):
         """Queue a command; the request id is the command id (statuses carry it as ``id``)."""
         cmd_id = cmd_id or new_id()
         self._requests.put(_Request(cmd_id, "command", {"target": target, "name": name, "args": args or {}, "ttl_s": ttl_s}))
+        return cmd_id
+
+    def request_thumbnail(self, client_id: str, args: dict, ttl_s: float) -> str:
+        """Ask ``client_id`` for a screen thumbnail (its ``thumbnail`` command); the answer comes,
+        decoded, as ``thumbnail_received``. Counted per client in ``thumbnail_requests``."""
+        cmd_id = new_id()
+        self.thumbnail_requests[client_id] += 1
+        self._requests.put(_Request(cmd_id, "thumbnail", {"target": client_id, "args": args, "ttl_s": ttl_s}))
         return cmd_id
 
     def watch_frames(self, client_id: str) -> str:
@@ -212,9 +236,9 @@ class BusWorker(QThread):
             self._saved_switch_interval = None
         return finished
 
-    def _put(self, kind: str, args: dict) -> str:
+    def _put(self, kind: str, args: dict, prepare: Callable[[Any], Any] | None = None) -> str:
         req_id = f"r{next(self._ids)}"
-        self._requests.put(_Request(req_id, kind, args))
+        self._requests.put(_Request(req_id, kind, args, prepare))
         return req_id
 
     # -- the thread --------------------------------------------------------------------
@@ -249,7 +273,8 @@ class BusWorker(QThread):
                 if subscribed:
                     generation = client.generation
                     self._emit_state("ready", f"{client.client_id} ({client.role}) on {client.config.server}")
-                    self.welcomed.emit({"client_id": client.client_id, "role": client.role, "server": client.config.server})
+                    self.identity = {"client_id": client.client_id, "role": client.role, "server": client.config.server}
+                    self.welcomed.emit(dict(self.identity))
                     self._resync(client)
             elif not client.ready:
                 self._emit_state(client.state, client.config.server)
@@ -305,6 +330,12 @@ class BusWorker(QThread):
                 log.exception("request %s (%s) could not be sent", req.req_id, req.op)
                 self.request_failed.emit(req.req_id, req.op, f"{type(exc).__name__}: {exc}")
             else:
+                if req.prepare is not None:
+                    try:
+                        result = req.prepare(result)
+                    except (OSError, ValueError) as exc:
+                        self.request_failed.emit(req.req_id, req.op, str(exc))
+                        continue
                 self.replied.emit(req.req_id, req.op, result)
 
     def _execute(self, client: BusClient, req: _Request) -> Any:
@@ -318,6 +349,9 @@ class BusWorker(QThread):
             status = client.send_command(a["target"], a["name"], a["args"], ttl_s=a["ttl_s"], timeout_s=timeout, cmd_id=req.req_id)
             self._open_commands.add(req.req_id)
             return status
+        if req.op == "thumbnail":  # not followed after a reconnect: a picture is for now or never
+            a = req.args
+            return client.send_command(a["target"], THUMBNAIL_COMMAND, a["args"], ttl_s=a["ttl_s"], timeout_s=timeout, cmd_id=req.req_id)
         if req.op == "subscribe":
             before = list(client.prefixes)
             try:
@@ -359,7 +393,10 @@ class BusWorker(QThread):
         elif kind is Kind.SECURITY:
             self._remember({**data, **meta, "sender": env.sender, "topic": topic}, "security")
         elif kind is Kind.COMMAND_STATUS:
-            self._remember(data, "status")
+            if data.get("name") != THUMBNAIL_COMMAND:  # tile thumbnails stay out of the command log
+                self._remember(data, "status")
+        elif kind is Kind.RESULT and data.get("name") == THUMBNAIL_COMMAND:
+            self.thumbnail_received.emit(str(data.get("id")), str(data.get("target")), *decode_thumbnail(data))
         elif kind is Kind.RESULT:
             self._open_commands.discard(str(data.get("id")))
             self._remember(data, "results")

@@ -10,11 +10,14 @@ commands). :mod:`gui.screenshots` and ``bench/gui.py`` use it; by hand::
     ems gui --data-dir THAT_DIR             # in another terminal
 
 The simulated agents have no screen: they capture nothing and stream no
-frames; every command they get is answered ``done`` with ``simulated``.
+frames; every command they get is answered ``done`` with ``simulated``. The
+seeded history does hold a few screen captures (drawn desktops, see
+:func:`desktop_picture`), so the Captures tab has something to show.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import random
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+from PIL import Image, ImageDraw
 
 from broker import keys
 from broker.cli.persist import open_store
@@ -59,17 +63,23 @@ class AgentSpec:
     #: baseline load the simulated CPU and memory wander around
     cpu: float = 20.0
     memory: float = 45.0
+    #: use of the fullest disk now (the seeded history climbs to it)
+    disk: float = 58.0
+
+    @property
+    def disk_mount(self) -> str:
+        return "C:\\" if self.os == "Windows" else "/"
 
 
 DEMO_AGENTS: tuple[AgentSpec, ...] = (
     AgentSpec("reception-01", "Reception", "RECEPTION-01", "m.jones", "Windows", cpu=12, memory=38),
     AgentSpec("finance-01", "Finance 1", "FIN-WS-01", "a.patel", "Windows", cpu=35, memory=62),
     AgentSpec("finance-02", "Finance 2", "FIN-WS-02", "l.chen", "Windows", cpu=22, memory=55),
-    AgentSpec("design-lab", "Design lab", "design-lab", "s.okafor", "Linux", cpu=71, memory=83),
+    AgentSpec("design-lab", "Design lab", "design-lab", "s.okafor", "Linux", cpu=71, memory=83, disk=86),
     AgentSpec("support-03", "Support desk 3", "support-03", "r.silva", "Linux", cpu=18, memory=47),
     AgentSpec("warehouse-scan", "Warehouse scanner", "WH-SCAN-2", "", "Linux", online=False, cpu=8, memory=30),
     AgentSpec("hr-laptop", "HR laptop", "hr-lt-07", "k.novak", "Darwin", online=False, cpu=15, memory=52),
-    AgentSpec("build-server", "Build server", "ci-build-1", "ci", "Linux", cpu=88, memory=91),
+    AgentSpec("build-server", "Build server", "ci-build-1", "ci", "Linux", cpu=88, memory=91, disk=93),
 )
 
 
@@ -89,7 +99,8 @@ class _SimAgent:
         self.cpu = min(100.0, max(0.5, self.cpu + self.rng.gauss(0, 6) + (s.cpu - self.cpu) * 0.15))
         self.memory = min(99.0, max(5.0, self.memory + self.rng.gauss(0, 1.2) + (s.memory - self.memory) * 0.05))
         return {"hostname": s.hostname, "os": s.os, "logged_in_user": s.user, "cpu_percent": round(self.cpu, 1),
-                "memory_percent": round(self.memory, 1), "disk_percent": 61.0, "cpu_count": 8, "collected_at": time.time()}
+                "memory_percent": round(self.memory, 1), "disk_percent": s.disk, "disk_percent_mount": s.disk_mount, "cpu_count": 8,
+                "collected_at": time.time()}
 
 
 class SimFleet:
@@ -183,6 +194,34 @@ class SimFleet:
 
 
 # -- seeded history ----------------------------------------------------------------
+DESKTOP_COLOURS = {"Windows": (22, 78, 130), "Linux": (48, 44, 58), "Darwin": (70, 62, 110)}
+
+
+def desktop_picture(spec: AgentSpec, rng: random.Random, frozen: bool, size: tuple[int, int] = (1280, 720)) -> bytes:
+    """A JPEG that looks like a desktop at a glance: a few text windows, a
+    taskbar and, when ``frozen``, a "not responding" dialog on top."""
+    width, height = size
+    picture = Image.new("RGB", size, DESKTOP_COLOURS.get(spec.os, (40, 40, 40)))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, height - 36, width, height), fill=(24, 24, 28))
+    for n in range(rng.randint(2, 3)):
+        left, top = rng.randint(20, width // 2), rng.randint(20, height // 3)
+        right, bottom = min(width - 20, left + rng.randint(420, 700)), min(height - 56, top + rng.randint(260, 420))
+        draw.rectangle((left, top, right, bottom), fill=(246, 246, 246), outline=(90, 90, 90))
+        draw.rectangle((left, top, right, top + 26), fill=(60, 120, 200) if n == 0 else (120, 120, 130))
+        draw.text((left + 10, top + 7), f"{spec.hostname}: document {n + 1}", fill=(255, 255, 255))
+        for line in range(top + 40, bottom - 14, 16):
+            draw.rectangle((left + 14, line, left + 14 + rng.randint(60, right - left - 40), line + 7), fill=(170, 170, 176))
+    if frozen:
+        box = (width // 2 - 190, height // 2 - 70, width // 2 + 190, height // 2 + 70)
+        draw.rectangle(box, fill=(250, 250, 250), outline=(200, 40, 40), width=3)
+        draw.text((box[0] + 20, box[1] + 20), "Invoice app is not responding", fill=(200, 40, 40))
+        draw.rectangle((box[2] - 130, box[3] - 44, box[2] - 20, box[3] - 16), fill=(60, 120, 200))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=70)
+    return out.getvalue()
+
+
 def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, seed: int = 3) -> list[Record]:
     """Store records that look like a few hours of a small office: sessions,
     metrics every 30 s, some security events, logs, commands and their audit."""
@@ -218,7 +257,8 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
             mem = min(99.0, max(5.0, mem + rng.gauss(0, 0.8) + (s.memory - mem) * 0.05))
             add("event", cid, ts, f"event.{cid}.sysinfo",
                 {"hostname": s.hostname, "os": s.os, "logged_in_user": s.user, "cpu_percent": round(cpu, 1),
-                 "memory_percent": round(mem, 1), "disk_percent": 61.0})
+                 "memory_percent": round(mem, 1), "disk_percent": round(s.disk - 4.0 * (end - ts) / (end - start), 1),
+                 "disk_percent_mount": s.disk_mount})
             ts += 30
         for minutes, level, message in ((170, "INFO", "agent started; policy loaded"),
                                         (95, "WARNING", "disk C: 91 % full"),
@@ -232,7 +272,8 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
         for minutes, event, severity, extra in events:
             if now - minutes * 60 < end:
                 add("security", cid, now - minutes * 60 + i * 7, f"security.{cid}.os", {"event": event, "severity": severity, **extra})
-        for minutes, name, reason in ((130, "update.check", "weekly patch review"), (40, "capture", "user reported a frozen app")):
+        for minutes, name, reason in ((130, "update.check", "weekly patch review"), (40, "capture", "user reported a frozen app"),
+                                      (8, "capture", "follow-up: is the app responding again?")):
             if now - minutes * 60 >= end:
                 continue
             ts = now - minutes * 60 + i * 11
@@ -240,6 +281,10 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
             add("audit", operator, ts, f"audit.{operator}",
                 {"operator": operator, "role": "admin", "action": "command", "target": cid, "reason": reason,
                  "detail": {"id": cmd_id, "target": cid, "name": name, "reason": reason}})
+            if name == "capture":
+                add("event", cid, ts + 1, f"event.{cid}.capture",
+                    {"width": 1280, "height": 720, "quality": 70, "format": "jpeg", "operator": operator, "reason": reason,
+                     "image": desktop_picture(s, rng, frozen=minutes > 10)})
             add("command_status", cid, ts + 2, f"command.{cid}",
                 {"id": cmd_id, "target": cid, "name": name, "status": "done", "operator": operator, "created": ts,
                  "result": {"ok": True, "output": {"update_count": 3} if name == "update.check" else {"bytes": 183_224}}})

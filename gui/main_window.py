@@ -1,12 +1,13 @@
 """The operator console's main window.
 
 Left: the fleet as tiles (or a table), filtered by the search box. Right:
-the selected client: a CPU/memory chart (stored metrics, then live
+the selected client: a CPU/memory/disk chart (stored metrics, then live
 sysinfo) and history tabs filled from the store and kept live from the bus
-where the bus carries it. Below: the command log, whose status column
-follows every command from ``sending`` to ``done``/``failed``. Actions go
-to the selected client; the ones that disrupt a user or look at their
-screen ask for a reason, which the broker writes to the audit trail.
+where the bus carries it; the Captures tab shows previews and opens or
+exports a capture (:mod:`gui.capture_view`). Below: the command log, whose
+status column follows every command from ``sending`` to ``done``/``failed``.
+Actions go to the selected client; the ones that disrupt a user or look at
+their screen ask for a reason, which the broker writes to the audit trail.
 
 The window never touches the bus: it submits requests to the
 :class:`~gui.bus_worker.BusWorker` and handles its signals.
@@ -57,9 +58,12 @@ from PySide6.QtWidgets import (
 )
 
 from broker.envelope import new_id
+from broker.persister.service import MAX_THUMBNAIL_ROWS
 from gui import theme
 from gui.bus_worker import BusWorker
+from gui.capture_view import CapturesTab, CaptureViews, decode_thumbnails
 from gui.models import (
+    CapturesModel,
     ClientsModel,
     HistoryModel,
     audit_concerns,
@@ -72,13 +76,16 @@ from gui.models import (
     security_row,
     session_row,
 )
+from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
+from gui.thumbnails import ThumbnailConfig, ThumbnailScheduler
 from gui.widgets import (
-    CaptureDialog,
     ClientTileDelegate,
     HistoryTab,
     MetricsChart,
     ReasonDialog,
+    Sample,
     compact_rows,
+    sample_of,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +123,8 @@ ACTION_BY_KEY = {a.key: a for a in ACTIONS}
 #: (store kind, tab title, what the tab shows)
 HISTORY_TABS: tuple[tuple[str, str, str], ...] = (
     ("sessions", "Sessions", "When this client came online and went offline"),
-    ("captures", "Captures", "Screen captures of this client (double-click one to open it; opening is audited)"),
+    ("captures", "Captures", "Screen captures of this client (Enter or double-click opens one full size; "
+                             "opening, exporting and the previews are audited)"),
     ("messages", "Messages", "Chat with this client's user"),
     ("fileops", "File Ops", "File transfers and file operations on this client"),
     ("security", "Security", "Security events reported by or about this client"),
@@ -130,6 +138,13 @@ LIVE_KINDS = frozenset({"sessions", "captures", "security", "audit"})
 
 Callback = tuple[Callable[[Any], None], Callable[[str], None]]
 
+#: captures asked with their previews at a time (the store's cap; a reply stays ~1 MB)
+CAPTURES_LIMIT = MAX_THUMBNAIL_ROWS
+#: a capture seen live is looked up in the store (for its id and preview) this long
+#: after it arrived, again while it is not there yet, at most CAPTURE_FOLLOW_TRIES times
+CAPTURE_FOLLOW_MS = 300
+CAPTURE_FOLLOW_TRIES = 20
+
 #: longest stretch the GUI thread spends on answers before the event loop runs again
 INBOX_BUDGET_S = 0.008
 #: the search box filters this long after the last keystroke
@@ -140,15 +155,19 @@ class MainWindow(QMainWindow):
     """The console. Give it a BusWorker that is not started yet; it starts it and stops it on close."""
 
     def __init__(self, worker: BusWorker, *, theme_name: str = theme.DARK, history_limit: int = 200,
-                 metrics_limit: int = 720, audit_scan_limit: int = 500, parent=None):
+                 metrics_limit: int = 720, audit_scan_limit: int = 500, thumbnails: ThumbnailConfig | None = None,
+                 parent=None):
         super().__init__(parent)
         self.worker = worker
+        self.thumbnail_config = thumbnails or ThumbnailConfig()
         self.history_limit = history_limit
         self.metrics_limit = metrics_limit
         self.audit_scan_limit = audit_scan_limit
         self.clients = ClientsModel(self)
         self.commands = HistoryModel("commands", parent=self)
-        self.history: dict[str, HistoryModel] = {kind: HistoryModel(kind, parent=self) for kind, _, _ in HISTORY_TABS}
+        self.history: dict[str, HistoryModel] = {
+            kind: CapturesModel(self) if kind == "captures" else HistoryModel(kind, parent=self) for kind, _, _ in HISTORY_TABS
+        }
         self.tabs_by_kind: dict[str, HistoryTab] = {}
         self.command_actions: dict[str, QAction] = {}
         self.dialog: ReasonDialog | None = None
@@ -161,6 +180,13 @@ class MainWindow(QMainWindow):
         self._inbox_timer.setSingleShot(True)
         self._inbox_timer.setInterval(0)
         self._inbox_timer.timeout.connect(self._drain_inbox)
+        #: full-size capture windows and exports
+        self.capture_views = CaptureViews(worker, self._call, self._name, self.statusBar().showMessage, self)
+        self._capture_follow = QTimer(self)
+        self._capture_follow.setSingleShot(True)
+        self._capture_follow.setInterval(CAPTURE_FOLLOW_MS)
+        self._capture_follow.timeout.connect(self._follow_captures)
+        self._capture_follow_tries = 0
         #: history kinds asked for the selected client (a tab loads when first shown)
         self._loaded_kinds: set[str] = set()
         self._client_id: str | None = None
@@ -168,7 +194,7 @@ class MainWindow(QMainWindow):
         self._role = ""
         self._ready = False
         self._metrics_loaded = False
-        self._live_samples: list[tuple[float, float | None, float | None]] = []
+        self._live_samples: list[Sample] = []
         self._theme = theme_name
         self.setWindowTitle("EMS operator console")
         self.setObjectName("emsConsole")
@@ -190,6 +216,7 @@ class MainWindow(QMainWindow):
         self._show_client(None)
         self.resize(1440, 900)
         worker.start()
+        self.thumbnails.start()
 
     # -- building ------------------------------------------------------------------
     def _build_fleet(self) -> None:
@@ -217,6 +244,8 @@ class MainWindow(QMainWindow):
         self.tiles.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.tiles.setItemDelegate(ClientTileDelegate(self.tiles))
         self.tiles.setModel(self.proxy)
+        self.thumbnails = ThumbnailScheduler(self.worker, self.tiles, self.clients, self.tiles.itemDelegate(),
+                                             self.thumbnail_config, parent=self)
 
         self.table = QTableView()
         self.table.setObjectName("clientTable")
@@ -258,12 +287,15 @@ class MainWindow(QMainWindow):
         self.tabs.setObjectName("historyTabs")
         self.tabs.setDocumentMode(True)
         for index, (kind, title, what) in enumerate(HISTORY_TABS):
-            tab = HistoryTab(self.history[kind], f"{what}. Select a client.")
+            tab_class = CapturesTab if kind == "captures" else HistoryTab
+            tab = tab_class(self.history[kind], f"{what}. Select a client.")
             tab.setObjectName(f"tab_{kind}")
             self.tabs_by_kind[kind] = tab
             self.tabs.addTab(tab, title)
             self.tabs.setTabToolTip(index, what)
-        self.tabs_by_kind["captures"].view.doubleClicked.connect(self._open_capture)
+        captures = self.tabs_by_kind["captures"]
+        captures.open_requested.connect(self.capture_views.open)
+        captures.export_requested.connect(lambda row: self.capture_views.ask_export(row, self))
         self.tabs.currentChanged.connect(self._on_tab_changed)
         layout = QVBoxLayout(self.details)
         layout.setContentsMargins(4, 0, 0, 0)
@@ -338,6 +370,10 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         self.refresh_action = self._action("Refresh", QKeySequence.StandardKey.Refresh, self.refresh)
         self.theme_action = self._action("Dark theme", "Ctrl+T", self._toggle_theme, checkable=True)
+        self.thumbnails_action = self._action("Thumbnails", "Ctrl+3", lambda: self.thumbnails.set_enabled(
+            self.thumbnails_action.isChecked()), checkable=True)
+        self.thumbnails_action.setChecked(self.thumbnails.enabled)
+        self.thumbnails_action.setEnabled(self.thumbnail_config.interval_s > 0)  # ems gui --thumbnails-s 0
         self.quit_action = self._action("Quit", QKeySequence.StandardKey.Quit, self.close)
         bar.addAction(self.refresh_action)
         bar.addAction(self.theme_action)
@@ -347,7 +383,7 @@ class MainWindow(QMainWindow):
         for action in (self.refresh_action, self.quit_action):
             console.addAction(action)
         view = menu.addMenu("&View")
-        for action in (self.find_action, self.tiles_action, self.table_action, self.theme_action):
+        for action in (self.find_action, self.tiles_action, self.table_action, self.thumbnails_action, self.theme_action):
             view.addAction(action)
         client = menu.addMenu("C&lient")
         for action in self.command_actions.values():
@@ -473,8 +509,9 @@ class MainWindow(QMainWindow):
         self._live_samples = []
         self._metrics_loaded = False
         self._loaded_kinds = set()
+        self._capture_follow.stop()
         self.chart.clear()
-        self.chart.set_title(f"{self._name(client_id)}: CPU and memory" if client_id else "CPU and memory")
+        self.chart.set_title(f"{self._name(client_id)}: CPU, memory and disk" if client_id else "CPU, memory and disk")
         for tab in self.tabs_by_kind.values():
             tab.model.clear()
             tab.set_message(tab.empty_text if client_id is None else "Loading…")
@@ -500,6 +537,9 @@ class MainWindow(QMainWindow):
 
     def _load_kind(self, client_id: str, kind: str, fresh: bool) -> None:
         self._loaded_kinds.add(kind)
+        if kind == "captures":
+            self._load_captures(client_id, fresh)
+            return
         self._call(self.worker.query(kind, client_id=client_id, limit=self.history_limit),
                    partial(self._history_loaded, client_id, kind, fresh), partial(self._history_failed, client_id, kind))
         if kind == "audit":
@@ -508,6 +548,30 @@ class MainWindow(QMainWindow):
             # newest records too, so the commands sent to this client show up.
             self._call(self.worker.query("audit", limit=self.audit_scan_limit), partial(self._audit_scan_loaded, client_id),
                        lambda error: None)
+
+    def _load_captures(self, client_id: str, fresh: bool, since: float | None = None) -> None:
+        """Captures with their previews, decoded in the worker thread (see gui.capture_view)."""
+        filters = {} if since is None else {"since": since}
+        request = self.worker.submit("store.query", kind="captures", client_id=client_id, limit=self._limit("captures"),
+                                     thumbnails=True, prepare=decode_thumbnails, **filters)
+        self._call(request, partial(self._history_loaded, client_id, "captures", fresh),
+                   partial(self._history_failed, client_id, "captures"))
+
+    def _follow_captures(self) -> None:
+        """Ask the store for the captures seen live that have no stored row (id, preview) yet."""
+        pending = [r["ts"] for r in self.history["captures"].rows() if r.get("id") is None and isinstance(r.get("ts"), (int, float))]
+        if self._client_id is None or not pending or not self._ready:
+            return
+        self._capture_follow_tries += 1
+        self._load_captures(self._client_id, fresh=False, since=min(pending))
+
+    def _follow_captures_later(self) -> None:
+        pending = any(r.get("id") is None for r in self.history["captures"].rows())
+        if pending and self._capture_follow_tries < CAPTURE_FOLLOW_TRIES and not self._capture_follow.isActive():
+            self._capture_follow.start()
+
+    def _limit(self, kind: str) -> int:
+        return min(self.history_limit, CAPTURES_LIMIT) if kind == "captures" else self.history_limit
 
     def _history_loaded(self, client_id: str, kind: str, fresh: bool, rows: list) -> None:
         if client_id != self._client_id:
@@ -521,13 +585,15 @@ class MainWindow(QMainWindow):
         if first or fresh:
             tab.fit_columns()
         self._describe_tab(kind, len(rows))
+        if kind == "captures":
+            self._follow_captures_later()
 
     def _describe_tab(self, kind: str, stored: int | None = None) -> None:
         model, tab = self.history[kind], self.tabs_by_kind[kind]
         noun = NOUNS[kind]
         if model.rowCount() == 0:
             text = f"No {noun} stored for this client."
-        elif stored is not None and stored >= self.history_limit:
+        elif stored is not None and stored >= self._limit(kind):
             text = f"The newest {model.rowCount()} {noun}, newest first."
         else:
             text = f"{model.rowCount()} {noun}, newest first."
@@ -548,9 +614,9 @@ class MainWindow(QMainWindow):
     def _metrics_rows(self, client_id: str, rows: list) -> None:
         if client_id != self._client_id:
             return
-        samples = [(r["ts"], r.get("cpu_percent"), r.get("memory_percent")) for r in reversed(rows) if isinstance(r, dict)]
-        newest = samples[-1][0] if samples else 0.0
-        self.chart.set_history(samples + [s for s in self._live_samples if s[0] > newest])
+        samples = [sample_of(r) for r in reversed(rows) if isinstance(r, dict) and isinstance(r.get("ts"), (int, float))]
+        newest = samples[-1].ts if samples else 0.0
+        self.chart.set_history(samples + [s for s in self._live_samples if s.ts > newest])
         self._metrics_loaded = True
 
     def _metrics_failed(self, client_id: str, error: str) -> None:
@@ -566,7 +632,7 @@ class MainWindow(QMainWindow):
         muted = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
         if client is None:
             self.header.setText(f"<span style='color:{muted}'>Select a client in the grid to see its history, "
-                                "its CPU and memory, and to act on it.</span>")
+                                "its CPU, memory and disk, and to act on it.</span>")
             return
         esc = html.escape
         colour = (ClientsModel.ONLINE_COLOUR if client.online else ClientsModel.OFFLINE_COLOUR).name()
@@ -640,9 +706,11 @@ class MainWindow(QMainWindow):
         client_id = self._client_id
         if client_id is None:
             return
-        samples = [(i["ts"], i.get("cpu_percent"), i.get("memory_percent")) for i in items if i.get("client_id") == client_id]
-        if not samples:
+        mine = [i for i in items if i.get("client_id") == client_id and isinstance(i.get("ts"), (int, float))]
+        if not mine:
             return
+        samples = [sample_of(i) for i in mine]
+        self.chart.set_disk_mount(mine[-1].get("disk_percent_mount"))
         self._live_samples = (self._live_samples + samples)[-self.metrics_limit:]
         if self._metrics_loaded:
             self.chart.append(samples)
@@ -655,6 +723,8 @@ class MainWindow(QMainWindow):
 
     def _on_captures(self, items: list) -> None:
         self._merge_live("captures", [capture_row(i) for i in items], lambda r, c: r.get("client_id") == c)
+        self._capture_follow_tries = 0
+        self._follow_captures_later()
 
     def _merge_live(self, kind: str, rows: list[dict], concerns: Callable[[dict, str], bool]) -> None:
         client_id = self._client_id
@@ -742,6 +812,7 @@ class MainWindow(QMainWindow):
         self._call(self.worker.query("commands", limit=self.history_limit), self._commands_loaded)
 
     def _commands_loaded(self, rows: list) -> None:
+        rows = [r for r in rows if not (isinstance(r, dict) and r.get("name") == THUMBNAIL_COMMAND)]  # tile pictures
         if self.commands.rowCount() == 0:
             self.commands.set_rows(rows)
         else:
@@ -751,23 +822,6 @@ class MainWindow(QMainWindow):
         dialog, self.dialog = self.dialog, None
         if dialog is not None:
             dialog.deleteLater()
-
-    def _open_capture(self, index: QModelIndex) -> None:
-        row = self.history["captures"].row(index.row())
-        if row.get("id") is None:
-            self.statusBar().showMessage("This capture is still being stored: press F5 and try again.", 5000)
-            return
-        title = f"Capture {row['id']} of {self._name(self._client_id or '')}, {format_time(row.get('ts'))}"
-        self._call(self.worker.submit("store.capture", id=row["id"]), partial(self._show_capture, title))
-
-    def _show_capture(self, title: str, capture: Any) -> None:
-        image = capture.get("image") if isinstance(capture, dict) else None
-        if not isinstance(image, (bytes, bytearray)):
-            self.statusBar().showMessage("That capture is gone (retention).", 5000)
-            return
-        dialog = CaptureDialog(title, bytes(image), self)
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.open()
 
     # -- small helpers -----------------------------------------------------------------
     def _call(self, req_id: str, on_reply: Callable[[Any], None], on_error: Callable[[str], None] | None = None) -> None:
@@ -812,5 +866,7 @@ class MainWindow(QMainWindow):
             window.close()  # live.stop goes out before the worker stops
         if self.dialog is not None:
             self.dialog.reject()
+        self.capture_views.close_all()
+        self.thumbnails.stop()  # no thumbnail request after this
         self.worker.stop()
         super().closeEvent(event)

@@ -5,7 +5,8 @@ presence and sysinfo arrive (``beginInsertRows`` for a new agent,
 ``dataChanged`` with the roles that changed for everything else; it is
 never reset). :class:`HistoryModel` is one history kind from the store
 (sessions, security events, ...): filled once per selected client, then
-kept live by merging rows by their key.
+kept live by merging rows by their key; :class:`CapturesModel` adds the
+captures' previews.
 
 The ``*_row`` functions turn live bus items (the dicts the worker emits)
 into rows shaped like the store's, so that a live row and the stored one
@@ -21,8 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtGui import QColor, QImage, QPixmap
 
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 
@@ -78,13 +79,14 @@ TITLES: dict[str, str] = {
     "updated_at": "Updated",
     "result": "Result",
     "id": "Id",
+    "thumbnail": "Preview",
 }
 
 #: the columns each history kind shows, in order (the allowlist: other keys
 #: of a row, such as message ids or packed blobs, stay out of the table)
 HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sessions": ("started", "ended", "logged_in_user", "end_reason"),
-    "captures": ("ts", "width", "height", "format", "quality", "operator", "id"),
+    "captures": ("thumbnail", "ts", "width", "height", "format", "quality", "operator", "id"),
     "messages": ("ts", "direction", "operator", "status", "body"),
     "fileops": ("ts", "operator", "op", "path", "size", "ok", "error"),
     "security": ("ts", "severity", "event", "origin", "subject", "detail"),
@@ -678,7 +680,7 @@ class HistoryModel(QAbstractTableModel):
                 self.index(number, 0),
                 self.index(number, max(0, len(self.columns) - 1)),
                 [int(Qt.ItemDataRole.DisplayRole), int(Qt.ItemDataRole.ToolTipRole), int(RawRole),
-                 int(Qt.ItemDataRole.ForegroundRole)],
+                 int(Qt.ItemDataRole.ForegroundRole), int(Qt.ItemDataRole.DecorationRole)],
             )
 
     def _order(self, row: dict) -> float:
@@ -691,3 +693,72 @@ class HistoryModel(QAbstractTableModel):
         """Where ``row`` goes in newest-first order (after rows of the same time)."""
         keys = [-self._order(r) for r in self._rows]
         return bisect.bisect_right(keys, -self._order(row))
+
+
+class CapturesModel(HistoryModel):
+    """Screen captures and their previews.
+
+    A stored row's ``thumbnail`` is a QImage the bus worker decoded from the
+    store's ~160 px JPEG (``thumbnail_error`` says why a row has none). The
+    QPixmap the table paints is made only when the view asks for it, that
+    is for rows scrolled into view, scaled once to :data:`PREVIEW_SIZE` and
+    cached by image: a tab of 200 captures costs nothing until it is painted.
+    """
+
+    #: previews are drawn at most this big (the aspect ratio is kept)
+    PREVIEW_SIZE = QSize(128, 72)
+    ERROR_COLOUR = QColor("#f85149")
+
+    def __init__(self, parent=None):
+        super().__init__("captures", parent=parent)
+        self._pixmaps: dict[int, QPixmap] = {}
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if index.isValid() and 0 <= index.row() < len(self._rows) and self.columns[index.column()] == "thumbnail":
+            return self._preview_data(self._rows[index.row()], role)
+        return super().data(index, role)
+
+    def _preview_data(self, row: dict, role: int):
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.pixmap(row)
+        if role == Qt.ItemDataRole.DisplayRole:  # asked for every row (column sizing): makes no pixmap
+            image = row.get("thumbnail")
+            return "" if isinstance(image, QImage) and not image.isNull() else preview_note(row)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            note = preview_note(row)
+            return rich_tooltip(note) if note else None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self.ERROR_COLOUR if row.get("thumbnail_error") else None
+        if role == RawRole:
+            return row.get("thumbnail")
+        if role == RowRole:
+            return row
+        return None
+
+    def pixmap(self, row: dict) -> QPixmap | None:
+        """The preview of ``row`` as painted (made on first use, then cached); None without one."""
+        image = row.get("thumbnail")
+        if not isinstance(image, QImage) or image.isNull():
+            return None
+        pixmap = self._pixmaps.get(image.cacheKey())
+        if pixmap is None:
+            scaled = image.scaled(self.PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            pixmap = self._pixmaps[image.cacheKey()] = QPixmap.fromImage(scaled)
+        return pixmap
+
+    def cached_pixmaps(self) -> int:
+        """How many previews have been turned into pixmaps so far."""
+        return len(self._pixmaps)
+
+    def set_rows(self, rows: Iterable[dict]) -> None:
+        self._pixmaps.clear()
+        super().set_rows(rows)
+
+
+def preview_note(row: dict) -> str:
+    """What a capture row says in place of a preview: why there is none, or that it is coming."""
+    if row.get("thumbnail_error"):
+        return f"No preview: {row['thumbnail_error']}"
+    if row.get("id") is None:
+        return "storing…"
+    return ""

@@ -96,6 +96,13 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
         save(window.fleet_stack, "grid-tiles.png")
         save(window.details, "details-security.png")
 
+        window.tabs.setCurrentWidget(window.tabs_by_kind["captures"])
+        captures = window.history["captures"]
+        run_until(lambda: captures.rowCount() > 0 and all(r.get("thumbnail") is not None for r in captures.rows()),
+                  timeout_s, "the capture previews")
+        pause(0.3)
+        save(window.details, "captures.png")
+
         dialog = window.run_action("reboot")
         if dialog is not None:
             dialog.reason_edit.setText("user reports a frozen desktop; agreed on the phone")

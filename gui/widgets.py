@@ -1,10 +1,12 @@
-"""The console's building blocks: client tiles, the CPU/memory chart, history
-tabs and the dialogs. They only draw what models and signals give them."""
+"""The console's building blocks: client tiles, the CPU/memory/disk chart,
+history tabs and the reason dialog. They only draw what models and signals
+give them."""
 from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
 from PySide6.QtCore import (
@@ -25,15 +27,14 @@ from PySide6.QtGui import (
     QPainter,
     QPalette,
     QPen,
-    QPixmap,
 )
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QScrollArea,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -47,6 +48,7 @@ from gui.models import ClientsModel, format_time
 
 CPU_COLOUR = QColor("#388bfd")
 MEMORY_COLOUR = QColor("#a371f7")
+DISK_COLOUR = QColor("#39c5cf")
 WARN_COLOUR = QColor("#d29922")
 HOT_COLOUR = QColor("#f85149")
 
@@ -56,17 +58,32 @@ def _load_colour(base: QColor, value: float) -> QColor:
 
 
 class ClientTileDelegate(QStyledItemDelegate):
-    """One client as a tile: name, user@host, state and last seen, CPU and memory bars.
+    """One client as a tile: name, user@host, state and last seen, CPU and memory bars,
+    and, with :attr:`thumbnails_shown`, a picture of its screen on top.
 
     Everything is read from column 0's roles of :class:`ClientsModel`, so a
-    ``dataChanged`` on the row repaints the tile.
+    ``dataChanged`` on the row repaints the tile. The picture is the
+    ``ThumbnailRole`` image (kept fresh by :class:`gui.thumbnails.ThumbnailScheduler`,
+    which also sets :attr:`thumbnail_note`: why a tile has none).
     """
 
     SIZE = QSize(236, 112)
-    THUMB = QSize(96, 54)
+    #: the picture's area (16:9) above the text when thumbnails are shown
+    THUMB = QSize(208, 117)
+    THUMB_GAP = 6
+    SIZE_WITH_THUMB = QSize(SIZE.width(), SIZE.height() + THUMB.height() + THUMB_GAP)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.thumbnails_shown = False
+        self.thumbnail_note: Callable[[str], str] = lambda client_id: ""
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
-        return self.SIZE
+        return self.SIZE_WITH_THUMB if self.thumbnails_shown else self.SIZE
+
+    def thumbnail_rect(self, tile: QRect) -> QRect:
+        """Where the picture goes in a tile drawn in ``tile`` (the item's rect): where the text starts otherwise."""
+        return QRect(tile.left() + 3 + 14, tile.top() + 3 + 8, self.THUMB.width(), self.THUMB.height())
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         pal: QPalette = option.palette
@@ -88,12 +105,9 @@ class ClientTileDelegate(QStyledItemDelegate):
         left = int(rect.left()) + 14
         width = int(rect.width()) - 24
         top = int(rect.top()) + 8
-        thumb = index.data(ClientsModel.ThumbnailRole)
-        if isinstance(thumb, QImage) and not thumb.isNull():  # HOOK(live view): the latest frame
-            target = QRect(int(rect.right()) - self.THUMB.width() - 8, top, self.THUMB.width(), self.THUMB.height())
-            painter.drawImage(target, thumb.scaled(self.THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                                   Qt.TransformationMode.SmoothTransformation))
-            width -= self.THUMB.width() + 8
+        if self.thumbnails_shown:
+            self._thumbnail(painter, pal, option, index, online)
+            top += self.THUMB.height() + self.THUMB_GAP
 
         text_colour = pal.color(QPalette.ColorRole.Text)
         muted = pal.color(QPalette.ColorRole.PlaceholderText)
@@ -131,6 +145,28 @@ class ClientTileDelegate(QStyledItemDelegate):
             top += sfm.height() + 3
         painter.restore()
 
+    def _thumbnail(self, painter: QPainter, pal: QPalette, option: QStyleOptionViewItem, index: QModelIndex,
+                   online: bool) -> None:
+        """The screen's picture, fitted into its area; or a line saying why there is none."""
+        area = self.thumbnail_rect(option.rect)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(pal.color(QPalette.ColorRole.Window))
+        painter.drawRoundedRect(QRectF(area), 4, 4)
+        thumb = index.data(ClientsModel.ThumbnailRole)
+        if online and isinstance(thumb, QImage) and not thumb.isNull():
+            size = thumb.size().scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(area.center())
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(target, thumb)
+            return
+        note = "offline" if not online else self.thumbnail_note(str(index.data(ClientsModel.ClientIdRole))) or "waiting for a picture…"
+        fm = QFontMetrics(option.font)
+        painter.setFont(option.font)
+        painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(area.adjusted(8, 4, -8, -4), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                         fm.elidedText(note, Qt.TextElideMode.ElideRight, 3 * (area.width() - 16)))
+
     @staticmethod
     def _bar(painter: QPainter, pal: QPalette, font: QFont, left: int, top: int, width: int, label: str,
              value: float | None, colour: QColor, online: bool) -> None:
@@ -155,19 +191,45 @@ class ClientTileDelegate(QStyledItemDelegate):
                          int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), text)
 
 
+class Sample(NamedTuple):
+    """One point in time of a client's load, in percent (None: not reported)."""
+
+    ts: float
+    cpu: float | None
+    memory: float | None
+    disk: float | None
+
+
+def sample_of(row: dict) -> Sample:
+    """A stored ``metrics`` row or a live sysinfo item as a :class:`Sample`."""
+    def percent(key: str) -> float | None:
+        value = row.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return Sample(float(row["ts"]), percent("cpu_percent"), percent("memory_percent"), percent("disk_percent"))
+
+
 class MetricsChart(QChartView):
-    """CPU and memory of one client over time: stored metrics, then live sysinfo."""
+    """CPU, memory and disk of one client over time: stored metrics, then live sysinfo.
+
+    Disk is the agent's ``disk_percent``: the use of its *fullest* local
+    disk, the one an operator must act on first (:mod:`agent.sysinfo`), and
+    the one the store keeps per report; :meth:`set_disk_mount` names it.
+    """
+
+    #: (Sample field, series name, colour), drawn in this order
+    SERIES = (("cpu", "CPU %", CPU_COLOUR), ("memory", "Memory %", MEMORY_COLOUR), ("disk", "Disk % (fullest)", DISK_COLOUR))
 
     def __init__(self, max_points: int = 1440, parent=None):
         super().__init__(parent)
         self.max_points = max_points
-        self.cpu = QLineSeries()
-        self.cpu.setName("CPU %")
-        self.memory = QLineSeries()
-        self.memory.setName("Memory %")
+        self.series: dict[str, QLineSeries] = {}
         chart = QChart()
-        chart.addSeries(self.cpu)
-        chart.addSeries(self.memory)
+        for key, name, _ in self.SERIES:
+            series = self.series[key] = QLineSeries()
+            series.setName(name)
+            chart.addSeries(series)
+        self.cpu, self.memory, self.disk = self.series["cpu"], self.series["memory"], self.series["disk"]
         self.x_axis = QDateTimeAxis()
         self.x_axis.setFormat("HH:mm")
         self.x_axis.setTickCount(7)
@@ -177,7 +239,7 @@ class MetricsChart(QChartView):
         self.y_axis.setTickCount(6)
         chart.addAxis(self.x_axis, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.y_axis, Qt.AlignmentFlag.AlignLeft)
-        for series in (self.cpu, self.memory):
+        for series in self.series.values():
             series.attachAxis(self.x_axis)
             series.attachAxis(self.y_axis)
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -194,44 +256,53 @@ class MetricsChart(QChartView):
         self._style_series()
 
     def _style_series(self) -> None:
-        self.cpu.setPen(QPen(CPU_COLOUR, 2))
-        self.memory.setPen(QPen(MEMORY_COLOUR, 2))
+        for key, _, colour in self.SERIES:
+            pen = QPen(colour, 2)
+            if key == "disk":
+                pen.setStyle(Qt.PenStyle.DashLine)  # slow-moving: dashed, so it reads apart from CPU
+            self.series[key].setPen(pen)
 
     def set_title(self, text: str) -> None:
         self.chart().setTitle(text)
 
+    def set_disk_mount(self, mount: Any) -> None:
+        """Name the fullest disk's mount point in the legend (None: unknown)."""
+        self.disk.setName(f"Disk % ({mount})" if isinstance(mount, str) and mount else "Disk % (fullest)")
+
     def clear(self) -> None:
-        self.cpu.clear()
-        self.memory.clear()
+        for series in self.series.values():
+            series.clear()
+        self.set_disk_mount(None)
         self._fit()
 
-    def set_history(self, samples: Iterable[tuple[float, float | None, float | None]]) -> None:
-        """Replace the lines with ``(ts, cpu %, memory %)`` samples, oldest first."""
+    def set_history(self, samples: Iterable[Sample]) -> None:
+        """Replace the lines with samples, oldest first."""
         samples = list(samples)[-self.max_points:]
-        self.cpu.replace([QPointF(ts * 1000, cpu) for ts, cpu, _ in samples if cpu is not None])
-        self.memory.replace([QPointF(ts * 1000, mem) for ts, _, mem in samples if mem is not None])
+        for key, series in self.series.items():
+            series.replace([QPointF(s.ts * 1000, getattr(s, key)) for s in samples if getattr(s, key) is not None])
         self._fit()
 
-    def append(self, samples: Iterable[tuple[float, float | None, float | None]]) -> None:
-        for ts, cpu, mem in samples:
-            for series, value in ((self.cpu, cpu), (self.memory, mem)):
+    def append(self, samples: Iterable[Sample]) -> None:
+        for sample in samples:
+            for key, series in self.series.items():
+                value = getattr(sample, key)
                 if value is not None:
-                    series.append(ts * 1000, value)
-        for series in (self.cpu, self.memory):
+                    series.append(sample.ts * 1000, value)
+        for series in self.series.values():
             extra = series.count() - self.max_points
             if extra > 0:
                 series.removePoints(0, extra)
         self._fit()
 
     def point_count(self) -> int:
-        return self.cpu.count() + self.memory.count()
+        return sum(series.count() for series in self.series.values())
 
     def last_ts(self) -> float | None:
-        counts = [s.at(s.count() - 1).x() / 1000 for s in (self.cpu, self.memory) if s.count()]
+        counts = [s.at(s.count() - 1).x() / 1000 for s in self.series.values() if s.count()]
         return max(counts) if counts else None
 
     def _fit(self) -> None:
-        xs = [p.x() for s in (self.cpu, self.memory) if s.count() for p in (s.at(0), s.at(s.count() - 1))]
+        xs = [p.x() for s in self.series.values() if s.count() for p in (s.at(0), s.at(s.count() - 1))]
         now = dt.datetime.now().timestamp() * 1000
         first, last = (min(xs), max(xs)) if xs else (now - 600_000, now)
         if last - first < 120_000:
@@ -270,10 +341,14 @@ class HistoryTab(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setDefaultSectionSize(140)
+        #: the line above the table: the message, then any buttons a tab adds
+        self.bar = QHBoxLayout()
+        self.bar.setContentsMargins(0, 0, 4, 0)
+        self.bar.addWidget(self.message, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self.message)
+        layout.addLayout(self.bar)
         layout.addWidget(self.view)
 
     def set_message(self, text: str, error: bool = False) -> None:
@@ -329,23 +404,3 @@ class ReasonDialog(QDialog):
     def accept(self) -> None:
         if self.reason():
             super().accept()
-
-
-class CaptureDialog(QDialog):
-    """A stored screen capture (opening it is audited by the store)."""
-
-    def __init__(self, title: str, image: bytes, parent=None):
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        pixmap = QPixmap()
-        label = QLabel()
-        if pixmap.loadFromData(image):
-            label.setPixmap(pixmap)
-        else:
-            label.setText("This capture's image cannot be shown.")
-        area = QScrollArea()
-        area.setWidget(label)
-        layout = QVBoxLayout(self)
-        layout.addWidget(area)
-        self.resize(min(1280, pixmap.width() + 40 if not pixmap.isNull() else 400),
-                     min(800, pixmap.height() + 40 if not pixmap.isNull() else 200))

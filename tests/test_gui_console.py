@@ -142,6 +142,8 @@ def tab_values(window: MainWindow, kind: str, column: str) -> list:
 def test_grid_shows_agents_appearing_changing_and_going_offline(bus, persister, agents, console, qtbot):
     fleet = agents({"a1": {"label": "Front desk", "user": "kim"}, "a2": {"hostname": "lab-2"}})
     qtbot.waitUntil(lambda: fleet.ready_ids == {"a1", "a2"}, timeout=WAIT_MS)
+    # the label said in a1's hello reaches a console opened later through the store's clients row
+    qtbot.waitUntil(lambda: store_has(bus, "clients", "a1", lambda r: r.get("label") == "Front desk"), timeout=WAIT_MS)
     window = console()
     model = window.clients
     resets = QSignalSpy(model.modelReset)
@@ -181,7 +183,7 @@ def test_selecting_a_client_fills_its_tabs_from_the_store_then_live(bus, persist
     qtbot.waitUntil(lambda: fleet.ready_ids == {"a1"}, timeout=WAIT_MS)
     fleet.publish("a1", Kind.SECURITY, "login", {"event": "login_failed", "severity": "warning", "detail": "3 attempts"})
     for cpu in (10.0, 20.0, 30.0):
-        fleet.publish("a1", Kind.EVENT, "sysinfo", {"cpu_percent": cpu, "memory_percent": 50.0})
+        fleet.publish("a1", Kind.EVENT, "sysinfo", {"cpu_percent": cpu, "memory_percent": 50.0, "disk_percent": 80.0 + cpu / 10})
     qtbot.waitUntil(lambda: store_has(bus, "security", "a1") and store_has(bus, "sessions", "a1")
                     and len(bus.admin.request("store.query", kind="metrics", client_id="a1")) == 3, timeout=WAIT_MS)
 
@@ -196,6 +198,7 @@ def test_selecting_a_client_fills_its_tabs_from_the_store_then_live(bus, persist
     assert tab_values(window, "sessions", "ended") == [None]
     assert "1 security events" in window.tabs_by_kind["security"].message.text()
     qtbot.waitUntil(lambda: window.chart.cpu.count() == 3, timeout=WAIT_MS)
+    assert [window.chart.disk.at(i).y() for i in range(window.chart.disk.count())] == [81.0, 82.0, 83.0]  # stored
 
     # live: a new event shows at once, and the store's copy later merges into the same row
     security = window.history["security"]
