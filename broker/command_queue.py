@@ -180,13 +180,17 @@ class CommandQueue:
         )
         return [_from_row(r) for r in rows]
 
-    def recent(self, target: str | None = None, limit: int = 50) -> list[Command]:
+    def recent(self, target: str | None = None, limit: int = 50, names: tuple[str, ...] = ()) -> list[Command]:
+        """The newest ``limit`` commands, for one ``target`` and only ``names`` if given."""
+        where, params = [], []
         if target:
-            rows = self._db.execute(
-                "SELECT * FROM commands WHERE target=? ORDER BY created DESC LIMIT ?", (target, limit)
-            )
-        else:
-            rows = self._db.execute("SELECT * FROM commands ORDER BY created DESC LIMIT ?", (limit,))
+            where.append("target=?")
+            params.append(target)
+        if names:
+            where.append(f"name IN ({','.join('?' * len(names))})")
+            params.extend(names)
+        sql = "SELECT * FROM commands" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._db.execute(sql + " ORDER BY created DESC LIMIT ?", (*params, limit))
         return [_from_row(r) for r in rows]
 
     def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:

@@ -748,8 +748,12 @@ class Broker:
         return cmd.as_dict()
 
     def _op_command_list(self, peer: Peer, args: dict) -> list[dict]:
+        """The newest commands (``limit`` ≤ 1000), optionally of one ``target`` and only ``names``."""
         limit = min(int(args.get("limit", 50)), 1000)
-        return [c.as_dict() for c in self.commands.recent(args.get("target"), limit)]
+        names = args.get("names") or []
+        if not isinstance(names, list) or len(names) > 16 or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names):
+            raise ValueError("names must be a list of at most 16 command names")
+        return [c.as_dict() for c in self.commands.recent(args.get("target"), limit, tuple(names))]
 
     def _op_journal_read(self, peer: Peer, args: dict) -> list[dict]:
         return [{"seq": seq, "header": header, "body": body} for seq, header, body in self.journal.read(int(args.get("limit", 1000)))]

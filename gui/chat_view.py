@@ -51,8 +51,10 @@ from gui.models import result_text
 
 #: messages fetched per page of history
 PAGE_SIZE = 200
-#: the most recent commands of the client scanned for queued messages and pending deletes
+#: the most recent chat commands of the client scanned for queued messages and pending deletes
 COMMANDS_SCANNED = 1000
+#: the broker's command queue is asked for these only (thumbnails and the rest never crowd them out)
+CHAT_COMMANDS = ["chat.send", "chat.delete"]
 
 __all__ = ["ChatModel", "ChatView", "PAGE_SIZE"]
 
@@ -213,7 +215,7 @@ class ChatView(QWidget):
             self._loaded()
             return
         # what the broker still holds for the agent: messages not received yet, deletes on their way
-        req_id = self.worker.submit("command.list", target=self.client_id, limit=COMMANDS_SCANNED)
+        req_id = self.worker.submit("command.list", target=self.client_id, limit=COMMANDS_SCANNED, names=CHAT_COMMANDS)
         self._calls[req_id] = (self._commands_loaded, self._commands_failed)
 
     def _page_failed(self, before_id: int | None, error: str) -> None:
@@ -221,7 +223,7 @@ class ChatView(QWidget):
         if before_id is not None:
             self._loaded(f"Older messages could not be loaded: {error}")
             return
-        req_id = self.worker.submit("command.list", target=self.client_id, limit=COMMANDS_SCANNED)
+        req_id = self.worker.submit("command.list", target=self.client_id, limit=COMMANDS_SCANNED, names=CHAT_COMMANDS)
         self._calls[req_id] = (partial(self._commands_loaded, error=f"No stored history ({error}); "
                                                                        "new messages still show live."),
                                self._commands_failed)

@@ -1,7 +1,10 @@
 """Happy paths of the bus: events fan out, commands round-trip, presence."""
 from __future__ import annotations
 
-from broker.envelope import Kind
+import pytest
+
+from broker.client import RemoteError
+from broker.envelope import ErrorCode, Kind
 
 from conftest import next_message
 
@@ -90,3 +93,26 @@ def test_remote_input_is_short_lived_and_not_kept(bus):
     from conftest import wait_for
 
     wait_for(lambda: stored_args() == {"redacted": True}, 5, what="the typed text to be erased")
+
+
+def test_command_list_filters_by_target_and_names(bus):
+    """`command.list` with `names` returns only those commands of the target,
+    newest first, however many other commands came after them; a `names`
+    that is not a short list of strings is refused as a bad request."""
+    op = bus.peer("op", role="operator")
+    bus.enrol("agent-off")  # accepted, never connected: its commands stay queued
+    bus.enrol("agent-other")
+    chat = op.send_command("agent-off", "chat.send", {"message_id": "m1", "text": "hi"})
+    for _ in range(5):  # e.g. thumbnails: many newer commands of another name
+        op.send_command("agent-off", "ping")
+    op.send_command("agent-other", "chat.send", {"message_id": "m2", "text": "hi"})
+
+    listed = op.request("command.list", target="agent-off", limit=3, names=["chat.send", "chat.delete"])
+    assert [c["id"] for c in listed] == [chat["id"]]
+    assert listed[0]["status"] == "queued"
+    assert len(op.request("command.list", target="agent-off", limit=3)) == 3
+
+    for bad in ("chat.send", [1], ["x" * 65], ["a"] * 17):
+        with pytest.raises(RemoteError) as info:
+            op.request("command.list", target="agent-off", names=bad)
+        assert info.value.code == ErrorCode.BAD_REQUEST, bad
