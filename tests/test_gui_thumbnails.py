@@ -145,6 +145,9 @@ def test_a_visible_online_tile_shows_the_real_screen_and_the_employee_is_told(bu
 
     qtbot.waitUntil(audited, timeout=WAIT_MS)
     assert "thumbnail" not in window.commands.column_values("name")
+    # ...and the store's command history keeps no row per picture (the audit trail is the record)
+    stored = bus.admin.request("store.query", kind="commands", client_id="desk-1")
+    assert stored is not None and all(r.get("name") != "thumbnail" for r in stored)
 
 
 def test_only_visible_online_tiles_are_asked_and_nothing_while_hidden(bus, screen_agents, console, qtbot):

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from broker.client import BusClient
+from broker.command_queue import EPHEMERAL_RESULTS
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister.store import Record, Store, StoreUnavailable
@@ -110,6 +111,8 @@ def record_for(
     if kind is Kind.PRESENCE:
         return Record("presence", topic.split(".", 1)[1], msg_id, ts, topic, data), False
     if kind is Kind.COMMAND_STATUS:
+        if data.get("name") in EPHEMERAL_RESULTS:  # tile thumbnails: the audit trail keeps each look
+            return None
         return Record("command_status", str(data.get("target", "")), msg_id, ts, topic, data), False
     return None
 
