@@ -26,12 +26,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 from PIL import Image, ImageDraw
 
+from agent.screen.thumbnail import COMMAND as THUMBNAIL_COMMAND
+from agent.screen.thumbnail import DEFAULT_WIDTH as THUMBNAIL_WIDTH
 from broker import keys
 from broker.cli.persist import open_store
 from broker.cli.profile import Profile
@@ -101,6 +104,15 @@ class _SimAgent:
         return {"hostname": s.hostname, "os": s.os, "logged_in_user": s.user, "cpu_percent": round(self.cpu, 1),
                 "memory_percent": round(self.memory, 1), "disk_percent": s.disk, "disk_percent_mount": s.disk_mount, "cpu_count": 8,
                 "collected_at": time.time()}
+
+
+    def thumbnail(self) -> dict:
+        """What the real agent's ``thumbnail`` command returns, from a drawn desktop."""
+        picture = Image.open(io.BytesIO(desktop_picture(self.spec, self.rng, frozen=False)))
+        picture.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH))
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=50)
+        return {"format": "jpeg", "image": out.getvalue(), "width": picture.width, "height": picture.height, "quality": 50}
 
 
 class SimFleet:
@@ -186,9 +198,10 @@ class SimFleet:
             name = env.data().get("name", "?")
         except (ProtocolError, AttributeError):
             name = "?"
+        output = agent.thumbnail() if name == THUMBNAIL_COMMAND else {"simulated": True, "command": name}
         try:
             agent.bus.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=env.msg_id)
-            agent.bus.send(Kind.RESULT, data={"ok": True, "output": {"simulated": True, "command": name}}, corr=env.msg_id)
+            agent.bus.send(Kind.RESULT, data={"ok": True, "output": output}, corr=env.msg_id)
         except EmsError as exc:
             log.debug("%s: no answer to %s now: %s", agent.spec.client_id, name, exc)
 
@@ -229,10 +242,10 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
     records: list[Record] = []
     n = 0
 
-    def add(kind: str, client_id: str, ts: float, topic: str, data: dict) -> None:
+    def add(kind: str, client_id: str, ts: float, topic: str, data: dict, msg_id: str = "") -> None:
         nonlocal n
         n += 1
-        records.append(Record(kind, client_id, f"seed-{n:06d}", ts, topic, data))
+        records.append(Record(kind, client_id, msg_id or f"seed-{n:06d}", ts, topic, data))
 
     operator = "it.lead@hq"
     for i, s in enumerate(specs):
@@ -288,7 +301,25 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
             add("command_status", cid, ts + 2, f"command.{cid}",
                 {"id": cmd_id, "target": cid, "name": name, "status": "done", "operator": operator, "created": ts,
                  "result": {"ok": True, "output": {"update_count": 3} if name == "update.check" else {"bytes": 183_224}}})
+        if s.user and now - 50 * 60 < end:
+            seed_chat(add, cid, s.user, operator, now - 50 * 60 + i * 13)
     return records
+
+
+def seed_chat(add: Callable[..., None], cid: str, user: str, operator: str, ts: float) -> None:
+    """A short conversation as the agent reports it: a message the user read,
+    their reply, and a message the operator deleted after sending it."""
+    topic = f"event.{cid}.chat"
+    read_id, deleted_id = f"seedchat-{cid}-1", f"seedchat-{cid}-2"
+    add("event", cid, ts, topic, {"direction": "out", "operator": operator, "status": "sent",
+                                  "body": "Hello, IT here. Is the invoice app still freezing?"}, read_id)
+    add("event", cid, ts + 40, topic, {"ref": read_id, "message_id": read_id, "direction": "out", "status": "read",
+                                       "operator": operator, "ts": ts + 40})
+    add("event", cid, ts + 95, topic, {"direction": "in", "status": "delivered", "operator": operator,
+                                       "body": f"Yes, twice this morning. ({user})", "ts": ts + 95})
+    add("event", cid, ts + 130, topic, {"direction": "out", "operator": operator, "status": "sent",
+                                        "body": "Sent to the wrong desk, sorry."}, deleted_id)
+    add("event", cid, ts + 150, topic, {"ref": deleted_id, "message_id": deleted_id, "deleted": True, "ts": ts + 150})
 
 
 # -- the stack ------------------------------------------------------------------------

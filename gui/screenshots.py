@@ -90,6 +90,8 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
         run_until(lambda: window.select_client(client_id), timeout_s, f"client {client_id}")
         run_until(lambda: window.history["sessions"].rowCount() > 0 and window.chart.cpu.count() > 0,
                   timeout_s, "the selected client's history")
+        run_until(lambda: all(clients.client(c).thumbnail is not None or not clients.client(c).online
+                              for c in window.thumbnails.visible_clients()), timeout_s, "the visible tiles' thumbnails")
         window.tabs.setCurrentWidget(window.tabs_by_kind["security"])
         pause(2.5)  # a few live sysinfo points after the stored ones; the command log fills
         save(window, "console-dark.png")
