@@ -220,12 +220,13 @@ def flood_main(bind: str, server_key: str, pair: keyfiles.KeyPair, duration_s: f
                sent: Any, refused: Any, told: Any, ready: Any, go: Any) -> None:
     """One enrolled agent publishing events as fast as its socket takes them.
 
-    ``honour``: a well-behaved BusClient (``publish`` pauses while the broker's
-    RATE_LIMITED retry-after runs); otherwise hostile: ``send`` on its own
+    ``honour``: a well-behaved BusClient (it keeps to the limit its WELCOME
+    states, and ``publish`` pauses while a RATE_LIMITED retry-after runs);
+    otherwise hostile: a client that does not pace itself, ``send`` on its own
     topic, ignoring every RATE_LIMITED. ``told`` counts the notices received.
     """
     flag = _term_flag()
-    client = BusClient(ClientConfig(server=bind, server_key=server_key), pair, hello={"client_id": FLOOD_ID})
+    client = BusClient(ClientConfig(server=bind, server_key=server_key), pair, hello={"client_id": FLOOD_ID}, pace=honour)
     client.connect()
     client.wait_ready(15)
     ready.set()
@@ -241,8 +242,8 @@ def flood_main(bind: str, server_key: str, pair: keyfiles.KeyPair, duration_s: f
             else:
                 client.send(Kind.EVENT, topic, body=body)
             n += 1
-        except RateLimited:  # honoured: wait out the retry-after, answering heartbeats meanwhile
-            client.drain(1000, max(0.0, min(0.1, client.throttled_until - client.clock(), end - time.monotonic())))
+        except RateLimited:  # honoured: wait for a token / the retry-after, answering heartbeats meanwhile
+            client.drain(1000, max(0.001, min(0.1, client.throttled_until - client.clock(), end - time.monotonic())))
         except SendError:
             bad += 1
             client.drain(1000, 0.0)  # keep heartbeats/timers going
@@ -692,7 +693,8 @@ def render(results: dict) -> str:
         "A message over the limit is dropped right after its header is read, before any routing, counted per agent "
         "(`ems status`), reported as a throttled `rate_limited` security event, and the agent gets `RATE_LIMITED` "
         "with a retry-after at most once a second. The *hostile* flooder ignores that and keeps sending; the "
-        "*well-behaved* one is a `BusClient` whose `publish` pauses until the retry-after; the last flood is the "
+        "*well-behaved* one is a `BusClient`, which keeps to the limit its WELCOME states (what the broker would drop "
+        "raises `RateLimited` in the client and is never sent) and pauses on a `RATE_LIMITED` retry-after; the last flood is the "
         "hostile one against the same broker restarted with the limit off. A hostile flooder still costs the broker "
         "a receive, a CurveZMQ decryption and a header decode per message (libzmq cannot stop reading one peer of a "
         "ROUTER), so the others' latency is protected from fan-out and store load, not from that.",

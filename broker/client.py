@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import zmq
 
-from broker.config import ClientConfig
+from broker.config import ClientConfig, RateLimit
 from broker.envelope import (
     ERROR_TEXT,
     Envelope,
@@ -40,6 +40,7 @@ from broker.envelope import (
 )
 from broker.errors import EmsError, ProtocolError, RemoteError, SendError, TimeoutError
 from broker.keys import KeyPair
+from broker.quota import METERED_KINDS, AgentQuota
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ MAX_BACKLOG = 100_000
 
 class AccessRevoked(RemoteError):
     """The broker revoked or rejected this peer's key."""
+
+
+#: an agent paces itself at this share of the rates its broker allows: the
+#: broker's buckets see arrival times, which a busy network can bunch together
+PACE_SHARE = 0.95
 
 
 class RateLimited(SendError):
@@ -67,12 +73,17 @@ class BusClient:
         hello: dict | None = None,
         context: zmq.Context | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pace: bool = True,
     ):
+        """``pace``: as an agent, keep to the rate limit its broker's WELCOME
+        states (what would be dropped raises :class:`RateLimited` instead of
+        being sent); False only to test the broker's side of the limit."""
         if not config.server_key:
             raise EmsError("the broker's public key is required (Curve is never optional)")
         self.config = config
         self.keypair = keypair
         self.hello_info = dict(hello or {})
+        self.pace = pace
         self.clock = clock
         self._own_context = context is None
         self.ctx = context or zmq.Context()
@@ -90,6 +101,10 @@ class BusClient:
         #: the broker's RATE_LIMITED notices: publish nothing before this (clock time)
         self.throttled_until = 0.0
         self.rate_limited = 0
+        #: an agent's own copy of its rate limit (from WELCOME): what would be dropped is not sent
+        self._pace: AgentQuota | None = None
+        #: messages refused here by that copy (RateLimited raised, nothing sent)
+        self.paced = 0
         self._backlog: collections.deque[Envelope] = collections.deque()
         self._heartbeat_s = config.timing.heartbeat_s
         self._broker_timeout_s = config.timing.broker_timeout_s
@@ -191,11 +206,15 @@ class BusClient:
         corr: str | None = None,
         expires: float | None = None,
     ) -> str:
-        """Send one message; returns its id. Raises SendError if it cannot be queued."""
+        """Send one message; returns its id. Raises SendError if it cannot be queued,
+        :class:`RateLimited` (a SendError) if an agent's rate limit would drop it."""
         if self.socket is None:
             raise SendError("not connected to the broker (reconnecting)")
         msg_id = msg_id or new_id()
         frames = [pack_header(kind, topic, msg_id, corr, expires), body if body is not None else pack_body(data)]
+        if self._pace is not None and kind in METERED_KINDS and not self._pace.admit(len(frames[0]) + len(frames[1]), self.clock()):
+            self.paced += 1
+            raise RateLimited("over this agent's rate limit: the broker would drop it; try again shortly")
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again as exc:
@@ -349,6 +368,8 @@ class BusClient:
         self.client_id = info.get("client_id", "")
         self.role = info.get("role", "")
         self.boot_id = info.get("boot_id", "")
+        limits = RateLimit.from_offer(self.welcome.get("rate_limit"), PACE_SHARE) if self.pace and self.role == "agent" else None
+        self._pace = AgentQuota(limits, self.clock()) if limits is not None else None
         self._heartbeat_s = float(info.get("heartbeat_s", self._heartbeat_s))
         self._broker_timeout_s = max(self.config.timing.broker_timeout_s, float(info.get("peer_timeout_s", 0)))
         self.state = READY

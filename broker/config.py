@@ -150,6 +150,24 @@ class RateLimit:
             parts.append(f"{self.bytes_per_s / 2**20:,.1f} MiB/s (burst {self.burst_bytes / 2**20:,.1f} MiB)")
         return ", ".join(parts) or "off"
 
+    def offer(self) -> dict:
+        """The limits as a broker's WELCOME tells them to an agent, so that it can pace itself."""
+        return {"msgs_per_s": self.msgs_per_s, "burst_msgs": self.burst_msgs,
+                "bytes_per_s": self.bytes_per_s, "burst_bytes": self.burst_bytes}
+
+    @classmethod
+    def from_offer(cls, offer: object, share: float = 1.0) -> "RateLimit | None":
+        """The limits a WELCOME offers, with the rates scaled by ``share``; None
+        if there are none or they do not make sense (then nothing is paced)."""
+        if not isinstance(offer, dict):
+            return None
+        try:
+            limits = cls(msgs_per_s=offer["msgs_per_s"] * share, burst_msgs=offer["burst_msgs"],
+                         bytes_per_s=offer["bytes_per_s"] * share, burst_bytes=offer["burst_bytes"])
+        except (KeyError, TypeError, ConfigError):
+            return None
+        return limits if limits.enabled else None
+
     @classmethod
     def off(cls) -> "RateLimit":
         """No per-agent limit (for benchmarks of raw routing capacity)."""

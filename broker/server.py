@@ -527,6 +527,8 @@ class Broker:
             "server_time": time.time(),
             "batch": batch_offer(),
         }
+        if peer.role == "agent" and self.quotas is not None:
+            welcome["rate_limit"] = self.config.rate_limit.offer()  # a well-behaved agent paces itself
         self._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), pack_body(welcome))
         if peer.role == "agent":
             record = self.registry.get(peer.key)

@@ -85,9 +85,10 @@ class Bus:
     def client_config(self) -> ClientConfig:
         return ClientConfig(server=self.endpoint, server_key=self.server_key, timing=self.timing)
 
-    def client(self, keypair: keys.KeyPair, hello: dict | None = None, ready: bool = True) -> BusClient:
-        """A connected client for ``keypair`` (closed at teardown)."""
-        c = BusClient(self.client_config(), keypair, hello=hello)
+    def client(self, keypair: keys.KeyPair, hello: dict | None = None, ready: bool = True, pace: bool = True) -> BusClient:
+        """A connected client for ``keypair`` (closed at teardown); ``pace=False``:
+        an agent that does not keep to its rate limit by itself."""
+        c = BusClient(self.client_config(), keypair, hello=hello, pace=pace)
         self.clients.append(c)
         c.connect()
         if ready:

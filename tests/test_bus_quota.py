@@ -173,11 +173,13 @@ def test_commands_to_other_agents_work_during_a_flood(limited):
 
 
 def test_a_well_behaved_client_backs_off_until_the_retry_after(limited):
-    """A BusClient publishing until the broker says RATE_LIMITED stops: while
-    throttled, publish raises RateLimited and the broker sees nothing more
-    from it; once the retry-after has passed it publishes again."""
+    """A BusClient that does not pace itself (as after a reconnect, when the
+    broker's bucket is emptier than the client's copy) publishing until the
+    broker says RATE_LIMITED stops: while throttled, publish raises
+    RateLimited and the broker sees nothing more from it; once the
+    retry-after has passed it publishes again."""
     bus = limited(RateLimit(msgs_per_s=20, burst_msgs=50, bytes_per_s=0, notice_s=1.0))
-    agent = bus.peer("polite")
+    agent = bus.peer("polite", pace=False)
     sent = 0
     while True:
         try:
@@ -207,7 +209,7 @@ def test_results_and_heartbeats_pass_when_an_agent_is_over_its_limit(limited):
     test) and ignores the back-off still has its command status and result
     delivered and stays online: only what agents publish is metered."""
     bus = limited(RateLimit(msgs_per_s=FROZEN, burst_msgs=5, bytes_per_s=0))
-    agent = bus.peer("greedy")
+    agent = bus.peer("greedy", pace=False)
     operator = bus.peer("op-g", role="operator")
     for i in range(20):
         agent.send(Kind.EVENT, "event.greedy.tick", {"n": i})  # send(): no back-off
@@ -231,7 +233,7 @@ def test_durable_records_through_a_throttle_are_stored_exactly_once(limited, tmp
     persister = RunningPersister(bus, tmp_path)
     outbox = Outbox(tmp_path / "durable-outbox.db", resend_after_s=0.5)
     try:
-        client = bus.peer("durable-a")
+        client = bus.peer("durable-a", pace=False)  # the broker's limit bites, not the client's copy
         sender = DurableSender(client, outbox)
         sender.report_many([(Kind.EVENT, "activity", {"n": i, "pad": "x" * 100}) for i in range(1000)])
 
@@ -250,6 +252,68 @@ def test_durable_records_through_a_throttle_are_stored_exactly_once(limited, tmp
     finally:
         outbox.close()
         persister.stop()
+
+
+def test_a_pacing_agent_is_never_dropped_and_its_records_all_arrive(limited, tmp_path):
+    """An agent's BusClient keeps to the limit its WELCOME states (operators
+    are told none): 1,000 durable records pushed as fast as the client takes
+    them at 50 KB/s (bursts of 20 KB) all reach the store exactly once,
+    the client held back what the broker would have dropped (``paced``), and
+    the broker dropped nothing and sent no RATE_LIMITED."""
+    limits = RateLimit(msgs_per_s=0, bytes_per_s=50_000, burst_bytes=20_000, notice_s=0.2)
+    bus = limited(limits)
+    persister = RunningPersister(bus, tmp_path)
+    outbox = Outbox(tmp_path / "paced-outbox.db", resend_after_s=30)  # no resend needed: nothing is dropped
+    try:
+        client = bus.peer("paced-a")
+        assert client.welcome["rate_limit"] == limits.offer()
+        assert "rate_limit" not in bus.peer("op-p", role="operator").welcome
+        sender = DurableSender(client, outbox)
+        sender.report_many([(Kind.EVENT, "activity", {"n": i, "pad": "x" * 100}) for i in range(1000)])
+
+        def all_acked() -> bool:
+            for env in client.drain(1000, 0.02):
+                sender.handle(env)
+            sender.pump()
+            return sender.outbox.stats()["pending"] == 0
+
+        wait_for(all_acked, 60, interval_s=0.0, what="every record to be acknowledged")
+        rows = persister.store.query("activity", client_id="paced-a", limit=1000)
+        assert sorted(r["data"]["n"] for r in rows) == list(range(1000))
+        assert client.paced > 0  # it did hold back
+        assert agent_row(bus, "paced-a")["dropped_rate_limited"] == 0
+        assert client.rate_limited == 0 and bus.broker.counters["rate_limit_notices"] == 0
+    finally:
+        outbox.close()
+        persister.stop()
+
+
+def test_pacing_raises_before_sending_and_frees_up_with_time(limited):
+    """The client's copy of the limit (5 messages, next token in ~1 s):
+    the 6th publish raises RateLimited and nothing of it reaches the broker;
+    a later one is sent. Bad offers in a WELCOME pace nothing."""
+    bus = limited(RateLimit(msgs_per_s=1, burst_msgs=5, bytes_per_s=0))
+    agent = bus.peer("paced-b")
+    for n in range(5):
+        agent.publish(Kind.EVENT, "tick", {"n": n})
+    with pytest.raises(RateLimited, match="rate limit"):
+        agent.publish(Kind.EVENT, "tick", {"n": 5})
+    assert agent.paced == 1
+    wait_for(lambda: bus.broker.counters["routed"] >= 5, 5, what="the 5 events")
+    wait_for(lambda: _publishes(agent), 5, interval_s=0.05, what="a token to come back")
+    wait_for(lambda: bus.broker.counters["routed"] == 6, 5, what="the 6th event")
+    assert bus.broker.counters["dropped_rate_limited"] == 0
+    for offer in (None, "fast", {"msgs_per_s": -1, "burst_msgs": 5, "bytes_per_s": 0, "burst_bytes": 0},
+                  {"msgs_per_s": 0, "burst_msgs": 0, "bytes_per_s": 0, "burst_bytes": 0}, {"msgs_per_s": 5}):
+        assert RateLimit.from_offer(offer) is None, offer
+
+
+def _publishes(agent) -> bool:
+    try:
+        agent.publish(Kind.EVENT, "tick", {"n": 6})
+    except RateLimited:
+        return False
+    return True
 
 
 def test_byte_limit_meters_screen_frames(limited):
