@@ -173,3 +173,23 @@ def test_audit_made_while_the_persister_is_down_is_stored_when_it_returns(bus, t
         assert len(sessions) == 1  # presence was journaled too, and stored once
     finally:
         persister.stop()
+
+
+def test_a_chat_delete_that_overtakes_its_message_is_kept_for_later(bus, persister, tmp_path):
+    """An agent's delete of a chat message reaches the persister before the
+    message itself (its first send was lost): the delete is not acknowledged
+    (the store waits for the message), the agent resends it, and once the
+    message is stored the delete applies: nothing is lost to the order."""
+    client = bus.peer("agent-c")
+    sender = DurableSender(client, Outbox(tmp_path / "agent-c-outbox.db", resend_after_s=0.3))
+    sender.report(Kind.EVENT, "chat", {"ref": "m1", "message_id": "m1", "deleted": True})
+
+    wait_for(lambda: pump_once(sender) or persister.service.stats["waiting"] >= 1, 10, interval_s=0.0,
+             what="the persister to hold the delete back")
+    assert sender.acked == 0 and sender.outbox.stats()["pending"] == 1
+
+    sender.report(Kind.EVENT, "chat", {"direction": "out", "body": "hello", "operator": "alice", "status": "sent"}, msg_id="m1")
+    pump_until_acked(sender)
+    [row] = persister.store.query("messages", client_id="agent-c", include_deleted=True)
+    assert (row["msg_id"], row["deleted"]) == ("m1", True)
+    assert persister.service.stats["rejected"] == 0

@@ -2,11 +2,13 @@
 full and read-only disks, retention."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from test_store_support import PLAIN_MARKER, SECRETS, make_store, sample_records, table_counts
 
 from broker.persister import schema
-from broker.persister.store import PURGE_BATCH, STATS, VIEWS, Record, StoreUnavailable
+from broker.persister.store import CHAT_UPDATE_WAIT_S, PURGE_BATCH, STATS, VIEWS, Record, StoreUnavailable
 
 
 @pytest.fixture
@@ -103,6 +105,29 @@ def test_chat_status_updates_and_soft_delete(store):
     assert store.soft_delete_message(message_id)
     assert store.query("messages") == []
     assert store.query("messages", include_deleted=True)[0]["deleted"] is True
+
+
+def test_a_chat_update_that_overtook_its_message_waits_for_it(store):
+    """A delete (and a read receipt) of a message the store has not got yet,
+    as when the message's first send was dropped and is resent later: not
+    stored, not rejected, listed as waiting (so it is not acknowledged and
+    its agent resends it); once the message is stored the resent updates
+    apply. An orphan update older than CHAT_UPDATE_WAIT_S is rejected."""
+    now = time.time()
+    early = [Record("event", "a1", "u1", now, "event.a1.chat", {"ref": "m1", "status": "read"}),
+             Record("event", "a1", "u2", now + 1, "event.a1.chat", {"ref": "m1", "deleted": True})]
+    first = store.write_batch(early)
+    assert (first.new, first.rejected, first.durable) == (0, [], [])
+    assert [w.record.msg_id for w in first.waiting] == ["u1", "u2"] and first.waiting[0].reason.endswith(" yet")
+    store.write_batch([Record("event", "a1", "m1", now - 1, "event.a1.chat", {"body": "hi", "direction": "out"})])
+    again = store.write_batch(early)
+    assert (again.new, again.waiting, again.rejected) == (2, [], [])
+    [row] = store.query("messages", include_deleted=True)
+    assert (row["status"], row["deleted"]) == ("read", True)
+
+    stale = store.write_batch([Record("event", "a1", "u3", now - CHAT_UPDATE_WAIT_S - 60, "event.a1.chat",
+                                      {"ref": "gone", "deleted": True})])
+    assert stale.waiting == [] and "no chat message 'gone'" in stale.rejected[0].reason
 
 
 # -- dedupe and rejects ------------------------------------------------------------------

@@ -244,8 +244,11 @@ class Persister:
         self.stats["committed"] += result.new
         self.stats["duplicates"] += result.duplicates
         self.stats["rejected"] += len(result.rejected)
+        self.stats["waiting"] += len(result.waiting)
         for record, reason in result.rejected:
             log.warning("store rejected %s %s from %s: %s", record.kind, record.msg_id, record.client_id, reason)
+        for record, reason in result.waiting:  # not acknowledged: the agent sends it again later
+            log.info("store keeps %s %s from %s for later: %s", record.kind, record.msg_id, record.client_id, reason)
         durable = set(result.durable)
         rejected = {(r.client_id, r.msg_id) for r, _ in result.rejected}
         acks: dict[str, list[str]] = defaultdict(list)

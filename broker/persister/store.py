@@ -133,10 +133,21 @@ class StoredBatch:
     new: int = 0
     duplicates: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    #: updates of a record not stored yet (a chat receipt or delete that overtook
+    #: its message): not written and not to be acknowledged, so the agent resends them
+    waiting: list[Rejected] = field(default_factory=list)
 
 
 class _Reject(Exception):
     """Internal: this record is malformed (the reason is the message)."""
+
+
+class _NotYet(_Reject):
+    """Internal: this record updates one the store does not hold yet."""
+
+
+#: how long a chat receipt or delete may wait for its message before it is rejected for good
+CHAT_UPDATE_WAIT_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -363,6 +374,9 @@ class Store:
 
         Presence, command status and chat status changes count as *new*
         when they changed something and as *duplicates* when they did not.
+        A chat receipt or delete whose message is not stored yet is
+        *waiting* (not written, not to be acknowledged: it is resent) for up
+        to :data:`CHAT_UPDATE_WAIT_S`, then rejected.
         A client that is not known yet gets a ``clients`` row. Raises
         :class:`StoreUnavailable` (nothing written) when the database cannot
         be written.
@@ -442,7 +456,7 @@ class Store:
                 except (_Reject, *_RECORD_ERRORS) as exc:
                     cur.execute("ROLLBACK TO record")
                     cur.execute("RELEASE record")
-                    result.rejected.append(Rejected(op.record, str(exc)))
+                    (result.waiting if isinstance(exc, _NotYet) else result.rejected).append(Rejected(op.record, str(exc)))
                     continue
                 cur.execute("RELEASE record")
                 self._count(result, op, is_new)
@@ -1230,7 +1244,10 @@ def _apply_chat_update(r: Record, ref: str, status: str | None, deleted: bool, c
         "SELECT id, status, deleted FROM chat_messages WHERE client_id = ? AND msg_id = ?", (r.client_id, ref)
     ).fetchone()
     if row is None:
-        raise _Reject(f"no chat message {ref!r} from {r.client_id!r} to update")
+        why = f"no chat message {ref!r} from {r.client_id!r} to update"
+        if time.time() - r.ts < CHAT_UPDATE_WAIT_S:  # it may still be on its way (resent later)
+            raise _NotYet(why + " yet")
+        raise _Reject(why)
     changed = False
     if status is not None and _CHAT_RANK[status] > _CHAT_RANK[row["status"]]:
         cur.execute("UPDATE chat_messages SET status = ?, status_ts = ? WHERE id = ?", (status, r.ts, row["id"]))
