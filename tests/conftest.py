@@ -35,6 +35,16 @@ def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, interval_
         time.sleep(interval_s)
 
 
+class ManualClock:
+    """A clock a test moves by hand (``clock.now += 30``): starts at 1000.0."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def next_message(client: BusClient, match: Callable[[Envelope], bool], timeout_s: float = 5.0) -> Envelope:
     """The next message ``match`` accepts; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

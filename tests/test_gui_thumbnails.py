@@ -33,18 +33,12 @@ from gui.main_window import MainWindow
 from gui.thumbnails import MAX_THUMBNAIL_SIDE, ThumbnailConfig, decode_result
 from gui.widgets import ClientTileDelegate
 
+from conftest import ManualClock as Clock
+
 WAIT_MS = 20_000
 RED, BLUE = (255, 0, 0), (32, 80, 192)
 #: timers that never fire within a test: the test calls tick() itself
 PARKED = {"tick_s": 3600.0, "settle_ms": 3_600_000}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

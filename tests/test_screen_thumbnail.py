@@ -11,6 +11,7 @@ import time
 
 import pytest
 from PIL import Image
+from conftest import ManualClock as Clock
 from conftest import next_message
 from test_screen_capture import H, W, Agentish, check_pattern, display, screen  # noqa: F401  (fixtures)
 
@@ -20,14 +21,6 @@ from agent.screen import handlers, thumbnail
 from broker.command_queue import DONE, EPHEMERAL_KEEP_S, CommandQueue
 from broker.envelope import Kind, unpack_body
 from broker.errors import EmsError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
