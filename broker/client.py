@@ -370,6 +370,8 @@ class BusClient:
         self.boot_id = info.get("boot_id", "")
         limits = RateLimit.from_offer(self.welcome.get("rate_limit"), PACE_SHARE) if self.pace and self.role == "agent" else None
         self._pace = AgentQuota(limits, self.clock()) if limits is not None else None
+        if self._pace is not None:
+            self._pace.start_from(self.welcome["rate_limit"])
         self._heartbeat_s = float(info.get("heartbeat_s", self._heartbeat_s))
         self._broker_timeout_s = max(self.config.timing.broker_timeout_s, float(info.get("peer_timeout_s", 0)))
         self.state = READY

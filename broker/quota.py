@@ -18,6 +18,8 @@ now (at most once per ``notice_s``) and how long it should wait.
 """
 from __future__ import annotations
 
+import math
+
 from broker.config import RateLimit
 from broker.envelope import Kind
 from broker.permissions import ROLE_KINDS
@@ -82,6 +84,23 @@ class AgentQuota:
     def wait_s(self) -> float:
         return max(bucket.wait_s() for bucket in (self.msgs, self.bytes) if bucket is not None)
 
+    def left(self, now: float) -> dict:
+        """What the buckets hold now (``msgs_left``, ``bytes_left``), for a WELCOME."""
+        out = {}
+        for name, bucket in (("msgs_left", self.msgs), ("bytes_left", self.bytes)):
+            if bucket is not None:
+                bucket.refill(now)
+                out[name] = bucket.level
+        return out
+
+    def start_from(self, left: dict) -> None:
+        """Start from what the broker's buckets hold (``left()`` of its copy), not full:
+        a reconnected agent's broker may remember an emptier bucket."""
+        for name, bucket in (("msgs_left", self.msgs), ("bytes_left", self.bytes)):
+            value = left.get(name)
+            if bucket is not None and type(value) in (int, float) and math.isfinite(value):
+                bucket.level = min(bucket.burst, max(-bucket.burst, float(value)))
+
 
 class Quotas:
     """The buckets of every agent that has published since the broker started."""
@@ -106,6 +125,11 @@ class Quotas:
             return None
         quota.next_notice = now + self.limits.notice_s
         return max(self.limits.notice_s, quota.wait_s())
+
+    def left(self, client_id: str, now: float) -> dict:
+        """What ``client_id``'s buckets hold now (empty if it has not published yet: full)."""
+        quota = self._agents.get(client_id)
+        return quota.left(now) if quota else {}
 
     def dropped(self, client_id: str) -> tuple[int, int]:
         """(messages, bytes) dropped from ``client_id`` since the broker started."""

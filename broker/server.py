@@ -528,7 +528,8 @@ class Broker:
             "batch": batch_offer(),
         }
         if peer.role == "agent" and self.quotas is not None:
-            welcome["rate_limit"] = self.config.rate_limit.offer()  # a well-behaved agent paces itself
+            # a well-behaved agent paces itself, from where its buckets stand (they outlive connections)
+            welcome["rate_limit"] = {**self.config.rate_limit.offer(), **self.quotas.left(peer.client_id, self.clock())}
         self._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), pack_body(welcome))
         if peer.role == "agent":
             record = self.registry.get(peer.key)

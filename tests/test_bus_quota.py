@@ -305,6 +305,29 @@ def test_pacing_raises_before_sending_and_frees_up_with_time(limited):
         assert RateLimit.from_offer(offer) is None, offer
 
 
+def test_a_reconnected_agent_paces_from_where_its_buckets_stand(limited):
+    """The broker's buckets outlive a connection: an agent that used 3 of its
+    5 messages (no refill during the test) and reconnects is told in its
+    WELCOME that 2 are left, so its third publish is held back in the client
+    and the broker drops nothing."""
+    bus = limited(RateLimit(msgs_per_s=FROZEN, burst_msgs=5, bytes_per_s=0))
+    pair = bus.enrol("re-a")
+    first = bus.client(pair, hello={"client_id": "re-a"})
+    for n in range(3):
+        first.publish(Kind.EVENT, "tick", {"n": n})
+    wait_for(lambda: bus.broker.counters["routed"] == 3, 5, what="the first 3 events")
+    first.close()
+
+    second = bus.client(pair, hello={"client_id": "re-a"})
+    assert 1.9 < second.welcome["rate_limit"]["msgs_left"] <= 2.1
+    for n in range(2):
+        second.publish(Kind.EVENT, "tick", {"n": 3 + n})
+    with pytest.raises(RateLimited):
+        second.publish(Kind.EVENT, "tick", {"n": 5})
+    wait_for(lambda: bus.broker.counters["routed"] == 5, 5, what="the 2 events left")
+    assert bus.broker.counters["dropped_rate_limited"] == 0 and second.paced == 1
+
+
 def _publishes(agent) -> bool:
     agent.drain(100, 0.0)  # heartbeats: the broker must not forget us while we wait for a token
     try:
