@@ -23,8 +23,10 @@ def add_parser(subparsers) -> None:
         description="Run the EMS agent: it enrols with the broker (its key stays pending until an operator "
         "accepts it, or it presents the enrolment token), heartbeats, reports system information and answers "
         "commands. It always tells the user it is running; `ems agent access-log` shows what was done. "
-        "Local policy (allowed folders, power dry run, extra mandatory notices) is read from DATA/policy.json "
-        "and cannot be loosened from the server.",
+        "Local policy is read from DATA/policy.json and cannot be loosened from the server: allowed folders, "
+        "power dry run, extra mandatory notices, log forwarding, and how many screen thumbnails operators' "
+        "consoles may take (thumbnails_per_minute, default 6, at most 12, 0 for none; the user is told who "
+        "looks again every thumbnail_notice_every_s seconds, default 600).",
     )
     p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"], help="run (default) or print the local access log")
     add_data_dir(p)
