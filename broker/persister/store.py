@@ -372,7 +372,7 @@ class Store:
           -> ``screen_captures`` [width, height, quality, format, image*,
           command] and its preview (or why there is none) in
           ``capture_thumbnails``; ``chat`` -> ``chat_messages`` [body*, direction in|out,
-          command (out), operator (in: whom it answers), status] or, with ``ref`` (a stored message's msg_id), a
+          command (out), in_reply_to (in), status] or, with ``ref`` (a stored message's msg_id), a
           status change / soft delete of it [status, deleted]; ``fileop`` ->
           ``file_operations`` [op*, path*, size, ok, error, command]; any
           other name -> ``activity_logs`` (data stored whole).
@@ -382,7 +382,9 @@ class Store:
         the broker's record of that command (``command_status``), never
         from the agent's body; until that record is here the agent's record
         is *waiting*, and after :data:`OPERATOR_WAIT_S` it is stored with
-        no operator beside an ``unverified_operator`` security event.
+        no operator beside an ``unverified_operator`` security event. An
+        employee's reply is addressed to the operator of the message it
+        answers (``in_reply_to``), or to nobody named.
 
         Presence, command status and chat status changes count as *new*
         when they changed something and as *duplicates* when they did not.
@@ -720,8 +722,8 @@ class Store:
         }
         if direction == "out":  # an operator's message: who sent it is the broker's word, not the agent's
             return _Op(r, r.client_id, functools.partial(_apply_stamped, r, "chat_messages", values, None))
-        # the employee's reply: the agent wrote it; ``operator`` is whom it answers
-        return self._insert(r, "chat_messages", {**values, "operator": _text(d, "operator")}, r.client_id)
+        # the employee's reply: ``operator`` is whom it answers, from the stored message it replies to
+        return _Op(r, r.client_id, functools.partial(_apply_reply, r, values, _text(d, "in_reply_to")))
 
     def _prepare_fileop(self, r: Record) -> _Op:
         d = r.data
@@ -1150,6 +1152,18 @@ def _apply_stamped(r: Record, table: str, values: dict, then: Callable[[sqlite3.
     if operator is None:
         _mark_unverified(r, table, cur)
     return True
+
+
+def _apply_reply(r: Record, values: dict, in_reply_to: str | None, cur: sqlite3.Cursor) -> bool:
+    """An employee's reply, addressed to the operator of the stored message
+    it answers (``in_reply_to``, this agent's), or to nobody named."""
+    row = None
+    if in_reply_to is not None:
+        row = cur.execute("SELECT operator FROM chat_messages WHERE client_id = ? AND msg_id = ? AND direction = 'out'",
+                          (r.client_id, in_reply_to)).fetchone()
+    stamped = {**values, "operator": row["operator"] if row is not None else None}
+    cur.execute(_insert_sql("chat_messages", tuple(stamped)), tuple(stamped.values()))
+    return cur.rowcount == 1
 
 
 def _command_operator(r: Record, cur: sqlite3.Cursor) -> str | None:
