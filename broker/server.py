@@ -66,6 +66,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 #: topic prefixes one connection may subscribe to (fan-out cost is per prefix)
 MAX_PREFIXES = 100
+#: live topics whose readers the fan-out remembers (about 100 bytes each)
+READERS_CACHE = 65_536
 #: seconds between WAL checkpoints of broker.db (kept off the message path)
 CHECKPOINT_INTERVAL_S = 10.0
 
@@ -119,6 +121,8 @@ class Broker:
         self.forwarded: dict[str, tuple[bytes, bytes, float]] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
         self._throttle = LogThrottle()
+        #: live topic -> roles that may receive it (permissions.live_readers, cached)
+        self._readers: dict[str, frozenset[str]] = {}
         #: per-agent token buckets on what agents publish (None: no limit configured)
         self.quotas = Quotas(config.rate_limit) if config.rate_limit.enabled else None
         self._ready = threading.Event()
@@ -352,7 +356,7 @@ class Broker:
         for peer in list(self.subscribers.values()):
             if topic.startswith(peer.prefixes):
                 if readers is None:  # once per message, and only if someone subscribed
-                    readers = permissions.live_readers(topic)
+                    readers = self._readers.get(topic) or self._readers_of(topic)
                 if peer.role not in readers:
                     self.counters["withheld_by_role"] += 1
                     continue
@@ -361,6 +365,14 @@ class Broker:
                 else:
                     self.counters["dropped_fanout"] += 1
         return delivered
+
+    def _readers_of(self, topic: str) -> frozenset[str]:
+        """The roles that may receive ``topic`` live, remembered per topic (a
+        dict lookup on the fan-out path; the cache starts over when full)."""
+        if len(self._readers) >= READERS_CACHE:
+            self._readers.clear()
+        readers = self._readers[topic] = permissions.live_readers(topic)
+        return readers
 
     def _record(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
         """A record the broker makes (audit, presence, security): journaled
@@ -602,7 +614,7 @@ class Broker:
             header = readers = None
             for sub in subscribers:
                 if record.topic.startswith(sub.prefixes):
-                    readers = readers or permissions.live_readers(record.topic)
+                    readers = readers or self._readers.get(record.topic) or self._readers_of(record.topic)
                     if sub.role not in readers:
                         self.counters["withheld_by_role"] += 1
                         continue
