@@ -328,3 +328,14 @@ def test_command_args_and_result_only_for_its_sender_or_an_admin(world, who, op)
     assert ("args" in record and "result" in record) == whole
     assert (SECRET_OUTPUT in repr(record)) == whole and (SECRET_ARGS["path"] in repr(record)) == whole
     assert ("redacted" in record) != whole
+
+
+def test_every_history_kind_and_stats_group_has_a_rule():
+    """A history kind or stats group added to the store without a line in the
+    read-side table would be readable by nobody or by accident: none is."""
+    from broker import permissions
+    from broker.persister.store import VIEWS
+
+    assert set(permissions.HISTORY_READERS) == set(VIEWS) == set(HISTORY_KINDS)
+    assert {kind for kind, _ in STATS.values()} <= set(permissions.HISTORY_READERS)
+    assert set(permissions.LIVE_READERS) == set(LIVE_CLASSES) - {"sysinfo"} | {"activity"}
