@@ -191,3 +191,15 @@ def test_a_real_agent_s_file_operation_and_chat_are_stored_under_the_operator_wh
     finally:
         persister.stop()
         bus.close()
+
+
+@pytest.mark.parametrize("sender", ["agent-x", "op-real", "persister", "mallory"])
+def test_only_the_broker_s_command_records_reach_the_commands_table(sender):
+    """A command status (which names the operator the store trusts) from any
+    peer but the broker is not a record: a peer could otherwise name
+    whomever it likes as a command's operator."""
+    from broker.persister.service import record_for
+
+    data = {"id": "c1", "target": "agent-x", "name": "files.list", "status": "queued", "operator": "mallory"}
+    assert record_for(Kind.COMMAND_STATUS, "command.agent-x", "m1", 1.0, sender, data) is None
+    assert record_for(Kind.COMMAND_STATUS, "command.agent-x", "m1", 1.0, "", data)[0].data["operator"] == "mallory"
