@@ -105,7 +105,8 @@ def record_for(
     if kind is Kind.PRESENCE:
         return Record("presence", topic.split(".", 1)[1], msg_id, ts, topic, data), False
     if kind is Kind.COMMAND_STATUS:
-        if sender or data.get("name") in EPHEMERAL_RESULTS:  # the broker's own (it names the operator), not a peer's  # tile thumbnails: the audit trail keeps each look
+        # only the broker's (they name a command's operator); tile thumbnails: the audit trail keeps each look
+        if sender or data.get("name") in EPHEMERAL_RESULTS:
             return None
         return Record("command_status", str(data.get("target", "")), msg_id, ts, topic, data), False
     return None
