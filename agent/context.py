@@ -101,3 +101,6 @@ class AgentContext:
     report: Callable[..., str]
     #: the operator (client id) who sent the current command
     operator: str = ""
+    #: the current command's id: records about it carry it (``command``), and the
+    #: store names their operator from the broker's record of that command
+    command_id: str = ""

@@ -346,7 +346,7 @@ def _audited(op: str) -> Callable:
 
 
 def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:
-    data = {**record, "ok": ok, "error": error, "operator": ctx.operator}
+    data = {**record, "ok": ok, "error": error, "operator": ctx.operator, "command": ctx.command_id}
     try:
         ctx.report(Kind.EVENT, "fileop", data, priority=Priority.IMPORTANT)
     except Exception as exc:  # noqa: BLE001 - the operation's outcome still goes back to the operator

@@ -178,7 +178,7 @@ class Agent:
             error = f"unknown command {name!r}; this agent knows: {', '.join(sorted(self.handlers))}"
             self._finish(cmd_id, name, env.sender, {"ok": False, "error": error})
             return
-        context = replace(self.context, operator=env.sender)
+        context = replace(self.context, operator=env.sender, command_id=cmd_id)
         self.lanes.submit(cmd_id, name, env.sender, lambda: run_handler(handler, args, context, cmd_id, name))
 
     def _finish(self, cmd_id: str, name: str, sender: str, result: dict) -> None:

@@ -27,6 +27,7 @@ from broker import permissions, zap
 from broker.command_queue import (
     DELIVERED,
     DONE,
+    EPHEMERAL_RESULTS,
     EXPIRED,
     FAILED,
     FINAL,
@@ -65,6 +66,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 #: topic prefixes one connection may subscribe to (fan-out cost is per prefix)
 MAX_PREFIXES = 100
+#: live topics whose readers the fan-out remembers (about 100 bytes each)
+READERS_CACHE = 65_536
 #: seconds between WAL checkpoints of broker.db (kept off the message path)
 CHECKPOINT_INTERVAL_S = 10.0
 
@@ -118,6 +121,8 @@ class Broker:
         self.forwarded: dict[str, tuple[bytes, bytes, float]] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
         self._throttle = LogThrottle()
+        #: live topic -> roles that may receive it (permissions.live_readers, cached)
+        self._readers: dict[str, frozenset[str]] = {}
         #: per-agent token buckets on what agents publish (None: no limit configured)
         self.quotas = Quotas(config.rate_limit) if config.rate_limit.enabled else None
         self._ready = threading.Event()
@@ -344,15 +349,30 @@ class Broker:
         self._send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
 
     def _publish(self, topic: str, sender: bytes, header, body) -> int:
-        """Fan out to every subscriber whose prefix matches ``topic``."""
+        """Fan out to every subscriber whose prefix matches ``topic`` and
+        whose role may read it (``permissions.LIVE_READERS``)."""
         delivered = 0
+        readers = None
         for peer in list(self.subscribers.values()):
             if topic.startswith(peer.prefixes):
+                if readers is None:  # once per message, and only if someone subscribed
+                    readers = self._readers.get(topic) or self._readers_of(topic)
+                if peer.role not in readers:
+                    self.counters["withheld_by_role"] += 1
+                    continue
                 if self._send(peer.rid, sender, header, body):
                     delivered += 1
                 else:
                     self.counters["dropped_fanout"] += 1
         return delivered
+
+    def _readers_of(self, topic: str) -> frozenset[str]:
+        """The roles that may receive ``topic`` live, remembered per topic (a
+        dict lookup on the fan-out path; the cache starts over when full)."""
+        if len(self._readers) >= READERS_CACHE:
+            self._readers.clear()
+        readers = self._readers[topic] = permissions.live_readers(topic)
+        return readers
 
     def _record(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
         """A record the broker makes (audit, presence, security): journaled
@@ -591,9 +611,13 @@ class Broker:
             return
         self.counters["batch_records_refused"] += len(refused)
         for record in records:
-            header = None
+            header = readers = None
             for sub in subscribers:
                 if record.topic.startswith(sub.prefixes):
+                    readers = readers or self._readers.get(record.topic) or self._readers_of(record.topic)
+                    if sub.role not in readers:
+                        self.counters["withheld_by_role"] += 1
+                        continue
                     header = header or pack_header(record.kind, record.topic, record.msg_id, ts=record.ts)
                     if not self._send(sub.rid, peer.sender, header, record.body):
                         self.counters["dropped_fanout"] += 1
@@ -606,21 +630,36 @@ class Broker:
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and len(p) <= 200 for p in prefixes) or len(prefixes) > 100:
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
             return
-        watching = [p for p in prefixes if p.startswith("frame.") or "frame.".startswith(p)]
-        if watching:  # screens: operators only, and always named in the audit trail
-            if peer.role not in ("operator", "admin"):
-                self.counters["refused_role"] += 1
-                self._security(peer, "forbidden", f"role {peer.role} may not watch screens ({watching})")
-                self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not watch screens")
-                return
-            self._audit(peer, "screen.watch", {"prefixes": watching})
+        forbidden = [p for p in prefixes if not permissions.may_subscribe(peer.role, p)]
+        if forbidden:  # only topics this role may not read: refused, and a security event
+            self.counters["refused_role"] += 1
+            self._security(peer, "forbidden", f"role {peer.role} may not read {forbidden}")
+            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not read {forbidden}")
+            return
         merged = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
         if len(merged) > MAX_PREFIXES:
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, f"at most {MAX_PREFIXES} subscriptions per connection")
             return
+        self._audit_watch(peer, prefixes)
         peer.prefixes = merged
         self.subscribers[peer.rid] = peer
         self._reply(peer, header, {"prefixes": list(peer.prefixes)})
+
+    def _audit_watch(self, peer: Peer, prefixes: list[str]) -> None:
+        """Name a person who subscribes to screens (``screen.watch``) or to
+        other sensitive streams (``stream.watch``: captures, chat, file
+        operations, the audit trail) in the audit trail."""
+        screens, streams = [], {}
+        for prefix in prefixes:
+            classes = permissions.watched(peer.role, prefix)
+            if "frame" in classes:
+                screens.append(prefix)
+            if classes - {"frame"}:
+                streams[prefix] = sorted(classes - {"frame"})
+        if screens:
+            self._audit(peer, "screen.watch", {"prefixes": screens})
+        if streams:
+            self._audit(peer, "stream.watch", {"prefixes": list(streams), "streams": sorted({c for v in streams.values() for c in v})})
 
     def _on_unsubscribe(self, peer: Peer, header: Header, frames) -> None:
         data = self._body(peer, header, frames)
@@ -662,6 +701,12 @@ class Broker:
             self.counters["refused_role"] += 1
             self._security(peer, "forbidden", f"role {peer.role} may not call {op}")
             self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not call {op}")
+            return
+        kind = permissions.history_kind(op, args)
+        if kind is not None and not permissions.may_read_history(peer.role, kind):
+            self.counters["refused_role"] += 1
+            self._security(peer, "forbidden", f"role {peer.role} may not read {kind} history")
+            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not read {kind} history")
             return
         if op.startswith(permissions.SERVICE_PREFIXES):
             self._forward_request(peer, header, op, args)
@@ -745,10 +790,12 @@ class Broker:
         return out
 
     def _op_command_get(self, peer: Peer, args: dict) -> dict:
+        """One command; its args and result only for its sender or an admin
+        (anyone else gets the rest, with ``redacted`` naming what is left out)."""
         cmd = self.commands.get(str(args["id"]))
         if cmd is None:
             raise ValueError(f"no command {args['id']!r}")
-        return cmd.as_dict()
+        return _visible(peer, cmd)
 
     def _op_command_list(self, peer: Peer, args: dict) -> list[dict]:
         """The newest commands (``limit`` ≤ 1000), optionally of one ``target`` and only ``names``."""
@@ -756,7 +803,7 @@ class Broker:
         names = args.get("names") or []
         if not isinstance(names, list) or len(names) > 16 or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names):
             raise ValueError("names must be a list of at most 16 command names")
-        return [c.as_dict() for c in self.commands.recent(args.get("target"), limit, tuple(names))]
+        return [_visible(peer, c) for c in self.commands.recent(args.get("target"), limit, tuple(names))]
 
     def _op_journal_read(self, peer: Peer, args: dict) -> list[dict]:
         return [{"seq": seq, "header": header, "body": body} for seq, header, body in self.journal.read(int(args.get("limit", 1000)))]
@@ -847,12 +894,25 @@ class Broker:
                 self._notify_status(existing)
             return
         self.counters["commands"] += 1
+        self._journal_command(cmd)
         if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
             self._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
                                           "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
         self._notify_status(cmd)
         if target in self.online:
             self._deliver(cmd)
+
+    def _journal_command(self, cmd: Command) -> None:
+        """Tell the store durably who sent a new command to whom (no args): the
+        store names the operator of what the agent reports about it from
+        this, never from the agent's word. Remote input and tile thumbnails
+        lead to no such report and are left out."""
+        if cmd.name in TRANSIENT_ARGS or cmd.name in EPHEMERAL_RESULTS:
+            return
+        topic = f"command.{cmd.target}"
+        body = {"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "operator": cmd.sender,
+                "created": cmd.created}
+        self.journal.append(int(Kind.COMMAND_STATUS), topic, pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id), pack_body(body))
 
     def _deliver(self, cmd: Command) -> None:
         rids = self.conns.get(cmd.target)
@@ -910,7 +970,7 @@ class Broker:
         """Tell the command's sender and ``command.<target>`` subscribers (the
         status given, or the recorded one)."""
         body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": status or cmd.status,
-                          "updated": time.time() if status else cmd.updated})
+                          "operator": cmd.sender, "updated": time.time() if status else cmd.updated})
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         for rid in list(self.conns.get(cmd.sender, ())):
@@ -1031,6 +1091,18 @@ class Broker:
                         event["value"],
                         self.counters[f"conn_{name}"],
                     )
+
+
+def _visible(peer: Peer, cmd: Command) -> dict:
+    """``cmd`` as ``peer`` may see it: whole for its sender, an admin or a
+    service; without ``permissions.COMMAND_PRIVATE_FIELDS`` for anyone else."""
+    record = cmd.as_dict()
+    if permissions.sees_whole_command(peer.role, peer.client_id, cmd.sender):
+        return record
+    for name in permissions.COMMAND_PRIVATE_FIELDS:
+        record.pop(name, None)
+    record["redacted"] = list(permissions.COMMAND_PRIVATE_FIELDS)
+    return record
 
 
 def _may_want(prefixes: tuple[str, ...], client_id: str) -> bool:

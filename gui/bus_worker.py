@@ -40,7 +40,7 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
-from broker import keys
+from broker import keys, permissions
 from broker.cli import profile as profiles
 from broker.client import CLOSED, AccessRevoked, BusClient
 from broker.config import ClientConfig, DataDir, resolve_data_dir
@@ -287,7 +287,8 @@ class BusWorker(QThread):
 
     def _subscribe(self, client: BusClient) -> bool:
         try:
-            client.subscribe(list(self.config.prefixes), timeout_s=self.config.request_timeout_s)
+            # only the streams this key's role may read: asking for others is refused as a whole
+            client.subscribe(permissions.readable_prefixes(client.role, self.config.prefixes), timeout_s=self.config.request_timeout_s)
             return True
         except EmsError as exc:  # tried again on the next pass
             log.warning("could not subscribe to the live topics: %s", exc)

@@ -78,6 +78,7 @@ def make_ctx(tmp_path: Path, roots: list[Path], **policy) -> AgentContext:
         notify=lambda title, text: None,
         report=Reports(),
         operator="op-alice",
+        command_id="cmd-files",
     )
 
 
@@ -426,10 +427,14 @@ def test_every_operation_is_recorded_for_the_store_and_the_access_log(tmp_path, 
     assert all(kind is Kind.EVENT and name == "fileop" and prio is Priority.IMPORTANT for kind, name, _d, prio in ctx.report.items)
     store = make_store(tmp_path)
     try:
+        # the broker's record of the command names its operator; the store takes it from there
+        sent = Record("command_status", "a1", "c1", 999.0, "command.a1",
+                      {"id": "cmd-files", "target": "a1", "name": "files.list", "status": "queued", "operator": "op-alice"})
+        assert all(data["command"] == "cmd-files" for data in ctx.report.fileops)
         batch = store.write_batch(
-            Record("event", "a1", f"m{i}", 1000.0 + i, "event.a1.fileop", data) for i, data in enumerate(ctx.report.fileops)
+            [sent, *(Record("event", "a1", f"m{i}", 1000.0 + i, "event.a1.fileop", data) for i, data in enumerate(ctx.report.fileops))]
         )
-        assert (batch.new, batch.rejected) == (3, [])
+        assert (batch.new, batch.rejected) == (4, [])
         rows = store.query("fileops", order="asc")
     finally:
         store.close()

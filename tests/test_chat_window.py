@@ -7,6 +7,8 @@ into the real persister store to prove they fit its ``chat_messages`` rules.
 # ruff: noqa: F811  (pytest fixtures imported from test_notice_display are test arguments here)
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.chat import ChatInbox
@@ -159,7 +161,7 @@ def test_a_window_killed_before_showing_is_replaced(inbox, agent):
 def test_receipts_and_replies_fit_the_persister(inbox, agent, tmp_path):
     """The agent reports the operator's message for the store under its id (written here
     directly, as the outbox would), then its receipts and the reply update it."""
-    inbox.send({"message_id": "m1", "text": "hello from IT"}, agent.as_operator("alice"))
+    inbox.send({"message_id": "m1", "text": "hello from IT"}, replace(agent.as_operator("alice"), command_id="cmd-1"))
     [window] = wait_for(lambda: windows_named(CHAT_WINDOW), what="the chat window")
     wait_receipts(inbox, agent, "delivered", ["m1"])
     x, y, _width, height = geometry(window)
@@ -171,9 +173,13 @@ def test_receipts_and_replies_fit_the_persister(inbox, agent, tmp_path):
     store = make_store(tmp_path)
     try:
         topic = "event.agent-1.chat"
-        stored = store.write_batch([Record("event", "agent-1", "m1", 1.0, topic, {"body": "hello from IT", "direction": "out", "operator": "alice"})])
-        assert not stored.rejected
-        assert agent.stored_messages() == [{"direction": "out", "body": "hello from IT", "operator": "alice", "status": "sent"}]
+        # the broker's record of the chat.send command: the store names the message's operator from it
+        sent = Record("command_status", "agent-1", "c1", 1.0, "command.agent-1",
+                      {"id": "cmd-1", "target": "agent-1", "name": "chat.send", "status": "queued", "operator": "alice"})
+        [message] = agent.stored_messages()
+        assert message == {"direction": "out", "body": "hello from IT", "operator": "alice", "status": "sent", "command": "cmd-1"}
+        stored = store.write_batch([sent, Record("event", "agent-1", "m1", 1.0, topic, message)])
+        assert not stored.rejected and not stored.waiting
         batch = [Record("event", "agent-1", new_id(), data["ts"], topic, data) for data in agent.reported("chat")]
         result = store.write_batch(batch)
         assert not result.rejected, result.rejected

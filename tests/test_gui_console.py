@@ -268,7 +268,7 @@ def test_a_viewer_cannot_act_and_sees_why_tabs_are_empty(bus, persister, agents,
         qtbot.waitUntil(lambda kind=kind: f"may not read {kind}" in window.tabs_by_kind[kind].message.text(), timeout=WAIT_MS)
     with qtbot.waitSignal(window.worker.request_failed, timeout=WAIT_MS) as refused:
         window.worker.watch_frames("a1")  # screens are for operators
-    assert "may not watch screens" in refused.args[2]
+    assert "may not read ['frame.a1.']" in refused.args[2]
 
 
 def test_keyboard_shortcuts_and_theme(bus, console, qtbot):

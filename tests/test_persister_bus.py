@@ -10,7 +10,7 @@ import pytest
 
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from broker.envelope import Kind
+from broker.envelope import ErrorCode, Kind
 from broker.errors import RemoteError
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import Persister, PersisterConfig
@@ -76,10 +76,12 @@ def test_records_are_stored_then_acked_and_readable_by_role(bus, persister, tmp_
     assert operator.request("store.query", kind="metrics", client_id="agent-s")[0]["cpu_percent"] == 12.5
 
     viewer = bus.peer("view-1", role="viewer")
-    with pytest.raises(RemoteError, match="may not read audit"):
+    with pytest.raises(RemoteError, match="may not read audit") as refused:
         viewer.request("store.query", kind="audit")
-    with pytest.raises(RemoteError, match="may not read"):
+    assert refused.value.code == ErrorCode.FORBIDDEN  # a refusal, not a bad request (tests/test_read_authz_matrix.py)
+    with pytest.raises(RemoteError, match="unknown history kind") as bad:
         operator.request("store.query", kind="clients; DROP TABLE clients")
+    assert bad.value.code == ErrorCode.BAD_REQUEST
     assert operator.request("store.query", kind="clients")  # still there
 
 

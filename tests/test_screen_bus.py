@@ -114,7 +114,10 @@ def test_a_capture_lands_in_screen_captures_and_an_operator_can_fetch_it(bus, pa
     try:
         sender = DurableSender(bus.peer("desk-2"), Outbox(tmp_path / "outbox.db"))
         ctx, _ = agent_context(tmp_path, "desk-2", report=sender.report)
-        result = handlers.capture({"quality": 75, "scale": 0.5}, replace(ctx, operator="op-2"))
+        operator = bus.peer("op-2", role="operator")
+        # the store names the capture's operator from the broker's record of this command, not from the agent
+        cmd_id = operator.send_command("desk-2", "screen.capture", {"quality": 75, "scale": 0.5})["id"]
+        result = handlers.capture({"quality": 75, "scale": 0.5}, replace(ctx, operator="op-2", command_id=cmd_id))
 
         def acked():
             for env in sender.bus.drain(100, 0.02):
@@ -123,7 +126,6 @@ def test_a_capture_lands_in_screen_captures_and_an_operator_can_fetch_it(bus, pa
             return sender.outbox.stats()["pending"] == 0
 
         wait_for(acked, 15, interval_s=0, what="the capture to be stored")
-        operator = bus.peer("op-2", role="operator")
         [row] = operator.request("store.query", kind="captures", client_id="desk-2")
         assert (row["width"], row["height"], row["quality"], row["format"], row["operator"]) == (640, 360, 75, "jpeg", "op-2")
         capture = operator.request("store.capture", id=row["id"])

@@ -98,8 +98,8 @@ class ChatInbox:
         self._remember(message)
         # the store keeps the conversation: the operator's message first, under its own id,
         # so that the receipts below (ref = message_id) find it
-        ctx.report(Kind.EVENT, "chat", {"direction": "out", "body": text, "operator": message.operator, "status": "sent"},
-                   msg_id=message_id)
+        ctx.report(Kind.EVENT, "chat", {"direction": "out", "body": text, "operator": message.operator, "status": "sent",
+                                        "command": ctx.command_id}, msg_id=message_id)
         self._deliver(message, ctx, [])
         return {"message_id": message_id, "status": message.status, "via": message.via}
 

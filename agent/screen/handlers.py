@@ -138,7 +138,7 @@ def capture(args: dict, ctx: AgentContext) -> dict:
         raise CommandError(f"the capture is {len(jpeg)} bytes, over the {MAX_CAPTURE_BYTES} limit: lower quality or set max_width")
     msg_id = ctx.report(Kind.EVENT, "capture", {
         "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
-        "operator": ctx.operator, "monitor": monitor, "reason": reason,
+        "operator": ctx.operator, "command": ctx.command_id, "monitor": monitor, "reason": reason,
     })
     ctx.access_log("screen captured", f"operator={ctx.operator} size={width}x{height}" + (f" reason={reason}" if reason else ""))
     return {"msg_id": msg_id, "width": width, "height": height, "quality": quality, "format": "jpeg", "bytes": len(jpeg),

@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 
+from broker import permissions
 from broker.cli.common import add_data_dir, print_json
 from broker.cli.profile import operator_client
 from broker.envelope import Envelope, Kind
@@ -50,12 +51,14 @@ def summary(env: Envelope, data) -> str:
 
 
 def run(args) -> int:
-    prefixes = args.prefixes or DEFAULT_PREFIXES
+    prefixes = args.prefixes
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     width = shutil.get_terminal_size((120, 20)).columns
     seen = 0
     with operator_client(args.data_dir, args.server) as client:
+        if not prefixes:  # the defaults this key's role may read (others would be refused)
+            prefixes = permissions.readable_prefixes(client.role, DEFAULT_PREFIXES)
         client.subscribe(prefixes)
         if not args.json:
             print(f"watching {' '.join(prefixes)} on {client.config.server} (Ctrl-C to stop)", file=sys.stderr)

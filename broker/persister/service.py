@@ -26,11 +26,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from broker import permissions
 from broker.client import BusClient
 from broker.command_queue import EPHEMERAL_RESULTS
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
-from broker.persister.store import Record, Store, StoreUnavailable
+from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
 from broker.stats import LogThrottle
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,6 @@ ACK_CHUNK = 2000
 #: bus messages taken at a time while a pass fills its batch
 DRAIN_CHUNK = 100
 DAY = 86400.0
-
-#: which history kinds each role may read (services read everything)
-READABLE: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"clients", "sessions", "metrics", "activity", "security", "logs", "commands"}),
-}
-READABLE["operator"] = READABLE["viewer"] | {"captures", "messages", "fileops"}
-READABLE["admin"] = READABLE["operator"] | {"audit"}
 
 #: why a stored capture is read (``store.capture`` ``purpose``): audited as ``capture.<purpose>``
 CAPTURE_PURPOSES = ("view", "export")
@@ -111,10 +105,15 @@ def record_for(
     if kind is Kind.PRESENCE:
         return Record("presence", topic.split(".", 1)[1], msg_id, ts, topic, data), False
     if kind is Kind.COMMAND_STATUS:
-        if data.get("name") in EPHEMERAL_RESULTS:  # tile thumbnails: the audit trail keeps each look
+        # only the broker's (they name a command's operator); tile thumbnails: the audit trail keeps each look
+        if sender or data.get("name") in EPHEMERAL_RESULTS:
             return None
         return Record("command_status", str(data.get("target", "")), msg_id, ts, topic, data), False
     return None
+
+
+class Forbidden(EmsError):
+    """The requester's role may not read this (answered FORBIDDEN, a security event)."""
 
 
 class Persister:
@@ -324,6 +323,10 @@ class Persister:
             request = env.data()
             op, args, requester = request["op"], request.get("args") or {}, request.get("requester") or {}
             result = self._query(op, args, requester)
+        except Forbidden as exc:  # the broker checks first; this is the second line
+            self._security(requester, "forbidden", str(exc))
+            self.bus.send(Kind.ERROR, body=error_body(ErrorCode.FORBIDDEN, str(exc)), corr=env.msg_id)
+            return
         except (KeyError, TypeError, ValueError, ProtocolError, EmsError) as exc:
             self.bus.send(Kind.ERROR, body=error_body(ErrorCode.BAD_REQUEST, str(exc)), corr=env.msg_id)
             return
@@ -338,7 +341,7 @@ class Persister:
                       if k in args}
             if args.get("thumbnails"):
                 return self._captures_with_thumbnails(kind, params, requester)
-            return self.store.query(kind, **params)
+            return self._history(kind, params, requester)
         if op == "store.capture":
             self._check_readable(role, "captures")
             purpose = args.get("purpose", "view")
@@ -349,7 +352,10 @@ class Persister:
                         {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
             return capture
         if op == "store.stats":
-            return self.store.stats(str(args.get("group_by", "kind")))
+            group_by = str(args.get("group_by", "kind"))
+            if group_by in STATS:  # counts of one kind: as readable as the kind
+                self._check_readable(role, STATS[group_by][0])
+            return self.store.stats(group_by)
         raise ValueError(f"unknown store operation {op!r}")
 
     def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict) -> list[dict]:
@@ -367,10 +373,30 @@ class Persister:
             self._audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown})
         return rows
 
+    def _history(self, kind: str, params: dict, requester: dict) -> list[dict]:
+        """``store.query`` rows with only the fields the requester may see;
+        a person's look at sensitive history is audited."""
+        role, who = requester.get("role", ""), requester.get("client_id", "")
+        rows = [permissions.strip_row(role, who, kind, row) for row in self.store.query(kind, **params)]
+        if kind in permissions.AUDITED_HISTORY and role != "service":
+            self._audit(requester, f"history.{kind}", {"client_id": params.get("client_id"), "rows": len(rows),
+                                                       "text": params.get("text") or ""})
+        return rows
+
     @staticmethod
     def _check_readable(role: str, kind: str) -> None:
-        if role != "service" and kind not in READABLE.get(role, frozenset()):
-            raise ValueError(f"role {role or '?'} may not read {kind or 'that'} history")
+        if kind not in VIEWS:
+            raise ValueError(f"unknown history kind {kind!r}; one of {', '.join(VIEWS)}")
+        if not permissions.may_read_history(role, kind):
+            raise Forbidden(f"role {role or '?'} may not read {kind} history")
+
+    def _security(self, requester: dict, event: str, detail: str) -> None:
+        """A security event the persister itself saw, stored with the next commit."""
+        data = {"event": event, "detail": detail, "origin": "persister", "client_id": requester.get("client_id", "?"),
+                "role": requester.get("role", ""), "ts": time.time()}
+        self.stats[f"security_{event}"] += 1
+        log.warning("security: %s from %s (%s): %s", event, data["client_id"], data["role"], detail)
+        self._keep((Record("security", "", f"persister-{time.time_ns()}", time.time(), "security.persister", data), False))
 
     def _audit(self, requester: dict, action: str, detail: dict) -> None:
         """Audit rows written by the persister itself (viewing stored data)."""

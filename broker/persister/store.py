@@ -148,6 +148,11 @@ class _NotYet(_Reject):
 
 #: how long a chat receipt or delete may wait for its message before it is rejected for good
 CHAT_UPDATE_WAIT_S = 3600.0
+#: how long an agent's record about a command (capture, file operation,
+#: operator's chat message) waits for the broker's record of that command,
+#: which names its operator; past it, it is stored with no operator and a
+#: security event ``unverified_operator`` (never with the agent's claim)
+OPERATOR_WAIT_S = 600.0
 
 
 @dataclass(slots=True)
@@ -365,12 +370,21 @@ class Store:
           and the ``clients`` row [hostname, os, os_version, logged_in_user,
           version, cpu_percent, memory_percent, disk_percent]; ``capture``
           -> ``screen_captures`` [width, height, quality, format, image*,
-          operator] and its preview (or why there is none) in
+          command] and its preview (or why there is none) in
           ``capture_thumbnails``; ``chat`` -> ``chat_messages`` [body*, direction in|out,
-          operator, status] or, with ``ref`` (a stored message's msg_id), a
+          command (out), in_reply_to (in), status] or, with ``ref`` (a stored message's msg_id), a
           status change / soft delete of it [status, deleted]; ``fileop`` ->
-          ``file_operations`` [op*, path*, size, ok, error, operator]; any
+          ``file_operations`` [op*, path*, size, ok, error, command]; any
           other name -> ``activity_logs`` (data stored whole).
+
+        The ``operator`` of a capture, a file operation or an operator's
+        chat message is the sender of the ``command`` it reports on, from
+        the broker's record of that command (``command_status``), never
+        from the agent's body; until that record is here the agent's record
+        is *waiting*, and after :data:`OPERATOR_WAIT_S` it is stored with
+        no operator beside an ``unverified_operator`` security event. An
+        employee's reply is addressed to the operator of the message it
+        answers (``in_reply_to``), or to nobody named.
 
         Presence, command status and chat status changes count as *new*
         when they changed something and as *duplicates* when they did not.
@@ -563,6 +577,10 @@ class Store:
         rest = {k: v for k, v in d.items() if k not in ("event", "severity")}
         if r.client_id not in BROKER_IDS:
             origin, client_id, subject = "agent", r.client_id, None
+            # an agent cannot say it is the broker or speak of another client: what it claims stays its claim
+            claimed = {k: rest.pop(k) for k in ("origin", "client_id", "subject") if k in rest}
+            if claimed:
+                rest["claimed"] = claimed
         else:
             origin, client_id, subject = _text(d, "origin") or "broker", None, _text(d, "client_id") or None
         values = {
@@ -672,11 +690,9 @@ class Store:
             "quality": _integer(d, "quality"),
             "format": _text(d, "format"),
             "image": self._seal("screen_captures", "image", r, bytes(image)),
-            "operator": _text(d, "operator"),
         }
-        sql = _insert_sql("screen_captures", tuple(values))
-        return _Op(r, r.client_id, functools.partial(_apply_capture, sql, tuple(values.values()), (r.client_id, r.msg_id),
-                                                     (sealed, why_not)))
+        preview = functools.partial(_insert_preview, (r.client_id, r.msg_id), (sealed, why_not))
+        return _Op(r, r.client_id, functools.partial(_apply_stamped, r, "screen_captures", values, preview))
 
     def _prepare_chat(self, r: Record) -> _Op:
         d = r.data
@@ -700,12 +716,14 @@ class Store:
             "msg_id": r.msg_id,
             "ts": r.ts,
             "direction": direction,
-            "operator": _text(d, "operator"),
             "body": self._seal("chat_messages", "body", r, body.encode()),
             "status": status or ("delivered" if direction == "in" else "queued"),
             "status_ts": r.ts,
         }
-        return self._insert(r, "chat_messages", values, r.client_id)
+        if direction == "out":  # an operator's message: who sent it is the broker's word, not the agent's
+            return _Op(r, r.client_id, functools.partial(_apply_stamped, r, "chat_messages", values, None))
+        # the employee's reply: ``operator`` is whom it answers, from the stored message it replies to
+        return _Op(r, r.client_id, functools.partial(_apply_reply, r, values, _text(d, "in_reply_to")))
 
     def _prepare_fileop(self, r: Record) -> _Op:
         d = r.data
@@ -717,14 +735,13 @@ class Store:
             "client_id": r.client_id,
             "msg_id": r.msg_id,
             "ts": r.ts,
-            "operator": _text(d, "operator"),
             "op": _text(d, "op", required=True),
             "path": self._seal("file_operations", "path", r, _text(d, "path", required=True).encode()),
             "size": _integer(d, "size"),
             "ok": int(ok),
             "error": self._seal("file_operations", "error", r, error.encode()) if error is not None else None,
         }
-        return self._insert(r, "file_operations", values, r.client_id)
+        return _Op(r, r.client_id, functools.partial(_apply_stamped, r, "file_operations", values, None))
 
     # == queries =================================================================
     def query(
@@ -1112,17 +1129,68 @@ def _insert_new(sql: str, params: tuple, cur: sqlite3.Cursor) -> bool:
     return cur.rowcount == 1
 
 
-def _apply_capture(sql: str, params: tuple, row_key: tuple[str, str], preview: tuple[bytes | None, str | None],
-                   cur: sqlite3.Cursor) -> bool:
-    """The capture, then its (encrypted) preview or why there is none, under the capture's id."""
-    cur.execute(sql, params)
-    if cur.rowcount != 1:
-        return False
+def _insert_preview(row_key: tuple[str, str], preview: tuple[bytes | None, str | None], cur: sqlite3.Cursor) -> None:
+    """A capture's (encrypted) preview or why there is none, under the capture's id (just inserted)."""
     cur.execute(
         "INSERT INTO capture_thumbnails (id, client_id, msg_id, thumbnail, error) VALUES (?, ?, ?, ?, ?)",
         (cur.lastrowid, *row_key, *preview),
     )
+
+
+def _apply_stamped(r: Record, table: str, values: dict, then: Callable[[sqlite3.Cursor], None] | None,
+                   cur: sqlite3.Cursor) -> bool:
+    """Insert an agent's record about a command with ``operator`` stamped from
+    the broker's record of that command (see :func:`_command_operator`),
+    then run ``then`` on a new row."""
+    operator = _command_operator(r, cur)
+    row = {**values, "operator": operator}
+    cur.execute(_insert_sql(table, tuple(row)), tuple(row.values()))
+    if cur.rowcount != 1:
+        return False
+    if then is not None:
+        then(cur)
+    if operator is None:
+        _mark_unverified(r, table, cur)
     return True
+
+
+def _apply_reply(r: Record, values: dict, in_reply_to: str | None, cur: sqlite3.Cursor) -> bool:
+    """An employee's reply, addressed to the operator of the stored message
+    it answers (``in_reply_to``, this agent's), or to nobody named."""
+    row = None
+    if in_reply_to is not None:
+        row = cur.execute("SELECT operator FROM chat_messages WHERE client_id = ? AND msg_id = ? AND direction = 'out'",
+                          (r.client_id, in_reply_to)).fetchone()
+    stamped = {**values, "operator": row["operator"] if row is not None else None}
+    cur.execute(_insert_sql("chat_messages", tuple(stamped)), tuple(stamped.values()))
+    return cur.rowcount == 1
+
+
+def _command_operator(r: Record, cur: sqlite3.Cursor) -> str | None:
+    """Who sent the command ``r`` reports on (``data["command"]``, addressed to
+    ``r``'s agent), as the broker recorded it. Not known yet: :class:`_NotYet`
+    (resent later) until :data:`OPERATOR_WAIT_S`, then None. What the body
+    says about the operator is never used."""
+    command = r.data.get("command")
+    if type(command) is not str or not 0 < len(command) <= MAX_ID_CHARS:
+        return None
+    row = cur.execute("SELECT operator FROM commands WHERE id = ? AND client_id = ?", (command, r.client_id)).fetchone()
+    if row is not None and row["operator"]:
+        return row["operator"]
+    if time.time() - r.ts < OPERATOR_WAIT_S:
+        raise _NotYet(f"command {command!r} to {r.client_id!r} not known yet: its operator cannot be named")
+    return None
+
+
+def _mark_unverified(r: Record, table: str, cur: sqlite3.Cursor) -> None:
+    """A security event beside a row stored with no operator: nobody vouches for who did it."""
+    detail = {"table": table, "msg_id": r.msg_id, "command": r.data.get("command") if type(r.data.get("command")) is str else None,
+              "detail": "no command of this agent's names the operator: stored with operator NULL"}
+    cur.execute(
+        "INSERT OR IGNORE INTO security_events (origin, client_id, subject, msg_id, ts, event, severity, detail)"
+        " VALUES ('persister', NULL, ?, ?, ?, 'unverified_operator', 'warning', ?)",
+        (r.client_id, f"unverified:{r.client_id}:{r.msg_id}", r.ts, _pack(detail)),
+    )
 
 
 def _apply_online(r: Record, facts: dict, label: str | None, cur: sqlite3.Cursor) -> bool:
@@ -1184,6 +1252,8 @@ def _apply_command_status(values: dict, cur: sqlite3.Cursor) -> bool:
         return True
     if row["client_id"] != values["client_id"]:
         raise _Reject(f"command {values['id']} belongs to {row['client_id']}, not {values['client_id']}")
+    if values["operator"] is not None:  # the broker's record of its sender, whenever it arrives
+        cur.execute("UPDATE commands SET operator = ? WHERE id = ? AND operator IS NULL", (values["operator"], values["id"]))
     old, new = _COMMAND_RANK[row["status"]], _COMMAND_RANK[values["status"]]
     if new <= old:
         # same stage (or a second final status): only a missing result is news
