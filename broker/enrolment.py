@@ -61,7 +61,7 @@ def reserved_reason(registry: KeyRegistry, client_id: str) -> str:
         return f"{client_id!r} is the placeholder of a key that claimed no id"
     roles = sorted({r.role for r in registry.holders(client_id)} - {"agent"})
     if roles:
-        return f"{client_id!r} belongs to a {roles[0]} key"
+        return f"{client_id!r} belongs to a key of role {roles[0]}"
     return ""
 
 
@@ -100,7 +100,7 @@ def add_problem(registry: KeyRegistry, public_key: str, client_id: str, role: st
         return reserved_reason(registry, client_id)
     others = sorted({r.role for r in registry.holders(client_id) if r.public_key != public_key} - {role})
     if others:
-        return f"client id {client_id!r} is held by a {others[0]} key"
+        return f"client id {client_id!r} is held by a key of role {others[0]}"
     return ""
 
 

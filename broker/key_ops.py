@@ -10,10 +10,10 @@ that id:
   ``keys.add``, until ``keys.unblock``) and closes their live connections;
 - ``revoke KEY`` (a key or a unique prefix) of an *accepted* key is the same
   as revoking its client id: the key proves that id;
-- ``revoke KEY`` of a key never accepted (pending or rejected) revokes that
-  key alone and blocks nothing: anyone can make a key claim any id, so the
-  claim proves nothing, and blocking it would let an outsider trick an
-  admin into locking out the real machine.
+- ``revoke KEY`` of a key that is not accepted (pending, rejected, already
+  revoked) revokes that key alone and blocks nothing: anyone can make a key
+  claim any id, so the claim proves nothing, and blocking it would let an
+  outsider trick an admin into locking out the real machine.
 
 The answer says exactly what changed: each key with the state it had,
 counts per state, whether the id is blocked, connections closed. Each call
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 
 def target(registry: KeyRegistry, ident: str) -> tuple[str, KeyRecord | None]:
-    """What ``revoke ident`` acts on: (client id, None) for an id, or
-    ("", record) for a never-accepted key alone."""
+    """What ``revoke ident`` acts on: (client id, record or None) for an id,
+    or ("", record) for a key that is not accepted, alone."""
     if registry.claimants(ident) or registry.blocked(ident) is not None:
         return ident, None
     record = registry.find(ident)  # a key or key prefix (raises if unknown or ambiguous)
@@ -49,31 +49,34 @@ def revoke(broker: "Broker", peer: "Peer", args: dict) -> dict:
     keys = {r.public_key for r in registry.claimants(client_id)} if client_id else {record.public_key}
     if peer.key in keys:
         broker._refuse_key_op(peer, "keys.revoke", client_id or record.client_id, "you cannot revoke the key you are using")
-    was_blocked = bool(client_id) and registry.blocked(client_id) is not None
+    cid = client_id or record.client_id
+    was_blocked = registry.blocked(cid) is not None
     if client_id:
         changed = registry.revoke_client(client_id, peer.client_id, reason)
     else:
         changed = registry.set_states([record], REVOKED)
     closed = broker._reauthorise_many({r.public_key for r, _ in changed})
-    summary = _summary(registry, client_id or record.client_id, keys, changed, bool(client_id), was_blocked, closed)
-    broker._audit(peer, "keys.revoke", {"client_id": summary["client_id"], "by": "id" if client_id else "key",
-                                        "keys": [k["public_key"][:8] for k in summary["revoked"]],
+    summary = _summary(registry, cid, keys, changed, "id" if client_id else "key", was_blocked, closed)
+    broker._audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
                                         "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
     return summary
 
 
 def _summary(registry: KeyRegistry, client_id: str, keys: set[str], changed: list[tuple[KeyRecord, str]],
-             blocked: bool, was_blocked: bool, closed: int) -> dict:
+             by: str, was_blocked: bool, closed: int) -> dict:
+    """The answer to ``keys.revoke``: each key revoked now (with the state it
+    had), counts per state, and whether the id is blocked now / was before."""
     revoked = [{"public_key": r.public_key, "client_id": r.client_id, "role": r.role, "was": was} for r, was in changed]
     roles = [r.role for r, was in changed if was == ACCEPTED] or [r.role for r, _ in changed] or [""]
     return {
         "client_id": client_id,
+        "by": by,
         "state": REVOKED,
         "role": roles[0],
         "revoked": revoked,
         "counts": dict(Counter(k["was"] for k in revoked)),
         "already_revoked": len(keys) - len(changed),
-        "blocked": blocked,
+        "blocked": registry.blocked(client_id) is not None,
         "was_blocked": was_blocked,
         "connections_closed": closed,
     }
@@ -102,7 +105,7 @@ def reject_pending(broker: "Broker", peer: "Peer", args: dict) -> dict:
     if isinstance(older, bool) or not isinstance(older, (int, float)) or not 0 <= older < 1e12:
         raise ValueError("older_than_s must be a number of seconds >= 0")
     registry = broker.registry
-    changed = registry.set_states(registry.pending(created_before=registry.clock() - older), REJECTED)
+    changed = registry.set_states(registry.pending(created_before=registry.clock() - older if older else None), REJECTED)
     keys = [r.public_key for r, _ in changed]
     closed = broker._reauthorise_many(set(keys))
     reason = str(args.get("reason", ""))[:200]

@@ -924,7 +924,9 @@ class Broker:
                 peer.sender = record.client_id.encode()
                 if tell_peer:  # a pending peer waits: tell it to say hello again
                     self._send_error(peer.rid, None, ErrorCode.HELLO_REQUIRED, "key accepted")
-            elif record.state in (REJECTED, REVOKED) and peer.role != record.state:
+            elif record.state in (REJECTED, REVOKED) and peer.role in (REJECTED, REVOKED):
+                peer.role = record.state  # already cut off
+            elif record.state in (REJECTED, REVOKED):
                 self._send_error(peer.rid, None, ErrorCode.REVOKED, f"key {record.state}")
                 self._drop_peer(peer, f"key {record.state}")
                 peer.role = record.state
