@@ -21,7 +21,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from broker.registry import AGENT_ID, PLACEHOLDER_PREFIX, KeyRegistry, KeyRecord
+from broker.registry import AGENT_ID, PLACEHOLDER_PREFIX, REVOKED, KeyRecord, KeyRegistry
 
 NEW, KNOWN, BLOCKED, RESERVED, UNCLAIMED = "new", "known", "blocked", "reserved", "unclaimed"
 
@@ -93,6 +93,9 @@ def accept_problem(registry: KeyRegistry, record: KeyRecord) -> str:
 
 def add_problem(registry: KeyRegistry, public_key: str, client_id: str, role: str) -> str:
     """Why ``keys.add`` may not bind ``client_id`` to ``public_key`` as ``role``; "" if it may."""
+    existing = registry.get(public_key)
+    if existing is not None and existing.state == REVOKED:
+        return f"key {public_key[:8]} was revoked; a revoked key stays revoked (make a new key)"
     block = registry.blocked(client_id)
     if block is not None:
         return f"client id {client_id} is blocked (revoked by {block['blocked_by']}): `ems keys unblock {client_id}` first"

@@ -1129,7 +1129,18 @@ class Broker:
                 address = frames[3].decode(errors="replace") if len(frames) > 3 else "?"
                 if self._throttle.allow(("zap", address)):
                     log.warning("security: connection from %s refused: %s", address, reply[3].decode())
+                self._refused_key(zap.key_of(frames), address)
             self.zap_socket.send_multipart(reply)
+
+    def _refused_key(self, key: str, address: str) -> None:
+        """A rejected or revoked key tried to connect: a security event about
+        its client id (a stolen machine knocking shows up under its name)."""
+        record = self.registry.get(key) if key else None
+        if record is None:
+            return
+        peer = Peer(_EMPTY, key, record.state, record.client_id, _EMPTY, address=enrolment.source_of(address))
+        self._security(peer, "connection_refused", f"a {record.state} key of {record.client_id} tried to connect from {address}",
+                       throttle=("zap", key))
 
     def _read_monitor(self) -> None:
         while True:

@@ -50,3 +50,10 @@ def decide(registry: KeyRegistry, frames: list[bytes]) -> tuple[list[bytes], str
     if record.state == PENDING:
         return reply(b"200", "pending", key), "pending"
     return reply(b"400", f"key {record.state}"), "denied"
+
+
+def key_of(frames: list[bytes]) -> str:
+    """The Z85 Curve key a ZAP request is about, or "" if it has none."""
+    if len(frames) != 7 or len(frames[6]) != 32:
+        return ""
+    return zmq.utils.z85.encode(frames[6]).decode("ascii")

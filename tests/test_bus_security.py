@@ -307,8 +307,10 @@ def test_enrolment_token_cannot_take_over_an_enrolled_client_id(bus):
     """Tried: with the token, a fresh key says HELLO claiming the client id of
     an enrolled, online agent (``victim``) and, separately, ``admin``.
 
-    Expected: both stay pending and a ``reenrolment`` security event is
-    published; the victim's and the admin's keys stay accepted and keep
+    Expected: both stay pending; a ``reenrolment`` security event about
+    ``victim`` and a ``reserved_id_claimed`` one about ``admin`` (an
+    operator's id) are published, each with the claimed id as its subject
+    (``client_id``), not the newcomer's ``pending-*`` placeholder; the victim's and the admin's keys stay accepted and keep
     working. (Before the fix the token accepted the newcomer and the
     registry revoked the victim's key, so anyone holding the shared
     enrolment token could impersonate or lock out any client.)
@@ -325,7 +327,9 @@ def test_enrolment_token_cannot_take_over_an_enrolled_client_id(bus):
         assert intruder.client_id == ""
 
     event = security_event(watcher, "reenrolment", intruders[0].keypair.public)
-    assert "victim" in event["detail"]
+    assert "victim" in event["detail"] and event["client_id"] == "victim"  # the subject is the claimed id
+    reserved = security_event(watcher, "reserved_id_claimed", intruders[1].keypair.public)
+    assert reserved["client_id"] == "admin"
     states = {(r["client_id"], r["public_key"]): r["state"] for r in bus.admin.request("keys.list")}
     assert states[("victim", victim.keypair.public)] == "accepted"
     assert states[("admin", bus.admin_keys.public)] == "accepted"

@@ -339,7 +339,8 @@ def test_decoy_pending_key_does_not_save_the_live_key(watched, procs):
     Expected: the CLI says it revoked 2 keys of desk-7 (1 accepted,
     1 pending) and that desk-7 is blocked; the live agent is cut off at
     once, goes offline, cannot reconnect (ZAP denial); a third key claiming
-    desk-7 is pending with a ``blocked_id_claimed`` event about desk-7.
+    desk-7 is pending with a ``blocked_id_claimed`` event about desk-7; the
+    live key knocking again is a ``connection_refused`` event about desk-7.
     """
     bus = watched
     bus.watcher.subscribe(["presence."])
@@ -364,6 +365,8 @@ def test_decoy_pending_key_does_not_save_the_live_key(watched, procs):
     again = bus.client(live.keypair, hello={"client_id": X}, ready=False)
     wait_for(lambda: bus.broker.counters["zap_denied"] > denied, what="ZAP denial of the revoked live key")
     assert again.state != "ready"
+    knock = security_about(bus.watcher, "connection_refused", live.keypair.public)
+    assert knock["client_id"] == X and knock["role"] == "revoked" and knock["address"] == "127.0.0.1"
     third = newcomer(bus, X)
     drive(third, "pending")
     assert security_about(bus.watcher, "blocked_id_claimed", third.keypair.public)["client_id"] == X
@@ -619,9 +622,10 @@ def test_cli_bulk_reject_older_than_lists_and_unblocks(aged_bus, procs):
 
 def test_admin_cannot_revoke_own_key_and_refusals_are_counted(watched):
     """Tried: the admin revokes its own id and its own key prefix; accepts a
-    revoked key; unblocks an id that is not blocked; lists a bad state.
+    revoked key, and re-adds it under a new id; unblocks an id that is not
+    blocked; lists a bad state.
 
-    Expected: each is BAD_REQUEST; the first three are ``key_op_refused``
+    Expected: each is BAD_REQUEST; the first four are ``key_op_refused``
     security events (counted) about the id; the admin keeps working.
     """
     bus = watched
@@ -636,7 +640,9 @@ def test_admin_cannot_revoke_own_key_and_refusals_are_counted(watched):
     bus.admin.request("keys.unblock", id="gone")
     with pytest.raises(RemoteError):
         bus.admin.request("keys.accept", id=gone.keypair.public[:10])
-    assert bus.broker.counters["refused_key_ops"] - refused == 3
+    with pytest.raises(RemoteError):
+        bus.admin.request("keys.add", public_key=gone.keypair.public, client_id="gone-again")
+    assert bus.broker.counters["refused_key_ops"] - refused == 4
     for op, args in (("keys.unblock", {"id": "never"}), ("keys.list", {"state": "lost"})):
         with pytest.raises(RemoteError) as info:
             bus.admin.request(op, **args)
