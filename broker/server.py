@@ -11,13 +11,12 @@ raise out of the loop.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, NoReturn
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -523,7 +522,8 @@ class Broker:
         if full:
             detail = f"not recorded: {full}; an enrolment token still admits a new id, or retry later"
         elif token_ok:
-            detail = f"the enrolment token does not admit {claim.client_id or 'a key without a client id'} (known, blocked or reserved): pending as {peer.client_id} until an admin decides"
+            detail = (f"the enrolment token does not admit {claim.client_id or 'a key without a client id'}"
+                      f" (known, blocked or reserved): pending as {peer.client_id} until an admin decides")
         else:
             detail = f"pending as {peer.client_id}"
         self._send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, detail)
@@ -572,8 +572,8 @@ class Broker:
         event = enrolment.CLAIM_EVENTS.get(claim.status)
         if event is not None:
             note = "the enrolment token does not admit it; " if token_ok else ""
-            self._security(peer, event, f"new key {peer.key[:8]} claims {claim.client_id}: {claim.why}; {note}pending until an admin decides",
-                           subject=subject, throttle=throttle)
+            detail = f"new key {peer.key[:8]} claims {claim.client_id}: {claim.why}; {note}pending until an admin decides"
+            self._security(peer, event, detail, subject=subject, throttle=throttle)
         elif token_ok:
             self._security(peer, "enrol_token_refused", f"new key {peer.key[:8]} presented the token without a client id",
                            throttle=throttle)
@@ -900,7 +900,7 @@ class Broker:
             self._reauthorise(replaced.public_key)
         return {**record.as_dict(), "was": was}
 
-    def _refuse_key_op(self, peer: Peer, op: str, client_id: str, why: str) -> None:
+    def _refuse_key_op(self, peer: Peer, op: str, client_id: str, why: str) -> NoReturn:
         """An admin's key operation that would break the enrolment rules: a
         security event about the id, and BAD_REQUEST with the reason."""
         self.counters["refused_key_ops"] += 1

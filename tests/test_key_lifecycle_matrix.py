@@ -112,13 +112,23 @@ def newcomer(bus: Bus, claim: str, token: str | None = None, config: ClientConfi
     return client
 
 
+def steady_timing() -> Timing:
+    """Fast heartbeats, but a peer left unpolled while a test waits on the
+    admin or a CLI process stays live for 30 s, so that counts of live
+    connections closed are exact even on a loaded machine."""
+    return Timing(heartbeat_s=0.2, peer_timeout_s=30.0, broker_timeout_s=30.0, reconnect_min_s=0.05,
+                  reconnect_max_s=0.5, request_timeout_s=10.0)
+
+
 @pytest.fixture
-def watched(bus):
-    """The bus plus an admin watching ``security.`` and ``audit.``."""
+def watched(tmp_path):
+    """A bus plus an admin watching ``security.`` and ``audit.``."""
+    bus = Bus(tmp_path, steady_timing())
     watcher = bus.peer("sec-watch", role="admin")
     watcher.subscribe(["security.", "audit."])
     bus.watcher = watcher
-    return bus
+    yield bus
+    bus.close()
 
 
 # -- arranging one state of the id -------------------------------------------------
@@ -565,7 +575,7 @@ class WallClockBus(Bus):
 def aged_bus(tmp_path):
     wall = ManualClock()
     wall.now = time.time()
-    b = WallClockBus(tmp_path, Timing.fast(), wall)
+    b = WallClockBus(tmp_path, steady_timing(), wall)
     yield b
     b.close()
 
