@@ -658,3 +658,55 @@ def test_admin_cannot_revoke_own_key_and_refusals_are_counted(watched):
             bus.admin.request(op, **args)
         assert info.value.code == ErrorCode.BAD_REQUEST
     assert states(bus)[bus.admin_keys.public] == "accepted"
+
+
+# -- pieces on their own ----------------------------------------------------------------------
+@pytest.mark.parametrize("address, source", [
+    ("127.0.0.1", "127.0.0.1"),
+    ("::ffff:10.1.2.3", "10.1.2.3"),  # IPv4-mapped: the IPv4 address
+    ("2001:db8:0:1::1", "2001:db8:0:1::/64"),  # one host may use a whole /64
+    ("2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("not an address", "not an address"),
+    ("", ""),
+])
+def test_pending_caps_count_per_source(address, source):
+    """Tried: IPv4, IPv4-mapped, IPv6 (two in one /64, a scoped link-local),
+    and junk as ZMQ ``Peer-Address``. Expected: the source a cap counts."""
+    from broker.enrolment import source_of
+
+    assert source_of(address) == source
+
+
+def test_registry_from_before_claims_and_blocks(tmp_path):
+    """Tried: a ``broker.db`` written by the previous registry (no ``source``
+    column, no ``key_claims``, no ``blocked_ids``) holding an accepted key
+    and a pending decoy for desk-7, opened by the new registry; then
+    ``revoke_client`` and a reopen.
+
+    Expected: the claims are back-filled, so revoking desk-7 revokes both
+    keys; the block and the claims survive reopening.
+    """
+    import sqlite3
+
+    from broker.registry import KeyRegistry
+
+    db = tmp_path / "broker.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE keys (public_key TEXT PRIMARY KEY, client_id TEXT NOT NULL, role TEXT NOT NULL,"
+                     " state TEXT NOT NULL, label TEXT NOT NULL DEFAULT '', hostname TEXT NOT NULL DEFAULT '',"
+                     " created REAL NOT NULL, updated REAL NOT NULL, last_seen REAL)")
+        conn.executemany("INSERT INTO keys VALUES (?, ?, 'agent', ?, '', '', 1, 1, NULL)",
+                         [("A" * 40, X, "accepted"), ("D" * 40, X, "pending")])
+    registry = KeyRegistry(db)
+    assert {r.public_key for r in registry.claimants(X)} == {"A" * 40, "D" * 40}
+    changed = registry.revoke_client(X, "admin", "stolen")
+    assert sorted(was for _, was in changed) == ["accepted", "pending"]
+    registry.close()
+    again = KeyRegistry(db)
+    try:
+        assert again.blocked(X)["blocked_by"] == "admin"
+        assert {r.state for r in again.claimants(X)} == {"revoked"} and again.accepted_by_client(X) is None
+        assert again.pending_count() == 0
+    finally:
+        again.close()
