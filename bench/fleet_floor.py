@@ -78,7 +78,7 @@ def serve(config: BrokerConfig, registry: KeyRegistry, pair: keys.KeyPair, ready
                     frames = zap_socket.recv_multipart(_NOBLOCK)
                 except zmq.Again:
                     break
-                zap_socket.send_multipart(zap.decide(registry, frames, config.max_pending_keys)[0])
+                zap_socket.send_multipart(zap.decide(registry, frames)[0])
         if router in ready:
             for _ in range(config.batch):
                 try:

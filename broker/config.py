@@ -197,8 +197,12 @@ class BrokerConfig:
     command_ttl_s: float = 24 * 3600.0
     #: optional shared secret that auto-accepts new agent keys
     enrol_token: str | None = None
-    #: refuse new pending keys beyond this many (enrolment flood guard)
+    #: new keys are recorded pending up to this many in all, and up to
+    #: ``max_pending_per_source`` from one source address (an IPv6 /64); past
+    #: either cap a new key stays an unrecorded peer that may only say HELLO,
+    #: so the enrolment token still admits it (broker/enrolment.py)
     max_pending_keys: int = 1000
+    max_pending_per_source: int = 50
     #: messages handled per poll wake-up before timers get a turn
     batch: int = 1000
     #: per-agent message and byte rates for what agents publish (broker/quota.py)

@@ -74,6 +74,8 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "keys.reject": ("admin", False),
     "keys.revoke": ("admin", False),
     "keys.add": ("admin", False),
+    "keys.unblock": ("admin", False),
+    "keys.blocked": ("admin", False),
     "keys.label": ("operator", False),
     # the broker's journal of its own records, pulled by the persister
     "journal.read": ("admin", True),

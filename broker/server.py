@@ -11,19 +11,18 @@ raise out of the loop.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, NoReturn
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from broker import keys as keyfiles
-from broker import permissions, zap
+from broker import enrolment, key_ops, permissions, zap
 from broker.command_queue import (
     DELIVERED,
     DONE,
@@ -56,7 +55,7 @@ from broker.envelope import (
 from broker.errors import ProtocolError
 from broker.journal import Journal
 from broker.quota import METERED_KINDS, Quotas
-from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRegistry, RegistryError
+from broker.registry import ACCEPTED, REJECTED, REVOKED, STATES, KeyRegistry, RegistryError, placeholder_id
 from broker.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -87,6 +86,10 @@ class Peer:
     prefixes: tuple[str, ...] = ()
     #: a service that takes agents' BATCH messages whole (the store; HELLO ``batches: true``)
     batches: bool = False
+    #: where the connection comes from (ZMQ ``Peer-Address``; enrolment caps are per source)
+    address: str = ""
+    #: False for an unknown key past the pending caps: it may only say HELLO (and enrol by token)
+    recorded: bool = True
 
 
 class Broker:
@@ -96,12 +99,13 @@ class Broker:
     wall-clock time is only used for timestamps and command expiry.
     """
 
-    def __init__(self, config: BrokerConfig, context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: BrokerConfig, context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time):
         self.config = config
         self.clock = clock
         self.data = config.data_dir.ensure()
         self.keypair = keyfiles.load_or_create(self.data.keys, "broker")
-        self.registry = KeyRegistry(self.data.broker_db)
+        self.registry = KeyRegistry(self.data.broker_db, clock=wall_clock)
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.counters = Counters()
@@ -263,7 +267,7 @@ class Broker:
             return
         peer = self.peers.get(rid)
         if peer is None or peer.key != key:
-            peer = self._new_peer(rid, key)
+            peer = self._new_peer(rid, key, frames[1])
         if len(frames) != 3:
             self.counters["bad_frames"] += 1
             self._refuse(peer, None, ErrorCode.BAD_FRAMES, f"{len(frames) - 1} frames, expected 2")
@@ -285,14 +289,20 @@ class Broker:
             return
         handler(peer, header, frames)
 
-    def _new_peer(self, rid: bytes, key: str) -> Peer:
+    def _new_peer(self, rid: bytes, key: str, frame: zmq.Frame) -> Peer:
+        try:
+            address = enrolment.source_of(frame.get("Peer-Address"))
+        except (zmq.ZMQError, UnicodeDecodeError):
+            address = ""
         record = self.registry.get(key)
-        if record is None:  # connected before the registry knew it (should not happen)
-            record = self.registry.note_pending(key)
-        role = record.role if record.state == ACCEPTED else permissions.PENDING_ROLE
-        if record.state in (REJECTED, REVOKED):
-            role = record.state
-        peer = Peer(rid, key, role, record.client_id, record.client_id.encode() if role != permissions.PENDING_ROLE else _EMPTY)
+        if record is None:  # a new key: recorded (or not) when it says HELLO
+            peer = Peer(rid, key, permissions.PENDING_ROLE, placeholder_id(key), _EMPTY, address=address, recorded=False)
+        else:
+            role = record.role if record.state == ACCEPTED else permissions.PENDING_ROLE
+            if record.state in (REJECTED, REVOKED):
+                role = record.state
+            peer = Peer(rid, key, role, record.client_id, record.client_id.encode() if role != permissions.PENDING_ROLE else _EMPTY,
+                        address=address)
         peer.last_seen = self.clock()
         self.peers[rid] = peer
         return peer
@@ -300,7 +310,9 @@ class Broker:
     def _refuse_role(self, peer: Peer, header: Header) -> None:
         if peer.role == permissions.PENDING_ROLE:
             self.counters["refused_pending"] += 1
-            self._security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet")
+            # unrecorded keys cost nothing to make: one throttle per address, not per key
+            self._security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet",
+                           throttle=None if peer.recorded else ("address", peer.address))
             self._send_error(peer.rid, header, ErrorCode.NOT_ENROLLED, "")
         elif peer.role in (REJECTED, REVOKED):
             self.counters["refused_revoked"] += 1
@@ -381,33 +393,37 @@ class Broker:
         self.journal.append(int(kind), topic, header, body)
         self._publish(topic, sender, header, body)
 
-    def _security(self, peer: Peer | None, event: str, detail: str) -> None:
+    def _security(self, peer: Peer | None, event: str, detail: str, subject: str | None = None, throttle: object = None) -> None:
         """Count every security event; log and publish them throttled.
 
         A flood of bad frames from one key is one counter, a few log lines
         and a few stored events per minute, each stating how many similar
         ones were held back, so an attacker cannot fill the log or the store.
+        ``subject`` names the client the event is about when that is not the
+        peer's own id (a new key claiming a known id: the claimed id);
+        ``throttle`` replaces the peer's key as what one throttle counts.
         """
         self.counters[f"security_{event}"] += 1
-        throttle_key = (event, peer.key if peer else None)
+        throttle_key = (event, throttle if throttle is not None else (peer.key if peer else None))
         if not self._throttle.allow(throttle_key):
             return
         held = self._throttle.suppressed(throttle_key)
         who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
         log.warning("security: %s from %s: %s%s", event, who, detail, f" (+{held} similar suppressed)" if held else "")
-        self._record(
-            Kind.SECURITY,
-            "security.broker",
-            {
-                "event": event,
-                "detail": detail,
-                "client_id": peer.client_id if peer else "",
-                "role": peer.role if peer else "",
-                "key": peer.key if peer else "",
-                "suppressed_before": held,
-                "ts": time.time(),
-            },
-        )
+        record = {
+            "event": event,
+            "detail": detail,
+            "client_id": subject if subject is not None else (peer.client_id if peer else ""),
+            "role": peer.role if peer else "",
+            "key": peer.key if peer else "",
+            "suppressed_before": held,
+            "ts": time.time(),
+        }
+        if peer is not None and subject is not None:
+            record["peer_id"] = peer.client_id
+        if peer is not None and peer.address:
+            record["address"] = peer.address
+        self._record(Kind.SECURITY, "security.broker", record)
 
     def _audit(self, peer: Peer, action: str, detail: dict) -> None:
         """An operator action, named: logged and published on ``audit.<who>``."""
@@ -510,21 +526,77 @@ class Broker:
                 log.info("%s provides %r", peer.client_id, name)
 
     def _enrol_by_token(self, peer: Peer, data: dict, info: dict) -> bool:
-        """A pending key: accept it if it shows the enrolment token, else tell it to wait."""
-        record = self.registry.note_pending(peer.key, info.get("client_id", ""), info.get("label", ""), info.get("hostname", ""))
-        token, wanted = data.get("token"), self.config.enrol_token
-        # the token enrols new clients; replacing a known client's key stays an operator's decision
-        known = self.registry.accepted_by_client(record.client_id) is not None
-        if wanted and not known and isinstance(token, str) and hmac.compare_digest(token.encode(), wanted.encode()):
-            self.registry.set_state(record, ACCEPTED)
-            log.info("key %s (%s) accepted by enrolment token", peer.key[:8], record.client_id)
-            self._reauthorise(peer.key, tell_peer=False)
+        """A key that is not accepted says HELLO: enrol it if it shows the
+        enrolment token for a new client id; else record it pending (within
+        the caps) and tell it to wait. A claim on a known, blocked or reserved
+        id and a refused token are security events about the claimed id."""
+        claim = enrolment.judge(self.registry, peer.key, enrolment.claimed_id(data.get("client_id")))
+        token = data.get("token")
+        token_ok = enrolment.token_matches(token, self.config.enrol_token)
+        if token_ok and claim.status == enrolment.NEW:
+            self._accept_by_token(peer, claim, info)
             return True
-        if self.registry.accepted_by_client(record.client_id):
-            self._security(peer, "reenrolment", f"a new key claims known client {record.client_id}: pending until accepted")
+        full = self._note_pending(peer, claim, info)
+        self._report_claim(peer, claim, token, token_ok)
         self.counters["hello_pending"] += 1
-        self._send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, f"pending as {record.client_id}")
+        if full:
+            detail = f"not recorded: {full}; an enrolment token still admits a new id, or retry later"
+        elif token_ok:
+            detail = (f"the enrolment token does not admit {claim.client_id or 'a key without a client id'}"
+                      f" (known, blocked or reserved): pending as {peer.client_id} until an admin decides")
+        else:
+            detail = f"pending as {peer.client_id}"
+        self._send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, detail)
         return False
+
+    def _accept_by_token(self, peer: Peer, claim: enrolment.Claim, info: dict) -> None:
+        """The token admits a new id: accepted at once, past the pending caps."""
+        record = self.registry.note_pending(peer.key, claim.client_id, info.get("label", ""), info.get("hostname", ""), peer.address)
+        self.registry.set_state(record, ACCEPTED)
+        peer.recorded = True
+        self.counters["enrolled_by_token"] += 1
+        log.info("key %s (%s) from %s accepted by enrolment token", peer.key[:8], record.client_id, peer.address or "?")
+        self._reauthorise(peer.key, tell_peer=False)
+
+    def _note_pending(self, peer: Peer, claim: enrolment.Claim, info: dict) -> str:
+        """Record (or refresh) a pending key; returns why it was not recorded
+        ("" when it was): a new key past the per-source or total cap."""
+        label, hostname = info.get("label", ""), info.get("hostname", "")
+        if not peer.recorded:
+            c = self.config
+            full = enrolment.no_room(self.registry, peer.address, c.max_pending_per_source, c.max_pending_keys)
+            if full:
+                self.counters["pending_not_recorded"] += 1
+                self._security(peer, "pending_cap", f"new key {peer.key[:8]} not recorded: {full}",
+                               subject=claim.client_id or None, throttle=("address", peer.address))
+                return full
+            record = self.registry.note_pending(peer.key, claim.client_id, label, hostname, peer.address)
+            peer.recorded = True
+            log.warning("new key %s from %s is pending as %s: accept it with `ems keys accept %s`",
+                        peer.key[:8], peer.address or "?", record.client_id, peer.key[:8])
+        else:
+            record = self.registry.note_pending(peer.key, claim.client_id, label, hostname)
+        peer.client_id = record.client_id
+        return ""
+
+    def _report_claim(self, peer: Peer, claim: enrolment.Claim, token: object, token_ok: bool) -> None:
+        """Security events for a waiting key's HELLO, about the id it claims."""
+        subject = claim.client_id or None
+        throttle = None if peer.recorded else ("address", peer.address)
+        if token is not None and not token_ok:
+            self.counters["enrol_token_refused"] += 1
+            self._security(peer, "bad_enrol_token", f"new key {peer.key[:8]} presented a wrong enrolment token",
+                           subject=subject, throttle=throttle)
+        elif token_ok:  # a valid token for an id it does not admit
+            self.counters["enrol_token_refused"] += 1
+        event = enrolment.CLAIM_EVENTS.get(claim.status)
+        if event is not None:
+            note = "the enrolment token does not admit it; " if token_ok else ""
+            detail = f"new key {peer.key[:8]} claims {claim.client_id}: {claim.why}; {note}pending until an admin decides"
+            self._security(peer, event, detail, subject=subject, throttle=throttle)
+        elif token_ok:
+            self._security(peer, "enrol_token_refused", f"new key {peer.key[:8]} presented the token without a client id",
+                           throttle=throttle)
 
     def _greet(self, peer: Peer, header: Header, info: dict) -> None:
         """Register a greeted connection, answer WELCOME, hand over what waited."""
@@ -812,22 +884,39 @@ class Broker:
         return {"deleted": self.journal.ack(int(args["upto"])), "left": len(self.journal)}
 
     def _op_keys_list(self, peer: Peer, args: dict) -> list[dict]:
-        return [r.as_dict() for r in self.registry.all()]
+        """Every key, or only those in ``state``."""
+        state = args.get("state")
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}")
+        return [r.as_dict() for r in self.registry.all() if state is None or r.state == state]
+
+    def _op_keys_blocked(self, peer: Peer, args: dict) -> list[dict]:
+        """Client ids blocked by a revoke, with who blocked them, when and why."""
+        return self.registry.blocked_ids()
 
     def _op_keys_accept(self, peer: Peer, args: dict) -> dict:
         return self._change_key(peer, args, ACCEPTED)
 
     def _op_keys_reject(self, peer: Peer, args: dict) -> dict:
+        if args.get("pending") is True:
+            return key_ops.reject_pending(self, peer, args)
         return self._change_key(peer, args, REJECTED)
 
     def _op_keys_revoke(self, peer: Peer, args: dict) -> dict:
-        return self._change_key(peer, args, REVOKED)
+        return key_ops.revoke(self, peer, args)
+
+    def _op_keys_unblock(self, peer: Peer, args: dict) -> dict:
+        return key_ops.unblock(self, peer, args)
 
     def _op_keys_add(self, peer: Peer, args: dict) -> dict:
         key = str(args["public_key"])
         if not keyfiles.is_z85_key(key):
             raise ValueError("public_key must be a 40-character Z85 Curve key")
-        record = self.registry.add(key, str(args["client_id"]), str(args.get("role", "agent")), ACCEPTED, str(args.get("label", "")))
+        client_id, role = str(args["client_id"]), str(args.get("role", "agent"))
+        problem = enrolment.add_problem(self.registry, key, client_id, role)
+        if problem:
+            self._refuse_key_op(peer, "keys.add", client_id, problem)
+        record = self.registry.add(key, client_id, role, ACCEPTED, str(args.get("label", "")))
         self._audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
         self._reauthorise(key)
         return record.as_dict()
@@ -839,31 +928,58 @@ class Broker:
         return record.as_dict()
 
     def _change_key(self, peer: Peer, args: dict, state: str) -> dict:
+        """Accept or reject one key (a client id resolves to its pending key)."""
         record = self.registry.find(str(args["id"]))
-        if state == ACCEPTED and record.state == REVOKED:
-            raise ValueError(f"{record.client_id} was revoked; a revoked key stays revoked (enrol a new key)")
+        if state == ACCEPTED:
+            if record.state == REVOKED:
+                self._refuse_key_op(peer, "keys.accept", record.client_id,
+                                    f"{record.client_id} was revoked; a revoked key stays revoked (enrol a new key)")
+            problem = enrolment.accept_problem(self.registry, record)
+            if problem:
+                self._refuse_key_op(peer, "keys.accept", record.client_id, problem)
+        was = record.state
         replaced = self.registry.accepted_by_client(record.client_id) if state == ACCEPTED else None
         self.registry.set_state(record, state)
-        self._audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "reason": args.get("reason", "")})
+        self._audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "was": was,
+                                           "reason": str(args.get("reason", ""))[:200]})
         self._reauthorise(record.public_key)
         if replaced is not None and replaced is not record:
             self._reauthorise(replaced.public_key)
-        return record.as_dict()
+        return {**record.as_dict(), "was": was}
+
+    def _refuse_key_op(self, peer: Peer, op: str, client_id: str, why: str) -> NoReturn:
+        """An admin's key operation that would break the enrolment rules: a
+        security event about the id, and BAD_REQUEST with the reason."""
+        self.counters["refused_key_ops"] += 1
+        self._security(peer, "key_op_refused", f"{op} {client_id}: {why}", subject=client_id)
+        raise ValueError(why)
 
     def _reauthorise(self, key: str, tell_peer: bool = True) -> None:
         """Apply a key's new state to its live connections at once."""
-        record = self.registry.get(key)
-        for peer in [p for p in self.peers.values() if p.key == key]:
+        self._reauthorise_many({key}, tell_peer)
+
+    def _reauthorise_many(self, keys: set[str], tell_peer: bool = True) -> int:
+        """Apply new key states to every live connection of ``keys``; returns
+        how many connections were closed (told REVOKED and dropped)."""
+        closed = 0
+        for peer in [p for p in self.peers.values() if p.key in keys]:
+            record = self.registry.get(peer.key)
+            if record is None:
+                continue
             if record.state == ACCEPTED:
                 peer.role, peer.client_id = record.role, record.client_id
                 peer.sender = record.client_id.encode()
                 if tell_peer:  # a pending peer waits: tell it to say hello again
                     self._send_error(peer.rid, None, ErrorCode.HELLO_REQUIRED, "key accepted")
-            else:
+            elif record.state in (REJECTED, REVOKED) and peer.role in (REJECTED, REVOKED):
+                peer.role = record.state  # already cut off
+            elif record.state in (REJECTED, REVOKED):
                 self._send_error(peer.rid, None, ErrorCode.REVOKED, f"key {record.state}")
                 self._drop_peer(peer, f"key {record.state}")
                 peer.role = record.state
                 self.peers[peer.rid] = peer  # kept so further frames are refused, not re-admitted
+                closed += 1
+        return closed
 
     # -- commands ----------------------------------------------------------------
     def _on_command(self, peer: Peer, header: Header, frames) -> None:
@@ -1067,13 +1183,24 @@ class Broker:
                 frames = self.zap_socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            reply, outcome = zap.decide(self.registry, frames, self.config.max_pending_keys)
+            reply, outcome = zap.decide(self.registry, frames)
             self.counters[f"zap_{outcome}"] += 1
             if outcome in ("denied", "malformed"):
                 address = frames[3].decode(errors="replace") if len(frames) > 3 else "?"
                 if self._throttle.allow(("zap", address)):
                     log.warning("security: connection from %s refused: %s", address, reply[3].decode())
+                self._refused_key(zap.key_of(frames), address)
             self.zap_socket.send_multipart(reply)
+
+    def _refused_key(self, key: str, address: str) -> None:
+        """A rejected or revoked key tried to connect: a security event about
+        its client id (a stolen machine knocking shows up under its name)."""
+        record = self.registry.get(key) if key else None
+        if record is None:
+            return
+        peer = Peer(_EMPTY, key, record.state, record.client_id, _EMPTY, address=enrolment.source_of(address))
+        self._security(peer, "connection_refused", f"a {record.state} key of {record.client_id} tried to connect from {address}",
+                       throttle=("zap", key))
 
     def _read_monitor(self) -> None:
         while True:

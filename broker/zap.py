@@ -8,30 +8,30 @@ back from every frame it receives, so a peer can never speak under another
 key.
 
 - accepted and pending keys connect (pending peers can only wait);
-- unknown keys are recorded as pending, up to a cap (flood guard);
+- unknown keys connect unrecorded: ZAP cannot see the enrolment token or
+  the claimed id (they come in HELLO), so the broker records a new key at
+  its HELLO, where the per-source and total pending caps apply
+  (``broker/enrolment.py``) and a token holder is admitted even when the
+  caps are full;
 - rejected and revoked keys are refused with 400.
 """
 from __future__ import annotations
-
-import logging
 
 import zmq
 import zmq.utils.z85
 
 from broker.registry import ACCEPTED, PENDING, KeyRegistry
 
-log = logging.getLogger(__name__)
-
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_VERSION = b"1.0"
 
 
-def decide(registry: KeyRegistry, frames: list[bytes], max_pending: int) -> tuple[list[bytes], str]:
+def decide(registry: KeyRegistry, frames: list[bytes]) -> tuple[list[bytes], str]:
     """Answer one ZAP request. Returns the reply frames and an outcome name
-    (``accepted``, ``pending``, ``denied``, ``malformed``)."""
+    (``accepted``, ``pending``, ``unknown``, ``denied``, ``malformed``)."""
     if len(frames) < 6:
         return [ZAP_VERSION, b"", b"400", b"malformed ZAP request", b"", b""], "malformed"
-    version, request_id, _domain, address, _identity, mechanism = frames[:6]
+    version, request_id, _domain, _address, _identity, mechanism = frames[:6]
     credentials = frames[6:]
 
     def reply(code: bytes, text: str, user: str = "") -> list[bytes]:
@@ -43,15 +43,17 @@ def decide(registry: KeyRegistry, frames: list[bytes], max_pending: int) -> tupl
         return reply(b"400", "CURVE required"), "denied"
     key = zmq.utils.z85.encode(credentials[0]).decode("ascii")
     record = registry.get(key)
-    if record is None:
-        if registry.pending_count() >= max_pending:
-            log.warning("enrolment refused for %s from %s: %d keys already pending", key[:8], address.decode(errors="replace"), max_pending)
-            return reply(b"400", "too many pending keys"), "denied"
-        registry.note_pending(key)
-        log.warning("new key %s from %s is pending: accept it with `ems keys accept %s`", key[:8], address.decode(errors="replace"), key[:8])
-        return reply(b"200", "pending", key), "pending"
+    if record is None:  # recorded (or not) at its HELLO
+        return reply(b"200", "unknown", key), "unknown"
     if record.state == ACCEPTED:
         return reply(b"200", "OK", key), "accepted"
     if record.state == PENDING:
         return reply(b"200", "pending", key), "pending"
     return reply(b"400", f"key {record.state}"), "denied"
+
+
+def key_of(frames: list[bytes]) -> str:
+    """The Z85 Curve key a ZAP request is about, or "" if it has none."""
+    if len(frames) != 7 or len(frames[6]) != 32:
+        return ""
+    return zmq.utils.z85.encode(frames[6]).decode("ascii")
