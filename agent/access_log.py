@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from agent.notice.text import one_line
+from broker.errors import EmsError
 from broker.private_files import private_dir, share_with_dir_group
 
 
@@ -42,3 +43,8 @@ class AccessLog:
             return self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return ""
+        except PermissionError as exc:
+            raise EmsError(
+                f"cannot read the access log {self.path}: it is readable by its owner and by the group of "
+                f"{self.path.parent} only; an administrator lets you read it with `chgrp YOUR_GROUP {self.path.parent}`"
+            ) from exc

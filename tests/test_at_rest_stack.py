@@ -40,6 +40,8 @@ import pytest
 from broker import keys
 from broker.client import BusClient
 from broker.config import ClientConfig, DataDir, Timing
+from broker.envelope import ErrorCode
+from broker.errors import RemoteError
 
 from conftest import wait_for
 
@@ -202,9 +204,16 @@ def exercise(stack: UpStack) -> dict:
         download = op.send_command(agent_id, "files.download", {"path": str(stack.base / "shared" / "payroll.txt"),
                                                                 "reason": "at-rest test"})
         outcome = {"chat": op.wait_result(chat["id"], 60), "download": op.wait_result(download["id"], 60)}
-        wait_for(lambda: any(CHAT_MARKER in str(row.get("body", "")) for row in
-                             op.request("store.query", kind="messages", client_id=agent_id, limit=20)),
-                 30, interval_s=0.3, what="the persister to store the chat message")
+
+        def stored_chat() -> bool:
+            try:
+                rows = op.request("store.query", kind="messages", client_id=agent_id, limit=20)
+            except RemoteError as exc:  # the persister is not connected yet (a loaded machine)
+                assert exc.code == ErrorCode.UNAVAILABLE, exc
+                return False
+            return any(CHAT_MARKER in str(row.get("body", "")) for row in rows)
+
+        wait_for(stored_chat, 60, interval_s=0.3, what="the persister to store the chat message")
         outcome["agent_id"] = agent_id
         return outcome
     finally:
