@@ -274,7 +274,7 @@ class Outbox:
     def _sealed(self, rows: list[tuple]) -> list[tuple]:
         """``rows`` with their bodies sealed, each bound to its message id."""
         sealed = self._keyring.encrypt_many([(row[_BODY], _AAD + row[_ID].encode()) for row in rows])
-        return [(*row[:_BODY], body, *row[_BODY + 1 :]) for row, body in zip(rows, sealed)]
+        return [(r[0], r[1], r[2], body, r[4], r[5], r[6]) for r, body in zip(rows, sealed)]  # body is _BODY
 
     def _seal(self, body: bytes, msg_id: str) -> bytes:
         return self._keyring.encrypt(body, _AAD + msg_id.encode())
