@@ -124,7 +124,10 @@ def tree(root: Path) -> dict[str, os.stat_result]:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
-            found[str(path.relative_to(root))] = os.lstat(path)
+            try:
+                found[str(path.relative_to(root))] = os.lstat(path)
+            except FileNotFoundError:  # gone since the listing (a running process's temporary file)
+                continue
     return found
 
 
@@ -226,7 +229,10 @@ def snapshot(data: Path) -> dict:
     hits = {}
     for rel, st in paths.items():
         if stat.S_ISREG(st.st_mode):
-            raw = (data / rel).read_bytes()
+            try:
+                raw = (data / rel).read_bytes()
+            except FileNotFoundError:
+                continue
             hits[rel] = [m for m in (CHAT_MARKER, FILE_MARKER) if m.encode() in raw]
     tried = as_nobody([str(data / rel) for rel in paths])
     return {"modes": {rel: stat.S_IMODE(st.st_mode) for rel, st in paths.items()}, "hits": hits,
