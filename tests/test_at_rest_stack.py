@@ -249,16 +249,18 @@ def ran():
     control = base / "control.txt"
     control.write_text("readable on purpose\n")
     os.chmod(control, 0o644)
-    stack = UpStack(base)
     try:
-        outcome = exercise(stack)
-        running = snapshot(stack.data)
+        stack = UpStack(base)
+        try:
+            outcome = exercise(stack)
+            running = snapshot(stack.data)
+        finally:
+            stack.stop()
+        stopped = snapshot(stack.data)
+        yield {"stack": stack, "outcome": outcome, "running": running, "stopped": stopped,
+               "control": as_nobody([str(control), str(base)]), "up_log": stack.log_path.read_text()}
     finally:
-        stack.stop()
-    stopped = snapshot(stack.data)
-    yield {"stack": stack, "outcome": outcome, "running": running, "stopped": stopped,
-           "control": as_nobody([str(control), str(base)]), "up_log": stack.log_path.read_text()}
-    shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_markers_went_through_the_stack(ran):
