@@ -71,6 +71,8 @@ _EPHEMERAL_SQL = "name IN (%s)" % ", ".join(f"'{name}'" for name in sorted(EPHEM
 BULK_BYTES = 64 * 1024
 #: the queue's key file, in the keys folder beside broker.db
 QUEUE_KEYS_FILE = "queue-keys.json"
+#: the one key of a stored value that does not decrypt, read back
+UNREADABLE = "unreadable"
 FINAL = frozenset({DONE, FAILED, EXPIRED})
 OPEN = (QUEUED, SENT, DELIVERED)
 _ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
@@ -167,6 +169,7 @@ class CommandQueue:
         self._seal_legacy()
         rows = self._db.execute("SELECT * FROM commands WHERE status IN (?, ?, ?) ORDER BY created, id", OPEN)
         self._open: dict[str, Command] = {r["id"]: self._from_row(r) for r in rows}
+        self._fail_unreadable()
 
     # -- sealing -------------------------------------------------------------
     def _seal(self, cmd_id: str, column: str, value: Any) -> bytes | None:
@@ -184,7 +187,7 @@ class CommandQueue:
             return unpack_body(self._keyring.decrypt(blob, aad("commands", column, cmd_id)))
         except TamperedValue as exc:
             log.error("command %s: its %s cannot be read: %s", cmd_id, column, exc)
-            return {"unreadable": f"the stored {column} cannot be decrypted: {exc}"}
+            return {UNREADABLE: f"the stored {column} cannot be decrypted: {exc}"}
 
     def _from_row(self, row) -> Command:
         cmd_id = row["id"]
@@ -201,6 +204,12 @@ class CommandQueue:
             result=self._unseal(cmd_id, "result", row["result"]),
             result_sent=bool(row["result_sent"]),
         )
+
+    def _fail_unreadable(self) -> None:
+        """An open command whose arguments do not decrypt (key file lost or replaced, row
+        tampered with) is never delivered: it fails, and its sender is told why."""
+        for cmd in [c for c in self._open.values() if set(c.args) == {UNREADABLE}]:
+            self.advance(cmd, FAILED, {"ok": False, "error": f"not run: {cmd.args[UNREADABLE]}"})
 
     def _seal_legacy(self) -> None:
         """Seal arguments and results an older EMS stored in clear, and wipe the clear copies."""

@@ -206,7 +206,8 @@ def test_clear_values_of_an_older_version_are_sealed_on_open(tmp_path, store, ca
 
 # -- values that do not open ------------------------------------------------------------
 def test_a_sealed_value_moved_to_another_command_does_not_open(tmp_path, caplog):
-    """c2's sealed args copied into c1: c1 reads as unreadable (logged), nothing raises."""
+    """c2's sealed args copied into c1: c1 reads as unreadable (logged) and, being open, fails
+    rather than reach the agent; nothing raises; c2 is untouched."""
     path = tmp_path / "broker.db"
     queue = CommandQueue(path)
     for cmd_id in ("c1", "c2"):
@@ -217,8 +218,29 @@ def test_a_sealed_value_moved_to_another_command_does_not_open(tmp_path, caplog)
     db.close()
     with caplog.at_level(logging.ERROR):
         queue = CommandQueue(path)
-    assert "unreadable" in queue.get("c1").args and queue.get("c2").args == {"text": "c2"}
+    assert "unreadable" in queue.get("c1").args and queue.get("c1").status == "failed"
+    assert queue.get("c2").args == {"text": "c2"} and queue.get("c2").status == "queued"
     assert any("c1" in r.getMessage() for r in caplog.records)
+    queue.close()
+
+
+def test_open_commands_whose_arguments_do_not_open_fail_instead_of_running(tmp_path, caplog):
+    """The queue's key file lost (replaced by a fresh one): a queued command is never delivered
+    with garbled arguments; it fails, its result (for its sender) says why, a final one just reads unreadable."""
+    path = tmp_path / "broker.db"
+    queue = CommandQueue(path)
+    queue.add("open1", "agent", "op", "files.delete", {"path": "/srv/x"}, time.time() + 60)
+    done = queue.add("done1", "agent", "op", "ping", {}, time.time() + 60)
+    queue.advance(done, DONE, {"ok": True})
+    queue.close()
+    (tmp_path / "keys" / QUEUE_KEYS_FILE).unlink()
+    with caplog.at_level(logging.ERROR):
+        queue = CommandQueue(path)
+    assert queue.open_for("agent") == []
+    failed = queue.get("open1")
+    assert failed.status == "failed" and "not run" in failed.result["error"] and "decrypt" in failed.result["error"]
+    assert "open1" in [c.id for c in queue.unsent_results("op")]
+    assert "unreadable" in queue.get("done1").result
     queue.close()
 
 
