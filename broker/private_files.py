@@ -24,6 +24,7 @@ not list the directory). Nobody else can read it.
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import stat
@@ -40,6 +41,11 @@ GROUP_READABLE = {"access.log": 0o640}
 SHARED_DIR_MODE = 0o710
 #: SQLite's companions of a database file, all with the database's content
 DB_COMPANIONS = ("", "-wal", "-shm", "-journal")
+#: what EMS makes in a data dir: these directories (``agent`` is a nested data dir) ...
+EMS_DIRS = frozenset({"keys", "logs", "agent"})
+#: ... and files named like these (databases, profile, policy, endpoints, keys, logs, temporary files)
+EMS_FILES = ("*.db", "*.db-wal", "*.db-shm", "*.db-journal", "*.json", "*.endpoint", "*.public", "*.secret",
+             "*.log", "*.out", "*.tmp")
 
 
 def restrict_umask() -> int:
@@ -87,20 +93,67 @@ def private_db(path: Path) -> list[str]:
     return changed
 
 
-def secure_tree(root: Path) -> list[str]:
-    """Take group/other permissions beyond :func:`allowed_mode` from everything under ``root``.
+def secure_tree(root: Path) -> list[Path]:
+    """Take group/other permissions beyond :func:`allowed_mode` from what EMS keeps in ``root``.
 
-    Symbolic links are never followed; files of other owners are left alone
-    unless this process runs as root. Logs one warning naming what changed
-    (nothing if all was private already); returns the changed paths.
+    Only what EMS makes is touched (:func:`is_ems_entry`: keys/, logs/, a
+    nested agent/ data dir, databases, JSON, logs, endpoint and key files);
+    ``root`` itself is closed to 0700 only if it holds nothing else, so a
+    data dir pointed at a shared directory by mistake (``./var`` run from
+    ``/``) never closes that directory. Symbolic links are never followed;
+    files of other owners are left alone unless this process runs as root.
+    Logs one warning naming what changed; returns the changed paths.
     """
     root = Path(root)
     if not root.is_dir() or root.is_symlink():
         return []
-    changed = []
-    if _tighten(root, allowed_mode(root, True)):
-        changed.append(root)
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error):
+    changed: list[Path] = []
+    _secure_dir(root, changed)
+    if changed:
+        shown = ", ".join(str(p.relative_to(root)) or "." for p in changed[:8])
+        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+        log.warning("tightened permissions of %d paths in %s that other users could read (left by an older EMS "
+                    "or made by hand): %s%s; directories are now 0700 and files 0600", len(changed), root, shown, more)
+    return changed
+
+
+def is_ems_entry(name: str, is_dir: bool) -> bool:
+    """True for a name EMS makes in a data dir (the directories and file patterns above)."""
+    if is_dir:
+        return name in EMS_DIRS
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in EMS_FILES)
+
+
+def _secure_dir(path: Path, changed: list[Path]) -> None:
+    """Tighten the EMS entries of one data dir (recursing into agent/), then the dir if it is all EMS's."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError as exc:
+        log.warning("could not look into %s to make it private: %s", path, exc)
+        return
+    foreign = []
+    for entry in entries:
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if entry.is_symlink() or not is_ems_entry(entry.name, is_dir):
+            foreign.append(entry.name)
+        elif entry.name == "agent":
+            _secure_dir(Path(entry.path), changed)
+        elif is_dir:
+            _secure_all(Path(entry.path), changed)
+        elif _tighten(Path(entry.path), allowed_mode(Path(entry.path), False)):
+            changed.append(Path(entry.path))
+    if foreign:
+        log.info("%s also holds what EMS did not make (%s): left those and the directory's own mode alone",
+                 path, ", ".join(sorted(foreign)[:5]))
+    elif _tighten(path, allowed_mode(path, True)):
+        changed.append(path)
+
+
+def _secure_all(path: Path, changed: list[Path]) -> None:
+    """Tighten a directory EMS owns outright (keys/, logs/) and everything in it."""
+    if _tighten(path, allowed_mode(path, True)):
+        changed.append(path)
+    for dirpath, dirnames, filenames in os.walk(path, onerror=_walk_error):
         base = Path(dirpath)
         for name in dirnames:
             if _tighten(base / name, allowed_mode(base / name, True)):
@@ -108,12 +161,6 @@ def secure_tree(root: Path) -> list[str]:
         for name in filenames:
             if _tighten(base / name, allowed_mode(base / name, False)):
                 changed.append(base / name)
-    if changed:
-        shown = ", ".join(str(p.relative_to(root)) or "." for p in changed[:8])
-        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
-        log.warning("tightened permissions of %d paths in %s that other users could read (left by an older EMS "
-                    "or made by hand): %s%s; directories are now 0700 and files 0600", len(changed), root, shown, more)
-    return changed
 
 
 def share_with_dir_group(path: Path) -> None:

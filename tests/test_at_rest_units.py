@@ -81,7 +81,7 @@ def test_secure_tree_says_it_once_and_follows_no_link(tmp_path, caplog):
     (root / "logs").mkdir(parents=True)
     outside.write_text("not ours")
     os.chmod(outside, 0o644)
-    (root / "link").symlink_to(outside)
+    (root / "logs" / "link.log").symlink_to(outside)
     (root / "logs" / "broker.log").write_text("log")
     os.chmod(root / "logs" / "broker.log", 0o644)
     os.chmod(root / "logs", 0o755)
@@ -92,6 +92,31 @@ def test_secure_tree_says_it_once_and_follows_no_link(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "broker.private_files"]
     assert len(lines) == 1 and "logs/broker.log" in lines[0] and "0700" in lines[0]
     assert mode_of(outside) == 0o644
+
+
+@pytest.mark.parametrize("foreign", ["file", "directory", "symlink"])
+def test_a_shared_directory_given_as_data_dir_is_not_closed(tmp_path, foreign):
+    """A data dir that also holds what EMS did not make (`ems agent` run in / with ./var):
+    EMS's own files there are tightened, the directory's mode and the foreign entry are not."""
+    root = tmp_path / "var"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    (root / "agent.db").write_bytes(b"x")
+    os.chmod(root / "agent.db", 0o644)
+    other = root / "mail"
+    if foreign == "file":
+        other.write_text("someone's mail")
+        os.chmod(other, 0o644)
+    elif foreign == "directory":
+        other.mkdir(mode=0o755)
+        os.chmod(other, 0o755)
+    else:
+        other.symlink_to(tmp_path)
+    changed = private_files.secure_tree(root)
+    assert changed == [root / "agent.db"] and mode_of(root / "agent.db") == 0o600
+    assert mode_of(root) == 0o755
+    if foreign != "symlink":
+        assert mode_of(other) in (0o644, 0o755)
 
 
 @pytest.mark.parametrize("opener", ["command queue", "executed", "outbox", "registry via connect"])
