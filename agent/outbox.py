@@ -19,6 +19,15 @@ loss may lose the last few transactions; those records were never
 acknowledged by the server either, so they are lost, not stored twice,
 and ``synchronous=FULL`` would cost an fsync on every put for that case.
 
+At rest
+-------
+A record's body (chat text, file-operation records with paths, log lines)
+is sealed with the agent's local key (:mod:`agent.local_keys`), bound to
+its message id, from :meth:`Outbox.put` until the ack deletes it; kind,
+topic, class and times stay plain for the queue's own work. A file written
+by an older agent (schema 1, bodies in clear) is sealed on open, and the
+clear copies wiped. Sizes and limits count the body as given.
+
 Priority classes and the full-outbox policy
 -------------------------------------------
 Every record has a class (:class:`Priority`):
@@ -59,17 +68,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from agent.local_keys import local_keyring
 from broker import sqlite_db
 from broker.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
 from broker.errors import EmsError
+from broker.sealing import KeyRing, TamperedValue, aad
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 #: Per-record allowance for id, columns and index entries in ``max_bytes``.
 RECORD_OVERHEAD_BYTES = 80
-#: Schema version kept in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+#: Schema version kept in ``PRAGMA user_version`` (2: bodies sealed).
+SCHEMA_VERSION = 2
 #: Overflow is logged at most this often (the log may itself be shipped).
 _OVERFLOW_LOG_INTERVAL_S = 60.0
 #: Ids per ``IN (...)`` list on ack.
@@ -174,7 +185,10 @@ _KIND_OF = {int(k): k for k in Kind}
 _PRIORITY_OF = tuple(Priority)  # indexed by value
 _seq_of = operator.itemgetter(0)
 # row tuple positions (see _INSERT)
-_ID, _PRIO, _SIZE = 0, 4, 6
+_ID, _BODY, _PRIO, _SIZE = 0, 3, 4, 6
+#: associated data of a sealed body: this prefix, then its message id (the last
+#: part, so it needs no length)
+_AAD = aad("outbox", "body") + b":"
 
 
 class Outbox:
@@ -193,6 +207,7 @@ class Outbox:
         resend_after_s: float = 10.0,
         window: int = 5_000,
         clock: Callable[[], float] = time.time,
+        keyring: KeyRing | None = None,
     ):
         if max_records < 1 or max_bytes < 1 or window < 1 or resend_after_s <= 0:
             raise ValueError("max_records, max_bytes, window and resend_after_s must be positive")
@@ -202,6 +217,7 @@ class Outbox:
         self.resend_after_s = resend_after_s
         self.window = window
         self._clock = clock
+        self._keyring = keyring or local_keyring(self.path)
         self._lock = threading.Lock()
         self._count = [0, 0, 0]  # records per Priority
         self._bytes = [0, 0, 0]
@@ -244,7 +260,31 @@ class Outbox:
             self._count[prio] = count
             self._bytes[prio] = int(size)
         db.execute("COMMIT")
+        if version < SCHEMA_VERSION and sum(self._count):
+            self._seal_clear_bodies()
         log.debug("outbox %s open: %d records, %d bytes", self.path, sum(self._count), sum(self._bytes))
+
+    def _seal_clear_bodies(self) -> None:
+        """Seal the bodies an older agent kept in clear (schema 1), wiping the clear copies."""
+        rows = self._db.execute("SELECT msg_id, body, seq FROM outbox").fetchall()
+        sqlite_db.overwrite(self._db, "UPDATE outbox SET body=? WHERE seq=?",
+                            [(self._seal(body, msg_id), seq) for msg_id, body, seq in rows])
+        log.warning("outbox %s: sealed %d records an older agent kept in clear", self.path, len(rows))
+
+    def _sealed(self, rows: list[tuple]) -> list[tuple]:
+        """``rows`` with their bodies sealed, each bound to its message id."""
+        sealed = self._keyring.encrypt_many([(row[_BODY], _AAD + row[_ID].encode()) for row in rows])
+        return [(r[0], r[1], r[2], body, r[4], r[5], r[6]) for r, body in zip(rows, sealed)]  # body is _BODY
+
+    def _seal(self, body: bytes, msg_id: str) -> bytes:
+        return self._keyring.encrypt(body, _AAD + msg_id.encode())
+
+    def _unseal(self, body: bytes, msg_id: str) -> bytes:
+        try:
+            return self._keyring.decrypt(body, _AAD + msg_id.encode())
+        except TamperedValue as exc:
+            raise OutboxCorrupt(f"the outbox {self.path}: record {msg_id} cannot be decrypted ({exc}); "
+                                "was the agent's keys/local-keys.json replaced?", self.path) from exc
 
     def close(self) -> None:
         """Close the file. Everything put so far is already committed."""
@@ -287,7 +327,7 @@ class Outbox:
         """
         now = self._clock()
         items = list(items)
-        rows = [_row(item, now) for item in items]
+        rows = self._sealed([_row(item, now) for item in items])
         if not rows:
             return []
         with self._lock:
@@ -435,7 +475,8 @@ class Outbox:
             stale_rows = db.execute(_STALE, (stale, now, credit)).fetchall()
         if stale_rows:
             rows = sorted(rows + stale_rows, key=_seq_of)[:credit]
-        return [OutboxRecord(r[1], _KIND_OF[r[2]], r[3], r[4], _PRIORITY_OF[r[5]], r[6], r[7], r[8]) for r in rows]
+        return [OutboxRecord(r[1], _KIND_OF[r[2]], r[3], self._unseal(r[4], r[1]), _PRIORITY_OF[r[5]], r[6], r[7], r[8])
+                for r in rows]
 
     def mark_sent(self, msg_ids: Iterable[str]) -> None:
         """Record that these ids were handed to the bus now (unknown ids are ignored)."""
@@ -580,7 +621,7 @@ class Outbox:
 
 
 def _row(item: tuple, now: float) -> tuple:
-    """Check one ``(kind, topic, body[, priority[, msg_id]])`` item; its row for _INSERT."""
+    """Check one ``(kind, topic, body[, priority[, msg_id]])`` item; its row for _INSERT (body in clear)."""
     kind, topic, body, *rest = item
     priority = rest[0] if rest else None
     msg_id = rest[1] if len(rest) > 1 else None

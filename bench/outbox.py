@@ -5,7 +5,7 @@ batches of 500, one transaction per batch) three ways, each into a fresh
 file opened by ``broker.sqlite_db.connect`` (WAL, synchronous=NORMAL), in
 the same temporary directory:
 
-* **outbox**: ``Outbox.put_many`` (id generation, checks, class and size
+* **outbox**: ``Outbox.put_many`` (id generation, checks, AES-GCM sealing of each body, class and size
   bookkeeping, the outbox's indexes);
 * **raw, outbox schema**: ``executemany`` of prepared rows into the
   outbox's own table and indexes (what SQLite alone costs for that schema);

@@ -15,9 +15,33 @@ when its agent returns, and the agent's own record of executed command ids
 makes that harmless), and skipping their commits halves the SQLite work
 per command. After a broker restart an open command reads as ``queued``
 until it moves on.
+
+At rest
+-------
+What a command carries is often private: chat text (``chat.send``), file
+contents (``files.download`` results, ``files.upload`` arguments), what
+was typed in a support session (``input``). So, per field:
+
+* ``args`` are sealed (:mod:`broker.sealing`, AES-256-GCM bound to the
+  command id and column): they must survive a restart until the command is
+  final (at most once needs the queued command, not a copy in the agent),
+  and afterwards the console's chat history and ``command.get`` show them.
+  Once final, what nobody reads back is dropped: the arguments of
+  :data:`TRANSIENT_ARGS` entirely, bulk bytes (an upload's data) by size.
+* ``result`` is sealed: it must reach an operator who was offline when it
+  came (``unsent_results``), and the admin API and ``ems send --wait``
+  fetch it later with ``command.get``; :data:`EPHEMERAL_RESULTS` keep only
+  their outcome.
+* ids, target, sender, name, status and times stay plain: the queue
+  routes, expires and lists on them.
+
+The key file is ``keys/queue-keys.json`` beside ``broker.db`` (0600, key
+id in every value so it can rotate). Values an older EMS left in clear are
+sealed on open (and the plain copies wiped from the file and its WAL).
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -26,6 +50,9 @@ from typing import Any
 
 from broker import sqlite_db
 from broker.envelope import pack_body, unpack_body
+from broker.sealing import KeyRing, TamperedValue, aad, is_sealed
+
+log = logging.getLogger(__name__)
 
 QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
 #: commands whose arguments are erased once final (remote input: keys and
@@ -40,6 +67,12 @@ EPHEMERAL_RESULTS = frozenset({"thumbnail"})
 #: asks about a tile's picture later; several a second would pile up)
 EPHEMERAL_KEEP_S = 600.0
 _EPHEMERAL_SQL = "name IN (%s)" % ", ".join(f"'{name}'" for name in sorted(EPHEMERAL_RESULTS))
+#: bytes values longer than this are kept as their size once no longer needed
+BULK_BYTES = 64 * 1024
+#: the queue's key file, in the keys folder beside broker.db
+QUEUE_KEYS_FILE = "queue-keys.json"
+#: the one key of a stored value that does not decrypt, read back
+UNREADABLE = "unreadable"
 FINAL = frozenset({DONE, FAILED, EXPIRED})
 OPEN = (QUEUED, SENT, DELIVERED)
 _ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
@@ -72,6 +105,25 @@ def outcome_only(result: Any) -> Any:
     return kept | {"omitted": "the output of this command is not kept"}
 
 
+def final_args(name: str, args: Any) -> Any:
+    """What is kept of a final command's arguments: nothing of what was typed in
+    a support session (:data:`TRANSIENT_ARGS`), bulk bytes (an upload's data) by size."""
+    if name in TRANSIENT_ARGS:
+        return {"redacted": True}
+    return without_bulk(args)
+
+
+def without_bulk(value: Any) -> Any:
+    """``value`` with every bytes object over :data:`BULK_BYTES` replaced by its size."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > BULK_BYTES:
+        return {"omitted_bytes": len(value), "note": "not kept once the command is final; run it again"}
+    if isinstance(value, dict):
+        return {k: without_bulk(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_bulk(v) for v in value]
+    return value
+
+
 @dataclass
 class Command:
     id: str
@@ -101,22 +153,6 @@ class Command:
         }
 
 
-def _from_row(row) -> Command:
-    return Command(
-        id=row["id"],
-        target=row["target"],
-        sender=row["sender"],
-        name=row["name"],
-        args=unpack_body(row["args"]),
-        status=row["status"],
-        created=row["created"],
-        expires=row["expires"],
-        updated=row["updated"],
-        result=unpack_body(row["result"]) if row["result"] is not None else None,
-        result_sent=bool(row["result_sent"]),
-    )
-
-
 class CommandQueue:
     """Commands and their status, in the ``commands`` table of ``broker.db``.
 
@@ -126,11 +162,68 @@ class CommandQueue:
     broker's timer), never paid in the middle of a command.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keyring: KeyRing | None = None):
+        self._keyring = keyring or KeyRing(Path(path).parent / "keys" / QUEUE_KEYS_FILE, purpose="command queue")
         self._db = sqlite_db.connect(path, auto_checkpoint=False)
         self._db.executescript(_SCHEMA)
+        self._seal_legacy()
         rows = self._db.execute("SELECT * FROM commands WHERE status IN (?, ?, ?) ORDER BY created, id", OPEN)
-        self._open: dict[str, Command] = {r["id"]: _from_row(r) for r in rows}
+        self._open: dict[str, Command] = {r["id"]: self._from_row(r) for r in rows}
+        self._fail_unreadable()
+
+    # -- sealing -------------------------------------------------------------
+    def _seal(self, cmd_id: str, column: str, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        return self._keyring.encrypt(pack_body(value), aad("commands", column, cmd_id))
+
+    def _unseal(self, cmd_id: str, column: str, blob: bytes | None) -> Any:
+        """A stored value; one that does not open is logged and read as ``{"unreadable": why}``."""
+        if blob is None:
+            return None
+        if not is_sealed(blob):
+            return unpack_body(blob)  # left in clear by an older EMS (sealed on the next open)
+        try:
+            return unpack_body(self._keyring.decrypt(blob, aad("commands", column, cmd_id)))
+        except TamperedValue as exc:
+            log.error("command %s: its %s cannot be read: %s", cmd_id, column, exc)
+            return {UNREADABLE: f"the stored {column} cannot be decrypted: {exc}"}
+
+    def _from_row(self, row) -> Command:
+        cmd_id = row["id"]
+        return Command(
+            id=cmd_id,
+            target=row["target"],
+            sender=row["sender"],
+            name=row["name"],
+            args=self._unseal(cmd_id, "args", row["args"]),
+            status=row["status"],
+            created=row["created"],
+            expires=row["expires"],
+            updated=row["updated"],
+            result=self._unseal(cmd_id, "result", row["result"]),
+            result_sent=bool(row["result_sent"]),
+        )
+
+    def _fail_unreadable(self) -> None:
+        """An open command whose arguments do not decrypt (key file lost or replaced, row
+        tampered with) is never delivered: it fails, and its sender is told why."""
+        for cmd in [c for c in self._open.values() if set(c.args) == {UNREADABLE}]:
+            self.advance(cmd, FAILED, {"ok": False, "error": f"not run: {cmd.args[UNREADABLE]}"})
+
+    def _seal_legacy(self) -> None:
+        """Seal arguments and results an older EMS stored in clear, and wipe the clear copies."""
+        rows = self._db.execute(
+            "SELECT id, args, result FROM commands WHERE substr(args, 1, 1) != x'01'"
+            " OR (result IS NOT NULL AND substr(result, 1, 1) != x'01')"
+        ).fetchall()
+        if not rows:
+            return
+        sealed = [(*(row[c] if is_sealed(row[c]) else self._seal(row["id"], c, self._unseal(row["id"], c, row[c]))
+                     for c in ("args", "result")), row["id"]) for row in rows]
+        sqlite_db.overwrite(self._db, "UPDATE commands SET args=?, result=? WHERE id=?", sealed)
+        log.warning("sealed the arguments and results of %d commands that an older EMS kept in clear in %s",
+                    len(rows), self._db.execute("PRAGMA database_list").fetchone()[2])
 
     def close(self) -> None:
         self._db.close()
@@ -153,7 +246,7 @@ class CommandQueue:
             self._db.execute(
                 "INSERT INTO commands (id, target, sender, name, args, status, created, expires, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (cmd_id, target, sender, name, pack_body(args), QUEUED, now, expires, now),
+                (cmd_id, target, sender, name, self._seal(cmd_id, "args", args), QUEUED, now, expires, now),
             )
         except sqlite3.IntegrityError:
             return None
@@ -166,7 +259,7 @@ class CommandQueue:
         if cmd is not None:
             return cmd
         row = self._db.execute("SELECT * FROM commands WHERE id=?", (cmd_id,)).fetchone()
-        return _from_row(row) if row else None
+        return self._from_row(row) if row else None
 
     def open_for(self, target: str) -> list[Command]:
         """Commands still to deliver to ``target``, oldest first."""
@@ -178,7 +271,7 @@ class CommandQueue:
             "SELECT * FROM commands WHERE sender=? AND result_sent=0 AND status IN (?, ?, ?) ORDER BY updated",
             (sender, DONE, FAILED, EXPIRED),
         )
-        return [_from_row(r) for r in rows]
+        return [self._from_row(r) for r in rows]
 
     def recent(self, target: str | None = None, limit: int = 50, names: tuple[str, ...] = ()) -> list[Command]:
         """The newest ``limit`` commands, for one ``target`` and only ``names`` if given."""
@@ -191,7 +284,7 @@ class CommandQueue:
             params.extend(names)
         sql = "SELECT * FROM commands" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._db.execute(sql + " ORDER BY created DESC LIMIT ?", (*params, limit))
-        return [_from_row(r) for r in rows]
+        return [self._from_row(r) for r in rows]
 
     def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:
         """Move ``cmd`` forward to ``status``; False if that would go back."""
@@ -207,11 +300,12 @@ class CommandQueue:
             return True  # sent / delivered: kept in memory only (see the module docstring)
         self._db.execute(
             "UPDATE commands SET status=?, updated=?, result=?, result_sent=? WHERE id=?",
-            (status, cmd.updated, pack_body(cmd.result) if cmd.result is not None else None, int(cmd.result_sent), cmd.id),
+            (status, cmd.updated, self._seal(cmd.id, "result", cmd.result), int(cmd.result_sent), cmd.id),
         )
-        if cmd.name in TRANSIENT_ARGS:  # what was typed in a support session is not kept
-            cmd.args = {"redacted": True}
-            self._db.execute("UPDATE commands SET args=? WHERE id=?", (pack_body(cmd.args), cmd.id))
+        kept = final_args(cmd.name, cmd.args)
+        if kept != cmd.args:
+            cmd.args = kept
+            self._db.execute("UPDATE commands SET args=? WHERE id=?", (self._seal(cmd.id, "args", kept), cmd.id))
         self._open.pop(cmd.id, None)
         return True
 

@@ -10,6 +10,8 @@ A server keeps all of its state in one *data directory* (``--data-dir`` or
       profile.json                               how local CLI tools connect
       logs/                                      one log file per process
       agent/                                     the local agent's own state
+
+Directories are 0700 and files 0600 (:mod:`broker.private_files`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ConfigError
+from broker.private_files import private_dir
 
 DEFAULT_PORT = 7741
 DEFAULT_BIND = f"tcp://127.0.0.1:{DEFAULT_PORT}"
@@ -69,9 +72,9 @@ class DataDir:
         return DataDir(self.root / name)
 
     def ensure(self) -> "DataDir":
+        """Create the data dir and its keys/ and logs/ folders, all 0700."""
         for path in (self.root, self.keys, self.logs):
-            path.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.keys, 0o700)
+            private_dir(path)
         return self
 
 

@@ -72,10 +72,13 @@ def test_agent_ids_cannot_carry_topic_separators(bus):
 def test_remote_input_is_short_lived_and_not_kept(bus):
     """`input` commands (keys and text typed into a support session) expire
     within seconds if the agent is away, and their arguments are erased
-    from the broker's queue once the command is final."""
+    from the broker's queue once the command is final (the stored value is
+    sealed: it is opened with the queue's key to look)."""
     import sqlite3
 
+    from broker.command_queue import QUEUE_KEYS_FILE
     from broker.envelope import unpack_body
+    from broker.sealing import KeyRing, aad
 
     op = bus.peer("op-in", role="operator")
     agent = bus.peer("agent-in")
@@ -88,7 +91,8 @@ def test_remote_input_is_short_lived_and_not_kept(bus):
     def stored_args():
         with sqlite3.connect(bus.data.broker_db) as db:
             (args,) = db.execute("SELECT args FROM commands WHERE id=?", (first["id"],)).fetchone()
-        return unpack_body(args)
+        assert b"s3cret" not in args
+        return unpack_body(KeyRing(bus.data.keys / QUEUE_KEYS_FILE).decrypt(args, aad("commands", "args", first["id"])))
 
     from conftest import wait_for
 

@@ -18,9 +18,10 @@ from test_screen_capture import H, W, Agentish, check_pattern, display, screen  
 from agent.context import CommandError, LocalPolicy
 from agent.executed import ExecutedCommands
 from agent.screen import handlers, thumbnail
-from broker.command_queue import DONE, EPHEMERAL_KEEP_S, CommandQueue
+from broker.command_queue import DONE, EPHEMERAL_KEEP_S, QUEUE_KEYS_FILE, CommandQueue
 from broker.envelope import Kind, unpack_body
 from broker.errors import EmsError
+from broker.sealing import KeyRing, aad
 
 
 @pytest.fixture
@@ -188,7 +189,8 @@ def test_neither_the_broker_nor_the_agent_keeps_the_picture(bus, display, tmp_pa
     db = sqlite3.connect(bus.data.broker_db)
     [(raw,)] = db.execute("SELECT result FROM commands WHERE id=?", (cmd_id,)).fetchall()
     db.close()
-    assert unpack_body(raw) == stored["result"] and len(raw) < 100
+    opened = KeyRing(bus.data.keys / QUEUE_KEYS_FILE).decrypt(raw, aad("commands", "result", cmd_id))  # sealed at rest
+    assert unpack_body(opened) == stored["result"] and len(raw) < 100
 
     # the look itself is audited by the broker, operator and reason named
     audit = next_message(bus.admin, lambda e: e.topic == "audit.op-1" and e.data()["detail"].get("name") == "thumbnail").data()

@@ -108,14 +108,17 @@ def _keypair(data: DataDir) -> keys.KeyPair:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m broker.cli.admin_cmd``: the same command without the ``ems`` dispatcher."""
-    from broker.cli.main import setup_logging
+    from broker import private_files
+    from broker.cli.main import setup_logging, start_private
 
+    private_files.restrict_umask()
     parser = argparse.ArgumentParser(prog="ems")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-file")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["admin-http", *(sys.argv[1:] if argv is None else argv)])
     setup_logging(args.log_level, args.log_file)
+    start_private(args)
     try:
         return run(args)
     except EmsError as exc:
