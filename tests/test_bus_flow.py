@@ -28,7 +28,7 @@ from broker import keys
 from broker.cli.profile import Profile, save
 from broker.client import BusClient, RateLimited
 from broker.config import ClientConfig, DataDir, Timing
-from broker.envelope import Kind, credit_body, credit_of, pack_batch, pack_body
+from broker.envelope import Kind, credit_body, credit_of, pack_batch, pack_body, pack_header
 from broker.errors import RemoteError, SendError
 from broker.registry import KeyRegistry
 
@@ -122,7 +122,6 @@ def test_hostile_heartbeat_bodies_do_not_credit_or_break_the_broker(flowbus):
 
 
 def _hb_header() -> bytes:
-    from broker.envelope import pack_header
     return pack_header(Kind.HEARTBEAT)
 
 
