@@ -72,10 +72,15 @@ class FlowControl:
     def forget(self, rid: bytes) -> None:
         self.peers.pop(rid, None)
 
+    def fits(self, rid: bytes, size: int) -> bool:
+        """Whether a message of ``size`` bytes is within this peer's budget (nothing counted)."""
+        budget = self.peers.get(rid)
+        return budget is None or budget.sent - budget.acked + size <= self.budget_bytes
+
     def admit(self, rid: bytes, size: int) -> bool:
         """Whether a best-effort message of ``size`` bytes fits this peer's
         budget; if not, it is counted as dropped."""
-        budget = self.peers.get(rid)
+        budget = self.peers.get(rid)  # fits(), inlined: this runs per subscriber per message
         if budget is None or budget.sent - budget.acked + size <= self.budget_bytes:
             return True
         budget.dropped += 1

@@ -943,7 +943,8 @@ class Broker:
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         for rid in list(self.conns.get(cmd.sender, ())):
-            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes):
+            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
+                    or not self.flow.fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
                 self._send(rid, _EMPTY, header, body)
         self._publish(topic, _EMPTY, header, body)
 
