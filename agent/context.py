@@ -23,6 +23,8 @@ class CommandError(EmsError):
 #: hard ceilings a policy file cannot exceed: thumbnails never become a recording
 MAX_THUMBNAILS_PER_MINUTE = 12
 MAX_THUMBNAIL_NOTICE_EVERY_S = 3600.0
+#: full screen captures (stored on the server) are rarer still, each one announced
+MAX_CAPTURES_PER_MINUTE = 12
 
 
 @dataclass
@@ -30,25 +32,30 @@ class LocalPolicy:
     """The agent's local configuration: set at install, never loosened by the server.
 
     ``mandatory_notices`` lists the notices the employee always sees
-    (``start``, ``live_view``, ``remote_control``, ``thumbnail``); a server
-    request cannot remove one.
+    (``start``, ``live_view``, ``remote_control``, ``thumbnail``, ``capture``);
+    a server request cannot remove one.
 
     ``thumbnails_per_minute`` caps the small screen pictures operators'
     consoles show on client tiles (all operators together; 0 turns them
     off, at most :data:`MAX_THUMBNAILS_PER_MINUTE`); the employee is told
     who looks again every ``thumbnail_notice_every_s`` seconds while it goes
     on (at most :data:`MAX_THUMBNAIL_NOTICE_EVERY_S`).
+
+    ``captures_per_minute`` caps full screen captures the same way (0 turns
+    them off, at most :data:`MAX_CAPTURES_PER_MINUTE`); each one is shown
+    to the employee with the operator and the reason.
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
     max_file_bytes: int = 50 * 1024 * 1024
-    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail"})
+    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail", "capture"})
     #: power and update commands only print what they would run
     power_dry_run: bool = False
     log_forward_level: str = "INFO"
     log_forward_per_minute: int = 600
     thumbnails_per_minute: int = 6
     thumbnail_notice_every_s: float = 600.0
+    captures_per_minute: int = 4
 
     @classmethod
     def load(cls, path: Path) -> "LocalPolicy":
@@ -74,6 +81,7 @@ class LocalPolicy:
             thumbnails_per_minute=_bounded(path, raw, "thumbnails_per_minute", base.thumbnails_per_minute, MAX_THUMBNAILS_PER_MINUTE),
             thumbnail_notice_every_s=_bounded(path, raw, "thumbnail_notice_every_s", base.thumbnail_notice_every_s,
                                               MAX_THUMBNAIL_NOTICE_EVERY_S),
+            captures_per_minute=_bounded(path, raw, "captures_per_minute", base.captures_per_minute, MAX_CAPTURES_PER_MINUTE),
         )
 
 

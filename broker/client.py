@@ -33,7 +33,9 @@ from broker.envelope import (
     Envelope,
     ErrorCode,
     Kind,
+    credit_body,
     decode,
+    flow_terms,
     new_id,
     pack_body,
     pack_header,
@@ -106,6 +108,12 @@ class BusClient:
         #: messages refused here by that copy (RateLimited raised, nothing sent)
         self.paced = 0
         self._backlog: collections.deque[Envelope] = collections.deque()
+        #: bytes taken from the broker since its last WELCOME, and how many of
+        #: them the broker has been told (its per-peer byte budget; broker/flow.py)
+        self.received_bytes = 0
+        self._credited = 0
+        #: report credit every this many bytes (the WELCOME's ``flow``; None: only in heartbeats)
+        self._credit_every: int | None = None
         self._heartbeat_s = config.timing.heartbeat_s
         self._broker_timeout_s = config.timing.broker_timeout_s
         self._attempt = 0
@@ -301,9 +309,24 @@ class BusClient:
         try:
             env = decode(frames)
         except ProtocolError as exc:
+            self.received_bytes += sum(map(len, frames))
             log.warning("dropped a malformed message from the broker: %s", exc)
             return None
-        return self._handle_protocol(env)
+        if env.kind is Kind.WELCOME:  # the broker counts from its WELCOME on: so do we
+            self.received_bytes = self._credited = 0
+        self.received_bytes += sum(map(len, frames))
+        env = self._handle_protocol(env)
+        if self._credit_every is not None and self.received_bytes - self._credited >= self._credit_every:
+            self._heartbeat()
+        return env
+
+    def _heartbeat(self) -> None:
+        """A HEARTBEAT that tells the broker how much we have taken (our credit)."""
+        try:
+            self.send(Kind.HEARTBEAT, body=credit_body(self.received_bytes))
+            self._credited = self.received_bytes
+        except SendError:
+            pass  # the next one says it
 
     def _timers(self) -> None:
         now = self.clock()
@@ -319,10 +342,7 @@ class BusClient:
         if self.state != READY and now - self._last_hello >= max(self._heartbeat_s, 0.5):
             self._say_hello()
         elif self.state == READY and now - self._last_sent >= self._heartbeat_s:
-            try:
-                self.send(Kind.HEARTBEAT, body=b"")
-            except SendError:
-                pass
+            self._heartbeat()
 
     def _handle_protocol(self, env: Envelope) -> Envelope | None:
         kind = env.kind
@@ -372,6 +392,7 @@ class BusClient:
         self._pace = AgentQuota(limits, self.clock()) if limits is not None else None
         if self._pace is not None:
             self._pace.start_from(self.welcome["rate_limit"])
+        self._credit_every = flow_terms(self.welcome)
         self._heartbeat_s = float(info.get("heartbeat_s", self._heartbeat_s))
         self._broker_timeout_s = max(self.config.timing.broker_timeout_s, float(info.get("peer_timeout_s", 0)))
         self.state = READY

@@ -210,6 +210,13 @@ class BrokerConfig:
     batch: int = 1000
     #: per-agent message and byte rates for what agents publish (broker/quota.py)
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    #: bytes one connection may have sent to it and not yet taken before live
+    #: fan-out and screen frames to it are dropped (broker/flow.py); commands,
+    #: results and replies are never dropped for it (send_hwm bounds them). Keep it
+    #: above an agent's byte burst (rate_limit.burst_bytes): a burst arrives at once
+    peer_budget_bytes: int = 32 * 2**20
+    #: a reading peer reports its credit every this many bytes received
+    credit_every_bytes: int = 256 * 2**10
 
 
 @dataclass

@@ -276,6 +276,60 @@ def error_body(code: ErrorCode, detail: str = "", retry_after_s: float | None = 
     return pack_body(body)
 
 
+# -- credit: how much of what the broker sent a peer has taken ------------------
+#
+# The broker keeps a byte budget per receiving peer (broker/flow.py). A peer
+# tells it how far it has read in its HEARTBEAT body: ``{"rx": n}``, ``n``
+# the bytes of every ``[sender, header, body]`` it has received since the
+# broker's last WELCOME (the WELCOME itself included). The WELCOME says how
+# often to tell (:func:`flow_offer`): a peer that reads sends such a
+# heartbeat every ``credit_every_bytes`` received, besides its regular ones.
+# A HEARTBEAT with an empty body (a peer from before credits) says nothing
+# about reading; the broker then takes it as a sign of life that has read
+# everything sent so far.
+
+#: HEARTBEAT body field: bytes received since the last WELCOME
+CREDIT_FIELD = "rx"
+#: a credit body is tiny; a larger HEARTBEAT body is not read
+MAX_CREDIT_BODY_BYTES = 64
+
+
+def credit_body(received: int) -> bytes:
+    """A HEARTBEAT body reporting ``received`` bytes taken since the last WELCOME."""
+    return pack_body({CREDIT_FIELD: received})
+
+
+def credit_of(raw: bytes) -> int | None:
+    """The byte count a HEARTBEAT body reports, or None if it reports none
+    (empty, malformed, oversized, not a non-negative 64-bit integer)."""
+    if not raw or len(raw) > MAX_CREDIT_BODY_BYTES:
+        return None
+    try:
+        data = unpack_body(raw, MAX_CREDIT_BODY_BYTES)
+    except ProtocolError:
+        return None
+    value = data.get(CREDIT_FIELD) if type(data) is dict else None
+    return value if type(value) is int and 0 <= value < 2**63 else None
+
+
+def message_bytes(sender, header, body) -> int:
+    """The size a credit counts for one broker -> peer message (frames are bytes or zmq.Frame)."""
+    return len(sender) + len(header) + len(body)
+
+
+def flow_offer(budget_bytes: int, credit_every_bytes: int) -> dict:
+    """What a broker's WELCOME says about its per-peer byte budget (``flow``)."""
+    return {"budget_bytes": budget_bytes, "credit_every_bytes": credit_every_bytes}
+
+
+def flow_terms(welcome: dict) -> int | None:
+    """How many received bytes between credit reports a WELCOME asks for;
+    None if it asks for none (a broker from before credits)."""
+    offer = welcome.get("flow") if isinstance(welcome, dict) else None
+    every = offer.get("credit_every_bytes") if isinstance(offer, dict) else None
+    return every if type(every) is int and every > 0 else None
+
+
 # -- batches: many agent records in one message ---------------------------------
 #
 # A BATCH body is ``[BATCH_VERSION, [record, ...]]``, each record

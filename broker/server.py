@@ -44,15 +44,18 @@ from broker.envelope import (
     Kind,
     batch_offer,
     check_batch,
+    credit_of,
     decode_batch,
     decode_header,
     error_body,
+    message_bytes,
     new_id,
     pack_body,
     pack_header,
     unpack_body,
 )
 from broker.errors import ProtocolError
+from broker.flow import FlowControl
 from broker.journal import Journal
 from broker.quota import METERED_KINDS, Quotas
 from broker.registry import ACCEPTED, REJECTED, REVOKED, STATES, KeyRegistry, RegistryError, placeholder_id
@@ -129,6 +132,9 @@ class Broker:
         self._readers: dict[str, frozenset[str]] = {}
         #: per-agent token buckets on what agents publish (None: no limit configured)
         self.quotas = Quotas(config.rate_limit) if config.rate_limit.enabled else None
+        #: per-connection byte budgets on best-effort traffic (broker/flow.py)
+        self.flow = FlowControl(config.peer_budget_bytes, config.credit_every_bytes)
+        self._budgets = self.flow.peers
         self._ready = threading.Event()
         self._stopping = False
         self._wake_endpoint = f"inproc://ems-broker-wake-{id(self)}"
@@ -350,6 +356,9 @@ class Broker:
         send(sender, _MORE_NOBLOCK)
         send(header, _MORE_NOBLOCK)
         send(body, _NOBLOCK)
+        budget = self._budgets.get(rid)  # bytes in flight to this peer, for its byte budget
+        if budget is not None:
+            budget.sent += len(sender) + len(header) + len(body)  # envelope.message_bytes, inlined: hot path
         return True
 
     def _send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str, retry_after_s: float | None = None) -> None:
@@ -365,6 +374,7 @@ class Broker:
         whose role may read it (``permissions.LIVE_READERS``)."""
         delivered = 0
         readers = None
+        size, admit = len(sender) + len(header) + len(body), self.flow.admit  # envelope.message_bytes, inlined
         for peer in list(self.subscribers.values()):
             if topic.startswith(peer.prefixes):
                 if readers is None:  # once per message, and only if someone subscribed
@@ -372,7 +382,9 @@ class Broker:
                 if peer.role not in readers:
                     self.counters["withheld_by_role"] += 1
                     continue
-                if self._send(peer.rid, sender, header, body):
+                if not admit(peer.rid, size):
+                    self._over_budget(peer)
+                elif self._send(peer.rid, sender, header, body):
                     delivered += 1
                 else:
                     self.counters["dropped_fanout"] += 1
@@ -603,6 +615,8 @@ class Broker:
         rids = self.conns.setdefault(peer.client_id, [])
         if peer.role == "agent":
             for old_rid in rids:
+                if old_rid != peer.rid:
+                    self.flow.forget(old_rid)
                 if old_rid != peer.rid and self.peers.pop(old_rid, None) is not None:
                     log.info("%s reconnected (the new connection replaces the old one)", peer.client_id)
             rids[:] = [peer.rid]
@@ -622,6 +636,8 @@ class Broker:
         if peer.role == "agent" and self.quotas is not None:
             # a well-behaved agent paces itself, from where its buckets stand (they outlive connections)
             welcome["rate_limit"] = {**self.config.rate_limit.offer(), **self.quotas.left(peer.client_id, self.clock())}
+        welcome["flow"] = self.flow.offer()
+        self.flow.start(peer.rid)  # the peer counts what it takes from this WELCOME on
         self._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), pack_body(welcome))
         if peer.role == "agent":
             record = self.registry.get(peer.key)
@@ -636,6 +652,16 @@ class Broker:
 
     def _on_heartbeat(self, peer: Peer, header: Header, frames) -> None:
         self.counters["heartbeats"] += 1
+        self.flow.credit(peer.rid, credit_of(frames[2].bytes))
+
+    def _over_budget(self, peer: Peer) -> None:
+        """Count a best-effort message dropped over a peer's byte budget; say so
+        (throttled) as an ops/security event naming the peer."""
+        self.counters["dropped_over_budget"] += 1
+        budget = self.flow.notice_due(peer.rid, self.clock())
+        if budget is not None:
+            self._security(peer, "slow_consumer", f"{budget.in_flight:,} bytes sent and not yet taken (budget {self.flow.budget_bytes:,}): "
+                                                  f"{budget.dropped:,} live messages ({budget.dropped_bytes:,} bytes) dropped for it so far")
 
     def _on_agent_publish(self, peer: Peer, header: Header, frames) -> None:
         """EVENT / LOG / SECURITY / FRAME: check the topic is the sender's, fan out."""
@@ -691,7 +717,9 @@ class Broker:
                         self.counters["withheld_by_role"] += 1
                         continue
                     header = header or pack_header(record.kind, record.topic, record.msg_id, ts=record.ts)
-                    if not self._send(sub.rid, peer.sender, header, record.body):
+                    if not self.flow.admit(sub.rid, message_bytes(peer.sender, header, record.body)):
+                        self._over_budget(sub)
+                    elif not self._send(sub.rid, peer.sender, header, record.body):
                         self.counters["dropped_fanout"] += 1
 
     def _on_subscribe(self, peer: Peer, header: Header, frames) -> None:
@@ -834,6 +862,7 @@ class Broker:
                 "journal": len(self.journal),
                 "journal_dropped": self.journal.dropped,
                 "rate_limit": {**asdict(self.config.rate_limit), "summary": self.config.rate_limit.describe()},
+                "flow": self.flow.status({rid: p.client_id for rid, p in self.peers.items()}),
             },
             "counters": self.counters.snapshot(),
             "commands": self.commands.counts(),
@@ -1090,7 +1119,8 @@ class Broker:
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         for rid in list(self.conns.get(cmd.sender, ())):
-            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes):
+            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
+                    or not self.flow.fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
                 self._send(rid, _EMPTY, header, body)
         self._publish(topic, _EMPTY, header, body)
 
@@ -1136,6 +1166,7 @@ class Broker:
 
     def _drop_peer(self, peer: Peer, reason: str) -> None:
         self.peers.pop(peer.rid, None)
+        self.flow.forget(peer.rid)
         self.subscribers.pop(peer.rid, None)
         for name in [n for n, rid in self.providers.items() if rid == peer.rid]:
             del self.providers[name]

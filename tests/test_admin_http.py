@@ -29,7 +29,8 @@ from broker.envelope import Kind
 
 from conftest import next_message, wait_for
 
-TOKEN = "test-token-0123456789-abcdefghij"
+#: strong enough for the listener's entropy check (a sequential one like "test-token-0123456789-abcdefghij" is refused)
+TOKEN = "ems-admin-test-9XqT4vLp2Rw8Zk3N"
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from agent.context import AgentContext, CommandError
 from agent.notice.policy import NOTICE_SWITCHES, SILENCING_FLAGS, announce
-from agent.screen import protocol, thumbnail as thumbs
+from agent.screen import captures, protocol, thumbnail as thumbs
 from agent.screen.capture import (
     Frame,
     MssSource,
@@ -119,23 +119,35 @@ def capture(args: dict, ctx: AgentContext) -> dict:
 
     Args: ``quality`` (1-95, default 70), ``max_width`` (pixels) and/or
     ``scale`` (0-1] to shrink it, ``monitor`` (1 = first, 0 = all),
-    ``reason`` (kept in the employee's access log). Returns the stored
-    record's ``msg_id``, its size and timings; the picture itself is
+    ``reason`` (shown to the employee, kept in the access log). Limited by
+    this computer's local policy (``captures_per_minute``, all operators
+    together, whatever the size): over it, the command fails and says when
+    to ask again. Every capture is shown to the employee, naming the
+    operator and the reason (a request to hide that is refused). Returns the
+    stored record's ``msg_id``, its size and timings; the picture itself is
     delivered to the store durably.
     """
-    _only(args, "capture", "quality", "max_width", "scale", "monitor", "reason")
+    _only(args, "capture", "quality", "max_width", "scale", "monitor", "reason", *SILENCING_FLAGS, *NOTICE_SWITCHES)
     quality = _arg(check_quality, args.get("quality", CAPTURE_QUALITY))
     max_width, scale, monitor = args.get("max_width"), args.get("scale"), args.get("monitor", 1)
     reason = _reason(args)
     _arg(output_size, 1000, 1000, max_width, scale)  # bad sizes fail before anything is grabbed
-    t0 = time.perf_counter()
-    frame = _grab(monitor)
-    t1 = time.perf_counter()
-    width, height = output_size(frame.width, frame.height, max_width, scale)
-    jpeg = encode_jpeg(frame, quality, max_width, scale)
-    t2 = time.perf_counter()
-    if len(jpeg) > MAX_CAPTURE_BYTES:
-        raise CommandError(f"the capture is {len(jpeg)} bytes, over the {MAX_CAPTURE_BYTES} limit: lower quality or set max_width")
+    gate = captures.gate_for(ctx)
+    gate.take()
+    try:
+        t0 = time.perf_counter()
+        frame = _grab(monitor)
+        t1 = time.perf_counter()
+        width, height = output_size(frame.width, frame.height, max_width, scale)
+        jpeg = encode_jpeg(frame, quality, max_width, scale)
+        t2 = time.perf_counter()
+        if len(jpeg) > MAX_CAPTURE_BYTES:
+            raise CommandError(f"the capture is {len(jpeg)} bytes, over the {MAX_CAPTURE_BYTES} limit: lower quality or set max_width")
+    except CommandError:
+        gate.give_back()  # nothing leaves this computer
+        raise
+    operator = ctx.operator or "an operator"
+    announce(ctx, captures.NOTICE_KIND, *captures.notice_text(operator, reason, width, height), args)
     msg_id = ctx.report(Kind.EVENT, "capture", {
         "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
         "operator": ctx.operator, "command": ctx.command_id, "monitor": monitor, "reason": reason,

@@ -16,7 +16,8 @@ client's screen, refreshed every 10-30 s. How that is done, and why:
   executed commands keep only the outcome of a ``thumbnail``
   (:data:`broker.command_queue.EPHEMERAL_RESULTS`), so neither
   ``broker.db`` nor ``agent.db`` fills up with screens.
-* **Rate-limited here, by local policy.** :class:`ThumbnailGate` allows at
+* **Rate-limited here, by local policy.** :class:`ThumbnailGate` (a
+  :class:`agent.screen.gate.LookGate`) allows at
   most ``LocalPolicy.thumbnails_per_minute`` thumbnails a minute from this
   screen, all operators together (default 6, never more than
   :data:`agent.context.MAX_THUMBNAILS_PER_MINUTE`; 0 turns them off). A
@@ -29,13 +30,12 @@ client's screen, refreshed every 10-30 s. How that is done, and why:
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
-from agent.context import MAX_THUMBNAILS_PER_MINUTE, AgentContext, CommandError
+from agent.context import MAX_THUMBNAILS_PER_MINUTE, AgentContext
+from agent.screen import gate as gates
+from agent.screen.gate import LookGate
 
 #: the command's name (the console, the broker's queue and the agent's record use it)
 COMMAND = "thumbnail"
@@ -48,75 +48,24 @@ MAX_WIDTH = 320
 DEFAULT_QUALITY = 50
 MAX_QUALITY = 80
 #: the rate limit's window
-WINDOW_S = 60.0
+WINDOW_S = gates.WINDOW_S
 
 
-class ThumbnailGate:
-    """This screen's thumbnail budget and who has been told.
-
-    ``per_minute`` thumbnails in any 60 s (sliding window), whoever asks;
-    ``notice_every_s``: how long one operator's notice covers. Thread-safe
-    (commands run on the agent's lane threads). ``clock`` is injectable.
-    """
+class ThumbnailGate(LookGate):
+    """This screen's thumbnail budget and who has been told (see :class:`LookGate`)."""
 
     def __init__(self, per_minute: int, notice_every_s: float, clock: Callable[[], float] = time.monotonic):
-        self.per_minute = max(0, min(int(per_minute), MAX_THUMBNAILS_PER_MINUTE))
-        self.notice_every_s = float(notice_every_s)
-        self.clock = clock
-        self._taken: deque[float] = deque()
-        self._told: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def take(self) -> None:
-        """Spend one thumbnail now, or raise :class:`CommandError` saying when the next one is allowed."""
-        if self.per_minute == 0:
-            raise CommandError("thumbnails are turned off on this computer (thumbnails_per_minute is 0 in its local policy)")
-        with self._lock:
-            now = self.clock()
-            while self._taken and self._taken[0] <= now - WINDOW_S:
-                self._taken.popleft()
-            if len(self._taken) >= self.per_minute:
-                wait = self._taken[0] + WINDOW_S - now
-                raise CommandError(f"thumbnail refused: this computer's local policy allows {self.per_minute} a minute; "
-                                   f"the next one in {wait:.0f} s")
-            self._taken.append(now)
-
-    def give_back(self) -> None:
-        """Undo the last :meth:`take` (nothing was grabbed after all)."""
-        with self._lock:
-            if self._taken:
-                self._taken.pop()
-
-    def notice_due(self, operator: str) -> bool:
-        """True (and remembered) when ``operator`` has not been announced within ``notice_every_s``."""
-        with self._lock:
-            now = self.clock()
-            told = self._told.get(operator)
-            if told is not None and now - told < self.notice_every_s:
-                return False
-            self._told[operator] = now
-            return True
+        super().__init__(COMMAND, "thumbnails_per_minute", per_minute, MAX_THUMBNAILS_PER_MINUTE, notice_every_s, clock)
 
 
-_gates: dict[str, ThumbnailGate] = {}
-_gates_lock = threading.Lock()
-
-
-def gate_for(ctx: AgentContext, clock: Callable[[], float] | None = None) -> ThumbnailGate:
-    """The gate of this agent (one per data directory), made from its local policy on first use.
+def gate_for(ctx: AgentContext, clock: Callable[[], float] | None = None) -> LookGate:
+    """The thumbnail gate of this agent (one per data directory), made from its local policy.
 
     ``clock`` applies when the gate is made (tests); a gate whose settings
     no longer match the policy is replaced.
     """
-    key = str(Path(ctx.data_dir).resolve())
     policy = ctx.policy
-    with _gates_lock:
-        gate = _gates.get(key)
-        if gate is None or (gate.per_minute, gate.notice_every_s) != (
-                min(policy.thumbnails_per_minute, MAX_THUMBNAILS_PER_MINUTE), float(policy.thumbnail_notice_every_s)):
-            gate = _gates[key] = ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s,
-                                               clock or time.monotonic)
-        return gate
+    return gates.gate_for(ctx, COMMAND, lambda c: ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s, c), clock)
 
 
 def check_width(width) -> int:
@@ -134,7 +83,7 @@ def check_quality(quality) -> int:
     return quality
 
 
-def notice_text(operator: str, gate: ThumbnailGate) -> tuple[str, str]:
+def notice_text(operator: str, gate: LookGate) -> tuple[str, str]:
     """The notice's title and text: who looks, how often at most, when the employee hears again."""
     again = (f"You will be told again in {round(gate.notice_every_s / 60)} min if it goes on."
              if gate.notice_every_s >= 60 else "You are told each time.")

@@ -9,11 +9,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridges.admin_http.token_strength import estimate_bits
 from broker.errors import ConfigError
 
 TOKEN_ENV = "EMS_ADMIN_TOKEN"
 #: a shorter token is refused: it would be guessable
 MIN_TOKEN_CHARS = 16
+#: a token whose estimated entropy is lower is refused (token_strength.estimate_bits;
+#: ``secrets.token_urlsafe(32)`` scores about 250)
+MIN_TOKEN_BITS = 72.0
 #: the listener's bus key (``DATA/keys/admin-http.*``) and its client id
 KEY_NAME = "admin-http"
 CLIENT_ID = "admin-http"
@@ -70,6 +74,12 @@ def token_from_env(environ: Mapping[str, str] | None = None) -> str:
         raise ConfigError(f"{TOKEN_ENV} is not set: the admin HTTP listener never runs without a token; {TOKEN_HINT}")
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"{TOKEN_ENV} is too short ({len(token)} characters, at least {MIN_TOKEN_CHARS}); {TOKEN_HINT}")
+    bits = estimate_bits(token)
+    if bits < MIN_TOKEN_BITS:
+        raise ConfigError(
+            f"{TOKEN_ENV} has too little entropy (about {bits:.0f} bits, at least {MIN_TOKEN_BITS:.0f}): repeated or "
+            f"sequential characters, a small alphabet or common words are guessable; {TOKEN_HINT}"
+        )
     return token
 
 

@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
         "Local policy is read from DATA/policy.json and cannot be loosened from the server: allowed folders, "
         "power dry run, extra mandatory notices, log forwarding, and how many screen thumbnails operators' "
         "consoles may take (thumbnails_per_minute, default 6, at most 12, 0 for none; the user is told who "
-        "looks again every thumbnail_notice_every_s seconds, default 600).",
+        "looks again every thumbnail_notice_every_s seconds, default 600) and full screen captures "
+        "(captures_per_minute, default 4, at most 12, 0 for none; each one is shown to the user with the operator "
+        "and the reason).",
     )
     p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"], help="run (default) or print the local access log")
     add_data_dir(p)

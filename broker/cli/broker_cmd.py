@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
     limits.add_argument("--agent-burst-msgs", type=float, default=RateLimit.burst_msgs, metavar="N", help="bucket size: messages an agent may send in one burst (default %(default).0f)")
     limits.add_argument("--agent-bytes-per-s", type=float, default=RateLimit.bytes_per_s, metavar="N", help="bytes per second per agent (default %(default).0f)")
     limits.add_argument("--agent-burst-bytes", type=float, default=RateLimit.burst_bytes, metavar="N", help="bucket size: bytes an agent may send in one burst (default %(default).0f)")
+    p.add_argument("--peer-budget-bytes", type=int, default=BrokerConfig.peer_budget_bytes, metavar="N",
+                   help="bytes sent to one connection and not yet taken by it before live events and screen frames to it are "
+                   "dropped (counted in ems status); commands, results and replies are never dropped (default %(default)s)")
     p.set_defaults(run=run, default_log_level="INFO")
 
 
@@ -54,6 +57,7 @@ def run(args) -> int:
         timing=timing_for(args.heartbeat_s),
         max_message_bytes=args.max_message_bytes,
         command_ttl_s=args.command_ttl_s,
+        peer_budget_bytes=args.peer_budget_bytes,
         enrol_token=os.environ.get(ENROL_TOKEN_ENV) or None,
         rate_limit=RateLimit(msgs_per_s=args.agent_msgs_per_s, burst_msgs=args.agent_burst_msgs,
                              bytes_per_s=args.agent_bytes_per_s, burst_bytes=args.agent_burst_bytes),

@@ -32,6 +32,7 @@ def run(args) -> int:
     print()
     print(table(rows, ["AGENT", "LABEL", "STATE", "LAST SEEN", "VERSION", "RATE-LIMITED"]) if rows else "no agents enrolled yet (see `ems keys list`)")
     print(f"rate limit per agent: {(b.get('rate_limit') or {}).get('summary', 'unknown')} (RATE-LIMITED: messages dropped over it since the broker started)")
+    _print_flow(b.get("flow"))
     print()
     counters = status["counters"]
     print("counters: " + (", ".join(f"{k}={v}" for k, v in counters.items()) or "none yet"))
@@ -40,3 +41,15 @@ def run(args) -> int:
     if b["pending_keys"]:
         print(f"\n{b['pending_keys']} key(s) waiting: `ems keys list`, then `ems keys accept ID`")
     return 0
+
+
+def _print_flow(flow: dict | None) -> None:
+    """The per-connection byte budget and who had live messages dropped over it."""
+    if not flow:
+        return
+    print(f"byte budget per connection: {flow['budget_bytes'] / 2**20:,.1f} MiB; live messages dropped over it: "
+          f"{flow['dropped']:,} ({flow['dropped_bytes'] / 2**20:,.1f} MiB)")
+    rows = [[p["client_id"], f"{p['in_flight_bytes']:,}", f"{p['dropped']:,}", f"{p['dropped_bytes']:,}", "yes" if p["reports_credit"] else "no (old client)"]
+            for p in flow["peers"]]
+    if rows:
+        print(table(rows, ["CONNECTION", "BYTES NOT TAKEN", "DROPPED", "DROPPED BYTES", "REPORTS CREDIT"]))

@@ -1,0 +1,37 @@
+"""Full screen captures under this computer's local policy: rate-limited, each one announced.
+
+A ``capture`` (:func:`agent.screen.handlers.capture`) is a full picture of
+the screen, stored on the server. Whatever its size, quality or monitor,
+it passes :func:`gate_for`: at most ``LocalPolicy.captures_per_minute``
+in any 60 s, all operators together (default 4, never more than
+:data:`agent.context.MAX_CAPTURES_PER_MINUTE`; 0 turns captures off), so a
+small ``max_width`` cannot turn captures into thumbnails without their cap.
+Every capture that is taken is shown to the employee (notice kind
+``capture``, always mandatory), naming the operator and the reason.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from agent.context import MAX_CAPTURES_PER_MINUTE, AgentContext
+from agent.screen import gate as gates
+from agent.screen.gate import LookGate
+
+#: the command's name and the gate's
+COMMAND = "capture"
+#: the notice kind (``LocalPolicy.mandatory_notices``)
+NOTICE_KIND = "capture"
+
+
+def gate_for(ctx: AgentContext, clock: Callable[[], float] | None = None) -> LookGate:
+    """The capture gate of this agent (one per data directory), made from its local policy."""
+    per_minute = ctx.policy.captures_per_minute
+    return gates.gate_for(ctx, COMMAND, lambda c: LookGate(COMMAND, "captures_per_minute", per_minute, MAX_CAPTURES_PER_MINUTE, 0.0,
+                                                          c or time.monotonic), clock)
+
+
+def notice_text(operator: str, reason: str, width: int, height: int) -> tuple[str, str]:
+    """The notice's title and text: who took a picture of the screen, why, and where it goes."""
+    why = f"Reason given: {reason}" if reason.strip() else "No reason was given"
+    return ("Screen captured", f"{operator} took a picture of your screen ({width}x{height}); it is stored on the server. {why}.")
