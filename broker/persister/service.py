@@ -213,9 +213,10 @@ class Persister:
             self._keep(item)
 
     def _take_batch(self, env: Envelope) -> None:
-        """The records of an agent's BATCH. A malformed record is refused on
-        its own (counted, never acknowledged, so its agent keeps it), like a
-        malformed single message; the rest of the batch is taken."""
+        """The records of an agent's BATCH. A malformed record (kind, id,
+        time) is refused on its own (counted, never acknowledged, so its
+        agent keeps it); one whose body does not decode or breaks the ingest
+        limits is quarantined and acknowledged; the rest of the batch is taken."""
         try:
             records, refused = decode_batch(env.body, env.sender)
         except ProtocolError as exc:
@@ -239,11 +240,15 @@ class Persister:
 
     def _checked(self, kind: Kind, topic: str, msg_id: str, ts: float, sender: str, body) -> tuple[Record, bool] | None:
         """The record for one message or batched record, or its quarantine
-        record if it breaks the ingest limits (see :mod:`~broker.persister.quarantine`);
-        either way with whether its agent awaits an ACK."""
+        record if its body does not decode or breaks the ingest limits (see
+        :mod:`~broker.persister.quarantine`); either way with whether its
+        agent awaits an ACK."""
         body = bytes(body)
-        data = unpack_body(body)
-        reason = quarantine.problem(data)
+        try:
+            data = unpack_body(body)
+            reason = quarantine.problem(data)
+        except ProtocolError as exc:  # e.g. nested past msgpack's 1,024: resending it would never help
+            data, reason = None, f"the body does not decode: {exc.detail}"
         item = record_for(kind, topic, msg_id, ts, sender, {} if reason else data, self.bus.client_id)
         if item is None or reason is None:
             return item
