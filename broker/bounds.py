@@ -196,9 +196,9 @@ def iter_strings(value: Any, max_depth: int = TreeLimits.max_depth, max_items: i
         seen += 1
         if type(node) is str:
             yield node
-        elif isinstance(node, dict) and depth <= max_depth:
-            for key, child in node.items():
-                stack.append((key, depth + 1))
+        elif isinstance(node, dict) and depth <= max_depth:  # pushed reversed: walked in order
+            for key, child in reversed(node.items()):
                 stack.append((child, depth + 1))
+                stack.append((key, depth + 1))
         elif isinstance(node, (list, tuple)) and depth <= max_depth:
-            stack.extend((child, depth + 1) for child in node)
+            stack.extend((child, depth + 1) for child in reversed(node))
