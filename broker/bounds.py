@@ -132,51 +132,52 @@ class TreeLimits:
     max_bytes_len: int = 8 * 1024 * 1024
 
 
-_SCALARS = (str, bytes, int, float, bool, type(None))
+_PLAIN = frozenset({float, bool, type(None)})
 
 
 def tree_problem(value: Any, limits: TreeLimits = TreeLimits()) -> str | None:
     """Why ``value`` (a decoded msgpack value) may not be stored, or None.
 
-    Iterative (an explicit stack, never recursion), and it stops at the
-    first problem, so a hostile value costs at most ``max_items`` steps.
-    Integers must fit int64; map keys must be strings; only msgpack's
-    types are accepted (dict, list, str, bytes, int, float, bool, None).
+    Iterative (an explicit stack of containers, never recursion), and it
+    stops at the first problem, so a hostile value costs at most about
+    ``max_items`` steps. Integers must fit int64; map keys must be strings;
+    only msgpack's types are accepted (dict, list, str, bytes, int, float,
+    bool, None). The top-level value is at depth 1.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    items = total = 0
+    stack: list[tuple[Any, int]] = [([value], 0)]  # a wrapper, so the top value is checked like any child
+    items, total = 0, 0
     while stack:
         node, depth = stack.pop()
-        items += 1
+        if depth > limits.max_depth:
+            return f"nested deeper than {limits.max_depth} levels"
+        if type(node) is dict:
+            for key in node:
+                if type(key) is not str:
+                    return f"a map key is {type(key).__name__}, not a string"
+                total += len(key)
+            children = node.values()
+        else:
+            children = node
+        items += len(node)
         if items > limits.max_items:
             return f"more than {limits.max_items} items"
-        kind = type(node)
-        if kind is dict or kind is list:
-            if depth > limits.max_depth:
-                return f"nested deeper than {limits.max_depth} levels"
-            if kind is dict:
-                for key, child in node.items():
-                    if type(key) is not str:
-                        return f"a map key is {type(key).__name__}, not a string"
-                    total += len(key)
-                    stack.append((child, depth + 1))
-            else:
-                stack.extend((child, depth + 1) for child in node)
-            if len(stack) + items > limits.max_items:
-                return f"more than {limits.max_items} items"
-        elif kind is str:
-            if len(node) > limits.max_str_chars:
-                return f"a string of {len(node)} characters (at most {limits.max_str_chars})"
-            total += len(node)
-        elif kind is bytes:
-            if len(node) > limits.max_bytes_len:
-                return f"a bytes value of {len(node)} bytes (at most {limits.max_bytes_len})"
-            total += len(node)
-        elif kind is int:
-            if not INT64_MIN <= node <= INT64_MAX:
-                return "an integer outside the 64-bit signed range"
-        elif kind not in _SCALARS:
-            return f"a value of type {kind.__name__}"
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind is str:
+                if len(child) > limits.max_str_chars:
+                    return f"a string of {len(child)} characters (at most {limits.max_str_chars})"
+                total += len(child)
+            elif kind is int:
+                if not INT64_MIN <= child <= INT64_MAX:
+                    return "an integer outside the 64-bit signed range"
+            elif kind is bytes:
+                if len(child) > limits.max_bytes_len:
+                    return f"a bytes value of {len(child)} bytes (at most {limits.max_bytes_len})"
+                total += len(child)
+            elif kind not in _PLAIN:
+                return f"a value of type {kind.__name__}"
         if total > limits.max_total_bytes:
             return f"more than {limits.max_total_bytes} bytes of strings and bytes"
     return None
