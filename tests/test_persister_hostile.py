@@ -19,6 +19,10 @@ from broker.persister.store import VIEWS, Record
 from conftest import Bus, wait_for
 
 NAN, INF = float("nan"), float("inf")
+#: a list nested 1,015 deep: it packs, but repr() of it raises RecursionError
+DEEP: list = ["x"]
+for _ in range(1014):
+    DEEP = [DEEP]
 
 #: every value msgpack can carry that a request matrix tries (2**64 and -2**63-1
 #: cannot be encoded at all: see test_values_no_wire_can_carry_are_refused_in_process)
@@ -146,6 +150,10 @@ def test_a_nul_in_text_is_refused_never_matching_every_row(stack, kind, needle):
         ("store.stats", {"group_by": {"kind": 1}}),
         ("store.stats", {"group_by": "log_level", "client_id": ["a"]}),
         ("store.capture", {"id": "1"}),
+        ("store.capture", {"id": 1, "purpose": DEEP}),
+        ("store.query", {"kind": "logs", "order": DEEP}),
+        ("store.query", {"kind": "logs", "text": DEEP}),
+        ("store.stats", {"group_by": DEEP}),
         ("store.nothing", {}),
         ("command.list", {"target": ["agent-h"]}),
         ("command.list", {"target": "agent-h\x00"}),
@@ -155,10 +163,11 @@ def test_a_nul_in_text_is_refused_never_matching_every_row(stack, kind, needle):
         ("keys.revoke", {"id": "agent-h", "reason": ["why"]}),
         ("keys.add", {"public_key": 2**63, "client_id": "x"}),
     ],
-    ids=lambda v: str(v)[:40],
+    ids=lambda v: v if isinstance(v, str) else "-".join(v),
 )
 def test_wrong_types_anywhere_are_bad_requests(stack, op, args):
-    """Tried: containers, NULs, out-of-range ints and wrong types in every string
+    """Tried: containers (one nested 1,015 deep, whose repr would raise
+    RecursionError), NULs, out-of-range ints and wrong types in every string
     argument of the store and broker ops: BAD_REQUEST, nothing changed (agent-h
     keeps its key), the persister alive."""
     with pytest.raises(RemoteError) as err:

@@ -410,7 +410,7 @@ class Persister:
             self._check_readable(role, "captures")
             purpose = args.get("purpose", "view")
             if purpose not in CAPTURE_PURPOSES:
-                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {purpose!r}")
+                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {bounds.shown(purpose)}")
             capture = self.store.get_capture(bounds.int64(args.get("id"), "id"))
             self._audit(requester, f"capture.{purpose}",
                         {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
