@@ -325,3 +325,51 @@ def test_every_text_kind_refuses_nul_in_process(store):
         if view.text:
             with pytest.raises(BoundsError, match="NUL"):
                 store.query(kind, text="\x00")
+
+
+# -- a bug in the persister is an answer, not an exit (fault injection: no input reaches these today) ----
+def test_a_bug_while_answering_is_internal_and_the_persister_answers_on(bus, tmp_path):
+    """Tried: store.query raising RuntimeError (a stand-in for any bug) under a request:
+    the requester gets INTERNAL, the error is counted, the next request is answered."""
+    persister = RunningPersister(bus, tmp_path)
+    try:
+        real = persister.store.query
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("a bug")
+
+        persister.store.query = broken
+        with pytest.raises(RemoteError) as err:
+            bus.admin.request("store.query", kind="logs")
+        assert err.value.code == ErrorCode.INTERNAL
+        assert persister.service.stats["internal_errors"] == 1
+        persister.store.query = real
+        assert bus.admin.request("store.query", kind="logs") == []
+        assert persister.thread.is_alive()
+    finally:
+        persister.stop()
+
+
+def test_a_bug_while_taking_a_record_is_counted_and_the_next_one_stored(bus, tmp_path):
+    """Tried: the persister's batch append raising once (a stand-in for any bug in
+    taking a record): counted, not fatal; the agent's resend is stored and acknowledged."""
+    persister = RunningPersister(bus, tmp_path)
+    try:
+        service, real = persister.service, persister.service._keep
+        calls = []
+
+        def broken_once(item):
+            calls.append(item)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            real(item)
+
+        service._keep = broken_once
+        sender = DurableSender(bus.peer("agent-bug"), Outbox(tmp_path / "bug-outbox.db", resend_after_s=0.3))
+        sender.report(Kind.LOG, "agent", {"message": "kept after all"})
+        wait_for(lambda: pump_once(sender) or sender.outbox.stats()["pending"] == 0, 15, interval_s=0.0, what="the ACK")
+        assert service.stats["internal_errors"] == 1 and len(calls) >= 2
+        assert [r["message"] for r in persister.store.query("logs", client_id="agent-bug")] == ["kept after all"]
+        assert persister.thread.is_alive()
+    finally:
+        persister.stop()
