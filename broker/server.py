@@ -832,6 +832,10 @@ class Broker:
         if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
             return
+        problem = bounds.tree_problem(args)  # else its audit record would be quarantined by the store, not kept
+        if problem is not None:
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
+            return
         record = self.registry.accepted_by_client(target)
         if record is None or record.role != "agent":
             self._send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")

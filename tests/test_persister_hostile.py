@@ -373,3 +373,23 @@ def test_a_bug_while_taking_a_record_is_counted_and_the_next_one_stored(bus, tmp
         assert persister.thread.is_alive()
     finally:
         persister.stop()
+
+
+@pytest.mark.parametrize("depth, ok", [(31, True), (32, False), (100, False), (1000, False)])
+def test_command_args_past_the_limits_are_refused_so_the_audit_trail_keeps_every_command(stack, depth, ok):
+    """Tried: an admin's command whose args nest 31 .. 1,000 deep (with the args map
+    itself, 32 .. 1,001 levels). Over the limit it is BAD_REQUEST at the broker: its
+    audit record would otherwise be quarantined by the store and the action missing
+    from the trail; within it the command is queued and audited."""
+    args: dict = {"reason": "depth test", "x": "leaf"}
+    for _ in range(depth):
+        args = {"reason": "depth test", "x": args}
+    if ok:
+        status = stack.admin.send_command("agent-h", "ping", args)
+        wait_for(lambda: [r for r in stack.admin.request("store.query", kind="audit", text="command", limit=1000)
+                          if (r["detail"] or {}).get("id") == status["id"]], 10, what="the command's audit row")
+    else:
+        with pytest.raises(RemoteError, match="nested deeper than 32") as err:
+            stack.admin.send_command("agent-h", "ping", args)
+        assert err.value.code == ErrorCode.BAD_REQUEST
+    stack.alive()
