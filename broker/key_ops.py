@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from broker import bounds
 from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRecord, KeyRegistry
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def target(registry: KeyRegistry, ident: str) -> tuple[str, KeyRecord | None]:
 def revoke(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``keys.revoke``: see the module docstring."""
     registry = broker.registry
-    reason = str(args.get("reason", ""))[:200]
-    client_id, record = target(registry, str(args["id"]))
+    reason = _reason(args)
+    client_id, record = target(registry, bounds.text(args.get("id"), "id", 200, empty=False))
     keys = {r.public_key for r in registry.claimants(client_id)} if client_id else {record.public_key}
     if peer.key in keys:
         broker._refuse_key_op(peer, "keys.revoke", client_id or record.client_id, "you cannot revoke the key you are using")
@@ -86,11 +87,11 @@ def unblock(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``keys.unblock``: lift the block a revoke put on a client id. Its
     revoked keys stay revoked; a new key may then be accepted by an admin
     (never by the enrolment token: the id is known)."""
-    client_id = str(args["id"])
+    client_id = bounds.text(args.get("id"), "id", 200, empty=False)
     block = broker.registry.unblock(client_id)
     if block is None:
         raise ValueError(f"{client_id} is not blocked; see `ems keys list --state blocked`")
-    reason = str(args.get("reason", ""))[:200]
+    reason = _reason(args)
     broker._audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
                                          "blocked_at": block["created"], "reason": reason})
     still = [r.public_key for r in broker.registry.claimants(client_id) if r.state == REVOKED]
@@ -108,7 +109,12 @@ def reject_pending(broker: "Broker", peer: "Peer", args: dict) -> dict:
     changed = registry.set_states(registry.pending(created_before=registry.clock() - older if older else None), REJECTED)
     keys = [r.public_key for r, _ in changed]
     closed = broker._reauthorise_many(set(keys))
-    reason = str(args.get("reason", ""))[:200]
+    reason = _reason(args)
     broker._audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
                                                 "keys": [k[:8] for k in keys[:100]], "reason": reason})
     return {"rejected": len(keys), "older_than_s": older, "keys": keys[:1000], "connections_closed": closed}
+
+
+def _reason(args: dict) -> str:
+    """The ``reason`` an admin gave (checked like every argument: no NUL, at most 500 characters)."""
+    return bounds.optional_text(args.get("reason"), "reason", 500) or ""

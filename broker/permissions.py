@@ -140,9 +140,10 @@ HISTORY_READERS: dict[str, frozenset[str]] = {
     "messages": OPERATORS_UP,
     "fileops": OPERATORS_UP,
     "audit": ADMINS,
+    "quarantine": ADMINS,  # records the store refused at ingest: metadata only, never a body
 }
 #: History kinds whose every look by a person is written to the audit trail.
-AUDITED_HISTORY = frozenset({"captures", "messages", "fileops", "audit"})
+AUDITED_HISTORY = frozenset({"captures", "messages", "fileops", "audit", "quarantine"})
 #: History kind -> fields shown only to the row's ``operator``, an admin or a service.
 OWNER_FIELDS: dict[str, tuple[str, ...]] = {"commands": ("args", "result")}
 #: ``command.get``/``command.list`` fields shown only to the command's sender or an admin.

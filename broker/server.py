@@ -22,7 +22,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from broker import keys as keyfiles
-from broker import enrolment, key_ops, permissions, zap
+from broker import bounds, enrolment, key_ops, permissions, zap
 from broker.command_queue import (
     DELIVERED,
     DONE,
@@ -814,8 +814,9 @@ class Broker:
         method = getattr(self, "_op_" + op.replace(".", "_"))
         try:
             result = method(peer, args)
-        except (RegistryError, ValueError, KeyError, TypeError) as exc:
-            self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc))
+        except (RegistryError, ValueError, KeyError, TypeError, OverflowError) as exc:  # bounds.BoundsError included
+            self.counters["bad_requests"] += 1
+            self._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc)[:500])
             return
         self._reply(peer, header, result)
 
@@ -893,24 +894,25 @@ class Broker:
     def _op_command_get(self, peer: Peer, args: dict) -> dict:
         """One command; its args and result only for its sender or an admin
         (anyone else gets the rest, with ``redacted`` naming what is left out)."""
-        cmd = self.commands.get(str(args["id"]))
+        cmd_id = bounds.text(args.get("id"), "id", 200, empty=False)
+        cmd = self.commands.get(cmd_id)
         if cmd is None:
-            raise ValueError(f"no command {args['id']!r}")
+            raise ValueError(f"no command {cmd_id!r}")
         return _visible(peer, cmd)
 
     def _op_command_list(self, peer: Peer, args: dict) -> list[dict]:
         """The newest commands (``limit`` ≤ 1000), optionally of one ``target`` and only ``names``."""
-        limit = min(int(args.get("limit", 50)), 1000)
-        names = args.get("names") or []
-        if not isinstance(names, list) or len(names) > 16 or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names):
-            raise ValueError("names must be a list of at most 16 command names")
-        return [_visible(peer, c) for c in self.commands.recent(args.get("target"), limit, tuple(names))]
+        limit = bounds.limit(args.get("limit"), "limit", 50, 1, 1000)
+        target = bounds.optional_text(args.get("target"), "target")
+        names = [] if args.get("names") is None else bounds.text_list(args["names"], "names", 16, 64)
+        return [_visible(peer, c) for c in self.commands.recent(target, limit, tuple(names))]
 
     def _op_journal_read(self, peer: Peer, args: dict) -> list[dict]:
-        return [{"seq": seq, "header": header, "body": body} for seq, header, body in self.journal.read(int(args.get("limit", 1000)))]
+        limit = bounds.limit(args.get("limit"), "limit", 1000, 1, 10_000)
+        return [{"seq": seq, "header": header, "body": body} for seq, header, body in self.journal.read(limit)]
 
     def _op_journal_ack(self, peer: Peer, args: dict) -> dict:
-        return {"deleted": self.journal.ack(int(args["upto"])), "left": len(self.journal)}
+        return {"deleted": self.journal.ack(bounds.int64(args.get("upto"), "upto")), "left": len(self.journal)}
 
     def _op_keys_list(self, peer: Peer, args: dict) -> list[dict]:
         """Every key, or only those in ``state``."""
@@ -938,27 +940,29 @@ class Broker:
         return key_ops.unblock(self, peer, args)
 
     def _op_keys_add(self, peer: Peer, args: dict) -> dict:
-        key = str(args["public_key"])
+        key = bounds.text(args.get("public_key"), "public_key", 40)
         if not keyfiles.is_z85_key(key):
             raise ValueError("public_key must be a 40-character Z85 Curve key")
-        client_id, role = str(args["client_id"]), str(args.get("role", "agent"))
+        client_id = bounds.text(args.get("client_id"), "client_id", 200, empty=False)
+        role, label = bounds.text(args.get("role", "agent"), "role", 32), bounds.text(args.get("label", ""), "label", 100)
         problem = enrolment.add_problem(self.registry, key, client_id, role)
         if problem:
             self._refuse_key_op(peer, "keys.add", client_id, problem)
-        record = self.registry.add(key, client_id, role, ACCEPTED, str(args.get("label", "")))
+        record = self.registry.add(key, client_id, role, ACCEPTED, label)
         self._audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
         self._reauthorise(key)
         return record.as_dict()
 
     def _op_keys_label(self, peer: Peer, args: dict) -> dict:
-        record = self.registry.find(str(args["id"]))
-        self.registry.set_label(record, str(args["label"])[:100])
+        record = self.registry.find(bounds.text(args.get("id"), "id", 200, empty=False))
+        self.registry.set_label(record, bounds.text(args.get("label"), "label", 1000)[:100])
         self._audit(peer, "keys.label", {"client_id": record.client_id, "label": record.label})
         return record.as_dict()
 
     def _change_key(self, peer: Peer, args: dict, state: str) -> dict:
         """Accept or reject one key (a client id resolves to its pending key)."""
-        record = self.registry.find(str(args["id"]))
+        record = self.registry.find(bounds.text(args.get("id"), "id", 200, empty=False))
+        reason = bounds.optional_text(args.get("reason"), "reason", 500) or ""
         if state == ACCEPTED:
             if record.state == REVOKED:
                 self._refuse_key_op(peer, "keys.accept", record.client_id,
@@ -970,7 +974,7 @@ class Broker:
         replaced = self.registry.accepted_by_client(record.client_id) if state == ACCEPTED else None
         self.registry.set_state(record, state)
         self._audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "was": was,
-                                           "reason": str(args.get("reason", ""))[:200]})
+                                           "reason": reason})
         self._reauthorise(record.public_key)
         if replaced is not None and replaced is not record:
             self._reauthorise(replaced.public_key)
@@ -1018,6 +1022,10 @@ class Broker:
         target, name, args = data.get("target"), data.get("name"), data.get("args", {})
         if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
             self._refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
+            return
+        problem = bounds.tree_problem(args)  # else its audit record would be quarantined by the store, not kept
+        if problem is not None:
+            self._refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
             return
         record = self.registry.accepted_by_client(target)
         if record is None or record.role != "agent":

@@ -39,7 +39,7 @@ PATHS = {
     "security": ("single", "batch", "broker"),
     **{c: ("single", "batch") for c in ("sysinfo", "activity", "capture", "chat", "fileop", "log")},
 }
-HISTORY_KINDS = ("clients", "sessions", "metrics", "activity", "security", "logs", "commands", "captures", "messages", "fileops", "audit")
+HISTORY_KINDS = ("clients", "sessions", "metrics", "activity", "security", "logs", "commands", "captures", "messages", "fileops", "audit", "quarantine")
 _VIEWER_HISTORY = {"clients", "sessions", "metrics", "activity", "security", "logs", "commands"}
 EXPECTED_HISTORY = {
     "viewer": _VIEWER_HISTORY,
@@ -95,6 +95,13 @@ def _records(cmd_id: str) -> list[tuple[Kind, str, dict]]:
     ]
 
 
+def _nested(depth: int):
+    value = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 class World:
     """The module's stack and what each role's subscriber received."""
 
@@ -123,6 +130,7 @@ class World:
         for kind, name, data in _records(self.cmd_id):
             self.desk.publish(kind, name, data)
         self.desk.publish(Kind.FRAME, "live", body=b"a screen")
+        self.desk.publish(Kind.EVENT, "too-deep", {"v": _nested(40)})  # past the ingest limits: quarantined
         self.desk.publish(Kind.EVENT, "sentinel", {})
         batch = [(kind, name, new_id(), 1000.0, pack_body(data)) for kind, name, data in _records("")]
         self.desk_b.send(Kind.BATCH, body=pack_batch([*batch, (Kind.EVENT, "sentinel", new_id(), 1000.0, pack_body({}))]))

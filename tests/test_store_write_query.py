@@ -277,7 +277,9 @@ def test_hostile_query_parameters_are_literal_or_refused(store, evil):
 
 
 def test_every_query_kind_and_stat_runs(store):
-    store.write_batch(sample_records("a1"))
+    refused = Record("quarantine", "a1", "q1", 1011.0, "event.a1.deep",
+                     {"kind": "EVENT", "size": 4000, "reason": "nested deeper than 32 levels", "sha256": "00" * 32})
+    store.write_batch(sample_records("a1") + [refused])
     for kind in VIEWS:
         assert store.query(kind, client_id="a1", since=0, until=1e10), kind
     for group_by in STATS:

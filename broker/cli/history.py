@@ -1,6 +1,7 @@
 """``ems history``: stored history from the persister, filtered and paged."""
 from __future__ import annotations
 
+import argparse
 import base64
 import datetime as dt
 import re
@@ -8,13 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+from broker import bounds
 from broker.cli.common import add_data_dir, add_json, print_json, table
 from broker.cli.profile import operator_client
 from broker.errors import EmsError
 
-KINDS = ["clients", "sessions", "captures", "messages", "fileops", "logs", "security", "activity", "audit", "metrics", "commands"]
+KINDS = ["clients", "sessions", "captures", "messages", "fileops", "logs", "security", "activity", "audit", "metrics", "commands",
+         "quarantine"]
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: most rows the store returns per query
+MAX_PAGE = 1000
 
 
 def add_parser(subparsers) -> None:
@@ -28,18 +33,35 @@ def add_parser(subparsers) -> None:
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     p.add_argument("kind", choices=KINDS + ["capture"], help="what to list")
-    p.add_argument("capture_id", nargs="?", type=int, help="with `capture`: the capture id")
+    p.add_argument("capture_id", nargs="?", type=_row_id, help="with `capture`: the capture id")
     p.add_argument("--agent", help="only this agent's rows")
     p.add_argument("--since", help="rows at or after this time")
     p.add_argument("--until", help="rows before this time")
-    p.add_argument("--limit", type=int, default=50, help="rows per page (default %(default)s)")
-    p.add_argument("--before-id", type=int, help="next page: rows older than this id (printed at the end of a page)")
+    p.add_argument("--limit", type=_page_size, default=50, help=f"rows per page, 1 to {MAX_PAGE} (default %(default)s)")
+    p.add_argument("--before-id", type=_row_id, help="next page: rows older than this id (printed at the end of a page)")
     p.add_argument("--text", help="only rows whose text contains this (logs, security, activity)")
     p.add_argument("--out", help="with `capture`: file to write the image to")
     add_data_dir(p)
     add_json(p)
     p.add_argument("--server", help="broker endpoint (default: from the profile)")
     p.set_defaults(run=run)
+
+
+def _row_id(text: str) -> int:
+    """An id as the store numbers rows: a whole number below 2^63."""
+    try:
+        return bounds.int64(int(text), "id", 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a row id: use the id printed in the ID column or after 'more:' at the end of the "
+            f"previous page (a whole number from 0 to {bounds.INT64_MAX})") from None
+
+
+def _page_size(text: str) -> int:
+    try:
+        return bounds.int64(int(text), "limit", 1, MAX_PAGE)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of rows from 1 to {MAX_PAGE}") from None
 
 
 def parse_time(text: str | None, now: float | None = None) -> float | None:

@@ -44,6 +44,11 @@ added later are in :data:`ADDED_TABLES`, each created by its own migration:
   (see :mod:`broker.persister.thumbnails`), keyed by the capture's id and
   deleted with it (``ON DELETE CASCADE`` on ``screen_captures(id)``).
   Captures stored before it get their preview when first asked for.
+* 4: ``quarantine``, what is kept of records refused at ingest for breaking
+  the limits (nesting, sizes, integer range; see
+  :mod:`broker.persister.quarantine`): sender, message id, kind, topic,
+  size, reason, time and a digest, never the body. No foreign key: like
+  the broker's security events it is evidence that outlives the client.
 """
 from __future__ import annotations
 
@@ -211,6 +216,18 @@ ADDED_TABLES: dict[str, tuple[int, tuple[str, ...]]] = {
         "thumbnail BLOB",  # encrypted JPEG; NULL when the image could not be read
         "error TEXT",  # why there is no preview
         "FOREIGN KEY (id) REFERENCES screen_captures(id) ON DELETE CASCADE",
+    )),
+    "quarantine": (4, (
+        "id INTEGER PRIMARY KEY",
+        "client_id TEXT NOT NULL",  # the authenticated sender ('' for the broker); no FK: kept as evidence
+        "msg_id TEXT NOT NULL",
+        "ts REAL NOT NULL",  # when the persister received it
+        "kind TEXT NOT NULL",  # EVENT, LOG, ...
+        "topic TEXT NOT NULL",
+        "size INTEGER",  # bytes of the refused body
+        "reason TEXT NOT NULL",  # the first limit it broke
+        "sha256 TEXT",  # of the body, which is not kept
+        "UNIQUE (client_id, msg_id)",
     )),
 }
 

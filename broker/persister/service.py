@@ -26,11 +26,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from broker import permissions
+from broker import bounds, permissions
 from broker.client import BusClient
 from broker.command_queue import EPHEMERAL_RESULTS
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
+from broker.persister import quarantine
 from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
 from broker.stats import LogThrottle
 
@@ -71,6 +72,7 @@ class PersisterConfig:
             "metrics": 30 * DAY,
             "security": 365 * DAY,
             "sessions": 365 * DAY,
+            "quarantine": 90 * DAY,
         }
     )
 
@@ -134,6 +136,8 @@ class Persister:
         self._journal_upto = 0
         self._stopping = False
         self._throttle = LogThrottle()
+        #: one quarantine security event per sender per minute (the rest counted)
+        self._quarantine_notice = LogThrottle(burst=1, window_s=60.0)
 
     def stop(self) -> None:
         self._stopping = True
@@ -163,7 +167,7 @@ class Persister:
         ):
             envs = self.bus.drain(DRAIN_CHUNK, 0.0 if taken else wait)
             for env in envs:
-                self._take(env)
+                self._take_safely(env)
             if not envs:
                 break
             taken += len(envs)
@@ -178,6 +182,18 @@ class Persister:
             self._next_purge = now + self.config.purge_interval_s
             self._purge()
 
+    def _take_safely(self, env: Envelope) -> None:
+        """:meth:`_take`, where a bug is counted and logged (throttled), never fatal."""
+        try:
+            self._take(env)
+        except Exception:  # a bug must not stop the store: the agent resends what is not acked
+            self._internal_error(f"taking a {env.kind.name} from {env.sender or 'broker'}")
+
+    def _internal_error(self, what: str) -> None:
+        self.stats["internal_errors"] += 1
+        if self._throttle.allow(("internal", what.split(" ", 1)[0])):
+            log.exception("internal error %s", what)
+
     def _take(self, env: Envelope) -> None:
         if env.kind is Kind.REQUEST:
             self._answer(env)
@@ -186,7 +202,7 @@ class Persister:
             self._take_batch(env)
             return
         try:
-            item = to_record(env, self.bus.client_id)
+            item = self._checked(env.kind, env.topic, env.msg_id, env.header.ts, env.sender, env.body)
         except ProtocolError as exc:
             self.stats["undecodable"] += 1
             log.warning("dropped an undecodable %s from %s: %s", env.kind.name, env.sender or "broker", exc)
@@ -195,19 +211,20 @@ class Persister:
             self._keep(item)
 
     def _take_batch(self, env: Envelope) -> None:
-        """The records of an agent's BATCH. A malformed record is refused on
-        its own (counted, never acknowledged, so its agent keeps it), like a
-        malformed single message; the rest of the batch is taken."""
+        """The records of an agent's BATCH. A malformed record (kind, id,
+        time) is refused on its own (counted, never acknowledged, so its
+        agent keeps it); one whose body does not decode or breaks the ingest
+        limits is quarantined and acknowledged; the rest of the batch is taken."""
         try:
             records, refused = decode_batch(env.body, env.sender)
         except ProtocolError as exc:
             self.stats["undecodable"] += 1
             log.warning("dropped an undecodable batch from %s: %s", env.sender or "broker", exc)
             return
-        total, own_id = len(records) + len(refused), self.bus.client_id
+        total = len(records) + len(refused)
         for r in records:
             try:
-                item = record_for(r.kind, r.topic, r.msg_id, r.ts, env.sender, unpack_body(r.body), own_id)
+                item = self._checked(r.kind, r.topic, r.msg_id, r.ts, env.sender, r.body)
             except ProtocolError as exc:
                 refused.append(f"message {r.msg_id}: {exc}")
                 continue
@@ -218,6 +235,40 @@ class Persister:
             if self._throttle.allow(("refused", env.sender)):
                 log.warning("refused %d of the %d records of a batch from %s (not acknowledged: the agent keeps them); "
                             "first: %s", len(refused), total, env.sender, refused[0])
+
+    def _checked(self, kind: Kind, topic: str, msg_id: str, ts: float, sender: str, body) -> tuple[Record, bool] | None:
+        """The record for one message or batched record, or its quarantine
+        record if its body does not decode or breaks the ingest limits (see
+        :mod:`~broker.persister.quarantine`); either way with whether its
+        agent awaits an ACK."""
+        body = bytes(body)
+        try:
+            data = unpack_body(body)
+            reason = quarantine.problem(data)
+        except ProtocolError as exc:  # e.g. nested past msgpack's 1,024: resending it would never help
+            data, reason = None, f"the body does not decode: {exc.detail}"
+        item = record_for(kind, topic, msg_id, ts, sender, {} if reason else data, self.bus.client_id)
+        if item is None or reason is None:
+            return item
+        record, wants_ack = item
+        self.stats["quarantined"] += 1
+        self._report_quarantine(record.client_id or sender or "broker", kind.name, msg_id, reason)
+        data = quarantine.quarantine_data(kind.name, topic, body, reason)
+        return Record(quarantine.QUARANTINE, record.client_id, msg_id, data["received"], topic, data), wants_ack
+
+    def _report_quarantine(self, who: str, kind: str, msg_id: str, reason: str) -> None:
+        """Log and publish a security event naming ``who``, at most once a minute per sender."""
+        if not self._quarantine_notice.allow(who):
+            return
+        held = self._quarantine_notice.suppressed(who)
+        log.warning("quarantined %s %s from %s: %s%s", kind, msg_id, who, reason, f" (+{held} more before)" if held else "")
+        try:
+            self.bus.publish(Kind.SECURITY, "quarantine", {
+                "event": "quarantined", "severity": "warning", "origin": self.bus.client_id, "client_id": who,
+                "detail": f"{kind} {msg_id}: {reason}", "suppressed_before": held, "ts": time.time(),
+            })
+        except EmsError as exc:  # the row and the counter still say it
+            log.debug("quarantine event not published: %s", exc)
 
     def _keep(self, item: tuple[Record, bool]) -> None:
         """Add a record to the batch being gathered for the next commit."""
@@ -275,7 +326,8 @@ class Persister:
             return
         for entry in entries:
             try:
-                item = to_record(decode([b"", entry["header"], entry["body"]]), self.bus.client_id)
+                env = decode([b"", entry["header"], entry["body"]])
+                item = self._checked(env.kind, env.topic, env.msg_id, env.header.ts, env.sender, env.body)
             except (ProtocolError, KeyError, TypeError) as exc:
                 self.stats["journal_undecodable"] += 1
                 log.warning("skipped an undecodable journal record %s: %s", entry.get("seq"), exc)
@@ -319,23 +371,36 @@ class Persister:
 
     # -- history queries -----------------------------------------------------
     def _answer(self, env: Envelope) -> None:
+        """Answer a forwarded request: a REPLY, or an ERROR with the code
+        that fits. Never raises: a bug becomes INTERNAL (counted, logged)."""
         try:
             request = env.data()
-            op, args, requester = request["op"], request.get("args") or {}, request.get("requester") or {}
-            result = self._query(op, args, requester)
+            if type(request) is not dict or type(request.get("args") or {}) is not dict:
+                raise bounds.BoundsError("a request is a map with op and args (a map)")
+            op, args, requester = request.get("op"), request.get("args") or {}, request.get("requester")
+            if type(requester) is not dict:
+                raise bounds.BoundsError("the broker names the requester")
+            body, kind = pack_body(self._query(op, args, requester)), Kind.REPLY
         except Forbidden as exc:  # the broker checks first; this is the second line
             self._security(requester, "forbidden", str(exc))
-            self.bus.send(Kind.ERROR, body=error_body(ErrorCode.FORBIDDEN, str(exc)), corr=env.msg_id)
-            return
-        except (KeyError, TypeError, ValueError, ProtocolError, EmsError) as exc:
-            self.bus.send(Kind.ERROR, body=error_body(ErrorCode.BAD_REQUEST, str(exc)), corr=env.msg_id)
-            return
-        self.bus.send(Kind.REPLY, body=pack_body(result), corr=env.msg_id)
+            body, kind = error_body(ErrorCode.FORBIDDEN, str(exc)), Kind.ERROR
+        except StoreUnavailable as exc:
+            body, kind = error_body(ErrorCode.UNAVAILABLE, str(exc)), Kind.ERROR
+        except (KeyError, TypeError, ValueError, OverflowError, ProtocolError, EmsError) as exc:
+            body, kind = error_body(ErrorCode.BAD_REQUEST, str(exc)[:500]), Kind.ERROR
+        except Exception:
+            self._internal_error(f"answering {env.msg_id}")
+            body, kind = error_body(ErrorCode.INTERNAL, "the store failed to answer; see the persister's log"), Kind.ERROR
+        try:
+            self.bus.send(kind, body=body, corr=env.msg_id)
+        except EmsError as exc:  # the requester times out and may ask again
+            self.stats["reply_send_failed"] += 1
+            log.debug("answer to %s not sent: %s", env.msg_id, exc)
 
     def _query(self, op: str, args: dict, requester: dict):
         role = requester.get("role", "")
         if op == "store.query":
-            kind = str(args.get("kind", ""))
+            kind = bounds.text(args.get("kind", ""), "kind", 32)
             self._check_readable(role, kind)
             params = {k: args[k] for k in ("client_id", "since", "until", "limit", "before_id", "order", "text", "include_deleted")
                       if k in args}
@@ -346,17 +411,18 @@ class Persister:
             self._check_readable(role, "captures")
             purpose = args.get("purpose", "view")
             if purpose not in CAPTURE_PURPOSES:
-                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {purpose!r}")
-            capture = self.store.get_capture(int(args["id"]))
+                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {bounds.shown(purpose)}")
+            capture = self.store.get_capture(bounds.int64(args.get("id"), "id"))
             self._audit(requester, f"capture.{purpose}",
                         {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
             return capture
         if op == "store.stats":
-            group_by = str(args.get("group_by", "kind"))
-            if group_by in STATS:  # counts of one kind: as readable as the kind
+            group_by = args.get("group_by", "kind")
+            if type(group_by) is str and group_by in STATS:  # counts of one kind: as readable as the kind
                 self._check_readable(role, STATS[group_by][0])
-            return self.store.stats(group_by)
-        raise ValueError(f"unknown store operation {op!r}")
+            params = {k: args[k] for k in ("client_id", "since", "until") if k in args}
+            return self.store.stats(group_by, **params)
+        raise ValueError(f"unknown store operation {bounds.shown(op)}")
 
     def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict) -> list[dict]:
         """``store.query`` of captures with ``thumbnails``: every row with its

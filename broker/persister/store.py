@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from broker import sqlite_db
+from broker import bounds, sqlite_db
 from broker.command_queue import DELIVERED, DONE, EXPIRED, FAILED, QUEUED, SENT
 from broker.envelope import pack_body, unpack_body
 from broker.errors import EmsError
@@ -52,7 +52,7 @@ from broker.persister.thumbnails import ThumbnailError, make_thumbnail
 log = logging.getLogger(__name__)
 
 #: Record kinds :meth:`Store.write_batch` accepts.
-KINDS = ("event", "log", "security", "audit", "presence", "command_status")
+KINDS = ("event", "log", "security", "audit", "presence", "command_status", "quarantine")
 
 #: ``client_id`` values that mean "the broker (or a service) reported this",
 #: not an agent: such security records create no ``clients`` row.
@@ -245,6 +245,8 @@ VIEWS: dict[str, _View] = {
         packed=("detail",),
     ),
     "metrics": _View("metrics", _cols("metrics"), ts="ts"),
+    # records refused at ingest (see broker.persister.quarantine): what was kept of them
+    "quarantine": _View("quarantine", _cols("quarantine"), ts="ts", text=("reason", "topic", "kind")),
     "commands": _View(
         "commands",
         _cols("commands"),
@@ -284,6 +286,7 @@ RETENTION: dict[str, tuple[str, str, str]] = {
     "metrics": ("metrics", "ts", ""),
     "security": ("security_events", "ts", ""),
     "audit": ("audit_trail", "ts", ""),
+    "quarantine": ("quarantine", "ts", ""),
     "sessions": ("sessions", "ended", "ended IS NOT NULL AND "),
     "commands": ("commands", "updated", f"status IN ('{DONE}', '{FAILED}', '{EXPIRED}') AND "),
     # a client offline for longer than this goes, with everything about it
@@ -546,7 +549,7 @@ class Store:
             raise _Reject("topic must be a string")
         if type(record.data) is not dict or not _STR_ONLY.issuperset(map(type, record.data)):
             raise _Reject("data must be a dict with string keys")
-        if client_id in BROKER_IDS and kind not in ("security", "audit"):
+        if client_id in BROKER_IDS and kind not in ("security", "audit", "quarantine"):
             raise _Reject(f"{kind} records need a client_id")
         return prepare(record)
 
@@ -613,6 +616,21 @@ class Store:
             "detail": _pack(detail) if detail is not None else None,
         }
         return self._insert(r, "audit_trail", values)
+
+    def _prepare_quarantine(self, r: Record) -> _Op:
+        """What is kept of a record refused at ingest (no clients row: it proves nothing about a machine)."""
+        d = r.data
+        values = {
+            "client_id": r.client_id,
+            "msg_id": r.msg_id,
+            "ts": r.ts,
+            "kind": _text(d, "kind", required=True),
+            "topic": r.topic,
+            "size": _integer(d, "size"),
+            "reason": _text(d, "reason", required=True),
+            "sha256": _text(d, "sha256"),
+        }
+        return self._insert(r, "quarantine", values)
 
     def _prepare_presence(self, r: Record) -> _Op:
         d = r.data
@@ -777,12 +795,10 @@ class Store:
         limit = _limit(limit)
         where, params = self._filters(view, client_id, since, until)
         if before_id is not None:
-            if type(before_id) is not view.key_type:
-                raise ValueError(f"before_id for {kind} must be {view.key_type.__name__}")
+            before_id = _key(view, before_id)
             where.append(f"{view.key} {'<' if order_sql == 'DESC' else '>'} ?")
             params.append(before_id)
-        if type(include_deleted) is not bool:
-            raise ValueError("include_deleted must be true or false")
+        bounds.boolean(include_deleted, "include_deleted")
         if view.table == "chat_messages" and not include_deleted:
             where.append("deleted = 0")
         needle = _needle(view, text)
@@ -895,8 +911,7 @@ class Store:
 
     def get_capture(self, capture_id: int) -> dict | None:
         """One screen capture with its decrypted ``image``, or None."""
-        if type(capture_id) is not int:
-            raise ValueError("capture id must be an int")
+        bounds.int64(capture_id, "capture id")
         with self._errors("read a capture"):
             row = self._db.execute("SELECT * FROM screen_captures WHERE id = ?", (capture_id,)).fetchone()
         if row is None:
@@ -913,8 +928,8 @@ class Store:
         ``client_id``/``since``/``until`` filter as in :meth:`query`."""
         if group_by == "kind":
             return self._kind_counts(client_id, since, until)
-        if group_by not in STATS:
-            raise ValueError(f"cannot group by {group_by!r}; one of kind, {', '.join(STATS)}")
+        if type(group_by) is not str or group_by not in STATS:
+            raise ValueError(f"cannot group by {bounds.shown(group_by)}; one of kind, {', '.join(STATS)}")
         kind, column = STATS[group_by]
         view = VIEWS[kind]
         where, params = self._filters(view, client_id, since, until)
@@ -940,17 +955,13 @@ class Store:
         where: list[str] = []
         params: list = []
         if client_id is not None:
-            if type(client_id) is not str:
-                raise ValueError("client_id must be a string")
             where.append(view.client)
-            params += [client_id] * view.client_params
+            params += [bounds.text(client_id, "client_id", MAX_ID_CHARS)] * view.client_params
         for name, value, op in (("since", since, ">="), ("until", until, "<")):
             if value is None:
                 continue
-            if type(value) not in (int, float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a number (epoch seconds), not {value!r}")
             where.append(f"{view.ts} {op} ?")
-            params.append(value)
+            params.append(bounds.epoch(value, name))
         return where, params
 
     def _row(self, view: _View, row: sqlite3.Row) -> dict:
@@ -1379,28 +1390,39 @@ def _pack(value: Any) -> bytes:
 
 
 def _view(kind: str) -> _View:
-    if not isinstance(kind, str) or kind not in VIEWS:
-        raise ValueError(f"unknown history kind {kind!r}; one of {', '.join(VIEWS)}")
+    if type(kind) is not str or kind not in VIEWS:
+        raise ValueError(f"unknown history kind {bounds.shown(kind)}; one of {', '.join(VIEWS)}")
     return VIEWS[kind]
 
 
 def _order(order: str) -> str:
-    if not isinstance(order, str) or order.lower() not in ("asc", "desc"):
-        raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+    if type(order) is not str or order.lower() not in ("asc", "desc"):
+        raise ValueError(f"order must be 'asc' or 'desc', not {bounds.shown(order)}")
     return order.upper()
 
 
 def _limit(limit: int) -> int:
-    if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be an int from 1 to {MAX_LIMIT}")
-    return limit
+    """An int64 limit clamped to 1..MAX_LIMIT (so -1 is 1 row, not SQLite's "no limit")."""
+    return bounds.limit(limit, "limit", 100, 1, MAX_LIMIT)
+
+
+def _key(view: _View, before_id: Any) -> int | str:
+    """A paging cursor: an int64 row id, or (clients, commands) a plain id string."""
+    if view.key_type is int:
+        return bounds.int64(before_id, "before_id")
+    return bounds.text(before_id, "before_id", MAX_ID_CHARS)
+
+
+#: longest ``text`` to search for
+MAX_NEEDLE_CHARS = 200
 
 
 def _needle(view: _View, text: str | None) -> str | None:
+    """The text to search for, or None. A NUL is refused: SQLite's LIKE
+    stops reading its pattern there, so "\\0" would match every row."""
     if text is None or text == "":
         return None
-    if type(text) is not str:
-        raise ValueError("text must be a string")
+    bounds.text(text, "text", MAX_NEEDLE_CHARS)
     if not view.text:
         raise ValueError(f"{view.table} has no text to search")
     return text
@@ -1411,14 +1433,10 @@ def _escape_like(text: str) -> str:
 
 
 def _contains(value: Any, needle: str) -> bool:
-    """Case-insensitive substring search through strings, lists and dicts."""
-    if isinstance(value, str):
-        return needle.casefold() in value.casefold()
-    if isinstance(value, dict):
-        return any(_contains(k, needle) or _contains(v, needle) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_contains(v, needle) for v in value)
-    return False
+    """Case-insensitive substring search through strings, lists and dicts,
+    without recursion and bounded (see :func:`broker.bounds.iter_strings`)."""
+    folded = needle.casefold()
+    return any(folded in s.casefold() for s in bounds.iter_strings(value))
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:

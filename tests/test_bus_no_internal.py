@@ -1,0 +1,107 @@
+"""The broker never answers INTERNAL to peer input: every role x every kind it
+may send x every field the broker reads x hostile values. Before the bounds
+checks, ``command.list`` with ``limit=inf`` or ``target=[]`` reached the
+catch-all and was answered INTERNAL."""
+from __future__ import annotations
+
+import pytest
+
+from broker import permissions
+from broker.errors import RemoteError
+from broker.config import Timing
+from broker.envelope import ErrorCode, Kind, pack_body, pack_header
+
+from conftest import Bus, wait_for
+
+#: every hostile value msgpack can carry
+VALUES = [-1, 0, 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), float("inf"), float("nan"), "1", "", "\x00",
+          "x" * 5000, None, [], {}, True, b"\x00", [[[[[[[[[[["deep"]]]]]]]]]]], {"a": {"b": {"c": [1, {"d": None}]}}}]
+
+#: fields the broker reads from each kind's body (base: the rest of a valid body)
+KIND_FIELDS = {
+    Kind.HELLO: ({}, ["client_id", "label", "hostname", "version", "os", "user", "token", "provides", "batches"]),
+    Kind.SUBSCRIBE: ({"prefixes": ["event."]}, ["prefixes"]),
+    Kind.UNSUBSCRIBE: ({"prefixes": ["event."]}, ["prefixes"]),
+    Kind.COMMAND: ({"target": "agent-n", "name": "ping", "args": {"reason": "r"}}, ["target", "name", "args"]),
+    Kind.COMMAND_STATUS: ({"id": "c1", "status": "delivered"}, ["id", "status", "result", "name"]),
+    Kind.RESULT: ({"id": "c1", "ok": True}, ["id", "ok", "result", "status", "error"]),
+    Kind.ACK: ({"ids": ["m1"]}, ["ids"]),
+}
+#: broker (not store) request ops and their arguments
+OP_FIELDS = {
+    "status": [], "agents": [],
+    "command.get": ["id"], "command.list": ["limit", "target", "names"],
+    "journal.read": ["limit"], "journal.ack": ["upto"],
+    "keys.list": [], "keys.accept": ["id", "reason"], "keys.reject": ["id", "reason"], "keys.revoke": ["id", "reason"],
+    "keys.add": ["public_key", "client_id", "role", "label"], "keys.label": ["id", "label"],
+}
+ROLES = ["agent", "viewer", "operator", "admin", "service"]
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory):
+    b = Bus(tmp_path_factory.mktemp("no-internal"), Timing.fast())
+    b.agent = b.peer("agent-n")
+    b.peers = {"admin": b.admin, "agent": b.agent}
+    for role in ("viewer", "operator", "service"):
+        b.peers[role] = b.peer(f"{role}-n", role=role)
+    yield b
+    b.close()
+
+
+def burst(bus, role: str, frames: list[list[bytes]]) -> None:
+    """Send every message, then a status REQUEST as a barrier: once its answer
+    (a REPLY, or FORBIDDEN for an agent) is back, every message sent before it
+    on this connection was handled."""
+    client = bus.peers[role]
+    for header, body in frames:
+        client.socket.send_multipart([header, body])
+    barrier = client.send(Kind.REQUEST, data={"op": "status", "args": {}})
+    answered = []
+
+    def barrier_answered():
+        answered.extend(env for env in client.drain(10_000, 0.05) if env.corr == barrier)
+        return answered
+
+    wait_for(barrier_answered, 15, interval_s=0.0, what="the barrier's answer")
+
+
+def cases():
+    for role in ROLES:
+        for kind, (_, fields) in KIND_FIELDS.items():
+            if permissions.may_send(role, kind):
+                yield pytest.param(role, kind, None, fields, id=f"{role}-{kind.name}")
+        if permissions.may_send(role, Kind.REQUEST):
+            for op, fields in OP_FIELDS.items():
+                yield pytest.param(role, Kind.REQUEST, op, fields, id=f"{role}-{op}")
+
+
+@pytest.mark.parametrize("role, kind, op, fields", list(cases()))
+def test_no_peer_input_is_answered_internal(bus, role, kind, op, fields):
+    """Tried: as each role, each kind it may send (HELLO, SUBSCRIBE, COMMAND, RESULT,
+    ACK, ... and every broker request op) with each field the broker reads set to each
+    of -1, 0, 2^31, 2^63-1, 2^63, 2^64-1, inf, nan, "1", "", NUL, 5,000 chars, None,
+    [], {}, True, bytes and nested containers: the broker's catch-all (INTERNAL) is
+    never reached, and it still answers an admin's status."""
+    frames = []
+    for field in fields or [None]:
+        for value in VALUES:
+            if op is None:
+                base = dict(KIND_FIELDS[kind][0])
+                topic = "ack.agent-n" if kind is Kind.ACK else ("command.agent-n" if kind is Kind.COMMAND else "")
+                base[field] = value
+                frames.append([pack_header(kind, topic), pack_body(base)])
+            else:
+                frames.append([pack_header(Kind.REQUEST, op), pack_body({"op": op, "args": {field: value} if field else {}})])
+    before = bus.broker.counters.get("internal_errors", 0)
+    burst(bus, role, frames)
+    assert bus.broker.counters.get("internal_errors", 0) == before
+    assert bus.admin.request("status", timeout_s=10)["broker"]["peers"] >= 5
+
+
+def test_error_codes_for_hostile_request_args(bus):
+    """Tried: command.list limit=inf and target=[] (the two INTERNAL answers found): now BAD_REQUEST."""
+    for args in ({"limit": float("inf")}, {"target": []}, {"limit": 2**64 - 1, "names": [None]}):
+        with pytest.raises(RemoteError) as err:
+            bus.admin.request("command.list", **args)
+        assert err.value.code == ErrorCode.BAD_REQUEST
