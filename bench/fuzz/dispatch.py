@@ -93,9 +93,9 @@ class DispatchCase:
 
 
 # -- generation ---------------------------------------------------------------------
-def dispatch_case(ch: Chooser) -> DispatchCase:
-    """A case from ``ch``: any role, any kind, a body shaped for that kind (mostly)."""
-    role, kind = pick(ch, ROLES), pick(ch, tuple(Kind))
+def dispatch_case(ch: Chooser, role: str | None = None, kind: Kind | None = None) -> DispatchCase:
+    """A case from ``ch``: any role and kind (or these), a body shaped for that kind (mostly)."""
+    role, kind = role or pick(ch, ROLES), kind or pick(ch, tuple(Kind))
     return DispatchCase(role, kind, pick(ch, TOPICS) if ch.int_in(0, 7) else ch.text(40), body_for(ch, kind),
                         pick(ch, CORRS), pick(ch, EXPIRIES))
 
@@ -107,7 +107,7 @@ def body_for(ch: Chooser, kind: Kind) -> Any:
     if way == 1:
         return value(ch)
     if kind is Kind.REQUEST:
-        return {"op": pick(ch, OPS), "args": mapping(ch, 1, ARG_FIELDS, 6)}
+        return request_body(ch)
     if kind is Kind.COMMAND:
         return {"target": pick(ch, ("{agent}", "{agent}", "{viewer}", "nope")), "name": pick(ch, COMMAND_NAMES),
                 "args": mapping(ch, 1, ("reason", "via", "caller", "path", "text"))}
@@ -120,6 +120,13 @@ def body_for(ch: Chooser, kind: Kind) -> Any:
     if kind is Kind.ACK:
         return {"ids": [hostile.scalar(ch) for _ in range(ch.int_in(0, 3))]}
     return mapping(ch, 1, hostile.FIELDS[35:], 6)
+
+
+def request_body(ch: Chooser, op: str | None = None) -> dict:
+    """``{"op", "args"}``: mostly a history kind and a few hostile arguments."""
+    args = {"kind": pick(ch, hostile.KINDS)} if ch.int_in(0, 1) else {}
+    args.update(mapping(ch, 1, ARG_FIELDS, 3))
+    return {"op": op or pick(ch, OPS), "args": args}
 
 
 def batch_body(ch: Chooser) -> list:

@@ -33,7 +33,9 @@ from broker.persister.crypto import SecurityManager
 from broker.persister.service import record_for
 from broker.persister.store import STATS, VIEWS, Store, StoreUnavailable
 
-SENDERS = ("agent-1", "agent-2", "", "broker", "persister", "x" * 201, "a\x00b", "é")
+#: authenticated senders as the broker stamps them: agent ids (1-64 of [A-Za-z0-9_-]), "" (the broker's
+#: own records), and the persister's own id
+SENDERS = ("agent-1", "agent-2", "a" * 64, "", "persister")
 #: the fields each record kind and event route reads
 ROUTE_FIELDS = {
     "sysinfo": ("hostname", "os", "os_version", "logged_in_user", "version", "cpu_percent", "memory_percent",
@@ -47,9 +49,10 @@ ROUTE_FIELDS = {
     "presence": ("state", "reason", "info"),
     "command": ("id", "status", "name", "operator", "sender", "args", "result", "created", "target"),
 }
-MSG_IDS = ("m1", "m2", "m3", "", "x" * 201, "m\x00")
+#: message ids pass decode_header: strings of 1-64 characters
+MSG_IDS = ("m1", "m2", "m3", "x" * 64, "m\x00", "é")
 #: the stores' queries after each batch: every kind, plain and text-searched, and every stats grouping
-CHECKS = [(kind, None) for kind in VIEWS] + [(kind, "a") for kind, v in VIEWS.items() if v.text]
+CHECKS = [(kind, None) for kind in VIEWS] + [(kind, "zq~") for kind, v in VIEWS.items() if v.text]
 
 
 @dataclass(frozen=True)
@@ -76,25 +79,39 @@ def ingest_case(ch: Chooser) -> IngestCase:
 
 def message(ch: Chooser) -> Message:
     kind = pick(ch, (Kind.EVENT, Kind.EVENT, Kind.EVENT, Kind.LOG, Kind.SECURITY, Kind.PRESENCE, Kind.COMMAND_STATUS,
-                     Kind.FRAME, Kind.HEARTBEAT))
+                     Kind.FRAME))
     sender = pick(ch, SENDERS)
     topic, route = topic_for(ch, kind, sender)
     ts = time.time() if ch.int_in(0, 3) else pick(ch, (0.0, -1.0, 1.0, 1e308, 5e-324, 2.0**63))
-    return Message(kind, topic, pick(ch, MSG_IDS) if ch.int_in(0, 3) else ch.text(10), ts, sender, body_for(ch, route))
+    msg_id = pick(ch, MSG_IDS) if ch.int_in(0, 3) else ch.text(10) or "m0"
+    if kind in (Kind.PRESENCE, Kind.COMMAND_STATUS):  # made by the broker, not by peers
+        return Message(kind, topic, msg_id, ts, "", broker_body(ch, kind))
+    return Message(kind, topic, msg_id, ts, sender, body_for(ch, route))
+
+
+def broker_body(ch: Chooser, kind: Kind) -> dict:
+    """What the broker's own presence and command-status records hold: its
+    shape is fixed, the strings in it come from peers."""
+    if kind is Kind.PRESENCE:
+        info = {f: ch.text(30) for f in ("client_id", "label", "hostname", "version", "os", "user")[:ch.int_in(0, 6)]}
+        return {"client_id": "agent-1", "state": pick(ch, ("online", "offline")), "reason": pick(ch, ("hello", "x")),
+                "ts": time.time(), "info": info}
+    return {"id": pick(ch, ("c1", "c2", "x" * 64)), "target": pick(ch, ("agent-1", "agent-2")),
+            "name": pick(ch, ("ping", "thumbnail", ch.text(20))),
+            "status": pick(ch, ("queued", "sent", "delivered", "done", "failed", "expired")), "updated": time.time()}
 
 
 def topic_for(ch: Chooser, kind: Kind, sender: str) -> tuple[str, str]:
     """A topic for ``kind`` (mostly the one the store expects) and the route it takes."""
     if kind is Kind.EVENT:
         if ch.int_in(0, 5) == 0:
-            return f"audit.{pick(ch, SENDERS)}", "audit"
-        name = pick(ch, hostile.EVENT_NAMES)
-        owner = sender if ch.int_in(0, 5) else pick(ch, SENDERS)
-        return (f"event.{owner}.{name}" if ch.int_in(0, 7) else ch.text(20)), name
+            return f"audit.{pick(ch, ('op-1', 'admin', ''))}", "audit"
+        name = pick(ch, hostile.EVENT_NAMES) if ch.int_in(0, 5) else ch.text(20)
+        return (f"event.{sender}.{name}" if name else f"event.{sender}"), name
     if kind is Kind.PRESENCE:
-        return pick(ch, ("presence.agent-1", "presence.agent-2", "presence", "presence.")), "presence"
+        return pick(ch, ("presence.agent-1", "presence.agent-2")), "presence"
     if kind is Kind.COMMAND_STATUS:
-        return pick(ch, ("command.agent-1", "command.", "x")), "command"
+        return pick(ch, ("command.agent-1", "command.agent-2")), "command"
     return {Kind.LOG: f"log.{sender}", Kind.SECURITY: f"security.{sender}"}.get(kind, "x"), kind.name.lower()
 
 

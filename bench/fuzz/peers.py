@@ -2,6 +2,7 @@
 waits for the answer correlated to one message, skipping the rest."""
 from __future__ import annotations
 
+import collections
 import time
 from typing import Callable
 
@@ -26,6 +27,8 @@ class RawPeer:
         self.sock.connect(endpoint)
         #: the last COMMAND this peer received (an agent's ``{cmd}``)
         self.last_command = ""
+        #: answers that arrived while another was awaited, by ``corr``
+        self.early: collections.OrderedDict[str, Envelope] = collections.OrderedDict()
 
     def send(self, frames: list[bytes]) -> None:
         self.sock.send_multipart(frames, zmq.NOBLOCK)
@@ -46,12 +49,18 @@ class RawPeer:
     def answer(self, msg_id: str, timeout_s: float, idle: Callable[[], None] | None = None) -> Envelope | None:
         """The message whose ``corr`` is ``msg_id``, or None after ``timeout_s``;
         ``idle`` runs between polls (to pump a service on this thread)."""
+        if msg_id in self.early:
+            return self.early.pop(msg_id)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.sock.poll(0 if idle else 20):
                 env = self._take(self.sock.recv_multipart())
                 if env is not None and env.corr == msg_id:
                     return env
+                if env is not None and env.corr:
+                    self.early[env.corr] = env
+                    while len(self.early) > 100:
+                        self.early.popitem(last=False)
             elif idle is not None:
                 idle()
         return None

@@ -51,19 +51,16 @@ class QueryCase:
     request: Any
 
 
-def query_case(ch: Chooser) -> QueryCase:
-    if not ch.int_in(0, 15):
-        return QueryCase(hostile.value(ch))
+def query_case(ch: Chooser, wild: bool = False) -> QueryCase:
+    """A request as the broker forwards it: ``args`` a map, ``requester`` stamped
+    (``wild``: anything at all, as a broker never sends)."""
+    if wild and not ch.int_in(0, 7):
+        return QueryCase({"op": pick(ch, OPS), "args": hostile.value(ch), "requester": hostile.value(ch)})
     op = pick(ch, OPS)
-    if ch.int_in(0, 15):  # mostly a kind the role may read and a few hostile fields, so they reach the store
-        args = {"kind": pick(ch, hostile.KINDS)} if op == "store.query" else {}
-        args.update(mapping(ch, 1, ARGS.get(op, ARGS["store.query"]), 3))
-    else:
-        args = hostile.value(ch)
-    if ch.int_in(0, 15):
-        requester = {"client_id": pick(ch, ("op-1", "op-2", "", "x" * 300)), "role": pick(ch, ("admin", "service", *ROLES))}
-    else:
-        requester = hostile.value(ch)
+    # mostly a kind and a few hostile fields, so that they reach the store
+    args = {"kind": pick(ch, hostile.KINDS)} if op == "store.query" else {}
+    args.update(mapping(ch, 1, ARGS.get(op, ARGS["store.query"]), 3))
+    requester = {"client_id": pick(ch, ("op-1", "op-2", "fz-agent")), "role": pick(ch, ("admin", "service", *ROLES[:6]))}
     return QueryCase({"op": op, "args": args, "requester": requester})
 
 
