@@ -82,18 +82,33 @@ def test_every_role_calls_every_operation_with_hostile_arguments(target, role, o
 DEEP_EVENT = DispatchCase("agent", Kind.EVENT, "event.{me}.app", {"window": Deep(1000)})
 
 
+def ask(role: str, op: str, **args) -> list[DispatchCase]:
+    return [DispatchCase(role, Kind.REQUEST, "", {"op": op, "args": args})]
+
+
 @fuzz(150)
 @given(st.lists(cases(), min_size=1, max_size=3))
-@example([DispatchCase("viewer", Kind.REQUEST, "", {"op": "command.list", "args": {"limit": math.inf}})])
-@example([DispatchCase("viewer", Kind.REQUEST, "", {"op": "store.query", "args": {"kind": "logs", "before_id": 2**63}})])
-@example([DispatchCase("viewer", Kind.REQUEST, "", {"op": "store.query", "args": {"kind": "security", "since": 2**63}})])
-@example([DispatchCase("operator", Kind.REQUEST, "", {"op": "store.capture", "args": {"id": 2**63}})])
-@example([DEEP_EVENT, DispatchCase("viewer", Kind.REQUEST, "", {"op": "store.query", "args": {"kind": "activity", "text": "x"}})])
+# issue #10's known crashes
+@example(ask("viewer", "command.list", limit=math.inf))
+@example(ask("viewer", "store.query", kind="logs", before_id=2**63))
+@example(ask("viewer", "store.query", kind="security", since=2**63))
+@example(ask("operator", "store.capture", id=2**63))
+@example([DEEP_EVENT, *ask("viewer", "store.query", kind="activity", text="x")])
+# found by these harnesses
+@example(ask("viewer", "store.query", kind="logs", order=Deep(1000)))
+@example(ask("viewer", "store.stats", group_by=Deep(1000)))
+@example(ask("viewer", "command.get", id=Deep(1000)))
+@example(ask("viewer", "command.list", target={"a": 1}))
+@example(ask("admin", "journal.ack", upto=2**63))
+@example(ask("admin", "journal.read", limit=math.inf))
 def test_random_message_sequences(target, messages):
     """Tried: sequences of 1-3 random messages from random roles (so that
-    what one stores, another reads), and the known crashes of issue #10:
-    ``command.list limit=inf``; ``before_id``/``since``/capture id of 2^63;
-    an event nested 1,000 deep, then a text search of activity. Expected:
-    every invariant of the dispatch target holds after each message."""
+    what one stores, another reads); issue #10's known crashes
+    (``command.list limit=inf``; ``before_id``/``since``/capture id of 2^63;
+    an event nested 1,000 deep, then a text search of activity); and what
+    these harnesses found (arguments nested 1,000 deep, whose repr in an
+    error message recurses; a map as ``command.list`` target; 2^63 and inf
+    in ``journal.ack``/``journal.read``). Expected: every invariant of the
+    dispatch target holds after each message."""
     for case in messages:
         target.run(case)

@@ -122,10 +122,15 @@ def _ask(op: str, role: str = "admin", **args) -> QueryCase:
 @example(_ask("store.capture", "operator", id=math.inf))
 @example(_ask("store.query", "viewer", kind="security", text="\x00"))
 @example(_ask("store.query", "admin", kind="audit", text="\x00"))
+@example(_ask("store.query", "viewer", kind="logs", order=Deep(1000)))
+@example(_ask("store.query", "viewer", kind=Deep(1000)))
+@example(_ask("store.capture", "operator", id=1, purpose=Deep(1000)))
+@example(_ask("store.stats", "viewer", group_by=Deep(1000)))
 def test_random_requests(query, case):
-    """Tried: random forwarded requests (any op, kind, role, hostile args) and
+    """Tried: random forwarded requests (any op, kind, role, hostile args);
     the crashes issue #10 names: 2^63 and 2^64-1 in before_id, since, until
-    and a capture id; an infinite capture id; a NUL in a text search.
-    Expected: one REPLY or ERROR, never an exception; a text search returns
-    only rows containing the text."""
+    and a capture id, a NUL in a text search; and what this harness found:
+    an infinite capture id, and arguments nested 1,000 deep (their repr in
+    the error message recurses). Expected: one REPLY or ERROR, never an
+    exception; a text search returns only rows containing the text."""
     query.run(case)
