@@ -60,6 +60,9 @@ TOPICS = ("", "{me}", "event.{me}", "event.{me}.x", "event.{me}.chat", "event.{m
           "event.{me}." + "x" * 150, "event.{me}.\x00", "event.{me}.%")
 COMMAND_NAMES = ("ping", "input", "thumbnail", "capture", "files.download", "files.list", "chat.send", "power.reboot",
                  "", "x" * 65)
+#: every kind, those with the most handling behind them more often
+KIND_CHOICES = (*Kind, *[Kind.REQUEST] * 8, *[Kind.COMMAND, Kind.EVENT, Kind.HELLO, Kind.SUBSCRIBE, Kind.BATCH,
+                                               Kind.RESULT, Kind.COMMAND_STATUS] * 2)
 CORRS = (None, None, "{cmd}", "nope", "", "x" * 64)
 EXPIRIES = ("none", "past", "soon", "far")
 BOMBS = (b"\xdb\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff",
@@ -95,7 +98,7 @@ class DispatchCase:
 # -- generation ---------------------------------------------------------------------
 def dispatch_case(ch: Chooser, role: str | None = None, kind: Kind | None = None) -> DispatchCase:
     """A case from ``ch``: any role and kind (or these), a body shaped for that kind (mostly)."""
-    role, kind = role or pick(ch, ROLES), kind or pick(ch, tuple(Kind))
+    role, kind = role or pick(ch, ROLES), kind or pick(ch, KIND_CHOICES)
     return DispatchCase(role, kind, pick(ch, TOPICS) if ch.int_in(0, 7) else ch.text(40), body_for(ch, kind),
                         pick(ch, CORRS), pick(ch, EXPIRIES))
 

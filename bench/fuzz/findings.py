@@ -23,7 +23,9 @@ def where(exc: BaseException) -> str:
     if not inner:
         return type(exc).__name__
     f = inner[-1]
-    return f"{type(exc).__name__} at {Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} in {f.name}"
+    # a RecursionError strikes at whichever line of the recursion hits the limit: name the function only
+    line = "" if isinstance(exc, RecursionError) else f":{f.lineno}"
+    return f"{type(exc).__name__} at {Path(f.filename).parent.name}/{Path(f.filename).name}{line} in {f.name}"
 
 
 def from_exception(what: str, exc: BaseException) -> Finding:

@@ -83,7 +83,8 @@ def message(ch: Chooser) -> Message:
     sender = pick(ch, SENDERS)
     topic, route = topic_for(ch, kind, sender)
     ts = time.time() if ch.int_in(0, 3) else pick(ch, (0.0, -1.0, 1.0, 1e308, 5e-324, 2.0**63))
-    msg_id = pick(ch, MSG_IDS) if ch.int_in(0, 3) else ch.text(10) or "m0"
+    # mostly fresh ids (a repeated one is a duplicate: stored before, not looked at again)
+    msg_id = pick(ch, MSG_IDS) if not ch.int_in(0, 3) else f"m-{ch.int_in(0, 2**48)}-{ch.text(6)}"
     if kind in (Kind.PRESENCE, Kind.COMMAND_STATUS):  # made by the broker, not by peers
         return Message(kind, topic, msg_id, ts, "", broker_body(ch, kind))
     return Message(kind, topic, msg_id, ts, sender, body_for(ch, route))

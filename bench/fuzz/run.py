@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import random
 import sys
 import time
 from pathlib import Path
@@ -121,6 +122,11 @@ def fuzz_atheris(name: str, work: Path, seconds: float, run: Run) -> None:
 
     corpus = work / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
+    seeds = random.Random(0)
+    for i in range(64):  # long random seeds: each case draws many choices, libFuzzer's own start is a few bytes
+        seed = corpus / f"seed-{i:02d}"
+        if not seed.exists():
+            seed.write_bytes(seeds.randbytes(256 + 32 * i))
     atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(seconds))}", "-rss_limit_mb=2048", "-timeout=60",
                    "-max_len=2048", "-len_control=0",
                    "-print_final_stats=1", f"-artifact_prefix={work}/", str(corpus)], one)
