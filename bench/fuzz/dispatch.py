@@ -41,7 +41,7 @@ from broker.client import BusClient
 from broker.config import BrokerConfig, ClientConfig, DataDir, Timing
 from broker.envelope import Kind, pack_body, pack_header
 from broker.persister.crypto import SecurityManager
-from broker.persister.service import Persister, PersisterConfig
+from broker.persister.service import DURABLE_PREFIXES, Persister, PersisterConfig
 from broker.persister.store import Store
 from broker.permissions import REQUEST_OPS
 from broker.registry import KeyRegistry
@@ -221,7 +221,7 @@ class DispatchTarget:
         client.hello_info["batches"] = True
         client.connect()
         client.wait_ready(self.timeout_s)
-        client.subscribe(["event.", "log.", "security.", "audit.", "presence.", "command."])
+        client.subscribe(DURABLE_PREFIXES)
         self.persister_client = client
         self.persister = Persister(client, self.store, PersisterConfig(commit_latency_s=0.0, retry_s=0.1))
         self.internal_errors = 0
