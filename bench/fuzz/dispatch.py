@@ -50,6 +50,8 @@ from broker.server import MAX_PREFIXES, serve_in_thread
 ROLES = ("agent", "viewer", "operator", "admin", "service", "pending")
 ENROL_TOKEN = "fuzz-enrol-token"
 OPS = (*REQUEST_OPS, "nope", "", "store.", "store.nope", "keys.")
+#: operations drawn for a random request: the ones with arguments more often
+OP_CHOICES = (*OPS, *["store.query"] * 6, *["store.capture", "store.stats", "command.list", "command.get"] * 2)
 #: the store query arguments, by op
 ARG_FIELDS = ("kind", "client_id", "since", "until", "limit", "before_id", "order", "text", "include_deleted",
               "thumbnails", "id", "purpose", "group_by", "target", "names", "upto", "public_key", "role", "label")
@@ -129,7 +131,7 @@ def request_body(ch: Chooser, op: str | None = None) -> dict:
     """``{"op", "args"}``: mostly a history kind and a few hostile arguments."""
     args = {"kind": pick(ch, hostile.KINDS)} if ch.int_in(0, 1) else {}
     args.update(mapping(ch, 1, ARG_FIELDS, 3))
-    return {"op": op or pick(ch, OPS), "args": args}
+    return {"op": op or pick(ch, OP_CHOICES), "args": args}
 
 
 def batch_body(ch: Chooser) -> list:

@@ -158,7 +158,7 @@ def wire(data: Any) -> Any:
 class IngestTarget:
     """A temp store under ``root``, renewed every ``renew_every`` cases so it stays small."""
 
-    def __init__(self, root: Path, renew_every: int = 500):
+    def __init__(self, root: Path, renew_every: int = 100):
         self.root, self.renew_every = root, renew_every
         self.generation, self.cases = 0, 0
         self.store: Store | None = None
