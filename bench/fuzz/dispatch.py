@@ -124,7 +124,7 @@ def body_for(ch: Chooser, kind: Kind) -> Any:
         return batch_body(ch)
     if kind is Kind.ACK:
         return {"ids": [hostile.scalar(ch) for _ in range(ch.int_in(0, 3))]}
-    return mapping(ch, 1, hostile.FIELDS[35:], 6)
+    return mapping(ch, 1, hostile.RECORD_FIELDS, 6)
 
 
 def request_body(ch: Chooser, op: str | None = None) -> dict:
@@ -141,7 +141,7 @@ def batch_body(ch: Chooser) -> list:
         kind = pick(ch, (4, 5, 6, 4, 1, 18, "4"))
         name = pick(ch, hostile.EVENT_NAMES) if ch.int_in(0, 3) else hostile.scalar(ch)
         ts = pick(ch, (1.0, 0, -1.0, 1e308, "x")) if ch.int_in(0, 3) == 0 else time.time()
-        body = Packed(mapping(ch, 1, hostile.FIELDS[35:], 6)) if ch.int_in(0, 4) else hostile.scalar(ch)
+        body = Packed(mapping(ch, 1, hostile.RECORD_FIELDS, 6)) if ch.int_in(0, 4) else hostile.scalar(ch)
         records.append([kind, name, f"fz-{ch.int_in(0, 50)}", ts, body])
     return [pick(ch, (1, 1, 1, 2, None)), records]
 

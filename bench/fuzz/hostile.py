@@ -29,16 +29,21 @@ STRINGS = (
     "fuzz-enrol-token", "broker", "persister", "store", "online", "offline", "queued", "done", "read", "in", "out",
     "view", "export", "captures", "jpeg", *NAMES,
 )
-#: every body field the broker, persister and store read (and some they do not)
-FIELDS = (
+#: body fields the broker and the store's queries read
+REQUEST_FIELDS = (
     "op", "args", "target", "name", "prefixes", "token", "client_id", "label", "hostname", "version", "os", "user",
     "provides", "batches", "status", "error", "ok", "output", "ids", "kind", "since", "until", "limit", "before_id",
     "order", "text", "include_deleted", "thumbnails", "id", "purpose", "group_by", "public_key", "role", "reason",
-    "upto", "names", "event", "severity", "origin", "detail", "operator", "action", "state", "info", "message",
+    "upto",
+)
+#: fields of stored records (and some nothing reads)
+RECORD_FIELDS = (
+    "names", "event", "severity", "origin", "detail", "operator", "action", "state", "info", "message",
     "level", "logger", "image", "width", "height", "quality", "format", "body", "direction", "ref", "deleted",
     "path", "size", "cpu_percent", "memory_percent", "disk_percent", "os_version", "logged_in_user", "created",
     "sender", "result", "value", "via", "caller", "ts", "unknown", "",
 )
+FIELDS = REQUEST_FIELDS + RECORD_FIELDS
 #: history kinds, stats groupings and event routes the store knows, and junk
 KINDS = ("clients", "sessions", "captures", "messages", "fileops", "logs", "security", "activity", "audit", "metrics",
          "commands", "kind", "", "nope")
