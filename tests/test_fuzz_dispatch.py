@@ -101,14 +101,17 @@ def ask(role: str, op: str, **args) -> list[DispatchCase]:
 @example(ask("viewer", "command.list", target={"a": 1}))
 @example(ask("admin", "journal.ack", upto=2**63))
 @example(ask("admin", "journal.read", limit=math.inf))
+@example([DispatchCase("operator", Kind.COMMAND, "command.{agent}",
+                       {"target": "{agent}", "name": "ping", "args": {"caller": Deep(1000)}})])
 def test_random_message_sequences(target, messages):
     """Tried: sequences of 1-3 random messages from random roles (so that
     what one stores, another reads); issue #10's known crashes
     (``command.list limit=inf``; ``before_id``/``since``/capture id of 2^63;
     an event nested 1,000 deep, then a text search of activity); and what
     these harnesses found (arguments nested 1,000 deep, whose repr in an
-    error message recurses; a map as ``command.list`` target; 2^63 and inf
-    in ``journal.ack``/``journal.read``). Expected: every invariant of the
-    dispatch target holds after each message."""
+    error message recurses; a command whose ``caller`` is nested 1,000 deep,
+    queued and delivered with no audit record; a map as ``command.list``
+    target; 2^63 and inf in ``journal.ack``/``journal.read``). Expected:
+    every invariant of the dispatch target holds after each message."""
     for case in messages:
         target.run(case)

@@ -329,6 +329,8 @@ class DispatchTarget:
         if count == self.internal_errors:
             return
         self.internal_errors = count
+        # the broker logs 5 tracebacks a minute; forget that this one was logged, so the next is too
+        self.broker._throttle._state.pop("internal_error", None)
         exc = self.tracebacks.last
         if exc is not None:
             raise from_exception("the broker answered INTERNAL", exc)
