@@ -51,11 +51,9 @@ class QueryCase:
     request: Any
 
 
-def query_case(ch: Chooser, wild: bool = False) -> QueryCase:
-    """A request as the broker forwards it: ``args`` a map, ``requester`` stamped
-    (``wild``: anything at all, as a broker never sends)."""
-    if wild and not ch.int_in(0, 7):
-        return QueryCase({"op": pick(ch, OPS), "args": hostile.value(ch), "requester": hostile.value(ch)})
+def query_case(ch: Chooser) -> QueryCase:
+    """A request as the broker forwards it: ``args`` a map (the broker checks
+    that), ``requester`` stamped with a client id and any role."""
     op = pick(ch, OPS)
     # mostly a kind and a few hostile fields, so that they reach the store
     args = {"kind": pick(ch, hostile.KINDS)} if op == "store.query" else {}
