@@ -41,7 +41,7 @@ test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
 bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md (~20 min, 12 of them the 1k-10k agent fleet)
 	$(PYTHON) -m bench.report $(BENCH_ARGS)
 
-chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20 kills), stopped consumer, idle connections + flood, 10 min fuzz, 60 s network cut (root)
+chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20 kills), stopped consumer, idle connections + flood, 10 min fuzz (header, dispatch, persister ingest + queries), 60 s network cut (root)
 	$(PYTHON) -m bench.reliability
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen) in docs/screenshots/

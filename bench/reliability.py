@@ -11,8 +11,13 @@
    one enrolled agent flooding events (hostile, then well-behaved, under the
    default per-agent rate limit; then hostile with the limit off), while
    another agent's command round trip is measured (with and without).
-4. fuzz: ``broker.envelope.decode_header`` / ``unpack_body`` under atheris
-   (libFuzzer) for ``--fuzz-s`` seconds, or hypothesis if atheris is missing.
+4. fuzz (``bench.fuzz``): four targets under atheris (libFuzzer; hypothesis
+   if atheris is missing), ``--fuzz-s`` seconds shared between them
+   (``--fuzz-target-s NAME=S`` sets one): ``decode_header`` / ``unpack_body``
+   on raw bytes; the broker's dispatch (every role and kind, valid headers,
+   hostile bodies, with a persister); the persister's ingest; its queries.
+   Peak RSS per target; each distinct finding kept as a crash file with the
+   command that replays it.
 5. network cut (``bench.netcut.run_netcut``): a real agent and an agent
    streaming numbered events, in a network namespace, have their link
    black-holed for 60 s (10 s with ``--quick``); offline in time, back after
@@ -47,6 +52,7 @@ from typing import Any
 import psutil
 
 from bench.chaos_store import run_chaos
+from bench.fuzz.scenario import fuzz_rows, run_fuzz, split
 from bench.netcut import run_netcut
 from bench.stack import ServerStack
 from broker import keys as keyfiles
@@ -251,25 +257,6 @@ def flood_main(bind: str, server_key: str, pair: keyfiles.KeyPair, duration_s: f
             client.drain(1000, 0.0)
     sent.value, refused.value, told.value = n, bad, client.rate_limited
     client.close()
-
-
-def fuzz_main(seconds: float) -> None:
-    """The atheris harness (``--fuzz-child``): only ProtocolError may escape."""
-    import atheris
-
-    with atheris.instrument_imports():
-        from broker.envelope import decode_header, unpack_body
-        from broker.errors import ProtocolError
-
-    def one(data: bytes) -> None:
-        for fn in (decode_header, unpack_body):
-            try:
-                fn(data)
-            except ProtocolError:
-                pass
-
-    atheris.Setup([sys.argv[0], f"-max_total_time={int(seconds)}", "-rss_limit_mb=2048", "-print_final_stats=1"], one)
-    atheris.Fuzz()
 
 
 # ---------------------------------------------------------------------------
@@ -490,85 +477,9 @@ def scenario_hostile(work: Path, ctx, quick: bool) -> dict:
     return out
 
 
-def scenario_fuzz(work: Path, seconds: float) -> dict:
-    progress(f"4. fuzz decode_header/unpack_body for {seconds:.0f} s")
-    try:
-        import atheris  # noqa: F401
-        engine = "atheris"
-    except ImportError:
-        engine = "hypothesis"
-    out: dict[str, Any] = {"engine": engine, "seconds": seconds}
-    if engine == "atheris":
-        corpus = work / "fuzz-corpus"
-        corpus.mkdir(parents=True, exist_ok=True)
-        log = work / "fuzz.log"
-        with log.open("wb") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "bench.reliability", "--fuzz-child", str(seconds)],
-                                    stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-        peak = 0
-        try:
-            ps = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    peak = max(peak, ps.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    break
-                time.sleep(1.0)
-                if proc.poll() is None and ps.create_time() + seconds + 120 < time.time():
-                    proc.kill()
-            code = proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        text = log.read_text(errors="replace")
-        runs = None
-        for line in text.splitlines():
-            if line.startswith("Done ") and " runs in " in line:
-                runs = int(line.split()[1])
-            if "stat::number_of_executed_units:" in line:
-                runs = int(line.rsplit(":", 1)[1])
-            if "stat::peak_rss_mb:" in line:
-                out["libfuzzer_peak_rss_mb"] = int(line.rsplit(":", 1)[1])
-        crashed = code != 0
-        out.update({"exit_code": code, "runs": runs, "peak_rss_mb": round(peak / 2**20, 1), "crashed": crashed,
-                    "log_tail": text.splitlines()[-25:] if crashed else []})
-    else:
-        out.update(hypothesis_fuzz(seconds))
-    return out
-
-
-def hypothesis_fuzz(seconds: float) -> dict:
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
-    from broker.envelope import decode_header, unpack_body
-    from broker.errors import ProtocolError
-
-    runs = 0
-
-    @settings(max_examples=20_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.binary(max_size=4096))
-    def one(data: bytes) -> None:
-        nonlocal runs
-        runs += 1
-        for fn in (decode_header, unpack_body):
-            try:
-                fn(data)
-            except ProtocolError:
-                pass
-
-    peak = 0
-    end = time.monotonic() + seconds
-    crashed, error = False, ""
-    while time.monotonic() < end:
-        try:
-            one()
-        except Exception as exc:  # anything but ProtocolError escaping is a finding
-            crashed, error = True, repr(exc)
-            break
-        peak = max(peak, psutil.Process().memory_info().rss)
-    return {"runs": runs, "peak_rss_mb": round(peak / 2**20, 1), "crashed": crashed, "error": error}
+def scenario_fuzz(work: Path, seconds: dict[str, float]) -> dict:
+    progress(f"4. fuzz {', '.join(seconds)} for {sum(seconds.values()):.0f} s in all")
+    return run_fuzz(work, seconds, progress)
 
 
 def scenario_netcut(work: Path, quick: bool) -> dict:
@@ -655,11 +566,7 @@ def render(results: dict) -> str:
             ]
     z = results.get("fuzz")
     if z:
-        lines += [
-            f"| 4. fuzz `decode_header` + `unpack_body` | engine, time, inputs | {z['engine']}, {z['seconds']:.0f} s, {fmt(z['runs'])} |",
-            f"| | anything but ProtocolError escaped | {'**YES**' if z['crashed'] else 'no'} |",
-            f"| | peak RSS of the fuzzing process | {z['peak_rss_mb']} MB |",
-        ]
+        lines += fuzz_rows(z, fmt)
     n = results.get("netcut")
     if n:
         lines += [
@@ -716,13 +623,21 @@ def render(results: dict) -> str:
         "half-finished CurveZMQ handshake, no connection-rate flood, no 10,000 idle connections (10,000 enrolled agents are measured by `bench/fleet.py`).",
         "- No disk-full here (the suite fills a real SQLite page limit under the persister: nothing acked, nothing lost), no fsync failure, SQLite corruption or clock jumps. The network cut (5) isolates agents from "
         "the server; broker and persister are never separated, and there is no packet loss, delay or reordering short of a full cut.",
-        "- Fuzzing covers `decode_header` and `unpack_body` in-process; not the broker's dispatch with valid "
-        "headers and hostile bodies, not the Curve/ZAP layer, not the persister's SQL path.",
+        "- **4** (`bench.fuzz`): a finding is an input that broke a target's invariant: for dispatch, the broker or "
+        "the persister raised, answered INTERNAL, stopped answering `status` / `store.stats`, or grew its per-peer "
+        "state past its bounds; for ingest, a record outside the store's documented outcomes or a query that raised "
+        "after it; for queries, an exception out of `Persister._answer`, not exactly one answer, a kind the role may "
+        "not read, or a text search returning rows without the text. A run goes on after a finding; the first input "
+        "of each is kept (`crash-<target>-<hash>`, with a `.txt` naming the case and the replay command, e.g. "
+        "`python -m bench.fuzz.run query --work DIR --replay FILE`). The suite runs the same targets briefly "
+        "(`tests/test_fuzz_dispatch.py`, `tests/test_fuzz_persister.py`).",
+        "- Fuzzing does not reach the Curve/ZAP layer or the agent's side (commands it executes); the query target "
+        "drives `Persister._answer` directly (its bus a recorder), the dispatch target drives it over real sockets.",
         "- The kill -9 loop kills processes, not the machine: no power-loss test of SQLite's durability.",
         "- Every figure is one run on a 2-core machine, not a median of several.",
     ]
     if q:
-        fuzz_s = results.get("fuzz", {}).get("seconds", 30)
+        fuzz_s = results.get("fuzz", {}).get("seconds", 30.0)
         lines += ["", "_This page was generated with `--quick` (10,000 events and 3+3 kills in scenario 1, "
                   f"{fuzz_s:.0f} s of fuzzing, a 10 s cut in scenario 5); `make chaos` runs the full size._"]
     return "\n".join(lines) + "\n"
@@ -731,18 +646,18 @@ def render(results: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="10,000 events, 3+3 kills, 30 s of fuzzing, a 10 s network cut")
-    p.add_argument("--fuzz-s", type=float, help="seconds of fuzzing (default 600, 30 with --quick)")
+    p.add_argument("--fuzz-s", type=float, help="seconds of fuzzing in all (default 600, 30 with --quick), "
+                   "shared header 20 %%, dispatch 30 %%, ingest 25 %%, query 25 %%")
+    p.add_argument("--fuzz-target-s", action="append", default=[], metavar="NAME=S",
+                   help="seconds for one fuzz target (header, dispatch, ingest, query); 0 skips it")
     p.add_argument("--only", nargs="*", choices=["chaos", "stopped", "hostile", "fuzz", "netcut"],
                    help="run only these scenarios (pair with --doc elsewhere to keep docs/reliability.md whole)")
     p.add_argument("--seed", type=int)
     p.add_argument("--dir", type=Path, help="work dir (default: a temp dir, kept)")
     p.add_argument("--doc", type=Path, default=DOC)
-    p.add_argument("--fuzz-child", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.fuzz_child is not None:
-        fuzz_main(args.fuzz_child)
-        return 0
-    fuzz_s = args.fuzz_s if args.fuzz_s is not None else (30.0 if args.quick else 600.0)
+    fuzz_s = split(args.fuzz_s if args.fuzz_s is not None else (30.0 if args.quick else 600.0),
+                   {k: float(v) for k, v in (item.split("=", 1) for item in args.fuzz_target_s)})
     work = args.dir or Path(tempfile.mkdtemp(prefix="ems-reliability-"))
     progress(f"work dir {work}")
     ctx = mp.get_context("spawn")
