@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.fuzz.findings import Finding, Findings, from_exception
 from bench.fuzz.scenario import fuzz_rows, run_target, split
 
@@ -33,23 +35,21 @@ def test_findings_keep_the_first_input_of_each_signature(tmp_path):
 
 
 def test_a_signature_names_the_exception_and_the_product_frame():
-    """Tried: an OverflowError raised in broker code and a RecursionError.
+    """Tried: a BoundsError raised in broker code and a RecursionError.
     Expected: the type and file:line in function of the innermost broker
     frame; a recursion without its line (it varies with the stack)."""
     from broker.persister.store import _limit
 
-    try:
+    with pytest.raises(ValueError) as refused:
         _limit(2**63)
-    except ValueError as exc:
-        assert "ValueError at persister/store.py:" in from_exception("x", exc).signature
+    assert "BoundsError at broker/bounds.py:" in from_exception("x", refused.value).signature
 
     def recurse(n):
         return recurse(n + 1)
 
-    try:
+    with pytest.raises(RecursionError) as deep:
         recurse(0)
-    except RecursionError as exc:
-        assert from_exception("y", exc).signature == "y: RecursionError"
+    assert from_exception("y", deep.value).signature == "y: RecursionError"
 
 
 def test_a_short_atheris_run_reports_inputs_memory_and_replayable_findings(tmp_path):

@@ -12,7 +12,7 @@ about a hundred. Invariants (else
 * ``_answer`` raises nothing and sends exactly one REPLY or ERROR,
   correlated to the request;
 * a REPLY to ``store.query`` is a list of rows of a kind the requester's
-  role may read (:data:`READABLE`; services read all), and a text search
+  role may read (``broker.permissions.HISTORY_READERS``), and a text search
   returns only rows that contain the text;
 * the audit records a query leaves behind are written (or refused) by the
   store without an exception.
@@ -28,9 +28,10 @@ from bench.fuzz import hostile
 from bench.fuzz.findings import Finding, from_exception
 from bench.fuzz.hostile import Chooser, mapping, pick
 from bench.fuzz.ingest import image
+from broker import permissions
 from broker.envelope import Envelope, Header, Kind, pack_body, unpack_body
 from broker.persister.crypto import SecurityManager
-from broker.persister.service import READABLE, Persister, PersisterConfig
+from broker.persister.service import Persister, PersisterConfig
 from broker.persister.store import VIEWS, Record, Store, StoreUnavailable
 
 OPS = ("store.query", "store.query", "store.query", "store.capture", "store.stats", "store.nope", "", "status")
@@ -149,7 +150,7 @@ class QueryTarget:
         role = role if isinstance(role, str) else None
         if not isinstance(rows, list):
             raise Finding("store.query answered something other than a list", type(rows).__name__)
-        if role != "service" and what not in READABLE.get(role, ()):
+        if not (isinstance(what, str) and permissions.may_read_history(role, what)):
             raise Finding("a role read a history kind it may not", f"role {role!r} read {what!r}",
                           f"role {role!r} read {what!r}")
         text = args.get("text")
