@@ -70,6 +70,9 @@ _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 MAX_PREFIXES = 100
 #: live topics whose readers the fan-out remembers (about 100 bytes each)
 READERS_CACHE = 65_536
+#: what an agent's RESULT may hold to be relayed and kept: the store's depth and
+#: integer rules; sizes are bounded by the message size already
+RESULT_LIMITS = bounds.TreeLimits(max_items=1_000_000, max_total_bytes=1 << 30, max_str_chars=1 << 30, max_bytes_len=1 << 30)
 #: seconds between WAL checkpoints of broker.db (kept off the message path)
 CHECKPOINT_INTERVAL_S = 10.0
 
@@ -1114,6 +1117,10 @@ class Broker:
         # forward first, then commit status + result + "forwarded" at once: if the
         # broker dies in between, the command is re-delivered and the agent
         # answers again from its record of executed commands
+        problem = bounds.tree_problem(data, RESULT_LIMITS)
+        if problem:  # nothing the operator's tools would choke on is relayed or kept
+            self._security(peer, "malformed", f"result of command {cmd.id} refused: {problem}")
+            data = {"ok": False, "error": f"the agent's result was refused by the broker: {problem}"}
         status = DONE if data.get("ok") else FAILED
         self._notify_status(cmd, status)  # the final status first, then the result it ends with
         forwarded = self._forward_result(cmd, status, data)

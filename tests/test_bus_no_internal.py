@@ -34,6 +34,7 @@ OP_FIELDS = {
     "journal.read": ["limit"], "journal.ack": ["upto"],
     "keys.list": [], "keys.accept": ["id", "reason"], "keys.reject": ["id", "reason"], "keys.revoke": ["id", "reason"],
     "keys.add": ["public_key", "client_id", "role", "label"], "keys.label": ["id", "label"],
+    "keys.blocked": [], "keys.unblock": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 
@@ -105,3 +106,33 @@ def test_error_codes_for_hostile_request_args(bus):
         with pytest.raises(RemoteError) as err:
             bus.admin.request("command.list", **args)
         assert err.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_the_op_table_names_every_broker_op():
+    """An op added to the broker without a row here would go unfuzzed."""
+    assert set(OP_FIELDS) == {op for op in permissions.REQUEST_OPS if not op.startswith(permissions.SERVICE_PREFIXES)}
+
+
+@pytest.mark.parametrize("depth", [31, 33, 1000])
+def test_a_result_past_the_limits_fails_the_command_instead_of_reaching_the_operator(bus, depth):
+    """Tried: an agent answering a real command with a result nested ``depth``
+    deep (a stolen agent feeding the operator's console something its JSON
+    and Qt models would recurse on). Expected: up to the store's depth the
+    result is relayed as it is; past it the command fails with a clear
+    error, nothing of the value reaches the operator, a security event."""
+    operator = bus.peers["operator"]
+    cmd_id = operator.send_command("agent-n", "ping", {"reason": "depth test"})["id"]
+    wait_for(lambda: any(e.kind is Kind.COMMAND and e.msg_id == cmd_id for e in [bus.agent.poll(0.05)] if e), 10,
+             what="the command at the agent")
+    value = "leaf"
+    for _ in range(depth):
+        value = [value]
+    bus.agent.send(Kind.RESULT, data={"ok": True, "output": value}, corr=cmd_id)
+    outcome = operator.wait_result(cmd_id, timeout_s=10)
+    if depth < 32:
+        assert outcome["status"] == "done" and "leaf" in repr(outcome["result"]["output"])
+    else:
+        assert outcome["status"] == "failed" and "refused by the broker" in outcome["result"]["error"]
+        assert "output" not in outcome["result"]
+        assert bus.broker.counters["security_malformed"] > 0
+    assert bus.broker.counters["internal_errors"] == 0
