@@ -46,6 +46,7 @@ from broker.client import CLOSED, AccessRevoked, BusClient
 from broker.config import ClientConfig, DataDir, resolve_data_dir
 from broker.envelope import Envelope, Kind, new_id
 from broker.errors import EmsError, ProtocolError, RemoteError
+from broker.vocabulary import is_final
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
 from gui.thumbnails import decode_result as decode_thumbnail
@@ -313,7 +314,7 @@ class BusWorker(QThread):
             except EmsError:
                 continue
             self._remember({"id": cmd_id, **{k: record.get(k) for k in ("target", "name", "status", "updated", "result")}},
-                           "results" if record.get("status") in ("done", "failed", "expired") else "status")
+                           "results" if is_final(record.get("status")) else "status")
 
     def _serve_requests(self, client: BusClient) -> None:
         while not self._stopping.is_set():

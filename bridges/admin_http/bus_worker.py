@@ -28,9 +28,9 @@ import zmq
 
 from broker import errors
 from broker.client import PENDING, READY, AccessRevoked, BusClient
-from broker.command_queue import FINAL
 from broker.envelope import Envelope, Kind
 from broker.errors import EmsError
+from broker.vocabulary import FINAL
 
 log = logging.getLogger(__name__)
 

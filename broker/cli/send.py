@@ -7,6 +7,7 @@ import sys
 from broker.cli.common import add_data_dir, add_json, print_json
 from broker.cli.profile import operator_client
 from broker.errors import EmsError, TimeoutError
+from broker.vocabulary import DONE
 
 EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
 
@@ -77,4 +78,4 @@ def run(args) -> int:
             print(json.dumps(result.get("output"), indent=2, default=str))
         else:
             print(f"error: {result.get('error', outcome['status'])}")
-    return EXIT_DONE if outcome["status"] == "done" else EXIT_FAILED
+    return EXIT_DONE if outcome["status"] == DONE else EXIT_FAILED

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 from broker import bounds, permissions
 from broker.client import BusClient
-from broker.command_queue import EPHEMERAL_RESULTS
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister import quarantine
 from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
 from broker.stats import LogThrottle
+from broker.vocabulary import EPHEMERAL_RESULTS
 
 log = logging.getLogger(__name__)
 
