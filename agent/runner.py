@@ -132,7 +132,7 @@ class Agent:
             self.access_log.record("agent stopped")
             self.lanes.shutdown()
             log_forward.uninstall(self.log_forwarder)
-            self.bus.close()
+            self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # last results and statuses leave first
             self.executed.close()
             self.outbox.close()
 

@@ -154,7 +154,7 @@ class Persister:
         finally:
             if self.batch and self.failing_since is None:
                 self.flush()
-            self.bus.close()
+            self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # the last ACKs leave first
             self.store.close()
 
     def step(self) -> None:
