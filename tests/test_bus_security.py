@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 
 import pytest
 import zmq
@@ -53,12 +54,31 @@ def error_reply(client: BusClient, msg_id: str, timeout_s: float = 5.0) -> dict:
     return env.data()
 
 
+#: security events a watcher received while a test looked for another one (kept for the next look)
+_SEEN: "weakref.WeakKeyDictionary[BusClient, list[Envelope]]" = weakref.WeakKeyDictionary()
+
+
 def security_event(watcher: BusClient, event: str, key: str) -> dict:
-    """The next ``event`` the broker published on ``security.broker`` about ``key``."""
-    env = next_message(
-        watcher,
-        lambda e: e.kind is Kind.SECURITY and e.data()["event"] == event and e.data()["key"] == key,
-    )
+    """The ``event`` the broker published on ``security.broker`` about ``key``,
+    in whatever order the broker handled the peers: events passed over while
+    looking for another are kept for the next call."""
+    seen = _SEEN.setdefault(watcher, [])
+
+    def wanted(e: Envelope) -> bool:
+        return e.kind is Kind.SECURITY and e.data()["event"] == event and e.data()["key"] == key
+
+    env = next((e for e in seen if wanted(e)), None)
+    if env is not None:
+        seen.remove(env)
+    else:
+        def keep_others(e: Envelope) -> bool:
+            if wanted(e):
+                return True
+            if e.kind is Kind.SECURITY:
+                seen.append(e)
+            return False
+
+        env = next_message(watcher, keep_others)
     assert env.topic == "security.broker" and env.sender == ""
     return env.data()
 
