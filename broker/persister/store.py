@@ -38,7 +38,6 @@ Which fields are encrypted and why is described in
 """
 from __future__ import annotations
 
-import logging
 import sqlite3
 from pathlib import Path
 
@@ -75,7 +74,6 @@ __all__ = [
     "Store", "StoredBatch", "StoreError", "StoreUnavailable", "delete_client_rows",
 ]
 
-log = logging.getLogger(__name__)
 
 
 class Store:
