@@ -2,7 +2,7 @@
 
 Everything runs on a private Xvfb (default 1920x1080x24) that this script
 starts and stops, showing a scripted desktop drawn by a real X client
-(``agent.screen.pattern``, Tk): a blue background, a taskbar, a text
+(``bench.harness.pattern``, Tk): a blue background, a taskbar, a text
 window, and for the *active* phase a 900x600 text window that scrolls
 (8 px every 40 ms, 200 px/s) plus a 400x300 window dragged sideways
 (12 px every 40 ms, 300 px/s, bouncing).
@@ -63,8 +63,8 @@ from agent.context import AgentContext, LocalPolicy  # noqa: E402
 from agent.screen import handlers, protocol  # noqa: E402
 from agent.screen.capture import MssSource, default_encoder, encode_jpeg  # noqa: E402
 from agent.screen.live import LiveOptions  # noqa: E402
-from agent.screen.pattern import Pattern  # noqa: E402
-from agent.screen.xvfb import Xvfb  # noqa: E402
+from bench.harness.pattern import Pattern  # noqa: E402
+from bench.harness.xvfb import Xvfb  # noqa: E402
 from bench.stack import Proc, free_port  # noqa: E402
 from broker import keys as keyfiles  # noqa: E402
 from broker.client import BusClient  # noqa: E402

@@ -15,9 +15,9 @@ from agent.context import AgentContext, LocalPolicy
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
 from agent.screen import handlers, protocol
-from agent.screen.pattern import Pattern
+from bench.harness.pattern import Pattern
 from agent.screen.protocol import LiveCanvas
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker.envelope import Kind
 
 from conftest import wait_for

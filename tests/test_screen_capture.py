@@ -11,8 +11,8 @@ from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.outbox import Outbox
 from agent.screen import handlers
 from agent.screen.capture import ENCODERS, MssSource, encode_jpeg
-from agent.screen.pattern import Pattern
-from agent.screen.xvfb import Xvfb
+from bench.harness.pattern import Pattern
+from bench.harness.xvfb import Xvfb
 from broker.envelope import Kind, pack_body, unpack_body
 
 W, H = 1280, 720

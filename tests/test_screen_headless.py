@@ -11,7 +11,7 @@ from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.screen import handlers, protocol
 from agent.screen.capture import MssSource
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 
 
 class Clock:

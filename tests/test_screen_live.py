@@ -16,9 +16,9 @@ from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.screen import handlers, protocol, tiles
 from agent.screen.capture import MssSource
 from agent.screen.live import LiveOptions, LiveView
-from agent.screen.pattern import Pattern
+from bench.harness.pattern import Pattern
 from agent.screen.protocol import LiveCanvas
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker.errors import SendError
 
 W, H = 1280, 720
