@@ -73,8 +73,8 @@ class ServerStack:
 
     def fleet(self, name: str, agents: int, events: int, rate: float, heartbeat_s: float = 0.5,
               timeout_s: float = 600.0, prefix: str = "sim") -> Proc:
-        """A ``bench.sim_fleet`` process of enrolled simulated agents (not started)."""
-        return Proc(name, [sys.executable, "-m", "bench.sim_fleet", "--dir", str(self.root / "agents"),
+        """A ``bench.durable_agents`` process of enrolled simulated agents (not started)."""
+        return Proc(name, [sys.executable, "-m", "bench.durable_agents", "--dir", str(self.root / "agents"),
                            "--server", self.bind, "--server-key", self.broker_key, "--token", ENROL_TOKEN,
                            "--agents", str(agents), "--events", str(events), "--rate", str(rate),
                            "--heartbeat-s", str(heartbeat_s), "--timeout-s", str(timeout_s), "--prefix", prefix],
