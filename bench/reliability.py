@@ -54,7 +54,7 @@ import psutil
 from bench.chaos_store import run_chaos
 from bench.fuzz.scenario import fuzz_rows, run_fuzz, split
 from bench.netcut import run_netcut
-from bench.stack import ServerStack
+from bench.stack import ServerStack, stop_child
 from broker import keys as keyfiles
 from broker.client import BusClient, RateLimited
 from broker.config import ClientConfig
@@ -138,22 +138,6 @@ def count_rows(store_db: Path, prefix: str, name: str = "chaos") -> tuple[int, i
             "SELECT COUNT(*), COUNT(DISTINCT msg_id) FROM activity_logs WHERE name=? AND client_id LIKE ?",
             (name, f"{prefix}-%")).fetchone()
     return rows, distinct
-
-
-def stop_mp(proc: mp.Process, timeout_s: float = 10.0) -> None:
-    """Stop one child by its pid: SIGCONT (in case it is stopped), SIGTERM, then SIGKILL."""
-    if proc.pid is None or not proc.is_alive():
-        proc.join(1)
-        return
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        try:
-            os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            return
-    proc.join(timeout_s)
-    if proc.is_alive():
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(5)
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +335,7 @@ def scenario_stopped_consumer(work: Path, ctx, quick: bool) -> dict:
             "durable_ok": code == 0 and distinct == agents * events,
         })
     finally:
-        stop_mp(viewer)
+        stop_child(viewer)
         fleet.stop()
         stack.stop()
     return out
@@ -401,7 +385,7 @@ def flood_phase(ctx, stack: ServerStack, op: BusClient, pair: keyfiles.KeyPair, 
     time.sleep(0.5)
     rtt = round_trips(op, n_rtt, flood_s - 1.0)
     flood.join(flood_s + 15)
-    stop_mp(flood)
+    stop_child(flood)
     time.sleep(1.0)
     after = op.request("status", timeout_s=10)
     c2, c3 = before["counters"], after["counters"]
@@ -452,7 +436,7 @@ def scenario_hostile(work: Path, ctx, quick: bool) -> dict:
         out["with_idle"] = round_trips(op, n_rtt, hold_s - 1.5)
         out["idle_still_open_at_end"] = idle.is_alive()
         idle.join(hold_s + 10)
-        stop_mp(idle)
+        stop_child(idle)
         c1 = status_counters(stack)
         out["idle_conn_counters"] = {k: c1.get(k, 0) - c0.get(k, 0) for k in set(c1) | set(c0)
                                      if k.startswith(("conn_", "zap_", "dropped_")) and c1.get(k, 0) != c0.get(k, 0)}
@@ -472,7 +456,7 @@ def scenario_hostile(work: Path, ctx, quick: bool) -> dict:
         if op is not None:
             op.close()
         for p in procs:
-            stop_mp(p)
+            stop_child(p)
         stack.stop()
     return out
 
