@@ -487,6 +487,16 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def verdict(ok: bool) -> str:
+    """A scenario's result as the page shows it."""
+    return f"**{'OK' if ok else 'FAILED'}**"
+
+
+def loss_row(r: dict) -> str:
+    """The row every at-least-once scenario ends with: what the store holds against what was sent."""
+    return f"| | stored / missing / duplicated | {fmt(r['stored'])} / {fmt(r['missing'])} / {fmt(r['duplicated'])} |"
+
+
 def render(results: dict) -> str:
     q = results["quick"]
     lines = [
@@ -505,8 +515,8 @@ def render(results: dict) -> str:
         lines += [
             f"| 1. kill -9 loop | events expected | {fmt(c['expected'])} ({c['agents']} agents x {fmt(c['events_per_agent'])}) |",
             f"| | kills: broker / persister / agents' process | {c['broker_kills']} / {c['persister_kills']} / {c['agent_kills']} |",
-            f"| | stored / missing / duplicated | {fmt(c['stored'])} / {fmt(c['missing'])} / {fmt(c['duplicated'])} |",
-            f"| | finished, result | {fmt(c['finished'])}, **{'OK' if c['ok'] else 'FAILED'}** in {c['seconds']:.1f} s |",
+            loss_row(c),
+            f"| | finished, result | {fmt(c['finished'])}, {verdict(c['ok'])} in {c['seconds']:.1f} s |",
         ]
     s = results.get("stopped")
     if s:
@@ -519,7 +529,7 @@ def render(results: dict) -> str:
             f"| | viewer receives again after SIGCONT | {fmt(s['viewer_resumed_after_s'] is not None)}"
             f" (first after {fmt(s['viewer_resumed_after_s'])} s; {fmt(s['viewer_got_new_events_after_resume'])} of 50 fresh events) |",
             f"| | durable path: sent / stored (distinct) | {fmt(s['events_sent'])} / {fmt(s['stored'])} ({fmt(s['stored_distinct'])}) "
-            f"-> **{'OK' if s['durable_ok'] else 'FAILED'}** |",
+            f"-> {verdict(s['durable_ok'])} |",
         ]
     h = results.get("hostile")
     if h:
@@ -560,10 +570,10 @@ def render(results: dict) -> str:
             f"heartbeat {n['heartbeat_s']:g} s) |",
             f"| | online again after the heal | {fmt(n['online_after_s'])} s (streaming agent {fmt(n['stream_online_after_s'])} s) |",
             f"| | backlog stored after the heal | {fmt(n['backlog_after_s'])} s (stored while cut off: {fmt(n['stored_during_cut'])}) |",
-            f"| | stored / missing / duplicated | {fmt(n['stored'])} / {fmt(n['missing'])} / {fmt(n['duplicated'])} |",
+            loss_row(n),
             f"| | command sent during the cut | first `{n['command_first_status']}`, then {' -> '.join(n['command_statuses']) or 'nothing'}; "
             f"ran {n['command_runs']} time(s), result {fmt(n['command_after_s'])} s after the heal "
-            f"-> **{'OK' if n['ok'] else 'FAILED'}** |",
+            f"-> {verdict(n['ok'])} |",
         ]
     lines += [
         "",
