@@ -58,7 +58,11 @@ class RunningAgent:
 
     def start(self) -> "RunningAgent":
         self.thread.start()
-        wait_for(lambda: self.agent.bus.ready, 20, what="the agent to be welcomed")
+        try:
+            wait_for(lambda: self.agent.bus.ready, 20, what="the agent to be welcomed")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
