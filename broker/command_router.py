@@ -50,38 +50,38 @@ class CommandRouter:
         """COMMAND from an operator: checked, queued (a retried id answers
         its status again), journaled, audited, delivered if the agent is on."""
         broker = self.broker
-        data = broker._body(peer, header, frames)
+        data = broker.read_body(peer, header, frames)
         if data is None:
             return
         target, name, args = data.get("target"), data.get("name"), data.get("args", {})
         if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
-            broker._refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
             return
         problem = bounds.tree_problem(args)  # else its audit record would be quarantined by the store, not kept
         if problem is not None:
-            broker._refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
             return
         record = broker.registry.accepted_by_client(target)
         if record is None or record.role != "agent":
-            broker._send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
+            broker.send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
             return
         now = time.time()
         expires = self._expiry(header, name, now)
         if expires <= now:
-            broker._send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
+            broker.send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
             return
         cmd = self.commands.add(header.msg_id, target, peer.client_id, name, args, expires)
         if cmd is None:  # this id exists: a retry after a reconnect, or a clash
             existing = self.commands.get(header.msg_id)
             if existing is None or existing.sender != peer.client_id:
-                broker._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
+                broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
             else:
                 self.notify_status(existing)
             return
         self.counters["commands"] += 1
         self._journal_command(cmd)
         if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
-            broker._audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
+            broker.records.audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
                                             "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
         self.notify_status(cmd)
         if target in self.online:
@@ -114,7 +114,7 @@ class CommandRouter:
         if not rids:
             return
         header = pack_header(Kind.COMMAND, f"command.{cmd.target}", msg_id=cmd.id, expires=cmd.expires)
-        if self.broker._send(rids[0], cmd.sender.encode(), header, pack_body({"name": cmd.name, "args": cmd.args})):
+        if self.broker.send(rids[0], cmd.sender.encode(), header, pack_body({"name": cmd.name, "args": cmd.args})):
             if self.commands.advance(cmd, SENT):
                 self.notify_status(cmd)
 
@@ -122,14 +122,14 @@ class CommandRouter:
         """The command an agent's status or result is about, if addressed to it."""
         cmd = self.commands.get(header.corr or "")
         if cmd is None or cmd.target != peer.client_id:
-            self.broker._security(peer, "foreign_command", f"{header.kind.name} for command {header.corr!r} not addressed to it")
-            self.broker._send_error(peer.rid, header, ErrorCode.FORBIDDEN, "not your command")
+            self.broker.records.security(peer, "foreign_command", f"{header.kind.name} for command {header.corr!r} not addressed to it")
+            self.broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, "not your command")
             return None
         return cmd
 
     def on_command_status(self, peer: "Peer", header: Header, frames) -> None:
         """COMMAND_STATUS from the agent: delivered or expired."""
-        data = self.broker._body(peer, header, frames)
+        data = self.broker.read_body(peer, header, frames)
         if data is None:
             return
         cmd = self._own_command(peer, header)
@@ -137,7 +137,7 @@ class CommandRouter:
             return
         status = data.get("status")
         if status not in (DELIVERED, EXPIRED):
-            self.broker._refuse(peer, header, ErrorCode.BAD_REQUEST, "agents report delivered or expired")
+            self.broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "agents report delivered or expired")
             return
         if self.commands.advance(cmd, status, {"error": data.get("error", "")} if status == EXPIRED else None):
             self.notify_status(cmd)
@@ -146,7 +146,7 @@ class CommandRouter:
 
     def on_result(self, peer: "Peer", header: Header, frames) -> None:
         """RESULT from the agent: final status, relayed to the sender, kept."""
-        data = self.broker._body(peer, header, frames)
+        data = self.broker.read_body(peer, header, frames)
         if data is None:
             return
         cmd = self._own_command(peer, header)
@@ -161,7 +161,7 @@ class CommandRouter:
         # answers again from its record of executed commands
         problem = bounds.tree_problem(data, RESULT_LIMITS)
         if problem:  # nothing the operator's tools would choke on is relayed or kept
-            self.broker._security(peer, "malformed", f"result of command {cmd.id} refused: {problem}")
+            self.broker.records.security(peer, "malformed", f"result of command {cmd.id} refused: {problem}")
             data = {"ok": False, "error": f"the agent's result was refused by the broker: {problem}"}
         status = DONE if data.get("ok") else FAILED
         self.notify_status(cmd, status)  # the final status first, then the result it ends with
@@ -179,7 +179,7 @@ class CommandRouter:
         for rid in list(self.conns.get(cmd.sender, ())):
             if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
                     or not fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
-                self.broker._send(rid, _EMPTY, header, body)
+                self.broker.send(rid, _EMPTY, header, body)
         self.broker.fanout.publish(topic, _EMPTY, header, body)
 
     def send_result(self, cmd: Command) -> None:
@@ -196,7 +196,7 @@ class CommandRouter:
         outcome = {"status": status or cmd.status, "result": cmd.result if result is None else result}
         body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, **outcome})
         header = pack_header(Kind.RESULT, f"command.{cmd.target}", corr=cmd.id)
-        sent = [self.broker._send(rid, cmd.target.encode(), header, body) for rid in list(rids)]
+        sent = [self.broker.send(rid, cmd.target.encode(), header, body) for rid in list(rids)]
         return any(sent)
 
     def expire_due(self, wall: float) -> None:

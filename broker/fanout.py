@@ -44,7 +44,7 @@ class Fanout:
         self.counters = broker.counters
         self.flow = broker.flow
         self.subscribers = broker.peer_table.subscribers
-        self._send = broker._send
+        self.send = broker.send
         #: live topic -> roles that may receive it (permissions.live_readers, cached)
         self._readers: dict[str, frozenset[str]] = {}
 
@@ -63,7 +63,7 @@ class Fanout:
                     continue
                 if not admit(peer.rid, size):
                     self.over_budget(peer)
-                elif self._send(peer.rid, sender, header, body):
+                elif self.send(peer.rid, sender, header, body):
                     delivered += 1
                 else:
                     self.counters["dropped_fanout"] += 1
@@ -83,7 +83,7 @@ class Fanout:
         self.counters["dropped_over_budget"] += 1
         budget = self.flow.notice_due(peer.rid, self.broker.clock())
         if budget is not None:
-            self.broker._security(peer, "slow_consumer",
+            self.broker.records.security(peer, "slow_consumer",
                                   f"{budget.in_flight:,} bytes sent and not yet taken (budget {self.flow.budget_bytes:,}): "
                                   f"{budget.dropped:,} live messages ({budget.dropped_bytes:,} bytes) dropped for it so far")
 
@@ -95,8 +95,8 @@ class Fanout:
         topic = header.topic
         if not (topic == own or topic.startswith(own + ".")):
             self.counters["refused_topic"] += 1
-            self.broker._security(peer, "spoofed_topic", f"{peer.client_id} published on {topic!r}")
-            self.broker._send_error(peer.rid, header, ErrorCode.BAD_TOPIC, f"must start with {own}")
+            self.broker.records.security(peer, "spoofed_topic", f"{peer.client_id} published on {topic!r}")
+            self.broker.send_error(peer.rid, header, ErrorCode.BAD_TOPIC, f"must start with {own}")
             return
         self.counters["routed"] += 1
         self.publish(topic, peer.sender, frames[1], frames[2])
@@ -109,14 +109,14 @@ class Fanout:
             count = check_batch(frames[2].buffer)
         except ProtocolError as exc:
             self.counters["refused_batches"] += 1
-            self.broker._refuse(peer, header, exc.code, exc.detail)
+            self.broker.refuse(peer, header, exc.code, exc.detail)
             return
         self.counters["routed_batches"] += 1
         self.counters["routed_batch_records"] += count
         live = []
         for sub in list(self.subscribers.values()):
             if sub.batches:
-                if not self._send(sub.rid, peer.sender, frames[1], frames[2]):
+                if not self.send(sub.rid, peer.sender, frames[1], frames[2]):
                     self.counters["dropped_batches"] += 1
             elif _may_want(sub.prefixes, peer.client_id):
                 live.append(sub)
@@ -144,7 +144,7 @@ class Fanout:
                     header = header or pack_header(record.kind, record.topic, record.msg_id, ts=record.ts)
                     if not self.flow.admit(sub.rid, message_bytes(peer.sender, header, record.body)):
                         self.over_budget(sub)
-                    elif not self._send(sub.rid, peer.sender, header, record.body):
+                    elif not self.send(sub.rid, peer.sender, header, record.body):
                         self.counters["dropped_fanout"] += 1
 
     # -- subscriptions -------------------------------------------------------------------
@@ -152,27 +152,27 @@ class Fanout:
         """SUBSCRIBE: add prefixes this role may read (at most MAX_PREFIXES in
         all); watching screens or sensitive streams is audited."""
         broker = self.broker
-        data = broker._body(peer, header, frames)
+        data = broker.read_body(peer, header, frames)
         if data is None:
             return
         prefixes = data.get("prefixes")
         if not isinstance(prefixes, list) or not all(isinstance(p, str) and len(p) <= 200 for p in prefixes) or len(prefixes) > 100:
-            broker._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of up to 100 short strings")
             return
         forbidden = [p for p in prefixes if not permissions.may_subscribe(peer.role, p)]
         if forbidden:  # only topics this role may not read: refused, and a security event
             self.counters["refused_role"] += 1
-            broker._security(peer, "forbidden", f"role {peer.role} may not read {forbidden}")
-            broker._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not read {forbidden}")
+            broker.records.security(peer, "forbidden", f"role {peer.role} may not read {forbidden}")
+            broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not read {forbidden}")
             return
         merged = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
         if len(merged) > MAX_PREFIXES:
-            broker._refuse(peer, header, ErrorCode.BAD_REQUEST, f"at most {MAX_PREFIXES} subscriptions per connection")
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, f"at most {MAX_PREFIXES} subscriptions per connection")
             return
         self._audit_watch(peer, prefixes)
         peer.prefixes = merged
         self.subscribers[peer.rid] = peer
-        broker._reply(peer, header, {"prefixes": list(peer.prefixes)})
+        broker.reply(peer, header, {"prefixes": list(peer.prefixes)})
 
     def _audit_watch(self, peer: "Peer", prefixes: list[str]) -> None:
         """Name a person who subscribes to screens (``screen.watch``) or to
@@ -186,25 +186,25 @@ class Fanout:
             if classes - {"frame"}:
                 streams[prefix] = sorted(classes - {"frame"})
         if screens:
-            self.broker._audit(peer, "screen.watch", {"prefixes": screens})
+            self.broker.records.audit(peer, "screen.watch", {"prefixes": screens})
         if streams:
-            self.broker._audit(peer, "stream.watch",
+            self.broker.records.audit(peer, "stream.watch",
                                {"prefixes": list(streams), "streams": sorted({c for v in streams.values() for c in v})})
 
     def on_unsubscribe(self, peer: "Peer", header: Header, frames) -> None:
         """UNSUBSCRIBE: drop the prefixes named (all of them for none)."""
-        data = self.broker._body(peer, header, frames)
+        data = self.broker.read_body(peer, header, frames)
         if data is None:
             return
         prefixes = data.get("prefixes") or []
         if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
-            self.broker._refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of strings")
+            self.broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "prefixes must be a list of strings")
             return
         drop = set(prefixes)
         peer.prefixes = tuple(p for p in peer.prefixes if p not in drop) if drop else ()
         if not peer.prefixes:
             self.subscribers.pop(peer.rid, None)
-        self.broker._reply(peer, header, {"prefixes": list(peer.prefixes)})
+        self.broker.reply(peer, header, {"prefixes": list(peer.prefixes)})
 
 
 def _may_want(prefixes: tuple[str, ...], client_id: str) -> bool:

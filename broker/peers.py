@@ -93,7 +93,7 @@ class PeerTable:
     def on_hello(self, peer: Peer, header: Header, frames) -> None:
         """HELLO: a waiting key may enrol by token; a known one is greeted; a
         service may say which services it provides and that it takes batches."""
-        data = self.broker._body(peer, header, frames)
+        data = self.broker.read_body(peer, header, frames)
         if data is None:
             return
         info = {k: str(v)[:200] for k, v in data.items() if k in _INFO_FIELDS and isinstance(v, (str, int, float))}
@@ -129,7 +129,7 @@ class PeerTable:
                       f" (known, blocked or reserved): pending as {peer.client_id} until an admin decides")
         else:
             detail = f"pending as {peer.client_id}"
-        self.broker._send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, detail)
+        self.broker.send_error(peer.rid, None, ErrorCode.NOT_ENROLLED, detail)
         return False
 
     def _accept_by_token(self, peer: Peer, claim: enrolment.Claim, info: dict) -> None:
@@ -150,7 +150,7 @@ class PeerTable:
             full = enrolment.no_room(self.registry, peer.address, c.max_pending_per_source, c.max_pending_keys)
             if full:
                 self.counters["pending_not_recorded"] += 1
-                self.broker._security(peer, "pending_cap", f"new key {peer.key[:8]} not recorded: {full}",
+                self.broker.records.security(peer, "pending_cap", f"new key {peer.key[:8]} not recorded: {full}",
                                       subject=claim.client_id or None, throttle=("address", peer.address))
                 return full
             record = self.registry.note_pending(peer.key, claim.client_id, label, hostname, peer.address)
@@ -164,7 +164,7 @@ class PeerTable:
 
     def _report_claim(self, peer: Peer, claim: enrolment.Claim, token: object, token_ok: bool) -> None:
         """Security events for a waiting key's HELLO, about the id it claims."""
-        security = self.broker._security
+        security = self.broker.records.security
         subject = claim.client_id or None
         throttle = None if peer.recorded else ("address", peer.address)
         if token is not None and not token_ok:
@@ -198,7 +198,7 @@ class PeerTable:
         peer.hello, peer.info = True, info
         welcome = pack_body(self._welcome(peer))
         self.flow.start(peer.rid)  # the peer counts what it takes from this WELCOME on
-        self.broker._send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), welcome)
+        self.broker.send(peer.rid, _EMPTY, pack_header(Kind.WELCOME, corr=header.msg_id), welcome)
         commands = self.broker.command_router
         if peer.role == "agent":
             record = self.registry.get(peer.key)
@@ -248,7 +248,7 @@ class PeerTable:
             self.registry.touch(record, now)
         log.info("%s is %s (%s)", cid, "online" if online else "offline", reason)
         self.counters["presence_changes"] += 1
-        self.broker._record(
+        self.broker.records.note(
             Kind.PRESENCE,
             f"presence.{cid}",
             {"client_id": cid, "state": "online" if online else "offline", "reason": reason, "ts": now, "info": peer.info},
@@ -280,7 +280,7 @@ class PeerTable:
     def beat(self, now: float, timeout_s: float, heartbeat: bytes | None) -> None:
         """Drop peers silent for ``timeout_s``; send ``heartbeat`` (a packed
         header, or None for no beat this time) to every greeted one."""
-        send = self.broker._send
+        send = self.broker.send
         for peer in list(self.peers.values()):
             if now - peer.last_seen > timeout_s:
                 self.drop(peer, "heartbeat timeout")
@@ -290,7 +290,7 @@ class PeerTable:
     def reauthorise(self, keys: set[str], tell_peer: bool = True) -> int:
         """Apply new key states to every live connection of ``keys``; returns
         how many connections were closed (told REVOKED and dropped)."""
-        send_error = self.broker._send_error
+        send_error = self.broker.send_error
         closed = 0
         for peer in [p for p in self.peers.values() if p.key in keys]:
             record = self.registry.get(peer.key)

@@ -38,15 +38,15 @@ class Requests:
         """REQUEST ``{op, args}``: refused unless this role may call ``op``
         (and read the history kind it names); then answered or forwarded."""
         broker = self.broker
-        data = broker._body(peer, header, frames)
+        data = broker.read_body(peer, header, frames)
         if data is None:
             return
         op, args = data.get("op"), data.get("args") or {}
         if not isinstance(op, str) or not isinstance(args, dict):
-            broker._refuse(peer, header, ErrorCode.BAD_REQUEST, "request needs op (string) and args (map)")
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "request needs op (string) and args (map)")
             return
         if op not in permissions.REQUEST_OPS:
-            broker._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
+            broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
             return
         if not permissions.may_request(peer.role, op):
             self._forbid(peer, header, f"role {peer.role} may not call {op}")
@@ -62,15 +62,15 @@ class Requests:
             result = OPS[op](broker, peer, args)
         except BAD_REQUEST_ERRORS as exc:
             self.counters["bad_requests"] += 1
-            broker._send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc)[:500])
+            broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc)[:500])
             return
-        broker._reply(peer, header, result)
+        broker.reply(peer, header, result)
 
     def _forbid(self, peer: "Peer", header: Header, why: str) -> None:
         """FORBIDDEN, counted and a security event."""
         self.counters["refused_role"] += 1
-        self.broker._security(peer, "forbidden", why)
-        self.broker._send_error(peer.rid, header, ErrorCode.FORBIDDEN, why)
+        self.broker.records.security(peer, "forbidden", why)
+        self.broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, why)
 
     def _forward(self, peer: "Peer", header: Header, op: str, args: dict) -> None:
         """Hand a service operation to its provider, stamped with who asks."""
@@ -79,18 +79,18 @@ class Requests:
         rid = self.providers.get(service)
         if rid is None or rid not in self.peers:
             self.counters["service_unavailable"] += 1
-            broker._send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"no {service} service is connected (ems up starts it)")
+            broker.send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"no {service} service is connected (ems up starts it)")
             return
         if len(self.forwarded) >= MAX_FORWARDED:
-            broker._send_error(peer.rid, header, ErrorCode.THROTTLED, "too many requests in flight")
+            broker.send_error(peer.rid, header, ErrorCode.THROTTLED, "too many requests in flight")
             return
         body = pack_body({"op": op, "args": args, "requester": {"client_id": peer.client_id, "role": peer.role}})
         fwd = pack_header(Kind.REQUEST, op, msg_id=header.msg_id)
-        if broker._send(rid, peer.sender, fwd, body):
+        if broker.send(rid, peer.sender, fwd, body):
             self.forwarded[header.msg_id] = (peer.rid, rid, broker.clock() + broker.config.timing.request_timeout_s * 3)
             self.counters["forwarded_requests"] += 1
         else:
-            broker._send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"the {service} service is not keeping up")
+            broker.send_error(peer.rid, header, ErrorCode.UNAVAILABLE, f"the {service} service is not keeping up")
 
     def on_service_reply(self, peer: "Peer", header: Header, frames) -> None:
         """A service answers a forwarded request: route it to whoever asked."""
@@ -99,7 +99,7 @@ class Requests:
             self.counters["reply_unroutable"] += 1
             return
         del self.forwarded[header.corr]
-        self.broker._send(waiting[0], peer.sender, frames[1], frames[2])
+        self.broker.send(waiting[0], peer.sender, frames[1], frames[2])
 
     def give_up(self, now: float) -> None:
         """Forget forwarded requests past their give-up time."""

@@ -19,11 +19,12 @@ owns, each in its own module:
 - ``command_router`` (:mod:`broker.command_router`): commands, their status
   and results;
 - ``requests`` (:mod:`broker.requests`): REQUEST checks and routing; the
-  broker's own ops are one table in :mod:`broker.request_ops`.
+  broker's own ops are one table in :mod:`broker.request_ops`;
+- ``records`` (:mod:`broker.own_records`): the broker's own security,
+  audit and presence records.
 
-What they share stays here: sending (``_send``, ``_send_error``,
-``_reply``), reading a body (``_body``), refusing, and the broker's own
-records (``_record``, ``_security``, ``_audit``).
+What they all use stays here: ``send``, ``send_error``, ``reply``,
+``refuse`` and ``read_body``.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from zmq.utils.monitor import recv_monitor_message
 from broker import keys as keyfiles
 from broker import enrolment, permissions, zap
 from broker.command_queue import CommandQueue
-from broker.command_router import RESULT_LIMITS, CommandRouter  # noqa: F401  (RESULT_LIMITS: re-exported)
+from broker.command_router import CommandRouter
 from broker.config import BrokerConfig
 from broker.envelope import (
     ErrorCode,
@@ -54,9 +55,10 @@ from broker.envelope import (
     unpack_body,
 )
 from broker.errors import ProtocolError
-from broker.fanout import MAX_PREFIXES, READERS_CACHE, Fanout  # noqa: F401  (re-exported)
+from broker.fanout import Fanout
 from broker.flow import FlowControl
 from broker.journal import Journal
+from broker.own_records import OwnRecords
 from broker.peers import Peer, PeerTable
 from broker.quota import METERED_KINDS, Quotas
 from broker.registry import REJECTED, REVOKED, KeyRegistry
@@ -110,6 +112,7 @@ class Broker:
         """Make the collaborators; name the bookkeeping they share."""
         self.peer_table = PeerTable(self)
         self.fanout = Fanout(self)
+        self.records = OwnRecords(self)
         self.command_router = CommandRouter(self)
         self.requests = Requests(self)
         table = self.peer_table
@@ -237,7 +240,7 @@ class Broker:
                 if self._throttle.allow("internal_error"):
                     log.exception("internal error handling a message")
                 try:
-                    self._send_error(frames[0].bytes, None, ErrorCode.INTERNAL, "")
+                    self.send_error(frames[0].bytes, None, ErrorCode.INTERNAL, "")
                 except zmq.ZMQError:
                     pass
 
@@ -253,13 +256,13 @@ class Broker:
             peer = self.peer_table.admit(rid, key, frames[1])
         if len(frames) != 3:
             self.counters["bad_frames"] += 1
-            self._refuse(peer, None, ErrorCode.BAD_FRAMES, f"{len(frames) - 1} frames, expected 2")
+            self.refuse(peer, None, ErrorCode.BAD_FRAMES, f"{len(frames) - 1} frames, expected 2")
             return
         try:
             header = decode_header(frames[1].bytes)
         except ProtocolError as exc:
             self.counters[f"bad_{exc.code.name.lower()}"] += 1
-            self._refuse(peer, None, exc.code, exc.detail)
+            self.refuse(peer, None, exc.code, exc.detail)
             return
         peer.last_seen = self.clock()
         handler = self._dispatch.get((peer.role, header.kind))
@@ -268,7 +271,7 @@ class Broker:
             return
         if not peer.hello and header.kind is not Kind.HELLO:
             self.counters["hello_required"] += 1
-            self._send_error(peer.rid, header, ErrorCode.HELLO_REQUIRED, "")
+            self.send_error(peer.rid, header, ErrorCode.HELLO_REQUIRED, "")
             return
         handler(peer, header, frames)
 
@@ -277,24 +280,24 @@ class Broker:
         if peer.role == permissions.PENDING_ROLE:
             self.counters["refused_pending"] += 1
             # unrecorded keys cost nothing to make: one throttle per address, not per key
-            self._security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet",
+            self.records.security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet",
                            throttle=None if peer.recorded else ("address", peer.address))
-            self._send_error(peer.rid, header, ErrorCode.NOT_ENROLLED, "")
+            self.send_error(peer.rid, header, ErrorCode.NOT_ENROLLED, "")
         elif peer.role in (REJECTED, REVOKED):
             self.counters["refused_revoked"] += 1
-            self._security(peer, "revoked_key_refused", f"{header.kind.name} from a {peer.role} key")
-            self._send_error(peer.rid, header, ErrorCode.REVOKED, "")
+            self.records.security(peer, "revoked_key_refused", f"{header.kind.name} from a {peer.role} key")
+            self.send_error(peer.rid, header, ErrorCode.REVOKED, "")
         else:
             self.counters["refused_role"] += 1
-            self._security(peer, "forbidden", f"role {peer.role} may not send {header.kind.name}")
-            self._send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not send {header.kind.name}")
+            self.records.security(peer, "forbidden", f"role {peer.role} may not send {header.kind.name}")
+            self.send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not send {header.kind.name}")
 
-    def _refuse(self, peer: Peer, header: Header | None, code: ErrorCode, detail: str) -> None:
-        self._security(peer, "malformed", f"{code.name}: {detail}")
-        self._send_error(peer.rid, header, code, detail)
+    def refuse(self, peer: Peer, header: Header | None, code: ErrorCode, detail: str) -> None:
+        self.records.security(peer, "malformed", f"{code.name}: {detail}")
+        self.send_error(peer.rid, header, code, detail)
 
     # -- outbound --------------------------------------------------------------
-    def _send(self, rid: bytes, sender: bytes, header, body) -> bool:
+    def send(self, rid: bytes, sender: bytes, header, body) -> bool:
         """Send to one peer without blocking; count and report a drop.
 
         With ROUTER_MANDATORY a full queue (EAGAIN) or a vanished peer
@@ -321,64 +324,14 @@ class Broker:
             budget.sent += len(sender) + len(header) + len(body)  # envelope.message_bytes, inlined: hot path
         return True
 
-    def _send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str, retry_after_s: float | None = None) -> None:
+    def send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str, retry_after_s: float | None = None) -> None:
         corr = header.msg_id if header else None
         self.counters["errors_sent"] += 1
-        self._send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail, retry_after_s))
+        self.send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail, retry_after_s))
 
-    def _reply(self, peer: Peer, header: Header, result) -> None:
-        self._send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
+    def reply(self, peer: Peer, header: Header, result) -> None:
+        self.send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
 
-
-    def _record(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
-        """A record the broker makes (audit, presence, security): journaled
-        until the store has it, and published live."""
-        header, body = pack_header(kind, topic), pack_body(data)
-        self.journal.append(int(kind), topic, header, body)
-        self.fanout.publish(topic, sender, header, body)
-
-    def _security(self, peer: Peer | None, event: str, detail: str, subject: str | None = None, throttle: object = None) -> None:
-        """Count every security event; log and publish them throttled.
-
-        A flood of bad frames from one key is one counter, a few log lines
-        and a few stored events per minute, each stating how many similar
-        ones were held back, so an attacker cannot fill the log or the store.
-        ``subject`` names the client the event is about when that is not the
-        peer's own id (a new key claiming a known id: the claimed id);
-        ``throttle`` replaces the peer's key as what one throttle counts.
-        """
-        self.counters[f"security_{event}"] += 1
-        throttle_key = (event, throttle if throttle is not None else (peer.key if peer else None))
-        if not self._throttle.allow(throttle_key):
-            return
-        held = self._throttle.suppressed(throttle_key)
-        who = f"{peer.client_id} ({peer.role}, key {peer.key[:8]})" if peer else "broker"
-        log.warning("security: %s from %s: %s%s", event, who, detail, f" (+{held} similar suppressed)" if held else "")
-        record = {
-            "event": event,
-            "detail": detail,
-            "client_id": subject if subject is not None else (peer.client_id if peer else ""),
-            "role": peer.role if peer else "",
-            "key": peer.key if peer else "",
-            "suppressed_before": held,
-            "ts": time.time(),
-        }
-        if peer is not None and subject is not None:
-            record["peer_id"] = peer.client_id
-        if peer is not None and peer.address:
-            record["address"] = peer.address
-        self._record(Kind.SECURITY, "security.broker", record)
-
-    def _audit(self, peer: Peer, action: str, detail: dict) -> None:
-        """An operator action, named: logged and published on ``audit.<who>``."""
-        log.info("audit: %s (%s) %s %s", peer.client_id, peer.role, action, detail)
-        self._record(
-            Kind.EVENT,
-            f"audit.{peer.client_id}",
-            {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail,
-             "target": detail.get("target") or detail.get("client_id") or "", "reason": detail.get("reason", ""), "ts": time.time()},
-            sender=peer.sender,
-        )
 
     # -- dispatch table -------------------------------------------------------
     def _build_dispatch(self) -> dict[tuple[str, Kind], Callable]:
@@ -433,20 +386,20 @@ class Broker:
         dropped, dropped_bytes = self.quotas.dropped(peer.client_id)
         self.counters["rate_limit_notices"] += 1
         detail = f"{dropped:,} messages ({dropped_bytes:,} bytes) dropped so far; limit {self.config.rate_limit.describe()}"
-        self._security(peer, "rate_limited", detail)
-        self._send_error(peer.rid, header, ErrorCode.RATE_LIMITED, detail, retry_after_s)
+        self.records.security(peer, "rate_limited", detail)
+        self.send_error(peer.rid, header, ErrorCode.RATE_LIMITED, detail, retry_after_s)
 
-    def _body(self, peer: Peer, header: Header, frames, expect: type = dict):
+    def read_body(self, peer: Peer, header: Header, frames, expect: type = dict):
         """Unpack a body the broker must read; refuse it if malformed."""
         try:
             data = unpack_body(frames[2].bytes, self.config.max_body_bytes)
         except ProtocolError as exc:
             self.counters["bad_body"] += 1
-            self._refuse(peer, header, exc.code, exc.detail)
+            self.refuse(peer, header, exc.code, exc.detail)
             return None
         if not isinstance(data, expect):
             self.counters["bad_body"] += 1
-            self._refuse(peer, header, ErrorCode.BAD_BODY, f"expected a {expect.__name__}")
+            self.refuse(peer, header, ErrorCode.BAD_BODY, f"expected a {expect.__name__}")
             return None
         return data
 
@@ -463,7 +416,7 @@ class Broker:
             self.counters["ack_unroutable"] += 1
             return
         self.counters["acks"] += 1
-        self._send(rids[0], peer.sender, frames[1], frames[2])
+        self.send(rids[0], peer.sender, frames[1], frames[2])
 
     # -- timers ----------------------------------------------------------------------
     def _tick(self, now: float) -> None:
@@ -503,7 +456,7 @@ class Broker:
         if record is None:
             return
         peer = Peer(_EMPTY, key, record.state, record.client_id, _EMPTY, address=enrolment.source_of(address))
-        self._security(peer, "connection_refused", f"a {record.state} key of {record.client_id} tried to connect from {address}",
+        self.records.security(peer, "connection_refused", f"a {record.state} key of {record.client_id} tried to connect from {address}",
                        throttle=("zap", key))
 
     def _read_monitor(self) -> None:

@@ -59,7 +59,7 @@ def revoke(broker: "Broker", peer: "Peer", args: dict) -> dict:
         changed = registry.set_states([record], REVOKED)
     closed = broker.peer_table.reauthorise({r.public_key for r, _ in changed})
     summary = _summary(registry, cid, keys, changed, "id" if client_id else "key", was_blocked, closed)
-    broker._audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
+    broker.records.audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
                                         "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
     return summary
 
@@ -93,7 +93,7 @@ def unblock(broker: "Broker", peer: "Peer", args: dict) -> dict:
     if block is None:
         raise ValueError(f"{client_id} is not blocked; see `ems keys list --state blocked`")
     reason = reason_of(args)
-    broker._audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
+    broker.records.audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
                                          "blocked_at": block["created"], "reason": reason})
     still = [r.public_key for r in broker.registry.claimants(client_id) if r.state == REVOKED]
     return {"client_id": client_id, "blocked": False, "was": block, "revoked_keys": len(still)}
@@ -111,7 +111,7 @@ def reject_pending(broker: "Broker", peer: "Peer", args: dict) -> dict:
     keys = [r.public_key for r, _ in changed]
     closed = broker.peer_table.reauthorise(set(keys))
     reason = reason_of(args)
-    broker._audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
+    broker.records.audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
                                                 "keys": [k[:8] for k in keys[:100]], "reason": reason})
     return {"rejected": len(keys), "older_than_s": older, "keys": keys[:1000], "connections_closed": closed}
 
@@ -120,7 +120,7 @@ def refuse(broker: "Broker", peer: "Peer", op: str, client_id: str, why: str) ->
     """An admin's key operation that would break the enrolment rules: a
     security event about the id, and BAD_REQUEST with the reason."""
     broker.counters["refused_key_ops"] += 1
-    broker._security(peer, "key_op_refused", f"{op} {client_id}: {why}", subject=client_id)
+    broker.records.security(peer, "key_op_refused", f"{op} {client_id}: {why}", subject=client_id)
     raise ValueError(why)
 
 

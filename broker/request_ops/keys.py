@@ -59,7 +59,7 @@ def add(broker: "Broker", peer: "Peer", args: dict) -> dict:
     if problem:
         refuse(broker, peer, "keys.add", client_id, problem)
     record = broker.registry.add(key, client_id, role, ACCEPTED, label)
-    broker._audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
+    broker.records.audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
     broker.peer_table.reauthorise({key})
     return record.as_dict()
 
@@ -68,7 +68,7 @@ def label(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``keys.label``: set the label (≤ 100 characters kept) of the key ``id``."""
     record = broker.registry.find(bounds.text(args.get("id"), "id", 200, empty=False))
     broker.registry.set_label(record, bounds.text(args.get("label"), "label", 1000)[:100])
-    broker._audit(peer, "keys.label", {"client_id": record.client_id, "label": record.label})
+    broker.records.audit(peer, "keys.label", {"client_id": record.client_id, "label": record.label})
     return record.as_dict()
 
 
@@ -87,7 +87,7 @@ def _change(broker: "Broker", peer: "Peer", args: dict, state: str) -> dict:
     was = record.state
     replaced = registry.accepted_by_client(record.client_id) if state == ACCEPTED else None
     registry.set_state(record, state)
-    broker._audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "was": was, "reason": reason})
+    broker.records.audit(peer, f"keys.{state}", {"client_id": record.client_id, "key": record.public_key, "was": was, "reason": reason})
     broker.peer_table.reauthorise({record.public_key})
     if replaced is not None and replaced is not record:
         broker.peer_table.reauthorise({replaced.public_key})
