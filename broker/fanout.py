@@ -84,8 +84,8 @@ class Fanout:
         budget = self.flow.notice_due(peer.rid, self.broker.clock())
         if budget is not None:
             self.broker.records.security(peer, "slow_consumer",
-                                  f"{budget.in_flight:,} bytes sent and not yet taken (budget {self.flow.budget_bytes:,}): "
-                                  f"{budget.dropped:,} live messages ({budget.dropped_bytes:,} bytes) dropped for it so far")
+                                         f"{budget.in_flight:,} bytes sent and not yet taken (budget {self.flow.budget_bytes:,}): "
+                                         f"{budget.dropped:,} live messages ({budget.dropped_bytes:,} bytes) dropped for it so far")
 
     # -- what agents publish ---------------------------------------------------------
     def on_agent_publish(self, peer: "Peer", header: Header, frames) -> None:
@@ -189,7 +189,7 @@ class Fanout:
             self.broker.records.audit(peer, "screen.watch", {"prefixes": screens})
         if streams:
             self.broker.records.audit(peer, "stream.watch",
-                               {"prefixes": list(streams), "streams": sorted({c for v in streams.values() for c in v})})
+                                      {"prefixes": list(streams), "streams": sorted({c for v in streams.values() for c in v})})
 
     def on_unsubscribe(self, peer: "Peer", header: Header, frames) -> None:
         """UNSUBSCRIBE: drop the prefixes named (all of them for none)."""

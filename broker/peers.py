@@ -151,7 +151,7 @@ class PeerTable:
             if full:
                 self.counters["pending_not_recorded"] += 1
                 self.broker.records.security(peer, "pending_cap", f"new key {peer.key[:8]} not recorded: {full}",
-                                      subject=claim.client_id or None, throttle=("address", peer.address))
+                                             subject=claim.client_id or None, throttle=("address", peer.address))
                 return full
             record = self.registry.note_pending(peer.key, claim.client_id, label, hostname, peer.address)
             peer.recorded = True

@@ -275,13 +275,12 @@ class Broker:
             return
         handler(peer, header, frames)
 
-
     def _refuse_role(self, peer: Peer, header: Header) -> None:
         if peer.role == permissions.PENDING_ROLE:
             self.counters["refused_pending"] += 1
             # unrecorded keys cost nothing to make: one throttle per address, not per key
             self.records.security(peer, "pending_key_refused", f"{header.kind.name} from a key that is not accepted yet",
-                           throttle=None if peer.recorded else ("address", peer.address))
+                                  throttle=None if peer.recorded else ("address", peer.address))
             self.send_error(peer.rid, header, ErrorCode.NOT_ENROLLED, "")
         elif peer.role in (REJECTED, REVOKED):
             self.counters["refused_revoked"] += 1
@@ -293,6 +292,7 @@ class Broker:
             self.send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not send {header.kind.name}")
 
     def refuse(self, peer: Peer, header: Header | None, code: ErrorCode, detail: str) -> None:
+        """Answer a malformed message with ``code``; a (throttled) security event."""
         self.records.security(peer, "malformed", f"{code.name}: {detail}")
         self.send_error(peer.rid, header, code, detail)
 
@@ -325,13 +325,14 @@ class Broker:
         return True
 
     def send_error(self, rid: bytes, header: Header | None, code: ErrorCode, detail: str, retry_after_s: float | None = None) -> None:
+        """ERROR ``code`` to one peer, in answer to ``header`` (if any)."""
         corr = header.msg_id if header else None
         self.counters["errors_sent"] += 1
         self.send(rid, _EMPTY, pack_header(Kind.ERROR, corr=corr), error_body(code, detail, retry_after_s))
 
     def reply(self, peer: Peer, header: Header, result) -> None:
+        """REPLY with ``result`` to ``peer``'s ``header``."""
         self.send(peer.rid, _EMPTY, pack_header(Kind.REPLY, corr=header.msg_id), pack_body(result))
-
 
     # -- dispatch table -------------------------------------------------------
     def _build_dispatch(self) -> dict[tuple[str, Kind], Callable]:
@@ -457,7 +458,7 @@ class Broker:
             return
         peer = Peer(_EMPTY, key, record.state, record.client_id, _EMPTY, address=enrolment.source_of(address))
         self.records.security(peer, "connection_refused", f"a {record.state} key of {record.client_id} tried to connect from {address}",
-                       throttle=("zap", key))
+                              throttle=("zap", key))
 
     def _read_monitor(self) -> None:
         while True:

@@ -60,7 +60,7 @@ def revoke(broker: "Broker", peer: "Peer", args: dict) -> dict:
     closed = broker.peer_table.reauthorise({r.public_key for r, _ in changed})
     summary = _summary(registry, cid, keys, changed, "id" if client_id else "key", was_blocked, closed)
     broker.records.audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
-                                        "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
+                                                "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
     return summary
 
 
@@ -94,7 +94,7 @@ def unblock(broker: "Broker", peer: "Peer", args: dict) -> dict:
         raise ValueError(f"{client_id} is not blocked; see `ems keys list --state blocked`")
     reason = reason_of(args)
     broker.records.audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
-                                         "blocked_at": block["created"], "reason": reason})
+                                                 "blocked_at": block["created"], "reason": reason})
     still = [r.public_key for r in broker.registry.claimants(client_id) if r.state == REVOKED]
     return {"client_id": client_id, "blocked": False, "was": block, "revoked_keys": len(still)}
 
@@ -112,7 +112,7 @@ def reject_pending(broker: "Broker", peer: "Peer", args: dict) -> dict:
     closed = broker.peer_table.reauthorise(set(keys))
     reason = reason_of(args)
     broker.records.audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
-                                                "keys": [k[:8] for k in keys[:100]], "reason": reason})
+                                                        "keys": [k[:8] for k in keys[:100]], "reason": reason})
     return {"rejected": len(keys), "older_than_s": older, "keys": keys[:1000], "connections_closed": closed}
 
 
