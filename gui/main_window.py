@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import html
 import logging
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from PySide6.QtCore import (
     QItemSelectionModel,
@@ -57,11 +54,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from broker.envelope import new_id
-from broker.persister.service import MAX_THUMBNAIL_ROWS
 from gui import theme
 from gui.bus_worker import BusWorker
-from gui.capture_view import CapturesTab, CaptureViews, decode_thumbnails
+from gui.capture_view import CapturesTab, CaptureViews
+from gui.console_controller import ConsoleController
 from gui.models import (
     CapturesModel,
     ClientsModel,
@@ -69,14 +65,12 @@ from gui.models import (
     audit_concerns,
     audit_row,
     capture_row,
-    command_row,
     format_time,
     result_text,
     security_concerns,
     security_row,
     session_row,
 )
-from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
 from gui.thumbnails import ThumbnailConfig, ThumbnailScheduler
 from gui.widgets import (
     ClientTileDelegate,
@@ -136,17 +130,6 @@ NOUNS = {"sessions": "sessions", "captures": "captures", "messages": "messages",
 #: tabs the live feed keeps current (the others refresh with F5)
 LIVE_KINDS = frozenset({"sessions", "captures", "security", "audit"})
 
-Callback = tuple[Callable[[Any], None], Callable[[str], None]]
-
-#: captures asked with their previews at a time (the store's cap; a reply stays ~1 MB)
-CAPTURES_LIMIT = MAX_THUMBNAIL_ROWS
-#: a capture seen live is looked up in the store (for its id and preview) this long
-#: after it arrived, again while it is not there yet, at most CAPTURE_FOLLOW_TRIES times
-CAPTURE_FOLLOW_MS = 300
-CAPTURE_FOLLOW_TRIES = 20
-
-#: longest stretch the GUI thread spends on answers before the event loop runs again
-INBOX_BUDGET_S = 0.008
 #: the search box filters this long after the last keystroke
 SEARCH_DELAY_MS = 150
 
@@ -171,28 +154,14 @@ class MainWindow(QMainWindow):
         self.tabs_by_kind: dict[str, HistoryTab] = {}
         self.command_actions: dict[str, QAction] = {}
         self.dialog: ReasonDialog | None = None
-        self._calls: dict[str, Callback] = {}
+        #: requests, answers and the selected client's history (not a widget)
+        self.controller = ConsoleController(worker, self.clients, self.commands, self.history, history_limit=history_limit,
+                                            metrics_limit=metrics_limit, audit_scan_limit=audit_scan_limit,
+                                            first_kind=HISTORY_TABS[0][0], parent=self)
         self._live_windows: dict = {}  # client id -> LiveViewWindow
         self._chat_windows: dict = {}  # client id -> ChatView
-        #: answers waiting for the GUI thread, taken a few at a time (see _drain_inbox)
-        self._inbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._inbox_timer = QTimer(self)
-        self._inbox_timer.setSingleShot(True)
-        self._inbox_timer.setInterval(0)
-        self._inbox_timer.timeout.connect(self._drain_inbox)
         #: full-size capture windows and exports
-        self.capture_views = CaptureViews(worker, self._call, self._name, self.statusBar().showMessage, self)
-        self._capture_follow = QTimer(self)
-        self._capture_follow.setSingleShot(True)
-        self._capture_follow.setInterval(CAPTURE_FOLLOW_MS)
-        self._capture_follow.timeout.connect(self._follow_captures)
-        self._capture_follow_tries = 0
-        #: history kinds asked for the selected client (a tab loads when first shown)
-        self._loaded_kinds: set[str] = set()
-        self._client_id: str | None = None
-        self._me = ""
-        self._role = ""
-        self._ready = False
+        self.capture_views = CaptureViews(worker, self.controller.call, self._name, self.statusBar().showMessage, self)
         self._metrics_loaded = False
         self._live_samples: list[Sample] = []
         self._theme = theme_name
@@ -421,17 +390,26 @@ class MainWindow(QMainWindow):
         w.security_received.connect(self._on_security)
         w.audit_received.connect(self._on_audit)
         w.captures_received.connect(self._on_captures)
-        w.command_status.connect(self._on_command_status)
         w.command_result.connect(self._on_command_result)
-        w.replied.connect(self._on_replied)
-        w.request_failed.connect(self._on_request_failed)
         w.frame_received.connect(self._on_frame)
         w.stats_changed.connect(self._on_stats)
+        c = self.controller
+        c.history_shown.connect(self._history_shown)
+        c.history_failed.connect(self._history_failed)
+        c.metrics_loaded.connect(self._metrics_rows)
+        c.metrics_failed.connect(self._metrics_failed)
+        c.agents_loaded.connect(self._on_agents)
+        c.notice.connect(self.statusBar().showMessage)
 
     # -- public API (tests, screenshots, shortcuts) ---------------------------------
     @property
     def current_client(self) -> str | None:
-        return self._client_id
+        return self.controller.client_id
+
+    @property
+    def _ready(self) -> bool:
+        """The bus is up (the controller's word; read by tests and harnesses)."""
+        return self.controller.ready
 
     def select_client(self, client_id: str) -> bool:
         """Make ``client_id`` the selected client (False if unknown or filtered out)."""
@@ -466,7 +444,7 @@ class MainWindow(QMainWindow):
     def run_action(self, key: str) -> ReasonDialog | None:
         """Start action ``key`` on the selected client: asks for a reason first where needed."""
         spec = ACTION_BY_KEY[key]
-        client_id = self._client_id
+        client_id = self.current_client
         if client_id is None:
             self.statusBar().showMessage("Select a client first.", 5000)
             return None
@@ -491,25 +469,19 @@ class MainWindow(QMainWindow):
         """F5: ask again for everything shown (merged in place: nothing flickers)."""
         if not self._ready:
             return
-        self._call(self.worker.submit("agents"), self._on_agents)
-        self._call(self.worker.query("clients", limit=1000), self.clients.load_store_clients)
-        self._load_commands()
-        if self._client_id is not None:
-            self._load_details(self._client_id, fresh=False)
+        self.controller.refresh()
         self.statusBar().showMessage("Refreshed.", 2000)
 
     # -- the selected client -------------------------------------------------------
     def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
         client_id = current.data(ClientsModel.ClientIdRole) if current.isValid() else None
-        if client_id != self._client_id:
+        if client_id != self.current_client:
             self._show_client(client_id)
 
     def _show_client(self, client_id: str | None) -> None:
-        self._client_id = client_id
+        self.controller.select(client_id)  # its answers come later, through the event loop
         self._live_samples = []
         self._metrics_loaded = False
-        self._loaded_kinds = set()
-        self._capture_follow.stop()
         self.chart.clear()
         self.chart.set_title(f"{self._name(client_id)}: CPU, memory and disk" if client_id else "CPU, memory and disk")
         for tab in self.tabs_by_kind.values():
@@ -517,118 +489,48 @@ class MainWindow(QMainWindow):
             tab.set_message(tab.empty_text if client_id is None else "Loading…")
         self._update_header()
         self._update_actions()
-        if client_id is not None and self._ready:
-            self._load_details(client_id, fresh=True)
 
     def _current_kind(self) -> str:
         return HISTORY_TABS[max(0, self.tabs.currentIndex())][0]
 
     def _on_tab_changed(self, index: int) -> None:
-        kind = self._current_kind()
-        if self._client_id is not None and self._ready and kind not in self._loaded_kinds:
-            self._load_kind(self._client_id, kind, fresh=True)
+        self.controller.show_kind(self._current_kind())
 
-    def _load_details(self, client_id: str, fresh: bool) -> None:
-        """The chart, the open tab, and (on a refresh) every tab already shown."""
-        for kind in {self._current_kind()} | self._loaded_kinds:
-            self._load_kind(client_id, kind, fresh)
-        self._call(self.worker.query("metrics", client_id=client_id, limit=self.metrics_limit),
-                   partial(self._metrics_rows, client_id), partial(self._metrics_failed, client_id))
-
-    def _load_kind(self, client_id: str, kind: str, fresh: bool) -> None:
-        self._loaded_kinds.add(kind)
-        if kind == "captures":
-            self._load_captures(client_id, fresh)
-            return
-        self._call(self.worker.query(kind, client_id=client_id, limit=self.history_limit),
-                   partial(self._history_loaded, client_id, kind, fresh), partial(self._history_failed, client_id, kind))
-        if kind == "audit":
-            # The broker's audit record of a command names its client only inside
-            # `detail`, which the store's client filter does not look at: scan the
-            # newest records too, so the commands sent to this client show up.
-            self._call(self.worker.query("audit", limit=self.audit_scan_limit), partial(self._audit_scan_loaded, client_id),
-                       lambda error: None)
-
-    def _load_captures(self, client_id: str, fresh: bool, since: float | None = None) -> None:
-        """Captures with their previews, decoded in the worker thread (see gui.capture_view)."""
-        filters = {} if since is None else {"since": since}
-        request = self.worker.submit("store.query", kind="captures", client_id=client_id, limit=self._limit("captures"),
-                                     thumbnails=True, prepare=decode_thumbnails, **filters)
-        self._call(request, partial(self._history_loaded, client_id, "captures", fresh),
-                   partial(self._history_failed, client_id, "captures"))
-
-    def _follow_captures(self) -> None:
-        """Ask the store for the captures seen live that have no stored row (id, preview) yet."""
-        pending = [r["ts"] for r in self.history["captures"].rows() if r.get("id") is None and isinstance(r.get("ts"), (int, float))]
-        if self._client_id is None or not pending or not self._ready:
-            return
-        self._capture_follow_tries += 1
-        self._load_captures(self._client_id, fresh=False, since=min(pending))
-
-    def _follow_captures_later(self) -> None:
-        pending = any(r.get("id") is None for r in self.history["captures"].rows())
-        if pending and self._capture_follow_tries < CAPTURE_FOLLOW_TRIES and not self._capture_follow.isActive():
-            self._capture_follow.start()
-
-    def _limit(self, kind: str) -> int:
-        return min(self.history_limit, CAPTURES_LIMIT) if kind == "captures" else self.history_limit
-
-    def _history_loaded(self, client_id: str, kind: str, fresh: bool, rows: list) -> None:
-        if client_id != self._client_id:
-            return
-        model, tab = self.history[kind], self.tabs_by_kind[kind]
-        first = model.rowCount() == 0
-        if first:
-            model.set_rows(rows)
-        else:
-            model.merge(rows)
-        if first or fresh:
-            tab.fit_columns()
-        self._describe_tab(kind, len(rows))
-        if kind == "captures":
-            self._follow_captures_later()
+    def _history_shown(self, kind: str, refit: bool, stored: int | None) -> None:
+        if refit:
+            self.tabs_by_kind[kind].fit_columns()
+        self._describe_tab(kind, stored)
 
     def _describe_tab(self, kind: str, stored: int | None = None) -> None:
         model, tab = self.history[kind], self.tabs_by_kind[kind]
         noun = NOUNS[kind]
         if model.rowCount() == 0:
             text = f"No {noun} stored for this client."
-        elif stored is not None and stored >= self._limit(kind):
+        elif stored is not None and stored >= self.controller.limit(kind):
             text = f"The newest {model.rowCount()} {noun}, newest first."
         else:
             text = f"{model.rowCount()} {noun}, newest first."
         text += " Live." if kind in LIVE_KINDS else " F5 refreshes."
         tab.set_message(text)
 
-    def _history_failed(self, client_id: str, kind: str, error: str) -> None:
-        if client_id == self._client_id:
-            self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
+    def _history_failed(self, kind: str, error: str) -> None:
+        self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
 
-    def _audit_scan_loaded(self, client_id: str, rows: list) -> None:
-        if client_id == self._client_id:
-            mine = [r for r in rows if isinstance(r, dict) and audit_concerns(r, client_id)]
-            if mine:
-                self.history["audit"].merge(mine)
-                self._describe_tab("audit")
-
-    def _metrics_rows(self, client_id: str, rows: list) -> None:
-        if client_id != self._client_id:
-            return
+    def _metrics_rows(self, rows: list) -> None:
         samples = [sample_of(r) for r in reversed(rows) if isinstance(r, dict) and isinstance(r.get("ts"), (int, float))]
         newest = samples[-1].ts if samples else 0.0
         self.chart.set_history(samples + [s for s in self._live_samples if s.ts > newest])
         self._metrics_loaded = True
 
-    def _metrics_failed(self, client_id: str, error: str) -> None:
-        if client_id == self._client_id:
-            self.chart.set_history(self._live_samples)
-            self._metrics_loaded = True
-            self.chart.set_title(f"{self._name(client_id)}: live only ({error})")
+    def _metrics_failed(self, error: str) -> None:
+        self.chart.set_history(self._live_samples)
+        self._metrics_loaded = True
+        self.chart.set_title(f"{self._name(self.current_client)}: live only ({error})")
 
     def _update_header(self) -> None:
         if not hasattr(self, "header"):
             return
-        client = self.clients.client(self._client_id) if self._client_id else None
+        client = self.clients.client(self.current_client) if self.current_client else None
         muted = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
         if client is None:
             self.header.setText(f"<span style='color:{muted}'>Select a client in the grid to see its history, "
@@ -651,10 +553,10 @@ class MainWindow(QMainWindow):
         )
 
     def _update_actions(self) -> None:
-        allowed = self._ready and self._client_id is not None and self._role != "viewer"
+        allowed = self._ready and self.current_client is not None and self.controller.role != "viewer"
         for action in self.command_actions.values():
             action.setEnabled(allowed)
-            if self._role == "viewer":
+            if self.controller.role == "viewer":
                 action.setToolTip("Viewers cannot send commands")
 
     # -- worker signals ------------------------------------------------------------
@@ -667,18 +569,13 @@ class MainWindow(QMainWindow):
             "failed": f"Bus connection failed: {detail}",
             "closed": "Disconnected.",
         }
-        self._ready = state == "ready"
         self.connection_label.setText(texts.get(state, f"{state}: {detail}"))
         colour = {"ready": ClientsModel.ONLINE_COLOUR.name(), "failed": "#f85149", "revoked": "#f85149"}.get(state, "#d29922")
         self.connection_label.setStyleSheet(f"color: {colour};")
         self._update_actions()
 
     def _on_welcomed(self, info: dict) -> None:
-        self._me, self._role = info.get("client_id", ""), info.get("role", "")
-        self._update_actions()
-        self._load_commands()
-        if self._client_id is not None:
-            self._load_details(self._client_id, fresh=not self._loaded_kinds)
+        self._update_actions()  # the controller loads the command log and the selected client
 
     def _on_agents(self, agents: list) -> None:
         self.clients.load_agents(agents)
@@ -687,7 +584,7 @@ class MainWindow(QMainWindow):
     def _on_presence(self, items: list) -> None:
         self.clients.apply_presence(items)
         self._update_counts()
-        client_id = self._client_id
+        client_id = self.current_client
         sessions = self.history["sessions"]
         for item in items:
             if item["client_id"] != client_id:
@@ -703,7 +600,7 @@ class MainWindow(QMainWindow):
 
     def _on_sysinfo(self, items: list) -> None:
         self.clients.apply_sysinfo(items)
-        client_id = self._client_id
+        client_id = self.current_client
         if client_id is None:
             return
         mine = [i for i in items if i.get("client_id") == client_id and isinstance(i.get("ts"), (int, float))]
@@ -723,11 +620,10 @@ class MainWindow(QMainWindow):
 
     def _on_captures(self, items: list) -> None:
         self._merge_live("captures", [capture_row(i) for i in items], lambda r, c: r.get("client_id") == c)
-        self._capture_follow_tries = 0
-        self._follow_captures_later()
+        self.controller.follow_captures_soon(reset=True)
 
     def _merge_live(self, kind: str, rows: list[dict], concerns: Callable[[dict, str], bool]) -> None:
-        client_id = self._client_id
+        client_id = self.current_client
         if client_id is None:
             return
         mine = [r for r in rows if concerns(r, client_id)]
@@ -735,44 +631,11 @@ class MainWindow(QMainWindow):
             self.history[kind].merge(mine)
             self._describe_tab(kind)
 
-    def _on_command_status(self, items: list) -> None:
-        self.commands.merge([command_row(i) for i in items if isinstance(i, dict) and i.get("id")])
-
     def _on_command_result(self, items: list) -> None:
-        self._on_command_status(items)
+        self.controller.merge_commands(items)
         for item in items:
             name = self._name(item.get("target") or "")
             self.statusBar().showMessage(f"{item.get('name')} on {name}: {item.get('status')} ({result_text(item.get('result'))})", 10000)
-
-    def _on_replied(self, req_id: str, op: str, result: Any) -> None:
-        callback = self._calls.pop(req_id, None)
-        if callback is not None:
-            self._post(callback[0], result)
-
-    def _on_request_failed(self, req_id: str, op: str, error: str) -> None:
-        callback = self._calls.pop(req_id, None)
-        if callback is not None:
-            self._post(callback[1], error)
-        elif req_id == "clients":
-            self.statusBar().showMessage(f"Stored history is not available: {error}", 10000)
-
-    def _post(self, handler: Callable[[Any], None], value: Any) -> None:
-        self._inbox.append((handler, value))
-        if not self._inbox_timer.isActive():
-            self._inbox_timer.start()
-
-    def _drain_inbox(self) -> None:
-        """Handle answers for at most INBOX_BUDGET_S, then let the event loop
-        run (paint, timers, live updates) before the rest: selecting a client
-        answers several queries at once, and each fills a table or the chart."""
-        deadline = time.perf_counter() + INBOX_BUDGET_S
-        while self._inbox:
-            handler, value = self._inbox.popleft()
-            handler(value)
-            if time.perf_counter() >= deadline:
-                break
-        if self._inbox:
-            self._inbox_timer.start()
 
     def _on_frame(self, client_id: str, image: QImage) -> None:
         """HOOK(live view): the newest frame of a watched client becomes its tile's thumbnail."""
@@ -783,9 +646,9 @@ class MainWindow(QMainWindow):
         self.live_label.setText(f"live messages: {stats.get('received', 0)}" + (f", dropped {dropped}" if dropped else ""))
 
     def _on_clients_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
-        if self._client_id is None:
+        if self.current_client is None:
             return
-        row = self.clients.row_of(self._client_id)
+        row = self.clients.row_of(self.current_client)
         if top_left.row() <= row <= bottom_right.row():
             self._update_header()
 
@@ -795,28 +658,8 @@ class MainWindow(QMainWindow):
 
     # -- commands ----------------------------------------------------------------------
     def _send_command(self, spec: ActionSpec, client_id: str, reason: str) -> None:
-        now = time.time()
-        cmd_id = new_id()
-        self.commands.merge([{"id": cmd_id, "client_id": client_id, "name": spec.command, "status": "sending",
-                              "created": now, "updated": now, "operator": self._me or None}])
-        self.worker.send_command(client_id, spec.command, {"reason": reason} if reason else {}, cmd_id=cmd_id)
-        self._calls[cmd_id] = (lambda status: self._on_command_status([status]),
-                               partial(self._command_refused, cmd_id))
+        self.controller.send_command(client_id, spec.command, {"reason": reason} if reason else {})
         self.statusBar().showMessage(f"{spec.label}: sent to {self._name(client_id)}", 5000)
-
-    def _command_refused(self, cmd_id: str, error: str) -> None:
-        self.commands.merge([{"id": cmd_id, "status": "refused", "updated": time.time(), "result": {"ok": False, "error": error}}])
-        self.statusBar().showMessage(f"Command refused: {error}", 10000)
-
-    def _load_commands(self) -> None:
-        self._call(self.worker.query("commands", limit=self.history_limit), self._commands_loaded)
-
-    def _commands_loaded(self, rows: list) -> None:
-        rows = [r for r in rows if not (isinstance(r, dict) and r.get("name") == THUMBNAIL_COMMAND)]  # tile pictures
-        if self.commands.rowCount() == 0:
-            self.commands.set_rows(rows)
-        else:
-            self.commands.merge(rows)
 
     def _dialog_finished(self, result: int) -> None:
         dialog, self.dialog = self.dialog, None
@@ -824,9 +667,6 @@ class MainWindow(QMainWindow):
             dialog.deleteLater()
 
     # -- small helpers -----------------------------------------------------------------
-    def _call(self, req_id: str, on_reply: Callable[[Any], None], on_error: Callable[[str], None] | None = None) -> None:
-        self._calls[req_id] = (on_reply, on_error or (lambda error: self.statusBar().showMessage(error, 8000)))
-
     def _name(self, client_id: str | None) -> str:
         client = self.clients.client(client_id) if client_id else None
         return client.name if client else (client_id or "")
@@ -842,12 +682,12 @@ class MainWindow(QMainWindow):
     def open_live_view(self, client_id: str | None = None):
         from gui.live_view import LiveViewWindow
 
-        return self._open_window(self._live_windows, LiveViewWindow, client_id or self._client_id)
+        return self._open_window(self._live_windows, LiveViewWindow, client_id or self.current_client)
 
     def open_chat(self, client_id: str | None = None):
         from gui.chat_view import ChatView
 
-        return self._open_window(self._chat_windows, ChatView, client_id or self._client_id)
+        return self._open_window(self._chat_windows, ChatView, client_id or self.current_client)
 
     def _open_window(self, windows: dict, cls, client_id: str | None):
         if not client_id:
