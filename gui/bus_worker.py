@@ -42,7 +42,7 @@ from broker.config import ClientConfig, DataDir, resolve_data_dir
 from broker.envelope import Kind, new_id
 from broker.errors import EmsError, RemoteError
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
-from gui.live_feed import SYSINFO_FIELDS, LiveFeed  # noqa: F401  (SYSINFO_FIELDS: re-exported)
+from gui.live_feed import LiveFeed
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
 
 log = logging.getLogger(__name__)

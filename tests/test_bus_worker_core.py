@@ -7,7 +7,6 @@ worker sleeps in its poll instead of spinning a timer.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 
