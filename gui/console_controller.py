@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -24,7 +24,17 @@ from broker.envelope import new_id
 from broker.persister.service import MAX_THUMBNAIL_ROWS
 from gui.bus_worker import BusWorker
 from gui.capture_view import decode_thumbnails
-from gui.models import ClientsModel, HistoryModel, audit_concerns, command_row
+from gui.models import (
+    ClientsModel,
+    HistoryModel,
+    audit_concerns,
+    audit_row,
+    capture_row,
+    command_row,
+    security_concerns,
+    security_row,
+    session_row,
+)
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
 
 Callback = tuple[Callable[[Any], None], Callable[[str], None]]
@@ -77,6 +87,10 @@ class ConsoleController(QObject):
         worker.replied.connect(self._on_replied)
         worker.request_failed.connect(self._on_request_failed)
         worker.command_status.connect(self.merge_commands)
+        worker.presence_changed.connect(self._on_presence)
+        worker.security_received.connect(self._on_security)
+        worker.audit_received.connect(self._on_audit)
+        worker.captures_received.connect(self._on_captures)
 
     # -- requests and their answers -------------------------------------------------
     def call(self, req_id: str, on_reply: Callable[[Any], None], on_error: Callable[[str], None] | None = None) -> None:
@@ -216,6 +230,41 @@ class ConsoleController(QObject):
             if mine:
                 self.history["audit"].merge(mine)
                 self.history_shown.emit("audit", False, None)
+
+    # -- live rows for the selected client's tabs --------------------------------------
+    def _on_presence(self, items: list) -> None:
+        """The Sessions tab: an online opens a session, an offline ends the open one."""
+        sessions = self.history["sessions"]
+        for item in items:
+            if item["client_id"] != self.client_id:
+                continue
+            if item.get("state") == "online":
+                sessions.merge([session_row(item)])
+            else:
+                open_rows = [r for r in sessions.rows() if r.get("ended") is None and r.get("msg_id")]
+                if open_rows:
+                    sessions.merge([{"msg_id": open_rows[0]["msg_id"], "ended": item["ts"],
+                                     "end_reason": item.get("reason") or "offline"}])
+            self.history_shown.emit("sessions", False, None)
+
+    def _on_security(self, items: list) -> None:
+        self._merge_live("security", map(security_row, items), security_concerns)
+
+    def _on_audit(self, items: list) -> None:
+        self._merge_live("audit", map(audit_row, items), audit_concerns)
+
+    def _on_captures(self, items: list) -> None:
+        self._merge_live("captures", map(capture_row, items), lambda r, c: r.get("client_id") == c)
+        self.follow_captures_soon(reset=True)
+
+    def _merge_live(self, kind: str, rows: Iterable[dict], concerns: Callable[[dict, str], bool]) -> None:
+        client_id = self.client_id
+        if client_id is None:
+            return
+        mine = [r for r in rows if concerns(r, client_id)]
+        if mine:
+            self.history[kind].merge(mine)
+            self.history_shown.emit(kind, False, None)
 
     def _if_selected(self, client_id: str, then: Callable[[Any], None], value: Any) -> None:
         if client_id == self.client_id:

@@ -9,21 +9,23 @@ status column follows every command from ``sending`` to ``done``/``failed``.
 Actions go to the selected client; the ones that disrupt a user or look at
 their screen ask for a reason, which the broker writes to the audit trail.
 
-The window never touches the bus: it submits requests to the
-:class:`~gui.bus_worker.BusWorker` and handles its signals.
+The window keeps the layout and never touches the bus: its
+:class:`~gui.console_controller.ConsoleController` (not a widget) sends the
+requests through the :class:`~gui.bus_worker.BusWorker`, pages the selected
+client's history into the models and tells the window by signals what to
+redraw; the fleet views are built in :mod:`gui.fleet_view`, the actions and
+tabs are data in :mod:`gui.console_actions`.
 """
 from __future__ import annotations
 
 import html
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
-    QSortFilterProxyModel,
     Qt,
     QTimer,
 )
@@ -40,10 +42,8 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QDockWidget,
-    QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
     QMainWindow,
     QSplitter,
     QStackedWidget,
@@ -57,23 +57,12 @@ from PySide6.QtWidgets import (
 from gui import theme
 from gui.bus_worker import BusWorker
 from gui.capture_view import CapturesTab, CaptureViews
+from gui.console_actions import ACTION_BY_KEY, ACTIONS, HISTORY_TABS, LIVE_KINDS, NOUNS, ActionSpec
 from gui.console_controller import ConsoleController
-from gui.models import (
-    CapturesModel,
-    ClientsModel,
-    HistoryModel,
-    audit_concerns,
-    audit_row,
-    capture_row,
-    format_time,
-    result_text,
-    security_concerns,
-    security_row,
-    session_row,
-)
+from gui.fleet_view import fleet_proxy, table_view, tile_view
+from gui.models import CapturesModel, ClientsModel, HistoryModel, format_time, result_text
 from gui.thumbnails import ThumbnailConfig, ThumbnailScheduler
 from gui.widgets import (
-    ClientTileDelegate,
     HistoryTab,
     MetricsChart,
     ReasonDialog,
@@ -84,51 +73,6 @@ from gui.widgets import (
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """One toolbar action: the command it sends and how it is confirmed."""
-
-    key: str
-    label: str
-    command: str  # the command name the agent runs
-    shortcut: str
-    needs_reason: bool
-    destructive: bool = False
-    explain: str = ""
-
-
-#: The commands are the agent's (agent.screen.handlers, agent.power); each
-#: passes ``reason`` on, and the agent tells its user and keeps it in the
-#: user-readable access log. An agent without one answers ``failed``.
-ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("capture", "Capture now", "capture", "Ctrl+Shift+C", True, False,
-               "Takes a screenshot of {name} now. The user is told, and the capture is stored and audited."),
-    ActionSpec("reboot", "Reboot", "power.reboot", "Ctrl+R", True, True,
-               "Restarts {name} after a one-minute warning to its user. Unsaved work may be lost."),
-    ActionSpec("shutdown", "Shut down", "power.shutdown", "Ctrl+Shift+S", True, True,
-               "Powers {name} off after a one-minute warning. It stays offline until someone switches it on again."),
-    ActionSpec("update_check", "Check updates", "update.check", "Ctrl+U", False),
-    ActionSpec("update_apply", "Apply updates", "update.apply", "Ctrl+Shift+U", True, True,
-               "Installs the pending OS updates on {name}; it may restart when they need it."),
-)
-ACTION_BY_KEY = {a.key: a for a in ACTIONS}
-
-#: (store kind, tab title, what the tab shows)
-HISTORY_TABS: tuple[tuple[str, str, str], ...] = (
-    ("sessions", "Sessions", "When this client came online and went offline"),
-    ("captures", "Captures", "Screen captures of this client (Enter or double-click opens one full size; "
-                             "opening, exporting and the previews are audited)"),
-    ("messages", "Messages", "Chat with this client's user"),
-    ("fileops", "File Ops", "File transfers and file operations on this client"),
-    ("security", "Security", "Security events reported by or about this client"),
-    ("logs", "Logs", "Log records this client forwarded"),
-    ("audit", "Activity", "The audit trail: what operators did to this client, and why"),
-)
-NOUNS = {"sessions": "sessions", "captures": "captures", "messages": "messages", "fileops": "file operations",
-         "security": "security events", "logs": "log records", "audit": "audit records"}
-#: tabs the live feed keeps current (the others refresh with F5)
-LIVE_KINDS = frozenset({"sessions", "captures", "security", "audit"})
 
 #: the search box filters this long after the last keystroke
 SEARCH_DELAY_MS = 150
@@ -189,52 +133,11 @@ class MainWindow(QMainWindow):
 
     # -- building ------------------------------------------------------------------
     def _build_fleet(self) -> None:
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.clients)
-        self.proxy.setSortRole(ClientsModel.SortRole)
-        self.proxy.setFilterKeyColumn(0)
-        self.proxy.setFilterRole(ClientsModel.SearchRole)  # one string per client: id, label, host, user, state
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy.setDynamicSortFilter(True)
-        self.proxy.sort(1, Qt.SortOrder.AscendingOrder)
-
-        self.tiles = QListView()
-        self.tiles.setObjectName("clientTiles")
-        self.tiles.setViewMode(QListView.ViewMode.IconMode)
-        self.tiles.setResizeMode(QListView.ResizeMode.Adjust)
-        self.tiles.setMovement(QListView.Movement.Static)
-        self.tiles.setFlow(QListView.Flow.LeftToRight)
-        self.tiles.setWrapping(True)
-        self.tiles.setUniformItemSizes(True)
-        self.tiles.setSpacing(4)
-        self.tiles.setMouseTracking(True)
-        self.tiles.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.tiles.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.tiles.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.tiles.setItemDelegate(ClientTileDelegate(self.tiles))
-        self.tiles.setModel(self.proxy)
+        self.proxy = fleet_proxy(self.clients, self)
+        self.tiles = tile_view(self.proxy)
         self.thumbnails = ThumbnailScheduler(self.worker, self.tiles, self.clients, self.tiles.itemDelegate(),
                                              self.thumbnail_config, parent=self)
-
-        self.table = QTableView()
-        self.table.setObjectName("clientTable")
-        self.table.setModel(self.proxy)
-        self.table.setSelectionModel(self.tiles.selectionModel())
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSortIndicator(1, Qt.SortOrder.AscendingOrder)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # the label takes what is left
-        self.table.setSortingEnabled(True)
-        for column, width in enumerate((100, 0, 80, 58, 72, 54, 74)):
-            if width:
-                self.table.setColumnWidth(column, width)
-        compact_rows(self.table)
-
+        self.table = table_view(self.proxy, self.tiles)
         self.fleet_stack = QStackedWidget()
         self.fleet_stack.setObjectName("fleet")
         self.fleet_stack.addWidget(self.tiles)
@@ -292,13 +195,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [170], Qt.Orientation.Vertical)
         self.command_dock = dock
 
-    def _build_actions(self) -> None:
-        bar = QToolBar("Actions")
-        bar.setObjectName("mainToolBar")
-        bar.setMovable(False)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.addToolBar(bar)
-
+    def _build_search(self) -> QLineEdit:
         self.search = QLineEdit()
         self.search.setObjectName("search")
         self.search.setPlaceholderText("Search clients (Ctrl+F): name, user, id, online...")
@@ -313,8 +210,15 @@ class MainWindow(QMainWindow):
         clear = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.search)
         clear.setContext(Qt.ShortcutContext.WidgetShortcut)
         clear.activated.connect(self.search.clear)
-        bar.addWidget(self.search)
+        return self.search
 
+    def _build_actions(self) -> None:
+        bar = QToolBar("Actions")
+        bar.setObjectName("mainToolBar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(bar)
+        bar.addWidget(self._build_search())
         self.find_action = self._action("Search", QKeySequence.StandardKey.Find, self._focus_search)
         group = QActionGroup(self)
         self.tiles_action = self._action("Tiles", "Ctrl+1", partial(self.set_fleet_view, "tiles"), checkable=True)
@@ -346,7 +250,9 @@ class MainWindow(QMainWindow):
         self.quit_action = self._action("Quit", QKeySequence.StandardKey.Quit, self.close)
         bar.addAction(self.refresh_action)
         bar.addAction(self.theme_action)
+        self._build_menus()
 
+    def _build_menus(self) -> None:
         menu = self.menuBar()
         console = menu.addMenu("&Console")
         for action in (self.refresh_action, self.quit_action):
@@ -387,9 +293,6 @@ class MainWindow(QMainWindow):
         w.clients_loaded.connect(self.clients.load_store_clients)
         w.presence_changed.connect(self._on_presence)
         w.sysinfo_received.connect(self._on_sysinfo)
-        w.security_received.connect(self._on_security)
-        w.audit_received.connect(self._on_audit)
-        w.captures_received.connect(self._on_captures)
         w.command_result.connect(self._on_command_result)
         w.frame_received.connect(self._on_frame)
         w.stats_changed.connect(self._on_stats)
@@ -582,21 +485,8 @@ class MainWindow(QMainWindow):
         self._update_counts()
 
     def _on_presence(self, items: list) -> None:
-        self.clients.apply_presence(items)
+        self.clients.apply_presence(items)  # the Sessions tab: the controller
         self._update_counts()
-        client_id = self.current_client
-        sessions = self.history["sessions"]
-        for item in items:
-            if item["client_id"] != client_id:
-                continue
-            if item.get("state") == "online":
-                sessions.merge([session_row(item)])
-            else:
-                open_rows = [r for r in sessions.rows() if r.get("ended") is None and r.get("msg_id")]
-                if open_rows:
-                    sessions.merge([{"msg_id": open_rows[0]["msg_id"], "ended": item["ts"],
-                                     "end_reason": item.get("reason") or "offline"}])
-            self._describe_tab("sessions")
 
     def _on_sysinfo(self, items: list) -> None:
         self.clients.apply_sysinfo(items)
@@ -611,25 +501,6 @@ class MainWindow(QMainWindow):
         self._live_samples = (self._live_samples + samples)[-self.metrics_limit:]
         if self._metrics_loaded:
             self.chart.append(samples)
-
-    def _on_security(self, items: list) -> None:
-        self._merge_live("security", [security_row(i) for i in items], security_concerns)
-
-    def _on_audit(self, items: list) -> None:
-        self._merge_live("audit", [audit_row(i) for i in items], audit_concerns)
-
-    def _on_captures(self, items: list) -> None:
-        self._merge_live("captures", [capture_row(i) for i in items], lambda r, c: r.get("client_id") == c)
-        self.controller.follow_captures_soon(reset=True)
-
-    def _merge_live(self, kind: str, rows: list[dict], concerns: Callable[[dict, str], bool]) -> None:
-        client_id = self.current_client
-        if client_id is None:
-            return
-        mine = [r for r in rows if concerns(r, client_id)]
-        if mine:
-            self.history[kind].merge(mine)
-            self._describe_tab(kind)
 
     def _on_command_result(self, items: list) -> None:
         self.controller.merge_commands(items)
