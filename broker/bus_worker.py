@@ -120,8 +120,14 @@ class BusWorker:
             if not self._stopping.is_set():
                 self._stopping.set()
                 self._wake()
-        if self._thread is None or self._thread is threading.current_thread():
+        if self._thread is None:  # never started: fail what was queued, free the pipe and the client
+            self._fail_pending()
+            self._close_pipe()
+            if self.client is not None:
+                self.client.close()
             return True
+        if self._thread is threading.current_thread():
+            return True  # from a job or hook: the loop ends after this pass
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             log.warning("the bus thread %s did not stop within %.0f s", self.name, timeout_s)

@@ -163,6 +163,17 @@ def test_a_client_that_cannot_be_built_is_reported_not_raised(workers):
     assert failures and "no key file" in failures[0]
 
 
+def test_stop_before_start_fails_what_was_queued(bus):
+    """Tried: jobs submitted to a worker that is never started, then stop().
+    Expected: stop() returns at once, the jobs fail with BusUnavailable, no thread was made."""
+    worker = BusWorker(operator_client(bus, "op-never"))
+    queued = worker.submit(lambda c: "never")
+    assert worker.stop(WAIT_S)
+    with pytest.raises(BusUnavailable):
+        queued.result(0)
+    assert not worker.alive
+
+
 def test_start_waits_and_a_second_start_is_refused(bus, workers):
     """start() returns with the thread running; starting it again is an error, not a second thread."""
     worker = start(workers, operator_client(bus))
