@@ -170,6 +170,11 @@ class BusWorker:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def finished(self) -> bool:
+        """True once a started thread has ended."""
+        return self._thread is not None and not self._thread.is_alive()
+
+    @property
     def on_bus_thread(self) -> bool:
         """True when called from the bus thread (inside a job or a hook)."""
         return threading.current_thread() is self._thread

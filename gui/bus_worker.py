@@ -227,7 +227,7 @@ class BusWorker(QObject):
         return self.core.alive
 
     def isFinished(self) -> bool:  # noqa: N802
-        return self.core._thread is not None and not self.core.alive
+        return self.core.finished
 
     def _run(self, req_id: str, op: str, job: Callable[[BusClient], Any], prepare: Callable[[Any], Any] | None = None) -> str:
         """Run ``job`` on the bus thread; its future comes back as ``replied`` or ``request_failed``."""
