@@ -168,7 +168,7 @@ def run(args) -> dict:
     per_process = args.agents // args.processes
     fleets = [
         Proc(f"fleet{i}", [sys.executable, str(Path(__file__).resolve()), "--fleet-child", "--server", stack.bind,
-                           "--server-key", stack.broker_key, "--token", "bench-enrolment-token", "--agents", str(per_process),
+                           f"--server-key={stack.broker_key}", "--token", "bench-enrolment-token", "--agents", str(per_process),
                            "--prefix", f"p{i}", "--interval-s", str(args.interval_s), "--heartbeat-s", str(args.heartbeat_s)],
              stack.logs / f"fleet{i}.log")
         for i in range(args.processes)
