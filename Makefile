@@ -45,7 +45,7 @@ chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20
 	$(PYTHON) -m bench.reliability
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen) in docs/screenshots/
-	$(PYTHON) -m gui.screenshots docs/screenshots
+	$(PYTHON) -m bench.harness.screenshots docs/screenshots
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

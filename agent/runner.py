@@ -4,6 +4,11 @@ One thread owns the bus client: it polls the bus, publishes ``sysinfo``
 periodically, pumps the outbox, and hands commands to
 :class:`~agent.lanes.CommandLanes` (worker threads) so that a long command
 never stops heartbeats. Each command id runs at most once.
+
+What the agent can do is its list of capabilities (:mod:`agent.capability`),
+objects the runner owns: their commands make one table (``help`` lists it),
+their ``poll`` runs on every pass of the loop and their ``close`` once when
+the agent stops.
 """
 from __future__ import annotations
 
@@ -14,11 +19,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent import commands, files, identity, log_forward, power, sysinfo
+from agent import files, identity, log_forward, power, sysinfo
+from agent.capability import Capability, Commands, command_table
 from agent.chat import ChatInbox
+from agent.commands import Basics
 from agent.control import RemoteControl
 from agent.notice import Notifier, announce
-from agent.screen import handlers as screen
+from agent.screen.handlers import Screen
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
@@ -75,17 +82,6 @@ class Agent:
         self.log_forwarder = log_forward.install(self.sender.report, config.policy)
         self.lanes = CommandLanes()
         self.notifier = Notifier(self.access_log.record)
-        self.chat = ChatInbox()
-        self.control = RemoteControl()
-        self.handlers = {
-            **commands.HANDLERS,
-            **sysinfo.HANDLERS,
-            **files.HANDLERS,
-            **power.HANDLERS,
-            **self.control.handlers(),
-            **self.chat.handlers(),
-            **screen.HANDLERS,
-        }
         self.context = AgentContext(
             client_id=self.client_id,
             data_dir=config.data_dir,
@@ -94,7 +90,19 @@ class Agent:
             notify=self.notifier.notify,
             report=self.sender.report,
         )
-        self.live = screen.attach_bus(self.context, self.bus)
+        self.chat = ChatInbox()
+        self.control = RemoteControl()
+        self.screen = Screen.on_bus(self.context, self.bus)
+        self.capabilities: list[Capability] = [
+            Basics(lambda: self.handlers),
+            Commands("sysinfo", sysinfo.HANDLERS),
+            Commands("files", files.HANDLERS),
+            Commands("power", power.HANDLERS),
+            self.control,
+            self.chat,
+            self.screen,
+        ]
+        self.handlers = command_table(self.capabilities)
         self._stopping = False
         self._next_sysinfo = 0.0
         self._generation = 0
@@ -110,7 +118,7 @@ class Agent:
         self.bus.connect()
         try:
             while not self._stopping:
-                env = self.bus.poll(screen.poll_timeout(self.live, 0.25))
+                env = self.bus.poll(self._poll_timeout(0.25))
                 if self.bus.generation != self._generation:
                     self._generation = self.bus.generation
                     self._next_sysinfo = 0.0  # report right after (re)connecting
@@ -118,16 +126,13 @@ class Agent:
                     self._dispatch(env)
                 for cmd_id, name, sender, result in self.lanes.finished():
                     self._finish(cmd_id, name, sender, result)
-                self.control.poll(self.context)  # idle remote-control sessions end, with a notice
-                self.chat.poll(self.context)  # chat receipts and replies -> durable events
+                for capability in self.capabilities:
+                    capability.poll(self.context)  # idle control sessions end, chat receipts, live-view frames
                 if self.bus.ready and time.monotonic() >= self._next_sysinfo:
                     self._publish_sysinfo()
-                self.live.pump()  # live-view frames, best effort, only while someone watches
                 self.sender.pump()
         finally:
-            screen.detach(self.context)
-            self.control.shutdown(self.context)
-            self.chat.close()
+            self._close_capabilities()
             self.notifier.close()
             self.access_log.record("agent stopped")
             self.lanes.shutdown()
@@ -135,6 +140,19 @@ class Agent:
             self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # last results and statuses leave first
             self.executed.close()
             self.outbox.close()
+
+    def _poll_timeout(self, idle_s: float) -> float:
+        """How long the loop may block in ``bus.poll`` without delaying any capability's periodic work."""
+        waits = [w for w in (c.wait_s() for c in self.capabilities) if w is not None]
+        return min([idle_s, *waits])
+
+    def _close_capabilities(self) -> None:
+        """Close every capability, last first; one that fails to close does not keep the others open."""
+        for capability in reversed(self.capabilities):
+            try:
+                capability.close(self.context)
+            except Exception:
+                log.exception("closing the %s capability failed", capability.name)
 
     def _publish_sysinfo(self) -> None:
         self._next_sysinfo = time.monotonic() + self.config.sysinfo_interval_s

@@ -63,6 +63,8 @@ if __package__ in (None, ""):  # `python bench/bus.py` from a checkout
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
+from bench.latency import round_trips  # noqa: E402
+from bench.stack import stop_child  # noqa: E402
 from broker import keys as keyfiles  # noqa: E402
 from broker.client import BusClient  # noqa: E402
 from broker.config import BrokerConfig, ClientConfig, DataDir, RateLimit  # noqa: E402
@@ -216,18 +218,7 @@ class Procs:
         return proc
 
     def stop(self, proc: mp.Process, timeout_s: float = 10.0) -> None:
-        if proc.pid is not None and proc.is_alive():
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            proc.join(timeout_s)
-            if proc.is_alive():
-                progress(f"{proc.name} (pid {proc.pid}) did not stop: SIGKILL")
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.join(5)
-        else:
-            proc.join(1)
+        stop_child(proc, timeout_s, say=progress)
         if proc in self.live:
             self.live.remove(proc)
 
@@ -390,35 +381,42 @@ def real_agent_main(endpoint: str, server_key: str, agent_dir: str, out: mp.Queu
     agent.run()
 
 
+def ems_operator(endpoint: str, server_key: str, pair: keyfiles.KeyPair, timeout_s: float = 10.0) -> BusClient:
+    """A child's operator client, returned once the broker has the agent online (so no round trip waits in a queue)."""
+    client = _bus_client(endpoint, server_key, pair, OPERATOR_ID)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if {a["client_id"]: a["state"] for a in client.request("agents")}.get(AGENT_ID) == "online":
+            break
+        time.sleep(0.05)
+    return client
+
+
+def ping_trip(client: BusClient) -> Callable[[int], bool]:
+    """One ``send_command(agent, "ping")`` + ``wait_result`` round trip; True if it came back done."""
+
+    def trip(i: int) -> bool:
+        try:
+            status = client.send_command(AGENT_ID, "ping", {"echo": i}, timeout_s=5)
+            return client.wait_result(status["id"], 5).get("status") == "done"
+        except EmsError:
+            return False
+
+    return trip
+
+
 def ems_operator_main(endpoint: str, server_key: str, pair: keyfiles.KeyPair, n: int, warmup: int, out: mp.Queue) -> None:
     """Sequential ``send_command(agent, "ping")`` + ``wait_result`` round trips."""
     _child_setup()
-    client = _bus_client(endpoint, server_key, pair, OPERATOR_ID)
-    # wait until the broker has the agent online, so no round trip includes a queue wait
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        agents = {a["client_id"]: a["state"] for a in client.request("agents")}
-        if agents.get(AGENT_ID) == "online":
-            break
-        time.sleep(0.05)
-    latencies_us: list[float] = []
-    failures = 0
-    cpu0 = 0.0
-    for i in range(warmup + n):
+    client = ems_operator(endpoint, server_key, pair)
+    cpu0 = [0.0]
+
+    def mark(i: int) -> None:
         if i == warmup:
-            cpu0 = _cpu_s()
-        t0 = time.perf_counter_ns()
-        try:
-            status = client.send_command(AGENT_ID, "ping", {"echo": i}, timeout_s=5)
-            result = client.wait_result(status["id"], 5)
-            ok = result.get("status") == "done"
-        except EmsError:
-            ok = False
-        t1 = time.perf_counter_ns()
-        if i >= warmup:
-            latencies_us.append((t1 - t0) / 1000)
-            failures += not ok
-    out.put(("result", "operator", {"latencies_us": latencies_us, "failures": failures, "cpu_s": _cpu_s() - cpu0}))
+            cpu0[0] = _cpu_s()
+
+    trips = round_trips(ping_trip(client), n, warmup, before=mark)
+    out.put(("result", "operator", trips.result() | {"cpu_s": _cpu_s() - cpu0[0]}))
     client.close()
 
 
@@ -623,26 +621,33 @@ def raw_relay_peer_main(endpoint: str, server_public: bytes, out: mp.Queue) -> N
     ctx.term()
 
 
-def raw_rtt_main(endpoint: str, server_public: bytes, n: int, warmup: int, body_bytes: int, out: mp.Queue, tag: str) -> None:
-    """Sequential request/reply round trips of ``[header, body]`` over a DEALER."""
-    _child_setup()
+def raw_dealer(endpoint: str, server_public: bytes | None) -> tuple[zmq.Context, zmq.Socket]:
+    """A child's Curve DEALER to a raw server, past its handshake."""
     ctx = zmq.Context()
     sock = _curve_client(ctx, endpoint, server_public)
     _handshake(sock, b"hello")
-    body = os.urandom(body_bytes)
-    latencies_us: list[float] = []
-    failures = 0
-    for i in range(warmup + n):
-        t0 = time.perf_counter_ns()
+    return ctx, sock
+
+
+def echo_trip(sock: zmq.Socket, body: bytes) -> Callable[[int], bool]:
+    """One ``[header, body]`` request and its echo; False if none came within 5 s."""
+
+    def trip(_i: int) -> bool:
         sock.send_multipart([pack_header(Kind.COMMAND, "command.x"), body])
         if sock.poll(5000):
             sock.recv_multipart()
-        else:
-            failures += 1
-        t1 = time.perf_counter_ns()
-        if i >= warmup:
-            latencies_us.append((t1 - t0) / 1000)
-    out.put(("result", tag, {"latencies_us": latencies_us, "failures": failures}))
+            return True
+        return False
+
+    return trip
+
+
+def raw_rtt_main(endpoint: str, server_public: bytes, n: int, warmup: int, body_bytes: int, out: mp.Queue, tag: str) -> None:
+    """Sequential request/reply round trips of ``[header, body]`` over a DEALER."""
+    _child_setup()
+    ctx, sock = raw_dealer(endpoint, server_public)
+    trips = round_trips(echo_trip(sock, os.urandom(body_bytes)), n, warmup)
+    out.put(("result", tag, trips.result()))
     sock.close(0)
     ctx.term()
 

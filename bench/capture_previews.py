@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from PySide6.QtGui import QGuiApplication, QImage  # noqa: E402
 
 from broker.persister.thumbnails import make_thumbnail  # noqa: E402
-from gui.demo import DEMO_AGENTS, desktop_picture  # noqa: E402
+from bench.harness.demo import DEMO_AGENTS, desktop_picture  # noqa: E402
 
 
 def busy_desktop(seed: int = 1) -> bytes:

@@ -1,6 +1,6 @@
 """Kill -9 loop: nothing acknowledged is lost, nothing is stored twice.
 
-Simulated agents (``bench.sim_fleet``, one process) stream numbered events
+Simulated agents (``bench.durable_agents``, one process) stream numbered events
 through a real broker into a real persister while this harness SIGKILLs
 the broker, the persister and the agents' process at random moments and
 restarts them. When every agent's outbox is empty (everything
@@ -49,7 +49,7 @@ class ChaosReport:
 
 def count_stored(store_db: Path, agents: int, events: int, prefix: str = "sim") -> tuple[int, int, int]:
     """(rows stored, missing numbers, duplicated numbers) for the chaos events
-    of agents ``<prefix>-000`` ... (``bench.sim_fleet --prefix``).
+    of agents ``<prefix>-000`` ... (``bench.durable_agents --prefix``).
 
     An event's number is in its message id (``sim-007-00000042``); the
     body is encrypted at rest, so the raw file is read for ids only.

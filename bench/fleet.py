@@ -6,7 +6,7 @@ For each size N (``--sizes``), one system after the other on this machine
 EMS      ``ems broker`` + ``ems persist`` (bench/stack.py's ServerStack, the
          agent's default timing: heartbeat 5 s, offline after 15 s), the N
          agent keys enrolled in the registry before the broker starts, and N
-         lean agents (bench/fleet_sim.py: one CurveZMQ DEALER each, HELLO,
+         lean agents (bench/fleet_clients.py: one CurveZMQ DEALER each, HELLO,
          heartbeats as the client library sends them, one 1.4 KB sysinfo
          EVENT per agent per 10 s) in processes of at most ``--per-process``
          (two at least, so that one can be killed).
@@ -72,7 +72,7 @@ import psutil
 
 from bench import bus
 from bench.bus import progress, write_json
-from bench.fleet_sim import write_keys
+from bench.fleet_clients import write_keys
 from bench.peers import peer_versions, start_mosquitto, wait_port
 from bench.reliability import operator, wait_broker
 from bench.stack import Proc, ServerStack, free_port
@@ -144,7 +144,7 @@ def shards(n: int, per_process: int, at_least_two: bool) -> list[range]:
 # processes we watch
 # ---------------------------------------------------------------------------
 class SimProc:
-    """One bench/fleet_sim.py process; its latest JSON report is kept by a reader thread."""
+    """One bench/fleet_clients.py process; its latest JSON report is kept by a reader thread."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, ids: list[str]):
         self.name, self.ids, self.log_path = name, ids, log_path
@@ -261,7 +261,7 @@ class CurveAgents:
 
     def start(self, k: int, server: str, server_key: str, log_dir: Path) -> SimProc:
         path, ids = self.shard_files[k]
-        argv = [sys.executable, "-m", "bench.fleet_sim", "ems", "--keys", str(path), "--server", server,
+        argv = [sys.executable, "-m", "bench.fleet_clients", "ems", "--keys", str(path), "--server", server,
                 "--server-key", server_key, "--heartbeat-s", str(self.s.heartbeat_s), "--event-s", str(self.s.event_s)]
         return SimProc(f"ems-sim-{k}", argv, log_dir / f"sim-{k}.log", ids)
 
@@ -270,7 +270,7 @@ class EmsSide:
     """The EMS broker + persister and N lean agents."""
 
     name = "ems"
-    #: the fleet_sim counters of what clients send (events first)
+    #: the fleet_clients counters of what clients send (events first)
     sent_counts = ("event", "heartbeat", "hello")
 
     def __init__(self, settings: Settings, work: Path, n: int):
@@ -407,7 +407,7 @@ class MosquittoSide:
 
     def start_shard(self, k: int) -> SimProc:
         part = self.parts[k]
-        argv = [sys.executable, "-m", "bench.fleet_sim", "mqtt", "--port", str(self.port), "--clients", str(len(part)),
+        argv = [sys.executable, "-m", "bench.fleet_clients", "mqtt", "--port", str(self.port), "--clients", str(len(part)),
                 "--prefix", f"m{k}", "--heartbeat-s", str(self.s.heartbeat_s), "--event-s", str(self.s.event_s)]
         if k == 0:
             argv.append("--subscriber")

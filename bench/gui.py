@@ -6,7 +6,7 @@
 
 It starts a broker and a persister as processes (``bench.stack.ServerStack``:
 a fresh data dir, the operator profile, an enrolment token), simulated agents
-in ``--processes`` child processes (``gui.demo.SimFleet``: real BusClients,
+in ``--processes`` child processes (``bench.harness.demo.SimFleet``: real BusClients,
 each reporting sysinfo every ``--interval-s``, answering commands), and the
 console in this process, offscreen, connected the way ``ems gui`` connects
 (the profile). A ``--tick-ms`` QTimer on the GUI thread measures how late
@@ -54,7 +54,7 @@ def fleet_main(args) -> int:
     from broker import keys
     from broker.cli.broker_cmd import timing_for
     from broker.config import ClientConfig
-    from gui.demo import AgentSpec, SimFleet
+    from bench.harness.demo import AgentSpec, SimFleet
 
     config = ClientConfig(server=args.server, server_key=args.server_key, timing=timing_for(args.heartbeat_s))
     rng = random.Random(args.prefix)
@@ -160,7 +160,7 @@ def run(args) -> dict:
     from gui.app import application
     from gui.bus_worker import BusWorker, profile_client_factory
     from gui.main_window import MainWindow
-    from gui.screenshots import pause, run_until
+    from bench.harness.screenshots import pause, run_until
 
     root = Path(tempfile.mkdtemp(prefix="ems-bench-gui-"))
     print(f"working in {root}", file=sys.stderr)
@@ -168,7 +168,7 @@ def run(args) -> dict:
     per_process = args.agents // args.processes
     fleets = [
         Proc(f"fleet{i}", [sys.executable, str(Path(__file__).resolve()), "--fleet-child", "--server", stack.bind,
-                           "--server-key", stack.broker_key, "--token", "bench-enrolment-token", "--agents", str(per_process),
+                           f"--server-key={stack.broker_key}", "--token", "bench-enrolment-token", "--agents", str(per_process),
                            "--prefix", f"p{i}", "--interval-s", str(args.interval_s), "--heartbeat-s", str(args.heartbeat_s)],
              stack.logs / f"fleet{i}.log")
         for i in range(args.processes)

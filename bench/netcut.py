@@ -1,7 +1,7 @@
 """Network cut: one agent's link black-holed for a while, then healed.
 
 A real ``ems agent`` and a simulated agent streaming numbered events
-through its durable outbox (``bench.sim_fleet``, one agent) run in a network
+through its durable outbox (``bench.durable_agents``, one agent) run in a network
 namespace (``bench.netns``); the broker and the persister run on the host,
 bound to the host end of the veth pair. After a lead-in the link is cut (a
 silent black hole: no RST, no ICMP) for ``cut_s`` seconds. While it is cut,

@@ -53,20 +53,19 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 if __package__ in (None, ""):  # `python bench/peers.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgpack  # noqa: E402
-import zmq  # noqa: E402
 
 from bench import bus  # noqa: E402
 from bench.bus import Trial, cpu_delta, percentiles, progress, thread_cpu  # noqa: E402
+from bench.latency import RoundTrips, round_trips  # noqa: E402
 from bench.stack import Proc, free_port  # noqa: E402
 from broker.config import BrokerConfig  # noqa: E402
 from broker.envelope import Kind, pack_header  # noqa: E402
-from broker.errors import EmsError  # noqa: E402
 
 #: the targets from the issue
 TARGET_EMS_VS_MOSQUITTO = 1.5
@@ -476,8 +475,7 @@ def nats_rtt_main(port: int, n: int, warmup: int, body_bytes: int, at: list[floa
     async def run() -> None:
         nc = await _nats_connect(port)
         body = os.urandom(body_bytes)
-        latencies_us: list[float] = []
-        failures = 0
+        trips = RoundTrips(warmup)
         count = len(at) if at else n
         for i in range(warmup + count):
             if at and i >= warmup:
@@ -488,11 +486,8 @@ def nats_rtt_main(port: int, n: int, warmup: int, body_bytes: int, at: list[floa
                 ok = True
             except Exception:  # noqa: BLE001 - any client error is a failed round trip, counted
                 ok = False
-            t1 = time.perf_counter_ns()
-            if i >= warmup:
-                latencies_us.append((t1 - t0) / 1000)
-                failures += not ok
-        out.put(("result", tag, {"latencies_us": latencies_us, "failures": failures}))
+            trips.add(i, t0, time.perf_counter_ns(), ok)
+        out.put(("result", tag, trips.result()))
         await nc.close()
 
     asyncio.run(run())
@@ -501,57 +496,32 @@ def nats_rtt_main(port: int, n: int, warmup: int, body_bytes: int, at: list[floa
 # ---------------------------------------------------------------------------
 # children: idle-gap round trips for EMS and the raw echo
 # ---------------------------------------------------------------------------
+def _pace(warmup: int, at: list[float], wait: Callable[[float], None]) -> Callable[[int], None]:
+    """Before each counted round trip, ``wait(seconds)`` until its time in ``at``."""
+
+    def before(i: int) -> None:
+        if i >= warmup:
+            while time.monotonic() < at[i - warmup]:
+                wait(max(0.0, at[i - warmup] - time.monotonic()))
+
+    return before
+
+
 def ems_idle_operator_main(endpoint: str, server_key: str, pair: Any, warmup: int, at: list[float], out: Any) -> None:
     """bus.py's operator round trip, one at each time in ``at``; the client keeps polling (heartbeats) meanwhile."""
     bus._child_setup()
-    client = bus._bus_client(endpoint, server_key, pair, bus.OPERATOR_ID)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if {a["client_id"]: a["state"] for a in client.request("agents")}.get(bus.AGENT_ID) == "online":
-            break
-        time.sleep(0.05)
-    latencies_us: list[float] = []
-    failures = 0
-    for i in range(warmup + len(at)):
-        if i >= warmup:
-            while time.monotonic() < at[i - warmup]:
-                client.poll(max(0.0, at[i - warmup] - time.monotonic()))
-        t0 = time.perf_counter_ns()
-        try:
-            status = client.send_command(bus.AGENT_ID, "ping", {"echo": i}, timeout_s=5)
-            ok = client.wait_result(status["id"], 5).get("status") == "done"
-        except EmsError:
-            ok = False
-        t1 = time.perf_counter_ns()
-        if i >= warmup:
-            latencies_us.append((t1 - t0) / 1000)
-            failures += not ok
-    out.put(("result", "ems-idle", {"latencies_us": latencies_us, "failures": failures}))
+    client = bus.ems_operator(endpoint, server_key, pair)
+    trips = round_trips(bus.ping_trip(client), len(at), warmup, before=_pace(warmup, at, client.poll))
+    out.put(("result", "ems-idle", trips.result()))
     client.close()
 
 
 def raw_idle_rtt_main(endpoint: str, server_public: bytes, warmup: int, body_bytes: int, at: list[float], out: Any) -> None:
     """bus.py's raw direct echo round trip, one at each time in ``at``."""
     bus._child_setup()
-    ctx = zmq.Context()
-    sock = bus._curve_client(ctx, endpoint, server_public)
-    bus._handshake(sock, b"hello")
-    body = os.urandom(body_bytes)
-    latencies_us: list[float] = []
-    failures = 0
-    for i in range(warmup + len(at)):
-        if i >= warmup:
-            time.sleep(max(0.0, at[i - warmup] - time.monotonic()))
-        t0 = time.perf_counter_ns()
-        sock.send_multipart([pack_header(Kind.COMMAND, "command.x"), body])
-        if sock.poll(5000):
-            sock.recv_multipart()
-        else:
-            failures += 1
-        t1 = time.perf_counter_ns()
-        if i >= warmup:
-            latencies_us.append((t1 - t0) / 1000)
-    out.put(("result", "raw-idle", {"latencies_us": latencies_us, "failures": failures}))
+    ctx, sock = bus.raw_dealer(endpoint, server_public)
+    trips = round_trips(bus.echo_trip(sock, os.urandom(body_bytes)), len(at), warmup, before=_pace(warmup, at, time.sleep))
+    out.put(("result", "raw-idle", trips.result()))
     sock.close(0)
     ctx.term()
 

@@ -522,7 +522,7 @@ def fleet_section(fleet: dict, images: dict[str, str]) -> str:
     out = [f"## Fleet: {', '.join(f'{int(n):,}' for n in sizes)} simulated agents (`bench/fleet.py`)", "",
            ("For each size, one system after the other on this machine. **EMS**: `ems broker` + `ems persist` with the "
             f"agent's timing (heartbeat {s['heartbeat_s']:g} s, offline after {3 * s['heartbeat_s']:g} s) and N lean agents "
-            "(`bench/fleet_sim.py`: one CurveZMQ DEALER each, enrolled before the broker starts; HELLO, heartbeats as the "
+            "(`bench/fleet_clients.py`: one CurveZMQ DEALER each, enrolled before the broker starts; HELLO, heartbeats as the "
             f"client library sends them, the agent's 1.4 KB sysinfo EVENT every {s['event_s']:g} s, which the persister "
             f"stores and acknowledges; at most {s['per_process']:,} agents per process). **libzmq floor**: `bench/fleet_floor.py`, "
             "a CurveZMQ ROUTER with the broker's socket options and ZAP decision that only answers HELLO and sends "

@@ -2,7 +2,7 @@
 
 Everything runs on a private Xvfb (default 1920x1080x24) that this script
 starts and stops, showing a scripted desktop drawn by a real X client
-(``agent.screen.pattern``, Tk): a blue background, a taskbar, a text
+(``bench.harness.pattern``, Tk): a blue background, a taskbar, a text
 window, and for the *active* phase a 900x600 text window that scrolls
 (8 px every 40 ms, 200 px/s) plus a 400x300 window dragged sideways
 (12 px every 40 ms, 300 px/s, bouncing).
@@ -14,7 +14,7 @@ Measured, in one run:
    a resize to 1280 px (median and p95 of --reps runs);
 2. the EMS live view over the real bus: an ``ems broker`` process
    (CurveZMQ on loopback), the agent side in this process
-   (``agent.screen.handlers.attach_bus`` + ``live.start`` + the loop the
+   (``agent.screen.handlers.Screen.on_bus`` + ``live.start`` + the loop the
    runner will run), an operator in its own process subscribed to
    ``frame.<agent>.`` applying every body to a ``LiveCanvas``. Per phase:
    bytes/s received by the operator (FRAME header + body), updates/s,
@@ -63,8 +63,8 @@ from agent.context import AgentContext, LocalPolicy  # noqa: E402
 from agent.screen import handlers, protocol  # noqa: E402
 from agent.screen.capture import MssSource, default_encoder, encode_jpeg  # noqa: E402
 from agent.screen.live import LiveOptions  # noqa: E402
-from agent.screen.pattern import Pattern  # noqa: E402
-from agent.screen.xvfb import Xvfb  # noqa: E402
+from bench.harness.pattern import Pattern  # noqa: E402
+from bench.harness.xvfb import Xvfb  # noqa: E402
 from bench.stack import Proc, free_port  # noqa: E402
 from broker import keys as keyfiles  # noqa: E402
 from broker.client import BusClient  # noqa: E402
@@ -231,12 +231,13 @@ class EmsLive:
                                 notify=lambda title, text: progress(f"NOTICE {title}: {text}"),
                                 report=lambda *a: "", operator=OPERATOR_ID)
         self.fps, self.quality, self.tile = fps, quality, tile
-        self.view = None
+        self.screen = self.view = None
 
     def start_view(self, motion: bool) -> dict:
         """Attach a fresh live view and start watching; returns the first frame's figures."""
-        self.view = handlers.attach_bus(self.ctx, self.bus, options=LiveOptions(tile=self.tile, motion=motion))
-        handlers.live_start({"fps": self.fps, "quality": self.quality, "lease_s": 300, "reason": "benchmark"}, self.ctx)
+        self.screen = handlers.Screen.on_bus(self.ctx, self.bus, options=LiveOptions(tile=self.tile, motion=motion))
+        self.view = self.screen.view
+        self.screen.live_start({"fps": self.fps, "quality": self.quality, "lease_s": 300, "reason": "benchmark"}, self.ctx)
         self.conn.send("reset")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -278,7 +279,7 @@ class EmsLive:
         }
 
     def stop_view(self) -> None:
-        handlers.detach(self.ctx)
+        self.screen.close(self.ctx)
         self.run_detached(0.2)
 
     def run_detached(self, seconds: float) -> None:

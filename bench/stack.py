@@ -3,14 +3,18 @@
 :class:`ServerStack` prepares a data dir (keys, registry, profile), then
 runs ``ems broker`` and ``ems persist`` as child processes on a free
 loopback port; each can be SIGKILLed and restarted on the same port.
+:func:`stop_child` stops one ``multiprocessing`` child by its pid (bus.py,
+peers.py and reliability.py all stop theirs with it).
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from broker.config import DataDir
@@ -23,6 +27,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def stop_child(proc: mp.Process, timeout_s: float = 10.0, say: Callable[[str], None] | None = None) -> None:
+    """Stop one spawned child by its pid: SIGCONT (in case it is stopped), SIGTERM, SIGKILL after ``timeout_s``."""
+    if proc.pid is None or not proc.is_alive():
+        proc.join(1)
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            proc.join(1)
+            return
+    proc.join(timeout_s)
+    if proc.is_alive():
+        if say is not None:
+            say(f"{proc.name} (pid {proc.pid}) did not stop: SIGKILL")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(5)
 
 
 class Proc:
@@ -73,8 +96,8 @@ class ServerStack:
 
     def fleet(self, name: str, agents: int, events: int, rate: float, heartbeat_s: float = 0.5,
               timeout_s: float = 600.0, prefix: str = "sim") -> Proc:
-        """A ``bench.sim_fleet`` process of enrolled simulated agents (not started)."""
-        return Proc(name, [sys.executable, "-m", "bench.sim_fleet", "--dir", str(self.root / "agents"),
+        """A ``bench.durable_agents`` process of enrolled simulated agents (not started)."""
+        return Proc(name, [sys.executable, "-m", "bench.durable_agents", "--dir", str(self.root / "agents"),
                            "--server", self.bind, "--server-key", self.broker_key, "--token", ENROL_TOKEN,
                            "--agents", str(agents), "--events", str(events), "--rate", str(rate),
                            "--heartbeat-s", str(heartbeat_s), "--timeout-s", str(timeout_s), "--prefix", prefix],

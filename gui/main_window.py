@@ -9,24 +9,23 @@ status column follows every command from ``sending`` to ``done``/``failed``.
 Actions go to the selected client; the ones that disrupt a user or look at
 their screen ask for a reason, which the broker writes to the audit trail.
 
-The window never touches the bus: it submits requests to the
-:class:`~gui.bus_worker.BusWorker` and handles its signals.
+The window keeps the layout and never touches the bus: its
+:class:`~gui.console_controller.ConsoleController` (not a widget) sends the
+requests through the :class:`~gui.bus_worker.BusWorker`, pages the selected
+client's history into the models and tells the window by signals what to
+redraw; the fleet views are built in :mod:`gui.fleet_view`, the actions and
+tabs are data in :mod:`gui.console_actions`.
 """
 from __future__ import annotations
 
 import html
 import logging
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
-    QSortFilterProxyModel,
     Qt,
     QTimer,
 )
@@ -43,10 +42,8 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QDockWidget,
-    QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
     QMainWindow,
     QSplitter,
     QStackedWidget,
@@ -57,29 +54,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from broker.envelope import new_id
-from broker.persister.service import MAX_THUMBNAIL_ROWS
 from gui import theme
 from gui.bus_worker import BusWorker
-from gui.capture_view import CapturesTab, CaptureViews, decode_thumbnails
-from gui.models import (
-    CapturesModel,
-    ClientsModel,
-    HistoryModel,
-    audit_concerns,
-    audit_row,
-    capture_row,
-    command_row,
-    format_time,
-    result_text,
-    security_concerns,
-    security_row,
-    session_row,
-)
-from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
+from gui.capture_view import CapturesTab, CaptureViews
+from gui.console_actions import ACTION_BY_KEY, ACTIONS, HISTORY_TABS, LIVE_KINDS, NOUNS, ActionSpec
+from gui.console_controller import ConsoleController
+from gui.fleet_view import fleet_proxy, table_view, tile_view
+from gui.models import CapturesModel, ClientsModel, HistoryModel, format_time, result_text
 from gui.thumbnails import ThumbnailConfig, ThumbnailScheduler
 from gui.widgets import (
-    ClientTileDelegate,
     HistoryTab,
     MetricsChart,
     ReasonDialog,
@@ -91,62 +74,6 @@ from gui.widgets import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    """One toolbar action: the command it sends and how it is confirmed."""
-
-    key: str
-    label: str
-    command: str  # the command name the agent runs
-    shortcut: str
-    needs_reason: bool
-    destructive: bool = False
-    explain: str = ""
-
-
-#: The commands are the agent's (agent.screen.handlers, agent.power); each
-#: passes ``reason`` on, and the agent tells its user and keeps it in the
-#: user-readable access log. An agent without one answers ``failed``.
-ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("capture", "Capture now", "capture", "Ctrl+Shift+C", True, False,
-               "Takes a screenshot of {name} now. The user is told, and the capture is stored and audited."),
-    ActionSpec("reboot", "Reboot", "power.reboot", "Ctrl+R", True, True,
-               "Restarts {name} after a one-minute warning to its user. Unsaved work may be lost."),
-    ActionSpec("shutdown", "Shut down", "power.shutdown", "Ctrl+Shift+S", True, True,
-               "Powers {name} off after a one-minute warning. It stays offline until someone switches it on again."),
-    ActionSpec("update_check", "Check updates", "update.check", "Ctrl+U", False),
-    ActionSpec("update_apply", "Apply updates", "update.apply", "Ctrl+Shift+U", True, True,
-               "Installs the pending OS updates on {name}; it may restart when they need it."),
-)
-ACTION_BY_KEY = {a.key: a for a in ACTIONS}
-
-#: (store kind, tab title, what the tab shows)
-HISTORY_TABS: tuple[tuple[str, str, str], ...] = (
-    ("sessions", "Sessions", "When this client came online and went offline"),
-    ("captures", "Captures", "Screen captures of this client (Enter or double-click opens one full size; "
-                             "opening, exporting and the previews are audited)"),
-    ("messages", "Messages", "Chat with this client's user"),
-    ("fileops", "File Ops", "File transfers and file operations on this client"),
-    ("security", "Security", "Security events reported by or about this client"),
-    ("logs", "Logs", "Log records this client forwarded"),
-    ("audit", "Activity", "The audit trail: what operators did to this client, and why"),
-)
-NOUNS = {"sessions": "sessions", "captures": "captures", "messages": "messages", "fileops": "file operations",
-         "security": "security events", "logs": "log records", "audit": "audit records"}
-#: tabs the live feed keeps current (the others refresh with F5)
-LIVE_KINDS = frozenset({"sessions", "captures", "security", "audit"})
-
-Callback = tuple[Callable[[Any], None], Callable[[str], None]]
-
-#: captures asked with their previews at a time (the store's cap; a reply stays ~1 MB)
-CAPTURES_LIMIT = MAX_THUMBNAIL_ROWS
-#: a capture seen live is looked up in the store (for its id and preview) this long
-#: after it arrived, again while it is not there yet, at most CAPTURE_FOLLOW_TRIES times
-CAPTURE_FOLLOW_MS = 300
-CAPTURE_FOLLOW_TRIES = 20
-
-#: longest stretch the GUI thread spends on answers before the event loop runs again
-INBOX_BUDGET_S = 0.008
 #: the search box filters this long after the last keystroke
 SEARCH_DELAY_MS = 150
 
@@ -171,28 +98,14 @@ class MainWindow(QMainWindow):
         self.tabs_by_kind: dict[str, HistoryTab] = {}
         self.command_actions: dict[str, QAction] = {}
         self.dialog: ReasonDialog | None = None
-        self._calls: dict[str, Callback] = {}
+        #: requests, answers and the selected client's history (not a widget)
+        self.controller = ConsoleController(worker, self.clients, self.commands, self.history, history_limit=history_limit,
+                                            metrics_limit=metrics_limit, audit_scan_limit=audit_scan_limit,
+                                            first_kind=HISTORY_TABS[0][0], parent=self)
         self._live_windows: dict = {}  # client id -> LiveViewWindow
         self._chat_windows: dict = {}  # client id -> ChatView
-        #: answers waiting for the GUI thread, taken a few at a time (see _drain_inbox)
-        self._inbox: deque[tuple[Callable[[Any], None], Any]] = deque()
-        self._inbox_timer = QTimer(self)
-        self._inbox_timer.setSingleShot(True)
-        self._inbox_timer.setInterval(0)
-        self._inbox_timer.timeout.connect(self._drain_inbox)
         #: full-size capture windows and exports
-        self.capture_views = CaptureViews(worker, self._call, self._name, self.statusBar().showMessage, self)
-        self._capture_follow = QTimer(self)
-        self._capture_follow.setSingleShot(True)
-        self._capture_follow.setInterval(CAPTURE_FOLLOW_MS)
-        self._capture_follow.timeout.connect(self._follow_captures)
-        self._capture_follow_tries = 0
-        #: history kinds asked for the selected client (a tab loads when first shown)
-        self._loaded_kinds: set[str] = set()
-        self._client_id: str | None = None
-        self._me = ""
-        self._role = ""
-        self._ready = False
+        self.capture_views = CaptureViews(worker, self.controller.call, self._name, self.statusBar().showMessage, self)
         self._metrics_loaded = False
         self._live_samples: list[Sample] = []
         self._theme = theme_name
@@ -220,52 +133,11 @@ class MainWindow(QMainWindow):
 
     # -- building ------------------------------------------------------------------
     def _build_fleet(self) -> None:
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.clients)
-        self.proxy.setSortRole(ClientsModel.SortRole)
-        self.proxy.setFilterKeyColumn(0)
-        self.proxy.setFilterRole(ClientsModel.SearchRole)  # one string per client: id, label, host, user, state
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy.setDynamicSortFilter(True)
-        self.proxy.sort(1, Qt.SortOrder.AscendingOrder)
-
-        self.tiles = QListView()
-        self.tiles.setObjectName("clientTiles")
-        self.tiles.setViewMode(QListView.ViewMode.IconMode)
-        self.tiles.setResizeMode(QListView.ResizeMode.Adjust)
-        self.tiles.setMovement(QListView.Movement.Static)
-        self.tiles.setFlow(QListView.Flow.LeftToRight)
-        self.tiles.setWrapping(True)
-        self.tiles.setUniformItemSizes(True)
-        self.tiles.setSpacing(4)
-        self.tiles.setMouseTracking(True)
-        self.tiles.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.tiles.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.tiles.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.tiles.setItemDelegate(ClientTileDelegate(self.tiles))
-        self.tiles.setModel(self.proxy)
+        self.proxy = fleet_proxy(self.clients, self)
+        self.tiles = tile_view(self.proxy)
         self.thumbnails = ThumbnailScheduler(self.worker, self.tiles, self.clients, self.tiles.itemDelegate(),
                                              self.thumbnail_config, parent=self)
-
-        self.table = QTableView()
-        self.table.setObjectName("clientTable")
-        self.table.setModel(self.proxy)
-        self.table.setSelectionModel(self.tiles.selectionModel())
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSortIndicator(1, Qt.SortOrder.AscendingOrder)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # the label takes what is left
-        self.table.setSortingEnabled(True)
-        for column, width in enumerate((100, 0, 80, 58, 72, 54, 74)):
-            if width:
-                self.table.setColumnWidth(column, width)
-        compact_rows(self.table)
-
+        self.table = table_view(self.proxy, self.tiles)
         self.fleet_stack = QStackedWidget()
         self.fleet_stack.setObjectName("fleet")
         self.fleet_stack.addWidget(self.tiles)
@@ -323,13 +195,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [170], Qt.Orientation.Vertical)
         self.command_dock = dock
 
-    def _build_actions(self) -> None:
-        bar = QToolBar("Actions")
-        bar.setObjectName("mainToolBar")
-        bar.setMovable(False)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.addToolBar(bar)
-
+    def _build_search(self) -> QLineEdit:
         self.search = QLineEdit()
         self.search.setObjectName("search")
         self.search.setPlaceholderText("Search clients (Ctrl+F): name, user, id, online...")
@@ -344,8 +210,15 @@ class MainWindow(QMainWindow):
         clear = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.search)
         clear.setContext(Qt.ShortcutContext.WidgetShortcut)
         clear.activated.connect(self.search.clear)
-        bar.addWidget(self.search)
+        return self.search
 
+    def _build_actions(self) -> None:
+        bar = QToolBar("Actions")
+        bar.setObjectName("mainToolBar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(bar)
+        bar.addWidget(self._build_search())
         self.find_action = self._action("Search", QKeySequence.StandardKey.Find, self._focus_search)
         group = QActionGroup(self)
         self.tiles_action = self._action("Tiles", "Ctrl+1", partial(self.set_fleet_view, "tiles"), checkable=True)
@@ -377,7 +250,9 @@ class MainWindow(QMainWindow):
         self.quit_action = self._action("Quit", QKeySequence.StandardKey.Quit, self.close)
         bar.addAction(self.refresh_action)
         bar.addAction(self.theme_action)
+        self._build_menus()
 
+    def _build_menus(self) -> None:
         menu = self.menuBar()
         console = menu.addMenu("&Console")
         for action in (self.refresh_action, self.quit_action):
@@ -418,20 +293,26 @@ class MainWindow(QMainWindow):
         w.clients_loaded.connect(self.clients.load_store_clients)
         w.presence_changed.connect(self._on_presence)
         w.sysinfo_received.connect(self._on_sysinfo)
-        w.security_received.connect(self._on_security)
-        w.audit_received.connect(self._on_audit)
-        w.captures_received.connect(self._on_captures)
-        w.command_status.connect(self._on_command_status)
         w.command_result.connect(self._on_command_result)
-        w.replied.connect(self._on_replied)
-        w.request_failed.connect(self._on_request_failed)
         w.frame_received.connect(self._on_frame)
         w.stats_changed.connect(self._on_stats)
+        c = self.controller
+        c.history_shown.connect(self._history_shown)
+        c.history_failed.connect(self._history_failed)
+        c.metrics_loaded.connect(self._metrics_rows)
+        c.metrics_failed.connect(self._metrics_failed)
+        c.agents_loaded.connect(self._on_agents)
+        c.notice.connect(self.statusBar().showMessage)
 
     # -- public API (tests, screenshots, shortcuts) ---------------------------------
     @property
     def current_client(self) -> str | None:
-        return self._client_id
+        return self.controller.client_id
+
+    @property
+    def _ready(self) -> bool:
+        """The bus is up (the controller's word; read by tests and harnesses)."""
+        return self.controller.ready
 
     def select_client(self, client_id: str) -> bool:
         """Make ``client_id`` the selected client (False if unknown or filtered out)."""
@@ -466,7 +347,7 @@ class MainWindow(QMainWindow):
     def run_action(self, key: str) -> ReasonDialog | None:
         """Start action ``key`` on the selected client: asks for a reason first where needed."""
         spec = ACTION_BY_KEY[key]
-        client_id = self._client_id
+        client_id = self.current_client
         if client_id is None:
             self.statusBar().showMessage("Select a client first.", 5000)
             return None
@@ -491,25 +372,19 @@ class MainWindow(QMainWindow):
         """F5: ask again for everything shown (merged in place: nothing flickers)."""
         if not self._ready:
             return
-        self._call(self.worker.submit("agents"), self._on_agents)
-        self._call(self.worker.query("clients", limit=1000), self.clients.load_store_clients)
-        self._load_commands()
-        if self._client_id is not None:
-            self._load_details(self._client_id, fresh=False)
+        self.controller.refresh()
         self.statusBar().showMessage("Refreshed.", 2000)
 
     # -- the selected client -------------------------------------------------------
     def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
         client_id = current.data(ClientsModel.ClientIdRole) if current.isValid() else None
-        if client_id != self._client_id:
+        if client_id != self.current_client:
             self._show_client(client_id)
 
     def _show_client(self, client_id: str | None) -> None:
-        self._client_id = client_id
+        self.controller.select(client_id)  # its answers come later, through the event loop
         self._live_samples = []
         self._metrics_loaded = False
-        self._loaded_kinds = set()
-        self._capture_follow.stop()
         self.chart.clear()
         self.chart.set_title(f"{self._name(client_id)}: CPU, memory and disk" if client_id else "CPU, memory and disk")
         for tab in self.tabs_by_kind.values():
@@ -517,118 +392,48 @@ class MainWindow(QMainWindow):
             tab.set_message(tab.empty_text if client_id is None else "Loading…")
         self._update_header()
         self._update_actions()
-        if client_id is not None and self._ready:
-            self._load_details(client_id, fresh=True)
 
     def _current_kind(self) -> str:
         return HISTORY_TABS[max(0, self.tabs.currentIndex())][0]
 
     def _on_tab_changed(self, index: int) -> None:
-        kind = self._current_kind()
-        if self._client_id is not None and self._ready and kind not in self._loaded_kinds:
-            self._load_kind(self._client_id, kind, fresh=True)
+        self.controller.show_kind(self._current_kind())
 
-    def _load_details(self, client_id: str, fresh: bool) -> None:
-        """The chart, the open tab, and (on a refresh) every tab already shown."""
-        for kind in {self._current_kind()} | self._loaded_kinds:
-            self._load_kind(client_id, kind, fresh)
-        self._call(self.worker.query("metrics", client_id=client_id, limit=self.metrics_limit),
-                   partial(self._metrics_rows, client_id), partial(self._metrics_failed, client_id))
-
-    def _load_kind(self, client_id: str, kind: str, fresh: bool) -> None:
-        self._loaded_kinds.add(kind)
-        if kind == "captures":
-            self._load_captures(client_id, fresh)
-            return
-        self._call(self.worker.query(kind, client_id=client_id, limit=self.history_limit),
-                   partial(self._history_loaded, client_id, kind, fresh), partial(self._history_failed, client_id, kind))
-        if kind == "audit":
-            # The broker's audit record of a command names its client only inside
-            # `detail`, which the store's client filter does not look at: scan the
-            # newest records too, so the commands sent to this client show up.
-            self._call(self.worker.query("audit", limit=self.audit_scan_limit), partial(self._audit_scan_loaded, client_id),
-                       lambda error: None)
-
-    def _load_captures(self, client_id: str, fresh: bool, since: float | None = None) -> None:
-        """Captures with their previews, decoded in the worker thread (see gui.capture_view)."""
-        filters = {} if since is None else {"since": since}
-        request = self.worker.submit("store.query", kind="captures", client_id=client_id, limit=self._limit("captures"),
-                                     thumbnails=True, prepare=decode_thumbnails, **filters)
-        self._call(request, partial(self._history_loaded, client_id, "captures", fresh),
-                   partial(self._history_failed, client_id, "captures"))
-
-    def _follow_captures(self) -> None:
-        """Ask the store for the captures seen live that have no stored row (id, preview) yet."""
-        pending = [r["ts"] for r in self.history["captures"].rows() if r.get("id") is None and isinstance(r.get("ts"), (int, float))]
-        if self._client_id is None or not pending or not self._ready:
-            return
-        self._capture_follow_tries += 1
-        self._load_captures(self._client_id, fresh=False, since=min(pending))
-
-    def _follow_captures_later(self) -> None:
-        pending = any(r.get("id") is None for r in self.history["captures"].rows())
-        if pending and self._capture_follow_tries < CAPTURE_FOLLOW_TRIES and not self._capture_follow.isActive():
-            self._capture_follow.start()
-
-    def _limit(self, kind: str) -> int:
-        return min(self.history_limit, CAPTURES_LIMIT) if kind == "captures" else self.history_limit
-
-    def _history_loaded(self, client_id: str, kind: str, fresh: bool, rows: list) -> None:
-        if client_id != self._client_id:
-            return
-        model, tab = self.history[kind], self.tabs_by_kind[kind]
-        first = model.rowCount() == 0
-        if first:
-            model.set_rows(rows)
-        else:
-            model.merge(rows)
-        if first or fresh:
-            tab.fit_columns()
-        self._describe_tab(kind, len(rows))
-        if kind == "captures":
-            self._follow_captures_later()
+    def _history_shown(self, kind: str, refit: bool, stored: int | None) -> None:
+        if refit:
+            self.tabs_by_kind[kind].fit_columns()
+        self._describe_tab(kind, stored)
 
     def _describe_tab(self, kind: str, stored: int | None = None) -> None:
         model, tab = self.history[kind], self.tabs_by_kind[kind]
         noun = NOUNS[kind]
         if model.rowCount() == 0:
             text = f"No {noun} stored for this client."
-        elif stored is not None and stored >= self._limit(kind):
+        elif stored is not None and stored >= self.controller.limit(kind):
             text = f"The newest {model.rowCount()} {noun}, newest first."
         else:
             text = f"{model.rowCount()} {noun}, newest first."
         text += " Live." if kind in LIVE_KINDS else " F5 refreshes."
         tab.set_message(text)
 
-    def _history_failed(self, client_id: str, kind: str, error: str) -> None:
-        if client_id == self._client_id:
-            self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
+    def _history_failed(self, kind: str, error: str) -> None:
+        self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
 
-    def _audit_scan_loaded(self, client_id: str, rows: list) -> None:
-        if client_id == self._client_id:
-            mine = [r for r in rows if isinstance(r, dict) and audit_concerns(r, client_id)]
-            if mine:
-                self.history["audit"].merge(mine)
-                self._describe_tab("audit")
-
-    def _metrics_rows(self, client_id: str, rows: list) -> None:
-        if client_id != self._client_id:
-            return
+    def _metrics_rows(self, rows: list) -> None:
         samples = [sample_of(r) for r in reversed(rows) if isinstance(r, dict) and isinstance(r.get("ts"), (int, float))]
         newest = samples[-1].ts if samples else 0.0
         self.chart.set_history(samples + [s for s in self._live_samples if s.ts > newest])
         self._metrics_loaded = True
 
-    def _metrics_failed(self, client_id: str, error: str) -> None:
-        if client_id == self._client_id:
-            self.chart.set_history(self._live_samples)
-            self._metrics_loaded = True
-            self.chart.set_title(f"{self._name(client_id)}: live only ({error})")
+    def _metrics_failed(self, error: str) -> None:
+        self.chart.set_history(self._live_samples)
+        self._metrics_loaded = True
+        self.chart.set_title(f"{self._name(self.current_client)}: live only ({error})")
 
     def _update_header(self) -> None:
         if not hasattr(self, "header"):
             return
-        client = self.clients.client(self._client_id) if self._client_id else None
+        client = self.clients.client(self.current_client) if self.current_client else None
         muted = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
         if client is None:
             self.header.setText(f"<span style='color:{muted}'>Select a client in the grid to see its history, "
@@ -651,10 +456,10 @@ class MainWindow(QMainWindow):
         )
 
     def _update_actions(self) -> None:
-        allowed = self._ready and self._client_id is not None and self._role != "viewer"
+        allowed = self._ready and self.current_client is not None and self.controller.role != "viewer"
         for action in self.command_actions.values():
             action.setEnabled(allowed)
-            if self._role == "viewer":
+            if self.controller.role == "viewer":
                 action.setToolTip("Viewers cannot send commands")
 
     # -- worker signals ------------------------------------------------------------
@@ -667,43 +472,25 @@ class MainWindow(QMainWindow):
             "failed": f"Bus connection failed: {detail}",
             "closed": "Disconnected.",
         }
-        self._ready = state == "ready"
         self.connection_label.setText(texts.get(state, f"{state}: {detail}"))
         colour = {"ready": ClientsModel.ONLINE_COLOUR.name(), "failed": "#f85149", "revoked": "#f85149"}.get(state, "#d29922")
         self.connection_label.setStyleSheet(f"color: {colour};")
         self._update_actions()
 
     def _on_welcomed(self, info: dict) -> None:
-        self._me, self._role = info.get("client_id", ""), info.get("role", "")
-        self._update_actions()
-        self._load_commands()
-        if self._client_id is not None:
-            self._load_details(self._client_id, fresh=not self._loaded_kinds)
+        self._update_actions()  # the controller loads the command log and the selected client
 
     def _on_agents(self, agents: list) -> None:
         self.clients.load_agents(agents)
         self._update_counts()
 
     def _on_presence(self, items: list) -> None:
-        self.clients.apply_presence(items)
+        self.clients.apply_presence(items)  # the Sessions tab: the controller
         self._update_counts()
-        client_id = self._client_id
-        sessions = self.history["sessions"]
-        for item in items:
-            if item["client_id"] != client_id:
-                continue
-            if item.get("state") == "online":
-                sessions.merge([session_row(item)])
-            else:
-                open_rows = [r for r in sessions.rows() if r.get("ended") is None and r.get("msg_id")]
-                if open_rows:
-                    sessions.merge([{"msg_id": open_rows[0]["msg_id"], "ended": item["ts"],
-                                     "end_reason": item.get("reason") or "offline"}])
-            self._describe_tab("sessions")
 
     def _on_sysinfo(self, items: list) -> None:
         self.clients.apply_sysinfo(items)
-        client_id = self._client_id
+        client_id = self.current_client
         if client_id is None:
             return
         mine = [i for i in items if i.get("client_id") == client_id and isinstance(i.get("ts"), (int, float))]
@@ -715,64 +502,11 @@ class MainWindow(QMainWindow):
         if self._metrics_loaded:
             self.chart.append(samples)
 
-    def _on_security(self, items: list) -> None:
-        self._merge_live("security", [security_row(i) for i in items], security_concerns)
-
-    def _on_audit(self, items: list) -> None:
-        self._merge_live("audit", [audit_row(i) for i in items], audit_concerns)
-
-    def _on_captures(self, items: list) -> None:
-        self._merge_live("captures", [capture_row(i) for i in items], lambda r, c: r.get("client_id") == c)
-        self._capture_follow_tries = 0
-        self._follow_captures_later()
-
-    def _merge_live(self, kind: str, rows: list[dict], concerns: Callable[[dict, str], bool]) -> None:
-        client_id = self._client_id
-        if client_id is None:
-            return
-        mine = [r for r in rows if concerns(r, client_id)]
-        if mine:
-            self.history[kind].merge(mine)
-            self._describe_tab(kind)
-
-    def _on_command_status(self, items: list) -> None:
-        self.commands.merge([command_row(i) for i in items if isinstance(i, dict) and i.get("id")])
-
     def _on_command_result(self, items: list) -> None:
-        self._on_command_status(items)
+        self.controller.merge_commands(items)
         for item in items:
             name = self._name(item.get("target") or "")
             self.statusBar().showMessage(f"{item.get('name')} on {name}: {item.get('status')} ({result_text(item.get('result'))})", 10000)
-
-    def _on_replied(self, req_id: str, op: str, result: Any) -> None:
-        callback = self._calls.pop(req_id, None)
-        if callback is not None:
-            self._post(callback[0], result)
-
-    def _on_request_failed(self, req_id: str, op: str, error: str) -> None:
-        callback = self._calls.pop(req_id, None)
-        if callback is not None:
-            self._post(callback[1], error)
-        elif req_id == "clients":
-            self.statusBar().showMessage(f"Stored history is not available: {error}", 10000)
-
-    def _post(self, handler: Callable[[Any], None], value: Any) -> None:
-        self._inbox.append((handler, value))
-        if not self._inbox_timer.isActive():
-            self._inbox_timer.start()
-
-    def _drain_inbox(self) -> None:
-        """Handle answers for at most INBOX_BUDGET_S, then let the event loop
-        run (paint, timers, live updates) before the rest: selecting a client
-        answers several queries at once, and each fills a table or the chart."""
-        deadline = time.perf_counter() + INBOX_BUDGET_S
-        while self._inbox:
-            handler, value = self._inbox.popleft()
-            handler(value)
-            if time.perf_counter() >= deadline:
-                break
-        if self._inbox:
-            self._inbox_timer.start()
 
     def _on_frame(self, client_id: str, image: QImage) -> None:
         """HOOK(live view): the newest frame of a watched client becomes its tile's thumbnail."""
@@ -783,9 +517,9 @@ class MainWindow(QMainWindow):
         self.live_label.setText(f"live messages: {stats.get('received', 0)}" + (f", dropped {dropped}" if dropped else ""))
 
     def _on_clients_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
-        if self._client_id is None:
+        if self.current_client is None:
             return
-        row = self.clients.row_of(self._client_id)
+        row = self.clients.row_of(self.current_client)
         if top_left.row() <= row <= bottom_right.row():
             self._update_header()
 
@@ -795,28 +529,8 @@ class MainWindow(QMainWindow):
 
     # -- commands ----------------------------------------------------------------------
     def _send_command(self, spec: ActionSpec, client_id: str, reason: str) -> None:
-        now = time.time()
-        cmd_id = new_id()
-        self.commands.merge([{"id": cmd_id, "client_id": client_id, "name": spec.command, "status": "sending",
-                              "created": now, "updated": now, "operator": self._me or None}])
-        self.worker.send_command(client_id, spec.command, {"reason": reason} if reason else {}, cmd_id=cmd_id)
-        self._calls[cmd_id] = (lambda status: self._on_command_status([status]),
-                               partial(self._command_refused, cmd_id))
+        self.controller.send_command(client_id, spec.command, {"reason": reason} if reason else {})
         self.statusBar().showMessage(f"{spec.label}: sent to {self._name(client_id)}", 5000)
-
-    def _command_refused(self, cmd_id: str, error: str) -> None:
-        self.commands.merge([{"id": cmd_id, "status": "refused", "updated": time.time(), "result": {"ok": False, "error": error}}])
-        self.statusBar().showMessage(f"Command refused: {error}", 10000)
-
-    def _load_commands(self) -> None:
-        self._call(self.worker.query("commands", limit=self.history_limit), self._commands_loaded)
-
-    def _commands_loaded(self, rows: list) -> None:
-        rows = [r for r in rows if not (isinstance(r, dict) and r.get("name") == THUMBNAIL_COMMAND)]  # tile pictures
-        if self.commands.rowCount() == 0:
-            self.commands.set_rows(rows)
-        else:
-            self.commands.merge(rows)
 
     def _dialog_finished(self, result: int) -> None:
         dialog, self.dialog = self.dialog, None
@@ -824,9 +538,6 @@ class MainWindow(QMainWindow):
             dialog.deleteLater()
 
     # -- small helpers -----------------------------------------------------------------
-    def _call(self, req_id: str, on_reply: Callable[[Any], None], on_error: Callable[[str], None] | None = None) -> None:
-        self._calls[req_id] = (on_reply, on_error or (lambda error: self.statusBar().showMessage(error, 8000)))
-
     def _name(self, client_id: str | None) -> str:
         client = self.clients.client(client_id) if client_id else None
         return client.name if client else (client_id or "")
@@ -842,12 +553,12 @@ class MainWindow(QMainWindow):
     def open_live_view(self, client_id: str | None = None):
         from gui.live_view import LiveViewWindow
 
-        return self._open_window(self._live_windows, LiveViewWindow, client_id or self._client_id)
+        return self._open_window(self._live_windows, LiveViewWindow, client_id or self.current_client)
 
     def open_chat(self, client_id: str | None = None):
         from gui.chat_view import ChatView
 
-        return self._open_window(self._chat_windows, ChatView, client_id or self._client_id)
+        return self._open_window(self._chat_windows, ChatView, client_id or self.current_client)
 
     def _open_window(self, windows: dict, cls, client_id: str | None):
         if not client_id:

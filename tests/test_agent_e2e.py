@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker.envelope import Kind
 
 from conftest import next_message, wait_for

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 
 import pytest
 import zmq
@@ -53,14 +54,44 @@ def error_reply(client: BusClient, msg_id: str, timeout_s: float = 5.0) -> dict:
     return env.data()
 
 
+#: security events a watcher received while a test looked for another one (kept for the next look)
+_SEEN: "weakref.WeakKeyDictionary[BusClient, list[Envelope]]" = weakref.WeakKeyDictionary()
+
+
 def security_event(watcher: BusClient, event: str, key: str) -> dict:
-    """The next ``event`` the broker published on ``security.broker`` about ``key``."""
-    env = next_message(
-        watcher,
-        lambda e: e.kind is Kind.SECURITY and e.data()["event"] == event and e.data()["key"] == key,
-    )
+    """The ``event`` the broker published on ``security.broker`` about ``key``,
+    in whatever order the broker handled the peers: events passed over while
+    looking for another are kept for the next call."""
+    seen = _SEEN.setdefault(watcher, [])
+
+    def wanted(e: Envelope) -> bool:
+        return e.kind is Kind.SECURITY and e.data()["event"] == event and e.data()["key"] == key
+
+    env = next((e for e in seen if wanted(e)), None)
+    if env is not None:
+        seen.remove(env)
+    else:
+        def keep_others(e: Envelope) -> bool:
+            if wanted(e):
+                return True
+            if e.kind is Kind.SECURITY:
+                seen.append(e)
+            return False
+
+        env = next_message(watcher, keep_others)
     assert env.topic == "security.broker" and env.sender == ""
     return env.data()
+
+
+def security_events(watcher: BusClient, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """The ``(event, key)`` security events in ``wanted``, in whatever order they come."""
+    found: dict[tuple[str, str], dict] = {}
+    while len(found) < len(wanted):
+        left = wanted - set(found)
+        env = next_message(watcher, lambda e: e.kind is Kind.SECURITY and (e.data()["event"], e.data()["key"]) in left)
+        assert env.topic == "security.broker" and env.sender == ""
+        found[(env.data()["event"], env.data()["key"])] = env.data()
+    return found
 
 
 def poll_until_state(client: BusClient, state: str, timeout_s: float = 5.0) -> None:
@@ -326,9 +357,12 @@ def test_enrolment_token_cannot_take_over_an_enrolled_client_id(bus):
         poll_until_state(intruder, "pending")
         assert intruder.client_id == ""
 
-    event = security_event(watcher, "reenrolment", intruders[0].keypair.public)
+    # the two HELLOs race, so their events may come in either order
+    found = security_events(watcher, {("reenrolment", intruders[0].keypair.public),
+                                      ("reserved_id_claimed", intruders[1].keypair.public)})
+    event = found[("reenrolment", intruders[0].keypair.public)]
     assert "victim" in event["detail"] and event["client_id"] == "victim"  # the subject is the claimed id
-    reserved = security_event(watcher, "reserved_id_claimed", intruders[1].keypair.public)
+    reserved = found[("reserved_id_claimed", intruders[1].keypair.public)]
     assert reserved["client_id"] == "admin"
     states = {(r["client_id"], r["public_key"]): r["state"] for r in bus.admin.request("keys.list")}
     assert states[("victim", victim.keypair.public)] == "accepted"

@@ -178,7 +178,7 @@ def test_session_open_and_close_show_notices_and_write_the_access_log(control, a
     wait_for(lambda: windows_named("^EMS notice: Remote control started$"), what="the start notice")
     assert opened(control, agent)["new"] is False, "opening again keeps the same session"
 
-    closed = control.close({"reason": "fixed"}, agent.as_operator("alice"))
+    closed = control.end({"reason": "fixed"}, agent.as_operator("alice"))
     assert closed["session_id"] == result["session_id"]
     wait_for(lambda: windows_named("^EMS notice: Remote control ended$"), what="the end notice")
     lines = agent.lines()
@@ -197,8 +197,8 @@ def test_input_is_refused_outside_a_session_and_from_another_operator(control, a
     with pytest.raises(CommandError, match="already held by alice"):
         opened(control, agent, operator="bob")
     with pytest.raises(CommandError, match="^no remote-control session open: "):
-        control.close({}, agent.as_operator("bob"))
-    control.close({}, agent.as_operator("alice"))
+        control.end({}, agent.as_operator("bob"))
+    control.end({}, agent.as_operator("alice"))
     with pytest.raises(CommandError, match="^no remote-control session open: "):
         control.input(move, agent.as_operator("alice"))
 
@@ -248,6 +248,6 @@ def test_an_idle_session_ends_with_a_notice(agent):
 
 def test_shutdown_ends_the_session_visibly(control, agent):
     opened(control, agent)
-    control.shutdown(agent.ctx)
+    control.close(agent.ctx)
     assert "alice's remote control ended: the EMS agent is stopping" in agent.access.read()
     assert control.sessions.current is None

@@ -100,7 +100,7 @@ def test_control_open_needs_a_reason(headless, reason):
 def test_a_reason_cannot_forge_access_log_lines(headless, monkeypatch):
     control = RemoteControl()
     control.sessions.open("alice", "x")
-    control.close({"reason": "done\n2026-01-01 00:00:00  agent stopped"}, headless.as_operator("alice"))
+    control.end({"reason": "done\n2026-01-01 00:00:00  agent stopped"}, headless.as_operator("alice"))
     assert len(headless.lines()) == 1
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bench.fleet import EmsSide, FleetRun, FloorSide, MosquittoSide, Settings, served_all, shards
-from bench.fleet_sim import PINGREQ, PUBLISH, mqtt_packets, mqtt_publish
+from bench.fleet_clients import PINGREQ, PUBLISH, mqtt_packets, mqtt_publish
 
 N = 40
 

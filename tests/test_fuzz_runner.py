@@ -38,7 +38,7 @@ def test_a_signature_names_the_exception_and_the_product_frame():
     """Tried: a BoundsError raised in broker code and a RecursionError.
     Expected: the type and file:line in function of the innermost broker
     frame; a recursion without its line (it varies with the stack)."""
-    from broker.persister.store import _limit
+    from broker.persister.queries import _limit
 
     with pytest.raises(ValueError) as refused:
         _limit(2**63)

@@ -18,7 +18,7 @@ from PySide6.QtGui import QPixmap
 from test_gui_console import Agents, agents, console, persister  # noqa: F401  (fixtures)
 from test_gui_live_chat import display, start_agent  # noqa: F401  (fixtures)
 
-from agent.screen.pattern import Pattern
+from bench.harness.pattern import Pattern
 from broker import sqlite_db
 from broker.envelope import Kind
 from gui.models import CapturesModel, RawRole

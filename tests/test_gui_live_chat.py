@@ -15,7 +15,7 @@ from PySide6.QtCore import QPoint, Qt
 from test_agent_e2e import xdotool
 from test_gui_console import console, persister  # noqa: F401  (fixtures)
 
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker import keys
 
 WAIT_MS = 20_000

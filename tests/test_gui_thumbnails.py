@@ -23,8 +23,8 @@ from test_agent_e2e import xdotool
 from test_gui_console import Agents, persister  # noqa: F401  (fixtures)
 from test_gui_live_chat import start_agent
 
-from agent.screen.pattern import Pattern
-from agent.screen.xvfb import Xvfb
+from bench.harness.pattern import Pattern
+from bench.harness.xvfb import Xvfb
 from broker.cli import gui_cmd
 from broker.client import BusClient
 from broker.envelope import Kind

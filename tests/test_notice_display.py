@@ -1,6 +1,6 @@
 """Notices on a real X display, and the X harness the control and chat tests share.
 
-:class:`XServer` is the project's :class:`~agent.screen.xvfb.Xvfb` (a
+:class:`XServer` is the project's :class:`~bench.harness.xvfb.Xvfb` (a
 private server that picks a free display number itself and is stopped by
 pid) with an X authority file.
 The ``xserver`` fixture is module-scoped (one Xvfb per test module that
@@ -21,7 +21,7 @@ from agent.access_log import AccessLog
 from agent.context import AgentContext, LocalPolicy
 from agent.notice import Notifier, TkWindowBackend, select_backend
 from agent.notice.display import tk_installed
-from agent.screen.xvfb import Xvfb, XvfbError
+from bench.harness.xvfb import Xvfb, XvfbError
 from broker.envelope import new_id
 
 from conftest import wait_for
@@ -47,7 +47,7 @@ def _x_tools():
 
 
 class XServer(Xvfb):
-    """The shared :class:`~agent.screen.xvfb.Xvfb` plus an (empty) X authority file.
+    """The shared :class:`~bench.harness.xvfb.Xvfb` plus an (empty) X authority file.
 
     pyautogui's Xlib wants an authority file, even an empty one; ``env()``
     gives DISPLAY and XAUTHORITY for a test or a child process.

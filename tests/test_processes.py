@@ -154,7 +154,7 @@ def test_expired_command_is_never_run(stack):
     outcome = op.wait_result(cmd["id"], timeout_s=15)
     assert outcome["status"] == "expired"
     stack.start_agent("agent-e")
-    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-e"), 15, what="agent online")
+    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-e"), 30, what="agent online (a cold start of a Python process under load)")
     later = op.send_command("agent-e", "ping")
     assert op.wait_result(later["id"], timeout_s=15)["status"] == "done"
     assert executions(agent_dir, cmd["id"]) == 0
@@ -223,7 +223,7 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     shared.mkdir()
     (shared / "report.txt").write_text("quarterly numbers")
     stack.start_agent("agent-p", "--allow-root", str(shared), "--power-dry-run")
-    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 15, what="agent online")
+    wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 30, what="agent online (a cold start of a Python process under load)")
 
     def run(name, **args):
         first = op.send_command("agent-p", name, args)

@@ -15,9 +15,9 @@ from agent.context import AgentContext, LocalPolicy
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
 from agent.screen import handlers, protocol
-from agent.screen.pattern import Pattern
+from bench.harness.pattern import Pattern
 from agent.screen.protocol import LiveCanvas
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker.envelope import Kind
 
 from conftest import wait_for
@@ -55,7 +55,8 @@ def test_changes_reach_a_watching_operator_over_the_bus(bus, pattern, tmp_path):
     operator = bus.peer("op-1", role="operator")
     operator.subscribe(["frame."])
     ctx, notices = agent_context(tmp_path, "desk-1")
-    view = handlers.attach_bus(ctx, agent_bus)
+    screen = handlers.Screen.on_bus(ctx, agent_bus)
+    view = screen.view
     canvas = LiveCanvas()
     rng = random.Random(7)
 
@@ -81,7 +82,7 @@ def test_changes_reach_a_watching_operator_over_the_bus(bus, pattern, tmp_path):
         return got
 
     try:
-        state = handlers.live_start({}, replace(ctx, operator="op-1"))  # the defaults: 10 fps
+        state = screen.live_start({}, replace(ctx, operator="op-1"))  # the defaults: 10 fps
         assert state["topic"] == "frame.desk-1.live" and state["fps"] == 10
         first, _ = next_update()
         assert first.full and canvas.apply(first) == protocol.APPLIED
@@ -100,12 +101,12 @@ def test_changes_reach_a_watching_operator_over_the_bus(bus, pattern, tmp_path):
         print(f"\nlive view over the bus at 10 fps, 20 changes at random moments: change -> operator "
               f"median {statistics.median(change_ms):.1f} ms, max {max(change_ms):.1f} ms; grab -> operator median "
               f"{statistics.median(grab_to_operator_ms):.1f} ms, max {max(grab_to_operator_ms):.1f} ms (not asserted)")
-        handlers.live_stop({}, replace(ctx, operator="op-1"))
+        screen.live_stop({}, replace(ctx, operator="op-1"))
         view.pump()
         env = wait_for(lambda: operator.poll(0.05), 5, what="the end of the live view")
         assert protocol.parse(env.body).end == "stopped by the operator"
     finally:
-        handlers.detach(ctx)
+        screen.close(ctx)
     assert [title for title, _ in notices] == ["Live view started", "Live view ended"]
 
 
@@ -117,7 +118,7 @@ def test_a_capture_lands_in_screen_captures_and_an_operator_can_fetch_it(bus, pa
         operator = bus.peer("op-2", role="operator")
         # the store names the capture's operator from the broker's record of this command, not from the agent
         cmd_id = operator.send_command("desk-2", "screen.capture", {"quality": 75, "scale": 0.5})["id"]
-        result = handlers.capture({"quality": 75, "scale": 0.5}, replace(ctx, operator="op-2", command_id=cmd_id))
+        result = handlers.Screen(ctx).capture({"quality": 75, "scale": 0.5}, replace(ctx, operator="op-2", command_id=cmd_id))
 
         def acked():
             for env in sender.bus.drain(100, 0.02):

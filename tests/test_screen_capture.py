@@ -11,8 +11,8 @@ from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.outbox import Outbox
 from agent.screen import handlers
 from agent.screen.capture import ENCODERS, MssSource, encode_jpeg
-from agent.screen.pattern import Pattern
-from agent.screen.xvfb import Xvfb
+from bench.harness.pattern import Pattern
+from bench.harness.xvfb import Xvfb
 from broker.envelope import Kind, pack_body, unpack_body
 
 W, H = 1280, 720
@@ -62,6 +62,7 @@ class Agentish:
             notify=lambda title, text: self.notices.append((title, text)),
             report=lambda kind, name, data: self.outbox.put(kind, name, pack_body(data)), operator="op-kim",
         )
+        self.capability = handlers.Screen(self.ctx)
 
     def stored(self) -> list[dict]:
         return [unpack_body(r.body) | {"_topic": r.topic, "_kind": r.kind, "_id": r.msg_id} for r in self.outbox.due(100)]
@@ -110,7 +111,7 @@ def test_both_encoders_give_the_right_size_and_colours(display, encoder, resize,
 
 
 def test_capture_command_stores_the_picture_for_the_persister(display, agent):
-    result = handlers.capture({"quality": 60, "max_width": 640, "reason": "ticket 42"}, agent.ctx)
+    result = agent.capability.capture({"quality": 60, "max_width": 640, "reason": "ticket 42"}, agent.ctx)
     assert result["width"] == 640 and result["height"] == 360 and result["format"] == "jpeg"
     assert result["screen"] == [W, H] and result["bytes"] > 1000
     [record] = agent.stored()
@@ -123,7 +124,7 @@ def test_capture_command_stores_the_picture_for_the_persister(display, agent):
 
 
 def test_quality_changes_the_size(display, agent):
-    sizes = [handlers.capture({"quality": q}, agent.ctx)["bytes"] for q in (20, 50, 90)]
+    sizes = [agent.capability.capture({"quality": q}, agent.ctx)["bytes"] for q in (20, 50, 90)]
     assert sizes[0] < sizes[1] < sizes[2], sizes
 
 
@@ -138,5 +139,5 @@ def test_quality_changes_the_size(display, agent):
 ])
 def test_bad_arguments_are_command_errors(display, agent, args, message):
     with pytest.raises(CommandError, match=message):
-        handlers.capture(args, agent.ctx)
+        agent.capability.capture(args, agent.ctx)
     assert agent.stored() == []

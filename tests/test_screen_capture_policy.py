@@ -19,7 +19,7 @@ from agent.access_log import AccessLog
 from agent.context import MAX_CAPTURES_PER_MINUTE, AgentContext, CommandError, LocalPolicy
 from agent.notice import Notifier
 from agent.outbox import Outbox
-from agent.screen import captures, handlers, thumbnail
+from agent.screen import captures, handlers
 from broker.envelope import Kind, pack_body, unpack_body
 from broker.errors import EmsError
 
@@ -50,8 +50,7 @@ class Agent:
         self.ctx = AgentContext(client_id="desk-1", data_dir=root, policy=LocalPolicy(**policy), access_log=self.access.record,
                                 notify=notifier.notify, report=lambda kind, name, data: self.outbox.put(kind, name, pack_body(data)),
                                 operator="op-kim")
-        captures.gate_for(self.ctx, clock=clock)
-        thumbnail.gate_for(self.ctx, clock=clock)
+        self.capability = handlers.Screen(self.ctx, clock=clock)  # its gates run on the manual clock
 
     def stored(self, kind: Kind = Kind.EVENT) -> list[dict]:
         return [unpack_body(r.body) for r in self.outbox.due(1000) if r.kind == kind]
@@ -96,12 +95,12 @@ def test_every_capture_is_counted_and_shown_whatever_its_arguments(name, per_min
     try:
         for i in range(per_minute):
             clock.now += 1
-            handlers.capture(dict(args), agent.ctx)
+            agent.capability.capture(dict(args), agent.ctx)
             assert len(agent.capture_notices()) == i + 1
         refusal = "captures are turned off on this computer" if per_minute == 0 else \
             f"capture refused: this computer's local policy allows {per_minute} a minute; the next one in {60 - per_minute + 1} s"
         with pytest.raises(CommandError, match=refusal):
-            handlers.capture(dict(args), agent.ctx)
+            agent.capability.capture(dict(args), agent.ctx)
         notices = agent.capture_notices()
         assert len(notices) == per_minute and len(agent.stored()) == per_minute
         reason = args.get("reason", "")
@@ -116,7 +115,7 @@ def test_every_capture_is_counted_and_shown_whatever_its_arguments(name, per_min
             assert len(agent.stored(Kind.SECURITY)) == per_minute
         if per_minute:
             clock.now += 60  # the window has passed: allowed again, and shown again
-            handlers.capture(dict(args), agent.ctx)
+            agent.capability.capture(dict(args), agent.ctx)
             assert len(agent.capture_notices()) == per_minute + 1
     finally:
         agent.outbox.close()
@@ -130,12 +129,12 @@ def test_the_budget_is_shared_by_every_shape_and_operator(display, tmp_path, clo
         shapes = [ARGS["thumbnail-sized max_width"], ARGS["tiny scale"], ARGS["all monitors"], ARGS["quality 1"]]
         for operator, args in zip(("op-a", "op-b", "op-c"), shapes):
             agent.ctx.operator = operator
-            handlers.capture(dict(args), agent.ctx)
+            agent.capability.capture(dict(args), agent.ctx)
         agent.ctx.operator = "op-d"
         with pytest.raises(CommandError, match="capture refused"):
-            handlers.capture(dict(shapes[3]), agent.ctx)
+            agent.capability.capture(dict(shapes[3]), agent.ctx)
         assert [t.split(" took")[0] for t in agent.capture_notices()] == ["op-a", "op-b", "op-c"]
-        handlers.thumbnail({}, agent.ctx)  # thumbnails have their own budget (and notice)
+        agent.capability.thumbnail({}, agent.ctx)  # thumbnails have their own budget (and notice)
     finally:
         agent.outbox.close()
 
@@ -147,9 +146,9 @@ def test_bad_arguments_cost_nothing(display, tmp_path, clock):
     try:
         for bad in ({"quality": 0}, {"scale": 2}, {"max_width": -5}, {"monitor": 3}, {"reason": 5}, {"qualty": 50}):
             with pytest.raises(CommandError):
-                handlers.capture(bad, agent.ctx)
+                agent.capability.capture(bad, agent.ctx)
         assert agent.capture_notices() == [] and agent.stored() == []
-        handlers.capture({"reason": "after the typos"}, agent.ctx)
+        agent.capability.capture({"reason": "after the typos"}, agent.ctx)
         assert len(agent.capture_notices()) == 1
     finally:
         agent.outbox.close()
@@ -175,4 +174,4 @@ def test_a_gate_built_in_code_is_clamped_too(tmp_path, clock):
     """Tried: a LocalPolicy made in code with 100 a minute (past the file check)."""
     ctx = AgentContext(client_id="d", data_dir=tmp_path, policy=LocalPolicy(captures_per_minute=100), access_log=lambda *a: None,
                        notify=lambda *a: None, report=lambda *a: "")
-    assert captures.gate_for(ctx, clock=clock).per_minute == MAX_CAPTURES_PER_MINUTE
+    assert captures.make_gate(ctx.policy, clock).per_minute == MAX_CAPTURES_PER_MINUTE

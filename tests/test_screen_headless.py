@@ -11,7 +11,7 @@ from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.screen import handlers, protocol
 from agent.screen.capture import MssSource
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 
 
 class Clock:
@@ -30,13 +30,14 @@ class Agentish:
         self.ctx = AgentContext(client_id="desk-9", data_dir=root, policy=LocalPolicy(), access_log=AccessLog(root / "access.log").record,
                                 notify=lambda title, text: self.notices.append((title, text)),
                                 report=lambda kind, name, data: self.stored.append((kind, name, data)) or "id", operator="op-x")
+        self.screen = handlers.Screen(self.ctx)  # no live view until a test gives it a publisher
 
 
 @pytest.fixture
 def agent(tmp_path):
     a = Agentish(tmp_path)
     yield a
-    handlers.detach(a.ctx)
+    a.screen.close(a.ctx)
 
 
 @pytest.fixture
@@ -66,11 +67,11 @@ def assert_unavailable_everywhere(agent, reason_part: str) -> None:
     ok, why = MssSource().available()
     assert not ok and reason_part in why
     with pytest.raises(CommandError, match=f"screen capture unavailable: .*{reason_part}"):
-        handlers.capture({}, agent.ctx)
-    handlers.attach(agent.ctx, lambda body: None)
+        agent.screen.capture({}, agent.ctx)
+    agent.screen = handlers.Screen(agent.ctx, lambda body: None)
     with pytest.raises(CommandError, match=f"screen capture unavailable: .*{reason_part}"):
-        handlers.live_start({}, agent.ctx)
-    assert handlers.view_for(agent.ctx).pump() == 0
+        agent.screen.live_start({}, agent.ctx)
+    assert agent.screen.view.pump() == 0
     assert agent.stored == [] and agent.notices == []  # nothing kept, nobody told a view started
 
 
@@ -91,8 +92,9 @@ def test_a_display_that_dies_ends_the_live_view_with_a_notice(agent, monkeypatch
     sent, clock = [], Clock()
     with Xvfb(320, 200) as x:
         monkeypatch.setenv("DISPLAY", x.display)
-        view = handlers.attach(agent.ctx, sent.append, clock=clock)
-        handlers.live_start({}, agent.ctx)
+        agent.screen = handlers.Screen(agent.ctx, sent.append, clock=clock)
+        view = agent.screen.view
+        agent.screen.live_start({}, agent.ctx)
         assert view.pump() == 1 and protocol.parse(sent[0]).full
     clock.now += 1  # the X server is gone
     assert view.pump() == 1
@@ -100,4 +102,4 @@ def test_a_display_that_dies_ends_the_live_view_with_a_notice(agent, monkeypatch
     assert end.end.startswith("screen unavailable:") and not view.active
     assert agent.notices[-1][0] == "Live view ended" and "screen unavailable" in agent.notices[-1][1]
     with pytest.raises(CommandError, match="screen capture unavailable"):
-        handlers.capture({}, agent.ctx)
+        agent.screen.capture({}, agent.ctx)

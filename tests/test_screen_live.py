@@ -16,9 +16,9 @@ from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.screen import handlers, protocol, tiles
 from agent.screen.capture import MssSource
 from agent.screen.live import LiveOptions, LiveView
-from agent.screen.pattern import Pattern
+from bench.harness.pattern import Pattern
 from agent.screen.protocol import LiveCanvas
-from agent.screen.xvfb import Xvfb
+from bench.harness.xvfb import Xvfb
 from broker.errors import SendError
 
 W, H = 1280, 720
@@ -254,33 +254,34 @@ def test_a_body_the_bus_refuses_is_dropped_and_repaired_by_a_full_frame(view, pa
 
 def test_handlers_need_an_attached_view_and_check_arguments(pattern, agent, clock):
     with pytest.raises(CommandError, match="live view is not available"):
-        handlers.live_start({}, agent.ctx)
+        handlers.Screen(agent.ctx).live_start({}, agent.ctx)  # a screen without a frame publisher
     sent: list[bytes] = []
-    view = handlers.attach(agent.ctx, sent.append, clock=clock)
+    screen = handlers.Screen(agent.ctx, sent.append, clock=clock)
+    view = screen.view
     try:
-        assert handlers.view_for(agent.as_operator("someone")) is view  # found through the data dir
         for args, message in [({"fps": 60}, "fps must be"), ({"quality": 0}, "quality must be"),
                               ({"lease_s": 0.1}, "lease_s must be"), ({"monitor": 9}, "no monitor 9"),
                               ({"full": "yes"}, "full must be true or false"), ({"zoom": 2}, "does not take zoom")]:
             with pytest.raises(CommandError, match=message):
-                handlers.live_start(args, agent.ctx)
+                screen.live_start(args, agent.ctx)
         assert not view.active and agent.notices == []
-        state = handlers.live_start({"fps": 15, "lease_s": 20, "reason": "printer issue"}, agent.as_operator("op-kim"))
+        state = screen.live_start({"fps": 15, "lease_s": 20, "reason": "printer issue"}, agent.as_operator("op-kim"))
         assert state["topic"] == "frame.desk-1.live" and state["watching"] == ["op-kim"] and state["fps"] == 15
         assert handlers.poll_timeout(view, 0.25) == 0.0  # a frame is due now
         assert view.pump() == 1 and protocol.parse(sent[0]).full
         assert handlers.poll_timeout(view, 0.25) == pytest.approx(1 / 15)
-        assert handlers.live_stop({}, agent.as_operator("op-kim"))["watching"] == []
+        assert screen.live_stop({}, agent.as_operator("op-kim"))["watching"] == []
         assert handlers.poll_timeout(view, 0.25) == 0.0  # the end body is due
         view.pump()
         assert protocol.parse(sent[-1]).end == "stopped by the operator"
         assert handlers.poll_timeout(view, 0.25) == 0.25
-        handlers.live_start({}, agent.ctx)
+        screen.live_start({}, agent.ctx)
     finally:
-        handlers.detach(agent.ctx)
+        screen.close(agent.ctx)
     assert protocol.parse(sent[-1]).end == "the agent is stopping"
     assert agent.notices[-1] == ("Live view ended", "op-a stopped viewing your screen (the agent is stopping)")
-    assert handlers.view_for(agent.ctx) is None
+    assert screen.view is None and screen.wait_s() is None
+    screen.close(agent.ctx)  # closing twice is harmless
 
 
 def mean_error(canvas: LiveCanvas, frame, box) -> float:
@@ -324,11 +325,11 @@ def test_a_dragged_window_goes_as_a_copy(view, pattern, clock):
 
 
 def test_a_request_to_hide_the_start_notice_is_refused_and_reported(pattern, agent, clock):
-    handlers.attach(agent.ctx, lambda body: None, clock=clock)
+    screen = handlers.Screen(agent.ctx, lambda body: None, clock=clock)
     try:
-        handlers.live_start({"silent": True}, agent.as_operator("op-sneaky"))
+        screen.live_start({"silent": True}, agent.as_operator("op-sneaky"))
     finally:
-        handlers.detach(agent.ctx)
+        screen.close(agent.ctx)
     assert agent.notices[0] == ("Live view started", "op-sneaky is viewing your screen")
     assert "notice silencing refused" in agent.access.read()
     [(kind, name, data)] = agent.reported
@@ -338,14 +339,15 @@ def test_a_request_to_hide_the_start_notice_is_refused_and_reported(pattern, age
 def test_commands_on_a_lane_thread_while_the_loop_pumps(pattern, agent):
     """The runner runs handlers on worker threads: start / stop must not race the loop's ticks."""
     sent: list[bytes] = []
-    view = handlers.attach(agent.ctx, sent.append)
+    screen = handlers.Screen(agent.ctx, sent.append)
+    view = screen.view
     errors: list[BaseException] = []
 
     def lane() -> None:
         try:
             for i in range(15):
-                handlers.live_start({"fps": 30}, agent.as_operator(f"op-{i % 3}"))
-                handlers.live_stop({}, agent.as_operator(f"op-{(i + 1) % 3}"))
+                screen.live_start({"fps": 30}, agent.as_operator(f"op-{i % 3}"))
+                screen.live_stop({}, agent.as_operator(f"op-{(i + 1) % 3}"))
         except BaseException as exc:  # reported to the test below
             errors.append(exc)
 
@@ -364,4 +366,4 @@ def test_commands_on_a_lane_thread_while_the_loop_pumps(pattern, agent):
         ended = sum(1 for title, _ in agent.notices if title == "Live view ended")
         assert started - ended == len(view.watchers)
     finally:
-        handlers.detach(agent.ctx)
+        screen.close(agent.ctx)

@@ -32,7 +32,7 @@ def clock():
 def make_agent(root, clock, **policy) -> Agentish:
     agent = Agentish(root)
     agent.ctx.policy = LocalPolicy(**policy)
-    thumbnail.gate_for(agent.ctx, clock=clock)
+    agent.capability = handlers.Screen(agent.ctx, clock=clock)  # its gates run on the manual clock
     return agent
 
 
@@ -48,7 +48,7 @@ def access_lines(agent: Agentish, event: str) -> list[str]:
 
 
 def test_a_thumbnail_is_a_small_jpeg_of_what_is_on_screen_and_is_not_stored(display, agent):
-    result = handlers.thumbnail({"reason": "tile"}, agent.ctx)
+    result = agent.capability.thumbnail({"reason": "tile"}, agent.ctx)
     assert (result["width"], result["height"], result["format"]) == (240, 135, "jpeg")
     assert result["screen"] == [W, H] and result["quality"] == thumbnail.DEFAULT_QUALITY
     image = Image.open(io.BytesIO(result["image"]))
@@ -59,33 +59,33 @@ def test_a_thumbnail_is_a_small_jpeg_of_what_is_on_screen_and_is_not_stored(disp
     [line] = access_lines(agent, "screen thumbnail")
     assert line.endswith("screen thumbnail  operator=op-kim size=240x135 reason=tile")
 
-    smaller = handlers.thumbnail({"width": 64, "quality": 30}, agent.ctx)
+    smaller = agent.capability.thumbnail({"width": 64, "quality": 30}, agent.ctx)
     assert Image.open(io.BytesIO(smaller["image"])).size == (64, 36) and len(smaller["image"]) < len(result["image"])
 
 
 def test_the_employee_is_told_who_looks_once_per_operator_and_again_later(display, agent, clock):
-    handlers.thumbnail({}, agent.ctx)
-    assert agent.notices == [thumbnail.notice_text("op-kim", thumbnail.gate_for(agent.ctx))]
+    agent.capability.thumbnail({}, agent.ctx)
+    assert agent.notices == [thumbnail.notice_text("op-kim", agent.capability.thumbnail_gate)]
     title, text = agent.notices[0]
     assert title == "Screen thumbnails" and text.startswith("op-kim sees small pictures of your screen")
     assert "at most 6 a minute" in text and "told again in 10 min" in text
 
     clock.now += 30
-    handlers.thumbnail({}, agent.ctx)  # the same operator within the notice period: no second notice
+    agent.capability.thumbnail({}, agent.ctx)  # the same operator within the notice period: no second notice
     assert len(agent.notices) == 1
     agent.ctx.operator = "op-lee"  # another operator is announced on their first look
-    handlers.thumbnail({}, agent.ctx)
+    agent.capability.thumbnail({}, agent.ctx)
     assert [t for _, t in agent.notices][1].startswith("op-lee sees")
     agent.ctx.operator = "op-kim"
     clock.now += 600
-    handlers.thumbnail({}, agent.ctx)  # the period is over: op-kim is announced again
+    agent.capability.thumbnail({}, agent.ctx)  # the period is over: op-kim is announced again
     assert len(agent.notices) == 3 and agent.notices[2][1].startswith("op-kim sees")
     assert len(access_lines(agent, "screen thumbnail")) == 4  # but every picture is in the access log
 
 
 def test_a_request_to_hide_the_notice_is_refused_and_reported(display, agent):
     """Tried: silent=true and notice=false, the server-side ways to ask for no notice."""
-    handlers.thumbnail({"silent": True, "notice": False}, agent.ctx)
+    agent.capability.thumbnail({"silent": True, "notice": False}, agent.ctx)
     assert len(agent.notices) == 1
     assert "notice silencing refused" in agent.access.read()
     assert [r["event"] for r in agent.stored() if r["_kind"] == Kind.SECURITY] == ["notice_silence_refused"]
@@ -93,24 +93,24 @@ def test_a_request_to_hide_the_notice_is_refused_and_reported(display, agent):
 
 def test_over_the_local_rate_limit_it_is_refused_with_the_wait(display, tmp_path, clock):
     agent = make_agent(tmp_path, clock, thumbnails_per_minute=2)
-    handlers.thumbnail({}, agent.ctx)
+    agent.capability.thumbnail({}, agent.ctx)
     clock.now += 10
-    handlers.thumbnail({}, agent.ctx)
+    agent.capability.thumbnail({}, agent.ctx)
     clock.now += 10
     with pytest.raises(CommandError, match="allows 2 a minute; the next one in 40 s"):
-        handlers.thumbnail({}, agent.ctx)
+        agent.capability.thumbnail({}, agent.ctx)
     assert len(access_lines(agent, "screen thumbnail")) == 2  # a refusal looks at nothing
     clock.now += 40  # the first one leaves the 60 s window
-    handlers.thumbnail({}, agent.ctx)
+    agent.capability.thumbnail({}, agent.ctx)
     with pytest.raises(CommandError, match="the next one in 10 s"):
-        handlers.thumbnail({}, agent.ctx)
+        agent.capability.thumbnail({}, agent.ctx)
     agent.outbox.close()
 
 
 def test_turned_off_by_local_policy(display, tmp_path, clock):
     agent = make_agent(tmp_path, clock, thumbnails_per_minute=0)
     with pytest.raises(CommandError, match="thumbnails are turned off on this computer"):
-        handlers.thumbnail({}, agent.ctx)
+        agent.capability.thumbnail({}, agent.ctx)
     assert agent.notices == [] and access_lines(agent, "screen thumbnail") == []
     agent.outbox.close()
 
@@ -142,8 +142,8 @@ def test_a_policy_file_cannot_raise_the_ceiling(tmp_path):
 def test_bad_arguments_are_refused_and_cost_nothing(display, tmp_path, clock, args, message):
     agent = make_agent(tmp_path, clock, thumbnails_per_minute=1)
     with pytest.raises(CommandError, match=message):
-        handlers.thumbnail(args, agent.ctx)
-    handlers.thumbnail({}, agent.ctx)  # the budget of one is still there
+        agent.capability.thumbnail(args, agent.ctx)
+    agent.capability.thumbnail({}, agent.ctx)  # the budget of one is still there
     assert agent.notices and len(access_lines(agent, "screen thumbnail")) == 1
     agent.outbox.close()
 
@@ -153,10 +153,10 @@ def test_without_a_display_it_is_unavailable_and_spends_nothing(tmp_path, clock,
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(CommandError, match="screen capture unavailable: no X display .DISPLAY is not set"):
-        handlers.thumbnail({}, agent.ctx)
+        agent.capability.thumbnail({}, agent.ctx)
     assert agent.notices == [] and access_lines(agent, "screen thumbnail") == []
     monkeypatch.setenv("DISPLAY", screen.display)
-    assert handlers.thumbnail({}, agent.ctx)["width"] == 240  # the budget was given back
+    assert agent.capability.thumbnail({}, agent.ctx)["width"] == 240  # the budget was given back
     agent.outbox.close()
 
 
@@ -173,7 +173,7 @@ def test_neither_the_broker_nor_the_agent_keeps_the_picture(bus, display, tmp_pa
     command = next_message(agent_bus, lambda e: e.kind is Kind.COMMAND)
     assert executed.claim(command.msg_id, command.data()["name"])
     agent.ctx.operator = command.sender
-    result = {"ok": True, "output": handlers.thumbnail(command.data()["args"], agent.ctx)}
+    result = {"ok": True, "output": agent.capability.thumbnail(command.data()["args"], agent.ctx)}
     executed.finish(command.msg_id, result)
     agent_bus.send(Kind.RESULT, data=result, corr=command.msg_id)
 

@@ -5,7 +5,7 @@ Wiring (the agent's runner owns one :class:`~agent.chat.inbox.ChatInbox`)::
     inbox = ChatInbox()
     handlers = {..., **inbox.handlers()}   # chat.send, chat.delete (one lane keeps them in order)
     inbox.poll(ctx)                        # every loop pass, loop thread: receipts and replies -> ctx.report
-    inbox.close()                          # when the agent stops: chat windows close
+    inbox.close(ctx)                       # when the agent stops: chat windows close
 
 An inbox holds the messages it has seen (memory only) and one chat window
 process per operator.

@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from agent.capability import Capability
 from agent.chat.channel import WindowProcess
 from agent.locking import serialised
 from agent.context import AgentContext, CommandError
@@ -59,8 +60,10 @@ class ChatMessage:
     via: str = ""  # "window" or "log"
 
 
-class ChatInbox:
-    """Operator messages shown to the user, and the user's receipts and replies."""
+class ChatInbox(Capability):
+    """Operator messages shown to the user, and the user's receipts and replies: a capability the runner owns."""
+
+    name = "chat"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -152,7 +155,7 @@ class ChatInbox:
         return reported
 
     @serialised
-    def close(self) -> None:
+    def close(self, ctx: AgentContext | None = None) -> None:
         """Close every chat window (the agent is stopping)."""
         for window in list(self.windows.values()):
             window.stop()

@@ -5,7 +5,7 @@ Wiring (the agent's runner owns one :class:`~agent.control.service.RemoteControl
     control = RemoteControl()
     handlers = {..., **control.handlers()}  # control.open, control.close, input (any lane thread)
     control.poll(ctx)                       # every loop pass, loop thread: idle sessions end; never blocks
-    control.shutdown(ctx)                   # when the agent stops: the user is told
+    control.close(ctx)                      # when the agent stops: the user is told
 
 A :class:`RemoteControl` holds the open session in memory only: a restarted
 agent has none.

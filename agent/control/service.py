@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 
+from agent.capability import Capability
 from agent.locking import serialised
 from agent.context import AgentContext, CommandError
 from agent.control.driver import NO_DISPLAY, InputDriver
@@ -31,8 +32,10 @@ NOTICE_KIND = "remote_control"
 MAX_REASON_CHARS = 500
 
 
-class RemoteControl:
-    """Remote-control sessions and input for one agent (the runner keeps one)."""
+class RemoteControl(Capability):
+    """Remote-control sessions and input for one agent: a capability the runner owns."""
+
+    name = "control"
 
     def __init__(self, sessions: ControlSessions | None = None, driver: InputDriver | None = None):
         self.sessions = sessions or ControlSessions()
@@ -41,7 +44,7 @@ class RemoteControl:
 
     def handlers(self) -> dict:
         """The command table entries this object answers."""
-        return {"control.open": self.open, "control.close": self.close, "input": self.input}
+        return {"control.open": self.open, "control.close": self.end, "input": self.input}
 
     # -- commands --------------------------------------------------------------------
     @serialised
@@ -67,7 +70,7 @@ class RemoteControl:
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
 
     @serialised
-    def close(self, args: dict, ctx: AgentContext) -> dict:
+    def end(self, args: dict, ctx: AgentContext) -> dict:
         """End the sender's remote-control session (the user is told). args: optional ``reason``."""
         operator = _operator(ctx)
         ended = self._expire(ctx)
@@ -131,7 +134,7 @@ class RemoteControl:
         return [ended.summary()] if ended is not None else []
 
     @serialised
-    def shutdown(self, ctx: AgentContext) -> None:
+    def close(self, ctx: AgentContext) -> None:
         """The agent is stopping: end any open session and tell the user."""
         session = self.sessions.end()
         if session is not None:

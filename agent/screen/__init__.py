@@ -5,12 +5,12 @@
 * :mod:`agent.screen.motion` finds scrolls and moved windows among them;
 * :mod:`agent.screen.protocol` owns the live-view FRAME body format (both ends);
 * :mod:`agent.screen.live` runs a live-view session: leases, frame rate, updates;
-* :mod:`agent.screen.handlers` are the ``capture`` / ``live.start`` /
-  ``live.stop`` commands and the hook the agent runner attaches.
+* :mod:`agent.screen.handlers` is :class:`~agent.screen.handlers.Screen`, the
+  capability the runner owns: the ``capture`` / ``thumbnail`` / ``live.start`` /
+  ``live.stop`` commands, the live view and the look gates.
 
-:mod:`agent.screen.xvfb` and :mod:`agent.screen.pattern` are support for
-tests and benchmarks (a private X server and a scriptable test pattern); the
-agent itself never imports them.
+The private X server and the scriptable test pattern that tests and benchmarks
+use live in :mod:`bench.harness`, which is not installed with the product.
 
 Nothing here needs a display to be imported: without one, the capability
 reports itself unavailable with a reason.

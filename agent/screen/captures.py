@@ -2,7 +2,7 @@
 
 A ``capture`` (:func:`agent.screen.handlers.capture`) is a full picture of
 the screen, stored on the server. Whatever its size, quality or monitor,
-it passes :func:`gate_for`: at most ``LocalPolicy.captures_per_minute``
+it passes the gate :func:`make_gate` makes: at most ``LocalPolicy.captures_per_minute``
 in any 60 s, all operators together (default 4, never more than
 :data:`agent.context.MAX_CAPTURES_PER_MINUTE`; 0 turns captures off), so a
 small ``max_width`` cannot turn captures into thumbnails without their cap.
@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from agent.context import MAX_CAPTURES_PER_MINUTE, AgentContext
-from agent.screen import gate as gates
+from agent.context import MAX_CAPTURES_PER_MINUTE, LocalPolicy
 from agent.screen.gate import LookGate
 
 #: the command's name and the gate's
@@ -24,11 +23,9 @@ COMMAND = "capture"
 NOTICE_KIND = "capture"
 
 
-def gate_for(ctx: AgentContext, clock: Callable[[], float] | None = None) -> LookGate:
-    """The capture gate of this agent (one per data directory), made from its local policy."""
-    per_minute = ctx.policy.captures_per_minute
-    return gates.gate_for(ctx, COMMAND, lambda c: LookGate(COMMAND, "captures_per_minute", per_minute, MAX_CAPTURES_PER_MINUTE, 0.0,
-                                                          c or time.monotonic), clock)
+def make_gate(policy: LocalPolicy, clock: Callable[[], float] = time.monotonic) -> LookGate:
+    """A capture gate made from this computer's local policy (the screen capability keeps one)."""
+    return LookGate(COMMAND, "captures_per_minute", policy.captures_per_minute, MAX_CAPTURES_PER_MINUTE, 0.0, clock)
 
 
 def notice_text(operator: str, reason: str, width: int, height: int) -> tuple[str, str]:

@@ -3,8 +3,9 @@
 :class:`LookGate` allows at most ``per_minute`` looks of one kind in any
 60 s (a sliding window, all operators together), never more than a
 ceiling fixed in code, and remembers when each operator was last told.
-:func:`gate_for` keeps one gate per agent and kind, made from the agent's
-local policy (``policy.json``, set at install; the server cannot change it).
+:class:`agent.screen.handlers.Screen` (the screen capability) owns one gate
+per kind, made from the agent's local policy (``policy.json``, set at
+install; the server cannot change it).
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
-from agent.context import AgentContext, CommandError
+from agent.context import CommandError
 
 #: the rate limit's window
 WINDOW_S = 60.0
@@ -68,23 +68,3 @@ class LookGate:
                 return False
             self._told[operator] = now
             return True
-
-
-_gates: dict[tuple[str, str], LookGate] = {}
-_gates_lock = threading.Lock()
-
-
-def gate_for(ctx: AgentContext, what: str, make: Callable[[Callable[[], float]], LookGate],
-             clock: Callable[[], float] | None = None) -> LookGate:
-    """The ``what`` gate of this agent (one per data directory), ``make(clock)``
-    on first use or when the policy it was made from has changed.
-
-    ``clock`` applies when the gate is made (tests).
-    """
-    key = (str(Path(ctx.data_dir).resolve()), what)
-    fresh = make(clock or time.monotonic)
-    with _gates_lock:
-        gate = _gates.get(key)
-        if gate is None or (gate.per_minute, gate.notice_every_s) != (fresh.per_minute, fresh.notice_every_s):
-            gate = _gates[key] = fresh
-        return gate

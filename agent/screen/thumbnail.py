@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from agent.context import MAX_THUMBNAILS_PER_MINUTE, AgentContext
+from agent.context import MAX_THUMBNAILS_PER_MINUTE, LocalPolicy
 from agent.screen import gate as gates
 from agent.screen.gate import LookGate
 
@@ -58,14 +58,9 @@ class ThumbnailGate(LookGate):
         super().__init__(COMMAND, "thumbnails_per_minute", per_minute, MAX_THUMBNAILS_PER_MINUTE, notice_every_s, clock)
 
 
-def gate_for(ctx: AgentContext, clock: Callable[[], float] | None = None) -> LookGate:
-    """The thumbnail gate of this agent (one per data directory), made from its local policy.
-
-    ``clock`` applies when the gate is made (tests); a gate whose settings
-    no longer match the policy is replaced.
-    """
-    policy = ctx.policy
-    return gates.gate_for(ctx, COMMAND, lambda c: ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s, c), clock)
+def make_gate(policy: LocalPolicy, clock: Callable[[], float] = time.monotonic) -> ThumbnailGate:
+    """A thumbnail gate made from this computer's local policy (the screen capability keeps one)."""
+    return ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s, clock)
 
 
 def check_width(width) -> int:

@@ -40,12 +40,13 @@ from broker import keys as keyfiles
 from broker.client import BusClient
 from broker.config import BrokerConfig, ClientConfig, DataDir, Timing
 from broker.envelope import Kind, pack_body, pack_header
+from broker.fanout import MAX_PREFIXES
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import DURABLE_PREFIXES, Persister, PersisterConfig
 from broker.persister.store import Store
 from broker.permissions import REQUEST_OPS
 from broker.registry import KeyRegistry
-from broker.server import MAX_PREFIXES, serve_in_thread
+from broker.server import serve_in_thread
 
 ROLES = ("agent", "viewer", "operator", "admin", "service", "pending")
 ENROL_TOKEN = "fuzz-enrol-token"

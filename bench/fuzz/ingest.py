@@ -3,7 +3,7 @@
 An :class:`IngestCase` is a few messages as the persister receives them
 (kind, topic, message id, timestamp, the broker-stamped sender and a
 hostile body), covering every record kind the store takes and every event
-route (:data:`broker.persister.store._EVENT_ROUTES`: sysinfo, capture, chat,
+route (:data:`broker.persister.prepare._EVENT_ROUTES`: sysinfo, capture, chat,
 fileop, and activity for any other name). Each body goes through msgpack
 first, as it would on the wire. Invariants (else
 :class:`~bench.fuzz.findings.Finding`):

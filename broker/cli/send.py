@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
         description="Queue a command for an agent. It gets an id at once; an offline agent receives it when it "
         "returns (within --ttl-s). Status moves queued -> sent -> delivered -> done/failed/expired. "
         "Arguments are key=value (values parsed as JSON when they can be: n=3, flag=true).",
-        epilog="examples:  ems send AGENT ping --wait\n           ems send AGENT sysinfo --wait --json",
+        epilog="examples:  ems send AGENT ping --wait\n           ems send AGENT help --wait         # every command it answers\n"
+        "           ems send AGENT sysinfo --wait --json",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     p.add_argument("agent", help="target agent's client id (see `ems status`)")
@@ -46,6 +47,13 @@ def parse_params(pairs: list[str]) -> dict:
         except ValueError:
             args[key] = value
     return args
+
+
+def readable(output) -> str:
+    """A result for a person: the command's own ``text`` rendering if it has one (``help``), else indented JSON."""
+    if isinstance(output, dict) and isinstance(output.get("text"), str):
+        return output["text"]
+    return json.dumps(output, indent=2, default=str)
 
 
 def run(args) -> int:
@@ -80,7 +88,7 @@ def run(args) -> int:
     else:
         result = outcome.get("result") or {}
         if result.get("ok"):
-            print(json.dumps(result.get("output"), indent=2, default=str))
+            print(readable(result.get("output")))
         else:
             print(f"error: {result.get('error', outcome['status'])}")
     return EXIT_DONE if outcome["status"] == DONE else EXIT_FAILED

@@ -25,6 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from broker import bounds, permissions
 from broker.client import BusClient
@@ -119,17 +120,26 @@ class Forbidden(EmsError):
 
 
 class Persister:
-    """Run the store as a bus service (one thread)."""
+    """Run the store as a bus service (one thread).
 
-    def __init__(self, client: BusClient, store: Store, config: PersisterConfig | None = None):
+    ``clock`` is monotonic time for the commit latency, retries, the journal
+    pull and the purge schedule; ``wall_clock`` stamps the records the
+    persister makes itself (its security events and audit rows). Both are
+    injectable, like the broker's, so tests move time by hand.
+    """
+
+    def __init__(self, client: BusClient, store: Store, config: PersisterConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
         self.bus = client
         self.store = store
         self.config = config or PersisterConfig()
+        self.clock = clock
+        self.wall_clock = wall_clock
         self.batch: list[tuple[Record, bool]] = []
         self.batch_started = 0.0
         self.failing_since: float | None = None
         self.stats = defaultdict(int)
-        self._next_purge = time.monotonic() + 60.0
+        self._next_purge = self.clock() + 60.0
         self._next_retry = 0.0
         self._next_journal = 0.0
         #: highest broker-journal sequence number in the current batch (acked after the commit)
@@ -142,12 +152,17 @@ class Persister:
     def stop(self) -> None:
         self._stopping = True
 
-    def run(self) -> None:
+    def connect(self) -> None:
+        """Join the bus: say we take BATCHes whole, wait until ready, subscribe."""
         self.bus.hello_info["batches"] = True  # agents' BATCH messages come to us whole
         self.bus.connect()
         self.bus.wait_ready(60)
         self.bus.subscribe(DURABLE_PREFIXES)
         log.info("persister subscribed to %s", " ".join(DURABLE_PREFIXES))
+
+    def run(self) -> None:
+        """Connect, then :meth:`step` until :meth:`stop`; commit what is left and close."""
+        self.connect()
         try:
             while not self._stopping:
                 self.step()
@@ -171,7 +186,7 @@ class Persister:
             if not envs:
                 break
             taken += len(envs)
-        now = time.monotonic()
+        now = self.clock()
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
                 self.flush()
@@ -265,7 +280,7 @@ class Persister:
         try:
             self.bus.publish(Kind.SECURITY, "quarantine", {
                 "event": "quarantined", "severity": "warning", "origin": self.bus.client_id, "client_id": who,
-                "detail": f"{kind} {msg_id}: {reason}", "suppressed_before": held, "ts": time.time(),
+                "detail": f"{kind} {msg_id}: {reason}", "suppressed_before": held, "ts": self.wall_clock(),
             })
         except EmsError as exc:  # the row and the counter still say it
             log.debug("quarantine event not published: %s", exc)
@@ -277,7 +292,7 @@ class Persister:
             self.stats["deferred"] += 1
             return
         if not self.batch:
-            self.batch_started = time.monotonic()
+            self.batch_started = self.clock()
         self.batch.append(item)
 
     def flush(self) -> None:
@@ -289,7 +304,7 @@ class Persister:
             self._store_failed(exc)
             return
         if self.failing_since is not None:
-            log.warning("store writable again after %.1f s; %d records committed", time.monotonic() - self.failing_since, len(records))
+            log.warning("store writable again after %.1f s; %d records committed", self.clock() - self.failing_since, len(records))
             self.failing_since = None
         self.stats["committed"] += result.new
         self.stats["duplicates"] += result.duplicates
@@ -334,7 +349,7 @@ class Persister:
                 item = None
             if item is not None:
                 if not self.batch:
-                    self.batch_started = time.monotonic()
+                    self.batch_started = self.clock()
                 self.batch.append(item)
             self._journal_upto = max(self._journal_upto, int(entry["seq"]))
         if entries and not self.batch:  # nothing storable: still let the broker forget them
@@ -349,12 +364,12 @@ class Persister:
         self._journal_upto = 0
 
     def _store_failed(self, exc: StoreUnavailable) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.failing_since is None:
             self.failing_since = now
             log.error("store unavailable, not acknowledging anything until it recovers: %s", exc)
             try:
-                self.bus.publish(Kind.SECURITY, "store", {"event": "store_unavailable", "detail": str(exc), "ts": time.time()})
+                self.bus.publish(Kind.SECURITY, "store", {"event": "store_unavailable", "detail": str(exc), "ts": self.wall_clock()})
             except EmsError:
                 pass
         self.stats["write_failures"] += 1
@@ -362,7 +377,7 @@ class Persister:
 
     def _purge(self) -> None:
         try:
-            purged = self.store.purge(self.config.retention_s)
+            purged = self.store.purge(self.config.retention_s, now=self.wall_clock())
         except (StoreUnavailable, EmsError) as exc:
             log.warning("retention purge failed: %s", exc)
             return
@@ -459,10 +474,10 @@ class Persister:
     def _security(self, requester: dict, event: str, detail: str) -> None:
         """A security event the persister itself saw, stored with the next commit."""
         data = {"event": event, "detail": detail, "origin": "persister", "client_id": requester.get("client_id", "?"),
-                "role": requester.get("role", ""), "ts": time.time()}
+                "role": requester.get("role", ""), "ts": self.wall_clock()}
         self.stats[f"security_{event}"] += 1
         log.warning("security: %s from %s (%s): %s", event, data["client_id"], data["role"], detail)
-        self._keep((Record("security", "", f"persister-{time.time_ns()}", time.time(), "security.persister", data), False))
+        self._keep((Record("security", "", f"persister-{time.time_ns()}", self.wall_clock(), "security.persister", data), False))
 
     def _audit(self, requester: dict, action: str, detail: dict) -> None:
         """Audit rows written by the persister itself (viewing stored data)."""
@@ -470,10 +485,10 @@ class Persister:
             "audit",
             requester.get("client_id", "?"),
             f"persister-{time.time_ns()}",
-            time.time(),
+            self.wall_clock(),
             f"audit.{requester.get('client_id', '?')}",
             {"operator": requester.get("client_id", "?"), "role": requester.get("role", ""), "action": action, "detail": detail},
         )
         if not self.batch:
-            self.batch_started = time.monotonic()
+            self.batch_started = self.clock()
         self.batch.append((record, False))

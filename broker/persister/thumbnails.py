@@ -61,3 +61,11 @@ def make_thumbnail(image: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ThumbnailError(f"the image cannot be decoded: {exc}") from None
     return out.getvalue()
+
+
+def thumbnail_or_reason(image: bytes) -> tuple[bytes | None, str | None]:
+    """(preview JPEG, None) or (None, why there is none)."""
+    try:
+        return make_thumbnail(image), None
+    except ThumbnailError as exc:
+        return None, str(exc)

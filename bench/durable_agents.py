@@ -1,4 +1,4 @@
-"""Simulated agents: many durable senders in one process, for chaos and load runs.
+"""Durable agents: many simulated agents, each with its own durable outbox, in one process (chaos and load runs).
 
 Each simulated agent has its own Curve key, outbox and BusClient, enrols
 with the enrolment token, and creates ``events`` numbered events whose
@@ -7,7 +7,7 @@ process re-creates at most what it had not yet recorded as created and the
 store can deduplicate. The process exits 0 once every event of every agent
 has been acknowledged by the store (its outbox is empty), printing DONE.
 
-    python -m bench.sim_fleet --dir D --server tcp://127.0.0.1:P --server-key K --agents 50 --events 200
+    python -m bench.durable_agents --dir D --server tcp://127.0.0.1:P --server-key K --agents 50 --events 200
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from broker.client import BusClient
 from broker.config import ClientConfig, Timing
 from broker.envelope import Kind, pack_body
 
-log = logging.getLogger("sim_fleet")
+log = logging.getLogger("durable_agents")
 
 
 class SimAgent:

@@ -1,4 +1,4 @@
-"""Simulated fleets for ``bench/fleet.py``: thousands of idle clients per process.
+"""Fleet clients for ``bench/fleet.py``: thousands of lean, mostly idle clients per process.
 
 Two fleets, each one process with one loop (no thread per client):
 
@@ -23,8 +23,8 @@ clients are ready (welcomed / CONNACKed), how many of those became ready
 after the last SIGUSR1 (the mark a restart test sets), the earliest and latest
 moment (wall clock) one of them became ready, and counters. SIGTERM stops it.
 
-    python -m bench.fleet_sim ems --keys FILE --server tcp://127.0.0.1:P --server-key KEY
-    python -m bench.fleet_sim mqtt --port P --clients 2500 --prefix m0
+    python -m bench.fleet_clients ems --keys FILE --server tcp://127.0.0.1:P --server-key KEY
+    python -m bench.fleet_clients mqtt --port P --clients 2500 --prefix m0
 """
 from __future__ import annotations
 

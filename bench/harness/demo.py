@@ -4,10 +4,10 @@
 registry, operator profile), seeds the store with a few hours of history,
 and runs a broker and a persister on threads plus a :class:`SimFleet` of
 simulated agents (real BusClients that report sysinfo and answer
-commands). :mod:`gui.screenshots` and ``bench/gui.py`` use it; by hand::
+commands). :mod:`bench.harness.screenshots` and ``bench/gui.py`` use it; by hand::
 
-    python -m gui.demo                      # prints the data dir, runs until Ctrl-C
-    ems gui --data-dir THAT_DIR             # in another terminal
+    python -m bench.harness.demo        # prints the data dir, runs until Ctrl-C
+    ems gui --data-dir THAT_DIR         # in another terminal
 
 The simulated agents have no screen: they capture nothing and stream no
 frames; every command they get is answered ``done`` with ``simulated``. The

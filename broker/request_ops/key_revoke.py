@@ -1,4 +1,4 @@
-"""The broker's revoke, unblock and bulk-reject operations (``keys.revoke``,
+"""The broker's revoke, unblock and bulk-reject request operations (``keys.revoke``,
 ``keys.unblock``, ``keys.reject`` with ``pending``).
 
 Revocation acts on a client id, because a key is only ever a way to be
@@ -22,13 +22,14 @@ is one audit row naming the admin.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from broker import bounds
 from broker.registry import ACCEPTED, REJECTED, REVOKED, KeyRecord, KeyRegistry
 
 if TYPE_CHECKING:
-    from broker.server import Broker, Peer
+    from broker.peers import Peer
+    from broker.server import Broker
 
 
 def target(registry: KeyRegistry, ident: str) -> tuple[str, KeyRecord | None]:
@@ -45,21 +46,21 @@ def target(registry: KeyRegistry, ident: str) -> tuple[str, KeyRecord | None]:
 def revoke(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``keys.revoke``: see the module docstring."""
     registry = broker.registry
-    reason = _reason(args)
+    reason = reason_of(args)
     client_id, record = target(registry, bounds.text(args.get("id"), "id", 200, empty=False))
     keys = {r.public_key for r in registry.claimants(client_id)} if client_id else {record.public_key}
     if peer.key in keys:
-        broker._refuse_key_op(peer, "keys.revoke", client_id or record.client_id, "you cannot revoke the key you are using")
+        refuse(broker, peer, "keys.revoke", client_id or record.client_id, "you cannot revoke the key you are using")
     cid = client_id or record.client_id
     was_blocked = registry.blocked(cid) is not None
     if client_id:
         changed = registry.revoke_client(client_id, peer.client_id, reason)
     else:
         changed = registry.set_states([record], REVOKED)
-    closed = broker._reauthorise_many({r.public_key for r, _ in changed})
+    closed = broker.peer_table.reauthorise({r.public_key for r, _ in changed})
     summary = _summary(registry, cid, keys, changed, "id" if client_id else "key", was_blocked, closed)
-    broker._audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
-                                        "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
+    broker.records.audit(peer, "keys.revoke", {"client_id": cid, "by": summary["by"], "keys": [k["public_key"][:8] for k in summary["revoked"]],
+                                                "counts": summary["counts"], "blocked": summary["blocked"], "reason": reason})
     return summary
 
 
@@ -91,9 +92,9 @@ def unblock(broker: "Broker", peer: "Peer", args: dict) -> dict:
     block = broker.registry.unblock(client_id)
     if block is None:
         raise ValueError(f"{client_id} is not blocked; see `ems keys list --state blocked`")
-    reason = _reason(args)
-    broker._audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
-                                         "blocked_at": block["created"], "reason": reason})
+    reason = reason_of(args)
+    broker.records.audit(peer, "keys.unblock", {"client_id": client_id, "blocked_by": block["blocked_by"],
+                                                 "blocked_at": block["created"], "reason": reason})
     still = [r.public_key for r in broker.registry.claimants(client_id) if r.state == REVOKED]
     return {"client_id": client_id, "blocked": False, "was": block, "revoked_keys": len(still)}
 
@@ -108,13 +109,21 @@ def reject_pending(broker: "Broker", peer: "Peer", args: dict) -> dict:
     registry = broker.registry
     changed = registry.set_states(registry.pending(created_before=registry.clock() - older if older else None), REJECTED)
     keys = [r.public_key for r, _ in changed]
-    closed = broker._reauthorise_many(set(keys))
-    reason = _reason(args)
-    broker._audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
-                                                "keys": [k[:8] for k in keys[:100]], "reason": reason})
+    closed = broker.peer_table.reauthorise(set(keys))
+    reason = reason_of(args)
+    broker.records.audit(peer, "keys.reject_pending", {"count": len(keys), "older_than_s": older,
+                                                        "keys": [k[:8] for k in keys[:100]], "reason": reason})
     return {"rejected": len(keys), "older_than_s": older, "keys": keys[:1000], "connections_closed": closed}
 
 
-def _reason(args: dict) -> str:
+def refuse(broker: "Broker", peer: "Peer", op: str, client_id: str, why: str) -> NoReturn:
+    """An admin's key operation that would break the enrolment rules: a
+    security event about the id, and BAD_REQUEST with the reason."""
+    broker.counters["refused_key_ops"] += 1
+    broker.records.security(peer, "key_op_refused", f"{op} {client_id}: {why}", subject=client_id)
+    raise ValueError(why)
+
+
+def reason_of(args: dict) -> str:
     """The ``reason`` an admin gave (checked like every argument: no NUL, at most 500 characters)."""
     return bounds.optional_text(args.get("reason"), "reason", 500) or ""

@@ -1,6 +1,7 @@
 """A scriptable test pattern on a real X display, for tests and benchmarks.
 
-:class:`Pattern` starts ``python -m agent.screen.pattern`` on a display:
+:class:`Pattern` runs this file (``python bench/harness/pattern.py``: stdlib
+only, so it needs no checkout on the path) on a display:
 a borderless Tk window covering the screen, a real X client drawing real
 pixels. It is scripted with one JSON command per line on stdin and answers
 each on stdout once the X server has drawn it (Tk redraws, then a
@@ -52,7 +53,7 @@ class Pattern:
     def start(self) -> "Pattern":
         self._errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.screen.pattern", "--width", str(self.width), "--height", str(self.height),
+            [sys.executable, os.path.abspath(__file__), "--width", str(self.width), "--height", str(self.height),
              "--background", self.initial_background],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
             env={**os.environ, "DISPLAY": self.display},

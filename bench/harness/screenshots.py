@@ -1,9 +1,9 @@
 """PNGs of the console for the docs (the ``make screenshots`` target).
 
-    python -m gui.screenshots docs/screenshots                 # against a demo stack it starts
-    python -m gui.screenshots OUT --data-dir var               # against a running `ems up`
+    python -m bench.harness.screenshots docs/screenshots         # against a demo stack it starts
+    python -m bench.harness.screenshots OUT --data-dir var       # against a running `ems up`
 
-Without a display it renders offscreen. The demo stack (:mod:`gui.demo`) is
+Without a display it renders offscreen. The demo stack (:mod:`bench.harness.demo`) is
 eight simulated agents, two of them offline, with a few hours of history.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
     """Save PNGs of the console to ``out_dir``; returns their paths.
 
     With ``data_dir`` the console connects to that running stack (its
-    operator profile); without, a :class:`~gui.demo.DemoStack` is started in
+    operator profile); without, a :class:`~bench.harness.demo.DemoStack` is started in
     this process and stopped afterwards. ``client_id`` picks the client shown
     in the details (default: the busiest online one).
     """
@@ -67,7 +67,7 @@ def save_screenshots(out_dir: str | Path, data_dir: str | Path | None = None, cl
     out.mkdir(parents=True, exist_ok=True)
     stack = None
     if data_dir is None:
-        from gui.demo import DemoStack
+        from bench.harness.demo import DemoStack
 
         stack = DemoStack(Path(tempfile.mkdtemp(prefix="ems-screenshots-"))).start()
         data_dir = stack.data_dir
@@ -145,8 +145,8 @@ def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], time
     """The live-view window on a real agent: a private Xvfb showing a scrolling
     text window (a real X client), a real ``ems agent`` on it, enrolled in the
     demo stack. Skipped, with a message, where Xvfb is not installed."""
-    from agent.screen.pattern import Pattern
-    from agent.screen.xvfb import Xvfb, XvfbError
+    from bench.harness.pattern import Pattern
+    from bench.harness.xvfb import Xvfb, XvfbError
     from broker import keys
     from broker.client import BusClient
     from broker.config import ClientConfig
