@@ -16,9 +16,9 @@ from pathlib import Path
 
 from agent.local_keys import local_keyring
 from broker import sqlite_db
-from broker.command_queue import EPHEMERAL_RESULTS, outcome_only, without_bulk
 from broker.envelope import pack_body, unpack_body
 from broker.sealing import KeyRing, TamperedValue, aad, is_sealed
+from broker.vocabulary import EPHEMERAL_RESULTS, outcome_only, without_bulk
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from broker import keys as keyfiles
 from broker.client import BusClient
 from broker.config import ClientConfig
 from broker.envelope import Envelope, Kind
+from broker.vocabulary import EXPIRED
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Agent:
             self.access_log.record("agent stopped")
             self.lanes.shutdown()
             log_forward.uninstall(self.log_forwarder)
-            self.bus.close()
+            self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # last results and statuses leave first
             self.executed.close()
             self.outbox.close()
 
@@ -183,7 +184,7 @@ class Agent:
             return
         expires = env.header.expires
         if expires is not None and expires < time.time():
-            self.bus.send(Kind.COMMAND_STATUS, data={"status": "expired", "error": "arrived after its expiry"}, corr=cmd_id)
+            self.bus.send(Kind.COMMAND_STATUS, data={"status": EXPIRED, "error": "arrived after its expiry"}, corr=cmd_id)
             return
         if not self.executed.claim(cmd_id, name):
             previous = self.executed.result_of(cmd_id)

@@ -447,7 +447,7 @@ def scenario_hostile(work: Path, ctx, quick: bool) -> dict:
         out["flood_polite"] = flood_phase(**run, honour=True, label="well-behaved flood (honours RATE_LIMITED), default limit")
         progress("   restarting the broker without a per-agent rate limit, for the same flood without a quota")
         stack.broker.stop()
-        stack.broker.argv += ["--agent-msgs-per-s", "0", "--agent-bytes-per-s", "0"]
+        stack.broker.argv += ["--no-agent-rate-limit"]
         stack.broker.start()
         wait_online(op, AGENT_ID, 30)
         round_trips(op, 20, 5)  # warm-up on the new broker

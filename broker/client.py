@@ -33,6 +33,7 @@ from broker.envelope import (
     Envelope,
     ErrorCode,
     Kind,
+    agent_topic,
     credit_body,
     decode,
     flow_terms,
@@ -43,6 +44,7 @@ from broker.envelope import (
 from broker.errors import EmsError, ProtocolError, RemoteError, SendError, TimeoutError
 from broker.keys import KeyPair
 from broker.quota import METERED_KINDS, AgentQuota
+from broker.vocabulary import is_final
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +154,36 @@ class BusClient:
         self._last_heard = self.clock()
         self._say_hello()
 
-    def close(self) -> None:
-        """Close the socket (and the context if this client made it)."""
+    def close(self, flush_s: float = 0.0) -> None:
+        """Close the socket (and the context if this client made it).
+
+        ``flush_s`` bounds a flush: 0 (the default) drops at once whatever
+        :meth:`send` queued that has not left yet. With ``flush_s`` > 0, what
+        was handed to :meth:`send` before this call keeps ``flush_s`` seconds
+        to leave (libzmq's linger: it is still sent once a connection, and
+        its Curve handshake, come up within that time). If this client made
+        its context, ``close`` blocks until all of it has left or the time
+        is up, whichever is first; with a shared context it returns at once
+        and that context's I/O thread keeps trying for up to ``flush_s`` (its
+        ``term()`` waits for it).
+
+        What is guaranteed: ``close`` never waits longer than ``flush_s``
+        (plus the OS's own time to close a socket). What is not: *delivery*.
+        Having left means written to the TCP connection, not received by the
+        broker, let alone routed or stored: a broker that dies at that moment
+        loses it. Anything that must arrive is confirmed by an answer (a
+        request's REPLY, a command's ``queued`` status, the store's ACK), not
+        by closing. Messages sent on a connection this client already gave up
+        (after a reconnect) are gone either way.
+        """
+        linger_ms = max(0, int(flush_s * 1000)) if flush_s and math.isfinite(flush_s) else 0
         if self.socket is not None:
-            self.socket.close(linger=0)
+            self.socket.close(linger=linger_ms)
             self.socket = None
         if self.state != REVOKED:
             self.state = CLOSED
         if self._own_context:
-            self.ctx.term()
+            self.ctx.term()  # with linger: returns when the queue has left or linger_ms has passed
             self._own_context = False
 
     def __enter__(self) -> "BusClient":
@@ -238,9 +261,7 @@ class BusClient:
         """
         if self.throttled:
             raise RateLimited(f"rate-limited by the broker for another {self.throttled_until - self.clock():.2f} s")
-        prefix = {Kind.EVENT: "event", Kind.LOG: "log", Kind.SECURITY: "security", Kind.FRAME: "frame"}[kind]
-        topic = f"{prefix}.{self.client_id}.{name}" if name else f"{prefix}.{self.client_id}"
-        return self.send(kind, topic, data, body=body, msg_id=msg_id)
+        return self.send(kind, agent_topic(kind, self.client_id, name), data, body=body, msg_id=msg_id)
 
     def _say_hello(self) -> None:
         self._last_hello = self.clock()
@@ -320,6 +341,22 @@ class BusClient:
             self._heartbeat()
         return env
 
+    def _input_waiting(self) -> bool:
+        """Whether something from the broker sits unread in the socket.
+
+        Silence is measured from what *arrived*, not from when the caller
+        last polled: a caller busy for longer than the broker timeout finds
+        the broker's heartbeats queued here, and the broker was alive all
+        along. They are read (and ``_last_heard`` moved) by the poll that
+        follows. Only once nothing is waiting does silence count as loss, so
+        a broker that really died is noticed one timeout after the caller
+        has read what it sent before dying.
+        """
+        try:
+            return bool(self.socket.get(zmq.EVENTS) & zmq.POLLIN)
+        except zmq.ZMQError:
+            return False
+
     def _heartbeat(self) -> None:
         """A HEARTBEAT that tells the broker how much we have taken (our credit)."""
         try:
@@ -336,7 +373,7 @@ class BusClient:
             if self.state != CLOSED and now >= self._reconnect_at:
                 self._open()
             return
-        if now - self._last_heard > self._broker_timeout_s:
+        if now - self._last_heard > self._broker_timeout_s and not self._input_waiting():
             self._schedule_reconnect(f"silent for {now - self._last_heard:.1f} s")
             return
         if self.state != READY and now - self._last_hello >= max(self._heartbeat_s, 0.5):
@@ -508,7 +545,7 @@ class BusClient:
             if self.clock() >= next_check and self.state == READY:
                 next_check = self.clock() + max(2.0, self._heartbeat_s)
                 record = self.request("command.get", id=cmd_id)
-                if record["status"] in ("done", "failed", "expired"):
+                if is_final(record.get("status")):
                     return {k: record[k] for k in ("id", "target", "name", "status", "result")}
 
 

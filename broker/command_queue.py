@@ -51,31 +51,37 @@ from typing import Any
 from broker import sqlite_db
 from broker.envelope import pack_body, unpack_body
 from broker.sealing import KeyRing, TamperedValue, aad, is_sealed
+from broker.vocabulary import (  # noqa: F401  (statuses re-exported for the broker's modules)
+    BULK_BYTES,
+    DELIVERED,
+    DONE,
+    EPHEMERAL_RESULTS,
+    EXPIRED,
+    FAILED,
+    FINAL,
+    OPEN,
+    QUEUED,
+    SENT,
+    STATUS_RANK,
+    outcome_only,
+    without_bulk,
+)
 
 log = logging.getLogger(__name__)
 
-QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
 #: commands whose arguments are erased once final (remote input: keys and
 #: text an operator typed into the user's session) and whose life is short
 TRANSIENT_ARGS = frozenset({"input"})
 TRANSIENT_TTL_S = 10.0
-#: commands whose result is for now only (a screen thumbnail for a console
-#: tile): once final, only their outcome is kept (see :func:`outcome_only`),
-#: here and in the agent's record of executed commands
-EPHEMERAL_RESULTS = frozenset({"thumbnail"})
-#: ... and their rows are deleted this long after they became final (nobody
-#: asks about a tile's picture later; several a second would pile up)
+#: rows of :data:`EPHEMERAL_RESULTS` commands are deleted this long after they
+#: became final (nobody asks about a tile's picture later; several a second
+#: would pile up)
 EPHEMERAL_KEEP_S = 600.0
 _EPHEMERAL_SQL = "name IN (%s)" % ", ".join(f"'{name}'" for name in sorted(EPHEMERAL_RESULTS))
-#: bytes values longer than this are kept as their size once no longer needed
-BULK_BYTES = 64 * 1024
 #: the queue's key file, in the keys folder beside broker.db
 QUEUE_KEYS_FILE = "queue-keys.json"
 #: the one key of a stored value that does not decrypt, read back
 UNREADABLE = "unreadable"
-FINAL = frozenset({DONE, FAILED, EXPIRED})
-OPEN = (QUEUED, SENT, DELIVERED)
-_ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS commands (
@@ -97,31 +103,12 @@ CREATE INDEX IF NOT EXISTS commands_ephemeral ON commands (updated) WHERE {_EPHE
 """
 
 
-def outcome_only(result: Any) -> Any:
-    """What is kept of an :data:`EPHEMERAL_RESULTS` result: ok and error, not the output."""
-    if not isinstance(result, dict):
-        return result
-    kept = {k: result[k] for k in ("ok", "error") if k in result}
-    return kept | {"omitted": "the output of this command is not kept"}
-
-
 def final_args(name: str, args: Any) -> Any:
     """What is kept of a final command's arguments: nothing of what was typed in
     a support session (:data:`TRANSIENT_ARGS`), bulk bytes (an upload's data) by size."""
     if name in TRANSIENT_ARGS:
         return {"redacted": True}
     return without_bulk(args)
-
-
-def without_bulk(value: Any) -> Any:
-    """``value`` with every bytes object over :data:`BULK_BYTES` replaced by its size."""
-    if isinstance(value, (bytes, bytearray)) and len(value) > BULK_BYTES:
-        return {"omitted_bytes": len(value), "note": "not kept once the command is final; run it again"}
-    if isinstance(value, dict):
-        return {k: without_bulk(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_bulk(v) for v in value]
-    return value
 
 
 @dataclass
@@ -288,7 +275,7 @@ class CommandQueue:
 
     def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:
         """Move ``cmd`` forward to ``status``; False if that would go back."""
-        if cmd.status in FINAL or _ORDER[status] < _ORDER[cmd.status]:
+        if cmd.status in FINAL or STATUS_RANK[status] < STATUS_RANK[cmd.status]:
             return False
         if status == cmd.status and result is None:
             return False

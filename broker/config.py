@@ -93,6 +93,9 @@ class Timing:
     #: a TCP connect unanswered this long is abandoned and retried (ZMQ_CONNECT_TIMEOUT):
     #: SYNs lost in a network cut would otherwise wait out the kernel's growing backoff
     connect_timeout_s: float = 2.0
+    #: a stopping peer or a one-shot tool gives what it sent this long to leave
+    #: its socket (``BusClient.close(flush_s=...)``; leaving is not delivery)
+    close_flush_s: float = 2.0
 
     @classmethod
     def fast(cls) -> "Timing":
@@ -188,7 +191,10 @@ class BrokerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     #: bodies the broker unpacks itself (requests, commands, hello)
     max_body_bytes: int = 1024 * 1024
-    #: per-peer outbound queue before fan-out drops are counted (ZMQ_SNDHWM)
+    #: messages queued to one connection (ZMQ_SNDHWM) before more to it are
+    #: dropped and counted (``dropped_hwm``): memory (up to this many messages
+    #: per slow peer) against drops (a peer that reads late loses what passes
+    #: it). ``peer_budget_bytes`` bounds the same queue in bytes for live traffic
     send_hwm: int = 10_000
     receive_hwm: int = 100_000
     #: connections that do not finish the Curve handshake are closed after
@@ -217,6 +223,12 @@ class BrokerConfig:
     peer_budget_bytes: int = 32 * 2**20
     #: a reading peer reports its credit every this many bytes received
     credit_every_bytes: int = 256 * 2**10
+
+    def __post_init__(self) -> None:
+        hwm = self.send_hwm
+        if isinstance(hwm, bool) or not isinstance(hwm, int) or hwm < 1:
+            # libzmq reads 0 as "no bound": memory would grow with every slow peer
+            raise ConfigError(f"send_hwm must be a whole number of messages >= 1, not {hwm!r}")
 
 
 @dataclass

@@ -74,6 +74,17 @@ class Kind(enum.IntEnum):
     BATCH = 18  # agent -> store: many EVENT/LOG/SECURITY records in one message (see pack_batch)
 
 
+#: The topic root each kind a peer publishes under its own name travels
+#: under: ``<root>.<sender client id>[.<name>]`` (see :func:`agent_topic`).
+#: The broker refuses these kinds under any other sender's namespace.
+AGENT_TOPIC_ROOTS: dict[Kind, str] = {
+    Kind.EVENT: "event",
+    Kind.LOG: "log",
+    Kind.SECURITY: "security",
+    Kind.FRAME: "frame",
+}
+
+
 class ErrorCode(enum.IntEnum):
     """Error codes that cross the wire in ERROR bodies."""
 
@@ -351,8 +362,8 @@ BATCH_FRAME_BYTES = 8
 #: msgpack framing of one record besides its name, id and body bytes
 #: (array, kind, string and bin headers, float).
 BATCH_RECORD_FRAMING_BYTES = 24
-#: Kinds a batch may carry, with the topic root of each.
-BATCH_TOPIC_ROOTS: dict[Kind, str] = {Kind.EVENT: "event", Kind.LOG: "log", Kind.SECURITY: "security"}
+#: Kinds a batch may carry, with the topic root of each (every one but FRAME).
+BATCH_TOPIC_ROOTS: dict[Kind, str] = {kind: root for kind, root in AGENT_TOPIC_ROOTS.items() if kind is not Kind.FRAME}
 
 _BATCH_FIELDS = 5
 
@@ -381,8 +392,9 @@ class BatchRecord:
 
 
 def agent_topic(kind: Kind, client_id: str, name: str) -> str:
-    """The topic a batched record of ``client_id`` travels under: ``<root>.<client>[.<name>]``."""
-    root = BATCH_TOPIC_ROOTS[kind]
+    """The topic ``client_id``'s ``kind`` (one of :data:`AGENT_TOPIC_ROOTS`) named ``name``
+    travels under, published or batched: ``<root>.<client>[.<name>]``."""
+    root = AGENT_TOPIC_ROOTS[kind]
     return f"{root}.{client_id}.{name}" if name else f"{root}.{client_id}"
 
 

@@ -23,7 +23,7 @@ persister, sync, bridges) read every durable stream, never live screens.
 """
 from __future__ import annotations
 
-from broker.envelope import Kind
+from broker.envelope import AGENT_TOPIC_ROOTS, Kind
 
 PENDING_ROLE = "pending"
 
@@ -51,13 +51,8 @@ ROLE_KINDS: dict[str, frozenset[Kind]] = {
 }
 
 #: Topic namespace each agent-originated kind must publish under:
-#: ``<prefix>.<sender client id>.<rest>``.
-AGENT_TOPIC_PREFIX: dict[Kind, str] = {
-    Kind.EVENT: "event",
-    Kind.LOG: "log",
-    Kind.SECURITY: "security",
-    Kind.FRAME: "frame",
-}
+#: ``<prefix>.<sender client id>.<rest>`` (the envelope's map, under the name the broker reads)
+AGENT_TOPIC_PREFIX = AGENT_TOPIC_ROOTS
 
 _LEVEL = {"viewer": 1, "operator": 2, "admin": 3}
 

@@ -37,10 +37,10 @@ from broker import bus_worker as core
 from broker import keys, permissions
 from broker.cli import profile as profiles
 from broker.client import REVOKED, BusClient
-from broker.command_queue import FINAL
 from broker.config import ClientConfig, DataDir, resolve_data_dir
 from broker.envelope import Kind, new_id
 from broker.errors import EmsError, RemoteError
+from broker.vocabulary import is_final
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.live_feed import LiveFeed
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
@@ -320,7 +320,7 @@ class BusWorker(QObject):
             except EmsError:
                 continue
             self.feed.remember({"id": cmd_id, **{k: record.get(k) for k in ("target", "name", "status", "updated", "result")}},
-                               "results" if record.get("status") in FINAL else "status")
+                               "results" if is_final(record.get("status")) else "status")
 
     def _report_stats(self, client: BusClient) -> None:
         now = time.monotonic()

@@ -27,6 +27,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QFont
 
+from broker.vocabulary import DELIVERED, DONE, EXPIRED, FAILED, OPEN, QUEUED, SENT
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.models import format_time
 
@@ -34,9 +35,8 @@ RANK = {"sending": 0, "queued": 1, "sent": 2, "delivered": 3, "read": 4, "failed
 MARKS = {"sending": "…", "queued": "◷ queued", "sent": "✓ sent", "delivered": "✓✓ delivered", "read": "✓✓ read",
          "failed": "✗ failed"}
 #: command statuses -> message status (a command delivered/done means the agent has it: "sent")
-COMMAND_TO_MESSAGE = {"queued": "queued", "sent": "sent", "delivered": "sent", "done": "sent",
-                      "failed": "failed", "expired": "failed"}
-OPEN_COMMANDS = frozenset({"queued", "sent", "delivered"})
+COMMAND_TO_MESSAGE = {QUEUED: "queued", SENT: "sent", DELIVERED: "sent", DONE: "sent", FAILED: "failed", EXPIRED: "failed"}
+OPEN_COMMANDS = frozenset(OPEN)
 #: deleted rows are drawn in this colour (readable on the dark and the light theme)
 DELETED_COLOUR = QColor("#8b949e")
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from broker.envelope import new_id
+from broker.vocabulary import DONE, EXPIRED, is_final
 from gui.bus_worker import BusWorker
 from gui.chat_model import (
     COMMAND_TO_MESSAGE,
@@ -248,7 +249,7 @@ class ChatView(QWidget):
                 if status in OPEN_COMMANDS:
                     self._deletes[str(record.get("id"))] = message_id
                     self.model.upsert(message_id, deleting=True)
-                elif status == "done":
+                elif status == DONE:
                     self.model.upsert(message_id, deleted=True)
         self._loaded(error)
 
@@ -307,7 +308,7 @@ class ChatView(QWidget):
             self.model.upsert(message_id, "out", status=mapped)
 
     def _delete_moved(self, message_id: str, status: Any, result: Any) -> None:
-        if status == "done":
+        if status == DONE:
             self.model.upsert(message_id, deleted=True)
             output = result.get("output") if isinstance(result, dict) else None
             if isinstance(output, dict) and output.get("known") is False:
@@ -315,9 +316,9 @@ class ChatView(QWidget):
                                "the stored copy is marked deleted.")
             elif isinstance(output, dict):
                 self.show_info("Deleted: hidden from the user, kept in the store marked deleted.")
-        elif status in ("failed", "expired"):
+        elif is_final(status):
             self.model.upsert(message_id, deleting=False)
-            why = result_text(result) if result is not None else ("the agent did not come back in time" if status == "expired"
+            why = result_text(result) if result is not None else ("the agent did not come back in time" if status == EXPIRED
                                                                    else "the agent refused it")
             self.show_error(f"The message was not deleted: {why}")
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from broker.envelope import new_id
+from broker.vocabulary import DONE
 from gui.bus_worker import BusWorker
 
 FPS = 10
@@ -287,7 +288,7 @@ class LiveViewWindow(QWidget):
             name = self._my_commands.pop(str(item.get("id")), None)
             if name is None:
                 continue
-            ok = item.get("status") == "done"
+            ok = item.get("status") == DONE
             if name == "control.open" and self.control == "opening":
                 if ok:
                     self._set_control("on")

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPixmap
 
+from broker.vocabulary import DONE, EXPIRED, FAILED, STATUS_RANK
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -103,7 +104,8 @@ ORDER_COLUMN: dict[str, str] = {"sessions": "started", "commands": "created", "c
 #: the column that identifies a row across the live feed and the store
 KEY_COLUMN: dict[str, str] = {"commands": "id", "clients": "client_id"}
 
-COMMAND_RANK = {"sending": -1, "queued": 0, "sent": 1, "delivered": 2, "done": 3, "failed": 3, "expired": 3, "refused": 3}
+#: command statuses in order, with the console's own "sending" (not yet queued) and "refused" (by the broker)
+COMMAND_RANK = {"sending": -1, **STATUS_RANK, "refused": 3}
 
 RawRole = Qt.ItemDataRole.UserRole + 1  # the unformatted value (sorting, tests)
 RowRole = Qt.ItemDataRole.UserRole + 2  # the whole row dict
@@ -593,7 +595,7 @@ class HistoryModel(QAbstractTableModel):
     def _colour(self, column: str, row: dict) -> QColor | None:
         value = row.get(column)
         if column == "status" and self.kind == "commands":
-            return {"done": QColor("#2ea043"), "failed": QColor("#f85149"), "expired": QColor("#d29922"),
+            return {DONE: QColor("#2ea043"), FAILED: QColor("#f85149"), EXPIRED: QColor("#d29922"),
                     "refused": QColor("#f85149")}.get(value)
         if column in ("severity", "level") and isinstance(value, str):
             return {"critical": QColor("#f85149"), "error": QColor("#f85149"), "high": QColor("#f85149"),

@@ -32,6 +32,7 @@ from PySide6.QtGui import QImage, QImageReader
 from PySide6.QtWidgets import QAbstractItemView
 
 from agent.screen.thumbnail import COMMAND, DEFAULT_QUALITY, DEFAULT_WIDTH, MAX_WIDTH
+from broker.vocabulary import DONE
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.models import ClientsModel
 
@@ -76,7 +77,7 @@ def decode_result(data: dict) -> tuple[QImage, str]:
     a huge picture.
     """
     result = data.get("result") if isinstance(data.get("result"), dict) else {}
-    if data.get("status") != "done":
+    if data.get("status") != DONE:
         return QImage(), str(result.get("error") or data.get("status") or "failed")
     output = result.get("output") if isinstance(result.get("output"), dict) else {}
     jpeg = output.get("image")

@@ -37,7 +37,7 @@ from agent.screen.capture import (
     output_size,
 )
 from agent.screen.live import LiveOptions, LiveView
-from broker.envelope import Kind
+from broker.envelope import Kind, agent_topic
 from broker.errors import SendError
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class Screen(Capability):
                                notice=lambda title, text: announce(ctx, "live_view", title, text, args))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        return state | {"topic": f"frame.{ctx.client_id}.{protocol.TOPIC_NAME}"}
+        return state | {"topic": agent_topic(Kind.FRAME, ctx.client_id, protocol.TOPIC_NAME)}
 
     def live_stop(self, args: dict, ctx: AgentContext) -> dict:
         """Stop watching this screen live (your lease only; others may still watch).

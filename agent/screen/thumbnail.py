@@ -14,7 +14,7 @@ client's screen, refreshed every 10-30 s. How that is done, and why:
 * **Nothing stored.** Unlike ``capture``, the picture is not reported to
   the store. The broker's command queue and the agent's record of
   executed commands keep only the outcome of a ``thumbnail``
-  (:data:`broker.command_queue.EPHEMERAL_RESULTS`), so neither
+  (:data:`broker.vocabulary.EPHEMERAL_RESULTS`), so neither
   ``broker.db`` nor ``agent.db`` fills up with screens.
 * **Rate-limited here, by local policy.** :class:`ThumbnailGate` (a
   :class:`agent.screen.gate.LookGate`) allows at

@@ -27,9 +27,9 @@ from broker import bus_worker as core
 from broker import errors
 from broker.bus_worker import BusUnavailable, Job
 from broker.client import PENDING, READY, AccessRevoked, BusClient
-from broker.command_queue import FINAL
 from broker.envelope import Envelope, Kind
 from broker.errors import EmsError
+from broker.vocabulary import FINAL
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import sys
 from broker.cli.common import add_data_dir, add_json, print_json
 from broker.cli.profile import operator_client
 from broker.errors import EmsError, TimeoutError
+from broker.vocabulary import DONE
 
 EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
 
@@ -59,7 +60,8 @@ def run(args) -> int:
     params = parse_params(args.params)
     if args.reason:
         params["reason"] = args.reason
-    with operator_client(args.data_dir, args.server) as client:
+    client = operator_client(args.data_dir, args.server)
+    try:
         first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s)
         if not args.json:
             print(f"command {first['id']} ({args.command_name}) for {args.agent}: {first['status']}", file=sys.stderr)
@@ -77,6 +79,10 @@ def run(args) -> int:
         except TimeoutError as exc:
             print(f"ems send: {exc}; check later with `ems status` (the command stays queued until it expires)", file=sys.stderr)
             return EXIT_TIMEOUT
+    finally:
+        # a one-shot tool: what the client handed its socket last (a credit, a heartbeat)
+        # leaves before the process does; the command itself was confirmed by its `queued` answer
+        client.close(flush_s=client.config.timing.close_flush_s)
     if args.json:
         print_json(outcome)
     else:
@@ -85,4 +91,4 @@ def run(args) -> int:
             print(readable(result.get("output")))
         else:
             print(f"error: {result.get('error', outcome['status'])}")
-    return EXIT_DONE if outcome["status"] == "done" else EXIT_FAILED
+    return EXIT_DONE if outcome["status"] == DONE else EXIT_FAILED

@@ -29,12 +29,12 @@ from typing import Callable
 
 from broker import bounds, permissions
 from broker.client import BusClient
-from broker.command_queue import EPHEMERAL_RESULTS
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister import quarantine
 from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
 from broker.stats import LogThrottle
+from broker.vocabulary import EPHEMERAL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Persister:
         finally:
             if self.batch and self.failing_since is None:
                 self.flush()
-            self.bus.close()
+            self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # the last ACKs leave first
             self.store.close()
 
     def step(self) -> None:

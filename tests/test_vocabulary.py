@@ -1,0 +1,96 @@
+"""One place for each word: the kind -> topic-root map and the command statuses.
+
+The map lives in ``broker/envelope.py`` (``AGENT_TOPIC_ROOTS``), the statuses
+in ``broker/vocabulary.py``. On real sockets, every kind an agent publishes
+travels under the root the map gives it and reaches an operator; a source
+scan proves no product module spells either word list again.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from broker import permissions, vocabulary
+from broker.command_queue import FINAL as QUEUE_FINAL
+from broker.envelope import AGENT_TOPIC_ROOTS, BATCH_TOPIC_ROOTS, Kind, agent_topic
+
+from conftest import next_message
+
+REPO = Path(__file__).resolve().parent.parent
+PRODUCT = ("broker", "agent", "gui", "bridges", "sync")
+STATUS_WORDS = {vocabulary.QUEUED, vocabulary.SENT, vocabulary.DELIVERED, vocabulary.DONE, vocabulary.FAILED, vocabulary.EXPIRED}
+
+
+@pytest.mark.parametrize("kind", list(AGENT_TOPIC_ROOTS), ids=lambda k: k.name)
+@pytest.mark.parametrize("name", ["", "probe"], ids=["no-name", "named"])
+def test_each_agent_kind_travels_under_its_one_root(bus, kind, name):
+    """An agent publishes each of EVENT, LOG, SECURITY and FRAME, with and
+    without a name: an operator subscribed to the root the map names receives
+    it under ``<root>.<agent>[.<name>]``, stamped with the agent as sender."""
+    root = AGENT_TOPIC_ROOTS[kind]
+    operator = bus.peer("op-1", "operator")
+    operator.subscribe([f"{root}.desk-1"])
+    agent = bus.peer("desk-1")
+    agent.publish(kind, name, {"probe": True})
+    env = next_message(operator, lambda e: e.kind is kind)
+    assert (env.topic, env.sender) == (agent_topic(kind, "desk-1", name), "desk-1")
+    assert env.topic == (f"{root}.desk-1.{name}" if name else f"{root}.desk-1")
+
+
+def test_the_tables_are_the_same_objects():
+    """The permission table and the batch roots are the envelope's map (not copies that could drift),
+    and the command queue's FINAL is the vocabulary's."""
+    assert permissions.AGENT_TOPIC_PREFIX is AGENT_TOPIC_ROOTS
+    assert BATCH_TOPIC_ROOTS == {k: v for k, v in AGENT_TOPIC_ROOTS.items() if k is not Kind.FRAME}
+    assert QUEUE_FINAL is vocabulary.FINAL
+    assert vocabulary.FINAL | set(vocabulary.OPEN) == set(vocabulary.STATUS_RANK) == STATUS_WORDS
+
+
+def _product_modules():
+    for top in PRODUCT:
+        for path in sorted((REPO / top).rglob("*.py")):
+            yield path.relative_to(REPO).as_posix(), ast.parse(path.read_text(), str(path))
+
+
+def _strings(node) -> set:
+    return {e.value for e in getattr(node, "elts", ()) if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+
+def _spells_topic_map(node) -> bool:
+    """A dict literal mapping ``Kind.X`` to that kind's topic root."""
+    if not isinstance(node, ast.Dict):
+        return False
+    pairs = [(k.attr, v.value) for k, v in zip(node.keys, node.values)
+             if isinstance(k, ast.Attribute) and isinstance(v, ast.Constant) and k.attr in Kind.__members__]
+    return any(AGENT_TOPIC_ROOTS.get(Kind[attr]) == value for attr, value in pairs)
+
+
+def _spells_final(node) -> bool:
+    """A tuple, list or set literal holding the final statuses (or the open ones) as strings."""
+    if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return False
+    words = _strings(node)
+    return vocabulary.FINAL <= words or set(vocabulary.OPEN) <= words
+
+
+def test_no_product_module_spells_the_words_again():
+    """Every product module (broker, agent, gui, bridges, sync) is parsed: no
+    dict literal maps a Kind to its topic root outside broker/envelope.py, and
+    no literal lists the final or open statuses outside broker/vocabulary.py."""
+    found = []
+    for name, tree in _product_modules():
+        for node in ast.walk(tree):
+            if _spells_topic_map(node) and name != "broker/envelope.py":
+                found.append(f"{name}:{node.lineno}: kind -> topic root map")
+            if _spells_final(node) and name != "broker/vocabulary.py":
+                found.append(f"{name}:{node.lineno}: command statuses")
+    assert not found, "spelled again (import them from broker.envelope / broker.vocabulary):\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("value, final", [("done", True), ("failed", True), ("expired", True), ("queued", False),
+                                          ("delivered", False), (None, False), (3, False), (["done"], False), ("DONE", False)])
+def test_is_final_takes_anything_a_body_holds(value, final):
+    """``is_final`` answers for any value read off the wire (None, numbers, lists, other case) without raising."""
+    assert vocabulary.is_final(value) is final
