@@ -294,13 +294,14 @@ def seed_history(specs: tuple[AgentSpec, ...], now: float, hours: float = 3.0, s
             add("audit", operator, ts, f"audit.{operator}",
                 {"operator": operator, "role": "admin", "action": "command", "target": cid, "reason": reason,
                  "detail": {"id": cmd_id, "target": cid, "name": name, "reason": reason}})
-            if name == "capture":
-                add("event", cid, ts + 1, f"event.{cid}.capture",
-                    {"width": 1280, "height": 720, "quality": 70, "format": "jpeg", "operator": operator, "reason": reason,
-                     "image": desktop_picture(s, rng, frozen=minutes > 10)})
+            # the broker's record of the command first: the store names a capture's operator from it
             add("command_status", cid, ts + 2, f"command.{cid}",
                 {"id": cmd_id, "target": cid, "name": name, "status": "done", "operator": operator, "created": ts,
                  "result": {"ok": True, "output": {"update_count": 3} if name == "update.check" else {"bytes": 183_224}}})
+            if name == "capture":
+                add("event", cid, ts + 1, f"event.{cid}.capture",
+                    {"width": 1280, "height": 720, "quality": 70, "format": "jpeg", "command": cmd_id, "reason": reason,
+                     "image": desktop_picture(s, rng, frozen=minutes > 10)})
         if s.user and now - 50 * 60 < end:
             seed_chat(add, cid, s.user, operator, now - 50 * 60 + i * 13)
     return records
@@ -311,13 +312,16 @@ def seed_chat(add: Callable[..., None], cid: str, user: str, operator: str, ts: 
     their reply, and a message the operator deleted after sending it."""
     topic = f"event.{cid}.chat"
     read_id, deleted_id = f"seedchat-{cid}-1", f"seedchat-{cid}-2"
-    add("event", cid, ts, topic, {"direction": "out", "operator": operator, "status": "sent",
+    for cmd_id, sent in ((read_id, ts), (deleted_id, ts + 130)):  # the broker's record of each chat.send
+        add("command_status", cid, sent, f"command.{cid}",
+            {"id": cmd_id, "target": cid, "name": "chat.send", "status": "done", "operator": operator, "created": sent})
+    add("event", cid, ts, topic, {"direction": "out", "command": read_id, "status": "sent",
                                   "body": "Hello, IT here. Is the invoice app still freezing?"}, read_id)
     add("event", cid, ts + 40, topic, {"ref": read_id, "message_id": read_id, "direction": "out", "status": "read",
                                        "operator": operator, "ts": ts + 40})
     add("event", cid, ts + 95, topic, {"direction": "in", "status": "delivered", "operator": operator,
                                        "body": f"Yes, twice this morning. ({user})", "ts": ts + 95})
-    add("event", cid, ts + 130, topic, {"direction": "out", "operator": operator, "status": "sent",
+    add("event", cid, ts + 130, topic, {"direction": "out", "command": deleted_id, "status": "sent",
                                         "body": "Sent to the wrong desk, sorry."}, deleted_id)
     add("event", cid, ts + 150, topic, {"ref": deleted_id, "message_id": deleted_id, "deleted": True, "ts": ts + 150})
 
