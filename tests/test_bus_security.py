@@ -83,17 +83,6 @@ def security_event(watcher: BusClient, event: str, key: str) -> dict:
     return env.data()
 
 
-def security_events(watcher: BusClient, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """The ``(event, key)`` security events in ``wanted``, in whatever order they come."""
-    found: dict[tuple[str, str], dict] = {}
-    while len(found) < len(wanted):
-        left = wanted - set(found)
-        env = next_message(watcher, lambda e: e.kind is Kind.SECURITY and (e.data()["event"], e.data()["key"]) in left)
-        assert env.topic == "security.broker" and env.sender == ""
-        found[(env.data()["event"], env.data()["key"])] = env.data()
-    return found
-
-
 def poll_until_state(client: BusClient, state: str, timeout_s: float = 5.0) -> None:
     """Drive ``client`` (it only changes state inside poll) until it is in ``state``."""
     wait_for(lambda: client.poll(0.05) is None and client.state == state, timeout_s, what=f"client state {state}")
@@ -357,12 +346,10 @@ def test_enrolment_token_cannot_take_over_an_enrolled_client_id(bus):
         poll_until_state(intruder, "pending")
         assert intruder.client_id == ""
 
-    # the two HELLOs race, so their events may come in either order
-    found = security_events(watcher, {("reenrolment", intruders[0].keypair.public),
-                                      ("reserved_id_claimed", intruders[1].keypair.public)})
-    event = found[("reenrolment", intruders[0].keypair.public)]
+    # the two HELLOs race: security_event finds each whatever the order
+    event = security_event(watcher, "reenrolment", intruders[0].keypair.public)
     assert "victim" in event["detail"] and event["client_id"] == "victim"  # the subject is the claimed id
-    reserved = found[("reserved_id_claimed", intruders[1].keypair.public)]
+    reserved = security_event(watcher, "reserved_id_claimed", intruders[1].keypair.public)
     assert reserved["client_id"] == "admin"
     states = {(r["client_id"], r["public_key"]): r["state"] for r in bus.admin.request("keys.list")}
     assert states[("victim", victim.keypair.public)] == "accepted"
