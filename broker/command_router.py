@@ -118,23 +118,25 @@ class CommandRouter:
             if self.commands.advance(cmd, SENT):
                 self.notify_status(cmd)
 
-    def _own_command(self, peer: "Peer", header: Header) -> Command | None:
-        """The command an agent's status or result is about, if addressed to it."""
+    def _agent_report(self, peer: "Peer", header: Header, frames) -> tuple[dict, Command] | None:
+        """The body of an agent's status or result and the command it is about,
+        if that command is addressed to this agent; else refused (None)."""
+        data = self.broker.read_body(peer, header, frames)
+        if data is None:
+            return None
         cmd = self.commands.get(header.corr or "")
         if cmd is None or cmd.target != peer.client_id:
             self.broker.records.security(peer, "foreign_command", f"{header.kind.name} for command {header.corr!r} not addressed to it")
             self.broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, "not your command")
             return None
-        return cmd
+        return data, cmd
 
     def on_command_status(self, peer: "Peer", header: Header, frames) -> None:
         """COMMAND_STATUS from the agent: delivered or expired."""
-        data = self.broker.read_body(peer, header, frames)
-        if data is None:
+        report = self._agent_report(peer, header, frames)
+        if report is None:
             return
-        cmd = self._own_command(peer, header)
-        if cmd is None:
-            return
+        data, cmd = report
         status = data.get("status")
         if status not in (DELIVERED, EXPIRED):
             self.broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "agents report delivered or expired")
@@ -146,12 +148,10 @@ class CommandRouter:
 
     def on_result(self, peer: "Peer", header: Header, frames) -> None:
         """RESULT from the agent: final status, relayed to the sender, kept."""
-        data = self.broker.read_body(peer, header, frames)
-        if data is None:
+        report = self._agent_report(peer, header, frames)
+        if report is None:
             return
-        cmd = self._own_command(peer, header)
-        if cmd is None:
-            return
+        data, cmd = report
         if cmd.status in FINAL:  # a repeated result (re-delivery after a restart)
             if not cmd.result_sent:
                 self.send_result(cmd)
