@@ -8,7 +8,7 @@ anything is sent, and cannot be turned off from the server.
 It is the one file of the agent's data dir that is not 0600: mode 0640,
 with the group of the agent's data dir (0710), so that an installer can
 let the employee's group read it and nothing else there; by default that
-group is the agent's own (:mod:`broker.private_files` says why).
+group is the agent's own (:mod:`broker.core.private_files` says why).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from agent.notice.text import one_line
-from broker.errors import EmsError
-from broker.private_files import private_dir, share_with_dir_group
+from broker.core.errors import EmsError
+from broker.core.private_files import private_dir, share_with_dir_group
 
 
 class AccessLog:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 
 
 class CommandError(EmsError):

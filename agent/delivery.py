@@ -18,8 +18,8 @@ import logging
 from typing import Any, Iterator
 
 from agent.outbox import Outbox, OutboxError, OutboxRecord, Priority
-from broker.client import BusClient
-from broker.envelope import (
+from broker.core.client import BusClient
+from broker.core.envelope import (
     BATCH_FRAME_BYTES,
     BatchLimits,
     Envelope,
@@ -29,7 +29,7 @@ from broker.envelope import (
     pack_batch,
     pack_body,
 )
-from broker.errors import EmsError, ProtocolError
+from broker.core.errors import EmsError, ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from agent.local_keys import local_keyring
-from broker import sqlite_db
-from broker.envelope import pack_body, unpack_body
-from broker.sealing import KeyRing, TamperedValue, aad, is_sealed
-from broker.vocabulary import EPHEMERAL_RESULTS, outcome_only, without_bulk
+from broker.core import sqlite_db
+from broker.core.envelope import pack_body, unpack_body
+from broker.core.sealing import KeyRing, TamperedValue, aad, is_sealed
+from broker.core.vocabulary import EPHEMERAL_RESULTS, outcome_only, without_bulk
 
 log = logging.getLogger(__name__)
 

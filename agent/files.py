@@ -58,7 +58,7 @@ from typing import Any
 
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.outbox import Priority
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
 

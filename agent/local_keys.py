@@ -3,7 +3,7 @@
 The record of executed commands (``agent.db``) and the outbox
 (``outbox.db``) seal their payloads with the keys of
 ``keys/local-keys.json`` in the agent's data dir (mode 0600, created on
-first use; the format is :mod:`broker.sealing`'s). The key never leaves
+first use; the format is :mod:`broker.core.sealing`'s). The key never leaves
 the machine: it protects these files from other local users and from a
 copy of the disk without the key file, not from the agent's own account.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.sealing import KeyRing
+from broker.core.sealing import KeyRing
 
 KEYS_FILE = "local-keys.json"
 

@@ -33,12 +33,12 @@ from typing import Any
 
 from agent.context import LocalPolicy
 from agent.outbox import log_priority
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
 
 #: Loggers (and their children) whose records are never forwarded.
-EXCLUDED_LOGGERS = ("agent.outbox", "agent.delivery", "agent.log_forward", "broker.client", "broker.sqlite_db")
+EXCLUDED_LOGGERS = ("agent.outbox", "agent.delivery", "agent.log_forward", "broker.core.client", "broker.core.sqlite_db")
 #: Longest forwarded message (exception text included), in characters.
 MAX_MESSAGE_CHARS = 8 * 1024
 _FORMATTER = logging.Formatter()

@@ -12,7 +12,7 @@ Durability
 ----------
 One SQLite file per agent (it must not be shared with other tables; the
 outbox holds an exclusive lock on it while open), opened through
-:func:`broker.sqlite_db.connect`: WAL journal, ``synchronous=NORMAL``.
+:func:`broker.core.sqlite_db.connect`: WAL journal, ``synchronous=NORMAL``.
 A record is committed when :meth:`Outbox.put` returns, so it survives the
 agent being killed or crashing (the kernel still has the write). A power
 loss may lose the last few transactions; those records were never
@@ -69,10 +69,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from agent.local_keys import local_keyring
-from broker import sqlite_db
-from broker.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
-from broker.errors import EmsError
-from broker.sealing import KeyRing, TamperedValue, aad
+from broker.core import sqlite_db
+from broker.core.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
+from broker.core.errors import EmsError
+from broker.core.sealing import KeyRing, TamperedValue, aad
 
 log = logging.getLogger(__name__)
 

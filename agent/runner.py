@@ -32,11 +32,11 @@ from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
 from agent.lanes import CommandLanes
 from agent.outbox import Outbox, OutboxError
-from broker import keys as keyfiles
-from broker.client import BusClient
-from broker.config import ClientConfig
-from broker.envelope import Envelope, Kind
-from broker.vocabulary import EXPIRED
+from broker.core import keys as keyfiles
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig
+from broker.core.envelope import Envelope, Kind
+from broker.core.vocabulary import EXPIRED
 
 log = logging.getLogger(__name__)
 

@@ -65,12 +65,12 @@ import zmq  # noqa: E402
 
 from bench.latency import round_trips  # noqa: E402
 from bench.stack import stop_child  # noqa: E402
-from broker import keys as keyfiles  # noqa: E402
-from broker.client import BusClient  # noqa: E402
-from broker.config import BrokerConfig, ClientConfig, DataDir, RateLimit  # noqa: E402
-from broker.envelope import Kind, decode, pack_header  # noqa: E402
-from broker.errors import EmsError, SendError  # noqa: E402
-from broker.registry import KeyRegistry  # noqa: E402
+from broker.core import keys as keyfiles  # noqa: E402
+from broker.core.client import BusClient  # noqa: E402
+from broker.core.config import BrokerConfig, ClientConfig, DataDir, RateLimit  # noqa: E402
+from broker.core.envelope import Kind, decode, pack_header  # noqa: E402
+from broker.core.errors import EmsError, SendError  # noqa: E402
+from broker.server.registry import KeyRegistry  # noqa: E402
 
 #: the targets from the issue
 TARGET_THROUGHPUT_RATIO = 0.50
@@ -232,7 +232,7 @@ class Procs:
 # ---------------------------------------------------------------------------
 def broker_main(root: str, out: mp.Queue, profile_path: str) -> None:
     """The EMS broker, alone in its process; SIGTERM stops it."""
-    from broker.server import Broker
+    from broker.server.loop import Broker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # no per-agent rate limit: this measures routing capacity with a few publishers flooding at full speed
@@ -302,7 +302,7 @@ def _count_events(sock: zmq.Socket, expected: int, go: Any, t_go: Any, done: Any
 
     The kind is read from the header's third byte (fixarray, version,
     kind); one message in ``DECODE_SAMPLE_EVERY`` is fully decoded with
-    ``broker.envelope.decode`` as an integrity check. The same function
+    ``broker.core.envelope.decode`` as an integrity check. The same function
     serves the EMS and the raw consumer, so both do identical work.
     """
     go.wait(timeout_s)

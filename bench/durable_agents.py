@@ -20,10 +20,10 @@ from pathlib import Path
 
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from broker import keys
-from broker.client import BusClient
-from broker.config import ClientConfig, Timing
-from broker.envelope import Kind, pack_body
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, Timing
+from broker.core.envelope import Kind, pack_body
 
 log = logging.getLogger("durable_agents")
 

@@ -76,10 +76,10 @@ from bench.fleet_clients import write_keys
 from bench.peers import peer_versions, start_mosquitto, wait_port
 from bench.reliability import operator, wait_broker
 from bench.stack import Proc, ServerStack, free_port
-from broker import keys as keyfiles
-from broker.client import BusClient
-from broker.errors import EmsError
-from broker.registry import KeyRegistry
+from broker.core import keys as keyfiles
+from broker.core.client import BusClient
+from broker.core.errors import EmsError
+from broker.server.registry import KeyRegistry
 
 #: the targets from the issue
 TARGET_AGENTS = 10_000

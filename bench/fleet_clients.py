@@ -4,11 +4,11 @@ Two fleets, each one process with one loop (no thread per client):
 
 ``ems``   lean EMS agents: one CurveZMQ DEALER per agent, with the agent's
           timing (``timing_for(heartbeat_s)``, as ``ems agent`` uses) and the
-          envelope of ``broker/envelope.py``. Each says HELLO (again when the
+          envelope of ``broker/core/envelope.py``. Each says HELLO (again when the
           broker answers HELLO_REQUIRED), sends a HEARTBEAT when it has sent
           nothing for a heartbeat interval, one EVENT ``event.<id>.sysinfo``
           (the agent's own sysinfo body) per ``--event-s``, and, like
-          :class:`broker.client.BusClient`, drops and reopens its connection
+          :class:`broker.core.client.BusClient`, drops and reopens its connection
           when the broker has been silent for the broker timeout.
 ``mqtt``  lean MQTT 3.1.1 clients on raw non-blocking sockets (CONNECT,
           PINGREQ, QoS 0 PUBLISH, SUBSCRIBE built by hand): a PINGREQ when
@@ -43,10 +43,10 @@ from pathlib import Path
 import zmq
 
 from agent import sysinfo
-from broker.cli.broker_cmd import timing_for
-from broker.config import ClientConfig, Timing
-from broker.envelope import ErrorCode, Kind, decode, new_id, pack_body, pack_header, unpack_body
-from broker.errors import ProtocolError
+from broker.core.config import timing_for
+from broker.core.config import ClientConfig, Timing
+from broker.core.envelope import ErrorCode, Kind, decode, new_id, pack_body, pack_header, unpack_body
+from broker.core.errors import ProtocolError
 
 #: how long one poll of every socket may be deferred (bounds the O(sockets) poll cost)
 POLL_INTERVAL_S = 0.05

@@ -2,7 +2,7 @@
 
 It opens its ROUTER with the broker's socket options (``BrokerConfig``
 defaults: HWMs, backlog, handshake timeout, ROUTER_MANDATORY, ZAP domain),
-answers ZAP with the broker's own decision function (``broker.zap.decide``
+answers ZAP with the broker's own decision function (``broker.server.zap.decide``
 over a key registry), and speaks just enough of the protocol for the fleet's
 lean agents: WELCOME to a HELLO, HELLO_REQUIRED to anything else from a
 connection that has not said HELLO, a HEARTBEAT to every greeted connection
@@ -26,12 +26,14 @@ from pathlib import Path
 
 import zmq
 
-from broker import keys, zap
-from broker.cli.broker_cmd import timing_for
-from broker.config import BrokerConfig, DataDir
-from broker.envelope import ErrorCode, Kind, decode_header, error_body, pack_body, pack_header
-from broker.errors import ProtocolError
-from broker.registry import KeyRegistry
+from broker.core import keys
+
+from broker.server import zap
+from broker.core.config import timing_for
+from broker.core.config import BrokerConfig, DataDir
+from broker.core.envelope import ErrorCode, Kind, decode_header, error_body, pack_body, pack_header
+from broker.core.errors import ProtocolError
+from broker.server.registry import KeyRegistry
 
 _NOBLOCK = int(zmq.NOBLOCK)
 

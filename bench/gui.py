@@ -51,9 +51,9 @@ TARGET_MAX_BLOCK_MS = 100.0
 # -- the agent processes -------------------------------------------------------------
 def fleet_main(args) -> int:
     """A child process: ``--agents`` simulated agents until SIGTERM."""
-    from broker import keys
-    from broker.cli.broker_cmd import timing_for
-    from broker.config import ClientConfig
+    from broker.core import keys
+    from broker.core.config import timing_for
+    from broker.core.config import ClientConfig
     from bench.harness.demo import AgentSpec, SimFleet
 
     config = ClientConfig(server=args.server, server_key=args.server_key, timing=timing_for(args.heartbeat_s))

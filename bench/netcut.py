@@ -32,13 +32,13 @@ from typing import Callable
 from bench.chaos_store import count_stored
 from bench.netns import NetNamespace
 from bench.stack import ENROL_TOKEN, Proc, ServerStack
-from broker import keys as keyfiles
-from broker.cli.broker_cmd import timing_for
-from broker.client import BusClient
-from broker.config import ENROL_TOKEN_ENV, ClientConfig
-from broker.envelope import Kind
-from broker.errors import EmsError
-from broker.local_stack import operator_name
+from broker.core import keys as keyfiles
+from broker.core.config import timing_for
+from broker.core.client import BusClient
+from broker.core.config import ENROL_TOKEN_ENV, ClientConfig
+from broker.core.envelope import Kind
+from broker.core.errors import EmsError
+from broker.cli.local_stack import operator_name
 
 AGENT_ID = "netcut-agent"
 STREAM_PREFIX = "netcut"  # the streaming agent is netcut-000

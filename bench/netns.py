@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 
 PREFIX = "emsnc"
 #: the /16 our /30s come from (private, and unlikely to be used on a host)

@@ -2,7 +2,7 @@
 
 Each trial writes the same rows (default 100,000 records of 200-byte bodies,
 batches of 500, one transaction per batch) three ways, each into a fresh
-file opened by ``broker.sqlite_db.connect`` (WAL, synchronous=NORMAL), in
+file opened by ``broker.core.sqlite_db.connect`` (WAL, synchronous=NORMAL), in
 the same temporary directory:
 
 * **outbox**: ``Outbox.put_many`` (id generation, checks, AES-GCM sealing of each body, class and size
@@ -33,8 +33,8 @@ if __package__ in (None, ""):  # `python bench/outbox.py` from a checkout
 
 from agent import outbox as outbox_mod  # noqa: E402
 from agent.outbox import RECORD_OVERHEAD_BYTES, Outbox  # noqa: E402
-from broker import sqlite_db  # noqa: E402
-from broker.envelope import Kind, new_id  # noqa: E402
+from broker.core import sqlite_db  # noqa: E402
+from broker.core.envelope import Kind, new_id  # noqa: E402
 
 TOPIC = "event.0123456789abcdef.sysinfo"
 _BARE = """CREATE TABLE outbox (

@@ -64,8 +64,8 @@ from bench import bus  # noqa: E402
 from bench.bus import Trial, cpu_delta, percentiles, progress, thread_cpu  # noqa: E402
 from bench.latency import RoundTrips, round_trips  # noqa: E402
 from bench.stack import Proc, free_port  # noqa: E402
-from broker.config import BrokerConfig  # noqa: E402
-from broker.envelope import Kind, pack_header  # noqa: E402
+from broker.core.config import BrokerConfig  # noqa: E402
+from broker.core.envelope import Kind, pack_header  # noqa: E402
 
 #: the targets from the issue
 TARGET_EMS_VS_MOSQUITTO = 1.5
@@ -314,7 +314,7 @@ def mqtt_consumer_main(port: int, expected: int, qos: int, db_path: str, batch: 
     conn = None
     if durable:
         from bench.store_write import RAW_DDL
-        from broker import sqlite_db
+        from broker.core import sqlite_db
 
         conn = sqlite_db.connect(Path(db_path), "NORMAL")
         conn.executescript(RAW_DDL)

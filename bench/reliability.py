@@ -55,13 +55,13 @@ from bench.chaos_store import run_chaos
 from bench.fuzz.scenario import fuzz_rows, run_fuzz, split
 from bench.netcut import run_netcut
 from bench.stack import ServerStack, stop_child
-from broker import keys as keyfiles
-from broker.client import BusClient, RateLimited
-from broker.config import ClientConfig
-from broker.envelope import Kind
-from broker.errors import EmsError, SendError
-from broker.local_stack import operator_name
-from broker.registry import KeyRegistry
+from broker.core import keys as keyfiles
+from broker.core.client import BusClient, RateLimited
+from broker.core.config import ClientConfig
+from broker.core.envelope import Kind
+from broker.core.errors import EmsError, SendError
+from broker.cli.local_stack import operator_name
+from broker.server.registry import KeyRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
@@ -102,7 +102,7 @@ def register(stack: ServerStack, roles: dict[str, str]) -> dict[str, keyfiles.Ke
 
 
 def client_for(stack: ServerStack, pair: keyfiles.KeyPair, client_id: str, hb: float = 0.5) -> BusClient:
-    from broker.cli.broker_cmd import timing_for
+    from broker.core.config import timing_for
     client = BusClient(ClientConfig(server=stack.bind, server_key=stack.broker_key, timing=timing_for(hb)), pair,
                        hello={"client_id": client_id})
     client.connect()
@@ -152,7 +152,7 @@ def _term_flag() -> dict:
 def viewer_main(bind: str, server_key: str, pair: keyfiles.KeyPair, received: Any, ready: Any, max_s: float) -> None:
     """A viewer subscribed to ``event.``; counts what it receives into ``received``."""
     flag = _term_flag()
-    from broker.cli.broker_cmd import timing_for
+    from broker.core.config import timing_for
     client = BusClient(ClientConfig(server=bind, server_key=server_key, timing=timing_for(5.0)), pair,
                        hello={"client_id": VIEWER_ID})
     client.connect()
@@ -590,7 +590,7 @@ def render(results: dict) -> str:
         "every event is stored.",
         "- **3**: 'round trip' is `send_command` + `wait_result` from an operator to a minimal agent, through the broker, "
         "with ratios to the quiet figure of the same run. The broker meters what each agent publishes with two token "
-        "buckets (`broker/quota.py`; defaults 2,000 msgs/s with a burst of 10,000, and 8 MiB/s with a burst of 16 MiB). "
+        "buckets (`broker/core/quota.py`; defaults 2,000 msgs/s with a burst of 10,000, and 8 MiB/s with a burst of 16 MiB). "
         "A message over the limit is dropped right after its header is read, before any routing, counted per agent "
         "(`ems status`), reported as a throttled `rate_limited` security event, and the agent gets `RATE_LIMITED` "
         "with a retry-after at most once a second. The *hostile* flooder ignores that and keeps sending; the "

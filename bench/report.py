@@ -649,7 +649,7 @@ def reading_section(peers: dict | None, bus: dict | None) -> str:
     lines.append("- The routing and round-trip runs (`bench/bus.py`, `bench/peers.py`) start the EMS broker with its per-agent "
                  "rate limit off: at the default 2,000 messages/s per agent it would cap two publishers at 4,000 events/s, "
                  "and these runs measure what the broker can route. The check itself costs about 0.4 µs per message "
-                 "(`broker/quota.py`, two token buckets). The store, fleet and screen runs use the product's defaults.")
+                 "(`broker/core/quota.py`, two token buckets). The store, fleet and screen runs use the product's defaults.")
     if peers and peers["summary"].get("throughput"):
         tp = peers["summary"]["throughput"]
         notes = []

@@ -60,17 +60,18 @@ if __package__ in (None, ""):  # `python bench/screen.py` from a checkout
 
 from agent.access_log import AccessLog  # noqa: E402
 from agent.context import AgentContext, LocalPolicy  # noqa: E402
-from agent.screen import handlers, protocol  # noqa: E402
+from agent.screen import handlers  # noqa: E402
+from broker.core import screen_frames as protocol
 from agent.screen.capture import MssSource, default_encoder, encode_jpeg  # noqa: E402
 from agent.screen.live import LiveOptions  # noqa: E402
 from bench.harness.pattern import Pattern  # noqa: E402
 from bench.harness.xvfb import Xvfb  # noqa: E402
 from bench.stack import Proc, free_port  # noqa: E402
-from broker import keys as keyfiles  # noqa: E402
-from broker.client import BusClient  # noqa: E402
-from broker.config import ClientConfig, DataDir  # noqa: E402
-from broker.envelope import Kind  # noqa: E402
-from broker.registry import KeyRegistry  # noqa: E402
+from broker.core import keys as keyfiles  # noqa: E402
+from broker.core.client import BusClient  # noqa: E402
+from broker.core.config import ClientConfig, DataDir  # noqa: E402
+from broker.core.envelope import Kind  # noqa: E402
+from broker.server.registry import KeyRegistry  # noqa: E402
 
 TARGET_GRAB_ENCODE_MS = 20.0
 TARGET_IDLE_KBIT_S = 50.0

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.config import DataDir
-from broker.local_stack import prepare
+from broker.core.config import DataDir
+from broker.cli.local_stack import prepare
 
 ENROL_TOKEN = "bench-enrolment-token"
 

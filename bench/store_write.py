@@ -31,8 +31,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/store_write.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from broker import sqlite_db  # noqa: E402
-from broker.envelope import new_id, pack_body  # noqa: E402
+from broker.core import sqlite_db  # noqa: E402
+from broker.core.envelope import new_id, pack_body  # noqa: E402
 from broker.persister.crypto import SecurityManager, aad_for  # noqa: E402
 from broker.persister.store import Record, Store  # noqa: E402
 

@@ -8,7 +8,7 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 from gui import theme
 from gui.bus_worker import BusWorker, ClientFactory
 from gui.main_window import MainWindow

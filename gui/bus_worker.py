@@ -1,8 +1,8 @@
 """The console's one connection to the bus: the shared bus worker core, seen through Qt.
 
 :class:`BusWorker` is the only code in the GUI process that touches a
-socket, and it does so through :class:`broker.bus_worker.BusWorker` (one
-thread that owns the :class:`~broker.client.BusClient`, runs jobs, returns
+socket, and it does so through :class:`broker.core.bus_worker.BusWorker` (one
+thread that owns the :class:`~broker.core.client.BusClient`, runs jobs, returns
 futures and sleeps on the bus socket plus a wake pipe; no polling timer).
 This adapter adds what the console needs:
 
@@ -33,14 +33,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from broker import bus_worker as core
-from broker import keys, permissions
-from broker.cli import profile as profiles
-from broker.client import REVOKED, BusClient
-from broker.config import ClientConfig, DataDir, resolve_data_dir
-from broker.envelope import Kind, new_id
-from broker.errors import EmsError, RemoteError
-from broker.vocabulary import is_final
+from broker.core import bus_worker as core
+from broker.core import keys, permissions
+from broker.core import profile as profiles
+from broker.core.client import REVOKED, BusClient
+from broker.core.config import ClientConfig, DataDir, resolve_data_dir
+from broker.core.envelope import Kind, new_id
+from broker.core.errors import EmsError, RemoteError
+from broker.core.vocabulary import is_final
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.live_feed import LiveFeed
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
@@ -58,7 +58,7 @@ def profile_client_factory(data_dir: str | None, server: str | None = None) -> C
     (what ``ems up`` writes; the same one ``ems status`` and ``ems tail`` use).
 
     The profile and key are read now, so a wrong data dir fails at once with
-    a :class:`~broker.errors.ConfigError`; the client itself is made in the
+    a :class:`~broker.core.errors.ConfigError`; the client itself is made in the
     worker thread that will own it, and connects there without blocking the
     GUI (a pending key shows as ``pending`` instead of failing).
     """

@@ -27,7 +27,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QFont
 
-from broker.vocabulary import DELIVERED, DONE, EXPIRED, FAILED, OPEN, QUEUED, SENT
+from broker.core.vocabulary import DELIVERED, DONE, EXPIRED, FAILED, OPEN, QUEUED, SENT
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.models import format_time
 

@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from broker.envelope import new_id
-from broker.vocabulary import DONE, EXPIRED, is_final
+from broker.core.envelope import new_id
+from broker.core.vocabulary import DONE, EXPIRED, is_final
 from gui.bus_worker import BusWorker
 from gui.chat_model import (
     COMMAND_TO_MESSAGE,

@@ -20,8 +20,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from broker.envelope import new_id
-from broker.persister.service import MAX_THUMBNAIL_ROWS
+from broker.core.envelope import new_id
+from broker.core.store_queries import MAX_THUMBNAIL_ROWS
 from gui.bus_worker import BusWorker
 from gui.capture_view import decode_thumbnails
 from gui.models import (

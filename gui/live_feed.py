@@ -16,8 +16,8 @@ from typing import Any
 
 from PySide6.QtGui import QImage
 
-from broker.envelope import Envelope, Kind
-from broker.errors import ProtocolError
+from broker.core.envelope import Envelope, Kind
+from broker.core.errors import ProtocolError
 from gui.thumbnails import COMMAND as THUMBNAIL_COMMAND
 from gui.thumbnails import decode_result as decode_thumbnail
 
@@ -54,7 +54,7 @@ class LiveFeed:
         self.full_views: set[str] = set()
         self._pending: dict[str, list] = {}
         self._last_flush = 0.0
-        self._canvases: dict = {}  # client id -> agent.screen.protocol.LiveCanvas
+        self._canvases: dict = {}  # client id -> broker.core.screen_frames.LiveCanvas
         self._thumbnail_at: dict[str, float] = {}
 
     def remember(self, item: dict, bucket: str) -> None:
@@ -136,8 +136,8 @@ class LiveFeed:
                           "captures")
 
     def _take_frame(self, env: Envelope) -> None:
-        """A watched screen's updates (bodies per :mod:`agent.screen.protocol`), applied here."""
-        from agent.screen.protocol import APPLIED, GAP, LiveCanvas, parse  # only when someone watches
+        """A watched screen's updates (bodies per :mod:`broker.core.screen_frames`), applied here."""
+        from broker.core.screen_frames import APPLIED, GAP, LiveCanvas, parse  # only when someone watches
 
         sender = env.sender
         if not env.topic.startswith(f"frame.{sender}."):

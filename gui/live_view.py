@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from broker.envelope import new_id
-from broker.vocabulary import DONE
+from broker.core.envelope import new_id
+from broker.core.vocabulary import DONE
 from gui.bus_worker import BusWorker
 
 FPS = 10

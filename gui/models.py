@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from broker.vocabulary import DONE, EXPIRED, FAILED, STATUS_RANK
+from broker.core.vocabulary import DONE, EXPIRED, FAILED, STATUS_RANK
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 
 _Index = QModelIndex | QPersistentModelIndex

@@ -31,8 +31,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QTimer
 from PySide6.QtGui import QImage, QImageReader
 from PySide6.QtWidgets import QAbstractItemView
 
-from agent.screen.thumbnail import COMMAND, DEFAULT_QUALITY, DEFAULT_WIDTH, MAX_WIDTH
-from broker.vocabulary import DONE
+from broker.core.thumbnail_request import COMMAND, DEFAULT_QUALITY, DEFAULT_WIDTH, MAX_WIDTH
+from broker.core.vocabulary import DONE
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.models import ClientsModel
 

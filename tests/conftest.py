@@ -15,12 +15,12 @@ from typing import Callable
 
 import pytest
 
-from broker import keys
-from broker.client import BusClient
-from broker.config import BrokerConfig, ClientConfig, DataDir, Timing
-from broker.envelope import Envelope
-from broker.registry import KeyRegistry
-from broker.server import Broker, serve_in_thread
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import BrokerConfig, ClientConfig, DataDir, Timing
+from broker.core.envelope import Envelope
+from broker.server.registry import KeyRegistry
+from broker.server.loop import Broker, serve_in_thread
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.02, what: str = "condition"):

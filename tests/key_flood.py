@@ -19,7 +19,7 @@ import time
 
 import zmq
 
-from broker.envelope import Kind, pack_body, pack_header
+from broker.core.envelope import Kind, pack_body, pack_header
 
 #: an unanswered HELLO stops counting as in flight after this long
 GIVE_UP_S = 10.0

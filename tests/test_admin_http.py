@@ -22,10 +22,10 @@ import pytest
 
 from bridges.admin_http import AdminHttp, AdminHttpConfig
 from bridges.admin_http.config import AUDIT_FILE, ENDPOINT_FILE, TOKEN_ENV
-from broker import keys
-from broker.cli.profile import Profile, save
-from broker.client import BusClient
-from broker.envelope import Kind
+from broker.core import keys
+from broker.core.profile import Profile, save
+from broker.core.client import BusClient
+from broker.core.envelope import Kind
 
 from conftest import next_message, wait_for
 
@@ -323,17 +323,17 @@ def _env_without_token() -> dict:
 
 
 def test_cli_refuses_to_start_without_a_token(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "broker.cli.admin_cmd", "--data-dir", str(tmp_path)],
+    res = subprocess.run([sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(tmp_path)],
                          check=False, capture_output=True, text=True, timeout=60, env=_env_without_token(), cwd=str(tmp_path))
     assert res.returncode == 2
     assert f"{TOKEN_ENV} is not set" in res.stderr and f"export {TOKEN_ENV}=" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "broker.cli.admin_cmd", "--data-dir", str(tmp_path)],
+    res = subprocess.run([sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(tmp_path)],
                          check=False, capture_output=True, text=True, timeout=60, env={**_env_without_token(), TOKEN_ENV: "short"}, cwd=str(tmp_path))
     assert res.returncode == 2 and "too short" in res.stderr
 
 
 def test_cli_serves_and_stops_on_sigterm(bus, agent, tmp_path):
-    """`python -m broker.cli.admin_cmd` with a profile and a registered
+    """`ems admin-http` with a profile and a registered
     admin-http key: serves on the port it picked, stops cleanly on SIGTERM."""
     data = bus.data
     save(data, Profile(server=bus.endpoint, server_key=bus.server_key, key_name="admin", client_id="admin"))
@@ -342,7 +342,7 @@ def test_cli_serves_and_stops_on_sigterm(bus, agent, tmp_path):
     endpoint = data.root / ENDPOINT_FILE
     with (tmp_path / "admin-http.out").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli.admin_cmd", "--data-dir", str(data.root), "--listen", "127.0.0.1:0", "--heartbeat-s", "0.2"],
+            [sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(data.root), "--listen", "127.0.0.1:0", "--heartbeat-s", "0.2"],
             stdout=out, stderr=subprocess.STDOUT, env={**_env_without_token(), TOKEN_ENV: TOKEN}, cwd=str(tmp_path),
         )
     try:

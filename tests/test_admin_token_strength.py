@@ -21,9 +21,9 @@ import pytest
 
 from bridges.admin_http.config import ENDPOINT_FILE, MIN_TOKEN_BITS, TOKEN_ENV, token_from_env
 from bridges.admin_http.token_strength import estimate_bits
-from broker import keys
-from broker.cli.profile import Profile, save
-from broker.errors import ConfigError
+from broker.core import keys
+from broker.core.profile import Profile, save
+from broker.core.errors import ConfigError
 
 from conftest import wait_for
 
@@ -68,7 +68,7 @@ def test_weak_token_refused_by_the_process(name, tmp_path):
     it must exit 2 before serving, say why and how to make a good one."""
     token = WEAK[name]
     assert len(token) >= 16, "the length rule alone would have refused it"
-    res = subprocess.run([sys.executable, "-m", "broker.cli.admin_cmd", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"],
+    res = subprocess.run([sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0"],
                          check=False, capture_output=True, text=True, timeout=60, env=_env(token), cwd=str(tmp_path))
     assert res.returncode == 2, res.stderr
     assert "too little entropy" in res.stderr
@@ -87,7 +87,7 @@ def test_random_token_accepted_by_the_process(name, bus, tmp_path):
         bus.admin.request("keys.add", public_key=pair.public, client_id="admin-http", role="operator")
     endpoint = data.root / ENDPOINT_FILE
     with (tmp_path / "admin-http.out").open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "broker.cli.admin_cmd", "--data-dir", str(data.root), "--listen", "127.0.0.1:0",
+        proc = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(data.root), "--listen", "127.0.0.1:0",
                                  "--heartbeat-s", "0.2"], stdout=out, stderr=subprocess.STDOUT, env=_env(token), cwd=str(tmp_path))
     try:
         wait_for(lambda: endpoint.exists() or proc.poll() is not None, 20, what="the listener to bind")

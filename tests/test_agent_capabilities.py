@@ -12,9 +12,9 @@ import pytest
 
 from agent.capability import Capability, Commands, command_table, summary
 from agent.runner import Agent, AgentConfig
-from broker import keys
-from broker.cli.profile import Profile, save
-from broker.config import Timing
+from broker.core import keys
+from broker.core.profile import Profile, save
+from broker.core.config import Timing
 
 from conftest import Bus, wait_for
 

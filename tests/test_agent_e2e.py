@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bench.harness.xvfb import Xvfb
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 from conftest import next_message, wait_for
 from test_processes import Stack

@@ -25,7 +25,7 @@ from agent import files
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.outbox import Priority
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 from broker.persister.store import Record
 
 AUDITED = ["files.list", "files.stat", "files.download", "files.upload", "files.move", "files.delete"]

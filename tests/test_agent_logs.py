@@ -22,7 +22,7 @@ from agent import log_forward
 from agent.context import LocalPolicy
 from agent.log_forward import LogForwarder
 from agent.outbox import Outbox, Priority
-from broker.envelope import Kind, pack_body, unpack_body
+from broker.core.envelope import Kind, pack_body, unpack_body
 from broker.persister.store import Record
 
 
@@ -151,7 +151,7 @@ def test_a_record_logged_while_forwarding_is_not_forwarded(outbox, logger):
 
 def test_the_outbox_and_bus_loggers_are_never_forwarded(outbox):
     fwd = LogForwarder(outbox_report(outbox))
-    for name in ("agent.outbox", "agent.delivery", "broker.client", "agent.log_forward", "agent.outbox.sub"):
+    for name in ("agent.outbox", "agent.delivery", "broker.core.client", "agent.log_forward", "agent.outbox.sub"):
         record = logging.LogRecord(name, logging.ERROR, __file__, 1, "from %s", (name,), None)
         fwd.handle(record)
     fwd.handle(logging.LogRecord("agent.outboxes", logging.ERROR, __file__, 1, "similar name", (), None))

@@ -37,11 +37,11 @@ from pathlib import Path
 
 import pytest
 
-from broker import keys
-from broker.client import BusClient
-from broker.config import ClientConfig, DataDir, Timing
-from broker.envelope import ErrorCode
-from broker.errors import RemoteError
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, DataDir, Timing
+from broker.core.envelope import ErrorCode
+from broker.core.errors import RemoteError
 
 from conftest import wait_for
 

@@ -30,10 +30,10 @@ import pytest
 from agent.access_log import AccessLog
 from agent.executed import ExecutedCommands
 from agent.outbox import Outbox, OutboxCorrupt
-from broker import private_files, sqlite_db
-from broker.command_queue import DONE, QUEUE_KEYS_FILE, CommandQueue
-from broker.envelope import Kind, pack_body
-from broker.sealing import KeyRing
+from broker.core import private_files, sqlite_db
+from broker.server.command_queue import DONE, QUEUE_KEYS_FILE, CommandQueue
+from broker.core.envelope import Kind, pack_body
+from broker.core.sealing import KeyRing
 
 MARKER = b"clear-marker-7f3a9c"
 
@@ -85,11 +85,11 @@ def test_secure_tree_says_it_once_and_follows_no_link(tmp_path, caplog):
     (root / "logs" / "broker.log").write_text("log")
     os.chmod(root / "logs" / "broker.log", 0o644)
     os.chmod(root / "logs", 0o755)
-    with caplog.at_level(logging.WARNING, logger="broker.private_files"):
+    with caplog.at_level(logging.WARNING, logger="broker.core.private_files"):
         changed = private_files.secure_tree(root)
         assert {p.name for p in changed} == {"data", "logs", "broker.log"}
         assert private_files.secure_tree(root) == []
-    lines = [r.getMessage() for r in caplog.records if r.name == "broker.private_files"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "broker.core.private_files"]
     assert len(lines) == 1 and "logs/broker.log" in lines[0] and "0700" in lines[0]
     assert mode_of(outside) == 0o644
 
@@ -154,7 +154,7 @@ def test_a_database_an_older_version_left_readable_is_tightened_with_its_wal(tmp
     db.execute("CREATE TABLE t (x)")
     os.chmod(path, 0o644)
     os.chmod(tmp_path / "broker.db-wal", 0o644)
-    with caplog.at_level(logging.WARNING, logger="broker.private_files"):
+    with caplog.at_level(logging.WARNING, logger="broker.core.private_files"):
         sqlite_db.connect(path).close()
     db.close()
     assert mode_of(path) == 0o600

@@ -1,11 +1,11 @@
-"""broker/bounds.py: every helper x hostile values, and the iterative walks
+"""broker/core/bounds.py: every helper x hostile values, and the iterative walks
 over values nested far past any recursion limit."""
 from __future__ import annotations
 
 import pytest
 
-from broker import bounds
-from broker.bounds import INT64_MAX, INT64_MIN, BoundsError, TreeLimits, iter_strings, tree_problem
+from broker.core import bounds
+from broker.core.bounds import INT64_MAX, INT64_MIN, BoundsError, TreeLimits, iter_strings, tree_problem
 
 NAN, INF = float("nan"), float("inf")
 

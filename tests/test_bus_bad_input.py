@@ -18,9 +18,9 @@ import msgpack
 import pytest
 import zmq
 
-from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_header, new_id, pack_body, pack_header
-from broker.errors import ProtocolError
-from broker.keys import KeyPair, generate
+from broker.core.envelope import Envelope, ErrorCode, Kind, decode, decode_header, new_id, pack_body, pack_header
+from broker.core.errors import ProtocolError
+from broker.core.keys import KeyPair, generate
 
 from conftest import next_message, wait_for
 

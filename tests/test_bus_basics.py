@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.client import RemoteError
-from broker.envelope import ErrorCode, Kind
+from broker.core.client import RemoteError
+from broker.core.envelope import ErrorCode, Kind
 
 from conftest import next_message
 
@@ -53,8 +53,8 @@ def test_agent_ids_cannot_carry_topic_separators(bus):
     pending agent claiming one is recorded under a placeholder instead."""
     import pytest
 
-    from broker import keys
-    from broker.errors import RemoteError
+    from broker.core import keys
+    from broker.core.errors import RemoteError
 
     with pytest.raises(RemoteError, match="must be 1-64 letters"):
         bus.admin.request("keys.add", public_key=keys.generate().public, client_id="host.example", role="agent")
@@ -76,9 +76,9 @@ def test_remote_input_is_short_lived_and_not_kept(bus):
     sealed: it is opened with the queue's key to look)."""
     import sqlite3
 
-    from broker.command_queue import QUEUE_KEYS_FILE
-    from broker.envelope import unpack_body
-    from broker.sealing import KeyRing, aad
+    from broker.server.command_queue import QUEUE_KEYS_FILE
+    from broker.core.envelope import unpack_body
+    from broker.core.sealing import KeyRing, aad
 
     op = bus.peer("op-in", role="operator")
     agent = bus.peer("agent-in")

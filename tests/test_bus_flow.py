@@ -1,4 +1,4 @@
-"""The broker's byte budget per receiving peer (broker/flow.py).
+"""The broker's byte budget per receiving peer (broker/server/flow.py).
 
 A subscriber that stops reading must not grow the broker's memory beyond
 its budget: live fan-out, fanned-out batch records, screen frames and
@@ -25,13 +25,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from broker import keys
-from broker.cli.profile import Profile, save
-from broker.client import BusClient, RateLimited
-from broker.config import ClientConfig, DataDir, Timing
-from broker.envelope import Kind, credit_body, credit_of, pack_batch, pack_body, pack_header
-from broker.errors import RemoteError, SendError
-from broker.registry import KeyRegistry
+from broker.core import keys
+from broker.core.profile import Profile, save
+from broker.core.client import BusClient, RateLimited
+from broker.core.config import ClientConfig, DataDir, Timing
+from broker.core.envelope import Kind, credit_body, credit_of, pack_batch, pack_body, pack_header
+from broker.core.errors import RemoteError, SendError
+from broker.server.registry import KeyRegistry
 
 from conftest import Bus, wait_for
 
@@ -304,10 +304,10 @@ def test_old_client_that_stops_reading_holds_at_most_a_budget(flowbus):
 
 STALLED_SCRIPT = r"""
 import sys
-from broker import keys
-from broker.client import BusClient
-from broker.config import ClientConfig, Timing
-from broker.config import DataDir
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, Timing
+from broker.core.config import DataDir
 from pathlib import Path
 root, server, server_key, out = sys.argv[1:5]
 pair = keys.load(DataDir(Path(root)).keys, "stalled")

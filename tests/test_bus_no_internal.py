@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from broker import permissions
-from broker.errors import RemoteError
-from broker.config import Timing
-from broker.envelope import ErrorCode, Kind, pack_body, pack_header
+from broker.core import permissions
+from broker.core.errors import RemoteError
+from broker.core.config import Timing
+from broker.core.envelope import ErrorCode, Kind, pack_body, pack_header
 
 from conftest import Bus, wait_for
 
@@ -111,7 +111,7 @@ def test_error_codes_for_hostile_request_args(bus):
 def test_the_op_table_names_every_broker_op():
     """An op added to the broker (its permission rule or its function) without
     a row here would go unfuzzed."""
-    from broker import request_ops
+    from broker.server import request_ops
 
     assert set(OP_FIELDS) == {op for op in permissions.REQUEST_OPS if not op.startswith(permissions.SERVICE_PREFIXES)}
     assert set(OP_FIELDS) == set(request_ops.OPS)

@@ -11,10 +11,10 @@ import zmq
 
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from broker.client import RateLimited
-from broker.config import RateLimit, Timing
-from broker.envelope import ErrorCode, Kind, decode, pack_body, pack_header
-from broker.errors import ConfigError
+from broker.core.client import RateLimited
+from broker.core.config import RateLimit, Timing
+from broker.core.envelope import ErrorCode, Kind, decode, pack_body, pack_header
+from broker.core.errors import ConfigError
 from test_persister_bus import RunningPersister
 
 from conftest import Bus, next_message, wait_for

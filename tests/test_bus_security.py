@@ -17,10 +17,10 @@ import weakref
 import pytest
 import zmq
 
-from broker import keys
-from broker.client import READY, AccessRevoked, BusClient
-from broker.envelope import Envelope, ErrorCode, Kind, new_id, pack_body, pack_header
-from broker.errors import RemoteError
+from broker.core import keys
+from broker.core.client import READY, AccessRevoked, BusClient
+from broker.core.envelope import Envelope, ErrorCode, Kind, new_id, pack_body, pack_header
+from broker.core.errors import RemoteError
 
 from conftest import next_message, wait_for
 

@@ -1,4 +1,4 @@
-"""The shared bus worker core (broker/bus_worker.py) against a real broker.
+"""The shared bus worker core (broker/core/bus_worker.py) against a real broker.
 
 Jobs run on the one bus thread and come back as futures; errors come back
 as exceptions in those futures; live messages reach ``on_envelope`` on the
@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from broker.bus_worker import BusUnavailable, BusWorker
-from broker.client import CLOSED, BusClient
-from broker.config import ClientConfig, Timing
-from broker.envelope import Kind
-from broker.errors import EmsError, RemoteError
-from broker import keys
+from broker.core.bus_worker import BusUnavailable, BusWorker
+from broker.core.client import CLOSED, BusClient
+from broker.core.config import ClientConfig, Timing
+from broker.core.envelope import Kind
+from broker.core.errors import EmsError, RemoteError
+from broker.core import keys
 from conftest import wait_for
 
 WAIT_S = 10.0

@@ -13,7 +13,7 @@ import pytest
 
 from agent.chat import ChatInbox
 from agent.lanes import CommandLanes
-from broker.envelope import new_id
+from broker.core.envelope import new_id
 from broker.persister.store import Record
 
 from conftest import wait_for

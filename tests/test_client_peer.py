@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 import zmq
 
-from broker import keys
-from broker.cli.broker_cmd import config_of
+from broker.core import keys
+from broker.server.cli import config_of
 from broker.cli.main import build_parser
-from broker.client import CONNECTING, READY, BusClient
-from broker.config import BrokerConfig, ClientConfig, DataDir, RateLimit, Timing
-from broker.envelope import Kind, agent_topic
-from broker.errors import ConfigError
-from broker.registry import KeyRegistry
-from broker.server import serve_in_thread
+from broker.core.client import CONNECTING, READY, BusClient
+from broker.core.config import BrokerConfig, ClientConfig, DataDir, RateLimit, Timing
+from broker.core.envelope import Kind, agent_topic
+from broker.core.errors import ConfigError
+from broker.server.registry import KeyRegistry
+from broker.server.loop import serve_in_thread
 
 from conftest import ManualClock, wait_for
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from agent.delivery import DurableSender, _groups
 from agent.outbox import Outbox
-from broker.envelope import (
+from broker.core.envelope import (
     BATCH_FRAME_BYTES,
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
@@ -25,7 +25,7 @@ from broker.envelope import (
     pack_batch,
     pack_body,
 )
-from broker.errors import ProtocolError
+from broker.core.errors import ProtocolError
 
 from conftest import next_message, wait_for
 from test_persister_bus import persister, pump_once, sender_for  # noqa: F401 (persister is a fixture)

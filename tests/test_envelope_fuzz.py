@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.envelope import (
+from broker.core.envelope import (
     MAX_HEADER_BYTES,
     MAX_TOPIC_CHARS,
     PROTOCOL_VERSION,
@@ -30,7 +30,7 @@ from broker.envelope import (
     pack_header,
     unpack_body,
 )
-from broker.errors import ProtocolError
+from broker.core.errors import ProtocolError
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

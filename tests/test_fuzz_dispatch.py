@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bench.fuzz.dispatch import OPS, ROLES, DispatchCase, DispatchTarget, dispatch_case, request_body
 from bench.fuzz.hostile import Deep, DrawChooser
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 
 def fuzz(n: int):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bench.fuzz.hostile import KINDS, Deep, DrawChooser, field_value
 from bench.fuzz.ingest import ROUTE_FIELDS, IngestCase, IngestTarget, Message, body_for, ingest_case
 from bench.fuzz.query import ARGS, ROLES, QueryCase, QueryTarget, query_case
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 
 def fuzz(n: int):

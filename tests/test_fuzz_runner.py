@@ -42,7 +42,7 @@ def test_a_signature_names_the_exception_and_the_product_frame():
 
     with pytest.raises(ValueError) as refused:
         _limit(2**63)
-    assert "BoundsError at broker/bounds.py:" in from_exception("x", refused.value).signature
+    assert "BoundsError at broker/core/bounds.py:" in from_exception("x", refused.value).signature
 
     def recurse(n):
         return recurse(n + 1)

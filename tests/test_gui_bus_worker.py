@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from broker.client import BusClient
+from broker.core.client import BusClient
 from gui.bus_worker import BusWorker
 
 WAIT_MS = 10_000

@@ -19,8 +19,8 @@ from test_gui_console import Agents, agents, console, persister  # noqa: F401  (
 from test_gui_live_chat import display, start_agent  # noqa: F401  (fixtures)
 
 from bench.harness.pattern import Pattern
-from broker import sqlite_db
-from broker.envelope import Kind
+from broker.core import sqlite_db
+from broker.core.envelope import Kind
 from gui.models import CapturesModel, RawRole
 
 WAIT_MS = 20_000

@@ -15,8 +15,8 @@ from test_agent_e2e import xdotool
 from test_gui_console import console, persister  # noqa: F401  (fixtures)
 from test_gui_live_chat import _x_tools, display, start_agent  # noqa: F401  (fixtures)
 
-from broker.client import BusClient
-from broker.errors import RemoteError
+from broker.core.client import BusClient
+from broker.core.errors import RemoteError
 from gui.bus_worker import BusWorker
 from gui.chat_model import ChatModel, command_update, live_update, stored_update
 from gui.chat_view import ChatView

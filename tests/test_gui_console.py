@@ -22,12 +22,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QSignalSpy
 from test_persister_bus import RunningPersister
 
-from broker.cli import gui_cmd
-from broker.cli.profile import Profile
-from broker.cli.profile import save as save_profile
-from broker.client import BusClient
-from broker.envelope import Kind
-from broker.errors import ConfigError
+from gui import cli as gui_cmd
+from broker.core.profile import Profile
+from broker.core.profile import save as save_profile
+from broker.core.client import BusClient
+from broker.core.envelope import Kind
+from broker.core.errors import ConfigError
 from gui.bus_worker import BusWorker, profile_client_factory
 from gui.main_window import MainWindow
 from gui.models import ClientsModel
@@ -287,8 +287,8 @@ def test_keyboard_shortcuts_and_theme(bus, console, qtbot):
 
 def test_live_view_hook_makes_watched_frames_the_tile_thumbnail(bus, agents, console, qtbot):
     """HOOK(live view): once the console watches a client, its live-view
-    updates (agent.screen.protocol bodies) become the tile's thumbnail."""
-    from agent.screen import protocol
+    updates (broker.core.screen_frames bodies) become the tile's thumbnail."""
+    from broker.core import screen_frames as protocol
     from PIL import Image
 
     fleet = agents({"a1": {}})
@@ -350,7 +350,7 @@ def test_closing_the_window_leaves_no_thread_running(bus, qtbot, tmp_path):
 
 def test_ems_gui_command_line(tmp_path, monkeypatch):
     parser = argparse.ArgumentParser(prog="ems")
-    gui_cmd.add_parser(parser.add_subparsers())
+    gui_cmd.configure(parser.add_subparsers().add_parser("gui"))
     args = parser.parse_args(["gui", "--data-dir", str(tmp_path), "--theme", "light"])
     assert args.theme == "light" and args.run is gui_cmd.run
     with pytest.raises(ConfigError, match="no operator profile"):  # before any window opens

@@ -16,7 +16,7 @@ from test_agent_e2e import xdotool
 from test_gui_console import console, persister  # noqa: F401  (fixtures)
 
 from bench.harness.xvfb import Xvfb
-from broker import keys
+from broker.core import keys
 
 WAIT_MS = 20_000
 

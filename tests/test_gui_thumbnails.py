@@ -25,9 +25,9 @@ from test_gui_live_chat import start_agent
 
 from bench.harness.pattern import Pattern
 from bench.harness.xvfb import Xvfb
-from broker.cli import gui_cmd
-from broker.client import BusClient
-from broker.envelope import Kind
+from gui import cli as gui_cmd
+from broker.core.client import BusClient
+from broker.core.envelope import Kind
 from gui.bus_worker import BusWorker
 from gui.main_window import MainWindow
 from gui.thumbnails import MAX_THUMBNAIL_SIDE, ThumbnailConfig, decode_result
@@ -249,7 +249,7 @@ def test_thumbnails_can_be_left_off(bus, screen_agents, console, qtbot):
 def test_ems_gui_thumbnail_option(capsys):
     """Tried: every 2 s (more often than any agent allows), -1, "often"."""
     parser = argparse.ArgumentParser(prog="ems")
-    gui_cmd.add_parser(parser.add_subparsers())
+    gui_cmd.configure(parser.add_subparsers().add_parser("gui"))
     assert parser.parse_args(["gui"]).thumbnails_s is None
     assert parser.parse_args(["gui", "--thumbnails-s", "20"]).thumbnails_s == 20.0
     assert parser.parse_args(["gui", "--thumbnails-s", "0"]).thumbnails_s == 0.0

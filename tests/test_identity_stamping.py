@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from broker import keys
-from broker.config import Timing
-from broker.envelope import Kind, new_id
+from broker.core import keys
+from broker.core.config import Timing
+from broker.core.envelope import Kind, new_id
 from broker.persister.store import OPERATOR_WAIT_S, Record
 
 from conftest import Bus, wait_for

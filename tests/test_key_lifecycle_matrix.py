@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from broker import keys
-from broker.cli.profile import Profile, save
-from broker.client import AccessRevoked, BusClient
-from broker.config import ClientConfig, Timing
-from broker.envelope import ErrorCode, Kind
-from broker.errors import RemoteError
-from broker.server import serve_in_thread
+from broker.core import keys
+from broker.core.profile import Profile, save
+from broker.core.client import AccessRevoked, BusClient
+from broker.core.config import ClientConfig, Timing
+from broker.core.envelope import ErrorCode, Kind
+from broker.core.errors import RemoteError
+from broker.server.loop import serve_in_thread
 
 from conftest import Bus, ManualClock, next_message, wait_for
 
@@ -673,7 +673,7 @@ def test_admin_cannot_revoke_own_key_and_refusals_are_counted(watched):
 def test_pending_caps_count_per_source(address, source):
     """Tried: IPv4, IPv4-mapped, IPv6 (two in one /64, a scoped link-local),
     and junk as ZMQ ``Peer-Address``. Expected: the source a cap counts."""
-    from broker.enrolment import source_of
+    from broker.server.enrolment import source_of
 
     assert source_of(address) == source
 
@@ -689,7 +689,7 @@ def test_registry_from_before_claims_and_blocks(tmp_path):
     """
     import sqlite3
 
-    from broker.registry import KeyRegistry
+    from broker.server.registry import KeyRegistry
 
     db = tmp_path / "broker.db"
     with sqlite3.connect(db) as conn:

@@ -14,10 +14,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from bench.netcut import run_netcut
 from bench.netns import NetNamespace
-from broker import keys
-from broker.client import BusClient
-from broker.config import ClientConfig, Timing
-from broker.envelope import Kind
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, Timing
+from broker.core.envelope import Kind
 from conftest import wait_for
 
 

@@ -25,7 +25,7 @@ from agent.notice import (
     windows_toast_command,
 )
 from agent.notice.display import tk_installed
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 from test_notice_display import make_agent
 

@@ -22,7 +22,7 @@ from agent.context import AgentContext, LocalPolicy
 from agent.notice import Notifier, TkWindowBackend, select_backend
 from agent.notice.display import tk_installed
 from bench.harness.xvfb import Xvfb, XvfbError
-from broker.envelope import new_id
+from broker.core.envelope import new_id
 
 from conftest import wait_for
 

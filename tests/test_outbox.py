@@ -22,7 +22,7 @@ from agent.outbox import (
     Priority,
     log_priority,
 )
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,7 +245,7 @@ _WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from agent.outbox import Outbox
-    from broker.envelope import Kind
+    from broker.core.envelope import Kind
 
     box = Outbox(Path(sys.argv[1]))
     i = 0

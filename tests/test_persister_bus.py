@@ -10,8 +10,8 @@ import pytest
 
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from broker.envelope import ErrorCode, Kind
-from broker.errors import RemoteError
+from broker.core.envelope import ErrorCode, Kind
+from broker.core.errors import RemoteError
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import Persister, PersisterConfig
 from broker.persister.store import Store
@@ -124,7 +124,7 @@ def test_full_disk_stops_acks_and_loses_nothing(bus, persister, tmp_path):
 def test_crypto_rotate_cli_reencrypts_with_progress(tmp_path):
     """`ems crypto rotate` on a data dir: every value moves to the new key and
     still decrypts; the progress bar is shown."""
-    from broker.cli.persist import DATA_KEYS_FILE, STORE_FILE
+    from broker.persister.cli import DATA_KEYS_FILE, STORE_FILE
     from broker.persister.store import Record
 
     (tmp_path / "keys").mkdir(mode=0o700)

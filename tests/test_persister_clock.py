@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import DAY, Persister, PersisterConfig
 from broker.persister.store import Record, Store

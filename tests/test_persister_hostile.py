@@ -10,10 +10,10 @@ from test_persister_bus import RunningPersister, pump_once
 
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from broker.bounds import INT64_MAX, INT64_MIN, BoundsError
-from broker.config import Timing
-from broker.envelope import ErrorCode, Kind
-from broker.errors import RemoteError
+from broker.core.bounds import INT64_MAX, INT64_MIN, BoundsError
+from broker.core.config import Timing
+from broker.core.envelope import ErrorCode, Kind
+from broker.core.errors import RemoteError
 from broker.persister.store import VIEWS, Record
 
 from conftest import Bus, wait_for

@@ -9,12 +9,12 @@ import sys
 import psutil
 import pytest
 
-from broker import keys
-from broker.cli.profile import load as load_profile
-from broker.client import BusClient
-from broker.config import ClientConfig, DataDir, Timing
-from broker.envelope import ErrorCode, Kind
-from broker.errors import EmsError, RemoteError
+from broker.core import keys
+from broker.core.profile import load as load_profile
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, DataDir, Timing
+from broker.core.envelope import ErrorCode, Kind
+from broker.core.errors import EmsError, RemoteError
 
 from conftest import wait_for
 

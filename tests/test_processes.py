@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from broker import keys
-from broker.client import BusClient
-from broker.config import ClientConfig, DataDir, Timing
-from broker.envelope import Kind
-from broker.registry import KeyRegistry
+from broker.core import keys
+from broker.core.client import BusClient
+from broker.core.config import ClientConfig, DataDir, Timing
+from broker.core.envelope import Kind
+from broker.server.registry import KeyRegistry
 
 from conftest import next_message, wait_for
 

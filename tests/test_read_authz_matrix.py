@@ -6,7 +6,7 @@ of every live topic class one by one (``desk``) and another publishing them
 in one BATCH (``desk-b``), an operator's command to ``desk`` (status,
 audit, result), a refused request (a broker security event), and a
 persister storing all of it. The expected matrices below are written out
-by hand: they are the specification, not a copy of ``broker/permissions.py``.
+by hand: they are the specification, not a copy of ``broker/core/permissions.py``.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import itertools
 
 import pytest
 
-from broker.config import Timing
-from broker.envelope import ErrorCode, Kind, new_id, pack_batch, pack_body
-from broker.errors import RemoteError
+from broker.core.config import Timing
+from broker.core.envelope import ErrorCode, Kind, new_id, pack_batch, pack_body
+from broker.core.errors import RemoteError
 from broker.persister.service import Forbidden, Persister
 from broker.persister.store import STATS
 
@@ -348,7 +348,7 @@ def test_command_args_and_result_only_for_its_sender_or_an_admin(world, who, op)
 def test_every_history_kind_and_stats_group_has_a_rule():
     """A history kind or stats group added to the store without a line in the
     read-side table would be readable by nobody or by accident: none is."""
-    from broker import permissions
+    from broker.core import permissions
     from broker.persister.store import VIEWS
 
     assert set(permissions.HISTORY_READERS) == set(VIEWS) == set(HISTORY_KINDS)
@@ -359,6 +359,6 @@ def test_every_history_kind_and_stats_group_has_a_rule():
 def test_the_op_matrix_covers_every_request_op():
     """An op added to the write-side table without a row here would go
     untested for every role: the matrix above names each one."""
-    from broker import permissions
+    from broker.core import permissions
 
     assert set(OPS) == set(permissions.REQUEST_OPS)

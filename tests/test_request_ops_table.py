@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from broker import permissions, request_ops
+from broker.core import permissions
 
+
+from broker.server import request_ops
 BROKER_OPS = sorted(request_ops.OPS)
 
 

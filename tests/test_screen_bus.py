@@ -14,11 +14,12 @@ from agent.access_log import AccessLog
 from agent.context import AgentContext, LocalPolicy
 from agent.delivery import DurableSender
 from agent.outbox import Outbox
-from agent.screen import handlers, protocol
+from agent.screen import handlers
+from broker.core import screen_frames as protocol
 from bench.harness.pattern import Pattern
-from agent.screen.protocol import LiveCanvas
+from broker.core.screen_frames import LiveCanvas
 from bench.harness.xvfb import Xvfb
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 from conftest import wait_for
 from test_persister_bus import RunningPersister

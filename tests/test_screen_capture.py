@@ -13,7 +13,7 @@ from agent.screen import handlers
 from agent.screen.capture import ENCODERS, MssSource, encode_jpeg
 from bench.harness.pattern import Pattern
 from bench.harness.xvfb import Xvfb
-from broker.envelope import Kind, pack_body, unpack_body
+from broker.core.envelope import Kind, pack_body, unpack_body
 
 W, H = 1280, 720
 BACKGROUND = (0x20, 0x20, 0x20)

@@ -20,8 +20,8 @@ from agent.context import MAX_CAPTURES_PER_MINUTE, AgentContext, CommandError, L
 from agent.notice import Notifier
 from agent.outbox import Outbox
 from agent.screen import captures, handlers
-from broker.envelope import Kind, pack_body, unpack_body
-from broker.errors import EmsError
+from broker.core.envelope import Kind, pack_body, unpack_body
+from broker.core.errors import EmsError
 
 
 class RecordingBackend:

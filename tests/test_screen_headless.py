@@ -9,7 +9,8 @@ import pytest
 
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
-from agent.screen import handlers, protocol
+from agent.screen import handlers
+from broker.core import screen_frames as protocol
 from agent.screen.capture import MssSource
 from bench.harness.xvfb import Xvfb
 
@@ -53,7 +54,7 @@ def dead_display():
 def test_importing_the_screen_modules_needs_no_display():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     code = ("import sys, agent.screen.handlers, agent.screen.live, agent.screen.capture, agent.screen.tiles, "
-            "agent.screen.protocol\n"
+            "broker.core.screen_frames\n"
             "from agent.screen.capture import MssSource\n"
             "ok, why = MssSource().available()\n"
             "print(ok, why)\n"

@@ -13,13 +13,14 @@ import pytest
 
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
-from agent.screen import handlers, protocol, tiles
+from agent.screen import handlers, tiles
+from broker.core import screen_frames as protocol
 from agent.screen.capture import MssSource
 from agent.screen.live import LiveOptions, LiveView
 from bench.harness.pattern import Pattern
-from agent.screen.protocol import LiveCanvas
+from broker.core.screen_frames import LiveCanvas
 from bench.harness.xvfb import Xvfb
-from broker.errors import SendError
+from broker.core.errors import SendError
 
 W, H = 1280, 720
 TILE = 64

@@ -18,10 +18,11 @@ from test_screen_capture import H, W, Agentish, check_pattern, display, screen  
 from agent.context import CommandError, LocalPolicy
 from agent.executed import ExecutedCommands
 from agent.screen import handlers, thumbnail
-from broker.command_queue import DONE, EPHEMERAL_KEEP_S, QUEUE_KEYS_FILE, CommandQueue
-from broker.envelope import Kind, unpack_body
-from broker.errors import EmsError
-from broker.sealing import KeyRing, aad
+from broker.core import thumbnail_request
+from broker.server.command_queue import DONE, EPHEMERAL_KEEP_S, QUEUE_KEYS_FILE, CommandQueue
+from broker.core.envelope import Kind, unpack_body
+from broker.core.errors import EmsError
+from broker.core.sealing import KeyRing, aad
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def access_lines(agent: Agentish, event: str) -> list[str]:
 def test_a_thumbnail_is_a_small_jpeg_of_what_is_on_screen_and_is_not_stored(display, agent):
     result = agent.capability.thumbnail({"reason": "tile"}, agent.ctx)
     assert (result["width"], result["height"], result["format"]) == (240, 135, "jpeg")
-    assert result["screen"] == [W, H] and result["quality"] == thumbnail.DEFAULT_QUALITY
+    assert result["screen"] == [W, H] and result["quality"] == thumbnail_request.DEFAULT_QUALITY
     image = Image.open(io.BytesIO(result["image"]))
     assert image.format == "JPEG" and image.size == (240, 135)
     check_pattern(image.convert("RGB"), 240 / W)

@@ -7,11 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.screen import motion, protocol, tiles
+from agent.screen import motion, tiles
+
+from broker.core import screen_frames as protocol
 from agent.screen.capture import Frame, encode_region, output_size, platform_support
-from agent.screen.protocol import LiveCanvas, Tile, Update
-from broker.envelope import pack_body
-from broker.errors import ProtocolError
+from broker.core.screen_frames import LiveCanvas, Tile, Update
+from broker.core.envelope import pack_body
+from broker.core.errors import ProtocolError
 
 
 def reference_changed(prev: bytes, cur: bytes, width: int, height: int, tile: int) -> list[tuple[int, int]]:
@@ -200,7 +202,7 @@ def test_copies_are_exact_and_copies_plus_rest_are_the_changed_tiles(seed, dx, d
 
 
 def test_live_canvas_applies_copies_from_the_picture_before_the_update():
-    from agent.screen.protocol import Copy
+    from broker.core.screen_frames import Copy
     left, right = solid_frame(64, 64, (250, 0, 0)), solid_frame(64, 64, (0, 0, 250))
     full = Update(1, 0.0, 1, 128, 64, True, [Tile(0, 0, 64, 64, encode_region(left, 0, 0, 64, 64, 90)),
                                              Tile(64, 0, 64, 64, encode_region(right, 0, 0, 64, 64, 90))])

@@ -10,7 +10,7 @@ import stat
 import pytest
 from test_store_support import PLAIN_MARKER, SECRETS, make_store, sample_records
 
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 from broker.persister.crypto import BLOB_VERSION, NONCE_BYTES, SecurityManager, TamperedValue, aad_for
 from broker.persister.store import ENCRYPTED
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from test_store_support import client_rows, make_store, sample_records, table_counts
 
-from broker import sqlite_db
+from broker.core import sqlite_db
 from broker.persister import schema
 from broker.persister.store import delete_client_rows
 

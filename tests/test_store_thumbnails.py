@@ -11,10 +11,10 @@ from PIL import Image
 from test_persister_bus import persister  # noqa: F401  (fixture)
 from test_store_support import make_store
 
-from broker.envelope import Kind
-from broker.errors import RemoteError
+from broker.core.envelope import Kind
+from broker.core.errors import RemoteError
 from broker.persister import schema
-from broker.persister.service import MAX_THUMBNAIL_ROWS
+from broker.core.store_queries import MAX_THUMBNAIL_ROWS
 from broker.persister.store import THUMBNAIL_BACKFILL, Record
 from broker.persister.thumbnails import THUMBNAIL_WIDTH, ThumbnailError, make_thumbnail
 

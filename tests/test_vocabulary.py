@@ -1,7 +1,7 @@
 """One place for each word: the kind -> topic-root map and the command statuses.
 
-The map lives in ``broker/envelope.py`` (``AGENT_TOPIC_ROOTS``), the statuses
-in ``broker/vocabulary.py``. On real sockets, every kind an agent publishes
+The map lives in ``broker/core/envelope.py`` (``AGENT_TOPIC_ROOTS``), the statuses
+in ``broker/core/vocabulary.py``. On real sockets, every kind an agent publishes
 travels under the root the map gives it and reaches an operator; a source
 scan proves no product module spells either word list again.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from broker import permissions, vocabulary
-from broker.command_queue import FINAL as QUEUE_FINAL
-from broker.envelope import AGENT_TOPIC_ROOTS, BATCH_TOPIC_ROOTS, Kind, agent_topic
+from broker.core import permissions, vocabulary
+from broker.server.command_queue import FINAL as QUEUE_FINAL
+from broker.core.envelope import AGENT_TOPIC_ROOTS, BATCH_TOPIC_ROOTS, Kind, agent_topic
 
 from conftest import next_message
 
@@ -77,16 +77,16 @@ def _spells_final(node) -> bool:
 
 def test_no_product_module_spells_the_words_again():
     """Every product module (broker, agent, gui, bridges, sync) is parsed: no
-    dict literal maps a Kind to its topic root outside broker/envelope.py, and
-    no literal lists the final or open statuses outside broker/vocabulary.py."""
+    dict literal maps a Kind to its topic root outside broker/core/envelope.py, and
+    no literal lists the final or open statuses outside broker/core/vocabulary.py."""
     found = []
     for name, tree in _product_modules():
         for node in ast.walk(tree):
-            if _spells_topic_map(node) and name != "broker/envelope.py":
+            if _spells_topic_map(node) and name != "broker/core/envelope.py":
                 found.append(f"{name}:{node.lineno}: kind -> topic root map")
-            if _spells_final(node) and name != "broker/vocabulary.py":
+            if _spells_final(node) and name != "broker/core/vocabulary.py":
                 found.append(f"{name}:{node.lineno}: command statuses")
-    assert not found, "spelled again (import them from broker.envelope / broker.vocabulary):\n" + "\n".join(found)
+    assert not found, "spelled again (import them from broker.core.envelope / broker.core.vocabulary):\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("value, final", [("done", True), ("failed", True), ("expired", True), ("queued", False),

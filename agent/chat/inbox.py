@@ -34,7 +34,7 @@ from agent.locking import serialised
 from agent.context import AgentContext, CommandError
 from agent.notice.display import child_env, gui_available, module_argv
 from agent.notice.text import one_line
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.context import CommandError
-from broker.envelope import new_id
+from broker.core.envelope import new_id
 
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 NOT_OPEN = "no remote-control session open"

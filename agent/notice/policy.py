@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from agent.context import AgentContext
 from agent.notice.text import one_line
-from broker.envelope import Kind
+from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 * :mod:`agent.screen.capture` grabs the screen (mss) and encodes JPEG;
 * :mod:`agent.screen.tiles` finds the changed parts of the screen;
 * :mod:`agent.screen.motion` finds scrolls and moved windows among them;
-* :mod:`agent.screen.protocol` owns the live-view FRAME body format (both ends);
+* :mod:`broker.core.screen_frames` owns the live-view FRAME body format (both ends);
 * :mod:`agent.screen.live` runs a live-view session: leases, frame rate, updates;
 * :mod:`agent.screen.handlers` is :class:`~agent.screen.handlers.Screen`, the
   capability the runner owns: the ``capture`` / ``thumbnail`` / ``live.start`` /

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Protocol
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 
 log = logging.getLogger(__name__)
 

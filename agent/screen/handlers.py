@@ -26,7 +26,8 @@ from typing import Any, Callable
 from agent.capability import Capability
 from agent.context import AgentContext, CommandError
 from agent.notice.policy import NOTICE_SWITCHES, SILENCING_FLAGS, announce
-from agent.screen import captures, protocol, thumbnail as thumbs
+from agent.screen import captures, thumbnail as thumbs
+from broker.core import screen_frames as protocol
 from agent.screen.capture import (
     Frame,
     MssSource,
@@ -37,8 +38,8 @@ from agent.screen.capture import (
     output_size,
 )
 from agent.screen.live import LiveOptions, LiveView
-from broker.envelope import Kind, agent_topic
-from broker.errors import SendError
+from broker.core.envelope import Kind, agent_topic
+from broker.core.errors import SendError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ no longer than :meth:`LiveView.wait_s` so that frames keep their rate.
   the rest are merged into rectangles, one JPEG each. An idle screen sends
   nothing but a keep-alive every ``keepalive_s`` (about 80 bytes).
 
-The body format is :mod:`agent.screen.protocol`.
+The body format is :mod:`broker.core.screen_frames`.
 
 Threads: :meth:`LiveView.start`, :meth:`~LiveView.stop` and
 :meth:`~LiveView.state` may be called from command threads (the agent runs
@@ -36,7 +36,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from agent.screen import motion, protocol, tiles
+from agent.screen import motion, tiles
+
+from broker.core import screen_frames as protocol
 from agent.screen.capture import (
     Frame,
     ScreenSource,
@@ -44,7 +46,7 @@ from agent.screen.capture import (
     check_quality,
     encode_region,
 )
-from agent.screen.protocol import Copy, Tile, Update
+from broker.core.screen_frames import Copy, Tile, Update
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ client's screen, refreshed every 10-30 s. How that is done, and why:
 
 * **A command, not a live view.** ``thumbnail`` (in
   :mod:`agent.screen.handlers`) grabs the screen once and answers with a
-  small JPEG (240 px wide by default, at most :data:`MAX_WIDTH`, quality
+  small JPEG (240 px wide by default, at most :data:`broker.core.thumbnail_request.MAX_WIDTH`, quality
   50) in the command result. A low-rate live-view lease would send the full
   screen as changed 32 px tiles to every ``frame.*`` subscriber and keep a
   grab loop running per client; a picture every 15 s fits a request/answer
@@ -14,7 +14,7 @@ client's screen, refreshed every 10-30 s. How that is done, and why:
 * **Nothing stored.** Unlike ``capture``, the picture is not reported to
   the store. The broker's command queue and the agent's record of
   executed commands keep only the outcome of a ``thumbnail``
-  (:data:`broker.vocabulary.EPHEMERAL_RESULTS`), so neither
+  (:data:`broker.core.vocabulary.EPHEMERAL_RESULTS`), so neither
   ``broker.db`` nor ``agent.db`` fills up with screens.
 * **Rate-limited here, by local policy.** :class:`ThumbnailGate` (a
   :class:`agent.screen.gate.LookGate`) allows at
@@ -36,17 +36,10 @@ from collections.abc import Callable
 from agent.context import MAX_THUMBNAILS_PER_MINUTE, LocalPolicy
 from agent.screen import gate as gates
 from agent.screen.gate import LookGate
+from broker.core.thumbnail_request import COMMAND, DEFAULT_QUALITY, DEFAULT_WIDTH, check_quality, check_width  # noqa: F401 (the screen capability's names)
 
-#: the command's name (the console, the broker's queue and the agent's record use it)
-COMMAND = "thumbnail"
 #: the notice kind (``LocalPolicy.mandatory_notices``)
 NOTICE_KIND = "thumbnail"
-DEFAULT_WIDTH = 240
-MIN_WIDTH = 32
-#: a thumbnail is never wider: anything bigger is a ``capture``, which is stored and audited as such
-MAX_WIDTH = 320
-DEFAULT_QUALITY = 50
-MAX_QUALITY = 80
 #: the rate limit's window
 WINDOW_S = gates.WINDOW_S
 
@@ -61,21 +54,6 @@ class ThumbnailGate(LookGate):
 def make_gate(policy: LocalPolicy, clock: Callable[[], float] = time.monotonic) -> ThumbnailGate:
     """A thumbnail gate made from this computer's local policy (the screen capability keeps one)."""
     return ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s, clock)
-
-
-def check_width(width) -> int:
-    """A thumbnail width in MIN_WIDTH..MAX_WIDTH pixels, or ValueError."""
-    if type(width) is not int or not MIN_WIDTH <= width <= MAX_WIDTH:
-        raise ValueError(f"width must be an integer from {MIN_WIDTH} to {MAX_WIDTH} pixels, not {width!r} "
-                         "(a bigger picture is a capture)")
-    return width
-
-
-def check_quality(quality) -> int:
-    """A thumbnail JPEG quality in 1..MAX_QUALITY, or ValueError."""
-    if type(quality) is not int or not 1 <= quality <= MAX_QUALITY:
-        raise ValueError(f"quality must be an integer from 1 to {MAX_QUALITY}, not {quality!r}")
-    return quality
 
 
 def notice_text(operator: str, gate: LookGate) -> tuple[str, str]:

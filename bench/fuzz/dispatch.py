@@ -36,17 +36,17 @@ from bench.fuzz import hostile
 from bench.fuzz.findings import Finding, from_exception
 from bench.fuzz.hostile import Chooser, mapping, pick, value
 from bench.fuzz.peers import RawPeer
-from broker import keys as keyfiles
-from broker.client import BusClient
-from broker.config import BrokerConfig, ClientConfig, DataDir, Timing
-from broker.envelope import Kind, pack_body, pack_header
-from broker.fanout import MAX_PREFIXES
+from broker.core import keys as keyfiles
+from broker.core.client import BusClient
+from broker.core.config import BrokerConfig, ClientConfig, DataDir, Timing
+from broker.core.envelope import Kind, pack_body, pack_header
+from broker.server.fanout import MAX_PREFIXES
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import DURABLE_PREFIXES, Persister, PersisterConfig
 from broker.persister.store import Store
-from broker.permissions import REQUEST_OPS
-from broker.registry import KeyRegistry
-from broker.server import serve_in_thread
+from broker.core.permissions import REQUEST_OPS
+from broker.server.registry import KeyRegistry
+from broker.server.loop import serve_in_thread
 
 ROLES = ("agent", "viewer", "operator", "admin", "service", "pending")
 ENROL_TOKEN = "fuzz-enrol-token"
@@ -186,7 +186,7 @@ class DispatchTarget:
         self.root, self.timeout_s = root, timeout_s
         self.generation = 0
         self.tracebacks = _Tracebacks()
-        server_log = logging.getLogger("broker.server")
+        server_log = logging.getLogger("broker.server.loop")
         server_log.addHandler(self.tracebacks)
         if server_log.getEffectiveLevel() > logging.ERROR:  # the handler must see log.exception
             server_log.setLevel(logging.ERROR)
@@ -241,12 +241,12 @@ class DispatchTarget:
         self.thread.join(10)
         self.ctx.term()
         self.broker = None
-        logging.getLogger("broker.server").removeHandler(self.tracebacks)
+        logging.getLogger("broker.server.loop").removeHandler(self.tracebacks)
 
     def restart(self) -> None:
         """A fresh broker, persister and peers (after something broke)."""
         self.close()
-        logging.getLogger("broker.server").addHandler(self.tracebacks)
+        logging.getLogger("broker.server.loop").addHandler(self.tracebacks)
         self._start()
 
     # -- one case

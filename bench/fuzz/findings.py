@@ -16,6 +16,10 @@ class Finding(AssertionError):
         self.signature = signature or what
 
 
+#: the checkout the findings name files in
+REPO = Path(__file__).resolve().parents[2]
+
+
 def where(exc: BaseException) -> str:
     """``Type at file:line in function`` for the innermost frame of EMS code that ``exc`` passed."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/broker/" in f.filename or "/bench/" in f.filename]
@@ -25,7 +29,9 @@ def where(exc: BaseException) -> str:
     f = inner[-1]
     # a RecursionError strikes at whichever line of the recursion hits the limit: name the function only
     line = "" if isinstance(exc, RecursionError) else f":{f.lineno}"
-    return f"{type(exc).__name__} at {Path(f.filename).parent.name}/{Path(f.filename).name}{line} in {f.name}"
+    path = Path(f.filename)
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    return f"{type(exc).__name__} at {shown}{line} in {f.name}"
 
 
 def from_exception(what: str, exc: BaseException) -> Finding:

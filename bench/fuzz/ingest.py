@@ -27,8 +27,8 @@ from typing import Any
 from bench.fuzz import hostile
 from bench.fuzz.findings import Finding, from_exception
 from bench.fuzz.hostile import Chooser, field_value, mapping, pick
-from broker.envelope import Kind, pack_body, unpack_body
-from broker.errors import ProtocolError
+from broker.core.envelope import Kind, pack_body, unpack_body
+from broker.core.errors import ProtocolError
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import record_for
 from broker.persister.store import STATS, VIEWS, Store, StoreUnavailable

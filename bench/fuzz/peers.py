@@ -8,9 +8,9 @@ from typing import Callable
 
 import zmq
 
-from broker.envelope import Envelope, Kind, decode, new_id, pack_body, pack_header
-from broker.errors import ProtocolError
-from broker.keys import KeyPair
+from broker.core.envelope import Envelope, Kind, decode, new_id, pack_body, pack_header
+from broker.core.errors import ProtocolError
+from broker.core.keys import KeyPair
 
 
 class RawPeer:

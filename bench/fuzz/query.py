@@ -12,7 +12,7 @@ about a hundred. Invariants (else
 * ``_answer`` raises nothing and sends exactly one REPLY or ERROR,
   correlated to the request;
 * a REPLY to ``store.query`` is a list of rows of a kind the requester's
-  role may read (``broker.permissions.HISTORY_READERS``), and a text search
+  role may read (``broker.core.permissions.HISTORY_READERS``), and a text search
   returns only rows that contain the text;
 * the audit records a query leaves behind are written (or refused) by the
   store without an exception.
@@ -28,8 +28,8 @@ from bench.fuzz import hostile
 from bench.fuzz.findings import Finding, from_exception
 from bench.fuzz.hostile import Chooser, mapping, pick
 from bench.fuzz.ingest import image
-from broker import permissions
-from broker.envelope import Envelope, Header, Kind, pack_body, unpack_body
+from broker.core import permissions
+from broker.core.envelope import Envelope, Header, Kind, pack_body, unpack_body
 from broker.persister.crypto import SecurityManager
 from broker.persister.service import Persister, PersisterConfig
 from broker.persister.store import VIEWS, Record, Store, StoreUnavailable

@@ -42,8 +42,8 @@ class HeaderTarget:
     """``decode_header`` and ``unpack_body`` on raw bytes: only ProtocolError may escape."""
 
     def __init__(self, root: Path):
-        from broker.envelope import decode_header, unpack_body
-        from broker.errors import ProtocolError
+        from broker.core.envelope import decode_header, unpack_body
+        from broker.core.errors import ProtocolError
 
         self.decoders, self.expected = (decode_header, unpack_body), ProtocolError
 
@@ -74,7 +74,7 @@ def load(name: str, work: Path, instrument: bool):
     import atheris
 
     with atheris.instrument_imports(include=["broker", "bench.fuzz"]):
-        importlib.import_module("broker.envelope")
+        importlib.import_module("broker.core.envelope")
         if name != "header":
             importlib.import_module(TARGETS[name][0])
     return build()

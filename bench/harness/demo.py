@@ -33,22 +33,22 @@ from pathlib import Path
 import zmq
 from PIL import Image, ImageDraw
 
-from agent.screen.thumbnail import COMMAND as THUMBNAIL_COMMAND
-from agent.screen.thumbnail import DEFAULT_WIDTH as THUMBNAIL_WIDTH
-from broker import keys
-from broker.cli.persist import open_store
-from broker.cli.profile import Profile
-from broker.cli.profile import load as load_profile
-from broker.cli.profile import save as save_profile
-from broker.client import BusClient
-from broker.config import BrokerConfig, ClientConfig, DataDir, Timing
-from broker.envelope import Envelope, Kind
-from broker.errors import EmsError, ProtocolError
-from broker.local_stack import prepare
+from broker.core.thumbnail_request import COMMAND as THUMBNAIL_COMMAND
+from broker.core.thumbnail_request import DEFAULT_WIDTH as THUMBNAIL_WIDTH
+from broker.core import keys
+from broker.persister.cli import open_store
+from broker.core.profile import Profile
+from broker.core.profile import load as load_profile
+from broker.core.profile import save as save_profile
+from broker.core.client import BusClient
+from broker.core.config import BrokerConfig, ClientConfig, DataDir, Timing
+from broker.core.envelope import Envelope, Kind
+from broker.core.errors import EmsError, ProtocolError
+from broker.cli.local_stack import prepare
 from broker.persister.service import Persister, PersisterConfig
 from broker.persister.store import Record
-from broker.registry import ACCEPTED, KeyRegistry
-from broker.server import Broker, serve_in_thread
+from broker.server.registry import ACCEPTED, KeyRegistry
+from broker.server.loop import Broker, serve_in_thread
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QTimer
 
-from broker.cli.profile import load as load_profile
+from broker.core.profile import load as load_profile
 from gui import theme
 from gui.bus_worker import BusWorker, profile_client_factory
 from gui.main_window import MainWindow
@@ -147,9 +147,9 @@ def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], time
     demo stack. Skipped, with a message, where Xvfb is not installed."""
     from bench.harness.pattern import Pattern
     from bench.harness.xvfb import Xvfb, XvfbError
-    from broker import keys
-    from broker.client import BusClient
-    from broker.config import ClientConfig
+    from broker.core import keys
+    from broker.core.client import BusClient
+    from broker.core.config import ClientConfig
 
     agent_dir = stack.root / "agents" / "desk-live"
     pair = keys.load_or_create(agent_dir / "keys", "agent")

@@ -28,9 +28,9 @@ from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
 from bridges.admin_http.config import CLIENT_ID, AdminHttpConfig
-from broker import errors
-from broker.envelope import ErrorCode, new_id
-from broker.errors import EmsError, RemoteError
+from broker.core import errors
+from broker.core.envelope import ErrorCode, new_id
+from broker.core.errors import EmsError, RemoteError
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The admin HTTP listener's bus thread: the shared core plus command-result routing.
 
-HTTP handler threads never touch the :class:`~broker.client.BusClient`:
+HTTP handler threads never touch the :class:`~broker.core.client.BusClient`:
 they hand a *job* (a function of the client) to :meth:`BusWorker.run` and
-wait for its outcome. The thread is :class:`broker.bus_worker.BusWorker`
+wait for its outcome. The thread is :class:`broker.core.bus_worker.BusWorker`
 (futures, a wake pipe, one long-lived connection: one Curve handshake, one
 ``admin-http`` peer at the broker). What this module adds is the
 listener's own policy:
@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from broker import bus_worker as core
-from broker import errors
-from broker.bus_worker import BusUnavailable, Job
-from broker.client import PENDING, READY, AccessRevoked, BusClient
-from broker.envelope import Envelope, Kind
-from broker.errors import EmsError
-from broker.vocabulary import FINAL
+from broker.core import bus_worker as core
+from broker.core import errors
+from broker.core.bus_worker import BusUnavailable, Job
+from broker.core.client import PENDING, READY, AccessRevoked, BusClient
+from broker.core.envelope import Envelope, Kind
+from broker.core.errors import EmsError
+from broker.core.vocabulary import FINAL
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class BusWorker:
     def run(self, job: Job, timeout_s: float) -> Any:
         """Run ``job`` on the bus thread and return its result (re-raising its exception).
 
-        Raises :class:`broker.errors.TimeoutError` if it has not finished
+        Raises :class:`broker.core.errors.TimeoutError` if it has not finished
         within ``timeout_s``; a job that had not started by then never runs.
         """
         future = self.submit(job)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridges.admin_http.token_strength import estimate_bits
-from broker.errors import ConfigError
+from broker.core.errors import ConfigError
 
 TOKEN_ENV = "EMS_ADMIN_TOKEN"
 #: a shorter token is refused: it would be guessable

@@ -19,8 +19,8 @@ from bridges.admin_http.audit import AuditLog
 from bridges.admin_http.bus_worker import BusWorker
 from bridges.admin_http.config import AdminHttpConfig
 from bridges.admin_http.server import AdminHttpServer
-from broker.client import BusClient
-from broker.errors import ConfigError, EmsError
+from broker.core.client import BusClient
+from broker.core.errors import ConfigError, EmsError
 
 log = logging.getLogger(__name__)
 

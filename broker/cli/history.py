@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from broker import bounds
-from broker.cli.common import add_data_dir, add_json, print_json, table
-from broker.cli.profile import operator_client
-from broker.errors import EmsError
+from broker.core import bounds
+from broker.core.cli_common import add_data_dir, add_json, print_json, table
+from broker.core.profile import operator_client
+from broker.core.errors import EmsError
 
 KINDS = ["clients", "sessions", "captures", "messages", "fileops", "logs", "security", "activity", "audit", "metrics", "commands",
          "quarantine"]
@@ -22,16 +22,15 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_PAGE = 1000
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "history",
-        help="stored history: sessions, logs, security events, audit trail...",
-        description="Query the persister's store. KIND is one of: " + ", ".join(KINDS) + ". "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Query the persister's store. KIND is one of: " + ", ".join(KINDS) + ". "
         "`ems history capture ID --out FILE` saves a stored screen capture (the view is audited). "
-        "Times are relative (30m, 2h, 7d), ISO dates (2026-11-25T10:00) or Unix seconds.",
-        epilog="examples:  ems history security --since 1d\n           ems history logs --agent AGENT --limit 20 --json",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        "Times are relative (30m, 2h, 7d), ISO dates (2026-11-25T10:00) or Unix seconds."
     )
+    p.epilog = "examples:  ems history security --since 1d\n           ems history logs --agent AGENT --limit 20 --json"
+    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     p.add_argument("kind", choices=KINDS + ["capture"], help="what to list")
     p.add_argument("capture_id", nargs="?", type=_row_id, help="with `capture`: the capture id")
     p.add_argument("--agent", help="only this agent's rows")

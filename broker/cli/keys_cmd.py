@@ -4,26 +4,25 @@ from __future__ import annotations
 import argparse
 import time
 
-from broker.cli.common import add_data_dir, add_json, ago, print_json, table
+from broker.core.cli_common import add_data_dir, add_json, ago, print_json, table
 from broker.cli.history import parse_time
-from broker.cli.profile import operator_client
-from broker.config import ROLES
-from broker.errors import EmsError
-from broker.registry import STATES
+from broker.core.profile import operator_client
+from broker.core.config import ROLES
+from broker.core.errors import EmsError
+from broker.server.registry import STATES
 
 BLOCKED = "blocked"  # a state of a client id, listed with --state blocked
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "keys",
-        help="list / accept / reject / revoke / unblock agent and operator keys",
-        description="Manage who may connect. A new agent's key is pending until accepted here (or until it "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Manage who may connect. A new agent's key is pending until accepted here (or until it "
         "presents the enrolment token set with EMS_ENROL_TOKEN on the server, for a client id never enrolled "
         "before). ID is a client id or a prefix of the public key (6+ chars). Revoking a client id revokes "
         "every key that ever claimed it, closes their connections and blocks the id until `ems keys unblock`; "
         "revoking an accepted key's prefix does the same for its id; revoking the prefix of a key that is not accepted "
-        "(pending, rejected) revokes that key alone.",
+        "(pending, rejected) revokes that key alone."
     )
     shared = argparse.ArgumentParser(add_help=False)
     add_data_dir(shared)

@@ -1,28 +1,48 @@
-"""``ems``: the one command-line entry point.
+"""``ems``: the one command-line entry point, and the only module that knows every component.
 
-Each sub-command lives in its own module under ``broker.cli`` with an
-``add_parser(subparsers)`` that declares its options (its help text is its
-documentation) and a ``run(args) -> int``.
+Each sub-command is one module, owned by its component, with
+``configure(parser)`` (its options; the description is its documentation)
+and ``run(args) -> int``. :data:`SUBCOMMANDS` names them; only the module
+of the command being run is imported, so ``ems tail`` never loads Qt and
+``ems --help`` loads nothing but this file.
 
-Every process starts private (:func:`start_private`): umask 077, and a
-command that owns a data dir first takes from it whatever permissions an
-older EMS left to other users.
+Every process starts private: umask 077 first thing, and a command that
+owns a data dir first takes from it whatever permissions an older EMS left
+to other users (:func:`broker.core.cli_common.start_private`).
 """
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
+from typing import NamedTuple
 
-from broker.cli import admin_cmd, agent_cmd, broker_cmd, crypto_cmd, gui_cmd, history, keys_cmd, persist, send, status, tail, up
-from broker import private_files
-from broker.config import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir
-from broker.errors import EmsError
+from broker.core import private_files
+from broker.core.cli_common import setup_logging, start_private
+from broker.core.config import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from broker.core.errors import EmsError
 
-#: commands that run as the owner of their data dir (``agent`` only for ``run``, not ``access-log``)
-OWNS_DATA_DIR = frozenset({"up", "broker", "persist", "admin-http", "agent", "gui"})
 
-COMMANDS = (up, broker_cmd, persist, admin_cmd, agent_cmd, status, send, tail, history, keys_cmd, crypto_cmd, gui_cmd)
+class Subcommand(NamedTuple):
+    module: str
+    help: str
+
+
+#: every ``ems`` sub-command: name -> (module with configure/run, one-line help), in ``--help`` order
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "up": Subcommand("broker.cli.up", "start the server stack (broker + persister + local agent) and keep it running"),
+    "broker": Subcommand("broker.server.cli", "run the message broker"),
+    "persist": Subcommand("broker.persister.cli", "run the SQLite persister (the durable store)"),
+    "admin-http": Subcommand("bridges.admin_http.cli", "run the admin HTTP API for the web UI (needs EMS_ADMIN_TOKEN)"),
+    "agent": Subcommand("agent.cli", "run the agent (or: ems agent access-log)"),
+    "status": Subcommand("broker.cli.status", "agents (online/offline, last seen, version) and broker counters"),
+    "send": Subcommand("broker.cli.send", "send a command to an agent (ping, sysinfo, ...)"),
+    "tail": Subcommand("broker.cli.tail", "watch live topics (events, presence, commands, security...)"),
+    "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),
+    "keys": Subcommand("broker.cli.keys_cmd", "list / accept / reject / revoke / unblock agent and operator keys"),
+    "crypto": Subcommand("broker.persister.crypto_cli", "store encryption keys: status, rotate"),
+    "gui": Subcommand("gui.cli", "the operator console: fleet grid, per-client history and charts, actions"),
+}
 
 EPILOG = f"""\
 data dir: every command takes --data-dir DIR (default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR}).
@@ -33,7 +53,8 @@ start here:  ems up            (broker + local agent, prints what to try next)
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = "*") -> argparse.ArgumentParser:
+    """The ``ems`` parser; only ``chosen``'s module is imported and configured (every one with ``"*"``, none with None)."""
     parser = argparse.ArgumentParser(
         prog="ems",
         description="EMS: employee monitoring and remote support over one encrypted ZeroMQ bus.",
@@ -44,32 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", help="write logs to this file instead of stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in COMMANDS:
-        module.add_parser(subparsers)
+    for name, sub in SUBCOMMANDS.items():
+        sub_parser = subparsers.add_parser(name, help=sub.help, description=sub.help)
+        if chosen in (name, "*"):
+            importlib.import_module(sub.module).configure(sub_parser)
     return parser
 
 
-def setup_logging(level: str, log_file: str | None) -> None:
-    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-def start_private(args: argparse.Namespace) -> None:
-    """Tighten the data dir of a command in :data:`OWNS_DATA_DIR` (if it exists yet).
-
-    The umask is set first thing in :func:`main`, before the log file opens.
-    """
-    if args.command not in OWNS_DATA_DIR or getattr(args, "action", "run") != "run":
-        return
-    private_files.secure_tree(resolve_data_dir(getattr(args, "data_dir", None)))
+def chosen_command(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is one), or None."""
+    return next((word for word in argv if word in SUBCOMMANDS), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     private_files.restrict_umask()
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), args.log_file)
     start_private(args)
     try:

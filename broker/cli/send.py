@@ -4,25 +4,26 @@ from __future__ import annotations
 import json
 import sys
 
-from broker.cli.common import add_data_dir, add_json, print_json
-from broker.cli.profile import operator_client
-from broker.errors import EmsError, TimeoutError
-from broker.vocabulary import DONE
+from broker.core.cli_common import add_data_dir, add_json, print_json
+from broker.core.profile import operator_client
+from broker.core.errors import EmsError, TimeoutError
+from broker.core.vocabulary import DONE
 
 EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "send",
-        help="send a command to an agent (ping, sysinfo, ...)",
-        description="Queue a command for an agent. It gets an id at once; an offline agent receives it when it "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Queue a command for an agent. It gets an id at once; an offline agent receives it when it "
         "returns (within --ttl-s). Status moves queued -> sent -> delivered -> done/failed/expired. "
-        "Arguments are key=value (values parsed as JSON when they can be: n=3, flag=true).",
-        epilog="examples:  ems send AGENT ping --wait\n           ems send AGENT help --wait         # every command it answers\n"
-        "           ems send AGENT sysinfo --wait --json",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        "Arguments are key=value (values parsed as JSON when they can be: n=3, flag=true)."
     )
+    p.epilog = (
+        "examples:  ems send AGENT ping --wait\n           ems send AGENT help --wait         # every command it answers\n"
+        "           ems send AGENT sysinfo --wait --json"
+    )
+    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     p.add_argument("agent", help="target agent's client id (see `ems status`)")
     p.add_argument("command_name", metavar="command", help="command name, e.g. ping or sysinfo")
     p.add_argument("params", nargs="*", metavar="key=value", help="command arguments")

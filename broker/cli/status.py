@@ -1,17 +1,16 @@
 """``ems status``: agents and broker counters."""
 from __future__ import annotations
 
-from broker.cli.common import add_data_dir, add_json, ago, print_json, table
-from broker.cli.profile import operator_client
+from broker.core.cli_common import add_data_dir, add_json, ago, print_json, table
+from broker.core.profile import operator_client
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "status",
-        help="agents (online/offline, last seen, version) and broker counters",
-        description="Show every accepted agent with its state and the messages the broker dropped over its rate limit, "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Show every accepted agent with its state and the messages the broker dropped over its rate limit, "
         "and the broker's counters: routed messages, drops (per reason), refused messages, handshake failures and the "
-        "command queue.",
+        "command queue."
     )
     add_data_dir(p)
     add_json(p)

@@ -6,26 +6,25 @@ import signal
 import sys
 import time
 
-from broker import permissions
-from broker.cli.common import add_data_dir, print_json
-from broker.cli.profile import operator_client
-from broker.envelope import Envelope, Kind
-from broker.errors import ProtocolError
+from broker.core import permissions
+from broker.core.cli_common import add_data_dir, print_json
+from broker.core.profile import operator_client
+from broker.core.envelope import Envelope, Kind
+from broker.core.errors import ProtocolError
 
 DEFAULT_PREFIXES = ["event.", "log.", "security.", "presence.", "command.", "audit."]
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "tail",
-        help="watch live topics (events, presence, commands, security...)",
-        description="Print live bus messages whose topic starts with one of PREFIX (default: all of "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Print live bus messages whose topic starts with one of PREFIX (default: all of "
         + ", ".join(DEFAULT_PREFIXES)
         + "). One line each: time, topic, sender, summary. The live feed is best effort; history comes from "
-        "the store.",
-        epilog="examples:  ems tail presence.\n           ems tail event.AGENT. --json | jq .",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        "the store."
     )
+    p.epilog = "examples:  ems tail presence.\n           ems tail event.AGENT. --json | jq ."
+    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
     p.add_argument("prefixes", nargs="*", metavar="PREFIX", help="topic prefixes, e.g. event.  presence.  security.")
     p.add_argument("--json", action="store_true", help="one JSON object per line (ts, kind, topic, sender, data)")
     p.add_argument("--count", type=int, default=0, help="stop after this many messages (default: run until Ctrl-C)")

@@ -9,21 +9,20 @@ import sys
 from bridges.admin_http.config import DEFAULT_LISTEN as ADMIN_LISTEN
 from bridges.admin_http.config import TOKEN_ENV as ADMIN_TOKEN_ENV
 from bridges.admin_http.config import token_from_env
-from broker.cli.common import add_data_dir
-from broker.cli.profile import connectable
-from broker.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
-from broker.local_stack import prepare
-from broker.supervisor import Service, Supervisor
+from broker.core.cli_common import add_data_dir
+from broker.core.profile import connectable
+from broker.core.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
+from broker.cli.local_stack import prepare
+from broker.cli.supervisor import Service, Supervisor
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "up",
-        help="start the server stack (broker + persister + local agent) and keep it running",
-        description="Start the EMS server stack, each part its own supervised process (restarted if it dies): "
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "Start the EMS server stack, each part its own supervised process (restarted if it dies): "
         "the broker, the SQLite persister and a local agent on this machine. The data dir gets the keys, the SQLite databases, "
         "one log file per process in DATA/logs/, and an operator profile so that `ems status`, `ems tail`, "
-        "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything.",
+        "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything."
     )
     add_data_dir(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"broker endpoint (default {DEFAULT_BIND}; use tcp://0.0.0.0:PORT to let other machines' agents in)")
@@ -31,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--admin-listen", default=ADMIN_LISTEN,
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
-    p.set_defaults(run=run, default_log_level="INFO")
+    p.set_defaults(run=run, owns_data_dir=True, default_log_level="INFO")
 
 
 def _ems(*args: str) -> list[str]:

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from broker.envelope import pack_body
+from broker.core.envelope import pack_body
 from broker.persister.tables import CHAT_UPDATE_WAIT_S, MAX_ID_CHARS, OPERATOR_WAIT_S, Record, _NotYet, _Reject
-from broker.vocabulary import DELIVERED, DONE, EXPIRED, FAILED, QUEUED, SENT
+from broker.core.vocabulary import DELIVERED, DONE, EXPIRED, FAILED, QUEUED, SENT
 
 _COMMAND_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
 _CHAT_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}

@@ -28,7 +28,7 @@ like a flipped byte.
 
 Keys
 ----
-The blob format and the key file are :mod:`broker.sealing`'s (the same
+The blob format and the key file are :mod:`broker.core.sealing`'s (the same
 sealing serves the broker's command queue and the agent's databases, each
 with its own key file); the store's key file is ``keys/store-keys.json``.
 :meth:`SecurityManager.rotate_key` adds a new current key; old keys stay so
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.sealing import BLOB_VERSION, KEY_BYTES, NONCE_BYTES, TAG_BYTES, KeyRing, TamperedValue
+from broker.core.sealing import BLOB_VERSION, KEY_BYTES, NONCE_BYTES, TAG_BYTES, KeyRing, TamperedValue
 
 __all__ = ["BLOB_VERSION", "KEY_BYTES", "NONCE_BYTES", "TAG_BYTES", "SecurityManager", "TamperedValue", "aad_for"]
 
@@ -55,7 +55,7 @@ def aad_for(table: str, column: str, client_id: str, msg_id: str) -> bytes:
 
 
 class SecurityManager(KeyRing):
-    """The store's key ring (:class:`broker.sealing.KeyRing` with the store's name in its messages)."""
+    """The store's key ring (:class:`broker.core.sealing.KeyRing` with the store's name in its messages)."""
 
     def __init__(self, key_file: Path):
         super().__init__(key_file, purpose="store")

@@ -3,7 +3,7 @@ quarantine for what does not.
 
 Every record the persister takes (an agent's message or BATCH record, a
 broker journal record, a service's event) is checked by
-:func:`broker.bounds.tree_problem` before anything is stored: nesting depth,
+:func:`broker.core.bounds.tree_problem` before anything is stored: nesting depth,
 item count, string and bytes sizes, int64 integers, string map keys. A
 record that fails is not stored as what it claims to be; instead a
 ``quarantine`` row keeps only what is safe to keep:
@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from broker.bounds import TreeLimits, tree_problem
+from broker.core.bounds import TreeLimits, tree_problem
 
 #: the record kind (and history kind) of quarantine rows
 QUARANTINE = "quarantine"

@@ -4,7 +4,7 @@ previews and images.
 Every table and column name in the SQL comes from
 :data:`~broker.persister.tables.VIEWS` and
 :data:`~broker.persister.tables.STATS`; every argument is checked with
-:mod:`broker.bounds` before it reaches SQLite. Encrypted fields come back
+:mod:`broker.core.bounds` before it reaches SQLite. Encrypted fields come back
 decrypted; one that does not decrypt raises
 :class:`~broker.persister.crypto.TamperedValue` naming the table and row.
 """
@@ -14,8 +14,8 @@ import logging
 import sqlite3
 from typing import Any
 
-from broker import bounds
-from broker.envelope import unpack_body
+from broker.core import bounds
+from broker.core.envelope import unpack_body
 from broker.persister.crypto import TamperedValue, aad_for
 from broker.persister.tables import MAX_ID_CHARS, MAX_LIMIT, STATS, THUMBNAIL_BACKFILL, VIEWS, StoreError, StorePart, _View
 from broker.persister.thumbnails import thumbnail_or_reason as _thumbnail
@@ -294,6 +294,6 @@ def _escape_like(text: str) -> str:
 
 def _contains(value: Any, needle: str) -> bool:
     """Case-insensitive substring search through strings, lists and dicts,
-    without recursion and bounded (see :func:`broker.bounds.iter_strings`)."""
+    without recursion and bounded (see :func:`broker.core.bounds.iter_strings`)."""
     folded = needle.casefold()
     return any(folded in s.casefold() for s in bounds.iter_strings(value))

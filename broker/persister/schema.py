@@ -57,7 +57,7 @@ import sqlite3
 import time
 from typing import NamedTuple
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def current_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every missing migration, one transaction each; return the version.
 
-    ``conn`` must be in autocommit mode (``broker.sqlite_db.connect``). Safe
+    ``conn`` must be in autocommit mode (``broker.core.sqlite_db.connect``). Safe
     to call from several processes at once: each step re-reads the version
     under the write lock before it runs.
     """

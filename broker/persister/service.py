@@ -27,14 +27,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from broker import bounds, permissions
-from broker.client import BusClient
-from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
-from broker.errors import EmsError, ProtocolError
+from broker.core import bounds, permissions
+from broker.core.client import BusClient
+from broker.core.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
+from broker.core.errors import EmsError, ProtocolError
 from broker.persister import quarantine
 from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
-from broker.stats import LogThrottle
-from broker.vocabulary import EPHEMERAL_RESULTS
+from broker.core.stats import LogThrottle
+from broker.core.store_queries import CAPTURE_PURPOSES, MAX_THUMBNAIL_ROWS
+from broker.core.vocabulary import EPHEMERAL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ ACK_CHUNK = 2000
 DRAIN_CHUNK = 100
 DAY = 86400.0
 
-#: why a stored capture is read (``store.capture`` ``purpose``): audited as ``capture.<purpose>``
-CAPTURE_PURPOSES = ("view", "export")
-#: captures per ``store.query`` with ``thumbnails`` (each preview is ~6 KB; a reply stays ~1 MB)
-MAX_THUMBNAIL_ROWS = 200
 
 
 @dataclass

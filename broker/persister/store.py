@@ -41,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from broker import sqlite_db
+from broker.core import sqlite_db
 from broker.persister import schema
 from broker.persister.crypto import SecurityManager
 from broker.persister.maintenance import Maintenance, delete_client_rows

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 from broker.persister import schema
 from broker.persister.crypto import SecurityManager
-from broker.vocabulary import DONE, EXPIRED, FAILED
+from broker.core.vocabulary import DONE, EXPIRED, FAILED
 
 log = logging.getLogger(__name__)
 

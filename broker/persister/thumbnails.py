@@ -24,7 +24,7 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
-from broker.errors import EmsError
+from broker.core.errors import EmsError
 
 #: preview width in pixels (the height keeps the aspect ratio)
 THUMBNAIL_WIDTH = 160

@@ -1,0 +1,242 @@
+"""Who may send what, and who may read what: the bus's permission tables.
+
+Roles come from the key registry, never from a message. A peer whose key is
+still pending has the pseudo-role ``pending`` and may only say HELLO (to
+present an enrolment token and wait). Anything outside these tables is
+refused with ``FORBIDDEN`` and logged as a security event.
+
+The write side is :data:`ROLE_KINDS` and :data:`REQUEST_OPS`. The read side
+is one table per surface, kept consistent with each other:
+
+* :data:`LIVE_READERS`: which roles receive each class of live topic (the
+  broker filters its fan-out with :func:`live_readers` and refuses a
+  subscription that can only match forbidden topics: :func:`may_subscribe`);
+* :data:`HISTORY_READERS`: which roles may query each history kind
+  (``store.query`` ``kind``), and :data:`OWNER_FIELDS`: the fields of a row
+  only its operator (the command's sender), an admin or a service sees;
+* :data:`COMMAND_PRIVATE_FIELDS`: what ``command.get``/``command.list``
+  show only to the command's sender or an admin.
+
+Screen pictures, chat text, file paths and contents are for operators and
+up; the audit trail (what every operator did) is for admins. Services (the
+persister, sync, bridges) read every durable stream, never live screens.
+"""
+from __future__ import annotations
+
+from broker.core.envelope import AGENT_TOPIC_ROOTS, Kind
+
+PENDING_ROLE = "pending"
+
+_VIEWER = frozenset({Kind.HELLO, Kind.HEARTBEAT, Kind.SUBSCRIBE, Kind.UNSUBSCRIBE, Kind.REQUEST})
+
+ROLE_KINDS: dict[str, frozenset[Kind]] = {
+    PENDING_ROLE: frozenset({Kind.HELLO}),
+    "agent": frozenset(
+        {
+            Kind.HELLO,
+            Kind.HEARTBEAT,
+            Kind.EVENT,
+            Kind.LOG,
+            Kind.SECURITY,
+            Kind.COMMAND_STATUS,
+            Kind.RESULT,
+            Kind.FRAME,
+            Kind.BATCH,
+        }
+    ),
+    "viewer": _VIEWER,
+    "operator": _VIEWER | {Kind.COMMAND},
+    "admin": _VIEWER | {Kind.COMMAND},
+    "service": _VIEWER | {Kind.ACK, Kind.SECURITY, Kind.REPLY, Kind.ERROR},
+}
+
+#: Topic namespace each agent-originated kind must publish under:
+#: ``<prefix>.<sender client id>.<rest>`` (the envelope's map, under the name the broker reads)
+AGENT_TOPIC_PREFIX = AGENT_TOPIC_ROOTS
+
+_LEVEL = {"viewer": 1, "operator": 2, "admin": 3}
+
+#: Broker REQUEST operations and the least operator role that may call
+#: them. ``service`` peers may call the ones marked readable.
+REQUEST_OPS: dict[str, tuple[str, bool]] = {
+    # op: (minimum operator role, services may call)
+    "status": ("viewer", True),
+    "agents": ("viewer", True),
+    "command.get": ("viewer", True),
+    "command.list": ("viewer", True),
+    "keys.list": ("admin", False),
+    "keys.accept": ("admin", False),
+    "keys.reject": ("admin", False),
+    "keys.revoke": ("admin", False),
+    "keys.add": ("admin", False),
+    "keys.unblock": ("admin", False),
+    "keys.blocked": ("admin", False),
+    "keys.label": ("operator", False),
+    # the broker's journal of its own records, pulled by the persister
+    "journal.read": ("admin", True),
+    "journal.ack": ("admin", True),
+    # forwarded to the service that provides "store" (the persister)
+    "store.query": ("viewer", True),
+    "store.capture": ("viewer", True),
+    "store.stats": ("viewer", True),
+}
+
+#: Operation prefixes answered by a service rather than the broker itself.
+SERVICE_PREFIXES = ("store.",)
+
+
+# -- the read side ---------------------------------------------------------------
+_OPERATOR_ROLES = frozenset({"viewer", "operator", "admin"})
+VIEWERS_UP = _OPERATOR_ROLES | {"service"}
+OPERATORS_UP = frozenset({"operator", "admin", "service"})
+ADMINS = frozenset({"admin", "service"})
+
+#: ``event.<agent>.<name>`` names whose records carry screen pictures, chat
+#: text or file paths; every other event name is class ``activity``. Names
+#: are matched exactly, as the store routes them (``capture.x`` is activity).
+SENSITIVE_EVENTS = ("capture", "chat", "fileop")
+
+#: Live topic class -> the roles that receive it. A class is a topic root
+#: (``presence``, ``command`` (status metadata, never arguments), ``log``,
+#: ``security``, ``audit``, ``frame``) or, under ``event.``, the event's
+#: class (:data:`SENSITIVE_EVENTS` or ``activity``). Topics of no class
+#: (nothing publishes them today) are admins' and services'.
+LIVE_READERS: dict[str, frozenset[str]] = {
+    "presence": VIEWERS_UP,
+    "command": VIEWERS_UP,
+    "activity": VIEWERS_UP,  # sysinfo and every other event name
+    "log": VIEWERS_UP,
+    "security": VIEWERS_UP,
+    "capture": OPERATORS_UP,
+    "chat": OPERATORS_UP,
+    "fileop": OPERATORS_UP,
+    "frame": frozenset({"operator", "admin"}),  # live screens: people, not services
+    "audit": ADMINS,
+}
+_UNKNOWN_CLASS_READERS = ADMINS
+#: classes an operator's subscription to is written to the audit trail
+WATCHED_CLASSES = frozenset({"capture", "chat", "fileop", "frame", "audit"})
+_EVENT_CLASSES = (*SENSITIVE_EVENTS, "activity")
+_ROOT_CLASSES = {"presence": ("presence",), "command": ("command",), "log": ("log",), "security": ("security",),
+                 "audit": ("audit",), "frame": ("frame",), "event": _EVENT_CLASSES}
+
+#: History kind (``store.query`` ``kind``) -> the roles that may query it.
+#: Kept in step with the live classes: ``captures`` ~ capture, ``messages``
+#: ~ chat, ``fileops`` ~ fileop, ``audit`` ~ audit.
+HISTORY_READERS: dict[str, frozenset[str]] = {
+    "clients": VIEWERS_UP,
+    "sessions": VIEWERS_UP,
+    "metrics": VIEWERS_UP,
+    "activity": VIEWERS_UP,
+    "security": VIEWERS_UP,
+    "logs": VIEWERS_UP,
+    "commands": VIEWERS_UP,  # without args/result unless the caller sent it (OWNER_FIELDS)
+    "captures": OPERATORS_UP,
+    "messages": OPERATORS_UP,
+    "fileops": OPERATORS_UP,
+    "audit": ADMINS,
+    "quarantine": ADMINS,  # records the store refused at ingest: metadata only, never a body
+}
+#: History kinds whose every look by a person is written to the audit trail.
+AUDITED_HISTORY = frozenset({"captures", "messages", "fileops", "audit", "quarantine"})
+#: History kind -> fields shown only to the row's ``operator``, an admin or a service.
+OWNER_FIELDS: dict[str, tuple[str, ...]] = {"commands": ("args", "result")}
+#: ``command.get``/``command.list`` fields shown only to the command's sender or an admin.
+COMMAND_PRIVATE_FIELDS = ("args", "result")
+#: request operations whose ``args`` name the history kind they read
+_HISTORY_OPS = {"store.capture": "captures"}
+
+
+def may_send(role: str, kind: Kind) -> bool:
+    return kind in ROLE_KINDS.get(role, frozenset())
+
+
+def may_request(role: str, op: str) -> bool:
+    rule = REQUEST_OPS.get(op)
+    if rule is None:
+        return False
+    minimum, services = rule
+    if role == "service":
+        return services
+    return _LEVEL.get(role, 0) >= _LEVEL[minimum]
+
+
+def live_class(topic: str) -> str:
+    """The read class of a live topic (a key of :data:`LIVE_READERS`, or ``""``)."""
+    root, _, rest = topic.partition(".")
+    if root == "event":
+        name = rest.partition(".")[2]
+        return name if name in SENSITIVE_EVENTS else "activity"
+    return root if root in _ROOT_CLASSES else ""
+
+
+def live_readers(topic: str) -> frozenset[str]:
+    """The roles that receive ``topic`` live."""
+    return LIVE_READERS.get(live_class(topic), _UNKNOWN_CLASS_READERS)
+
+
+def prefix_classes(prefix: str) -> frozenset[str]:
+    """Every class of topic that a subscription to ``prefix`` can match.
+
+    A prefix naming one sensitive event exactly (``event.a.chat``) counts
+    as that class only: whoever writes it asks for that stream.
+    """
+    root, dot, rest = prefix.partition(".")
+    if not dot:
+        return frozenset(c for r, classes in _ROOT_CLASSES.items() if r.startswith(root) for c in classes)
+    if root != "event":
+        return frozenset(_ROOT_CLASSES.get(root, ()))
+    agent, dot, name = rest.partition(".")
+    if not dot:
+        return frozenset(_EVENT_CLASSES)
+    if name in SENSITIVE_EVENTS:
+        return frozenset({name})
+    return frozenset(["activity", *(n for n in SENSITIVE_EVENTS if n.startswith(name))])
+
+
+def may_subscribe(role: str, prefix: str) -> bool:
+    """False if every topic ``prefix`` can match is one ``role`` may not read
+    (a prefix matching no known topic at all is harmless: allowed)."""
+    classes = prefix_classes(prefix)
+    return not classes or any(role in LIVE_READERS[c] for c in classes)
+
+
+def readable_prefixes(role: str, prefixes) -> list[str]:
+    """The ``prefixes`` ``role`` may subscribe to (for tools with a default set)."""
+    return [p for p in prefixes if may_subscribe(role, p)]
+
+
+def watched(role: str, prefix: str) -> frozenset[str]:
+    """The sensitive classes a subscription of a person to ``prefix`` will
+    receive: audited (``screen.watch`` for frames, ``stream.watch`` otherwise)."""
+    if role not in _OPERATOR_ROLES:
+        return frozenset()
+    return frozenset(c for c in prefix_classes(prefix) & WATCHED_CLASSES if role in LIVE_READERS[c])
+
+
+def may_read_history(role: str, kind: str) -> bool:
+    """Whether ``role`` may query history ``kind`` (unknown kinds: False)."""
+    return role in HISTORY_READERS.get(kind, frozenset())
+
+
+def history_kind(op: str, args: dict) -> str | None:
+    """The history kind a ``store.*`` request reads, if it names one (else None)."""
+    if op in _HISTORY_OPS:
+        return _HISTORY_OPS[op]
+    if op == "store.query":
+        kind = args.get("kind")
+        return kind if isinstance(kind, str) and kind in HISTORY_READERS else None
+    return None
+
+
+def sees_whole_command(role: str, client_id: str, sender: str) -> bool:
+    """Whether a peer sees a command's arguments and result: its sender, an admin or a service."""
+    return role in ADMINS or client_id == sender
+
+
+def strip_row(role: str, client_id: str, kind: str, row: dict) -> dict:
+    """``row`` of history ``kind`` without the fields ``role``/``client_id`` may not see."""
+    hidden = OWNER_FIELDS.get(kind)
+    if not hidden or sees_whole_command(role, client_id, row.get("operator") or ""):
+        return row
+    return {k: v for k, v in row.items() if k not in hidden}

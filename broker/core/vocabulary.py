@@ -1,0 +1,56 @@
+"""Words several components share about commands: statuses and what is kept of results.
+
+The broker's command queue moves a command forward through these statuses
+and the broker publishes each change (``COMMAND_STATUS``); the client
+library, the CLI, the GUI, the admin bridge and the persister read them.
+This module is the one place they are spelled (ground floor: it imports
+nothing of the project)::
+
+    queued -> sent -> delivered -> done | failed
+    queued | sent | delivered -> expired
+
+Wire vocabulary (message kinds, topic roots, error codes and texts) lives in
+:mod:`broker.core.envelope`; this module is about what a command's body says.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
+#: statuses after which nothing about a command changes (its result is known, or it never ran)
+FINAL = frozenset({DONE, FAILED, EXPIRED})
+#: statuses of a command still waiting to run or to report, in the order they are reached
+OPEN = (QUEUED, SENT, DELIVERED)
+#: how far along each status is: a status change never goes to a lower rank
+STATUS_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
+
+#: commands whose result is for now only (a screen thumbnail for a console
+#: tile): once final, only their outcome is kept (see :func:`outcome_only`),
+#: by the broker's queue and in the agent's record of executed commands
+EPHEMERAL_RESULTS = frozenset({"thumbnail"})
+#: bytes values longer than this are kept as their size once no longer needed
+BULK_BYTES = 64 * 1024
+
+
+def is_final(status: Any) -> bool:
+    """Whether ``status`` (as read from a body: any type) is one of :data:`FINAL`."""
+    return isinstance(status, str) and status in FINAL
+
+
+def outcome_only(result: Any) -> Any:
+    """What is kept of an :data:`EPHEMERAL_RESULTS` result: ok and error, not the output."""
+    if not isinstance(result, dict):
+        return result
+    kept = {k: result[k] for k in ("ok", "error") if k in result}
+    return kept | {"omitted": "the output of this command is not kept"}
+
+
+def without_bulk(value: Any) -> Any:
+    """``value`` with every bytes object over :data:`BULK_BYTES` replaced by its size."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > BULK_BYTES:
+        return {"omitted_bytes": len(value), "note": "not kept once the command is final; run it again"}
+    if isinstance(value, dict):
+        return {k: without_bulk(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_bulk(v) for v in value]
+    return value

@@ -1,0 +1,208 @@
+"""Commands through the broker: accept, deliver, track, report, expire.
+
+:class:`CommandRouter` takes an operator's COMMAND for an accepted agent,
+keeps it in the durable :class:`~broker.server.command_queue.CommandQueue`,
+delivers it while the agent is online, relays the agent's COMMAND_STATUS
+and RESULT (only for commands addressed to it) and tells the sender and
+``command.<target>`` subscribers of every status change.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from broker.core import bounds
+from broker.server.command_queue import (
+    DELIVERED,
+    DONE,
+    EPHEMERAL_RESULTS,
+    EXPIRED,
+    FAILED,
+    FINAL,
+    SENT,
+    TRANSIENT_ARGS,
+    TRANSIENT_TTL_S,
+    Command,
+)
+from broker.core.envelope import ErrorCode, Header, Kind, pack_body, pack_header
+
+if TYPE_CHECKING:
+    from broker.server.peers import Peer
+    from broker.server.loop import Broker
+
+_EMPTY = b""
+#: what an agent's RESULT may hold to be relayed and kept: the store's depth and
+#: integer rules; sizes are bounded by the message size already
+RESULT_LIMITS = bounds.TreeLimits(max_items=1_000_000, max_total_bytes=1 << 30, max_str_chars=1 << 30, max_bytes_len=1 << 30)
+
+
+class CommandRouter:
+    """Operators' commands to agents, and their outcomes back."""
+
+    def __init__(self, broker: "Broker"):
+        self.broker = broker
+        self.commands = broker.commands
+        self.counters = broker.counters
+        table = broker.peer_table
+        self.conns, self.subscribers, self.online = table.conns, table.subscribers, table.online
+
+    def on_command(self, peer: "Peer", header: Header, frames) -> None:
+        """COMMAND from an operator: checked, queued (a retried id answers
+        its status again), journaled, audited, delivered if the agent is on."""
+        broker = self.broker
+        data = broker.read_body(peer, header, frames)
+        if data is None:
+            return
+        target, name, args = data.get("target"), data.get("name"), data.get("args", {})
+        if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
+            return
+        problem = bounds.tree_problem(args)  # else its audit record would be quarantined by the store, not kept
+        if problem is not None:
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
+            return
+        record = broker.registry.accepted_by_client(target)
+        if record is None or record.role != "agent":
+            broker.send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
+            return
+        now = time.time()
+        expires = self._expiry(header, name, now)
+        if expires <= now:
+            broker.send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
+            return
+        cmd = self.commands.add(header.msg_id, target, peer.client_id, name, args, expires)
+        if cmd is None:  # this id exists: a retry after a reconnect, or a clash
+            existing = self.commands.get(header.msg_id)
+            if existing is None or existing.sender != peer.client_id:
+                broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
+            else:
+                self.notify_status(existing)
+            return
+        self.counters["commands"] += 1
+        self._journal_command(cmd)
+        if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
+            broker.records.audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
+                                            "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
+        self.notify_status(cmd)
+        if target in self.online:
+            self.deliver(cmd)
+
+    def _expiry(self, header: Header, name: str, now: float) -> float:
+        """When a new command expires: as asked, else the configured TTL;
+        remote input is for now or never."""
+        expires = header.expires if header.expires is not None else now + self.broker.config.command_ttl_s
+        if name in TRANSIENT_ARGS:
+            expires = min(expires, now + TRANSIENT_TTL_S)
+        return expires
+
+    def _journal_command(self, cmd: Command) -> None:
+        """Tell the store durably who sent a new command to whom (no args): the
+        store names the operator of what the agent reports about it from
+        this, never from the agent's word. Remote input and tile thumbnails
+        lead to no such report and are left out."""
+        if cmd.name in TRANSIENT_ARGS or cmd.name in EPHEMERAL_RESULTS:
+            return
+        topic = f"command.{cmd.target}"
+        body = {"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": cmd.status, "operator": cmd.sender,
+                "created": cmd.created}
+        self.broker.journal.append(int(Kind.COMMAND_STATUS), topic, pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id),
+                                   pack_body(body))
+
+    def deliver(self, cmd: Command) -> None:
+        """Send a command to its agent's connection, if any; SENT when it went."""
+        rids = self.conns.get(cmd.target)
+        if not rids:
+            return
+        header = pack_header(Kind.COMMAND, f"command.{cmd.target}", msg_id=cmd.id, expires=cmd.expires)
+        if self.broker.send(rids[0], cmd.sender.encode(), header, pack_body({"name": cmd.name, "args": cmd.args})):
+            if self.commands.advance(cmd, SENT):
+                self.notify_status(cmd)
+
+    def _agent_report(self, peer: "Peer", header: Header, frames) -> tuple[dict, Command] | None:
+        """The body of an agent's status or result and the command it is about,
+        if that command is addressed to this agent; else refused (None)."""
+        data = self.broker.read_body(peer, header, frames)
+        if data is None:
+            return None
+        cmd = self.commands.get(header.corr or "")
+        if cmd is None or cmd.target != peer.client_id:
+            self.broker.records.security(peer, "foreign_command", f"{header.kind.name} for command {header.corr!r} not addressed to it")
+            self.broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, "not your command")
+            return None
+        return data, cmd
+
+    def on_command_status(self, peer: "Peer", header: Header, frames) -> None:
+        """COMMAND_STATUS from the agent: delivered or expired."""
+        report = self._agent_report(peer, header, frames)
+        if report is None:
+            return
+        data, cmd = report
+        status = data.get("status")
+        if status not in (DELIVERED, EXPIRED):
+            self.broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "agents report delivered or expired")
+            return
+        if self.commands.advance(cmd, status, {"error": data.get("error", "")} if status == EXPIRED else None):
+            self.notify_status(cmd)
+            if status in FINAL:
+                self.send_result(cmd)
+
+    def on_result(self, peer: "Peer", header: Header, frames) -> None:
+        """RESULT from the agent: final status, relayed to the sender, kept."""
+        report = self._agent_report(peer, header, frames)
+        if report is None:
+            return
+        data, cmd = report
+        if cmd.status in FINAL:  # a repeated result (re-delivery after a restart)
+            if not cmd.result_sent:
+                self.send_result(cmd)
+            return
+        # forward first, then commit status + result + "forwarded" at once: if the
+        # broker dies in between, the command is re-delivered and the agent
+        # answers again from its record of executed commands
+        problem = bounds.tree_problem(data, RESULT_LIMITS)
+        if problem:  # nothing the operator's tools would choke on is relayed or kept
+            self.broker.records.security(peer, "malformed", f"result of command {cmd.id} refused: {problem}")
+            data = {"ok": False, "error": f"the agent's result was refused by the broker: {problem}"}
+        status = DONE if data.get("ok") else FAILED
+        self.notify_status(cmd, status)  # the final status first, then the result it ends with
+        forwarded = self._forward_result(cmd, status, data)
+        self.commands.advance(cmd, status, data, result_sent=forwarded)
+
+    def notify_status(self, cmd: Command, status: str | None = None) -> None:
+        """Tell the command's sender and ``command.<target>`` subscribers (the
+        status given, or the recorded one)."""
+        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": status or cmd.status,
+                          "operator": cmd.sender, "updated": time.time() if status else cmd.updated})
+        topic = f"command.{cmd.target}"
+        header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
+        fits = self.broker.flow.fits
+        for rid in list(self.conns.get(cmd.sender, ())):
+            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
+                    or not fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
+                self.broker.send(rid, _EMPTY, header, body)
+        self.broker.fanout.publish(topic, _EMPTY, header, body)
+
+    def send_result(self, cmd: Command) -> None:
+        """Send a final outcome to its sender and remember that it went."""
+        if self._forward_result(cmd):
+            self.commands.mark_result_sent(cmd)
+
+    def _forward_result(self, cmd: Command, status: str | None = None, result=None) -> bool:
+        """RESULT to every live connection of the command's sender (the
+        outcome given, or the one recorded)."""
+        rids = self.conns.get(cmd.sender)
+        if not rids:
+            return False
+        outcome = {"status": status or cmd.status, "result": cmd.result if result is None else result}
+        body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, **outcome})
+        header = pack_header(Kind.RESULT, f"command.{cmd.target}", corr=cmd.id)
+        sent = [self.broker.send(rid, cmd.target.encode(), header, body) for rid in list(rids)]
+        return any(sent)
+
+    def expire_due(self, wall: float) -> None:
+        """Expire commands past their time: final status and result to the sender."""
+        for cmd in self.commands.due_to_expire(wall):
+            if self.commands.advance(cmd, EXPIRED, {"error": "expired before the agent ran it"}):
+                self.counters["commands_expired"] += 1
+                self.notify_status(cmd)
+                self.send_result(cmd)

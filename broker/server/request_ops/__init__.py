@@ -1,0 +1,58 @@
+"""The broker's own REQUEST operations: op -> function, one table.
+
+Who may ask is :data:`broker.core.permissions.REQUEST_OPS` (the least operator
+role, and whether services may call), the one place for that rule; this
+table says what answers each op. Operations under
+``permissions.SERVICE_PREFIXES`` (``store.*``) are forwarded to the service
+that provides them and have no function here. Both tables must name the same
+broker ops: checked when this module is imported.
+
+Each function is ``op(broker, peer, args) -> result``; its docstring is its
+spec. It raises ``ValueError`` (``bounds.BoundsError`` included),
+``RegistryError``, ``KeyError``, ``TypeError`` or ``OverflowError`` for a
+bad request; the broker answers those BAD_REQUEST.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from broker.core import permissions
+from broker.server.request_ops import commands, journal, key_revoke, keys, status
+
+if TYPE_CHECKING:
+    from broker.server.peers import Peer
+    from broker.server.loop import Broker
+
+Op = Callable[["Broker", "Peer", dict], object]
+
+OPS: dict[str, Op] = {
+    "status": status.status,
+    "agents": status.agents,
+    "command.get": commands.get,
+    "command.list": commands.list_,
+    "keys.list": keys.list_,
+    "keys.blocked": keys.blocked,
+    "keys.accept": keys.accept,
+    "keys.reject": keys.reject,
+    "keys.revoke": key_revoke.revoke,
+    "keys.unblock": key_revoke.unblock,
+    "keys.add": keys.add,
+    "keys.label": keys.label,
+    "journal.read": journal.read,
+    "journal.ack": journal.ack,
+}
+
+
+def broker_ops() -> set[str]:
+    """The ops ``permissions.REQUEST_OPS`` says the broker answers itself."""
+    return {op for op in permissions.REQUEST_OPS if not op.startswith(permissions.SERVICE_PREFIXES)}
+
+
+def _check() -> None:
+    """Every op with a permission rule has a function here and the reverse."""
+    if set(OPS) != broker_ops():
+        raise RuntimeError(f"broker.server.request_ops.OPS and permissions.REQUEST_OPS differ: "
+                           f"{sorted(set(OPS) ^ broker_ops())}")
+
+
+_check()
