@@ -174,6 +174,21 @@ def test_no_agent_module_keeps_a_command_table_or_a_capability_at_module_level()
     assert found == []
 
 
+def test_no_agent_module_rebinds_its_own_globals():
+    """Tried: every agent source file for a ``global`` statement (state kept at module level, not on an object)."""
+    import ast
+    from pathlib import Path
+
+    import agent
+
+    root = Path(agent.__file__).parent
+    found = [f"{path.relative_to(root)}:{node.lineno}"
+             for path in sorted(root.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Global)]
+    assert found == []
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
