@@ -1,7 +1,7 @@
 """The agent's main loop: enrol, heartbeat, report, run commands.
 
-One thread owns the bus client: it polls the bus, publishes ``sysinfo``
-periodically, pumps the outbox, and hands commands to
+One thread owns the bus client: it polls the bus, gives each capability
+its periodic turn (the ``sysinfo`` report among them), pumps the outbox, and hands commands to
 :class:`~agent.lanes.CommandLanes` (worker threads) so that a long command
 never stops heartbeats. Each command id runs at most once.
 
@@ -19,19 +19,21 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent import files, identity, log_forward, power, sysinfo
-from agent.capability import Capability, Commands, command_table
+from agent import identity, log_forward, sysinfo
+from agent.capability import Capability, command_table
 from agent.chat import ChatInbox
 from agent.commands import Basics
 from agent.control import RemoteControl
+from agent.files import Files
 from agent.notice import Notifier, announce
+from agent.power import Power
 from agent.screen.handlers import Screen
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
 from agent.lanes import CommandLanes
-from agent.outbox import Outbox, OutboxError
+from agent.outbox import Outbox
 from broker.core import keys as keyfiles
 from broker.core.client import BusClient
 from broker.core.config import ClientConfig
@@ -95,17 +97,16 @@ class Agent:
         self.screen = Screen.on_bus(self.context, self.bus)
         self.capabilities: list[Capability] = [
             Basics(lambda: self.handlers),
-            Commands("sysinfo", sysinfo.HANDLERS),
-            Commands("files", files.HANDLERS),
-            Commands("power", power.HANDLERS),
+            sysinfo.SystemInfo(AGENT_VERSION, config.sysinfo_interval_s, ready=lambda: self.bus.ready,
+                               generation=lambda: self.bus.generation, after_report=self._report_drops),
+            Files(),
+            Power(),
             self.control,
             self.chat,
             self.screen,
         ]
         self.handlers = command_table(self.capabilities)
         self._stopping = False
-        self._next_sysinfo = 0.0
-        self._generation = 0
 
     def stop(self) -> None:
         self._stopping = True
@@ -119,17 +120,12 @@ class Agent:
         try:
             while not self._stopping:
                 env = self.bus.poll(self._poll_timeout(0.25))
-                if self.bus.generation != self._generation:
-                    self._generation = self.bus.generation
-                    self._next_sysinfo = 0.0  # report right after (re)connecting
                 if env is not None:
                     self._dispatch(env)
                 for cmd_id, name, sender, result in self.lanes.finished():
                     self._finish(cmd_id, name, sender, result)
                 for capability in self.capabilities:
-                    capability.poll(self.context)  # idle control sessions end, chat receipts, live-view frames
-                if self.bus.ready and time.monotonic() >= self._next_sysinfo:
-                    self._publish_sysinfo()
+                    capability.poll(self.context)  # sysinfo reports, idle control sessions end, chat receipts, live-view frames
                 self.sender.pump()
         finally:
             self._close_capabilities()
@@ -154,16 +150,8 @@ class Agent:
             except Exception:
                 log.exception("closing the %s capability failed", capability.name)
 
-    def _publish_sysinfo(self) -> None:
-        self._next_sysinfo = time.monotonic() + self.config.sysinfo_interval_s
-        try:
-            self.sender.report(Kind.EVENT, "sysinfo", sysinfo.collect(AGENT_VERSION))
-        except OutboxError as exc:  # reporting must never stop the agent
-            log.warning("could not keep a sysinfo report: %s", exc)
-        self._report_drops()
-
     def _report_drops(self) -> None:
-        """One security event for whatever the full-outbox policy dropped."""
+        """One security event for whatever the full-outbox policy dropped (after each sysinfo report)."""
         dropped = {k: v for k, v in self.outbox.take_drop_report().items() if v}
         if dropped:
             self.sender.report(Kind.SECURITY, "outbox_overflow", {"event": "outbox_overflow", "dropped": dropped})

@@ -2,7 +2,8 @@
 
 :func:`collect` gathers it with psutil: host and OS, logged-in users,
 uptime, CPU, memory, load, disks, network interfaces and the agent's
-version. The store reads these
+version. :class:`SystemInfo` is the capability the runner owns: the
+``sysinfo`` command and the periodic report. The store reads these
 keys of it: ``hostname``, ``os``, ``os_version``, ``logged_in_user``,
 ``version`` (the agent's), ``cpu_percent``, ``memory_percent`` and
 ``disk_percent``; the whole map is kept as the client's last sysinfo.
@@ -35,7 +36,10 @@ from importlib import metadata
 
 import psutil
 
+from agent.capability import Capability, Handler
 from agent.context import AgentContext
+from agent.outbox import OutboxError
+from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +209,44 @@ def collect(agent_version: str | None = None) -> dict:
     }
 
 
-def sysinfo_now(args: dict, ctx: AgentContext) -> dict:
-    """Collect and return the full system information now."""
-    return collect()
+class SystemInfo(Capability):
+    """The ``sysinfo`` command, and the report every ``interval_s`` (at once after each new connection).
 
+    ``ready()`` says whether the bus is connected and ``generation()``
+    counts its connections (a new one means: report now); reports go
+    through ``ctx.report`` (the durable outbox). ``after_report()`` runs
+    after each periodic report (the runner has the outbox's drops reported
+    at the same pace).
+    """
 
-HANDLERS: dict[str, Callable[[dict, AgentContext], dict]] = {"sysinfo": sysinfo_now}
+    name = "sysinfo"
+
+    def __init__(self, version: str, interval_s: float, *, ready: Callable[[], bool], generation: Callable[[], int],
+                 after_report: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
+        self.version = version
+        self.interval_s = interval_s
+        self._ready, self._generation, self._after_report, self._clock = ready, generation, after_report, clock
+        self._seen_generation = 0
+        self._next_report = 0.0
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"sysinfo": self.now}
+
+    def now(self, args: dict, ctx: AgentContext) -> dict:
+        """Collect and return the full system information now."""
+        return collect()
+
+    def poll(self, ctx: AgentContext) -> None:
+        if self._generation() != self._seen_generation:
+            self._seen_generation = self._generation()
+            self._next_report = 0.0  # report right after (re)connecting
+        if self._ready() and self._clock() >= self._next_report:
+            self._report(ctx)
+
+    def _report(self, ctx: AgentContext) -> None:
+        self._next_report = self._clock() + self.interval_s
+        try:
+            ctx.report(Kind.EVENT, "sysinfo", collect(self.version))
+        except OutboxError as exc:  # reporting must never stop the agent
+            log.warning("could not keep a sysinfo report: %s", exc)
+        self._after_report()

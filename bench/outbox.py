@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/outbox.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import outbox as outbox_mod  # noqa: E402
+from agent.outbox import storage as outbox_storage  # noqa: E402
 from agent.outbox import RECORD_OVERHEAD_BYTES, Outbox  # noqa: E402
 from broker.core import sqlite_db  # noqa: E402
 from broker.core.envelope import Kind, new_id  # noqa: E402
@@ -61,7 +61,7 @@ def bench_raw(path: Path, schema: list[str], rows: list[tuple], batch: int) -> f
         start = time.perf_counter()
         for i in range(0, len(rows), batch):
             db.execute("BEGIN")
-            db.executemany(outbox_mod._INSERT, rows[i : i + batch])
+            db.executemany(outbox_storage.INSERT, rows[i : i + batch])
             db.execute("COMMIT")
         return time.perf_counter() - start
     finally:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     now = time.time()
     size = len(body) + len(TOPIC) + RECORD_OVERHEAD_BYTES
     rows = [(new_id(), int(Kind.EVENT), TOPIC, body, 0, now, size) for _ in range(args.records)]
-    outbox_schema = list(outbox_mod._SCHEMA)  # the outbox's own DDL and insert, for a like-for-like raw run
+    outbox_schema = list(outbox_storage.SCHEMA)  # the outbox's own DDL and insert, for a like-for-like raw run
 
     runs = {
         "outbox put_many": lambda path: bench_outbox(path, items, args.batch),

@@ -81,7 +81,23 @@ class ChatView(QWidget):
         self.has_older = False
         #: the last problem shown to the operator ("" when none)
         self.last_error = ""
+        self._build()
+        self._connections = [
+            (worker.replied, self._on_replied),
+            (worker.request_failed, self._on_failed),
+            (worker.command_status, self._on_command_status),
+            (worker.command_result, self._on_command_status),
+            (worker.chat_received, self._on_chat),
+            (worker.welcomed, self._on_welcomed),
+        ]
+        for signal, slot in self._connections:
+            signal.connect(slot)
+        self.model.rowsInserted.connect(self._follow_new_rows)
+        self.text.setFocus()  # type at once (and no message looks selected)
+        self.reload()
 
+    def _build(self) -> None:
+        """The widgets: "Load older" and a notice, the messages, the line to type in and Send."""
         self.older_button = QPushButton("Load older", self)
         self.older_button.setEnabled(False)
         self.older_button.clicked.connect(self.load_older)
@@ -114,19 +130,6 @@ class ChatView(QWidget):
         layout.addWidget(self.list, 1)
         layout.addLayout(row)
         self.resize(480, 520)
-        self._connections = [
-            (worker.replied, self._on_replied),
-            (worker.request_failed, self._on_failed),
-            (worker.command_status, self._on_command_status),
-            (worker.command_result, self._on_command_status),
-            (worker.chat_received, self._on_chat),
-            (worker.welcomed, self._on_welcomed),
-        ]
-        for signal, slot in self._connections:
-            signal.connect(slot)
-        self.model.rowsInserted.connect(self._follow_new_rows)
-        self.text.setFocus()  # type at once (and no message looks selected)
-        self.reload()
 
     # -- sending and deleting -------------------------------------------------------------------
     def send(self) -> str | None:

@@ -13,12 +13,12 @@ The window keeps the layout and never touches the bus: its
 :class:`~gui.console_controller.ConsoleController` (not a widget) sends the
 requests through the :class:`~gui.bus_worker.BusWorker`, pages the selected
 client's history into the models and tells the window by signals what to
-redraw; the fleet views are built in :mod:`gui.fleet_view`, the actions and
-tabs are data in :mod:`gui.console_actions`.
+redraw; the fleet views are built in :mod:`gui.fleet_view`, the selected
+client's pane in :mod:`gui.client_details`, and the actions and tabs are
+data in :mod:`gui.console_actions`.
 """
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -35,7 +35,6 @@ from PySide6.QtGui import (
     QCloseEvent,
     QImage,
     QKeySequence,
-    QPalette,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -48,28 +47,19 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
-    QTabWidget,
     QToolBar,
-    QVBoxLayout,
-    QWidget,
 )
 
 from gui import theme
 from gui.bus_worker import BusWorker
-from gui.capture_view import CapturesTab, CaptureViews
-from gui.console_actions import ACTION_BY_KEY, ACTIONS, HISTORY_TABS, LIVE_KINDS, NOUNS, ActionSpec
+from gui.capture_view import CaptureViews
+from gui.client_details import ClientDetails
+from gui.console_actions import ACTION_BY_KEY, ACTIONS, HISTORY_TABS, ActionSpec
 from gui.console_controller import ConsoleController
 from gui.fleet_view import fleet_proxy, table_view, tile_view
-from gui.models import CapturesModel, ClientsModel, HistoryModel, format_time, result_text
+from gui.models import CapturesModel, ClientsModel, HistoryModel, result_text
 from gui.thumbnails import ThumbnailConfig, ThumbnailScheduler
-from gui.widgets import (
-    HistoryTab,
-    MetricsChart,
-    ReasonDialog,
-    Sample,
-    compact_rows,
-    sample_of,
-)
+from gui.widgets import ReasonDialog, compact_rows
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +85,6 @@ class MainWindow(QMainWindow):
         self.history: dict[str, HistoryModel] = {
             kind: CapturesModel(self) if kind == "captures" else HistoryModel(kind, parent=self) for kind, _, _ in HISTORY_TABS
         }
-        self.tabs_by_kind: dict[str, HistoryTab] = {}
         self.command_actions: dict[str, QAction] = {}
         self.dialog: ReasonDialog | None = None
         #: requests, answers and the selected client's history (not a widget)
@@ -106,8 +95,6 @@ class MainWindow(QMainWindow):
         self._chat_windows: dict = {}  # client id -> ChatView
         #: full-size capture windows and exports
         self.capture_views = CaptureViews(worker, self.controller.call, self._name, self.statusBar().showMessage, self)
-        self._metrics_loaded = False
-        self._live_samples: list[Sample] = []
         self._theme = theme_name
         self.setWindowTitle("EMS operator console")
         self.setObjectName("emsConsole")
@@ -147,33 +134,11 @@ class MainWindow(QMainWindow):
         self.clients.rowsInserted.connect(self._update_counts)
 
     def _build_details(self) -> None:
-        self.details = QWidget()
-        self.details.setObjectName("details")
-        self.header = QLabel()
-        self.header.setObjectName("clientHeader")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setContentsMargins(6, 4, 6, 4)
-        self.chart = MetricsChart(max_points=self.metrics_limit * 2)
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("historyTabs")
-        self.tabs.setDocumentMode(True)
-        for index, (kind, title, what) in enumerate(HISTORY_TABS):
-            tab_class = CapturesTab if kind == "captures" else HistoryTab
-            tab = tab_class(self.history[kind], f"{what}. Select a client.")
-            tab.setObjectName(f"tab_{kind}")
-            self.tabs_by_kind[kind] = tab
-            self.tabs.addTab(tab, title)
-            self.tabs.setTabToolTip(index, what)
-        captures = self.tabs_by_kind["captures"]
-        captures.open_requested.connect(self.capture_views.open)
-        captures.export_requested.connect(lambda row: self.capture_views.ask_export(row, self))
-        self.tabs.currentChanged.connect(self._on_tab_changed)
-        layout = QVBoxLayout(self.details)
-        layout.setContentsMargins(4, 0, 0, 0)
-        layout.addWidget(self.header)
-        layout.addWidget(self.chart, 2)
-        layout.addWidget(self.tabs, 3)
+        self.details = ClientDetails(self.clients, self.history, self.controller, self.capture_views, self._name,
+                                     self.metrics_limit)
+        # the pane's parts, as tests and harnesses reach them
+        self.header, self.chart, self.tabs, self.tabs_by_kind = (
+            self.details.header, self.details.chart, self.details.tabs, self.details.tabs_by_kind)
 
     def _build_command_log(self) -> None:
         self.command_log = QTableView()
@@ -297,10 +262,10 @@ class MainWindow(QMainWindow):
         w.frame_received.connect(self._on_frame)
         w.stats_changed.connect(self._on_stats)
         c = self.controller
-        c.history_shown.connect(self._history_shown)
-        c.history_failed.connect(self._history_failed)
-        c.metrics_loaded.connect(self._metrics_rows)
-        c.metrics_failed.connect(self._metrics_failed)
+        c.history_shown.connect(self.details.history_shown)
+        c.history_failed.connect(self.details.history_failed)
+        c.metrics_loaded.connect(self.details.metrics_rows)
+        c.metrics_failed.connect(self.details.metrics_failed)
         c.agents_loaded.connect(self._on_agents)
         c.notice.connect(self.statusBar().showMessage)
 
@@ -340,9 +305,9 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if isinstance(app, QApplication):
             theme.apply(app, name)
-        self.chart.set_dark(name == theme.DARK)
+        self.details.chart.set_dark(name == theme.DARK)
         self.theme_action.setChecked(name == theme.DARK)
-        self._update_header()
+        self.details.update_header()
 
     def run_action(self, key: str) -> ReasonDialog | None:
         """Start action ``key`` on the selected client: asks for a reason first where needed."""
@@ -383,77 +348,8 @@ class MainWindow(QMainWindow):
 
     def _show_client(self, client_id: str | None) -> None:
         self.controller.select(client_id)  # its answers come later, through the event loop
-        self._live_samples = []
-        self._metrics_loaded = False
-        self.chart.clear()
-        self.chart.set_title(f"{self._name(client_id)}: CPU, memory and disk" if client_id else "CPU, memory and disk")
-        for tab in self.tabs_by_kind.values():
-            tab.model.clear()
-            tab.set_message(tab.empty_text if client_id is None else "Loading…")
-        self._update_header()
+        self.details.show_client(client_id)
         self._update_actions()
-
-    def _current_kind(self) -> str:
-        return HISTORY_TABS[max(0, self.tabs.currentIndex())][0]
-
-    def _on_tab_changed(self, index: int) -> None:
-        self.controller.show_kind(self._current_kind())
-
-    def _history_shown(self, kind: str, refit: bool, stored: int | None) -> None:
-        if refit:
-            self.tabs_by_kind[kind].fit_columns()
-        self._describe_tab(kind, stored)
-
-    def _describe_tab(self, kind: str, stored: int | None = None) -> None:
-        model, tab = self.history[kind], self.tabs_by_kind[kind]
-        noun = NOUNS[kind]
-        if model.rowCount() == 0:
-            text = f"No {noun} stored for this client."
-        elif stored is not None and stored >= self.controller.limit(kind):
-            text = f"The newest {model.rowCount()} {noun}, newest first."
-        else:
-            text = f"{model.rowCount()} {noun}, newest first."
-        text += " Live." if kind in LIVE_KINDS else " F5 refreshes."
-        tab.set_message(text)
-
-    def _history_failed(self, kind: str, error: str) -> None:
-        self.tabs_by_kind[kind].set_message(f"Not available: {error}", error=True)
-
-    def _metrics_rows(self, rows: list) -> None:
-        samples = [sample_of(r) for r in reversed(rows) if isinstance(r, dict) and isinstance(r.get("ts"), (int, float))]
-        newest = samples[-1].ts if samples else 0.0
-        self.chart.set_history(samples + [s for s in self._live_samples if s.ts > newest])
-        self._metrics_loaded = True
-
-    def _metrics_failed(self, error: str) -> None:
-        self.chart.set_history(self._live_samples)
-        self._metrics_loaded = True
-        self.chart.set_title(f"{self._name(self.current_client)}: live only ({error})")
-
-    def _update_header(self) -> None:
-        if not hasattr(self, "header"):
-            return
-        client = self.clients.client(self.current_client) if self.current_client else None
-        muted = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
-        if client is None:
-            self.header.setText(f"<span style='color:{muted}'>Select a client in the grid to see its history, "
-                                "its CPU, memory and disk, and to act on it.</span>")
-            return
-        esc = html.escape
-        colour = (ClientsModel.ONLINE_COLOUR if client.online else ClientsModel.OFFLINE_COLOUR).name()
-        state = "online" if client.online else f"offline, last seen {format_time(client.last_seen)}"
-        load = []
-        if client.cpu_percent is not None:
-            load.append(f"CPU {client.cpu_percent:.0f} %")
-        if client.memory_percent is not None:
-            load.append(f"memory {client.memory_percent:.0f} %")
-        self.header.setText(
-            f"<span style='font-size:14pt; font-weight:600'>{esc(client.name)}</span>"
-            f"&nbsp;&nbsp;<span style='color:{muted}'>{esc(client.client_id)}</span><br>"
-            f"{esc(client.user or 'no user')} @ {esc(client.hostname or '?')} &nbsp;·&nbsp; "
-            f"<span style='color:{colour}'>●</span> {esc(state)}"
-            + (f" &nbsp;·&nbsp; {esc(', '.join(load))}" if load else "")
-        )
 
     def _update_actions(self) -> None:
         allowed = self._ready and self.current_client is not None and self.controller.role != "viewer"
@@ -490,17 +386,7 @@ class MainWindow(QMainWindow):
 
     def _on_sysinfo(self, items: list) -> None:
         self.clients.apply_sysinfo(items)
-        client_id = self.current_client
-        if client_id is None:
-            return
-        mine = [i for i in items if i.get("client_id") == client_id and isinstance(i.get("ts"), (int, float))]
-        if not mine:
-            return
-        samples = [sample_of(i) for i in mine]
-        self.chart.set_disk_mount(mine[-1].get("disk_percent_mount"))
-        self._live_samples = (self._live_samples + samples)[-self.metrics_limit:]
-        if self._metrics_loaded:
-            self.chart.append(samples)
+        self.details.add_sysinfo(items)
 
     def _on_command_result(self, items: list) -> None:
         self.controller.merge_commands(items)
@@ -521,7 +407,7 @@ class MainWindow(QMainWindow):
             return
         row = self.clients.row_of(self.current_client)
         if top_left.row() <= row <= bottom_right.row():
-            self._update_header()
+            self.details.update_header()
 
     def _update_counts(self, *_) -> None:
         total = self.clients.rowCount()

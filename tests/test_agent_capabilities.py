@@ -155,3 +155,71 @@ def test_two_capabilities_cannot_claim_one_command():
     """Tried: two capabilities that both answer ``ping``: the table refuses, naming both."""
     with pytest.raises(ValueError, match="'ping' is claimed by both first and second"):
         command_table([Commands("first", {"ping": len}), Commands("second", {"ping": len})])
+
+
+def test_no_agent_module_keeps_a_command_table_or_a_capability_at_module_level():
+    """Tried: every module of the agent package, imported; none has a ``HANDLERS`` table or a Capability object
+    of its own (capabilities are made and owned by the runner)."""
+    import importlib
+    import pkgutil
+
+    import agent
+
+    found = []
+    for info in pkgutil.walk_packages(agent.__path__, "agent."):
+        module = importlib.import_module(info.name)
+        for attr, value in vars(module).items():
+            if attr == "HANDLERS" or isinstance(value, Capability):
+                found.append(f"{info.name}.{attr}")
+    assert found == []
+
+
+def test_no_agent_module_rebinds_its_own_globals():
+    """Tried: every agent source file for a ``global`` statement (state kept at module level, not on an object)."""
+    import ast
+    from pathlib import Path
+
+    import agent
+
+    root = Path(agent.__file__).parent
+    found = [f"{path.relative_to(root)}:{node.lineno}"
+             for path in sorted(root.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Global)]
+    assert found == []
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_sysinfo_report_is_the_capabilitys_periodic_work(tmp_path):
+    """Tried: SystemInfo.poll on a hand-driven clock: nothing while disconnected, a report at once when
+    connected, none again before the interval, one after it, and at once after a reconnection."""
+    from agent.context import AgentContext, LocalPolicy
+    from agent.sysinfo import SystemInfo
+    from broker.core.envelope import Kind
+
+    reports, drops, clock = [], [], Clock()
+    state = {"ready": False, "generation": 0}
+    info = SystemInfo("7.7.7", 60.0, ready=lambda: state["ready"], generation=lambda: state["generation"],
+                       after_report=lambda: drops.append(clock.now), clock=clock)
+    ctx = AgentContext(client_id=AGENT_ID, data_dir=tmp_path, policy=LocalPolicy(), access_log=lambda *a: None,
+                       notify=lambda *a: None, report=lambda kind, name, data, **kw: reports.append((kind, name, data)) or "m")
+    info.poll(ctx)
+    assert reports == []
+    state.update(ready=True, generation=1)
+    info.poll(ctx)
+    clock.now += 59
+    info.poll(ctx)
+    assert [(kind, name, data["version"]) for kind, name, data in reports] == [(Kind.EVENT, "sysinfo", "7.7.7")]
+    clock.now += 1
+    info.poll(ctx)
+    assert len(reports) == 2
+    state["generation"] = 2
+    info.poll(ctx)
+    assert len(reports) == 3 and drops == [1000.0, 1060.0, 1060.0]

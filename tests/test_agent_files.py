@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from test_store_support import make_store
 
-from agent import files
+from agent.files import Files, descriptors, paths, transfer
 from agent.access_log import AccessLog
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.outbox import Priority
@@ -50,8 +50,8 @@ class Reports:
 def mode(request, monkeypatch):
     """Run each test with directory descriptors and with the path-only fallback."""
     if request.param == "paths":
-        monkeypatch.setattr(files, "FD_RELATIVE", False)
-    elif not files.FD_RELATIVE:
+        monkeypatch.setattr(descriptors, "FD_RELATIVE", False)
+    elif not descriptors.FD_RELATIVE:
         pytest.fail("no directory descriptors: the Linux path must have them")
     return request.param
 
@@ -88,10 +88,10 @@ def ctx(tmp_path, tree, mode):
 
 
 def run(ctx: AgentContext, name: str, **args) -> dict:
-    return files.HANDLERS[name](args, ctx)
+    return Files().handlers()[name](args, ctx)
 
 
-def refused(ctx: AgentContext, name: str, error=files.PathRefused, **args) -> str:
+def refused(ctx: AgentContext, name: str, error=paths.PathRefused, **args) -> str:
     with pytest.raises(error) as info:
         run(ctx, name, **args)
     assert ctx.report.fileops[-1]["ok"] is False
@@ -164,7 +164,7 @@ def test_download_whole_and_in_chunks(ctx, tree, monkeypatch):
     root, _ = tree
     got = run(ctx, "files.download", path="a.txt")
     assert (got["data"], got["size"], got["eof"], got["next_offset"]) == (b"alpha", 5, True, None)
-    monkeypatch.setattr(files, "MAX_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(transfer, "MAX_CHUNK_BYTES", 1000)
     blob = os.urandom(2500)
     (root / "big.bin").write_bytes(blob)
     parts, offset = [], 0
@@ -291,33 +291,33 @@ def test_a_root_nested_in_another_root_cannot_be_deleted_through_it(tmp_path, tr
 
 def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(tmp_path, tree):
     """Time of check vs time of use: the parent walk uses O_NOFOLLOW on every component."""
-    if not files.FD_RELATIVE:
+    if not descriptors.FD_RELATIVE:
         pytest.fail("no directory descriptors: the Linux path must have them")
     root, outside = tree
     ctx = make_ctx(tmp_path, [root])
-    checked = files.resolve(ctx.policy, "sub/b.txt")
+    checked = paths.resolve(ctx.policy, "sub/b.txt")
     (root / "sub").rename(root / "sub.old")
     (root / "sub").symlink_to(outside, target_is_directory=True)
     (outside / "b.txt").write_bytes(b"outside b")
-    with pytest.raises(files.PathRefused, match="symbolic link"):
-        files.read_chunk(checked, 0, None, 1000)
-    listing = files.resolve(ctx.policy, "sub")
+    with pytest.raises(paths.PathRefused, match="symbolic link"):
+        transfer.read_chunk(checked, 0, None, 1000)
+    listing = paths.resolve(ctx.policy, "sub")
     (root / "sub").unlink()
     (root / "sub").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(files.PathRefused), files._directory(listing):
+    with pytest.raises(paths.PathRefused), descriptors.directory(listing):
         pass
 
 
 def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(tmp_path, tree):
-    if not files.FD_RELATIVE:
+    if not descriptors.FD_RELATIVE:
         pytest.fail("no O_NOFOLLOW: the Linux path must have it")
     root, outside = tree
     ctx = make_ctx(tmp_path, [root])
-    checked = files.follow(ctx.policy, files.resolve(ctx.policy, "a.txt"))
+    checked = paths.follow(ctx.policy, paths.resolve(ctx.policy, "a.txt"))
     (root / "a.txt").unlink()
     (root / "a.txt").symlink_to(outside / "secret.txt")
-    with pytest.raises(files.PathRefused, match="symbolic link"):
-        files.read_chunk(checked, 0, None, 1000)
+    with pytest.raises(paths.PathRefused, match="symbolic link"):
+        transfer.read_chunk(checked, 0, None, 1000)
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -422,7 +422,7 @@ def test_every_operation_is_recorded_for_the_store_and_the_access_log(tmp_path, 
     ctx = make_ctx(tmp_path, [root])
     run(ctx, "files.list", path=".")
     run(ctx, "files.download", path="a.txt")
-    with pytest.raises(files.PathRefused):
+    with pytest.raises(paths.PathRefused):
         run(ctx, "files.download", path="../outside/secret.txt")
     assert all(kind is Kind.EVENT and name == "fileop" and prio is Priority.IMPORTANT for kind, name, _d, prio in ctx.report.items)
     store = make_store(tmp_path)

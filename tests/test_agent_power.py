@@ -21,9 +21,12 @@ import sys
 
 import pytest
 
-from agent import power
 from agent.context import AgentContext, CommandError, LocalPolicy
-from agent.power import Action, Plan, PowerExecutor, Step
+from agent.power import Power
+from agent.power import executor as power_executor
+from agent.power.executor import PowerExecutor
+from agent.power.parsers import PARSERS
+from agent.power.plans import WINDOWS_CHECK_SCRIPT, Action, Plan, Step
 
 
 def which_of(*present: str):
@@ -127,7 +130,7 @@ def test_windows_argv():
     assert argv_of(win, Action.SHUTDOWN, delay_s=0, message="m") == [["shutdown", "/s", "/t", "0", "/c", "m"]]
     check = argv_of(win, Action.UPDATE_CHECK)
     assert check == [["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command",
-                      power.WINDOWS_CHECK_SCRIPT]]
+                      WINDOWS_CHECK_SCRIPT]]
     assert "Microsoft.Update.Session" in check[0][-1] and "IsInstalled=0" in check[0][-1]
     apply = argv_of(win, Action.UPDATE_APPLY)[0][-1]
     assert "CreateUpdateInstaller" in apply and "AcceptEula" in apply
@@ -168,7 +171,7 @@ def ctx(tmp_path):
 
 
 def test_reboot_handler_notifies_the_user_first_and_runs_nothing_in_dry_run(ctx):
-    result = power._power(Action.REBOOT, {"delay_s": 120, "reason": "kernel update"}, ctx, dry("linux", "systemctl", "shutdown"))
+    result = Power(lambda _ctx: dry("linux", "systemctl", "shutdown")).reboot({"delay_s": 120, "reason": "kernel update"}, ctx)
     assert result["argv"] == [["shutdown", "-r", "+2", "EMS: your IT team will restart this computer. kernel update"]]
     assert result["dry_run"] is True and result["delay_s"] == 120
     [(title, text)] = ctx.notices
@@ -180,16 +183,16 @@ def test_reboot_handler_notifies_the_user_first_and_runs_nothing_in_dry_run(ctx)
 def test_handlers_on_this_machine_follow_the_policy_dry_run(ctx):
     for name in ("power.reboot", "power.shutdown", "update.check", "update.apply"):
         try:
-            result = power.HANDLERS[name]({"delay_s": 0}, ctx)
+            result = Power().handlers()[name]({"delay_s": 0}, ctx)
         except CommandError as exc:  # e.g. no package manager in a minimal container
             assert "not" in str(exc)
             continue
         assert result["dry_run"] is True and result["argv"] and "steps" not in result
     assert [title for title, _ in ctx.notices][:2] == ["This computer will restart", "This computer will shut down"]
     with pytest.raises(CommandError, match="reason"):
-        power.HANDLERS["power.reboot"]({"reason": 5}, ctx)
+        Power().handlers()["power.reboot"]({"reason": 5}, ctx)
     with pytest.raises(CommandError, match="refresh"):
-        power.HANDLERS["update.check"]({"refresh": "no"}, ctx)
+        Power().handlers()["update.check"]({"refresh": "no"}, ctx)
 
 
 # -- running steps for real -------------------------------------------------------------
@@ -234,7 +237,7 @@ def test_timeouts_missing_binaries_and_long_output():
     result = executor.execute(real_plan(Step(py("print('x' * 100_000)"))))
     output = result["steps"][0]["output"]
     assert result["steps"][0]["output_truncated"] is True
-    assert len(output) < power.OUTPUT_HEAD_BYTES + power.OUTPUT_TAIL_BYTES + 100 and "bytes cut" in output
+    assert len(output) < power_executor.OUTPUT_HEAD_BYTES + power_executor.OUTPUT_TAIL_BYTES + 100 and "bytes cut" in output
 
 
 def test_a_detached_step_is_started_and_not_waited_for(tmp_path):
@@ -248,9 +251,9 @@ def test_a_detached_step_is_started_and_not_waited_for(tmp_path):
 
 
 def test_truncate_keeps_head_and_tail():
-    text, cut = power.truncate(b"a" * 10 + b"b" * 100 + b"c" * 10, head=10, tail=10)
+    text, cut = power_executor.truncate(b"a" * 10 + b"b" * 100 + b"c" * 10, head=10, tail=10)
     assert cut is True and text.startswith("a" * 10) and text.endswith("c" * 10) and "[100 bytes cut]" in text
-    assert power.truncate(b"short") == ("short", False)
+    assert power_executor.truncate(b"short") == ("short", False)
 
 
 # -- parsers ----------------------------------------------------------------------------
@@ -271,7 +274,7 @@ SAMPLES = {
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_update_list_parsers(name):
     text, expected = SAMPLES[name]
-    assert power.PARSERS[name](text) == expected
+    assert PARSERS[name](text) == expected
 
 
 # -- the real check, where it is harmless -----------------------------------------------

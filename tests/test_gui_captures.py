@@ -232,7 +232,7 @@ def test_live_sysinfo_adds_disk_points_and_names_the_fullest_mount(bus, persiste
     qtbot.waitUntil(lambda: fleet.ready_ids == {"a1"}, timeout=WAIT_MS)
     window = console()
     qtbot.waitUntil(lambda: window.select_client("a1"), timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window._metrics_loaded, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.details.metrics_loaded, timeout=WAIT_MS)
     for disk in (71.5, 72.0):
         fleet.publish("a1", Kind.EVENT, "sysinfo", {"cpu_percent": 5.0, "memory_percent": 40.0, "disk_percent": disk,
                                                     "disk_percent_mount": "/home"})

@@ -19,6 +19,7 @@ resizing (``max_width`` / ``scale``) always goes through Pillow::
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -183,23 +184,16 @@ def _on(display: str | None) -> str:
 
 # -- JPEG -------------------------------------------------------------------
 
-_simplejpeg_modules: tuple | None = None
-_simplejpeg_checked = False
-
-
-def _simplejpeg():
+@functools.cache
+def _simplejpeg() -> tuple | None:
     """``(simplejpeg, numpy)`` if importable, else None (checked once)."""
-    global _simplejpeg_modules, _simplejpeg_checked
-    if not _simplejpeg_checked:
-        _simplejpeg_checked = True
-        try:
-            import numpy
-            import simplejpeg
-
-            _simplejpeg_modules = (simplejpeg, numpy)
-        except ImportError as exc:
-            log.info("simplejpeg is not available (%s): JPEG encoding falls back to Pillow", exc)
-    return _simplejpeg_modules
+    try:
+        import numpy
+        import simplejpeg
+    except ImportError as exc:
+        log.info("simplejpeg is not available (%s): JPEG encoding falls back to Pillow", exc)
+        return None
+    return simplejpeg, numpy
 
 
 def default_encoder() -> str:

@@ -6,7 +6,7 @@ restarted broker and reconnects with jittered backoff, re-subscribes after a
 reconnect, and turns ERROR replies into exceptions for request/response
 calls. Peers build their own loop around :meth:`BusClient.poll`, which
 returns the application messages (events, commands, results...) and handles
-the protocol ones itself::
+the protocol ones itself (request / response is :mod:`broker.core.client_calls`)::
 
     client = BusClient(ClientConfig(server, server_key), keypair, hello={...})
     client.connect()
@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import zmq
 
+from broker.core.client_calls import Calls, error_of
 from broker.core.config import ClientConfig, RateLimit
 from broker.core.envelope import (
     ERROR_TEXT,
@@ -44,7 +45,6 @@ from broker.core.envelope import (
 from broker.core.errors import EmsError, ProtocolError, RemoteError, SendError, TimeoutError
 from broker.core.keys import KeyPair
 from broker.core.quota import METERED_KINDS, AgentQuota
-from broker.core.vocabulary import is_final
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,14 @@ class RateLimited(SendError):
     """The broker asked this peer to stop publishing for a while (``RATE_LIMITED``)."""
 
 
-class BusClient:
-    """One peer's connection to the broker (single-threaded)."""
+class BusClient(Calls):
+    """One peer's connection to the broker (single-threaded).
+
+    The connection, heartbeats and protocol messages are here; request /
+    response (:meth:`call`, :meth:`request`, :meth:`subscribe`,
+    :meth:`send_command`, :meth:`wait_result`) comes from
+    :class:`broker.core.client_calls.Calls`.
+    """
 
     def __init__(
         self,
@@ -389,7 +395,7 @@ class BusClient:
             self._on_welcome(env)
             return None
         if kind is Kind.ERROR:
-            err = self._error_of(env)
+            err = error_of(env)
             code = err.get("code")
             if code == ErrorCode.HELLO_REQUIRED:
                 if self.state == READY:
@@ -449,108 +455,8 @@ class BusClient:
         self.rate_limited += 1
         log.warning("the broker rate-limits this peer (%s): publishing paused for %.2f s", err.get("detail", ""), wait)
 
-    @staticmethod
-    def _error_of(env: Envelope) -> dict:
-        try:
-            data = env.data()
-            return data if isinstance(data, dict) else {}
-        except ProtocolError:
-            return {}
-
     def _keep(self, env: Envelope) -> None:
         if len(self._backlog) >= MAX_BACKLOG:
             self._backlog.popleft()
             self.dropped_backlog += 1
         self._backlog.append(env)
-
-    # -- request / response -----------------------------------------------
-    def call(self, kind: Kind, data: Any, *, topic: str = "", msg_id: str | None = None, expires: float | None = None,
-             timeout_s: float | None = None, until: Callable[[Envelope], bool] | None = None) -> Envelope:
-        """Send and wait for the answer correlated to it (resent after a reconnect).
-
-        The answer is the first message whose ``corr`` is this message's id
-        (and that ``until`` accepts, if given). An ERROR answer raises
-        :class:`RemoteError`. Other messages are kept for :meth:`poll`.
-        """
-        timeout_s = self.config.timing.request_timeout_s if timeout_s is None else timeout_s
-        deadline = self.clock() + timeout_s
-        if self.state != READY:
-            self.wait_ready(timeout_s)
-        msg_id = self.send(kind, topic, data, msg_id=msg_id, expires=expires)
-        generation = self.generation
-        while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                raise TimeoutError(f"no answer to {kind.name} within {timeout_s:.1f} s")
-            if self.generation != generation and self.state == READY:
-                generation = self.generation  # reconnected: the broker may not have seen it
-                self.send(kind, topic, data, msg_id=msg_id, expires=expires)
-            env = self._poll_once(min(remaining, 0.2))
-            if env is None:
-                continue
-            if env.corr == msg_id:
-                if env.kind is Kind.ERROR:
-                    err = self._error_of(env)
-                    code = err.get("code")
-                    if code in (ErrorCode.HELLO_REQUIRED, ErrorCode.NOT_ENROLLED):
-                        continue  # re-sent once we are welcomed again
-                    raise RemoteError(_code(code), err.get("error", "error"), err.get("detail", ""))
-                if until is None or until(env):
-                    return env
-            self._keep(env)
-
-    def request(self, op: str, timeout_s: float | None = None, **args) -> Any:
-        """Call a broker operation (``status``, ``keys.list``, ...) and return its result."""
-        return self.call(Kind.REQUEST, {"op": op, "args": args}, timeout_s=timeout_s).data()
-
-    def subscribe(self, prefixes: list[str], timeout_s: float | None = None) -> list[str]:
-        """Receive messages whose topic starts with any of ``prefixes`` (kept across reconnects)."""
-        self.prefixes = list(dict.fromkeys(self.prefixes + list(prefixes)))
-        return self.call(Kind.SUBSCRIBE, {"prefixes": list(prefixes)}, timeout_s=timeout_s).data()["prefixes"]
-
-    def send_command(self, target: str, name: str, args: dict | None = None, ttl_s: float | None = None,
-                     timeout_s: float | None = None, cmd_id: str | None = None) -> dict:
-        """Queue a command for an agent; returns its first status (``queued``...)."""
-        expires = time.time() + ttl_s if ttl_s else None
-        env = self.call(Kind.COMMAND, {"target": target, "name": name, "args": args or {}}, topic=f"command.{target}",
-                        msg_id=cmd_id or new_id(), expires=expires, timeout_s=timeout_s)
-        return env.data()
-
-    def wait_result(self, cmd_id: str, timeout_s: float, on_status: Callable[[dict], None] | None = None) -> dict:
-        """Wait for a command's final outcome (``done``, ``failed``, ``expired``).
-
-        Status changes on the way are passed to ``on_status``. If the result
-        message was missed (say, across a broker restart) the broker's
-        command record is asked for every few seconds.
-        """
-        deadline = self.clock() + timeout_s
-        next_check = self.clock() + max(2.0, self._heartbeat_s)
-        waiting = [e for e in self._backlog if e.corr == cmd_id]  # arrived during send_command
-        for env in waiting:
-            self._backlog.remove(env)
-        while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                raise TimeoutError(f"command {cmd_id} has no result after {timeout_s:.0f} s")
-            env = waiting.pop(0) if waiting else self._poll_once(min(remaining, 0.2))
-            if env is not None and env.corr == cmd_id:
-                data = env.data()
-                if env.kind is Kind.RESULT:
-                    return data
-                if env.kind is Kind.COMMAND_STATUS and on_status is not None:
-                    on_status(data)
-                continue
-            if env is not None:
-                self._keep(env)
-            if self.clock() >= next_check and self.state == READY:
-                next_check = self.clock() + max(2.0, self._heartbeat_s)
-                record = self.request("command.get", id=cmd_id)
-                if is_final(record.get("status")):
-                    return {k: record[k] for k in ("id", "target", "name", "status", "result")}
-
-
-def _code(value) -> ErrorCode | int:
-    try:
-        return ErrorCode(value)
-    except ValueError:
-        return value

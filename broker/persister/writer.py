@@ -11,6 +11,49 @@ batch is redone record by record, each in a savepoint. Disk full, read-only
 or I/O errors roll the whole transaction back and raise
 :class:`~broker.persister.tables.StoreUnavailable`: nothing of the batch is
 written, so the caller acknowledges nothing and retries later.
+
+Where records go
+----------------
+``data`` keys in brackets; all optional unless marked *:
+
+* ``log`` -> ``client_logs`` [level, logger, message*]
+* ``security`` -> ``security_events`` [event*, severity, the rest as
+  detail]; ``client_id`` "" or "broker" (:data:`BROKER_IDS`) means
+  the broker (or a service naming itself in ``origin``) reported it,
+  and ``data["client_id"]`` is then the client it concerns (see
+  :mod:`~broker.persister.schema`); other kinds refuse those ids
+* ``audit`` -> ``audit_trail`` [operator*, role, action*, target,
+  reason, detail]; ``target``/``reason`` default to those in detail
+* ``presence`` -> ``sessions`` and ``clients.online`` [state*
+  online|offline, reason, info {user, hostname, os, version, label}]
+* ``command_status`` -> ``commands`` [id*, status*, name, operator,
+  args, result, created]; status only moves forward
+* ``event`` on ``event.<client>.<name>``: ``sysinfo`` -> ``metrics``
+  and the ``clients`` row [hostname, os, os_version, logged_in_user,
+  version, cpu_percent, memory_percent, disk_percent]; ``capture``
+  -> ``screen_captures`` [width, height, quality, format, image*,
+  command] and its preview (or why there is none) in
+  ``capture_thumbnails``; ``chat`` -> ``chat_messages`` [body*, direction in|out,
+  command (out), in_reply_to (in), status] or, with ``ref`` (a stored message's msg_id), a
+  status change / soft delete of it [status, deleted]; ``fileop`` ->
+  ``file_operations`` [op*, path*, size, ok, error, command]; any
+  other name -> ``activity_logs`` (data stored whole).
+
+The ``operator`` of a capture, a file operation or an operator's
+chat message is the sender of the ``command`` it reports on, from
+the broker's record of that command (``command_status``), never
+from the agent's body; until that record is here the agent's record
+is *waiting*, and after :data:`OPERATOR_WAIT_S` it is stored with
+no operator beside an ``unverified_operator`` security event. An
+employee's reply is addressed to the operator of the message it
+answers (``in_reply_to``), or to nobody named.
+
+Presence, command status and chat status changes count as *new*
+when they changed something and as *duplicates* when they did not.
+A chat receipt or delete whose message is not stored yet is
+*waiting* (not written, not to be acknowledged: it is resent) for up
+to :data:`CHAT_UPDATE_WAIT_S`, then rejected.
+A client that is not known yet gets a ``clients`` row.
 """
 from __future__ import annotations
 
@@ -40,47 +83,8 @@ class Writer(StorePart):
     def write_batch(self, records: Iterable[Record]) -> StoredBatch:
         """Store ``records`` in one transaction, deduplicated; see :class:`StoredBatch`.
 
-        Where records go (``data`` keys in brackets; all optional unless
-        marked *):
-
-        * ``log`` -> ``client_logs`` [level, logger, message*]
-        * ``security`` -> ``security_events`` [event*, severity, the rest as
-          detail]; ``client_id`` "" or "broker" (:data:`BROKER_IDS`) means
-          the broker (or a service naming itself in ``origin``) reported it,
-          and ``data["client_id"]`` is then the client it concerns (see
-          :mod:`~broker.persister.schema`); other kinds refuse those ids
-        * ``audit`` -> ``audit_trail`` [operator*, role, action*, target,
-          reason, detail]; ``target``/``reason`` default to those in detail
-        * ``presence`` -> ``sessions`` and ``clients.online`` [state*
-          online|offline, reason, info {user, hostname, os, version, label}]
-        * ``command_status`` -> ``commands`` [id*, status*, name, operator,
-          args, result, created]; status only moves forward
-        * ``event`` on ``event.<client>.<name>``: ``sysinfo`` -> ``metrics``
-          and the ``clients`` row [hostname, os, os_version, logged_in_user,
-          version, cpu_percent, memory_percent, disk_percent]; ``capture``
-          -> ``screen_captures`` [width, height, quality, format, image*,
-          command] and its preview (or why there is none) in
-          ``capture_thumbnails``; ``chat`` -> ``chat_messages`` [body*, direction in|out,
-          command (out), in_reply_to (in), status] or, with ``ref`` (a stored message's msg_id), a
-          status change / soft delete of it [status, deleted]; ``fileop`` ->
-          ``file_operations`` [op*, path*, size, ok, error, command]; any
-          other name -> ``activity_logs`` (data stored whole).
-
-        The ``operator`` of a capture, a file operation or an operator's
-        chat message is the sender of the ``command`` it reports on, from
-        the broker's record of that command (``command_status``), never
-        from the agent's body; until that record is here the agent's record
-        is *waiting*, and after :data:`OPERATOR_WAIT_S` it is stored with
-        no operator beside an ``unverified_operator`` security event. An
-        employee's reply is addressed to the operator of the message it
-        answers (``in_reply_to``), or to nobody named.
-
-        Presence, command status and chat status changes count as *new*
-        when they changed something and as *duplicates* when they did not.
-        A chat receipt or delete whose message is not stored yet is
-        *waiting* (not written, not to be acknowledged: it is resent) for up
-        to :data:`CHAT_UPDATE_WAIT_S`, then rejected.
-        A client that is not known yet gets a ``clients`` row. Raises
+        Where each kind goes, whose operator a record names, and what counts
+        as new, duplicate or waiting: the module docstring. Raises
         :class:`StoreUnavailable` (nothing written) when the database cannot
         be written.
         """

@@ -1,191 +1,47 @@
-"""The agent's durable outbox: records stay on disk until the store has them.
-
-Events, logs and security events are the "at least once, deduplicated"
-traffic of the design brief. The agent puts every such record here first,
-sends what :meth:`Outbox.due` hands it, and deletes a record only when the
-persister's ACK says it is committed. Records sent but not acknowledged
-within ``resend_after_s`` are sent again (the store deduplicates by agent
-and message id, so a resend is harmless); :meth:`Outbox.requeue_all` makes
-everything due at once after a reconnect.
-
-Durability
-----------
-One SQLite file per agent (it must not be shared with other tables; the
-outbox holds an exclusive lock on it while open), opened through
-:func:`broker.core.sqlite_db.connect`: WAL journal, ``synchronous=NORMAL``.
-A record is committed when :meth:`Outbox.put` returns, so it survives the
-agent being killed or crashing (the kernel still has the write). A power
-loss may lose the last few transactions; those records were never
-acknowledged by the server either, so they are lost, not stored twice,
-and ``synchronous=FULL`` would cost an fsync on every put for that case.
-
-At rest
--------
-A record's body (chat text, file-operation records with paths, log lines)
-is sealed with the agent's local key (:mod:`agent.local_keys`), bound to
-its message id, from :meth:`Outbox.put` until the ack deletes it; kind,
-topic, class and times stay plain for the queue's own work. A file written
-by an older agent (schema 1, bodies in clear) is sealed on open, and the
-clear copies wiped. Sizes and limits count the body as given.
-
-Priority classes and the full-outbox policy
--------------------------------------------
-Every record has a class (:class:`Priority`):
-
-* ``security``: every ``Kind.SECURITY`` record, and only those;
-* ``important``: log records at WARNING and above (:func:`log_priority`),
-  command-related events; the caller says so;
-* ``routine``: everything else (periodic telemetry such as sysinfo,
-  DEBUG/INFO logs). The default for ``Kind.EVENT`` and ``Kind.LOG``.
-
-The outbox holds at most ``max_records`` records and ``max_bytes`` bytes
-(body + topic + :data:`RECORD_OVERHEAD_BYTES` per record, close to the space
-a record takes in the file). When adding records would exceed either limit,
-the outbox, counting the records being added, drops:
-
-1. the oldest ``routine`` records first,
-2. then the oldest ``important`` records,
-3. never a ``security`` record.
-
-If the outbox holds only security records and is still full, a new security
-record is stored anyway, over the limit (logged as an error), rather than
-lost; a new routine or important record is refused: :class:`OutboxFull`.
-Every dropped or refused record is counted per class;
-:meth:`Outbox.take_drop_report` returns and resets the counts gathered since
-the last call (they are kept in the file, so a restart does not lose them),
-for the agent to send as one ``outbox_overflow`` security event.
+"""The queue itself: :class:`Outbox` puts, hands out what is due, marks it sent and deletes what the
+store acknowledged, under the full-outbox policy of :mod:`agent.outbox`.
 """
 from __future__ import annotations
 
-import enum
 import logging
 import operator
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from agent.local_keys import local_keyring
+from agent.outbox import storage
+from agent.outbox.records import (
+    EVICTABLE,
+    MiB,
+    ROW_BODY,
+    ROW_ID,
+    ROW_PRIO,
+    ROW_SIZE,
+    OutboxCorrupt,
+    OutboxError,
+    OutboxFull,
+    OutboxRecord,
+    Priority,
+    check_item,
+)
+from agent.outbox.storage import INSERT, KIND_OF, PRIORITY_OF, SCHEMA_VERSION, STALE, UNSENT
 from broker.core import sqlite_db
-from broker.core.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
-from broker.core.errors import EmsError
+from broker.core.envelope import Kind
 from broker.core.sealing import KeyRing, TamperedValue, aad
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-#: Per-record allowance for id, columns and index entries in ``max_bytes``.
-RECORD_OVERHEAD_BYTES = 80
-#: Schema version kept in ``PRAGMA user_version`` (2: bodies sealed).
-SCHEMA_VERSION = 2
+
 #: Overflow is logged at most this often (the log may itself be shipped).
 _OVERFLOW_LOG_INTERVAL_S = 60.0
 #: Ids per ``IN (...)`` list on ack.
 _ID_CHUNK = 500
 
-
-class OutboxError(EmsError):
-    """The outbox file cannot be opened, read or written."""
-
-    def __init__(self, message: str, path: Path | None = None):
-        super().__init__(message)
-        self.path = path
-
-
-class OutboxCorrupt(OutboxError):
-    """The outbox file is not a readable SQLite database (or not an outbox)."""
-
-
-class OutboxFull(OutboxError):
-    """Routine or important records refused: the outbox holds only security records.
-
-    ``stored`` lists the ids of the records of the same call that were kept
-    (security records are never refused); ``refused`` counts the others.
-    """
-
-    def __init__(self, message: str, path: Path, stored: list[str], refused: int):
-        super().__init__(message, path)
-        self.stored = stored
-        self.refused = refused
-
-
-class Priority(enum.IntEnum):
-    """Record classes, in the order the full-outbox policy drops them."""
-
-    ROUTINE = 0
-    IMPORTANT = 1
-    SECURITY = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-def log_priority(levelno: int) -> Priority:
-    """The class of a log record: WARNING and above are important."""
-    return Priority.IMPORTANT if levelno >= logging.WARNING else Priority.ROUTINE
-
-
-_DEFAULT_CLASS = {Kind.EVENT: Priority.ROUTINE, Kind.LOG: Priority.ROUTINE, Kind.SECURITY: Priority.SECURITY}
-_EVICTABLE = (Priority.ROUTINE, Priority.IMPORTANT)
-
-
-@dataclass(slots=True)
-class OutboxRecord:
-    """One stored record, as :meth:`Outbox.due` hands it to the sender."""
-
-    msg_id: str
-    kind: Kind
-    topic: str
-    body: bytes
-    priority: Priority
-    created: float
-    sent_at: float | None
-    attempts: int
-
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS outbox (
-        seq      INTEGER PRIMARY KEY,
-        msg_id   TEXT NOT NULL,
-        kind     INTEGER NOT NULL,
-        topic    TEXT NOT NULL,
-        body     BLOB NOT NULL,
-        priority INTEGER NOT NULL,
-        created  REAL NOT NULL,
-        size     INTEGER NOT NULL,
-        sent_at  REAL,
-        attempts INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_msg_id ON outbox (msg_id)",
-    # the overflow policy picks the oldest record of a class
-    "CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority)",
-    # in-flight count and stale records; records not yet sent (NULL) cost nothing here
-    "CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
-    # records never sent, oldest first, without walking past those in flight
-    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
-    """CREATE TABLE IF NOT EXISTS drops (
-        priority   INTEGER PRIMARY KEY,
-        unreported INTEGER NOT NULL DEFAULT 0,
-        total      INTEGER NOT NULL DEFAULT 0
-    )""",
-    "INSERT OR IGNORE INTO drops (priority) VALUES (0), (1), (2)",
-)
-_TABLES = {"outbox", "drops"}
-_INSERT = "INSERT INTO outbox (msg_id, kind, topic, body, priority, created, size) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_COLUMNS = "msg_id, kind, topic, body, priority, created, sent_at, attempts"
-# due records: never sent, or sent at least resend_after_s ago (or in the future).
-# Each walks its own index (O(records returned), however many are in flight).
-_UNSENT = f"SELECT seq, {_COLUMNS} FROM outbox INDEXED BY outbox_unsent WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
-_STALE = f"SELECT seq, {_COLUMNS} FROM outbox INDEXED BY outbox_sent_at WHERE sent_at<=? OR sent_at>? ORDER BY seq LIMIT ?"
-_KIND_OF = {int(k): k for k in Kind}
-_PRIORITY_OF = tuple(Priority)  # indexed by value
 _seq_of = operator.itemgetter(0)
-# row tuple positions (see _INSERT)
-_ID, _BODY, _PRIO, _SIZE = 0, 3, 4, 6
 #: associated data of a sealed body: this prefix, then its message id (the last
 #: part, so it needs no length)
 _AAD = aad("outbox", "body") + b":"
@@ -231,35 +87,10 @@ class Outbox:
                 self._db.close()
             if isinstance(exc, OutboxError):
                 raise
-            raise self._failure("open", exc) from exc
+            raise storage.failure(self.path, "open", exc) from exc
 
     def _open(self) -> None:
-        db = self._db
-        # One writer, one process: counters live in memory, so nobody else may write.
-        db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        db.execute("BEGIN IMMEDIATE")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise OutboxError(
-                f"the outbox {self.path} was written by a newer EMS agent (schema {version}, "
-                f"this agent knows {SCHEMA_VERSION}); upgrade this agent or move the file aside",
-                self.path,
-            )
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        foreign = tables - _TABLES
-        if foreign:
-            raise OutboxCorrupt(
-                f"{self.path} holds other tables ({', '.join(sorted(foreign))}); the outbox needs a "
-                "file of its own (for example outbox.db in the agent's data directory)",
-                self.path,
-            )
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        for prio, count, size in db.execute("SELECT priority, count(*), total(size) FROM outbox GROUP BY priority"):
-            self._count[prio] = count
-            self._bytes[prio] = int(size)
-        db.execute("COMMIT")
+        version, self._count, self._bytes = storage.open_file(self._db, self.path)
         if version < SCHEMA_VERSION and sum(self._count):
             self._seal_clear_bodies()
         log.debug("outbox %s open: %d records, %d bytes", self.path, sum(self._count), sum(self._bytes))
@@ -273,8 +104,8 @@ class Outbox:
 
     def _sealed(self, rows: list[tuple]) -> list[tuple]:
         """``rows`` with their bodies sealed, each bound to its message id."""
-        sealed = self._keyring.encrypt_many([(row[_BODY], _AAD + row[_ID].encode()) for row in rows])
-        return [(r[0], r[1], r[2], body, r[4], r[5], r[6]) for r, body in zip(rows, sealed)]  # body is _BODY
+        sealed = self._keyring.encrypt_many([(row[ROW_BODY], _AAD + row[ROW_ID].encode()) for row in rows])
+        return [(r[0], r[1], r[2], body, r[4], r[5], r[6]) for r, body in zip(rows, sealed)]  # body is ROW_BODY
 
     def _seal(self, body: bytes, msg_id: str) -> bytes:
         return self._keyring.encrypt(body, _AAD + msg_id.encode())
@@ -327,7 +158,7 @@ class Outbox:
         """
         now = self._clock()
         items = list(items)
-        rows = self._sealed([_row(item, now) for item in items])
+        rows = self._sealed([check_item(item, now) for item in items])
         if not rows:
             return []
         with self._lock:
@@ -336,17 +167,17 @@ class Outbox:
                 rows = self._without_stored(db, rows)
                 if not rows:
                     return []
-            added_bytes = sum(row[_SIZE] for row in rows)
+            added_bytes = sum(row[ROW_SIZE] for row in rows)
             fits = (
                 sum(self._count) + len(rows) <= self.max_records and sum(self._bytes) + added_bytes <= self.max_bytes
             )
             if fits:
                 with self._transaction("put"):
-                    db.executemany(_INSERT, rows)
+                    db.executemany(INSERT, rows)
                 for row in rows:
-                    self._count[row[_PRIO]] += 1
-                    self._bytes[row[_PRIO]] += row[_SIZE]
-                return [row[_ID] for row in rows]
+                    self._count[row[ROW_PRIO]] += 1
+                    self._bytes[row[ROW_PRIO]] += row[ROW_SIZE]
+                return [row[ROW_ID] for row in rows]
             return self._put_overflowing(rows, added_bytes, now)
 
     def _put_overflowing(self, rows: list[tuple], added_bytes: int, now: float) -> list[str]:
@@ -357,7 +188,7 @@ class Outbox:
         evict_old: list[tuple[int, int, int]] = []  # (seq, priority, size) of stored records
         evict_new: set[int] = set()  # indexes into rows
         with self._transaction("put"):
-            for prio in _EVICTABLE:
+            for prio in EVICTABLE:
                 if excess_n <= 0 and excess_b <= 0:
                     break
                 cur = db.execute("SELECT seq, size FROM outbox WHERE priority=? ORDER BY seq", (prio,))
@@ -370,10 +201,10 @@ class Outbox:
                 for i, row in enumerate(rows):
                     if excess_n <= 0 and excess_b <= 0:
                         break
-                    if row[_PRIO] == prio:
+                    if row[ROW_PRIO] == prio:
                         evict_new.add(i)
-                        excess_n, excess_b = excess_n - 1, excess_b - row[_SIZE]
-            new_nonsecurity = sum(1 for row in rows if row[_PRIO] != Priority.SECURITY)
+                        excess_n, excess_b = excess_n - 1, excess_b - row[ROW_SIZE]
+            new_nonsecurity = sum(1 for row in rows if row[ROW_PRIO] != Priority.SECURITY)
             remaining_nonsecurity = (
                 self._count[Priority.ROUTINE] + self._count[Priority.IMPORTANT] - len(evict_old)
                 + new_nonsecurity - len(evict_new)
@@ -383,10 +214,10 @@ class Outbox:
             for _seq, prio, _size in evict_old:
                 lost[prio] += 1
             for i in evict_new:
-                lost[rows[i][_PRIO]] += 1
+                lost[rows[i][ROW_PRIO]] += 1
             kept = [row for i, row in enumerate(rows) if i not in evict_new]
             db.executemany("DELETE FROM outbox WHERE seq=?", [(seq,) for seq, _p, _s in evict_old])
-            db.executemany(_INSERT, kept)
+            db.executemany(INSERT, kept)
             db.executemany(
                 "UPDATE drops SET unreported=unreported+?, total=total+? WHERE priority=?",
                 [(n, n, prio) for prio, n in enumerate(lost) if n],
@@ -395,8 +226,8 @@ class Outbox:
             self._count[prio] -= 1
             self._bytes[prio] -= size
         for row in kept:
-            self._count[row[_PRIO]] += 1
-            self._bytes[row[_PRIO]] += row[_SIZE]
+            self._count[row[ROW_PRIO]] += 1
+            self._bytes[row[ROW_PRIO]] += row[ROW_SIZE]
         over = excess_n > 0 or excess_b > 0
         self._log_overflow(lost, refused, over, now)
         if refused:
@@ -405,10 +236,10 @@ class Outbox:
                 f"({self._count[Priority.SECURITY]} records, {self._bytes[Priority.SECURITY]} bytes); "
                 f"{len(evict_new)} routine/important records refused. The agent must reach the server to drain it.",
                 self.path,
-                [row[_ID] for row in kept],
+                [row[ROW_ID] for row in kept],
                 len(evict_new),
             )
-        return [row[_ID] for row in rows]
+        return [row[ROW_ID] for row in rows]
 
     def _log_overflow(self, lost: list[int], refused: bool, over: bool, now: float) -> None:
         if over:  # security records are never dropped, so this is always worth an error
@@ -428,7 +259,7 @@ class Outbox:
 
     def _without_stored(self, db: sqlite3.Connection, rows: list[tuple]) -> list[tuple]:
         """Drop rows whose caller-chosen id is already in the outbox (or twice in the batch)."""
-        ids = [row[_ID] for row in rows]
+        ids = [row[ROW_ID] for row in rows]
         stored: set[str] = set()
         with self._guard("check stored ids"):
             for start in range(0, len(ids), _ID_CHUNK):
@@ -437,8 +268,8 @@ class Outbox:
                 stored.update(r[0] for r in db.execute(f"SELECT msg_id FROM outbox WHERE msg_id IN ({marks})", chunk))
         fresh = []
         for row in rows:
-            if row[_ID] not in stored:
-                stored.add(row[_ID])
+            if row[ROW_ID] not in stored:
+                stored.add(row[ROW_ID])
                 fresh.append(row)
         return fresh
 
@@ -471,11 +302,11 @@ class Outbox:
                 credit = min(limit, self.window - inflight)
             if credit <= 0:
                 return []
-            rows = db.execute(_UNSENT, (credit,)).fetchall()
-            stale_rows = db.execute(_STALE, (stale, now, credit)).fetchall()
+            rows = db.execute(UNSENT, (credit,)).fetchall()
+            stale_rows = db.execute(STALE, (stale, now, credit)).fetchall()
         if stale_rows:
             rows = sorted(rows + stale_rows, key=_seq_of)[:credit]
-        return [OutboxRecord(r[1], _KIND_OF[r[2]], r[3], self._unseal(r[4], r[1]), _PRIORITY_OF[r[5]], r[6], r[7], r[8])
+        return [OutboxRecord(r[1], KIND_OF[r[2]], r[3], self._unseal(r[4], r[1]), PRIORITY_OF[r[5]], r[6], r[7], r[8])
                 for r in rows]
 
     def mark_sent(self, msg_ids: Iterable[str]) -> None:
@@ -566,7 +397,7 @@ class Outbox:
             yield
         except sqlite3.Error as exc:
             self._rollback()
-            raise self._failure(action, exc) from exc
+            raise storage.failure(self.path, action, exc) from exc
         except BaseException:
             self._rollback()
             raise
@@ -586,63 +417,3 @@ class Outbox:
                 db.execute("ROLLBACK")
             except sqlite3.Error as exc:  # SQLite may have rolled back already
                 log.debug("rollback after a failure: %s", exc)
-
-    def _failure(self, action: str, exc: sqlite3.Error) -> OutboxError:
-        """An OutboxError that says what went wrong with the file and what to do."""
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        path = self.path
-        if name in ("SQLITE_NOTADB",) or name.startswith("SQLITE_CORRUPT"):
-            return OutboxCorrupt(
-                f"the agent's outbox {path} is not a readable SQLite database ({exc}). Stop the agent, "
-                f"move the file aside (mv {path} {path}.corrupt, and its -wal and -shm files if present) "
-                "and start the agent again: it creates an empty outbox. Records the server had not "
-                f"acknowledged are only in the old file; `sqlite3 {path}.corrupt .recover` may retrieve some.",
-                path,
-            )
-        if name == "SQLITE_FULL":
-            return OutboxError(
-                f"could not {action} in the outbox {path}: the disk is full ({exc}). Records already "
-                "in the outbox are kept; free space on that disk and the agent carries on.",
-                path,
-            )
-        if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or name.startswith("SQLITE_BUSY"):
-            return OutboxError(
-                f"the outbox {path} is in use by another process (is another EMS agent running "
-                "with the same data directory?)",
-                path,
-            )
-        if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_AUTH")):
-            return OutboxError(
-                f"could not {action} in the outbox {path} ({exc}): check that its directory exists, "
-                "that the agent's user may read and write it, and that the disk is healthy",
-                path,
-            )
-        return OutboxError(f"could not {action} in the outbox {path}: {exc}", path)
-
-
-def _row(item: tuple, now: float) -> tuple:
-    """Check one ``(kind, topic, body[, priority[, msg_id]])`` item; its row for _INSERT (body in clear)."""
-    kind, topic, body, *rest = item
-    priority = rest[0] if rest else None
-    msg_id = rest[1] if len(rest) > 1 else None
-    if msg_id is not None and (type(msg_id) is not str or not 0 < len(msg_id) <= 64):
-        raise ValueError("msg_id must be a string of 1-64 characters")
-    default = _DEFAULT_CLASS.get(kind)
-    if default is None:
-        raise ValueError(f"the outbox holds EVENT, LOG and SECURITY records, not {kind!r}")
-    if priority is None:
-        priority = default
-    else:
-        try:
-            priority = Priority[priority.upper()] if type(priority) is str else Priority(priority)
-        except (KeyError, ValueError):
-            raise ValueError(f"unknown priority class {priority!r}") from None
-        if (priority == Priority.SECURITY) != (default == Priority.SECURITY):
-            raise ValueError("the security class is for Kind.SECURITY records, and only for them")
-    if type(topic) is not str or not topic:
-        raise ValueError("topic must be a non-empty string")
-    if type(body) is not bytes:
-        body = bytes(body)
-    if len(body) > DEFAULT_MAX_BODY_BYTES:
-        raise ValueError(f"body of {len(body)} bytes exceeds the bus limit of {DEFAULT_MAX_BODY_BYTES}")
-    return (msg_id or new_id(), int(kind), topic, body, int(priority), now, len(body) + len(topic) + RECORD_OVERHEAD_BYTES)

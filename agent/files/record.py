@@ -1,0 +1,76 @@
+"""The record of every file operation, refused ones included, and the argument checks the commands share.
+
+Each operation is kept for the store as ``event.<agent>.fileop``
+(``file_operations``) with the operator's id, and written to the
+employee-readable access log.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from agent.context import AgentContext, CommandError
+from agent.outbox import Priority
+from broker.core.envelope import Kind
+
+log = logging.getLogger(__name__)
+
+
+def flag(args: dict, key: str) -> bool:
+    """``args[key]`` as a bool (default False); CommandError for anything else."""
+    value = args.get(key, False)
+    if type(value) is not bool:
+        raise CommandError(f"{key} must be true or false")
+    return value
+
+
+def number(args: dict, key: str, default: int | None, minimum: int = 0) -> int | None:
+    """``args[key]`` as an int >= ``minimum`` (or ``default``); CommandError for anything else."""
+    value = args.get(key, default)
+    if value is None:
+        return None
+    if type(value) is not int or value < minimum:
+        raise CommandError(f"{key} must be an integer >= {minimum}")
+    return value
+
+
+# -- the record ------------------------------------------------------------------
+
+
+def audited(op: str) -> Callable:
+    """Keep a ``fileop`` record (and an access-log line) for every call, refused ones too."""
+
+    def wrap(body: Callable[[dict, AgentContext, dict], dict]) -> Callable[[dict, AgentContext], dict]:
+        @functools.wraps(body)
+        def handler(args: dict, ctx: AgentContext) -> dict:
+            raw = args.get("path") if isinstance(args, dict) else None
+            record: dict[str, Any] = {"op": op, "path": raw if type(raw) is str and raw else repr(raw), "size": None}
+            try:
+                if not isinstance(args, dict):
+                    raise CommandError("arguments must be a map")
+                result = body(args, ctx, record)
+            except Exception as exc:
+                error = str(exc) if isinstance(exc, CommandError) else f"{type(exc).__name__}: {exc}"
+                _keep_record(ctx, record, False, error)
+                raise
+            _keep_record(ctx, record, True, None)
+            return result
+
+        return handler
+
+    return wrap
+
+
+def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:
+    data = {**record, "ok": ok, "error": error, "operator": ctx.operator, "command": ctx.command_id}
+    try:
+        ctx.report(Kind.EVENT, "fileop", data, priority=Priority.IMPORTANT)
+    except Exception as exc:  # noqa: BLE001 - the operation's outcome still goes back to the operator
+        log.error("could not keep the record of file %s %s: %s", record["op"], record["path"], exc)
+    detail = f"by {ctx.operator or 'unknown operator'}: {record['path']}" + ("" if ok else f" (refused: {error})")
+    try:
+        ctx.access_log(f"file {record['op']}", detail)
+    except Exception as exc:  # noqa: BLE001 - as above
+        log.error("could not write the access log: %s", exc)
