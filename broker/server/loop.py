@@ -103,6 +103,9 @@ class Broker:
         #: per-connection byte budgets on best-effort traffic (broker/server/flow.py)
         self.flow = FlowControl(config.peer_budget_bytes, config.credit_every_bytes)
         self._budgets = self.flow.peers
+        #: routing ids a send found gone: forgotten once the router holds nothing more
+        #: from them (what a peer sent just before it left is still handled as its own)
+        self._unreachable: set[bytes] = set()
         self._wire()
         self._ready = threading.Event()
         self._stopping = False
@@ -231,6 +234,7 @@ class Broker:
             try:
                 frames = [recv(_NOBLOCK, copy=False)]
             except zmq.Again:
+                self._forget_unreachable()
                 return
             while frames[-1].more:  # the rest of a message arrives with its first frame
                 frames.append(recv(0, copy=False))
@@ -244,6 +248,11 @@ class Broker:
                     self.send_error(frames[0].bytes, None, ErrorCode.INTERNAL, "")
                 except zmq.ZMQError:
                     pass
+
+    def _forget_unreachable(self) -> None:
+        """Drop the peers a send found gone (their connection closed)."""
+        while self._unreachable:
+            self.peer_table.forget(self._unreachable.pop())
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         rid = frames[0].bytes
@@ -315,7 +324,7 @@ class Broker:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             self.counters["dropped_unroutable"] += 1
-            self.peer_table.forget(rid)
+            self._unreachable.add(rid)
             return False
         send(sender, _MORE_NOBLOCK)
         send(header, _MORE_NOBLOCK)
@@ -428,6 +437,7 @@ class Broker:
         beat = now >= self._next_heartbeat
         if beat:
             self._next_heartbeat = now + timing.heartbeat_s
+        self._forget_unreachable()  # a router too busy to run dry must not keep them forever
         self.peer_table.beat(now, timing.peer_timeout_s, pack_header(Kind.HEARTBEAT) if beat else None)
         if now >= self._next_checkpoint:
             self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
