@@ -188,6 +188,10 @@ def follow(policy: LocalPolicy, target: Target) -> Target:
     return followed
 
 
+def _exists(shown: object) -> str:
+    return f"{shown} already exists; pass overwrite: true to replace it"
+
+
 def _under(path: Path, root: Path) -> bool:
     return path.is_relative_to(root)
 
@@ -561,7 +565,7 @@ def upload(args: dict, ctx: AgentContext, record: dict) -> dict:
         if existing is not None and not overwrite:
             if offset:
                 _unlink_quietly(part_loc)  # this upload cannot finish
-            raise CommandError(f"{target.path} already exists; pass overwrite: true to replace it")
+            raise CommandError(_exists(target.path))
         fd = _open_part(target, part_loc, offset)
         try:
             try:
@@ -639,10 +643,10 @@ def _place(src: _Loc, dst: _Loc, overwrite: bool, shown: Path) -> None:
     try:
         os.link(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd, follow_symlinks=False)
     except FileExistsError:
-        raise CommandError(f"{shown} already exists; pass overwrite: true to replace it") from None
+        raise CommandError(_exists(shown)) from None
     except (OSError, NotImplementedError):  # directories, FAT, some network filesystems
         if _lstat(dst) is not None:
-            raise CommandError(f"{shown} already exists; pass overwrite: true to replace it") from None
+            raise CommandError(_exists(shown)) from None
         os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
     else:
         os.unlink(src.name, dir_fd=src.dir_fd)

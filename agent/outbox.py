@@ -70,7 +70,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from agent.local_keys import local_keyring
 from broker import sqlite_db
-from broker.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
+from broker.envelope import BAD_MSG_ID, DEFAULT_MAX_BODY_BYTES, Kind, is_msg_id, new_id
 from broker.errors import EmsError
 from broker.sealing import KeyRing, TamperedValue, aad
 
@@ -625,8 +625,8 @@ def _row(item: tuple, now: float) -> tuple:
     kind, topic, body, *rest = item
     priority = rest[0] if rest else None
     msg_id = rest[1] if len(rest) > 1 else None
-    if msg_id is not None and (type(msg_id) is not str or not 0 < len(msg_id) <= 64):
-        raise ValueError("msg_id must be a string of 1-64 characters")
+    if msg_id is not None and not is_msg_id(msg_id):
+        raise ValueError(BAD_MSG_ID)
     default = _DEFAULT_CLASS.get(kind)
     if default is None:
         raise ValueError(f"the outbox holds EVENT, LOG and SECURITY records, not {kind!r}")

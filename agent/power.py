@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: Linux package managers in the order they are looked for.
 PACKAGE_MANAGERS = ("apt-get", "dnf", "yum", "zypper", "pacman", "apk")
 #: Output kept per step: the head and the tail of longer output.
+#: what a notice starts with when power actions are only simulated (dry run)
+DRY_RUN_LABEL = "[test only, nothing will happen]"
 OUTPUT_HEAD_BYTES = 4 * 1024
 OUTPUT_TAIL_BYTES = 12 * 1024
 #: Update names returned (the count is always complete).
@@ -487,7 +489,7 @@ def _power(action: Action, args: dict, ctx: AgentContext, executor: PowerExecuto
         + (f" Reason: {reason}" if reason else "")
     )
     if executor.dry_run:
-        notice = f"[test only, nothing will happen] {notice}"
+        notice = f"{DRY_RUN_LABEL} {notice}"
     ctx.notify(f"This computer will {verb}", notice)
     result = executor.execute(plan)
     result["notice"] = notice
@@ -532,7 +534,7 @@ def update_apply(args: dict, ctx: AgentContext) -> dict:
     executor = executor_for(ctx)
     plan = executor.plan(Action.UPDATE_APPLY)
     notice = f"{ctx.operator or 'Your IT team'} is installing operating system updates on this computer."
-    ctx.notify("Installing updates", f"[test only, nothing will happen] {notice}" if executor.dry_run else notice)
+    ctx.notify("Installing updates", f"{DRY_RUN_LABEL} {notice}" if executor.dry_run else notice)
     return executor.execute(plan)
 
 

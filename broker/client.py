@@ -44,7 +44,7 @@ from broker.envelope import (
 from broker.errors import EmsError, ProtocolError, RemoteError, SendError, TimeoutError
 from broker.keys import KeyPair
 from broker.quota import METERED_KINDS, AgentQuota
-from broker.vocabulary import is_final
+from broker.vocabulary import is_final, pending_key_advice
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ class BusClient:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 if self.state == PENDING:
-                    raise TimeoutError(f"key {self.keypair.public[:8]} is pending: run `ems keys accept {self.keypair.public[:8]}` on the server")
+                    key = self.keypair.public[:8]
+                    raise TimeoutError(f"key {key} is pending: {pending_key_advice(key)}")
                 raise TimeoutError(f"no answer from the broker at {self.config.server} within {timeout_s:.0f} s: is it running, and is the server key right?")
             env = self._poll_once(min(remaining, 0.2))
             if env is not None:

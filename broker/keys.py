@@ -50,6 +50,10 @@ def generate() -> KeyPair:
     return KeyPair(public.decode("ascii"), secret.decode("ascii"))
 
 
+def _not_a_pair(keys_dir: Path, name: str) -> ConfigError:
+    return ConfigError(f"key pair {name!r} in {keys_dir} is not a valid Z85 Curve key pair")
+
+
 def load(keys_dir: Path, name: str) -> KeyPair:
     """Load ``NAME`` from ``keys_dir``; a clear error if it is missing or bad."""
     public_path, secret_path = keys_dir / f"{name}.public", keys_dir / f"{name}.secret"
@@ -58,7 +62,7 @@ def load(keys_dir: Path, name: str) -> KeyPair:
     except FileNotFoundError as exc:
         raise ConfigError(f"key pair {name!r} not found in {keys_dir}: {exc.filename} is missing") from exc
     if not (is_z85_key(pair.public) and is_z85_key(pair.secret)):
-        raise ConfigError(f"key pair {name!r} in {keys_dir} is not a valid Z85 Curve key pair")
+        raise _not_a_pair(keys_dir, name)
     return pair
 
 
@@ -106,7 +110,7 @@ def _write_public(keys_dir: Path, name: str) -> None:
     """(Re)write ``NAME.public`` from the secret key beside it."""
     secret = (keys_dir / f"{name}.secret").read_text().strip()
     if not is_z85_key(secret):
-        raise ConfigError(f"key pair {name!r} in {keys_dir} is not a valid Z85 Curve key pair")
+        raise _not_a_pair(keys_dir, name)
     public_path = keys_dir / f"{name}.public"
     tmp = public_path.with_name(f".{public_path.name}.{os.getpid()}.tmp")
     tmp.write_text(zmq.curve_public(secret.encode("ascii")).decode("ascii") + "\n")

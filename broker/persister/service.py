@@ -32,7 +32,8 @@ from broker.client import BusClient
 from broker.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.errors import EmsError, ProtocolError
 from broker.persister import quarantine
-from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
+from broker.persister.store import STATS, Record, Store, StoreUnavailable
+from broker.persister.tables import view_of
 from broker.stats import LogThrottle
 from broker.vocabulary import EPHEMERAL_RESULTS
 
@@ -466,10 +467,9 @@ class Persister:
 
     @staticmethod
     def _check_readable(role: str, kind: str) -> None:
-        if kind not in VIEWS:
-            raise ValueError(f"unknown history kind {kind!r}; one of {', '.join(VIEWS)}")
+        view_of(kind)  # ValueError for a kind there is not
         if not permissions.may_read_history(role, kind):
-            raise Forbidden(f"role {role or '?'} may not read {kind} history")
+            raise Forbidden(permissions.history_refusal(role, kind))
 
     def _security(self, requester: dict, event: str, detail: str) -> None:
         """A security event the persister itself saw, stored with the next commit."""
