@@ -83,12 +83,14 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
     schedule = kill_schedule(rng, agents * events / rate, broker_kills, persister_kills, agent_kills)
     procs = {"broker": stack.broker, "persister": stack.persister, "agents": fleet}
     started = time.monotonic()
+    noted = False  # the fleet's end is in the notes already
     try:
         stack.start()
         fleet.start()
         for moment, victim in schedule:
             if not wait_while_running(fleet, started + moment):
                 note_fleet_end(report, fleet, f"before the {victim} kill at {moment:.1f} s")
+                noted = True
                 break
             procs[victim].kill()
             counter = "agent_kills" if victim == "agents" else f"{victim}_kills"
@@ -96,7 +98,7 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
             procs[victim].start()
             if progress:
                 progress(f"killed and restarted {victim} at {time.monotonic() - started:.1f} s")
-        report.finished = wait_for_fleet(report, fleet, started + timeout_s)
+        report.finished = wait_for_fleet(report, fleet, started + timeout_s, noted)
     finally:
         for proc in (fleet, stack.persister, stack.broker):
             proc.stop()
@@ -123,14 +125,15 @@ def wait_while_running(fleet: Proc, until: float) -> bool:
     return fleet.exited() is None
 
 
-def wait_for_fleet(report: ChaosReport, fleet: Proc, deadline: float) -> bool:
-    """Wait for the fleet to end by ``deadline``; True if it finished (exit 0)."""
+def wait_for_fleet(report: ChaosReport, fleet: Proc, deadline: float, noted: bool) -> bool:
+    """Wait for the fleet to end by ``deadline``; True if it finished (exit 0).
+    A failure is noted unless ``noted`` says it already is."""
     try:
         code = fleet.popen.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         report.notes.append(f"agents did not finish in time; the last lines of {fleet.log_path}:\n{fleet.log_tail()}")
         return False
-    if code != 0 and not any(note.startswith("the agents' process exited") for note in report.notes):
+    if code != 0 and not noted:
         note_fleet_end(report, fleet, "at the end")
     return code == 0
 
