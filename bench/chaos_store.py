@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.stack import ServerStack
+from bench.stack import Proc, ServerStack
 
 
 @dataclass
@@ -54,6 +54,8 @@ def count_stored(store_db: Path, agents: int, events: int, prefix: str = "sim") 
     An event's number is in its message id (``sim-007-00000042``); the
     body is encrypted at rest, so the raw file is read for ids only.
     """
+    if not store_db.exists():  # the persister was stopped before it made its store
+        return 0, agents * events, 0
     seen: dict[tuple[str, int], int] = {}
     with sqlite3.connect(f"file:{store_db}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT client_id, msg_id FROM activity_logs WHERE name='chaos'").fetchall()
@@ -69,30 +71,26 @@ def count_stored(store_db: Path, agents: int, events: int, prefix: str = "sim") 
 def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int = 3, persister_kills: int = 3,
               agent_kills: int = 1, rate: float = 2000.0, timeout_s: float = 110.0, seed: int | None = None,
               progress=None) -> ChaosReport:
-    """Run the kill loop in ``root``; the report says what survived."""
+    """Run the kill loop in ``root``; the report says what survived.
+
+    If the agents' process exits on its own with an error, the run stops
+    there (no kill is spent on a dead fleet) and ``report.notes`` holds its
+    exit code and the last lines of ``root/logs/agents.log``."""
     rng = random.Random(seed)
     stack = ServerStack(root)
     fleet = stack.fleet("agents", agents, events, rate, timeout_s=timeout_s)
-    broker, persister = stack.broker, stack.persister
     report = ChaosReport(agents, events, agents * events)
-    plan = ["broker"] * broker_kills + ["persister"] * persister_kills + ["agents"] * agent_kills
-    rng.shuffle(plan)
-    # spread the kills over the time the stream should take
-    stream_s = max(5.0, agents * events / rate)
-    moments = sorted(rng.uniform(0.5, stream_s) for _ in plan)
-    procs = {"broker": broker, "persister": persister, "agents": fleet}
+    schedule = kill_schedule(rng, agents * events / rate, broker_kills, persister_kills, agent_kills)
+    procs = {"broker": stack.broker, "persister": stack.persister, "agents": fleet}
     started = time.monotonic()
+    noted = False  # the fleet's end is in the notes already
     try:
-        broker.start()
-        persister.start()
+        stack.start()
         fleet.start()
-        for moment, victim in zip(moments, plan):
-            while time.monotonic() - started < moment:
-                if fleet.popen.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if fleet.popen.poll() is not None and fleet.popen.returncode == 0:
-                report.notes.append(f"stream finished before the {victim} kill at {moment:.1f} s")
+        for moment, victim in schedule:
+            if not wait_while_running(fleet, started + moment):
+                note_fleet_end(report, fleet, f"before the {victim} kill at {moment:.1f} s")
+                noted = True
                 break
             procs[victim].kill()
             counter = "agent_kills" if victim == "agents" else f"{victim}_kills"
@@ -100,19 +98,55 @@ def run_chaos(root: Path, agents: int = 50, events: int = 200, broker_kills: int
             procs[victim].start()
             if progress:
                 progress(f"killed and restarted {victim} at {time.monotonic() - started:.1f} s")
-        remaining = timeout_s - (time.monotonic() - started)
-        try:
-            code = fleet.popen.wait(max(1.0, remaining))
-        except subprocess.TimeoutExpired:
-            code = None
-            report.notes.append("agents did not finish in time")
-        report.finished = code == 0
+        report.finished = wait_for_fleet(report, fleet, started + timeout_s, noted)
     finally:
-        for proc in (fleet, persister, broker):
+        for proc in (fleet, stack.persister, stack.broker):
             proc.stop()
         report.seconds = time.monotonic() - started
     report.stored, report.missing, report.duplicated = count_stored(stack.store_db, agents, events)
     return report
+
+
+def kill_schedule(rng: random.Random, stream_s: float, broker_kills: int, persister_kills: int,
+                  agent_kills: int) -> list[tuple[float, str]]:
+    """(seconds after the start, victim) for every kill, spread over the time the stream should take."""
+    plan = ["broker"] * broker_kills + ["persister"] * persister_kills + ["agents"] * agent_kills
+    rng.shuffle(plan)
+    moments = sorted(rng.uniform(0.5, max(5.0, stream_s)) for _ in plan)
+    return list(zip(moments, plan))
+
+
+def wait_while_running(fleet: Proc, until: float) -> bool:
+    """Wait until the monotonic time ``until``; False at once if the fleet has ended."""
+    while time.monotonic() < until:
+        if fleet.exited() is not None:
+            return False
+        time.sleep(0.05)
+    return fleet.exited() is None
+
+
+def wait_for_fleet(report: ChaosReport, fleet: Proc, deadline: float, noted: bool) -> bool:
+    """Wait for the fleet to end by ``deadline``; True if it finished (exit 0).
+    A failure is noted unless ``noted`` says it already is."""
+    try:
+        code = fleet.popen.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        report.notes.append(f"agents did not finish in time; the last lines of {fleet.log_path}:\n{fleet.log_tail()}")
+        return False
+    if code != 0 and not noted:
+        note_fleet_end(report, fleet, "at the end")
+    return code == 0
+
+
+def note_fleet_end(report: ChaosReport, fleet: Proc, when: str) -> None:
+    """Say in the report how the fleet ended on its own: the stream was done, or
+    it failed (exit code and the last lines of its log)."""
+    code = fleet.exited()
+    if code == 0:
+        report.notes.append(f"stream finished {when}")
+    else:
+        report.notes.append(f"the agents' process exited with code {code} {when}; "
+                            f"the last lines of {fleet.log_path}:\n{fleet.log_tail()}")
 
 
 def main(argv=None) -> int:

@@ -65,6 +65,18 @@ class Proc:
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait(10)
 
+    def exited(self) -> int | None:
+        """The exit code if the process has ended (negative: killed by that signal), else None."""
+        return self.popen.poll() if self.popen else None
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of the log (every run of this process appends to it)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
     def stop(self) -> None:
         if self.popen and self.popen.poll() is None:
             self.popen.terminate()

@@ -55,6 +55,9 @@ from gui.widgets import HOT_COLOUR, HistoryTab
 SUFFIXES = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
 EXPORT_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
 EXPORT_FILTER = "JPEG image (*.jpg *.jpeg);;PNG image (*.png)"
+#: what a capture the store no longer has, or one it has not stored yet, is shown as
+GONE = "that capture is no longer stored (retention or deleted)"
+NOT_YET_STORED = "This capture is still being stored: try again in a moment."
 
 
 # -- run in the bus worker thread (BusWorker.submit(prepare=...)) ---------------------
@@ -78,7 +81,7 @@ def decode_thumbnails(rows: Any) -> list:
 def decode_capture(capture: Any) -> dict:
     """A ``store.capture`` answer -> ``{"capture": row without the image, "image": QImage | None, "error": str | None}``."""
     if not isinstance(capture, dict):
-        raise ValueError("that capture is no longer stored (retention or deleted)")
+        raise ValueError(GONE)
     data = capture.get("image")
     row = {k: v for k, v in capture.items() if k != "image"}
     if not isinstance(data, (bytes, bytearray)) or not data:
@@ -116,7 +119,7 @@ def write_capture(path: str | os.PathLike, capture: Any) -> dict:
     suffix) or OSError (cannot write there).
     """
     if not isinstance(capture, dict) or not isinstance(capture.get("image"), (bytes, bytearray)):
-        raise ValueError("that capture is no longer stored (retention or deleted)")
+        raise ValueError(GONE)
     data = bytes(capture["image"])
     target, fmt = export_path(path, capture.get("format"))
     image = QImage.fromData(data)
@@ -301,7 +304,7 @@ class CaptureViews(QObject):
         """Show the capture of ``row`` (a Captures tab row) full size; one window per capture."""
         capture_id = row.get("id")
         if not isinstance(capture_id, int):
-            self._notify("This capture is still being stored: try again in a moment.", 5000)
+            self._notify(NOT_YET_STORED, 5000)
             return None
         window = self.windows.get(capture_id)
         if window is None:
@@ -318,7 +321,7 @@ class CaptureViews(QObject):
         """Ask where to save ``row``'s capture, then :meth:`export` it there."""
         capture_id = row.get("id")
         if not isinstance(capture_id, int):
-            self._notify("This capture is still being stored: try again in a moment.", 5000)
+            self._notify(NOT_YET_STORED, 5000)
             return
         name = f"capture-{row.get('client_id') or 'client'}-{capture_id}{SUFFIXES.get((row.get('format') or '').lower(), '.jpg')}"
         path, _ = QFileDialog.getSaveFileName(parent, f"Export capture {capture_id}", str(Path.home() / name), EXPORT_FILTER)

@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
     QToolBar,
 )
 
+from broker.core.vocabulary import pending_key_advice
 from gui import theme
 from gui.bus_worker import BusWorker
 from gui.capture_view import CaptureViews
@@ -362,7 +363,7 @@ class MainWindow(QMainWindow):
     def _on_connection(self, state: str, detail: str) -> None:
         texts = {
             "connecting": f"Connecting to {detail}…",
-            "pending": f"This console's key is pending at {detail}: an admin must accept it (ems keys accept).",
+            "pending": f"This console's key is pending at {detail}: {pending_key_advice()}.",
             "ready": f"Connected as {detail}",
             "revoked": f"Access revoked: {detail}",
             "failed": f"Bus connection failed: {detail}",

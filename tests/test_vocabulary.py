@@ -1,4 +1,4 @@
-"""One place for each word: the kind -> topic-root map and the command statuses.
+"""One place for each word: the kind -> topic-root map, the command statuses and every message text.
 
 The map lives in ``broker/core/envelope.py`` (``AGENT_TOPIC_ROOTS``), the statuses
 in ``broker/core/vocabulary.py``. On real sockets, every kind an agent publishes
@@ -89,8 +89,70 @@ def test_no_product_module_spells_the_words_again():
     assert not found, "spelled again (import them from broker.core.envelope / broker.core.vocabulary):\n" + "\n".join(found)
 
 
+SQL_WORDS = ("SELECT ", "UPDATE ", "INSERT ", "DELETE ", "CREATE ", "UNIQUE ", "PRAGMA ")
+
+
+def _message_texts(tree) -> list[tuple[str, int]]:
+    """(text, line) of each string literal that reads like a message: 24+
+    characters with a space, f-strings with ``{}`` for their fields; not
+    docstrings, SQL, or argparse ``help=`` (the CLI's own words)."""
+    skip = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            skip.add(id(body[0].value))
+        if isinstance(node, ast.keyword) and node.arg == "help":
+            skip.update(id(n) for n in ast.walk(node.value))
+        if isinstance(node, ast.JoinedStr):
+            skip.update(id(v) for v in node.values)
+    texts = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        text = text.strip()
+        if len(text) >= 24 and " " in text and not text.upper().startswith(SQL_WORDS):
+            texts.append((text, node.lineno))
+    return texts
+
+
+def test_no_message_text_is_written_twice():
+    """Every error, log and notice text of the product modules stands in one
+    place (a constant or a function that words it), so that the broker, the
+    persister, the agent, the GUI and the admin bridge cannot drift apart."""
+    places: dict[str, list[str]] = {}
+    for name, tree in _product_modules():
+        for text, line in _message_texts(tree):
+            places.setdefault(text, []).append(f"{name}:{line}")
+    twice = {text: where for text, where in places.items() if len(where) > 1}
+    assert not twice, "written more than once (give each one place):\n" + "\n".join(
+        f"{text!r}: {', '.join(where)}" for text, where in twice.items())
+
+
 @pytest.mark.parametrize("value, final", [("done", True), ("failed", True), ("expired", True), ("queued", False),
                                           ("delivered", False), (None, False), (3, False), (["done"], False), ("DONE", False)])
 def test_is_final_takes_anything_a_body_holds(value, final):
     """``is_final`` answers for any value read off the wire (None, numbers, lists, other case) without raising."""
     assert vocabulary.is_final(value) is final
+
+
+def test_shared_refusals_are_worded_by_the_vocabulary():
+    """The texts several components give for one refusal come from one function:
+    a reason over the limit (agent and admin bridge, one limit), a pending key
+    (the wire's error table and the client library), a history read (broker and persister)."""
+    from agent.context import CommandError
+    from agent.control.service import _reason
+    from bridges.admin_http.config import AdminHttpConfig
+    from broker.core.envelope import ERROR_TEXT, ErrorCode
+
+    with pytest.raises(CommandError) as too_long:
+        _reason({"reason": "x" * (vocabulary.MAX_REASON_CHARS + 1)})
+    assert str(too_long.value) == vocabulary.reason_too_long()
+    assert AdminHttpConfig.max_reason_chars == vocabulary.MAX_REASON_CHARS
+    assert ERROR_TEXT[ErrorCode.NOT_ENROLLED].endswith(vocabulary.pending_key_advice())
+    assert permissions.history_refusal("viewer", "audit") == "role viewer may not read audit history"

@@ -25,11 +25,11 @@ from agent.control.events import FrameMapper, frame_size, parse_events, region
 from agent.control.sessions import NOT_OPEN, ControlSession, ControlSessions
 from agent.notice import announce, has_display
 from agent.notice.text import one_line
+from broker.core.vocabulary import MAX_REASON_CHARS, reason_too_long
 
 log = logging.getLogger(__name__)
 
 NOTICE_KIND = "remote_control"
-MAX_REASON_CHARS = 500
 
 
 class RemoteControl(Capability):
@@ -165,5 +165,5 @@ def _reason(args: dict) -> str:
     if not reason:
         raise CommandError("control.open needs a reason (it is shown to the user and kept in the access log)")
     if len(reason) > MAX_REASON_CHARS:
-        raise CommandError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+        raise CommandError(reason_too_long())
     return reason

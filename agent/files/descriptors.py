@@ -44,6 +44,11 @@ class Loc:
     name: str
 
 
+def already_exists(shown: object) -> str:
+    """The refusal when a file operation would replace something without ``overwrite``."""
+    return f"{shown} already exists; pass overwrite: true to replace it"
+
+
 @contextmanager
 def parent_dir(target: Target) -> Iterator[int | None]:
     """A descriptor of ``target.parent`` reached from the root without following links.
@@ -175,10 +180,10 @@ def place(src: Loc, dst: Loc, overwrite: bool, shown: Path) -> None:
     try:
         os.link(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd, follow_symlinks=False)
     except FileExistsError:
-        raise CommandError(f"{shown} already exists; pass overwrite: true to replace it") from None
+        raise CommandError(already_exists(shown)) from None
     except (OSError, NotImplementedError):  # directories, FAT, some network filesystems
         if lstat_entry(dst) is not None:
-            raise CommandError(f"{shown} already exists; pass overwrite: true to replace it") from None
+            raise CommandError(already_exists(shown)) from None
         os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
     else:
         os.unlink(src.name, dir_fd=src.dir_fd)

@@ -8,6 +8,7 @@ import stat
 
 from agent.context import AgentContext, CommandError
 from agent.files.descriptors import (
+    already_exists,
     BINARY,
     CLOEXEC,
     NOFOLLOW,
@@ -144,7 +145,7 @@ def upload(args: dict, ctx: AgentContext, record: dict) -> dict:
         if existing is not None and not overwrite:
             if offset:
                 unlink_quietly(part_loc)  # this upload cannot finish
-            raise CommandError(f"{target.path} already exists; pass overwrite: true to replace it")
+            raise CommandError(already_exists(target.path))
         fd = _open_part(target, part_loc, offset)
         try:
             try:

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.core.envelope import DEFAULT_MAX_BODY_BYTES, Kind, new_id
+from broker.core.envelope import BAD_MSG_ID, DEFAULT_MAX_BODY_BYTES, Kind, is_msg_id, new_id
 from broker.core.errors import EmsError
 
 
@@ -86,8 +86,8 @@ def check_item(item: tuple, now: float) -> tuple:
     kind, topic, body, *rest = item
     priority = rest[0] if rest else None
     msg_id = rest[1] if len(rest) > 1 else None
-    if msg_id is not None and (type(msg_id) is not str or not 0 < len(msg_id) <= 64):
-        raise ValueError("msg_id must be a string of 1-64 characters")
+    if msg_id is not None and not is_msg_id(msg_id):
+        raise ValueError(BAD_MSG_ID)
     default = DEFAULT_CLASS.get(kind)
     if default is None:
         raise ValueError(f"the outbox holds EVENT, LOG and SECURITY records, not {kind!r}")

@@ -13,6 +13,9 @@ from agent.context import AgentContext, CommandError
 from agent.power.executor import PowerExecutor
 from agent.power.plans import DEFAULT_DELAY_S, Action
 
+#: what a notice starts with when power actions are only simulated (dry run)
+DRY_RUN_LABEL = "[test only, nothing will happen]"
+
 
 def executor_for(ctx: AgentContext) -> PowerExecutor:
     """The executor for this machine, in dry run if the local policy says so."""
@@ -63,7 +66,7 @@ class Power(Capability):
         executor = self._executor(ctx)
         plan = executor.plan(Action.UPDATE_APPLY)
         notice = f"{ctx.operator or 'Your IT team'} is installing operating system updates on this computer."
-        ctx.notify("Installing updates", f"[test only, nothing will happen] {notice}" if executor.dry_run else notice)
+        ctx.notify("Installing updates", f"{DRY_RUN_LABEL} {notice}" if executor.dry_run else notice)
         return executor.execute(plan)
 
     def _power(self, action: Action, args: dict, ctx: AgentContext) -> dict:
@@ -80,7 +83,7 @@ class Power(Capability):
             + (f" Reason: {reason}" if reason else "")
         )
         if executor.dry_run:
-            notice = f"[test only, nothing will happen] {notice}"
+            notice = f"{DRY_RUN_LABEL} {notice}"
         ctx.notify(f"This computer will {verb}", notice)
         result = executor.execute(plan)
         result["notice"] = notice

@@ -234,13 +234,17 @@ def _grab(monitor) -> Frame:
     with MssSource() as source:
         ok, why = source.available()
         if not ok:
-            raise CommandError(f"screen capture unavailable: {why}")
+            raise _unavailable(why)
         try:
             return source.grab(monitor)
         except ScreenUnavailable as exc:
-            raise CommandError(f"screen capture unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+
+
+def _unavailable(why: object) -> CommandError:
+    return CommandError(f"screen capture unavailable: {why}")
 
 
 def _only(args: dict, command: str, *known: str) -> None:

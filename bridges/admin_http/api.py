@@ -27,10 +27,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
-from bridges.admin_http.config import CLIENT_ID, AdminHttpConfig
+from bridges.admin_http.config import CLIENT_ID, LOG_HINT, AdminHttpConfig
 from broker.core import errors
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
+from broker.core.vocabulary import reason_too_long
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,11 @@ class AdminApi:
                                "its bus key (admin-http) needs the role operator or admin: see `ems keys list`") from exc
             raise ApiError(502, f"the broker answered: {exc}", "see the broker log (DATA/logs/broker.log)") from exc
         except BusUnavailable as exc:
-            raise ApiError(502, str(exc), "is the broker running? `ems up` starts it; see DATA/logs/admin-http.log") from exc
+            raise ApiError(502, str(exc), f"is the broker running? `ems up` starts it; {LOG_HINT}") from exc
         except errors.TimeoutError as exc:
             raise ApiError(504, str(exc), "the broker is slow or unreachable; try again") from exc
         except EmsError as exc:
-            raise ApiError(502, f"bus error: {exc}", "see DATA/logs/admin-http.log") from exc
+            raise ApiError(502, f"bus error: {exc}", LOG_HINT) from exc
 
     def _status_of(self, cmd_id: str, fallback: str | None) -> str | None:
         """The command's current status, or ``fallback`` if the broker cannot say."""
@@ -227,7 +228,7 @@ class AdminApi:
             raise ApiError(400, "a reason is required", 'send {"reason": "why this is done"}: it goes into the audit trail')
         reason = reason.strip()
         if len(reason) > self.config.max_reason_chars:
-            raise ApiError(400, f"the reason is longer than {self.config.max_reason_chars} characters")
+            raise ApiError(400, reason_too_long(self.config.max_reason_chars))
         return reason
 
     def _ttl(self, body: dict) -> float:

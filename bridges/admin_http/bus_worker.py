@@ -33,6 +33,8 @@ from broker.core.vocabulary import FINAL
 
 log = logging.getLogger(__name__)
 
+STOPPING = "the admin listener is stopping"
+
 __all__ = ["BusUnavailable", "BusWorker"]
 
 
@@ -69,7 +71,7 @@ class BusWorker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the thread; jobs and waits still pending fail with BusUnavailable."""
         self.core.stop(timeout_s)
-        stopping = BusUnavailable("the admin listener is stopping")
+        stopping = BusUnavailable(STOPPING)
         with self._waiters_lock:
             for waiting in self._waiters.values():
                 for _, future in waiting:
@@ -103,7 +105,7 @@ class BusWorker:
             more = " (it may still complete)" if started else ""
             raise errors.TimeoutError(f"the bus did not answer within {timeout_s:.0f} s{more}") from None
         except concurrent.futures.CancelledError:
-            raise BusUnavailable("the admin listener is stopping") from None
+            raise BusUnavailable(STOPPING) from None
 
     @property
     def alive(self) -> bool:

@@ -21,7 +21,7 @@ from broker.core.cli_common import add_data_dir
 from broker.core.profile import load as load_profile
 from broker.core.client import BusClient
 from broker.core.config import ClientConfig, DataDir, resolve_data_dir
-from broker.core.errors import ConfigError, EmsError
+from broker.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

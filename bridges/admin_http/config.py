@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bridges.admin_http.token_strength import estimate_bits
 from broker.core.errors import ConfigError
+from broker.core.vocabulary import MAX_REASON_CHARS
 
 TOKEN_ENV = "EMS_ADMIN_TOKEN"
 #: a shorter token is refused: it would be guessable
@@ -28,6 +29,8 @@ DEFAULT_PORT = 9090
 DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 #: JSON lines, one per HTTP call, in DATA/logs/
 AUDIT_FILE = "admin-http-audit.log"
+#: where an error the caller cannot fix is explained (the listener's own log)
+LOG_HINT = "see DATA/logs/admin-http.log"
 #: where a running listener writes the address it actually bound
 ENDPOINT_FILE = "admin-http.endpoint"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -63,7 +66,7 @@ class AdminHttpConfig:
     #: a slow or stalled HTTP client is cut off after this
     socket_timeout_s: float = 10.0
     #: longest reason / caller name accepted
-    max_reason_chars: int = 500
+    max_reason_chars: int = MAX_REASON_CHARS
     max_caller_chars: int = 64
 
 

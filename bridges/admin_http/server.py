@@ -23,6 +23,7 @@ from bridges.admin_http.api import AdminApi, ApiError, Request, Response
 from bridges.admin_http.audit import AuditLog
 from bridges.admin_http.config import (
     CLIENT_ID,
+    LOG_HINT,
     OPERATOR_HEADER,
     TOKEN_ENV,
     AdminHttpConfig,
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 #: longest request path written to logs
 MAX_LOGGED_PATH = 300
+CONTENT_LENGTH_HINT = "send the body with a Content-Length"
 
 
 class AdminHttpServer(ThreadingHTTPServer):
@@ -96,7 +98,7 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
             response = exc.response()
         except Exception:  # a bug must not kill the listener or leak a traceback to the caller
             log.exception("%s %s failed", self.command, record["path"])
-            response = Response(500, {"error": "internal error in the admin listener", "hint": "see DATA/logs/admin-http.log"})
+            response = Response(500, {"error": "internal error in the admin listener", "hint": LOG_HINT})
         if req is not None:
             record.update(req.audit)
         self._finish(record, response, started)
@@ -133,11 +135,11 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
             raise ApiError(415, f"POST bodies must be JSON, not {ctype or 'untyped'}", "send Content-Type: application/json")
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-            raise ApiError(411, "chunked bodies are not supported", "send the body with a Content-Length")
+            raise ApiError(411, "chunked bodies are not supported", CONTENT_LENGTH_HINT)
         length_text = (self.headers.get("Content-Length") or "").strip()
         if not length_text.isdigit():
             self.close_connection = True
-            raise ApiError(411, "a POST needs a Content-Length", "send the body with a Content-Length")
+            raise ApiError(411, "a POST needs a Content-Length", CONTENT_LENGTH_HINT)
         length, limit = int(length_text), self.server.config.max_body_bytes
         if length > limit:
             self.close_connection = True  # the body is never read

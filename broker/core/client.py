@@ -45,6 +45,7 @@ from broker.core.envelope import (
 from broker.core.errors import EmsError, ProtocolError, RemoteError, SendError, TimeoutError
 from broker.core.keys import KeyPair
 from broker.core.quota import METERED_KINDS, AgentQuota
+from broker.core.vocabulary import pending_key_advice
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ class BusClient(Calls):
             remaining = deadline - self.clock()
             if remaining <= 0:
                 if self.state == PENDING:
-                    raise TimeoutError(f"key {self.keypair.public[:8]} is pending: run `ems keys accept {self.keypair.public[:8]}` on the server")
+                    key = self.keypair.public[:8]
+                    raise TimeoutError(f"key {key} is pending: {pending_key_advice(key)}")
                 raise TimeoutError(f"no answer from the broker at {self.config.server} within {timeout_s:.0f} s: is it running, and is the server key right?")
             env = self._poll_once(min(remaining, 0.2))
             if env is not None:

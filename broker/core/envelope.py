@@ -38,6 +38,7 @@ from typing import Any
 import msgpack
 
 from broker.core.errors import ProtocolError
+from broker.core.vocabulary import pending_key_advice
 
 PROTOCOL_VERSION = 1
 
@@ -45,6 +46,9 @@ PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 1024
 #: Longest topic string (prefix routing keys stay short).
 MAX_TOPIC_CHARS = 200
+#: a message id is a non-empty string of at most this many characters
+MAX_MSG_ID_CHARS = 64
+BAD_MSG_ID = f"message id must be a string of 1-{MAX_MSG_ID_CHARS} chars"
 #: Default ceiling for a body the broker or a peer will unpack.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -115,7 +119,7 @@ ERROR_TEXT: dict[ErrorCode, str] = {
     ErrorCode.UNKNOWN_KIND: "unknown message kind",
     ErrorCode.TOO_LARGE: "message too large",
     ErrorCode.FORBIDDEN: "your role may not send this",
-    ErrorCode.NOT_ENROLLED: "key is pending: an operator must accept it (ems keys accept)",
+    ErrorCode.NOT_ENROLLED: f"key is pending: {pending_key_advice()}",
     ErrorCode.REVOKED: "key has been revoked or rejected",
     ErrorCode.HELLO_REQUIRED: "say HELLO first (the broker may have restarted)",
     ErrorCode.UNKNOWN_TARGET: "no such agent",
@@ -170,6 +174,11 @@ class Envelope:
     def data(self, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
         """Unpack the body with the same defensive limits as headers."""
         return unpack_body(self.body, max_bytes)
+
+
+def is_msg_id(value: Any) -> bool:
+    """Whether ``value`` is a well-formed message id (see :data:`MAX_MSG_ID_CHARS`)."""
+    return type(value) is str and 0 < len(value) <= MAX_MSG_ID_CHARS
 
 
 def new_id() -> str:
@@ -259,11 +268,11 @@ def decode_header(raw: bytes) -> Header:
     kind = known
     if type(topic) is not str or len(topic) > MAX_TOPIC_CHARS:
         raise ProtocolError(ErrorCode.BAD_HEADER, "topic must be a short string")
-    if type(msg_id) is not str or not 0 < len(msg_id) <= 64:
-        raise ProtocolError(ErrorCode.BAD_HEADER, "message id must be a string of 1-64 chars")
+    if not is_msg_id(msg_id):
+        raise ProtocolError(ErrorCode.BAD_HEADER, BAD_MSG_ID)
     if type(ts) not in (int, float) or not math.isfinite(ts):
         raise ProtocolError(ErrorCode.BAD_HEADER, "timestamp must be a finite number")
-    if corr is not None and (type(corr) is not str or len(corr) > 64):
+    if corr is not None and (type(corr) is not str or len(corr) > MAX_MSG_ID_CHARS):
         raise ProtocolError(ErrorCode.BAD_HEADER, "correlation id must be a short string")
     if expires is not None and (type(expires) not in (int, float) or not math.isfinite(expires)):
         raise ProtocolError(ErrorCode.BAD_HEADER, "expiry must be a finite number")
@@ -487,8 +496,8 @@ def _batch_record(item: Any, owns: dict[int, tuple[Kind, str]]) -> BatchRecord:
     known = owns.get(kind) if type(kind) is int else None
     if known is None:
         raise ValueError(f"kind {kind!r} cannot be batched (EVENT, LOG or SECURITY)")
-    if type(msg_id) is not str or not 0 < len(msg_id) <= 64:
-        raise ValueError("message id must be a string of 1-64 chars")
+    if not is_msg_id(msg_id):
+        raise ValueError(BAD_MSG_ID)
     if type(name) is not str:
         raise ValueError(f"name must be a string (message {msg_id})")
     topic = f"{known[1]}.{name}" if name else known[1]

@@ -147,6 +147,18 @@ COMMAND_PRIVATE_FIELDS = ("args", "result")
 _HISTORY_OPS = {"store.capture": "captures"}
 
 
+def refusal(role: str, what: str) -> str:
+    """The one wording of a refused send, request or read: ``role ROLE may not WHAT``
+    (the broker and the persister both refuse; the employee-facing audit and
+    the operator's error read the same)."""
+    return f"role {role or '?'} may not {what}"
+
+
+def history_refusal(role: str, kind: str) -> str:
+    """Why ``role`` may not read ``kind`` history (see :func:`refusal`)."""
+    return refusal(role, f"read {kind} history")
+
+
 def may_send(role: str, kind: Kind) -> bool:
     return kind in ROLE_KINDS.get(role, frozenset())
 

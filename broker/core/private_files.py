@@ -129,7 +129,7 @@ def _secure_dir(path: Path, changed: list[Path]) -> None:
     try:
         entries = list(os.scandir(path))
     except OSError as exc:
-        log.warning("could not look into %s to make it private: %s", path, exc)
+        _walk_error(exc, path)
         return
     foreign = []
     for entry in entries:
@@ -205,5 +205,5 @@ def _owned(st: os.stat_result) -> bool:
     return os.geteuid() == 0 or st.st_uid == os.geteuid()
 
 
-def _walk_error(exc: OSError) -> None:
-    log.warning("could not look into %s to make it private: %s", exc.filename, exc)
+def _walk_error(exc: OSError, path: Path | None = None) -> None:
+    log.warning("could not look into %s to make it private: %s", path or exc.filename, exc)

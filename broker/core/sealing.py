@@ -156,12 +156,10 @@ class KeyRing:
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             raise TamperedValue(f"encrypted value is {type(blob).__name__}, not bytes")
         blob = bytes(blob)
-        if len(blob) < 2:
-            raise TamperedValue(f"truncated encrypted value ({len(blob)} bytes)")
-        if blob[0] != BLOB_VERSION:
-            raise TamperedValue(f"unknown encrypted value version {blob[0]}")
-        kid_len = blob[1]
+        kid_len = blob[1] if len(blob) >= 2 else 0
         head = 2 + kid_len
+        if len(blob) >= 2 and blob[0] != BLOB_VERSION:
+            raise TamperedValue(f"unknown encrypted value version {blob[0]}")
         if kid_len == 0 or len(blob) < head + NONCE_BYTES + TAG_BYTES:
             raise TamperedValue(f"truncated encrypted value ({len(blob)} bytes)")
         try:

@@ -1,4 +1,5 @@
-"""Words several components share about commands: statuses and what is kept of results.
+"""Words several components share about commands: statuses, what is kept of
+results, and the texts of refusals several components give (reasons, pending keys).
 
 The broker's command queue moves a command forward through these statuses
 and the broker publishes each change (``COMMAND_STATUS``); the client
@@ -30,6 +31,19 @@ STATUS_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
 EPHEMERAL_RESULTS = frozenset({"thumbnail"})
 #: bytes values longer than this are kept as their size once no longer needed
 BULK_BYTES = 64 * 1024
+#: the longest reason accepted for an access (shown to the employee, kept in the audit trail)
+MAX_REASON_CHARS = 500
+
+
+def reason_too_long(limit: int = MAX_REASON_CHARS) -> str:
+    """What a reason over ``limit`` characters is refused with (agent, broker, admin bridge)."""
+    return f"the reason is longer than {limit} characters"
+
+
+def pending_key_advice(key_prefix: str = "ID") -> str:
+    """What to do about a key the broker holds as pending (client library,
+    broker log, error table, GUI): the one wording of the advice."""
+    return f"an admin must accept it on the server: `ems keys accept {key_prefix}`"
 
 
 def is_final(status: Any) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from broker.core import bounds
 from broker.core.envelope import unpack_body
 from broker.persister.crypto import TamperedValue, aad_for
-from broker.persister.tables import MAX_ID_CHARS, MAX_LIMIT, STATS, THUMBNAIL_BACKFILL, VIEWS, StoreError, StorePart, _View
+from broker.persister.tables import MAX_ID_CHARS, MAX_LIMIT, STATS, THUMBNAIL_BACKFILL, VIEWS, StoreError, StorePart, _View, view_of
 from broker.persister.thumbnails import thumbnail_or_reason as _thumbnail
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Queries(StorePart):
         raises :class:`TamperedValue` naming the table and row. Captures
         come without their image: see :meth:`get_capture`.
         """
-        view = _view(kind)
+        view = view_of(kind)
         order_sql = _order(order)
         limit = _limit(limit)
         where, params = self._filters(view, client_id, since, until)
@@ -247,12 +247,6 @@ class Queries(StorePart):
         except TamperedValue as exc:
             raise TamperedValue(f"{table} row {row['id']} ({column}): {exc}") from exc
         return plain if column in ("image", "data", "thumbnail") else plain.decode()
-
-
-def _view(kind: str) -> _View:
-    if type(kind) is not str or kind not in VIEWS:
-        raise ValueError(f"unknown history kind {bounds.shown(kind)}; one of {', '.join(VIEWS)}")
-    return VIEWS[kind]
 
 
 def _order(order: str) -> str:

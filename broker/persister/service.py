@@ -32,9 +32,9 @@ from broker.core.client import BusClient
 from broker.core.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
 from broker.core.errors import EmsError, ProtocolError
 from broker.persister import quarantine
-from broker.persister.store import STATS, VIEWS, Record, Store, StoreUnavailable
+from broker.persister.store import STATS, Record, Store, StoreUnavailable
+from broker.persister.tables import view_of
 from broker.core.stats import LogThrottle
-from broker.core.store_queries import CAPTURE_PURPOSES, MAX_THUMBNAIL_ROWS
 from broker.core.vocabulary import EPHEMERAL_RESULTS
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ ACK_CHUNK = 2000
 DRAIN_CHUNK = 100
 DAY = 86400.0
 
+#: why a stored capture is read (``store.capture`` ``purpose``): audited as ``capture.<purpose>``
+CAPTURE_PURPOSES = ("view", "export")
+#: captures per ``store.query`` with ``thumbnails`` (each preview is ~6 KB; a reply stays ~1 MB)
+MAX_THUMBNAIL_ROWS = 200
 
 
 @dataclass
@@ -463,10 +467,9 @@ class Persister:
 
     @staticmethod
     def _check_readable(role: str, kind: str) -> None:
-        if kind not in VIEWS:
-            raise ValueError(f"unknown history kind {kind!r}; one of {', '.join(VIEWS)}")
+        view_of(kind)  # ValueError for a kind there is not
         if not permissions.may_read_history(role, kind):
-            raise Forbidden(f"role {role or '?'} may not read {kind} history")
+            raise Forbidden(permissions.history_refusal(role, kind))
 
     def _security(self, requester: dict, event: str, detail: str) -> None:
         """A security event the persister itself saw, stored with the next commit."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
+from broker.core import bounds
 from broker.core.errors import EmsError
 from broker.persister import schema
 from broker.persister.crypto import SecurityManager
@@ -203,6 +204,14 @@ VIEWS: dict[str, _View] = {
         packed=("args", "result"),
     ),
 }
+
+
+def view_of(kind: Any) -> _View:
+    """The view of history ``kind`` (a key of :data:`VIEWS`); ValueError naming the kinds there are."""
+    if type(kind) is not str or kind not in VIEWS:
+        raise ValueError(f"unknown history kind {bounds.shown(kind)}; one of {', '.join(VIEWS)}")
+    return VIEWS[kind]
+
 
 #: stats(group_by): (query kind whose filters apply, grouped column).
 STATS: dict[str, tuple[str, str]] = {

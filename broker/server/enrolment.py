@@ -80,12 +80,17 @@ def judge(registry: KeyRegistry, public_key: str, client_id: str) -> Claim:
     return Claim(client_id, NEW)
 
 
+def blocked_text(client_id: str, block: dict) -> str:
+    """Why a blocked ``client_id`` cannot be given a key, and what to do."""
+    return f"client id {client_id} is blocked (revoked by {block['blocked_by']}): `ems keys unblock {client_id}` first"
+
+
 def accept_problem(registry: KeyRegistry, record: KeyRecord) -> str:
     """Why an admin may not accept ``record`` under its client id; "" if it may."""
     cid = record.client_id
     block = registry.blocked(cid)
     if block is not None:
-        return f"client id {cid} is blocked (revoked by {block['blocked_by']}): `ems keys unblock {cid}` first"
+        return blocked_text(cid, block)
     if record.role == "agent":
         return reserved_reason(registry, cid)
     return ""
@@ -98,7 +103,7 @@ def add_problem(registry: KeyRegistry, public_key: str, client_id: str, role: st
         return f"key {public_key[:8]} was revoked; a revoked key stays revoked (make a new key)"
     block = registry.blocked(client_id)
     if block is not None:
-        return f"client id {client_id} is blocked (revoked by {block['blocked_by']}): `ems keys unblock {client_id}` first"
+        return blocked_text(client_id, block)
     if role == "agent":
         return reserved_reason(registry, client_id)
     others = sorted({r.role for r in registry.holders(client_id) if r.public_key != public_key} - {role})

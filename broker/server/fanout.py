@@ -162,8 +162,9 @@ class Fanout:
         forbidden = [p for p in prefixes if not permissions.may_subscribe(peer.role, p)]
         if forbidden:  # only topics this role may not read: refused, and a security event
             self.counters["refused_role"] += 1
-            broker.records.security(peer, "forbidden", f"role {peer.role} may not read {forbidden}")
-            broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not read {forbidden}")
+            why = permissions.refusal(peer.role, f"read {forbidden}")
+            broker.records.security(peer, "forbidden", why)
+            broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, why)
             return
         merged = tuple(dict.fromkeys(peer.prefixes + tuple(prefixes)))
         if len(merged) > MAX_PREFIXES:

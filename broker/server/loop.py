@@ -298,8 +298,9 @@ class Broker:
             self.send_error(peer.rid, header, ErrorCode.REVOKED, "")
         else:
             self.counters["refused_role"] += 1
-            self.records.security(peer, "forbidden", f"role {peer.role} may not send {header.kind.name}")
-            self.send_error(peer.rid, header, ErrorCode.FORBIDDEN, f"role {peer.role} may not send {header.kind.name}")
+            why = permissions.refusal(peer.role, f"send {header.kind.name}")
+            self.records.security(peer, "forbidden", why)
+            self.send_error(peer.rid, header, ErrorCode.FORBIDDEN, why)
 
     def refuse(self, peer: Peer, header: Header | None, code: ErrorCode, detail: str) -> None:
         """Answer a malformed message with ``code``; a (throttled) security event."""

@@ -22,6 +22,7 @@ from broker.server import enrolment
 from broker.core import permissions
 from broker.core.envelope import ErrorCode, Header, Kind, batch_offer, pack_body, pack_header
 from broker.server.registry import ACCEPTED, REJECTED, REVOKED, placeholder_id
+from broker.core.vocabulary import pending_key_advice
 
 if TYPE_CHECKING:
     from broker.server.loop import Broker
@@ -157,8 +158,8 @@ class PeerTable:
                 return full
             record = self.registry.note_pending(peer.key, claim.client_id, label, hostname, peer.address)
             peer.recorded = True
-            log.warning("new key %s from %s is pending as %s: accept it with `ems keys accept %s`",
-                        peer.key[:8], peer.address or "?", record.client_id, peer.key[:8])
+            log.warning("new key %s from %s is pending as %s: %s",
+                        peer.key[:8], peer.address or "?", record.client_id, pending_key_advice(peer.key[:8]))
         else:
             record = self.registry.note_pending(peer.key, claim.client_id, label, hostname)
         peer.client_id = record.client_id

@@ -331,7 +331,7 @@ class KeyRegistry:
         try:
             self._db.execute(sql, params)
         except sqlite3.Error as exc:
-            raise RegistryError(f"cannot write key registry: {exc}") from exc
+            raise _write_failed(exc) from exc
 
     def _save(self, record: KeyRecord) -> None:
         self._save_many([record])
@@ -347,7 +347,7 @@ class KeyRegistry:
                 self._db.executemany("INSERT OR IGNORE INTO key_claims (client_id, public_key, first_seen)"
                                      " VALUES (:client_id, :public_key, :updated)", rows)
         except sqlite3.Error as exc:
-            raise RegistryError(f"cannot write key registry: {exc}") from exc
+            raise _write_failed(exc) from exc
         for record in records:
             self._index(record)
 
@@ -359,6 +359,10 @@ _UPSERT = (
     " state=excluded.state, label=excluded.label, hostname=excluded.hostname,"
     " updated=excluded.updated, last_seen=excluded.last_seen"
 )
+
+
+def _write_failed(exc: sqlite3.Error) -> RegistryError:
+    return RegistryError(f"cannot write key registry: {exc}")
 
 
 def placeholder_id(public_key: str) -> str:

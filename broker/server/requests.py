@@ -49,11 +49,11 @@ class Requests:
             broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
             return
         if not permissions.may_request(peer.role, op):
-            self._forbid(peer, header, f"role {peer.role} may not call {op}")
+            self._forbid(peer, header, permissions.refusal(peer.role, f"call {op}"))
             return
         kind = permissions.history_kind(op, args)
         if kind is not None and not permissions.may_read_history(peer.role, kind):
-            self._forbid(peer, header, f"role {peer.role} may not read {kind} history")
+            self._forbid(peer, header, permissions.history_refusal(peer.role, kind))
             return
         if op.startswith(permissions.SERVICE_PREFIXES):
             self._forward(peer, header, op, args)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from broker.core import bounds
 from broker.server.registry import ACCEPTED, REJECTED, REVOKED, KeyRecord, KeyRegistry
+from broker.core.vocabulary import MAX_REASON_CHARS
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -125,5 +126,6 @@ def refuse(broker: "Broker", peer: "Peer", op: str, client_id: str, why: str) ->
 
 
 def reason_of(args: dict) -> str:
-    """The ``reason`` an admin gave (checked like every argument: no NUL, at most 500 characters)."""
-    return bounds.optional_text(args.get("reason"), "reason", 500) or ""
+    """The ``reason`` an admin gave (checked like every argument: no NUL, at most
+    :data:`~broker.core.vocabulary.MAX_REASON_CHARS` characters)."""
+    return bounds.optional_text(args.get("reason"), "reason", MAX_REASON_CHARS) or ""
