@@ -220,7 +220,7 @@ def test_a_mandatory_notice_cannot_be_silenced(control, agent):
     opened(control, agent, silent=True, notice=False)
     wait_for(lambda: windows_named("^EMS notice: Remote control started$"), what="the start notice despite silent=true")
     text = agent.access.read()
-    assert "notice silencing refused  alice asked to hide the 'remote_control' notice" in text
+    assert "notice silencing refused  by alice  the 'remote_control' notice is mandatory on this computer" in text
     assert "Remote control started  alice is now controlling your screen" in text
     [(_kind, _name, data)] = [r for r in agent.reports if r[1] == "notice_silence_refused"]
     assert data == {"event": "notice_silence_refused", "notice": "remote_control", "operator": "alice"}
