@@ -107,6 +107,8 @@ def _parse_legacy(line: str) -> AccessEntry | None:
         return None
     stamp, event, detail = match.group(1), match.group(2), match.group(3) or ""
     ts = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").astimezone()
+    if event[:1].isupper():  # older notices were titles (free text after them), actions lower case
+        return AccessEntry(ts, NOTICE, event, detail=detail.strip())
     operator = reason = ""
     if (found := _LEGACY_REASON.search(detail)) is not None:
         reason, detail = found.group(1).strip(), detail[: found.start()]

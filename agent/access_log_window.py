@@ -4,9 +4,9 @@ Opened from the on-screen indicator's "Access log" button (a child
 process, like every EMS window, so a toolkit crash never reaches the
 agent). It shows the access log as plain sentences, newest first
 (:mod:`agent.access_summary`), found where ``ems agent access-log`` finds
-it (:mod:`agent.access_location`), with Refresh, Export (writes
-``~/ems-access-log-<date>.txt`` and says where), Save as… (a file the user
-picks) and Close. Exit status 0, or 2 when no window could be opened.
+it (:mod:`agent.access_location`), with Refresh, Export (Ctrl+E:
+writes ``~/ems-access-log-<date>.txt`` and says where), Save as… (a file the
+user picks), Close (Esc) and Refresh (F5). Exit status 0, or 2 when no window could be opened.
 """
 from __future__ import annotations
 
@@ -54,21 +54,24 @@ class AccessLogWindow:
         tk.Label(top, text=WINDOW_TITLE, font=("TkDefaultFont", 13, "bold"), anchor="w").pack(fill="x")
         tk.Label(top, text=f"Every look at or action on this computer by your IT team, newest first. Kept in {log.path}",
                  anchor="w", justify="left", wraplength=WIDTH_PX - 30).pack(fill="x")
+        bottom = tk.Frame(root, padx=12, pady=8)
+        bottom.pack(side="bottom", fill="x")  # before the text, so a long log never pushes the buttons away
         body = tk.Frame(root, padx=12)
         body.pack(fill="both", expand=True)
         scroll = tk.Scrollbar(body)
         scroll.pack(side="right", fill="y")
-        self.text = tk.Text(body, wrap="word", yscrollcommand=scroll.set, padx=8, pady=6, spacing1=2, spacing3=4)
+        self.text = tk.Text(body, wrap="word", yscrollcommand=scroll.set, padx=8, pady=6, spacing1=2, spacing3=4,
+                            height=10, font=("TkDefaultFont", 10))
         self.text.pack(fill="both", expand=True)
         scroll.config(command=self.text.yview)
-        bottom = tk.Frame(root, padx=12, pady=8)
-        bottom.pack(fill="x")
-        self.status = tk.Label(bottom, text="", anchor="w")
-        self.status.pack(side="left", fill="x", expand=True)
         for label, action in (("Close", root.destroy), ("Save as\u2026", self.save_as), ("Export", self.export),
                               ("Refresh", self.refresh)):
             tk.Button(bottom, text=label, command=action).pack(side="right", padx=(6, 0))
+        self.status = tk.Label(bottom, text="", anchor="w", width=1)  # takes the room the buttons leave
+        self.status.pack(side="left", fill="x", expand=True)
         root.bind("<Escape>", lambda _e: root.destroy())
+        root.bind("<Control-e>", lambda _e: self.export())
+        root.bind("<F5>", lambda _e: self.refresh())
         self.refresh()
 
     def refresh(self) -> None:
@@ -101,7 +104,9 @@ class AccessLogWindow:
         except (OSError, EmsError) as exc:
             self.status.config(text=f"Could not export: {exc}")
             return
-        self.status.config(text=f"Exported to {path}")
+        home = str(Path.home())
+        shown = "~" + str(path)[len(home):] if str(path).startswith(home + "/") else str(path)
+        self.status.config(text=f"Exported to {shown}")
 
 
 def main(argv: list[str] | None = None) -> int:

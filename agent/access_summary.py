@@ -43,26 +43,27 @@ class Sentence:
 
 def summarise(entries: Iterable[AccessEntry]) -> list[Sentence]:
     """Plain sentences for ``entries``, newest first (see the module docstring)."""
-    ordered = sorted(set(entries), key=lambda e: (e.ts, e.kind, e.event, e.detail))
+    ordered = sorted(dict.fromkeys(entries), key=lambda e: e.ts)  # the same entry twice is told once; file order within a second
     actions = [e for e in ordered if e.kind != NOTICE]
-    sentences: list[Sentence] = []
-    groups: dict[tuple[str, str], list[AccessEntry]] = {}
-    for entry in ordered:
+    sentences: list[tuple[int, Sentence]] = []  # (position of its last entry, sentence)
+    groups: dict[tuple[str, str], tuple[int, list[AccessEntry]]] = {}
+    for position, entry in enumerate(ordered):
         if entry.kind == NOTICE and _echoes(entry, actions):
             continue
         if entry.kind == "thumbnail":
             key = (entry.operator, entry.reason)
-            group = groups.get(key)
+            _, group = groups.get(key, (0, []))
             if group and entry.ts - group[-1].ts <= THUMBNAIL_GAP:
                 group.append(entry)
+                groups[key] = (position, group)
                 continue
             if group:
-                sentences.append(_previews(group))
-            groups[key] = [entry]
+                sentences.append((groups[key][0], _previews(group)))
+            groups[key] = (position, [entry])
             continue
-        sentences.append(Sentence(entry.ts, entry.ts, describe(entry)))
-    sentences.extend(_previews(group) for group in groups.values())
-    return sorted(sentences, key=lambda s: (s.end, s.start), reverse=True)
+        sentences.append((position, Sentence(entry.ts, entry.ts, describe(entry))))
+    sentences.extend((position, _previews(group)) for position, group in groups.values())
+    return [s for _, s in sorted(sentences, key=lambda p: (p[1].end, p[0]), reverse=True)]
 
 
 def describe(entry: AccessEntry) -> str:
@@ -71,7 +72,7 @@ def describe(entry: AccessEntry) -> str:
     why = f" Reason: {entry.reason}." if entry.reason else ""
     kind, detail = entry.kind, entry.detail
     if kind == "agent.start":
-        return "The EMS agent started." + (f" {detail}" if detail else "")
+        return "The EMS agent started" + (f" ({detail})." if detail.startswith("version ") else ".")
     if kind == "agent.stop":
         return "The EMS agent stopped."
     if kind == "capture":
@@ -83,7 +84,7 @@ def describe(entry: AccessEntry) -> str:
     if kind == "chat":
         return f"{who} sent you a message: \u201c{detail}\u201d"
     if kind.startswith("file."):
-        return f"{who} {_FILE_VERBS.get(kind[5:], 'used a file:')} {detail}.{why}"
+        return _file_sentence(who, kind[5:], detail) + why
     if kind == "notice.silence_refused":
         return f"{who} asked to hide a notice; this computer's policy refused and showed it. {detail}".rstrip()
     if kind == NOTICE:
@@ -92,8 +93,23 @@ def describe(entry: AccessEntry) -> str:
     return f"{entry.event[:1].upper()}{entry.event[1:]}{by}" + (f": {detail}" if detail else "") + f".{why}"
 
 
-_FILE_VERBS = {"list": "listed the folder", "download": "copied from this computer the file",
-               "upload": "put on this computer the file", "stat": "looked at the file", "roots": "listed the shared folders"}
+#: file operation -> (what was done, what was tried)
+_FILE_VERBS = {"list": ("listed the folder", "tried to list the folder"),
+               "download": ("copied from this computer the file", "tried to copy from this computer the file"),
+               "upload": ("put on this computer the file", "tried to put on this computer the file"),
+               "stat": ("looked at the file", "tried to look at the file"),
+               "move": ("moved the file", "tried to move the file"),
+               "delete": ("deleted the file", "tried to delete the file"),
+               "roots": ("listed the shared folders", "tried to list the shared folders")}
+_REFUSED = " (refused: "
+
+
+def _file_sentence(who: str, op: str, detail: str) -> str:
+    done, tried = _FILE_VERBS.get(op, (f"used ({op}) the file", f"tried to use ({op}) the file"))
+    if _REFUSED in detail:
+        path, error = detail.split(_REFUSED, 1)
+        return f"{who} {tried} {path}; this computer refused: {error.rstrip(')')}."
+    return f"{who} {done} {detail}."
 
 
 def _size(detail: str) -> str:
