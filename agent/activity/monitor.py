@@ -47,7 +47,8 @@ class ActivityMonitor(Capability):
         self._series: dict[tuple[str, str], datetime] = {}
 
     def started(self, version: str) -> None:
-        """Report ``agent.start``, with what the session source cannot see here."""
+        """Report ``agent.start``, with what the session source cannot see here (after a first look)."""
+        self._last = self.source.read()
         self._send("agent.start", {"version": version, "session_source": self.source.name,
                                    "blind_spots": self.source.blind_spots(), "window_usage": self.policy.window_usage})
 
