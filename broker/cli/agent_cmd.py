@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
         "consoles may take (thumbnails_per_minute, default 6, at most 12, 0 for none; the user is told who "
         "looks again every thumbnail_notice_every_s seconds, default 600) and full screen captures "
         "(captures_per_minute, default 4, at most 12, 0 for none; each one is shown to the user with the operator "
-        "and the reason).",
+        "and the reason); the session events it reports (idle_after_s, default 300; session_poll_s, default 5; "
+        "window_usage, default false: which application is in front, announced at start when on; never keys).",
     )
     p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"],
                    help="run (default), or tell what IT did on this computer (access-log: found without flags, "
