@@ -81,6 +81,10 @@ def describe(entry: AccessEntry) -> str:
         return f"{who} started watching your screen live.{why}"
     if kind == "live_view.end":
         return f"{who} stopped watching your screen" + (f" ({entry.reason})." if entry.reason else ".")
+    if kind == "control.start":
+        return f"{who} took control of your screen (mouse and keyboard).{why}"
+    if kind == "control.end":
+        return f"{detail[:1].upper()}{detail[1:]}." if detail else f"{who}'s control of your screen ended."
     if kind == "chat":
         return f"{who} sent you a message: \u201c{detail}\u201d"
     if kind.startswith("file."):

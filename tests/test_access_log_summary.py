@@ -128,3 +128,12 @@ def test_the_cli_finds_the_log_without_flags_from_another_folder(tmp_path, monke
     assert json.loads(raw.splitlines()[0])["operator"] == "Jane Doe"
     monkeypatch.setenv("EMS_ACCESS_DIR", str(access_dir))
     assert find_access_log() == access_dir / "access.log"
+
+
+def test_remote_control_is_told_once_each_way():
+    notice = entry(0, "notice", "", "", event="Remote control started", detail="Jane Doe is now controlling your screen: ticket 7")
+    ended = entry(4, "control.end", detail="Jane Doe is no longer controlling your screen: fixed")
+    assert [s.text for s in summarise([notice, entry(0, "control.start"), ended])] == [
+        "Jane Doe is no longer controlling your screen: fixed.",
+        "Jane Doe took control of your screen (mouse and keyboard). Reason: ticket 7.",
+    ]
