@@ -244,4 +244,4 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     access_log = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log"], cwd=str(shared),
                                 env={**os.environ, "EMS_ACCESS_DIR": str(access_dir)},
                                 capture_output=True, text=True, timeout=30).stdout
-    assert "The EMS agent started." in access_log and "tried to copy from this computer" in access_log
+    assert "The EMS agent started (version" in access_log and "tried to copy from this computer" in access_log
