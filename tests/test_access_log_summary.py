@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from agent.access_location import find_access_log
+from agent.access_location import candidates, find_access_log, system_dir, user_dir
 from agent.access_log import AccessEntry, AccessLog, parse_line
 from agent.access_summary import summarise, summary_text
 from agent.notice import Notifier, announce
@@ -137,3 +138,19 @@ def test_remote_control_is_told_once_each_way():
         "Jane Doe is no longer controlling your screen: fixed.",
         "Jane Doe took control of your screen (mouse and keyboard). Reason: ticket 7.",
     ]
+
+
+def test_the_places_looked_at_in_order(tmp_path, monkeypatch):
+    """$EMS_ACCESS_DIR, the system place, the user-data place, then older agents' data dirs."""
+    monkeypatch.setenv("EMS_ACCESS_DIR", str(tmp_path / "installer"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("EMS_HOME", str(tmp_path / "home"))
+    assert candidates() == [tmp_path / "installer" / "access.log", Path("/var/lib/ems/access/access.log"),
+                            tmp_path / "xdg" / "ems" / "access" / "access.log",
+                            tmp_path / "home" / "access.log", tmp_path / "home" / "agent" / "access.log"]
+    assert candidates(str(tmp_path / "d")) == [tmp_path / "d" / "access.log", tmp_path / "d" / "agent" / "access.log"]
+    (tmp_path / "home" / "agent").mkdir(parents=True)
+    (tmp_path / "home" / "agent" / "access.log").write_text(OLD_LINES)  # only an older agent's log exists
+    assert find_access_log() == tmp_path / "home" / "agent" / "access.log"
+    assert system_dir("win32", {"ProgramData": r"C:\ProgramData"}) == Path(r"C:\ProgramData") / "EMS" / "access"
+    assert user_dir("linux", {}) == Path.home() / ".local" / "share" / "ems" / "access"

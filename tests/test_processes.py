@@ -245,3 +245,4 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
                                 env={**os.environ, "EMS_ACCESS_DIR": str(access_dir)},
                                 capture_output=True, text=True, timeout=30).stdout
     assert "The EMS agent started (version" in access_log and "tried to copy from this computer" in access_log
+    assert "You were shown: EMS agent started" not in access_log  # the start notice is that same event
