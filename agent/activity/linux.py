@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 
 import psutil
 
@@ -23,6 +24,8 @@ from agent.activity.session import SessionState
 log = logging.getLogger(__name__)
 
 LOGINCTL_TIMEOUT_S = 3.0
+#: after logind could not be asked, ask again no sooner than this
+LOGIND_RETRY_S = 60.0
 
 
 class Logind:
@@ -31,13 +34,15 @@ class Logind:
     def __init__(self, loginctl: str | None = None):
         self.loginctl = loginctl or shutil.which("loginctl")
         self.why_not = "" if self.loginctl else "logind: loginctl is not installed"
+        self._retry_at = 0.0
 
     def read(self) -> tuple[frozenset[str], bool | None] | None:
         """(users, locked) or None when logind cannot be asked (``why_not`` says why)."""
-        if not self.loginctl:
+        if not self.loginctl or time.monotonic() < self._retry_at:
             return None
         listing = self._run("list-sessions", "--no-legend")
         if listing is None:
+            self._retry_at = time.monotonic() + LOGIND_RETRY_S  # no systemd here: not every few seconds
             return None
         users, locks = set(), []
         for session_id in [line.split()[0] for line in listing.splitlines() if line.split()]:
