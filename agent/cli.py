@@ -6,7 +6,9 @@ import signal
 import sys
 from pathlib import Path
 
+from agent import access_location
 from agent.access_log import AccessLog
+from agent.access_summary import summary_text
 from agent.context import LocalPolicy
 from agent.runner import Agent, AgentConfig
 from broker.core import keys
@@ -27,10 +29,16 @@ def configure(p) -> None:
         "consoles may take (thumbnails_per_minute, default 6, at most 12, 0 for none; the user is told who "
         "looks again every thumbnail_notice_every_s seconds, default 600) and full screen captures "
         "(captures_per_minute, default 4, at most 12, 0 for none; each one is shown to the user with the operator "
-        "and the reason)."
+        "and the reason); the session events it reports (idle_after_s, default 300; session_poll_s, default 5; "
+        "window_usage, default false: which application is in front, announced at start when on; never keys)."
     )
-    p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"], help="run (default) or print the local access log")
+    p.add_argument("action", nargs="?", default="run", choices=["run", "access-log"],
+                   help="run (default), or tell what IT did on this computer (access-log: found without flags, "
+                   "in $EMS_ACCESS_DIR, /var/lib/ems/access or ~/.local/share/ems/access)")
     add_data_dir(p)
+    p.add_argument("--raw", action="store_true", help="access-log: the entries as kept (JSON lines), not sentences")
+    p.add_argument("--access-dir", help="run: where to keep the access log (default: $EMS_ACCESS_DIR, else "
+                   "/var/lib/ems/access when the agent may write there, else ~/.local/share/ems/access)")
     p.add_argument("--server", default=DEFAULT_SERVER, help=f"broker endpoint (default {DEFAULT_SERVER})")
     p.add_argument("--server-key", help="the broker's public key (Z85) or a file holding it (the server's DATA/keys/broker.public); remembered after the first start")
     p.add_argument("--id", dest="client_id", default="", help="client id (default: derived from this machine's hardware)")
@@ -44,10 +52,9 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    data_dir = resolve_data_dir(args.data_dir)
     if args.action == "access-log":
-        sys.stdout.write(AccessLog(data_dir / "access.log").read() or "(the access log is empty)\n")
-        return 0
+        return print_access_log(args.data_dir, args.raw)
+    data_dir = resolve_data_dir(args.data_dir)
     policy = LocalPolicy.load(data_dir / "policy.json")
     policy.allowed_roots += [Path(p).expanduser() for p in args.allow_root]
     policy.power_dry_run = policy.power_dry_run or args.power_dry_run
@@ -59,11 +66,22 @@ def run(args) -> int:
         sysinfo_interval_s=args.sysinfo_interval_s,
         enrol_token=os.environ.get(ENROL_TOKEN_ENV, ""),
         policy=policy,
+        access_dir=Path(args.access_dir).expanduser().resolve() if args.access_dir else access_location.access_dir_for_agent(),
     )
     agent = Agent(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
     agent.run()
+    return 0
+
+
+def print_access_log(data_dir: str | None, raw: bool) -> int:
+    """What IT did on this computer, newest first (``raw``: the entries as kept), from wherever the agent keeps it."""
+    log = AccessLog(access_location.find_access_log(data_dir))
+    if raw:
+        sys.stdout.write(log.raw() or f"(no access log at {log.path})\n")
+    else:
+        sys.stdout.write(f"What IT did on this computer ({log.path}), newest first:\n" + summary_text(log.entries()))
     return 0
 
 

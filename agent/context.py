@@ -25,6 +25,9 @@ MAX_THUMBNAILS_PER_MINUTE = 12
 MAX_THUMBNAIL_NOTICE_EVERY_S = 3600.0
 #: full screen captures (stored on the server) are rarer still, each one announced
 MAX_CAPTURES_PER_MINUTE = 12
+#: the longest idle threshold and session polling interval a policy file may set
+MAX_IDLE_AFTER_S = 24 * 3600.0
+MAX_SESSION_POLL_S = 600.0
 
 
 @dataclass
@@ -44,6 +47,11 @@ class LocalPolicy:
     ``captures_per_minute`` caps full screen captures the same way (0 turns
     them off, at most :data:`MAX_CAPTURES_PER_MINUTE`); each one is shown
     to the employee with the operator and the reason.
+
+    ``idle_after_s``, ``session_poll_s`` and ``window_usage`` shape what the
+    agent reports about the employee's session (:mod:`agent.activity`):
+    logins, locks and idle time always, the application in front only when
+    ``window_usage`` is true (then the start notice says so); never keys.
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
@@ -56,6 +64,12 @@ class LocalPolicy:
     thumbnails_per_minute: int = 6
     thumbnail_notice_every_s: float = 600.0
     captures_per_minute: int = 4
+    #: the session counts as idle after this long without input (``session.idle`` in activity_logs)
+    idle_after_s: float = 300.0
+    #: how often the agent looks at the session (logins, lock, idle)
+    session_poll_s: float = 5.0
+    #: report which application is in front (its class, never a title); off unless the install turns it on
+    window_usage: bool = False
 
     @classmethod
     def load(cls, path: Path) -> "LocalPolicy":
@@ -82,6 +96,9 @@ class LocalPolicy:
             thumbnail_notice_every_s=_bounded(path, raw, "thumbnail_notice_every_s", base.thumbnail_notice_every_s,
                                               MAX_THUMBNAIL_NOTICE_EVERY_S),
             captures_per_minute=_bounded(path, raw, "captures_per_minute", base.captures_per_minute, MAX_CAPTURES_PER_MINUTE),
+            idle_after_s=_bounded(path, raw, "idle_after_s", base.idle_after_s, MAX_IDLE_AFTER_S),
+            session_poll_s=_bounded(path, raw, "session_poll_s", base.session_poll_s, MAX_SESSION_POLL_S),
+            window_usage=raw.get("window_usage", False) is True,
         )
 
 
@@ -101,8 +118,8 @@ class AgentContext:
     client_id: str
     data_dir: Path
     policy: LocalPolicy
-    #: append a line to the employee-readable access log
-    access_log: Callable[[str, str], Any]
+    #: append an entry to the employee-readable access log: ``access_log(event, detail="", *, operator="", reason="", kind="")``
+    access_log: Callable[..., Any]
     #: show a notice to the logged-in user (and log it); never fails
     notify: Callable[[str, str], None]
     #: keep a record for durable delivery: report(kind, name, data) -> msg_id

@@ -29,6 +29,7 @@ from agent.notice import Notifier, announce
 from agent.power import Power
 from agent.screen.handlers import Screen
 from agent.access_log import AccessLog
+from agent.activity import ActivityMonitor
 from agent.context import AgentContext, CommandError, LocalPolicy
 from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
@@ -58,15 +59,19 @@ class AgentConfig:
     policy: LocalPolicy = field(default_factory=LocalPolicy)
     #: keep executed command ids this long (longer than any command TTL)
     executed_retention_s: float = 30 * 24 * 3600.0
+    #: where the access log is kept (None: the data dir); ``ems agent`` passes
+    #: :func:`agent.access_location.access_dir_for_agent`
+    access_dir: Path | None = None
 
 
 class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client_id = config.client_id or identity.client_id(config.data_dir)  # before the keys: see identity
         self.keypair = keyfiles.load_or_create(config.data_dir / "keys", "agent")
-        self.client_id = config.client_id or identity.client_id()
-        self.access_log = AccessLog(config.data_dir / "access.log")
+        self.access_log = AccessLog((config.access_dir or config.data_dir) / "access.log")
+        self.access_log.take_over(config.data_dir / "access.log")  # an older agent's lines: no history lost
         self.executed = ExecutedCommands(config.data_dir / "agent.db")
         hello = {
             "client_id": self.client_id,
@@ -75,6 +80,7 @@ class Agent:
             "version": AGENT_VERSION,
             "os": platform.system(),
             "user": sysinfo.logged_in_user(),
+            **identity.fingerprints(config.data_dir),
         }
         if config.enrol_token:
             hello["token"] = config.enrol_token
@@ -92,6 +98,8 @@ class Agent:
             notify=self.notifier.notify,
             report=self.sender.report,
         )
+        self.activity = ActivityMonitor(config.policy, self.sender.report)
+        self.access_log.on_entry = self.activity.access
         self.chat = ChatInbox()
         self.control = RemoteControl()
         self.screen = Screen.on_bus(self.context, self.bus)
@@ -104,6 +112,7 @@ class Agent:
             self.control,
             self.chat,
             self.screen,
+            self.activity,
         ]
         self.handlers = command_table(self.capabilities)
         self._stopping = False
@@ -112,9 +121,9 @@ class Agent:
         self._stopping = True
 
     def run(self) -> None:
-        announce(self.context, "start", "EMS agent started",
-                 f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team "
-                 f"(what was done: ems agent access-log)")
+        self.access_log.record("agent started", f"version {AGENT_VERSION}")
+        announce(self.context, "start", "EMS agent started", start_notice_text(self.config.policy))
+        self.activity.started(AGENT_VERSION)
         self.executed.purge_older_than(self.config.executed_retention_s)
         self.bus.connect()
         try:
@@ -131,6 +140,7 @@ class Agent:
             self._close_capabilities()
             self.notifier.close()
             self.access_log.record("agent stopped")
+            self.sender.pump()  # agent.stop leaves now if it can (else with the outbox at the next start)
             self.lanes.shutdown()
             log_forward.uninstall(self.log_forwarder)
             self.bus.close(flush_s=self.bus.config.timing.close_flush_s)  # last results and statuses leave first
@@ -198,6 +208,15 @@ class Agent:
             self.bus.send(Kind.RESULT, data=result, corr=cmd_id)
         except Exception as exc:
             log.warning("could not send the result of %s now (%s); the broker will re-deliver", cmd_id, exc)
+
+
+def start_notice_text(policy: LocalPolicy) -> str:
+    """What the employee is told when the agent starts (and whether application usage is recorded)."""
+    text = (f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team. "
+            "What they did: the access log (ems agent access-log).")
+    if policy.window_usage:
+        text += " This computer's policy also records which application is in front (its name, never what you type)."
+    return text
 
 
 def run_handler(handler, args: dict, context: AgentContext, cmd_id: str, name: str) -> dict:

@@ -138,6 +138,14 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, which is not allowed (install what it needs): {report.longrepr}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _access_dir(tmp_path_factory):
+    """Agents started through the CLI keep their access log in a temporary dir, never the machine's
+    /var/lib/ems/access (tests run as root); a test that reads one passes its own --access-dir."""
+    os.environ.setdefault("EMS_ACCESS_DIR", str(tmp_path_factory.mktemp("access")))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog):
     caplog.set_level(logging.INFO)

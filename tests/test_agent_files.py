@@ -441,8 +441,8 @@ def test_every_operation_is_recorded_for_the_store_and_the_access_log(tmp_path, 
     assert [(r["op"], r["ok"], r["operator"]) for r in rows] == [("list", True, "op-alice"), ("download", True, "op-alice"), ("download", False, "op-alice")]
     assert rows[1]["path"] == str(root / "a.txt") and rows[1]["size"] == 5
     assert rows[2]["path"] == "../outside/secret.txt" and "outside the allowed roots" in rows[2]["error"]
-    log_text = (tmp_path / "data" / "access.log").read_text()
-    assert "file download  by op-alice: " + str(root / "a.txt") in log_text
+    log_text = AccessLog(tmp_path / "data" / "access.log").read()
+    assert "file download  by op-alice  " + str(root / "a.txt") in log_text
     assert "refused: " in log_text
 
 

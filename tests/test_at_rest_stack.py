@@ -79,6 +79,7 @@ MODES = [
     ("agent", "agent (its data dir; holds the access log)", 0o710),
     ("agent/access.log", "agent (the employee's access log)", 0o640),
     ("agent/policy.json", "installer (tightened on start)", 0o600),
+    ("agent/identity.json", "agent (client id and install salt)", 0o600),
     ("agent/server.public", "agent (remembered broker key)", 0o600),
     ("agent/agent.db", "agent (executed commands)", 0o600),
     ("agent/agent.db-wal", "agent", 0o600),
@@ -158,7 +159,9 @@ class UpStack:
                 [sys.executable, "-m", "broker.cli.main", "up", "--data-dir", str(self.data), "--bind", "tcp://127.0.0.1:0",
                  "--admin-listen", "127.0.0.1:0", "--heartbeat-s", HEARTBEAT],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(base),
-                env={**os.environ, "EMS_ADMIN_TOKEN": ADMIN_TOKEN, "DISPLAY": "", "WAYLAND_DISPLAY": ""},
+                # the installer's choice of access dir: the agent's data dir, so its group rules are checked here
+                env={**os.environ, "EMS_ADMIN_TOKEN": ADMIN_TOKEN, "DISPLAY": "", "WAYLAND_DISPLAY": "",
+                     "EMS_ACCESS_DIR": str(self.data / "agent")},
             )
 
     def _seed_older_version(self) -> None:

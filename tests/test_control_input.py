@@ -184,7 +184,9 @@ def test_session_open_and_close_show_notices_and_write_the_access_log(control, a
     lines = agent.lines()
     assert len([l for l in lines if "Remote control started" in l]) == 1
     assert lines[0].endswith("Remote control started  alice is now controlling your screen: printer ticket 7")
-    assert lines[-1].endswith("Remote control ended  alice is no longer controlling your screen: fixed")
+    assert lines[-2].endswith("Remote control ended  alice is no longer controlling your screen: fixed")
+    assert [(e.kind, e.operator, e.reason) for e in agent.access.entries() if e.kind.startswith("control.")] == [
+        ("control.start", "alice", "printer ticket 7"), ("control.end", "alice", "printer ticket 7")]
 
 
 def test_input_is_refused_outside_a_session_and_from_another_operator(control, agent):
@@ -220,7 +222,7 @@ def test_a_mandatory_notice_cannot_be_silenced(control, agent):
     opened(control, agent, silent=True, notice=False)
     wait_for(lambda: windows_named("^EMS notice: Remote control started$"), what="the start notice despite silent=true")
     text = agent.access.read()
-    assert "notice silencing refused  alice asked to hide the 'remote_control' notice" in text
+    assert "notice silencing refused  by alice  the 'remote_control' notice is mandatory on this computer" in text
     assert "Remote control started  alice is now controlling your screen" in text
     [(_kind, _name, data)] = [r for r in agent.reports if r[1] == "notice_silence_refused"]
     assert data == {"event": "notice_silence_refused", "notice": "remote_control", "operator": "alice"}

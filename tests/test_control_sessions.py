@@ -59,7 +59,8 @@ def test_idle_expiry_through_the_runner_poll_tells_the_user(headless):
     clock.now += 31
     [ended] = control.poll(headless.ctx)
     assert ended["operator"] == "alice"
-    assert headless.lines()[-1].endswith("Remote control ended  alice's remote control ended after 30 s without input")
+    assert headless.lines()[-2].endswith("Remote control ended  alice's remote control ended after 30 s without input")
+    assert headless.access.entries()[-1].kind == "control.end"
     assert control.poll(headless.ctx) == []
 
 
@@ -101,7 +102,7 @@ def test_a_reason_cannot_forge_access_log_lines(headless, monkeypatch):
     control = RemoteControl()
     control.sessions.open("alice", "x")
     control.end({"reason": "done\n2026-01-01 00:00:00  agent stopped"}, headless.as_operator("alice"))
-    assert len(headless.lines()) == 1
+    assert [e.kind for e in headless.access.entries()] == ["notice", "control.end"]  # no forged "agent stopped"
 
 
 def test_frame_mapping_scales_and_clamps():

@@ -39,7 +39,7 @@ def start_agent(bus, procs, tmp_path, display: str, client_id: str = "desk-1"):
     bus.admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
     return lambda: procs.ems(client_id, "agent", "--data-dir", str(agent_dir), "--server", bus.endpoint,
                              "--server-key", bus.server_key, "--id", client_id, "--heartbeat-s", "0.5",
-                             env={"DISPLAY": display})
+                             "--access-dir", str(agent_dir), env={"DISPLAY": display})
 
 
 def test_chat_goes_queued_sent_delivered_read(bus, persister, console, procs, tmp_path, display, qtbot):

@@ -23,6 +23,7 @@ from test_agent_e2e import xdotool
 from test_gui_console import Agents, persister  # noqa: F401  (fixtures)
 from test_gui_live_chat import start_agent
 
+from agent.access_log import AccessLog
 from bench.harness.pattern import Pattern
 from bench.harness.xvfb import Xvfb
 from gui import cli as gui_cmd
@@ -128,9 +129,9 @@ def test_a_visible_online_tile_shows_the_real_screen_and_the_employee_is_told(bu
     notices = []
     qtbot.waitUntil(lambda: notices.extend(xdotool(display, "search", "--onlyvisible", "--name",
                                                    "^EMS notice: Screen thumbnails").split()) or bool(notices), timeout=WAIT_MS)
-    log = (tmp_path / "desk-1" / "access.log").read_text()
+    log = AccessLog(tmp_path / "desk-1" / "access.log").read()
     assert "Screen thumbnails  op-gui sees small pictures of your screen in the operator console" in log
-    assert "screen thumbnail  operator=op-gui size=240x135 reason=client tile thumbnail in the operator console" in log
+    assert "screen thumbnail  by op-gui  240x135  reason: client tile thumbnail in the operator console" in log
 
     # the broker's audit trail names the operator; the command log is not flooded with tile pictures
     def audited() -> bool:

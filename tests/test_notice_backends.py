@@ -118,8 +118,8 @@ def test_a_broken_backend_never_breaks_the_caller(tmp_path, caplog):
             pass
 
     lines = []
-    Notifier(lambda title, text: lines.append((title, text)), Broken()).notify("T", "x")
-    assert lines == [("T", "x")] and "broken notice backend failed" in caplog.text
+    Notifier(lambda title, text, kind: lines.append((title, text, kind)), Broken()).notify("T", "x")
+    assert lines == [("T", "x", "notice")] and "broken notice backend failed" in caplog.text
 
 
 @pytest.mark.parametrize("args, silenced", [
@@ -141,7 +141,7 @@ def test_a_mandatory_notice_is_shown_whatever_the_arguments_say(tmp_path, monkey
     agent = make_agent(tmp_path)
     shown = announce(agent.as_operator("mallory"), "live_view", "Screen viewed", "mallory is viewing your screen", {"silent": True, "notice": False})
     assert shown is True
-    assert agent.lines()[0].endswith("notice silencing refused  mallory asked to hide the 'live_view' notice; this computer's local policy makes it mandatory")
+    assert agent.lines()[0].endswith("notice silencing refused  by mallory  the 'live_view' notice is mandatory on this computer")
     assert agent.lines()[1].endswith("Screen viewed  mallory is viewing your screen")
     [(kind, name, data)] = agent.reports
     assert (kind, name, data["notice"]) == (Kind.SECURITY, "notice_silence_refused", "live_view")

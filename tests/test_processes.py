@@ -7,6 +7,7 @@ the test drives them through a real operator BusClient.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -222,7 +223,8 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "report.txt").write_text("quarterly numbers")
-    stack.start_agent("agent-p", "--allow-root", str(shared), "--power-dry-run")
+    access_dir = tmp_path / "access"
+    stack.start_agent("agent-p", "--allow-root", str(shared), "--power-dry-run", "--access-dir", str(access_dir))
     wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 30, what="agent online (a cold start of a Python process under load)")
 
     def run(name, **args):
@@ -239,6 +241,8 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     assert reboot["result"]["output"]["dry_run"] is True
     check = run("update.check")
     assert check["status"] == "done", check
-    access_log = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log", "--data-dir",
-                                 str(stack.root / "agent-p")], capture_output=True, text=True, timeout=30).stdout
-    assert "agent started" in access_log
+    access_log = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log"], cwd=str(shared),
+                                env={**os.environ, "EMS_ACCESS_DIR": str(access_dir)},
+                                capture_output=True, text=True, timeout=30).stdout
+    assert "The EMS agent started (version" in access_log and "tried to copy from this computer" in access_log
+    assert "You were shown: EMS agent started" not in access_log  # the start notice is that same event

@@ -120,7 +120,7 @@ def test_capture_command_stores_the_picture_for_the_persister(display, agent):
         "width": 640, "height": 360, "quality": 60, "format": "jpeg", "operator": "op-kim"}
     assert len(record["image"]) == result["bytes"]
     check_pattern(Image.open(io.BytesIO(record["image"])).convert("RGB"), 0.5)
-    assert "screen captured  operator=op-kim size=640x360 reason=ticket 42" in agent.access.read()
+    assert "screen captured  by op-kim  640x360  reason: ticket 42" in agent.access.read()
 
 
 def test_quality_changes_the_size(display, agent):

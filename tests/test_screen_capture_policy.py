@@ -109,7 +109,7 @@ def test_every_capture_is_counted_and_shown_whatever_its_arguments(name, per_min
             assert (f"Reason given: {reason}." if reason else "No reason was given.") in text
         log = agent.access.read()
         assert log.count("  Screen captured  op-kim took a picture") == per_minute
-        assert log.count("  screen captured  operator=op-kim") == per_minute
+        assert log.count("  screen captured  by op-kim") == per_minute
         if any(k in args for k in ("silent", "notice", "hide_notice")):
             assert log.count("notice silencing refused") == per_minute
             assert len(agent.stored(Kind.SECURITY)) == per_minute

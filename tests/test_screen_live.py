@@ -129,7 +129,8 @@ def test_first_update_is_the_whole_screen_and_reproduces_it(view, agent):
     assert close_to(canvas.pixel(200, 160), RED) and close_to(canvas.pixel(475, 350), GREEN)
     assert close_to(canvas.pixel(20, 20), (0x20, 0x20, 0x20))
     assert agent.notices == [("Live view started", "op-a is viewing your screen (reason: ticket 7)")]
-    assert "live view started  operator=op-a reason=ticket 7" in agent.access.read()
+    [entry] = [e for e in agent.access.entries() if e.kind == "live_view.start"]
+    assert (entry.operator, entry.reason) == ("op-a", "ticket 7")
 
 
 def test_an_idle_screen_sends_only_rare_keepalives(view, clock):

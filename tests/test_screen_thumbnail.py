@@ -45,7 +45,7 @@ def agent(tmp_path, clock):
 
 
 def access_lines(agent: Agentish, event: str) -> list[str]:
-    return [line for line in agent.access.read().splitlines() if f"  {event}  " in line]
+    return [e for e in agent.access.entries() if e.event == event]
 
 
 def test_a_thumbnail_is_a_small_jpeg_of_what_is_on_screen_and_is_not_stored(display, agent):
@@ -57,8 +57,8 @@ def test_a_thumbnail_is_a_small_jpeg_of_what_is_on_screen_and_is_not_stored(disp
     check_pattern(image.convert("RGB"), 240 / W)
     assert len(result["image"]) < 20_000  # small: a few per minute cost nothing on the wire
     assert agent.stored() == []  # unlike a capture, nothing goes to the store
-    [line] = access_lines(agent, "screen thumbnail")
-    assert line.endswith("screen thumbnail  operator=op-kim size=240x135 reason=tile")
+    [entry] = access_lines(agent, "screen thumbnail")
+    assert (entry.kind, entry.operator, entry.detail, entry.reason) == ("thumbnail", "op-kim", "240x135", "tile")
 
     smaller = agent.capability.thumbnail({"width": 64, "quality": 30}, agent.ctx)
     assert Image.open(io.BytesIO(smaller["image"])).size == (64, 36) and len(smaller["image"]) < len(result["image"])

@@ -236,7 +236,7 @@ class ChatInbox(Capability):
     # -- reports ----------------------------------------------------------------------------
     def _to_log(self, message: ChatMessage, ctx: AgentContext, reported: list[dict]) -> None:
         """No window possible: the access log carries the message; it counts as delivered."""
-        ctx.access_log(f"message from {message.operator}", one_line(message.text))
+        ctx.access_log(f"message from {message.operator}", one_line(message.text), operator=message.operator, kind="chat")
         log.warning("chat message %s from %s: no display, written to the access log", message.message_id, message.operator)
         message.via = "log"
         self._receipt(message, "delivered", ctx, reported)

@@ -66,6 +66,7 @@ class RemoteControl(Capability):
         session, new = self.sessions.open(operator, reason)
         if new:
             announce(ctx, NOTICE_KIND, "Remote control started", f"{operator} is now controlling your screen: {reason}", args)
+            ctx.access_log("remote control started", operator=operator, reason=reason, kind="control.start")
             log.info("remote-control session %s opened by %s", session.session_id, operator)
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
 
@@ -150,6 +151,7 @@ class RemoteControl(Capability):
 
     def _ended(self, ctx: AgentContext, session: ControlSession, text: str, args: dict) -> None:
         announce(ctx, NOTICE_KIND, "Remote control ended", text, args)
+        ctx.access_log("remote control ended", text, operator=session.operator, reason=session.reason, kind="control.end")
         log.info("remote-control session %s of %s ended after %.0f s", session.session_id, session.operator, time.time() - session.opened_at)
 
 

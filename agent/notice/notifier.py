@@ -8,6 +8,9 @@ from typing import Any
 from agent.notice.backends import NoticeBackend, select_backend
 from agent.notice.text import one_line
 
+#: the access-log kind of a notice (:data:`agent.access_log.NOTICE`; not imported: that module imports this package)
+NOTICE = "notice"
+
 log = logging.getLogger(__name__)
 
 
@@ -19,14 +22,14 @@ class Notifier:
     a notice that cannot be shown is still logged.
     """
 
-    def __init__(self, access_log: Callable[[str, str], Any], backend: NoticeBackend | None = None):
+    def __init__(self, access_log: Callable[..., Any], backend: NoticeBackend | None = None):
         self.access_log = access_log
         self.backend = select_backend() if backend is None else backend
 
     def notify(self, title: str, text: str) -> None:
         """Log ``title: text`` in the access log and the agent log, then show it."""
         try:
-            self.access_log(one_line(title), one_line(text))
+            self.access_log(one_line(title), one_line(text), kind=NOTICE)
         except Exception:  # a full disk must not stop the notice itself
             log.exception("could not append the notice %r to the access log", title)
         log.warning("NOTICE: %s: %s", title, text)

@@ -15,6 +15,8 @@ from agent.context import AgentContext
 from agent.notice.text import one_line
 from broker.core.envelope import Kind
 
+#: the access-log entry written when a server asks to hide a notice this computer makes mandatory
+SILENCE_REFUSED = "notice silencing refused"
 log = logging.getLogger(__name__)
 
 #: argument names a server could use to ask for no on-screen notice
@@ -42,14 +44,11 @@ def announce(ctx: AgentContext, kind: str, title: str, text: str, args: Mapping 
         return True
     if kind in ctx.policy.mandatory_notices:
         who = ctx.operator or "the server"
-        ctx.access_log(
-            "notice silencing refused",
-            f"{who} asked to hide the {kind!r} notice; this computer's local policy makes it mandatory",
-        )
+        ctx.access_log(SILENCE_REFUSED, f"the {kind!r} notice is mandatory on this computer", operator=who)
         _report_refusal(ctx, kind)
         ctx.notify(title, text)
         return True
-    ctx.access_log(one_line(title), f"{one_line(text)} (not shown on screen: the operator asked for no notice)")
+    ctx.access_log(one_line(title), f"{one_line(text)} (not shown on screen: the operator asked for no notice)", kind="notice")
     log.info("notice %r not shown: silenced by %s (allowed by local policy)", kind, ctx.operator)
     return False
 

@@ -145,7 +145,7 @@ class Screen(Capability):
             "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
             "operator": ctx.operator, "command": ctx.command_id, "monitor": monitor, "reason": reason,
         })
-        ctx.access_log("screen captured", f"operator={ctx.operator} size={width}x{height}" + (f" reason={reason}" if reason else ""))
+        ctx.access_log("screen captured", f"{width}x{height}", operator=operator, reason=reason)
         return {"msg_id": msg_id, "width": width, "height": height, "quality": quality, "format": "jpeg", "bytes": len(jpeg),
                 "monitor": monitor, "screen": [frame.width, frame.height],
                 "grab_ms": round((t1 - t0) * 1000, 2), "encode_ms": round((t2 - t1) * 1000, 2)}
@@ -178,7 +178,7 @@ class Screen(Capability):
             announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate), args)
         out_width, out_height = output_size(frame.width, frame.height, width)
         jpeg = encode_jpeg(frame, quality, width)
-        ctx.access_log("screen thumbnail", f"operator={operator} size={out_width}x{out_height}" + (f" reason={reason}" if reason else ""))
+        ctx.access_log("screen thumbnail", f"{out_width}x{out_height}", operator=operator, reason=reason)
         return {"format": "jpeg", "image": jpeg, "width": out_width, "height": out_height, "quality": quality,
                 "monitor": monitor, "screen": [frame.width, frame.height], "ts": time.time()}
 

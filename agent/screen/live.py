@@ -89,7 +89,7 @@ class LiveView:
     """
 
     def __init__(self, source: ScreenSource, publish: Callable[[bytes], Any] | None = None, *,
-                 notify: Callable[[str, str], Any], access_log: Callable[[str, str], Any],
+                 notify: Callable[[str, str], Any], access_log: Callable[..., Any],
                  ready: Callable[[], bool] | None = None, options: LiveOptions | None = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
         self.source = source
@@ -149,7 +149,7 @@ class LiveView:
             if new:
                 detail = f"{operator} is viewing your screen" + (f" (reason: {reason})" if reason else "")
                 (notice or self.notify)("Live view started", detail)
-                self.access_log("live view started", f"operator={operator}" + (f" reason={reason}" if reason else ""))
+                self.access_log("live view started", operator=operator, reason=reason)
                 log.info("live view: %s started watching (fps %s, quality %s, lease %.0f s)", operator, fps, quality, lease_s)
             if new or full or monitor != self.monitor:
                 self._need_full = True  # a new watcher has no picture yet
@@ -186,7 +186,7 @@ class LiveView:
     def _end(self, operator: str, reason: str) -> None:
         del self.watchers[operator]
         self.notify("Live view ended", f"{operator} stopped viewing your screen ({reason})")
-        self.access_log("live view ended", f"operator={operator} reason={reason}")
+        self.access_log("live view ended", operator=operator, reason=reason)
         log.info("live view: %s stopped watching (%s)", operator, reason)
         if not self.watchers:
             self._pending.append(protocol.pack_end(self.seq, reason))

@@ -39,7 +39,7 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True) -> LocalStack:
     broker_pair = keys.load_or_create(data.keys, "broker")
     operator_pair = keys.load_or_create(data.keys, "operator")
     operator_id = operator_name()
-    agent_id = identity.client_id()
+    agent_id = identity.client_id(data.root / "agent") if with_agent else ""  # before the agent's keys: a new install gets a salted id
     registry = KeyRegistry(data.broker_db)
     try:
         current = registry.get(operator_pair.public)

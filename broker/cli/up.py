@@ -103,7 +103,7 @@ def _print_banner(data: DataDir, args, stack, services) -> None:
         if args.admin_http else f"  admin API   off (set {ADMIN_TOKEN_ENV} to start it on {args.admin_listen})",
     ]
     if not args.no_agent:
-        lines.append(f"  local agent {stack.agent_id}   (access log: ems agent access-log --data-dir {data.root / 'agent'})")
+        lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
     lines += [
         f"  operator    {stack.operator_id} (admin), profile {data.profile}",
         f"  logs        {data.logs}/",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import zmq
@@ -21,6 +21,7 @@ from broker.server import enrolment
 
 from broker.core import permissions
 from broker.core.envelope import ErrorCode, Header, Kind, batch_offer, pack_body, pack_header
+from broker.server.twins import FINGERPRINTS, TwinWatch
 from broker.server.registry import ACCEPTED, REJECTED, REVOKED, placeholder_id
 from broker.core.vocabulary import pending_key_advice
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _EMPTY = b""
 #: what a HELLO may say about the peer (kept as ``Peer.info``, 200 characters each)
-_INFO_FIELDS = ("client_id", "label", "hostname", "version", "os", "user")
+_INFO_FIELDS = ("client_id", "label", "hostname", "version", "os", "user", *FINGERPRINTS)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class PeerTable:
         #: service name ("store") -> routing id of the service providing it
         self.providers: dict[str, bytes] = {}
         self.online: dict[str, float] = {}  # agent client id -> online since
+        self.twins = TwinWatch()
 
     # -- arrival -----------------------------------------------------------------
     def admit(self, rid: bytes, key: str, frame: zmq.Frame) -> Peer:
@@ -91,6 +93,8 @@ class PeerTable:
                         address=address)
         peer.last_seen = self.broker.clock()
         self.peers[rid] = peer
+        if peer.role == "agent" and (evidence := self.twins.speaks_again(rid, peer.client_id, address)):
+            self.broker.records.security(peer, "agent_id_twin", evidence)
         return peer
 
     def on_hello(self, peer: Peer, header: Header, frames) -> None:
@@ -193,6 +197,7 @@ class PeerTable:
             for old_rid in rids:
                 if old_rid != peer.rid:
                     self.flow.forget(old_rid)
+                    self._replacing(old_rid, peer, info)
                 if old_rid != peer.rid and self.peers.pop(old_rid, None) is not None:
                     log.info("%s reconnected (the new connection replaces the old one)", peer.client_id)
             rids[:] = [peer.rid]
@@ -213,6 +218,15 @@ class PeerTable:
         else:
             for cmd in self.broker.commands.unsent_results(peer.client_id):
                 commands.send_result(cmd)
+
+    def _replacing(self, old_rid: bytes, peer: Peer, info: dict) -> None:
+        """An agent's new connection replaces a live one: a clone is a security event (:mod:`broker.server.twins`)."""
+        old = self.peers.get(old_rid)
+        if old is None:
+            return
+        evidence = self.twins.replacing(old, replace(peer, info=info))
+        if evidence:
+            self.broker.records.security(peer, "agent_id_clone", evidence)
 
     def _welcome(self, peer: Peer) -> dict:
         """What WELCOME tells a peer: who it is, the timing, batch and flow
