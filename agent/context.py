@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from agent.accesses import AccessRegistry
 from broker.errors import EmsError
 
 
@@ -25,6 +26,13 @@ MAX_THUMBNAILS_PER_MINUTE = 12
 MAX_THUMBNAIL_NOTICE_EVERY_S = 3600.0
 #: full screen captures (stored on the server) are rarer still, each one announced
 MAX_CAPTURES_PER_MINUTE = 12
+#: what consent can be asked for (``ask_before``), and the longest wait for an answer
+CONSENT_KINDS = frozenset({"remote_control", "live_view"})
+MAX_CONSENT_TIMEOUT_S = 600.0
+#: a thumbnail or file-transfer series shows on the indicator until this long without a look
+MAX_SERIES_IDLE_S = 3600.0
+#: "auto": a tray icon where the desktop has a tray, else the bar; "bar": always the bar
+INDICATOR_STYLES = ("auto", "bar")
 
 
 @dataclass
@@ -44,6 +52,14 @@ class LocalPolicy:
     ``captures_per_minute`` caps full screen captures the same way (0 turns
     them off, at most :data:`MAX_CAPTURES_PER_MINUTE`); each one is shown
     to the employee with the operator and the reason.
+
+    ``ask_before`` lists the accesses (``remote_control``, ``live_view``)
+    that wait for the employee's Allow, at most ``consent_timeout_s``
+    seconds; no answer is a refusal. ``user_may_end_live_view`` puts an
+    End button beside a live view on the indicator (a control session
+    always has one). ``indicator`` is ``auto`` (tray icon where there is a
+    tray) or ``bar`` (always the privacy bar). A thumbnail or file-transfer
+    series stays on the indicator until ``series_idle_s`` without a look.
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
@@ -56,6 +72,11 @@ class LocalPolicy:
     thumbnails_per_minute: int = 6
     thumbnail_notice_every_s: float = 600.0
     captures_per_minute: int = 4
+    ask_before: frozenset[str] = frozenset()
+    consent_timeout_s: float = 30.0
+    user_may_end_live_view: bool = False
+    indicator: str = "auto"
+    series_idle_s: float = 60.0
 
     @classmethod
     def load(cls, path: Path) -> "LocalPolicy":
@@ -82,6 +103,11 @@ class LocalPolicy:
             thumbnail_notice_every_s=_bounded(path, raw, "thumbnail_notice_every_s", base.thumbnail_notice_every_s,
                                               MAX_THUMBNAIL_NOTICE_EVERY_S),
             captures_per_minute=_bounded(path, raw, "captures_per_minute", base.captures_per_minute, MAX_CAPTURES_PER_MINUTE),
+            ask_before=_consent_kinds(path, raw.get("ask_before", [])),
+            consent_timeout_s=_bounded(path, raw, "consent_timeout_s", base.consent_timeout_s, MAX_CONSENT_TIMEOUT_S),
+            user_may_end_live_view=bool(raw.get("user_may_end_live_view", base.user_may_end_live_view)),
+            indicator=_choice(path, raw, "indicator", base.indicator, INDICATOR_STYLES),
+            series_idle_s=_bounded(path, raw, "series_idle_s", base.series_idle_s, MAX_SERIES_IDLE_S),
         )
 
 
@@ -92,6 +118,19 @@ def _bounded(path: Path, raw: dict, name: str, default, maximum):
     if type(value) not in (int, float) or (kind is int and type(value) is not int) or not 0 <= value <= maximum:
         raise EmsError(f"{path}: {name} must be a{'n integer' if kind is int else ' number'} from 0 to {maximum}, not {value!r}")
     return kind(value)
+
+
+def _consent_kinds(path: Path, raw) -> frozenset[str]:
+    if not isinstance(raw, list) or not set(raw) <= CONSENT_KINDS:
+        raise EmsError(f"{path}: ask_before must be a list of {', '.join(sorted(CONSENT_KINDS))}, not {raw!r}")
+    return frozenset(raw)
+
+
+def _choice(path: Path, raw: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = raw.get(name, default)
+    if value not in choices:
+        raise EmsError(f"{path}: {name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 @dataclass
@@ -112,3 +151,5 @@ class AgentContext:
     #: the current command's id: records about it carry it (``command``), and the
     #: store names their operator from the broker's record of that command
     command_id: str = ""
+    #: the accesses going on now (live view, control, file transfer, thumbnails): the indicator shows them
+    accesses: AccessRegistry = field(default_factory=AccessRegistry)

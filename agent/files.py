@@ -56,7 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.accesses import FILE_TRANSFER
 from agent.context import AgentContext, CommandError, LocalPolicy
+from agent.notice.who import access_reason, operator_label
 from agent.outbox import Priority
 from broker.envelope import Kind
 
@@ -321,6 +323,10 @@ def _number(args: dict, key: str, default: int | None, minimum: int = 0) -> int 
 # -- the record ------------------------------------------------------------------
 
 
+#: operations that move a file's contents: a series of them is a transfer the indicator shows
+TRANSFER_OPS = frozenset({"download", "upload"})
+
+
 def _audited(op: str) -> Callable:
     """Keep a ``fileop`` record (and an access-log line) for every call, refused ones too."""
 
@@ -338,6 +344,8 @@ def _audited(op: str) -> Callable:
                 _keep_record(ctx, record, False, error)
                 raise
             _keep_record(ctx, record, True, None)
+            if op in TRANSFER_OPS:  # the indicator shows the transfer while chunks keep coming
+                ctx.accesses.touch(FILE_TRANSFER, ctx.operator, access_reason(ctx, args), operator_label(ctx))
             return result
 
         return handler

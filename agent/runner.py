@@ -20,10 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import files, identity, log_forward, power, sysinfo
+from agent.accesses import LIVE_VIEW, REMOTE_CONTROL, AccessRegistry
 from agent.capability import Capability, Commands, command_table
 from agent.chat import ChatInbox
 from agent.commands import Basics
 from agent.control import RemoteControl
+from agent.indicator import Indicator
 from agent.notice import Notifier, announce
 from agent.screen.handlers import Screen
 from agent.access_log import AccessLog
@@ -89,12 +91,17 @@ class Agent:
             access_log=self.access_log.record,
             notify=self.notifier.notify,
             report=self.sender.report,
+            accesses=AccessRegistry(config.policy.series_idle_s),
         )
         self.chat = ChatInbox()
         self.control = RemoteControl()
         self.screen = Screen.on_bus(self.context, self.bus)
+        self.indicator = Indicator(self.context.accesses, config.policy, log_path=self.access_log.path)
+        self.indicator.on_end(REMOTE_CONTROL, self.control.end_by_user)
+        self.indicator.on_end(LIVE_VIEW, self.screen.end_live_by_user)
         self.capabilities: list[Capability] = [
             Basics(lambda: self.handlers),
+            self.indicator,  # closes last: the others end their accesses first
             Commands("sysinfo", sysinfo.HANDLERS),
             Commands("files", files.HANDLERS),
             Commands("power", power.HANDLERS),
