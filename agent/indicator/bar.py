@@ -1,6 +1,7 @@
 """The privacy bar: ``python -m agent.indicator.bar``.
 
-An always-on-top bar across the top of the screen for as long as anyone
+An always-on-top bar across the bottom of the screen (notices stack at the
+top right, so they never cover its buttons) for as long as anyone
 views, controls, transfers files or takes thumbnails. One line per access:
 who, what, why and since when, with an End button where the agent allows
 one; an "Access log" button at the right. The user cannot close the bar
@@ -15,7 +16,8 @@ stdin (agent -> bar)::
 
 stdout (bar -> agent)::
 
-    {"event": "shown", "count": 2}         the bar shows that many accesses
+    {"event": "shown", "count": 2,         the bar shows that many accesses; where its buttons are
+     "buttons": {"access_log": [x, y, w, h], "end:KEY": [x, y, w, h]}}
     {"event": "end", "key": "..."}         the user pressed End on that line
     {"event": "access_log"}                the user pressed Access log
 
@@ -49,6 +51,7 @@ class PrivacyBar:
         self.commands = commands
         self.closing = False
         self.shown = -1
+        self.buttons: dict[str, object] = {}
         root.title(WINDOW_TITLE)
         root.configure(bg=BG)
         root.resizable(False, False)
@@ -60,21 +63,23 @@ class PrivacyBar:
         root.protocol("WM_DELETE_WINDOW", lambda: None)  # only the agent takes the bar away
         side = tk.Frame(root, bg=BG, padx=PAD_PX)
         side.pack(side="right", fill="y")
-        tk.Button(side, text="Access log", command=lambda: self.emit(event="access_log")).pack(side="top", pady=PAD_PX)
+        self.buttons["access_log"] = tk.Button(side, text="Access log", command=lambda: self.emit(event="access_log"))
+        self.buttons["access_log"].pack(side="top", pady=PAD_PX)
         self.rows = tk.Frame(root, bg=BG, padx=PAD_PX)
         self.rows.pack(side="left", fill="both", expand=True)
         self.place(1)
         root.after(PUMP_MS, self.pump)
 
     def place(self, count: int) -> None:
-        """Full screen width at the top; as tall as its rows."""
+        """Full screen width at the bottom; as tall as its rows."""
         height = max(1, count) * ROW_PX + 2 * PAD_PX
-        self.root.geometry(f"{self.root.winfo_screenwidth()}x{height}+0+0")
+        self.root.geometry(f"{self.root.winfo_screenwidth()}x{height}+0+{self.root.winfo_screenheight() - height}")
 
     def show(self, accesses: list) -> None:
         tk = self.tk
         for child in self.rows.winfo_children():
             child.destroy()
+        self.buttons = {"access_log": self.buttons["access_log"]}
         for access in accesses:
             if not isinstance(access, dict):
                 continue
@@ -82,7 +87,8 @@ class PrivacyBar:
             row.pack(side="top", fill="x")
             if access.get("endable"):
                 key = str(access.get("key", ""))
-                tk.Button(row, text="End", width=6, command=lambda k=key: self.emit(event="end", key=k)).pack(side="right", padx=4)
+                end = self.buttons["end:" + key] = tk.Button(row, text="End", width=6, command=lambda k=key: self.emit(event="end", key=k))
+                end.pack(side="right", padx=4)
             tk.Label(row, text=_line(access), bg=BG, fg=FG, anchor="w", font=("TkDefaultFont", 11, "bold")).pack(
                 side="left", fill="x", expand=True, pady=4)
         self.place(len(accesses))
@@ -112,14 +118,20 @@ class PrivacyBar:
             return
         count = len(self.rows.winfo_children())
         if count != self.shown and self.root.winfo_viewable():
+            self.root.update_idletasks()  # the buttons' final places
             self.shown = count
-            self.emit(event="shown", count=count)
+            self.emit(event="shown", count=count, buttons={name: _geometry(button) for name, button in self.buttons.items()})
         self.root.after(PUMP_MS, self.pump)
 
     def close(self) -> None:
         if not self.closing:
             self.closing = True
             self.root.destroy()
+
+
+def _geometry(widget) -> list[int]:
+    """Where ``widget`` is on the screen: x, y, width, height."""
+    return [widget.winfo_rootx(), widget.winfo_rooty(), widget.winfo_width(), widget.winfo_height()]
 
 
 def _line(access: dict) -> str:

@@ -60,9 +60,11 @@ def require_consent(ctx: AgentContext, kind: str, args: Mapping, ask: Ask | None
         ctx.access_log(f"{what} allowed", f"you allowed {who}" + (f" (reason: {reason})" if reason else ""))
         return
     if answer == "decline":
-        ctx.access_log(f"{what} declined", f"you declined {who}" + (f" (reason: {reason})" if reason else ""))
+        ctx.notify(f"{what.capitalize()} declined", f"You declined: {who} cannot {WANTS_TO.get(kind, 'access this computer')}."
+                   + (f" (Reason given: {reason})" if reason else ""))
         raise CommandError(DECLINED)
-    ctx.access_log(f"{what} not allowed", f"{who} asked; no answer within {ctx.policy.consent_timeout_s:g} s")
+    ctx.notify(f"{what.capitalize()} not allowed", f"{who} asked to {WANTS_TO.get(kind, 'access this computer')}; "
+               f"there was no answer within {ctx.policy.consent_timeout_s:g} s, so the answer is no.")
     raise CommandError(NO_ANSWER)
 
 

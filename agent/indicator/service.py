@@ -48,6 +48,8 @@ class Indicator(Capability):
         self._enders: dict[str, Ender] = {}
         self._shown_version = accesses.version
         self._spawned: list[subprocess.Popen] = []
+        #: the indicator's last "shown" report: how many accesses, where its buttons are
+        self.on_screen: dict = {}
 
     def on_end(self, kind: str, ender: Ender) -> None:
         """Let the user end accesses of ``kind`` from the indicator (``ender(access, ctx)`` ends one)."""
@@ -61,7 +63,7 @@ class Indicator(Capability):
     def poll(self, ctx: AgentContext) -> None:
         """Every loop pass: end quiet series, redraw on change, act on the user's clicks."""
         for access in self.accesses.expire():
-            ctx.access_log(f"{access.kind.replace('_', ' ')} ended", f"{access.who}: nothing more since {self.policy.series_idle_s:g} s")
+            ctx.access_log(f"{access.kind.replace('_', ' ')} ended", f"{access.who}: nothing more since {self.accesses.series_idle_s:g} s")
         if self.accesses.version != self._shown_version:
             self.refresh()
         for event in self.backend.events():
@@ -71,6 +73,7 @@ class Indicator(Capability):
     def refresh(self) -> None:
         """Show the accesses going on now (none: the indicator goes away)."""
         self._shown_version = self.accesses.version
+        self.on_screen = {}
         self.backend.show([access.as_dict() | {"endable": self.endable(access)} for access in self.accesses.snapshot()])
 
     def close(self, ctx: AgentContext) -> None:
@@ -79,7 +82,9 @@ class Indicator(Capability):
     # -- the user's clicks ----------------------------------------------------------------
     def _handle(self, event: dict, ctx: AgentContext) -> None:
         what = event.get("event")
-        if what == "end":
+        if what == "shown":
+            self.on_screen = event
+        elif what == "end":
             self._end(str(event.get("key", "")), ctx)
         elif what == "access_log":
             try:
