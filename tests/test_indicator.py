@@ -2,14 +2,12 @@
 
 Everything runs for real on the module's Xvfb: the bar and the prompt are
 the agent's own child processes, found on screen by window title and size
-(``xdotool``, ``xwininfo``) and clicked with ``xdotool``. The screen
+(``xdotool``; their buttons through the X window tree) and clicked with ``xdotool``. The screen
 capability and remote control are the ones the agent runs. Screenshots of
 what the employee sees go to ``docs/screenshots/``.
 """
 from __future__ import annotations
 
-import re
-import subprocess
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -193,11 +191,28 @@ def test_a_bar_killed_while_an_access_lasts_comes_back(desk):
 
 # -- consent ------------------------------------------------------------------------------------
 
+def window_boxes(window: str) -> set[tuple[int, int, int, int]]:
+    """Screen x, y, width, height of a window and every window inside it (Tk draws each widget in one)."""
+    from Xlib.display import Display
+
+    conn = Display()
+    try:
+        root = conn.screen().root
+        boxes, todo = set(), [conn.create_resource_object("window", int(window))]
+        while todo:
+            win = todo.pop()
+            geo = win.get_geometry()
+            at = win.translate_coords(root, 0, 0)
+            boxes.add((-at.x, -at.y, geo.width, geo.height))
+            todo += win.query_tree().children
+        return boxes
+    finally:
+        conn.close()
+
+
 def prompt_buttons(window: str) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """Allow and Decline: the prompt's two same-sized buttons side by side (from ``xwininfo -tree``)."""
-    tree = subprocess.run(["xwininfo", "-tree", "-id", window], capture_output=True, text=True, timeout=10).stdout
-    found = re.finditer(r"(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)", tree)
-    boxes = {(int(x), int(y), int(w), int(h)) for w, h, x, y in (m.groups() for m in found)}
+    """Allow and Decline: the prompt's only two same-sized windows side by side."""
+    boxes = window_boxes(window)
     pairs = [b for b in boxes if any(o[1:] == b[1:] and o[0] != b[0] for o in boxes)]
     assert len(pairs) == 2, f"two buttons side by side, not {pairs}"
     allow, decline = sorted(pairs)

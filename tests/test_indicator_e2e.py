@@ -10,15 +10,13 @@ ended the session.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 
 import pytest
 
 from broker.envelope import new_id
 
 from conftest import wait_for
-from test_indicator import BAR, PROMPT, REASON, click_centre, prompt_buttons
+from test_indicator import BAR, PROMPT, REASON, click_centre, prompt_buttons, window_boxes
 from test_notice_display import _x_tools, geometry, needs_x, windows_named, x_env, xserver  # noqa: F401
 from test_processes import Stack
 
@@ -39,10 +37,8 @@ def command(op, name: str, args: dict, timeout_s: float = 60.0) -> dict:
 
 
 def bar_buttons(window: str) -> list[tuple[int, int, int, int]]:
-    """The bar's buttons, left to right (End buttons, then Access log): its tallest leaf windows (``xwininfo -tree``)."""
-    tree = subprocess.run(["xwininfo", "-tree", "-id", window], capture_output=True, text=True, timeout=10).stdout
-    found = re.finditer(r"(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)", tree)
-    boxes = {(int(x), int(y), int(w), int(h)) for w, h, x, y in (m.groups() for m in found)}
+    """The bar's buttons, left to right (End buttons, then Access log): its tallest innermost windows."""
+    boxes = window_boxes(window)
 
     def inside(inner, outer):
         return inner != outer and outer[0] <= inner[0] and outer[1] <= inner[1] and \

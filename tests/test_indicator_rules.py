@@ -140,3 +140,19 @@ def test_end_is_offered_for_control_always_and_for_live_view_only_by_policy(head
 
 def test_no_display_no_indicator_window(headless):
     assert select_indicator("auto").name == "log" and select_indicator("bar").name == "log"
+
+
+def test_file_downloads_and_uploads_show_as_a_transfer_listing_does_not(tmp_path, monkeypatch):
+    from agent import files
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "report.txt").write_text("quarterly numbers")
+    agent = make_agent(tmp_path / "agent", operator="jane", policy=LocalPolicy(allowed_roots=[share]))
+    files.HANDLERS["files.list"]({"path": str(share)}, agent.ctx)
+    assert agent.ctx.accesses.snapshot() == []
+    files.HANDLERS["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
+    [access] = agent.ctx.accesses.snapshot()
+    assert (access.kind, access.operator, access.reason) == (FILE_TRANSFER, "jane", "ticket 9")
+    assert access.sentence() == "jane is transferring files"
