@@ -4,10 +4,12 @@ Everything runs for real on the module's Xvfb: the bar and the prompt are
 the agent's own child processes, found on screen by window title and size
 (``xdotool``; their buttons through the X window tree) and clicked with ``xdotool``. The screen
 capability and remote control are the ones the agent runs. Screenshots of
-what the employee sees go to ``docs/screenshots/``.
+what the employee sees are taken in every run; ``make screenshots`` keeps
+them in ``docs/screenshots/`` (``EMS_SCREENSHOT_DIR``).
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -27,7 +29,8 @@ from test_notice_display import SCREEN_H, SCREEN_W, _x_tools, geometry, make_age
 
 pytestmark = needs_x
 
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+#: where the screenshots go: docs/screenshots under `make screenshots`, else the test's temporary directory
+SHOTS_ENV = "EMS_SCREENSHOT_DIR"
 BAR = "^EMS: your computer is being accessed$"
 PROMPT = "^EMS: permission asked$"
 REASON = "ticket 4711: the printer driver"
@@ -87,14 +90,19 @@ def no_bar() -> bool:
     return not windows_named(BAR)
 
 
-def screenshot(xserver, name: str) -> None:
-    path = xserver.screenshot(SHOTS / name)
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    return Path(os.environ.get(SHOTS_ENV) or tmp_path / "screenshots")
+
+
+def screenshot(xserver, folder: Path, name: str) -> None:
+    path = xserver.screenshot(folder / name)
     assert path.stat().st_size > 5000
 
 
 # -- the bar while an access lasts ---------------------------------------------------------------
 
-def test_live_view_shows_the_bar_naming_viewer_and_reason_until_it_ends(desk, xserver):
+def test_live_view_shows_the_bar_naming_viewer_and_reason_until_it_ends(desk, xserver, shots):
     screen = Screen(desk.ctx, publish=lambda body: None, ready=lambda: True)
     screen.live_start({"reason": REASON}, desk.jane)
     [access] = desk.ctx.accesses.snapshot()
@@ -106,7 +114,7 @@ def test_live_view_shows_the_bar_naming_viewer_and_reason_until_it_ends(desk, xs
     assert "access_log" in buttons
     assert not [name for name in buttons if name.startswith("end:")], "live view: End only where local policy allows it"
     wait_for(lambda: windows_named("^EMS notice: Live view started$"), what="the live-view notice")
-    screenshot(xserver, "indicator-live.png")
+    screenshot(xserver, shots, "indicator-live.png")
     click_centre(buttons["access_log"])
     desk.until(lambda: desk.opened_logs, "the access log to be opened from the bar")
     screen.live_stop({}, desk.jane)
@@ -132,7 +140,7 @@ def test_user_may_end_a_live_view_where_local_policy_allows_it(x_env, tmp_path):
         desk.close()
 
 
-def test_control_session_shows_the_bar_and_end_ends_it_for_the_operator(desk, xserver):
+def test_control_session_shows_the_bar_and_end_ends_it_for_the_operator(desk, xserver, shots):
     control = RemoteControl()
     desk.indicator.on_end(REMOTE_CONTROL, control.end_by_user)
     opened = control.open({"reason": REASON}, desk.jane)
@@ -140,7 +148,7 @@ def test_control_session_shows_the_bar_and_end_ends_it_for_the_operator(desk, xs
     the_bar()
     [end] = [box for name, box in buttons.items() if name == f"end:remote_control:jane:{opened['session_id']}"]
     wait_for(lambda: windows_named("^EMS notice: Remote control started$"), what="the control notice")
-    screenshot(xserver, "indicator-control.png")
+    screenshot(xserver, shots, "indicator-control.png")
     click_centre(end)
     desk.until(no_bar, "the bar to go when the user ends the session")
     assert control.sessions.current is None
@@ -154,7 +162,7 @@ def test_control_session_shows_the_bar_and_end_ends_it_for_the_operator(desk, xs
     desk.until(no_bar, "the bar to go when the agent stops")
 
 
-def test_thumbnails_keep_the_bar_up_while_they_continue(x_env, tmp_path, xserver):
+def test_thumbnails_keep_the_bar_up_while_they_continue(x_env, tmp_path, xserver, shots):
     clock = ManualClock()
     desk = Desk(tmp_path, clock=clock)
     desk.ctx.accesses.series_idle_s = 30.0
@@ -164,7 +172,7 @@ def test_thumbnails_keep_the_bar_up_while_they_continue(x_env, tmp_path, xserver
         desk.until(lambda: windows_named(BAR), "the bar for thumbnails")
         the_bar()
         assert not [n for n in desk.shown(1)["buttons"] if n.startswith("end:")]
-        screenshot(xserver, "indicator-thumbnails.png")
+        screenshot(xserver, shots, "indicator-thumbnails.png")
         clock.now += 20
         screen.thumbnail({"reason": "console tiles"}, desk.jane)
         clock.now += 20  # 40 s since the first, 20 since the last: the series goes on
@@ -240,12 +248,12 @@ def asking_desk(x_env, tmp_path):
     made.close()
 
 
-def test_consent_allowed_starts_the_session(asking_desk, xserver):
+def test_consent_allowed_starts_the_session(asking_desk, xserver, shots):
     control = RemoteControl()
     pending = ask_in_thread(control, {"reason": REASON}, asking_desk.jane)
     [window] = wait_for(lambda: windows_named(PROMPT), what="the consent prompt")
     allow, _decline = prompt_buttons(window)
-    screenshot(xserver, "consent-prompt.png")
+    screenshot(xserver, shots, "consent-prompt.png")
     assert control.sessions.current is None and not asking_desk.ctx.accesses.snapshot(), "nothing before the answer"
     click_centre(allow)
     opened = pending.result(timeout=15)
@@ -255,7 +263,7 @@ def test_consent_allowed_starts_the_session(asking_desk, xserver):
     control.close(asking_desk.ctx)
 
 
-def test_consent_declined_fails_the_command_for_the_operator(asking_desk, xserver):
+def test_consent_declined_fails_the_command_for_the_operator(asking_desk, xserver, shots):
     control = RemoteControl()
     pending = ask_in_thread(control, {"reason": REASON}, asking_desk.jane)
     [window] = wait_for(lambda: windows_named(PROMPT), what="the consent prompt")
@@ -265,7 +273,7 @@ def test_consent_declined_fails_the_command_for_the_operator(asking_desk, xserve
         pending.result(timeout=15)
     wait_for(lambda: windows_named("^EMS notice: Remote control declined$"), what="the declined notice")
     wait_for(lambda: not windows_named(PROMPT), what="the prompt to go")
-    screenshot(xserver, "consent-declined.png")
+    screenshot(xserver, shots, "consent-declined.png")
     assert control.sessions.current is None and not asking_desk.ctx.accesses.snapshot()
     asking_desk.indicator.poll(asking_desk.ctx)
     assert no_bar()
