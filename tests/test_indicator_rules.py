@@ -156,3 +156,25 @@ def test_file_downloads_and_uploads_show_as_a_transfer_listing_does_not(tmp_path
     [access] = agent.ctx.accesses.snapshot()
     assert (access.kind, access.operator, access.reason) == (FILE_TRANSFER, "jane", "ticket 9")
     assert access.sentence() == "jane is transferring files"
+
+
+def test_an_indicator_child_that_keeps_dying_is_started_again_a_few_times_then_left():
+    from agent.indicator.backends import MAX_RESTARTS, ChildIndicator
+
+    from conftest import wait_for
+
+    broken = ChildIndicator("broken", "agent.indicator.no_such_module")
+    broken.show([{"key": "k", "text": "jane is viewing your screen"}])
+    pids = set()
+
+    def settled():
+        broken.events()
+        if broken.child is not None:
+            pids.add(broken.child.pid)
+        return broken.child is None and broken.restarts > MAX_RESTARTS
+
+    wait_for(settled, timeout_s=30, what="the broken child to be given up")
+    assert len(pids) == MAX_RESTARTS + 1
+    broken.show([{"key": "k2", "text": "a new access"}])
+    assert broken.child is not None, "a new access tries again"
+    broken.close()

@@ -31,6 +31,8 @@ from agent.notice.display import child_env, gui_available, module_argv
 
 log = logging.getLogger(__name__)
 
+#: a child that keeps dying before it shows anything is started at most this often in a row
+MAX_RESTARTS = 3
 STATUS_NOTIFIER = "org.kde.StatusNotifierWatcher"
 
 
@@ -69,9 +71,12 @@ class ChildIndicator:
         self.name, self.module = name, module
         self.child: WindowProcess | None = None
         self.current: list[dict] = []
+        self.restarts = 0
         self._events: queue.Queue = queue.Queue()
 
     def show(self, accesses: list[dict]) -> None:
+        if accesses != self.current:
+            self.restarts = 0
         self.current = list(accesses)
         if not self.current:
             self._stop()
@@ -89,13 +94,27 @@ class ChildIndicator:
             except queue.Empty:
                 break
             if event is not None:
+                self.restarts = 0 if event.get("event") == "shown" else self.restarts
                 out.append(event)
-            elif child is self.child and self.current:  # it died while accesses go on: back on screen
-                log.warning("the %s indicator (pid %s) ended by itself; starting it again", self.name, child.pid)
-                child.stop()
-                self.child = None
-                self.show(self.current)
+            elif child is self.child:
+                self._died(child, gave_up=any(e.get("event") == "unavailable" for e in out))
         return out
+
+    def _died(self, child: WindowProcess, gave_up: bool) -> None:
+        """The child ended by itself: while accesses go on it is started again (a few times in a row at most)."""
+        child.stop()
+        self.child = None
+        if not self.current or gave_up:
+            return
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            log.error("the %s indicator keeps ending (exit %s); the accesses are in notices and the access log only",
+                      self.name, child.proc.returncode)
+            return
+        log.warning("the %s indicator (pid %s) ended by itself; starting it again", self.name, child.pid)
+        self._start()
+        if self.child is not None:
+            self.child.send({"cmd": "show", "accesses": self.current})
 
     def close(self) -> None:
         self.current = []
