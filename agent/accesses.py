@@ -86,21 +86,23 @@ class AccessRegistry:
             self.version += 1
             return access
 
-    def touch(self, kind: str, operator: str, reason: str = "", name: str = "") -> ActiveAccess:
+    def touch(self, kind: str, operator: str, reason: str = "", name: str = "") -> tuple[ActiveAccess, bool]:
         """One more look of a series (thumbnails, file chunks): starts it, or keeps it going.
 
-        A new reason replaces the shown one.
+        Returns the access and whether this look started the series. A new
+        reason replaces the shown one.
         """
         with self._lock:
             key = ActiveAccess(kind, operator, "", 0.0).key
             held = self._active.get(key)
+            started = held is None
             if held is None or (reason and reason != held.reason):
                 held = ActiveAccess(kind, operator, reason or (held.reason if held else ""),
                                     held.since if held else self.wall(), "", name)
                 self._active[key] = held
                 self.version += 1
             self._last_touch[key] = self.clock()
-            return held
+            return held, started
 
     def end(self, kind: str, operator: str, session_id: str = "") -> ActiveAccess | None:
         """End one access; returns it (None if it was not going on)."""

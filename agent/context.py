@@ -40,7 +40,8 @@ class LocalPolicy:
     """The agent's local configuration: set at install, never loosened by the server.
 
     ``mandatory_notices`` lists the notices the employee always sees
-    (``start``, ``live_view``, ``remote_control``, ``thumbnail``, ``capture``);
+    (``start``, ``live_view``, ``remote_control``, ``thumbnail``, ``capture``,
+    ``file_transfer``);
     a server request cannot remove one.
 
     ``thumbnails_per_minute`` caps the small screen pictures operators'
@@ -64,7 +65,7 @@ class LocalPolicy:
 
     allowed_roots: list[Path] = field(default_factory=list)
     max_file_bytes: int = 50 * 1024 * 1024
-    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail", "capture"})
+    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail", "capture", "file_transfer"})
     #: power and update commands only print what they would run
     power_dry_run: bool = False
     log_forward_level: str = "INFO"

@@ -58,6 +58,7 @@ from typing import Any
 
 from agent.accesses import FILE_TRANSFER
 from agent.context import AgentContext, CommandError, LocalPolicy
+from agent.notice.policy import announce
 from agent.notice.who import access_reason, operator_label
 from agent.outbox import Priority
 from broker.envelope import Kind
@@ -344,13 +345,23 @@ def _audited(op: str) -> Callable:
                 _keep_record(ctx, record, False, error)
                 raise
             _keep_record(ctx, record, True, None)
-            if op in TRANSFER_OPS:  # the indicator shows the transfer while chunks keep coming
-                ctx.accesses.touch(FILE_TRANSFER, ctx.operator, access_reason(ctx, args), operator_label(ctx))
+            if op in TRANSFER_OPS:
+                _shown(ctx, args, op, record["path"])
             return result
 
         return handler
 
     return wrap
+
+
+def _shown(ctx: AgentContext, args: dict, op: str, path: str) -> None:
+    """The indicator shows the transfer while chunks keep coming; its first chunk is also a notice."""
+    who, reason = operator_label(ctx), access_reason(ctx, args)
+    _access, started = ctx.accesses.touch(FILE_TRANSFER, ctx.operator, reason, who)
+    if started:
+        what = "copying a file from this computer" if op == "download" else "copying a file to this computer"
+        why = f"Reason given: {reason}" if reason else "No reason was given"
+        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {why}.", args)
 
 
 def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:

@@ -125,7 +125,8 @@ def test_end_is_offered_for_control_always_and_for_live_view_only_by_policy(head
     registry = AccessRegistry()
     control = registry.begin(REMOTE_CONTROL, "jane", "r", "s1")
     view = registry.begin(LIVE_VIEW, "jane", "r")
-    thumbs = registry.touch(THUMBNAILS, "jane")
+    thumbs, started = registry.touch(THUMBNAILS, "jane")
+    assert started and not registry.touch(THUMBNAILS, "jane")[1]
     ended = []
     for policy, live_endable in ((LocalPolicy(), False), (LocalPolicy(user_may_end_live_view=True), True)):
         indicator = Indicator(registry, policy, backend=LogOnlyIndicator())
@@ -156,6 +157,10 @@ def test_file_downloads_and_uploads_show_as_a_transfer_listing_does_not(tmp_path
     [access] = agent.ctx.accesses.snapshot()
     assert (access.kind, access.operator, access.reason) == (FILE_TRANSFER, "jane", "ticket 9")
     assert access.sentence() == "jane is transferring files"
+    files.HANDLERS["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
+    notices = [line for line in agent.lines() if "Files transferred" in line]
+    assert len(notices) == 1, "one notice when the transfer starts, not one per chunk"
+    assert notices[0].endswith(f"Files transferred  jane is copying a file from this computer: {share / 'report.txt'}. Reason given: ticket 9.")
 
 
 def test_an_indicator_child_that_keeps_dying_is_started_again_a_few_times_then_left():
