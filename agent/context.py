@@ -106,7 +106,7 @@ class LocalPolicy:
             captures_per_minute=_bounded(path, raw, "captures_per_minute", base.captures_per_minute, MAX_CAPTURES_PER_MINUTE),
             ask_before=_consent_kinds(path, raw.get("ask_before", [])),
             consent_timeout_s=_bounded(path, raw, "consent_timeout_s", base.consent_timeout_s, MAX_CONSENT_TIMEOUT_S),
-            user_may_end_live_view=bool(raw.get("user_may_end_live_view", base.user_may_end_live_view)),
+            user_may_end_live_view=_flag(path, raw, "user_may_end_live_view", base.user_may_end_live_view),
             indicator=_choice(path, raw, "indicator", base.indicator, INDICATOR_STYLES),
             series_idle_s=_bounded(path, raw, "series_idle_s", base.series_idle_s, MAX_SERIES_IDLE_S),
         )
@@ -125,6 +125,13 @@ def _consent_kinds(path: Path, raw) -> frozenset[str]:
     if not isinstance(raw, list) or not set(raw) <= CONSENT_KINDS:
         raise EmsError(f"{path}: ask_before must be a list of {', '.join(sorted(CONSENT_KINDS))}, not {raw!r}")
     return frozenset(raw)
+
+
+def _flag(path: Path, raw: dict, name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if type(value) is not bool:
+        raise EmsError(f"{path}: {name} must be true or false, not {value!r}")
+    return value
 
 
 def _choice(path: Path, raw: dict, name: str, default: str, choices: tuple[str, ...]) -> str:

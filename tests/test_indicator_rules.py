@@ -60,7 +60,7 @@ def test_policy_file_sets_consent_and_indicator_and_refuses_nonsense(tmp_path):
     assert policy.ask_before == {"remote_control", "live_view"} and policy.consent_timeout_s == 45.0
     assert policy.user_may_end_live_view and policy.indicator == "bar" and policy.series_idle_s == 90.0
     for bad in ({"ask_before": ["capture"]}, {"ask_before": "remote_control"}, {"indicator": "none"},
-                {"consent_timeout_s": 601}, {"series_idle_s": -1}):
+                {"consent_timeout_s": 601}, {"series_idle_s": -1}, {"user_may_end_live_view": "false"}):
         path.write_text(json.dumps(bad))
         with pytest.raises(EmsError):
             LocalPolicy.load(path)
