@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from agent.accesses import AccessRegistry
 from broker.core.errors import EmsError
 
 
@@ -28,6 +29,13 @@ MAX_CAPTURES_PER_MINUTE = 12
 #: the longest idle threshold and session polling interval a policy file may set
 MAX_IDLE_AFTER_S = 24 * 3600.0
 MAX_SESSION_POLL_S = 600.0
+#: what consent can be asked for (``ask_before``), and the longest wait for an answer
+CONSENT_KINDS = frozenset({"remote_control", "live_view"})
+MAX_CONSENT_TIMEOUT_S = 600.0
+#: a thumbnail or file-transfer series shows on the indicator until this long without a look
+MAX_SERIES_IDLE_S = 3600.0
+#: "auto": a tray icon where the desktop has a tray, else the bar; "bar": always the bar
+INDICATOR_STYLES = ("auto", "bar")
 
 
 @dataclass
@@ -35,7 +43,8 @@ class LocalPolicy:
     """The agent's local configuration: set at install, never loosened by the server.
 
     ``mandatory_notices`` lists the notices the employee always sees
-    (``start``, ``live_view``, ``remote_control``, ``thumbnail``, ``capture``);
+    (``start``, ``live_view``, ``remote_control``, ``thumbnail``, ``capture``,
+    ``file_transfer``);
     a server request cannot remove one.
 
     ``thumbnails_per_minute`` caps the small screen pictures operators'
@@ -52,11 +61,19 @@ class LocalPolicy:
     agent reports about the employee's session (:mod:`agent.activity`):
     logins, locks and idle time always, the application in front only when
     ``window_usage`` is true (then the start notice says so); never keys.
+
+    ``ask_before`` lists the accesses (``remote_control``, ``live_view``)
+    that wait for the employee's Allow, at most ``consent_timeout_s``
+    seconds; no answer is a refusal. ``user_may_end_live_view`` puts an
+    End button beside a live view on the indicator (a control session
+    always has one). ``indicator`` is ``auto`` (tray icon where there is a
+    tray) or ``bar`` (always the privacy bar). A thumbnail or file-transfer
+    series stays on the indicator until ``series_idle_s`` without a look.
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
     max_file_bytes: int = 50 * 1024 * 1024
-    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail", "capture"})
+    mandatory_notices: frozenset[str] = frozenset({"start", "live_view", "remote_control", "thumbnail", "capture", "file_transfer"})
     #: power and update commands only print what they would run
     power_dry_run: bool = False
     log_forward_level: str = "INFO"
@@ -70,6 +87,11 @@ class LocalPolicy:
     session_poll_s: float = 5.0
     #: report which application is in front (its class, never a title); off unless the install turns it on
     window_usage: bool = False
+    ask_before: frozenset[str] = frozenset()
+    consent_timeout_s: float = 30.0
+    user_may_end_live_view: bool = False
+    indicator: str = "auto"
+    series_idle_s: float = 60.0
 
     @classmethod
     def load(cls, path: Path) -> "LocalPolicy":
@@ -99,6 +121,11 @@ class LocalPolicy:
             idle_after_s=_bounded(path, raw, "idle_after_s", base.idle_after_s, MAX_IDLE_AFTER_S),
             session_poll_s=_bounded(path, raw, "session_poll_s", base.session_poll_s, MAX_SESSION_POLL_S),
             window_usage=raw.get("window_usage", False) is True,
+            ask_before=_consent_kinds(path, raw.get("ask_before", [])),
+            consent_timeout_s=_bounded(path, raw, "consent_timeout_s", base.consent_timeout_s, MAX_CONSENT_TIMEOUT_S),
+            user_may_end_live_view=_flag(path, raw, "user_may_end_live_view", base.user_may_end_live_view),
+            indicator=_choice(path, raw, "indicator", base.indicator, INDICATOR_STYLES),
+            series_idle_s=_bounded(path, raw, "series_idle_s", base.series_idle_s, MAX_SERIES_IDLE_S),
         )
 
 
@@ -109,6 +136,26 @@ def _bounded(path: Path, raw: dict, name: str, default, maximum):
     if type(value) not in (int, float) or (kind is int and type(value) is not int) or not 0 <= value <= maximum:
         raise EmsError(f"{path}: {name} must be a{'n integer' if kind is int else ' number'} from 0 to {maximum}, not {value!r}")
     return kind(value)
+
+
+def _consent_kinds(path: Path, raw) -> frozenset[str]:
+    if not isinstance(raw, list) or not set(raw) <= CONSENT_KINDS:
+        raise EmsError(f"{path}: ask_before must be a list of {', '.join(sorted(CONSENT_KINDS))}, not {raw!r}")
+    return frozenset(raw)
+
+
+def _flag(path: Path, raw: dict, name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if type(value) is not bool:
+        raise EmsError(f"{path}: {name} must be true or false, not {value!r}")
+    return value
+
+
+def _choice(path: Path, raw: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = raw.get(name, default)
+    if value not in choices:
+        raise EmsError(f"{path}: {name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 @dataclass
@@ -129,3 +176,5 @@ class AgentContext:
     #: the current command's id: records about it carry it (``command``), and the
     #: store names their operator from the broker's record of that command
     command_id: str = ""
+    #: the accesses going on now (live view, control, file transfer, thumbnails): the indicator shows them
+    accesses: AccessRegistry = field(default_factory=AccessRegistry)

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import identity, log_forward, sysinfo
+from agent.accesses import LIVE_VIEW, REMOTE_CONTROL, AccessRegistry
 from agent.capability import Capability, command_table
 from agent.chat import ChatInbox
 from agent.commands import Basics
 from agent.control import RemoteControl
 from agent.files import Files
+from agent.indicator import Indicator
 from agent.notice import Notifier, announce
 from agent.power import Power
 from agent.screen.handlers import Screen
@@ -97,14 +99,19 @@ class Agent:
             access_log=self.access_log.record,
             notify=self.notifier.notify,
             report=self.sender.report,
+            accesses=AccessRegistry(config.policy.series_idle_s),
         )
         self.activity = ActivityMonitor(config.policy, self.sender.report)
         self.access_log.on_entry = self.activity.access
         self.chat = ChatInbox()
         self.control = RemoteControl()
         self.screen = Screen.on_bus(self.context, self.bus)
+        self.indicator = Indicator(self.context.accesses, config.policy, log_path=self.access_log.path)
+        self.indicator.on_end(REMOTE_CONTROL, self.control.end_by_user)
+        self.indicator.on_end(LIVE_VIEW, self.screen.end_live_by_user)
         self.capabilities: list[Capability] = [
             Basics(lambda: self.handlers),
+            self.indicator,  # closes last: the others end their accesses first
             sysinfo.SystemInfo(AGENT_VERSION, config.sysinfo_interval_s, ready=lambda: self.bus.ready,
                                generation=lambda: self.bus.generation, after_report=self._report_drops),
             Files(),

@@ -29,6 +29,7 @@ EXPECTED = {
     "chat": {"chat.send", "chat.delete"},
     "screen": {"capture", "thumbnail", "live.start", "live.stop"},
     "activity": set(),  # no commands: it reports session events and operators' actions
+    "indicator": set(),  # no commands: it shows the accesses going on
 }
 ALL_COMMANDS = set().union(*EXPECTED.values())
 

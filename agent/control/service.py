@@ -17,7 +17,9 @@ import logging
 import threading
 import time
 
+from agent.accesses import REMOTE_CONTROL, ActiveAccess
 from agent.capability import Capability
+from agent.indicator.consent import require_consent
 from agent.locking import serialised
 from agent.context import AgentContext, CommandError
 from agent.control.driver import NO_DISPLAY, InputDriver
@@ -25,11 +27,12 @@ from agent.control.events import FrameMapper, frame_size, parse_events, region
 from agent.control.sessions import NOT_OPEN, ControlSession, ControlSessions
 from agent.notice import announce, has_display
 from agent.notice.text import one_line
+from agent.notice.who import operator_label
 from broker.core.vocabulary import MAX_REASON_CHARS, reason_too_long
 
 log = logging.getLogger(__name__)
 
-NOTICE_KIND = "remote_control"
+NOTICE_KIND = REMOTE_CONTROL
 
 
 class RemoteControl(Capability):
@@ -47,28 +50,44 @@ class RemoteControl(Capability):
         return {"control.open": self.open, "control.close": self.end, "input": self.input}
 
     # -- commands --------------------------------------------------------------------
-    @serialised
     def open(self, args: dict, ctx: AgentContext) -> dict:
         """Start remote control of this screen.
 
         args: ``reason`` (required: shown to the user and written to the
         access log). The user sees "<operator> is now controlling your
-        screen: <reason>". Only one operator at a time; opening again as
-        the same operator keeps the session. Returns the session id, the
-        screen size and the idle timeout.
+        screen: <reason>" and the indicator with an End button while it
+        lasts. Where this computer's local policy asks for it, the user is
+        asked first: "declined by the user" or "no answer from the user"
+        fail the command. Only one operator at a time; opening again as the
+        same operator keeps the session. Returns the session id, the screen
+        size and the idle timeout.
         """
         reason = _reason(args)
         operator = _operator(ctx)
         if not has_display():
             raise CommandError(NO_DISPLAY)
-        self._expire(ctx)
-        width, height = self.driver.screen_size()
-        session, new = self.sessions.open(operator, reason)
-        if new:
-            announce(ctx, NOTICE_KIND, "Remote control started", f"{operator} is now controlling your screen: {reason}", args)
-            ctx.access_log("remote control started", operator=operator, reason=reason, kind="control.start")
-            log.info("remote-control session %s opened by %s", session.session_id, operator)
+        with self._lock:
+            self._expire(ctx)
+            held = self.sessions.refuse_if_held(operator)
+        if held is None:
+            require_consent(ctx, NOTICE_KIND, args)  # outside the lock: the loop keeps running while the user decides
+        with self._lock:
+            width, height = self.driver.screen_size()
+            who = operator_label(ctx)
+            session, new = self.sessions.open(operator, reason, who)
+            if new:
+                announce(ctx, NOTICE_KIND, "Remote control started", f"{who} is now controlling your screen: {reason}", args)
+                ctx.accesses.begin(NOTICE_KIND, operator, reason, session.session_id, who)
+                ctx.access_log("remote control started", operator=who, reason=reason, kind="control.start")
+                log.info("remote-control session %s opened by %s", session.session_id, operator)
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
+
+    @serialised
+    def end_by_user(self, access: ActiveAccess, ctx: AgentContext) -> None:
+        """The user pressed End on the indicator: that session ends now (the operator's next input is told)."""
+        session = self.sessions.end_by_user(access.session_id)
+        if session is not None:
+            self._ended(ctx, session, f"You ended {session.who}'s remote control", {})
 
     @serialised
     def end(self, args: dict, ctx: AgentContext) -> dict:
@@ -77,9 +96,12 @@ class RemoteControl(Capability):
         ended = self._expire(ctx)
         if ended is not None and ended.operator == operator:
             return {**ended.summary(), "closed": True, "ended_by": "idle timeout"}
+        held = self.sessions.current
+        if (held is None or held.operator != operator) and operator in self.sessions.ended_by_user:
+            return {"operator": operator, "closed": True, "ended_by": "user"}
         session = self.sessions.close(operator)
         reason = one_line(str(args.get("reason") or ""))[:MAX_REASON_CHARS]
-        text = f"{operator} is no longer controlling your screen" + (f": {reason}" if reason else "")
+        text = f"{session.who} is no longer controlling your screen" + (f": {reason}" if reason else "")
         self._ended(ctx, session, text, args)
         return {**session.summary(), "closed": True, "ended_by": "operator"}
 
@@ -139,17 +161,18 @@ class RemoteControl(Capability):
         """The agent is stopping: end any open session and tell the user."""
         session = self.sessions.end()
         if session is not None:
-            self._ended(ctx, session, f"{session.operator}'s remote control ended: the EMS agent is stopping", {})
+            self._ended(ctx, session, f"{session.who}'s remote control ended: the EMS agent is stopping", {})
 
     # -- helpers ---------------------------------------------------------------------------
     def _expire(self, ctx: AgentContext) -> ControlSession | None:
         session = self.sessions.expire()
         if session is not None:
-            text = f"{session.operator}'s remote control ended after {self.sessions.idle_timeout_s:g} s without input"
+            text = f"{session.who}'s remote control ended after {self.sessions.idle_timeout_s:g} s without input"
             self._ended(ctx, session, text, {})
         return session
 
     def _ended(self, ctx: AgentContext, session: ControlSession, text: str, args: dict) -> None:
+        ctx.accesses.end(NOTICE_KIND, session.operator, session.session_id)
         announce(ctx, NOTICE_KIND, "Remote control ended", text, args)
         ctx.access_log("remote control ended", text, operator=session.operator, reason=session.reason, kind="control.end")
         log.info("remote-control session %s of %s ended after %.0f s", session.session_id, session.operator, time.time() - session.opened_at)

@@ -11,7 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from agent.accesses import FILE_TRANSFER
 from agent.context import AgentContext, CommandError
+from agent.notice.policy import announce
+from agent.notice.who import access_reason, operator_label
 from agent.outbox import Priority
 from broker.core.envelope import Kind
 
@@ -39,6 +42,10 @@ def number(args: dict, key: str, default: int | None, minimum: int = 0) -> int |
 # -- the record ------------------------------------------------------------------
 
 
+#: operations that move a file's contents: a series of them is a transfer the indicator shows
+TRANSFER_OPS = frozenset({"download", "upload"})
+
+
 def audited(op: str) -> Callable:
     """Keep a ``fileop`` record (and an access-log line) for every call, refused ones too."""
 
@@ -56,11 +63,23 @@ def audited(op: str) -> Callable:
                 _keep_record(ctx, record, False, error)
                 raise
             _keep_record(ctx, record, True, None)
+            if op in TRANSFER_OPS:
+                _shown(ctx, args, op, record["path"])
             return result
 
         return handler
 
     return wrap
+
+
+def _shown(ctx: AgentContext, args: dict, op: str, path: str) -> None:
+    """The indicator shows the transfer while chunks keep coming; its first chunk is also a notice."""
+    who, reason = operator_label(ctx), access_reason(ctx, args)
+    _access, started = ctx.accesses.touch(FILE_TRANSFER, ctx.operator, reason, who)
+    if started:
+        what = "copying a file from this computer" if op == "download" else "copying a file to this computer"
+        why = f"Reason given: {reason}" if reason else "No reason was given"
+        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {why}.", args)
 
 
 def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:

@@ -23,9 +23,12 @@ import logging
 import time
 from typing import Any, Callable
 
+from agent.accesses import LIVE_VIEW, THUMBNAILS, ActiveAccess
 from agent.capability import Capability
 from agent.context import AgentContext, CommandError
+from agent.indicator.consent import CONSENT_ARGS, require_consent
 from agent.notice.policy import NOTICE_SWITCHES, SILENCING_FLAGS, announce
+from agent.notice.who import operator_label
 from agent.screen import captures, thumbnail as thumbs
 from broker.core import screen_frames as protocol
 from agent.screen.capture import (
@@ -67,7 +70,7 @@ class Screen(Capability):
         self.view: LiveView | None = None
         if publish is not None:
             self.view = LiveView(source or MssSource(), publish, notify=ctx.notify, access_log=ctx.access_log,
-                                 ready=ready, options=options, clock=clock)
+                                 ready=ready, options=options, clock=clock, accesses=ctx.accesses)
 
     @classmethod
     def on_bus(cls, ctx: AgentContext, bus, **kw) -> "Screen":
@@ -106,6 +109,11 @@ class Screen(Capability):
                 log.debug("could not announce the end of the live view: %s", exc)
         view.source.close()
 
+    def end_live_by_user(self, access: ActiveAccess, ctx: AgentContext) -> None:
+        """The user pressed End beside a live view on the indicator (where local policy offers it)."""
+        if self.view is not None:
+            self.view.end_by_user(access.operator)
+
     # -- commands ------------------------------------------------------------------
     def capture(self, args: dict, ctx: AgentContext) -> dict:
         """Take a screenshot now and store it (``screen_captures``).
@@ -139,7 +147,7 @@ class Screen(Capability):
         except CommandError:
             gate.give_back()  # nothing leaves this computer
             raise
-        operator = ctx.operator or "an operator"
+        operator = operator_label(ctx)
         announce(ctx, captures.NOTICE_KIND, *captures.notice_text(operator, reason, width, height), args)
         msg_id = ctx.report(Kind.EVENT, "capture", {
             "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
@@ -173,7 +181,8 @@ class Screen(Capability):
         except CommandError:
             gate.give_back()  # nothing was looked at
             raise
-        operator = ctx.operator or "an operator"
+        operator = operator_label(ctx)
+        ctx.accesses.touch(THUMBNAILS, ctx.operator, reason, operator)  # the indicator stays up while they continue
         if gate.notice_due(operator):
             announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate), args)
         out_width, out_height = output_size(frame.width, frame.height, width)
@@ -191,19 +200,25 @@ class Screen(Capability):
         full frame next, after you missed an update), ``reason`` (shown to the
         employee). Frames arrive as FRAME messages on ``frame.<agent>.live``;
         the employee is told who is watching (a request to hide that notice is
-        refused where local policy makes it mandatory, as it is by default).
+        refused where local policy makes it mandatory, as it is by default) and
+        sees the indicator while it lasts. Where local policy asks for it, a
+        new viewer waits for the employee's Allow ("declined by the user",
+        "no answer from the user" otherwise).
         """
-        _only(args, "live.start", "fps", "quality", "monitor", "lease_s", "full", "reason", *SILENCING_FLAGS, *NOTICE_SWITCHES)
+        _only(args, "live.start", "fps", "quality", "monitor", "lease_s", "full", "reason", *SILENCING_FLAGS, *NOTICE_SWITCHES,
+              *CONSENT_ARGS)
         view = self._live()
         full = args.get("full", False)
         if type(full) is not bool:
             raise CommandError(f"full must be true or false, not {full!r}")
         monitor = args.get("monitor", view.monitor)
         _grab(monitor)  # is there a screen, and that monitor? (our own connection: the view's belongs to the loop)
+        if ctx.operator not in view.state()["watching"]:
+            require_consent(ctx, LIVE_VIEW, args)  # a lease renewal is not asked again
         try:
             state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
                                lease_s=args.get("lease_s"), full=full, reason=_reason(args),
-                               notice=lambda title, text: announce(ctx, "live_view", title, text, args))
+                               notice=lambda title, text: announce(ctx, LIVE_VIEW, title, text, args), name=operator_label(ctx))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         return state | {"topic": agent_topic(Kind.FRAME, ctx.client_id, protocol.TOPIC_NAME)}

@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from agent.accesses import LIVE_VIEW, AccessRegistry
 from agent.screen import motion, tiles
-
 from broker.core import screen_frames as protocol
 from agent.screen.capture import (
     Frame,
@@ -75,6 +75,8 @@ class LiveOptions:
     motion: bool = True
     #: largest scroll / move (pixels per frame) looked for
     max_shift: int = 256
+    #: after the user ends an operator's view, that operator's live.start is refused this long
+    user_end_hold_s: float = 120.0
 
 
 class LiveView:
@@ -83,7 +85,8 @@ class LiveView:
     ``publish(body)`` hands one FRAME body to the bus and raises if it
     cannot; ``ready()`` says whether the bus is connected (while it is not,
     nothing is grabbed). ``notify(title, text)`` and ``access_log(event,
-    detail)`` are the agent's notice and access-log hooks. ``clock`` is
+    detail)`` are the agent's notice and access-log hooks; ``accesses`` (the
+    agent's registry) shows each watcher on the indicator. ``clock`` is
     monotonic seconds (injectable for tests); ``wall`` stamps bodies. The
     ``source`` is only used by :meth:`tick` (the loop's thread).
     """
@@ -91,8 +94,14 @@ class LiveView:
     def __init__(self, source: ScreenSource, publish: Callable[[bytes], Any] | None = None, *,
                  notify: Callable[[str, str], Any], access_log: Callable[..., Any],
                  ready: Callable[[], bool] | None = None, options: LiveOptions | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 accesses: AccessRegistry | None = None):
         self.source = source
+        self.accesses = accesses if accesses is not None else AccessRegistry()
+        #: operator -> the name the employee reads
+        self.names: dict[str, str] = {}
+        #: operator -> when the user ended their view (clock seconds)
+        self.ended_by_user: dict[str, float] = {}
         self.publish = publish
         self.notify = notify
         self.access_log = access_log
@@ -126,7 +135,7 @@ class LiveView:
 
     def start(self, operator: str, *, fps: float | None = None, quality: int | None = None, monitor: int | None = None,
               lease_s: float | None = None, full: bool = False, reason: str = "",
-              notice: Callable[[str, str], Any] | None = None) -> dict:
+              notice: Callable[[str, str], Any] | None = None, name: str = "") -> dict:
         """Open or renew ``operator``'s lease; returns the view's state.
 
         ``fps``, ``quality`` and ``monitor`` apply to the whole view (the
@@ -134,7 +143,9 @@ class LiveView:
         ``full`` asks for a full frame next (an operator that lost an
         update sends it). ``notice(title, text)`` shows the start notice
         (default ``notify``; the command handler passes one that applies
-        the local notice policy). Raises ValueError for bad arguments.
+        the local notice policy); ``name`` is the operator as the employee
+        reads it. Raises ValueError for bad arguments, and for an operator
+        whose view the user ended less than ``user_end_hold_s`` ago.
         """
         o = self.options
         fps = self.fps if fps is None else _number("fps", fps, 0.1, o.max_fps)
@@ -147,9 +158,12 @@ class LiveView:
             now = self.clock()
             new = operator not in self.watchers
             if new:
-                detail = f"{operator} is viewing your screen" + (f" (reason: {reason})" if reason else "")
+                self._refuse_if_ended_by_user(operator, now)
+                who = self.names[operator] = name or operator
+                self.accesses.begin(LIVE_VIEW, operator, reason, name=who)
+                detail = f"{who} is viewing your screen" + (f" (reason: {reason})" if reason else "")
                 (notice or self.notify)("Live view started", detail)
-                self.access_log("live view started", operator=operator, reason=reason)
+                self.access_log("live view started", operator=who, reason=reason)
                 log.info("live view: %s started watching (fps %s, quality %s, lease %.0f s)", operator, fps, quality, lease_s)
             if new or full or monitor != self.monitor:
                 self._need_full = True  # a new watcher has no picture yet
@@ -166,6 +180,23 @@ class LiveView:
             if watching:
                 self._end(operator, reason)
             return self.state() | {"stopped": watching}
+
+    def end_by_user(self, operator: str) -> dict:
+        """The user ended ``operator``'s view on the indicator; their ``live.start`` waits ``user_end_hold_s``."""
+        with self._lock:
+            if operator in self.watchers:
+                self.ended_by_user[operator] = self.clock()
+                self._end(operator, "ended by the user")
+            return self.state()
+
+    def _refuse_if_ended_by_user(self, operator: str, now: float) -> None:
+        ended = self.ended_by_user.get(operator)
+        if ended is None:
+            return
+        wait = ended + self.options.user_end_hold_s - now
+        if wait > 0:
+            raise ValueError(f"the user ended your live view; ask them before you start again (in {wait:.0f} s at the earliest)")
+        del self.ended_by_user[operator]
 
     def close(self, reason: str = "the agent is stopping") -> list[bytes]:
         """End every lease (with notices); returns the end-of-view body, if one is due, unsent."""
@@ -185,8 +216,10 @@ class LiveView:
 
     def _end(self, operator: str, reason: str) -> None:
         del self.watchers[operator]
-        self.notify("Live view ended", f"{operator} stopped viewing your screen ({reason})")
-        self.access_log("live view ended", operator=operator, reason=reason)
+        self.accesses.end(LIVE_VIEW, operator)
+        who = self.names.pop(operator, operator)
+        self.notify("Live view ended", f"{who} stopped viewing your screen ({reason})")
+        self.access_log("live view ended", operator=who, reason=reason)
         log.info("live view: %s stopped watching (%s)", operator, reason)
         if not self.watchers:
             self._pending.append(protocol.pack_end(self.seq, reason))

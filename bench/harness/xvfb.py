@@ -111,6 +111,18 @@ class Xvfb:
             self._errors.close()
             self._errors = None
 
+    def screenshot(self, path: str | Path) -> Path:
+        """Save the whole screen as a PNG (mss + its PNG writer); returns the path."""
+        import mss
+        import mss.tools
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with mss.MSS(display=self.display) as grabber:
+            shot = grabber.grab(grabber.monitors[0])
+            mss.tools.to_png(shot.rgb, shot.size, output=str(path))
+        return path
+
     def __enter__(self) -> "Xvfb":
         return self.start()
 
