@@ -134,7 +134,7 @@ def test_user_may_end_a_live_view_where_local_policy_allows_it(x_env, tmp_path):
         assert screen.view.state()["watching"] == []
         with pytest.raises(CommandError, match="the user ended your live view"):
             screen.live_start({"reason": REASON}, desk.jane)
-        assert "reason=ended by the user" in desk.agent.access.read()
+        assert [e.reason for e in desk.agent.access.entries() if e.event == "live view ended"] == ["ended by the user"]
         screen.close(desk.ctx)
     finally:
         desk.close()

@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from agent.access_log import AccessLog
 from broker.core.envelope import new_id
 
 from conftest import wait_for
@@ -54,7 +55,7 @@ def test_operator_sees_declined_then_allowed_then_ended_by_the_user(stack, procs
     agent_dir = stack.enrol_agent(op, "desk-5")
     (agent_dir / "policy.json").write_text(json.dumps({"ask_before": ["remote_control"], "consent_timeout_s": 60}))
     procs.ems("desk-5", "agent", "--data-dir", str(agent_dir), "--server", stack.bind, "--server-key", stack.server_key,
-              "--id", "desk-5", "--heartbeat-s", "0.5", env=x_env.env())
+              "--id", "desk-5", "--heartbeat-s", "0.5", "--access-dir", str(agent_dir / "access"), env=x_env.env())
     assert command(op, "ping", {})["status"] == "done"
 
     cmd_id = new_id()
@@ -76,6 +77,6 @@ def test_operator_sees_declined_then_allowed_then_ended_by_the_user(stack, procs
     wait_for(lambda: not windows_named(BAR), timeout_s=20, what="the bar to go after End")
     refused = command(op, "input", {"events": [{"type": "move", "x": 1, "y": 1}], "frame_w": 10, "frame_h": 10})
     assert refused["status"] == "failed" and "the user ended your session" in refused["result"]["error"]
-    log = (agent_dir / "access.log").read_text()
+    log = AccessLog(agent_dir / "access" / "access.log").read()
     assert "You declined: alice cannot control this computer" in log
     assert "remote control allowed  you allowed alice" in log and "You ended alice's remote control" in log

@@ -144,23 +144,24 @@ def test_no_display_no_indicator_window(headless):
 
 
 def test_file_downloads_and_uploads_show_as_a_transfer_listing_does_not(tmp_path, monkeypatch):
-    from agent import files
+    from agent.files import Files
 
+    handlers = Files().handlers()
     monkeypatch.delenv("DISPLAY", raising=False)
     share = tmp_path / "share"
     share.mkdir()
     (share / "report.txt").write_text("quarterly numbers")
     agent = make_agent(tmp_path / "agent", operator="jane", policy=LocalPolicy(allowed_roots=[share]))
-    files.HANDLERS["files.list"]({"path": str(share)}, agent.ctx)
+    handlers["files.list"]({"path": str(share)}, agent.ctx)
     assert agent.ctx.accesses.snapshot() == []
-    files.HANDLERS["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
+    handlers["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
     [access] = agent.ctx.accesses.snapshot()
     assert (access.kind, access.operator, access.reason) == (FILE_TRANSFER, "jane", "ticket 9")
     assert access.sentence() == "jane is transferring files"
-    files.HANDLERS["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
-    notices = [line for line in agent.lines() if "Files transferred" in line]
+    handlers["files.download"]({"path": str(share / "report.txt"), "reason": "ticket 9"}, agent.ctx)
+    notices = [entry for entry in agent.access.entries() if entry.event == "Files transferred"]
     assert len(notices) == 1, "one notice when the transfer starts, not one per chunk"
-    assert notices[0].endswith(f"Files transferred  jane is copying a file from this computer: {share / 'report.txt'}. Reason given: ticket 9.")
+    assert notices[0].detail == f"jane is copying a file from this computer: {share / 'report.txt'}. Reason given: ticket 9."
 
 
 def test_an_indicator_child_that_keeps_dying_is_started_again_a_few_times_then_left():
