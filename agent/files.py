@@ -351,7 +351,7 @@ def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -
         ctx.report(Kind.EVENT, "fileop", data, priority=Priority.IMPORTANT)
     except Exception as exc:  # noqa: BLE001 - the operation's outcome still goes back to the operator
         log.error("could not keep the record of file %s %s: %s", record["op"], record["path"], exc)
-    detail = f"by {ctx.operator or 'unknown operator'}: {record['path']}" + ("" if ok else f" (refused: {error})")
+    detail = f"by {ctx.operator_label}: {record['path']}" + ("" if ok else f" (refused: {error})")
     try:
         ctx.access_log(f"file {record['op']}", detail)
     except Exception as exc:  # noqa: BLE001 - as above

@@ -106,6 +106,7 @@ class ErrorCode(enum.IntEnum):
     UNAVAILABLE = 16
     INTERNAL = 17
     RATE_LIMITED = 18  # over the per-agent rate limit; the body says retry_after_s
+    REASON_REQUIRED = 19  # an access command without a usable reason (broker.vocabulary.ACCESS_COMMANDS)
 
 
 ERROR_TEXT: dict[ErrorCode, str] = {
@@ -127,6 +128,7 @@ ERROR_TEXT: dict[ErrorCode, str] = {
     ErrorCode.UNAVAILABLE: "service unavailable",
     ErrorCode.INTERNAL: "internal error",
     ErrorCode.RATE_LIMITED: "over this agent's rate limit: messages were dropped; publish again after retry_after_s",
+    ErrorCode.REASON_REQUIRED: "this command looks at or changes the user's computer: give a reason",
 }
 
 

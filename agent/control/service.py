@@ -25,11 +25,12 @@ from agent.control.events import FrameMapper, frame_size, parse_events, region
 from agent.control.sessions import NOT_OPEN, ControlSession, ControlSessions
 from agent.notice import announce, has_display
 from agent.notice.text import one_line
+from broker import vocabulary
 
 log = logging.getLogger(__name__)
 
 NOTICE_KIND = "remote_control"
-MAX_REASON_CHARS = 500
+MAX_REASON_CHARS = vocabulary.MAX_REASON_CHARS
 
 
 class RemoteControl(Capability):
@@ -65,7 +66,7 @@ class RemoteControl(Capability):
         width, height = self.driver.screen_size()
         session, new = self.sessions.open(operator, reason)
         if new:
-            announce(ctx, NOTICE_KIND, "Remote control started", f"{operator} is now controlling your screen: {reason}", args)
+            announce(ctx, NOTICE_KIND, "Remote control started", f"{ctx.operator_label} is now controlling your screen: {reason}", args)
             log.info("remote-control session %s opened by %s", session.session_id, operator)
         return {**session.summary(), "new": new, "screen_w": width, "screen_h": height, "idle_timeout_s": self.sessions.idle_timeout_s}
 
@@ -78,7 +79,7 @@ class RemoteControl(Capability):
             return {**ended.summary(), "closed": True, "ended_by": "idle timeout"}
         session = self.sessions.close(operator)
         reason = one_line(str(args.get("reason") or ""))[:MAX_REASON_CHARS]
-        text = f"{operator} is no longer controlling your screen" + (f": {reason}" if reason else "")
+        text = f"{ctx.operator_label} is no longer controlling your screen" + (f": {reason}" if reason else "")
         self._ended(ctx, session, text, args)
         return {**session.summary(), "closed": True, "ended_by": "operator"}
 

@@ -138,13 +138,13 @@ class Screen(Capability):
         except CommandError:
             gate.give_back()  # nothing leaves this computer
             raise
-        operator = ctx.operator or "an operator"
+        operator = ctx.operator_label
         announce(ctx, captures.NOTICE_KIND, *captures.notice_text(operator, reason, width, height), args)
         msg_id = ctx.report(Kind.EVENT, "capture", {
             "width": width, "height": height, "quality": quality, "format": "jpeg", "image": jpeg,
             "operator": ctx.operator, "command": ctx.command_id, "monitor": monitor, "reason": reason,
         })
-        ctx.access_log("screen captured", f"operator={ctx.operator} size={width}x{height}" + (f" reason={reason}" if reason else ""))
+        ctx.access_log("screen captured", f"operator={operator} size={width}x{height}" + (f" reason={reason}" if reason else ""))
         return {"msg_id": msg_id, "width": width, "height": height, "quality": quality, "format": "jpeg", "bytes": len(jpeg),
                 "monitor": monitor, "screen": [frame.width, frame.height],
                 "grab_ms": round((t1 - t0) * 1000, 2), "encode_ms": round((t2 - t1) * 1000, 2)}
@@ -172,7 +172,7 @@ class Screen(Capability):
         except CommandError:
             gate.give_back()  # nothing was looked at
             raise
-        operator = ctx.operator or "an operator"
+        operator = ctx.operator_label
         if gate.notice_due(operator):
             announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate), args)
         out_width, out_height = output_size(frame.width, frame.height, width)
@@ -200,7 +200,7 @@ class Screen(Capability):
         monitor = args.get("monitor", view.monitor)
         _grab(monitor)  # is there a screen, and that monitor? (our own connection: the view's belongs to the loop)
         try:
-            state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
+            state = view.start(ctx.operator_label, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
                                lease_s=args.get("lease_s"), full=full, reason=_reason(args),
                                notice=lambda title, text: announce(ctx, "live_view", title, text, args))
         except ValueError as exc:
@@ -214,7 +214,7 @@ class Screen(Capability):
         """
         _only(args, "live.stop", "reason")
         reason = _reason(args) or "stopped by the operator"
-        return self._live().stop(ctx.operator, reason)
+        return self._live().stop(ctx.operator_label, reason)
 
     def _live(self) -> LiveView:
         if self.view is None:
