@@ -144,9 +144,6 @@ class AdminApi:
         if name is None:
             raise ApiError(404, f"no such action: {action}", f"actions: {', '.join(ACTIONS)}")
         req.audit.update(action=name, target=target)
-        if req.caller == CLIENT_ID:
-            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person behind this {action}",
-                           f"send {OPERATOR_HEADER}: Jane Doe (the user is told who, and the audit trail records it)")
         body = _json_object(req.body)
         reason = self._reason(body)
         req.audit["reason"] = reason
@@ -155,6 +152,9 @@ class AdminApi:
             raise ApiError(400, "args must be a JSON object", 'e.g. {"reason": "...", "args": {"delay_s": 60}}')
         ttl_s = self._ttl(body)
         wait, wait_s = self._wait(req.query)
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person behind this {action}",
+                           f"send {OPERATOR_HEADER}: Jane Doe (the user is told who, and the audit trail records it)")
         # set last: a body's args cannot override who asked and why; the broker keeps
         # the person this listener vouches for and records the listener as "via"
         args = {**extra, "reason": reason, "operator": {"id": req.caller, "name": req.caller}}
