@@ -52,7 +52,7 @@ OPS = {
     "status": {}, "agents": {}, "command.get": {"id": "no-such-command"}, "command.list": {"limit": 1},
     "keys.list": {}, "keys.accept": {"id": "no-such-key"}, "keys.reject": {"id": "no-such-key"},
     "keys.revoke": {"id": "no-such-key"}, "keys.add": {"public_key": "not a key", "client_id": "nobody"},
-    "keys.label": {"id": "no-such-key", "label": "x"}, "journal.read": {"limit": 1}, "journal.ack": {"upto": 0},
+    "keys.label": {"id": "no-such-key", "label": "x"}, "keys.name": {"id": "no-such-key", "name": "x"}, "journal.read": {"limit": 1}, "journal.ack": {"upto": 0},
     "store.query": {"kind": "clients", "limit": 1}, "store.capture": {"id": 987654321}, "store.stats": {},
     "keys.blocked": {}, "keys.unblock": {"id": "no-such-client"},
 }
