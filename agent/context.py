@@ -171,10 +171,31 @@ class AgentContext:
     notify: Callable[[str, str], None]
     #: keep a record for durable delivery: report(kind, name, data) -> msg_id
     report: Callable[..., str]
-    #: the operator (client id) who sent the current command
+    #: the operator (client id of the key) who sent the current command
     operator: str = ""
+    #: the person behind it, as the broker stamped it (a key's display name, or the
+    #: person a bridge vouched for); see :attr:`operator_label`
+    operator_name: str = ""
+    #: the bridge the person came through (``admin-http``), or ""
+    operator_via: str = ""
     #: the current command's id: records about it carry it (``command``), and the
     #: store names their operator from the broker's record of that command
     command_id: str = ""
     #: the accesses going on now (live view, control, file transfer, thumbnails): the indicator shows them
     accesses: AccessRegistry = field(default_factory=AccessRegistry)
+
+    @property
+    def operator_label(self) -> str:
+        """Who the employee is told about: the person's name (``Jane Doe``, or
+        ``Jane Doe via admin-http``), else the key's client id, else "an operator"."""
+        name = self.operator_name or self.operator or "an operator"
+        return f"{name} via {self.operator_via}" if self.operator_via else name
+
+
+def operator_fields(stamp: Any) -> dict[str, str]:
+    """The context fields for the broker's ``args.operator`` stamp (see
+    :mod:`broker.server.operators`); empty for a command without one."""
+    if not isinstance(stamp, dict):
+        return {}
+    name, via = stamp.get("name"), stamp.get("via")
+    return {"operator_name": name if isinstance(name, str) else "", "operator_via": via if isinstance(via, str) else ""}

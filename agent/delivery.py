@@ -19,16 +19,8 @@ from typing import Any, Iterator
 
 from agent.outbox import Outbox, OutboxError, OutboxRecord, Priority
 from broker.core.client import BusClient
-from broker.core.envelope import (
-    BATCH_FRAME_BYTES,
-    BatchLimits,
-    Envelope,
-    Kind,
-    batch_record_bytes,
-    batch_terms,
-    pack_batch,
-    pack_body,
-)
+from broker.core.envelope import Envelope, Kind, pack_body
+from broker.core.batches import BATCH_FRAME_BYTES, BatchLimits, batch_record_bytes, batch_terms, pack_batch
 from broker.core.errors import EmsError, ProtocolError
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from agent.power import Power
 from agent.screen.handlers import Screen
 from agent.access_log import AccessLog
 from agent.activity import ActivityMonitor
-from agent.context import AgentContext, CommandError, LocalPolicy
+from agent.context import AgentContext, CommandError, LocalPolicy, operator_fields
 from agent.delivery import DurableSender
 from agent.executed import ExecutedCommands
 from agent.lanes import CommandLanes
@@ -183,7 +183,7 @@ class Agent:
         cmd_id = env.msg_id
         try:
             data = env.data()
-            name, args = data["name"], data.get("args") or {}
+            name, args = data["name"], dict(data.get("args") or {})
         except Exception as exc:
             self._answer(cmd_id, {"ok": False, "error": f"malformed command: {exc}"})
             return
@@ -202,7 +202,8 @@ class Agent:
             error = f"unknown command {name!r}; this agent knows: {', '.join(sorted(self.handlers))}"
             self._finish(cmd_id, name, env.sender, {"ok": False, "error": error})
             return
-        context = replace(self.context, operator=env.sender, command_id=cmd_id)
+        stamp = args.pop("operator", None)  # set by the broker: the person behind the command, for notices and the log
+        context = replace(self.context, operator=env.sender, command_id=cmd_id, **operator_fields(stamp))
         self.lanes.submit(cmd_id, name, env.sender, lambda: run_handler(handler, args, context, cmd_id, name))
 
     def _finish(self, cmd_id: str, name: str, sender: str, result: dict) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.core.vocabulary import ACCESS_COMMANDS
+
 
 @dataclass(frozen=True)
 class ActionSpec:
@@ -16,23 +18,28 @@ class ActionSpec:
     label: str
     command: str  # the command name the agent runs
     shortcut: str
-    needs_reason: bool
     destructive: bool = False
     explain: str = ""
+
+    @property
+    def needs_reason(self) -> bool:
+        """Whether the operator is asked why first: every access command (the broker refuses one without)."""
+        return self.command in ACCESS_COMMANDS
 
 
 #: The commands are the agent's (agent.screen.handlers, agent.power); each
 #: passes ``reason`` on, and the agent tells its user and keeps it in the
 #: user-readable access log. An agent without one answers ``failed``.
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("capture", "Capture now", "capture", "Ctrl+Shift+C", True, False,
+    ActionSpec("capture", "Capture now", "capture", "Ctrl+Shift+C", False,
                "Takes a screenshot of {name} now. The user is told, and the capture is stored and audited."),
-    ActionSpec("reboot", "Reboot", "power.reboot", "Ctrl+R", True, True,
+    ActionSpec("reboot", "Reboot", "power.reboot", "Ctrl+R", True,
                "Restarts {name} after a one-minute warning to its user. Unsaved work may be lost."),
-    ActionSpec("shutdown", "Shut down", "power.shutdown", "Ctrl+Shift+S", True, True,
+    ActionSpec("shutdown", "Shut down", "power.shutdown", "Ctrl+Shift+S", True,
                "Powers {name} off after a one-minute warning. It stays offline until someone switches it on again."),
-    ActionSpec("update_check", "Check updates", "update.check", "Ctrl+U", False),
-    ActionSpec("update_apply", "Apply updates", "update.apply", "Ctrl+Shift+U", True, True,
+    ActionSpec("update_check", "Check updates", "update.check", "Ctrl+U", False,
+               "Asks {name} which operating system updates are pending. Nothing is installed."),
+    ActionSpec("update_apply", "Apply updates", "update.apply", "Ctrl+Shift+U", True,
                "Installs the pending OS updates on {name}; it may restart when they need it."),
 )
 ACTION_BY_KEY = {a.key: a for a in ACTIONS}

@@ -154,11 +154,13 @@ class LiveViewWindow(QWidget):
     control_changed = Signal(str)
 
     def __init__(self, worker: BusWorker, client_id: str, title: str | None = None, lease_s: float = LEASE_S,
-                 fps: int = FPS, quality: int = QUALITY, ask_reason=None, parent=None):
+                 fps: int = FPS, quality: int = QUALITY, ask_reason=None, parent=None, *, reason: str):
         super().__init__(parent, Qt.WindowType.Window)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.worker, self.client_id = worker, client_id
         self.lease_s, self.fps, self.quality = lease_s, fps, quality
+        #: why the operator watches: sent with every live.start (the broker refuses one without)
+        self.reason = reason
         self.setWindowTitle(f"Live view: {title or client_id}")
         self.frames = 0
         self.latency_s: float | None = None
@@ -215,7 +217,8 @@ class LiveViewWindow(QWidget):
         return self.worker.send_command(self.client_id, name, args, ttl_s=ttl_s, cmd_id=cmd_id)
 
     def _start(self, full: bool) -> None:
-        self._command("live.start", {"fps": self.fps, "quality": self.quality, "lease_s": self.lease_s, "full": full},
+        self._command("live.start", {"fps": self.fps, "quality": self.quality, "lease_s": self.lease_s, "full": full,
+                                     "reason": self.reason},
                       ttl_s=START_TTL_S)
 
     def _on_frame(self, client_id: str, image: QImage, ts: float, updates: int) -> None:

@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
             action.setObjectName(f"action_{spec.key}")
             self.command_actions[spec.key] = action
             bar.addAction(action)
-        for key, label, shortcut, slot in (("live_view", "Live view", "Ctrl+L", self.open_live_view),
+        for key, label, shortcut, slot in (("live_view", "Live view", "Ctrl+L", self.ask_live_view),
                                            ("chat", "Chat", "Ctrl+M", self.open_chat)):
             action = self._action(label, shortcut, slot)
             action.setObjectName(f"action_{key}")
@@ -416,7 +416,7 @@ class MainWindow(QMainWindow):
 
     # -- commands ----------------------------------------------------------------------
     def _send_command(self, spec: ActionSpec, client_id: str, reason: str) -> None:
-        self.controller.send_command(client_id, spec.command, {"reason": reason} if reason else {})
+        self.controller.send_command(client_id, spec.command, {"reason": reason} if reason else {})  # the broker checks it
         self.statusBar().showMessage(f"{spec.label}: sent to {self._name(client_id)}", 5000)
 
     def _dialog_finished(self, result: int) -> None:
@@ -437,22 +437,48 @@ class MainWindow(QMainWindow):
         self.set_theme(theme.DARK if self.theme_action.isChecked() else theme.LIGHT)
 
     # -- live view and chat windows (top-level, one per client) -----------------------
-    def open_live_view(self, client_id: str | None = None):
+    def ask_live_view(self, client_id: str | None = None) -> ReasonDialog | None:
+        """Ask the operator why they look (a live view is an access: the broker
+        refuses one without a reason), then open the live view with it."""
+        client_id = client_id or self.current_client
+        if not client_id:
+            self.statusBar().showMessage("Select a client first.", 5000)
+            return None
+        if client_id in self._live_windows:
+            return self.open_live_view(client_id, "")  # already watching, with its reason
+        if self.dialog is not None:
+            self.dialog.close()
+        name = self._name(client_id)
+        dialog = ReasonDialog(f"Live view: {name}", f"Watches the screen of {name} live. The user is told who "
+                              "watches and why; the reason is kept in the audit trail.", "Watch", False, self)
+        dialog.setObjectName("confirm_live_view")
+        dialog.accepted.connect(lambda: self.open_live_view(client_id, dialog.reason()))
+        dialog.finished.connect(self._dialog_finished)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def open_live_view(self, client_id: str | None, reason: str):
+        """The live view of ``client_id`` (opened with ``reason``, or the open one); None without a reason."""
         from gui.live_view import LiveViewWindow
 
-        return self._open_window(self._live_windows, LiveViewWindow, client_id or self.current_client)
+        client_id = client_id or self.current_client
+        if client_id not in self._live_windows and not reason.strip():
+            self.statusBar().showMessage("A live view needs a reason.", 5000)
+            return None
+        return self._open_window(self._live_windows, LiveViewWindow, client_id, reason=reason.strip())
 
     def open_chat(self, client_id: str | None = None):
         from gui.chat_view import ChatView
 
         return self._open_window(self._chat_windows, ChatView, client_id or self.current_client)
 
-    def _open_window(self, windows: dict, cls, client_id: str | None):
+    def _open_window(self, windows: dict, cls, client_id: str | None, **kw):
         if not client_id:
             return None
         window = windows.get(client_id)
         if window is None:
-            window = windows[client_id] = cls(self.worker, client_id, self._name(client_id))
+            window = windows[client_id] = cls(self.worker, client_id, self._name(client_id), **kw)
             window.destroyed.connect(lambda *_: windows.pop(client_id, None))
         window.show()
         window.raise_()

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from broker.core.vocabulary import MAX_REASON_CHARS
 from gui import qtcompat  # noqa: F401  (guards the Qt binding before any Qt call)
 from gui.models import ClientsModel, format_time
 
@@ -381,7 +382,8 @@ class ReasonDialog(QDialog):
         explanation.setTextFormat(Qt.TextFormat.PlainText)
         explanation.setWordWrap(True)
         self.reason_edit = QLineEdit()
-        self.reason_edit.setPlaceholderText("Reason (required; recorded in the audit trail with your name)")
+        self.reason_edit.setPlaceholderText("Reason (required; shown to the user, recorded in the audit trail with your name)")
+        self.reason_edit.setMaxLength(MAX_REASON_CHARS)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok_button.setText(ok_text)

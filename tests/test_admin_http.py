@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bridges.admin_http import AdminHttp, AdminHttpConfig
-from bridges.admin_http.config import AUDIT_FILE, ENDPOINT_FILE, TOKEN_ENV
+from bridges.admin_http.config import AUDIT_FILE, ENDPOINT_FILE, OPERATOR_HEADER, TOKEN_ENV
 from broker.core import keys
 from broker.core.profile import Profile, save
 from broker.core.client import BusClient
@@ -95,7 +95,10 @@ class Http:
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if payload is not None:
             sent["Content-Type"] = content_type
+        if method == "POST":  # the person behind an action (required): a test may name another or send none
+            sent[OPERATOR_HEADER] = "Jane Doe"
         sent.update(headers or {})
+        sent = {k: v for k, v in sent.items() if v is not None}
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
             conn.request(method, path, body=payload, headers=sent)
@@ -112,7 +115,7 @@ class Admin:
 
     def __init__(self, bus, **config):
         self.bus = bus
-        pair = bus.enrol("admin-http", "operator")
+        pair = bus.enrol("admin-http", "service")
         client = BusClient(bus.client_config(), pair, hello={"client_id": "admin-http"})
         self.audit_path = bus.data.logs / AUDIT_FILE
         self.listener = AdminHttp(AdminHttpConfig(token=TOKEN, host="127.0.0.1", port=0, **config), client, self.audit_path)
@@ -229,7 +232,8 @@ def test_reboot_reaches_the_agent_and_is_audited(bus, admin, agent):
     wait_for(lambda: agent.received, 10, what="the agent to receive the reboot")
     name, args, sender = agent.received[0]
     assert name == "power.reboot" and sender == "admin-http"
-    assert args == {"delay_s": 5, "reason": "frozen desktop", "via": "admin-http", "caller": "alice@example.org"}
+    assert args == {"delay_s": 5, "reason": "frozen desktop",
+                    "operator": {"id": "alice@example.org", "name": "alice@example.org", "via": "admin-http"}}
 
     def done():
         status, record, _ = http.call("GET", f"/api/commands/{cmd_id}")
@@ -237,7 +241,7 @@ def test_reboot_reaches_the_agent_and_is_audited(bus, admin, agent):
 
     record = wait_for(done, 10, interval_s=0.05, what="the command to be done")
     assert record["result"] == {"ok": True, "output": {"dry_run": True, "argv": ["systemctl", "reboot"]}}
-    assert record["args"]["caller"] == "alice@example.org"
+    assert record["args"]["operator"]["name"] == "alice@example.org"
 
     # the bus audit trail names the listener and carries the reason
     event = next_message(bus.admin, lambda e: e.topic == "audit.admin-http" and e.data()["action"] == "command")
@@ -285,7 +289,7 @@ def test_clients_status_and_concurrent_calls(admin, agent, caplog):
     assert [(c["client_id"], c["state"]) for c in body["clients"]] == [("pc-1", "online")]
     status, body, _ = admin.http.call("GET", "/api/status")
     assert status == 200
-    assert body["listener"]["client_id"] == "admin-http" and body["listener"]["role"] == "operator"
+    assert body["listener"]["client_id"] == "admin-http" and body["listener"]["role"] == "service"
     assert body["listener"]["state"] == "ready" and body["broker"]["online_agents"] == 1
 
     # many HTTP threads, one bus thread
@@ -338,7 +342,7 @@ def test_cli_serves_and_stops_on_sigterm(bus, agent, tmp_path):
     data = bus.data
     save(data, Profile(server=bus.endpoint, server_key=bus.server_key, key_name="admin", client_id="admin"))
     pair = keys.load_or_create(data.keys, "admin-http")
-    bus.admin.request("keys.add", public_key=pair.public, client_id="admin-http", role="operator")
+    bus.admin.request("keys.add", public_key=pair.public, client_id="admin-http", role="service")
     endpoint = data.root / ENDPOINT_FILE
     with (tmp_path / "admin-http.out").open("wb") as out:
         proc = subprocess.Popen(
@@ -350,7 +354,7 @@ def test_cli_serves_and_stops_on_sigterm(bus, agent, tmp_path):
         http = Http(endpoint.read_text().strip())
         status, outcome, _ = http.call("POST", "/api/clients/pc-1/reboot?wait=1", {"reason": "cli test"}, headers={"X-EMS-Operator": "bob"})
         assert status == 200 and outcome["status"] == "done", outcome
-        assert agent.received[-1][1]["caller"] == "bob"
+        assert agent.received[-1][1]["operator"] == {"id": "bob", "name": "bob", "via": "admin-http"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:

@@ -84,7 +84,7 @@ def test_random_token_accepted_by_the_process(name, bus, tmp_path):
     save(data, Profile(server=bus.endpoint, server_key=bus.server_key, key_name="admin", client_id="admin"))
     pair = keys.load_or_create(data.keys, "admin-http")
     if not any(r["client_id"] == "admin-http" for r in bus.admin.request("keys.list")):
-        bus.admin.request("keys.add", public_key=pair.public, client_id="admin-http", role="operator")
+        bus.admin.request("keys.add", public_key=pair.public, client_id="admin-http", role="service")
     endpoint = data.root / ENDPOINT_FILE
     with (tmp_path / "admin-http.out").open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "admin-http", "--data-dir", str(data.root), "--listen", "127.0.0.1:0",

@@ -29,7 +29,8 @@ from broker.core import keys
 from broker.core.profile import Profile, save
 from broker.core.client import BusClient, RateLimited
 from broker.core.config import ClientConfig, DataDir, Timing
-from broker.core.envelope import Kind, credit_body, credit_of, pack_batch, pack_body, pack_header
+from broker.core.envelope import Kind, credit_body, credit_of, pack_body, pack_header
+from broker.core.batches import pack_batch
 from broker.core.errors import RemoteError, SendError
 from broker.server.registry import KeyRegistry
 

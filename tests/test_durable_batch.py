@@ -9,22 +9,8 @@ from hypothesis import strategies as st
 
 from agent.delivery import DurableSender, _groups
 from agent.outbox import Outbox
-from broker.core.envelope import (
-    BATCH_FRAME_BYTES,
-    MAX_BATCH_BYTES,
-    MAX_BATCH_RECORDS,
-    BatchLimits,
-    ErrorCode,
-    Kind,
-    batch_offer,
-    batch_record_bytes,
-    batch_terms,
-    check_batch,
-    decode_batch,
-    new_id,
-    pack_batch,
-    pack_body,
-)
+from broker.core.envelope import ErrorCode, Kind, new_id, pack_body
+from broker.core.batches import BATCH_FRAME_BYTES, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, BatchLimits, batch_offer, batch_record_bytes, batch_terms, check_batch, decode_batch, pack_batch
 from broker.core.errors import ProtocolError
 
 from conftest import next_message, wait_for

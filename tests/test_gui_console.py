@@ -232,7 +232,8 @@ def test_a_confirmed_action_reaches_the_agent_and_its_status_the_ui(bus, persist
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
 
     qtbot.waitUntil(lambda: "done" in window.commands.column_values("status"), timeout=WAIT_MS)
-    assert fleet.commands == [("a1", "power.reboot", {"reason": "user asked: frozen desktop"})]
+    assert fleet.commands == [("a1", "power.reboot", {"reason": "user asked: frozen desktop",
+                                                      "operator": {"id": "op-gui", "name": "op-gui", "via": ""}})]
     row = window.commands.row(0)
     assert (row["client_id"], row["name"]) == ("a1", "power.reboot")
     assert window.commands.index(0, window.commands.columns.index("result")).data() == "ran=power.reboot"
@@ -248,8 +249,11 @@ def test_a_confirmed_action_reaches_the_agent_and_its_status_the_ui(bus, persist
     qtbot.waitUntil(lambda: command_audits()[0].get("id") is not None, timeout=WAIT_MS)
     assert len(command_audits()) == 1
 
-    # an action without a reason dialog; a cancelled one sends nothing
+    # every action is an access: asked for a reason first (a cancelled one sends nothing)
     window.command_actions["update_check"].trigger()
+    assert window.dialog is not None and not window.dialog.ok_button.isEnabled()
+    qtbot.keyClicks(window.dialog.reason_edit, "monthly patch review")
+    qtbot.mouseClick(window.dialog.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.commands.column_values("status").count("done") == 2, timeout=WAIT_MS)
     window.command_actions["shutdown"].trigger()
     window.dialog.reject()

@@ -76,7 +76,7 @@ def test_live_view_shows_frames_and_a_click_moves_the_real_pointer(bus, persiste
     window = console()
     qtbot.waitUntil(lambda: window.clients.client("desk-1") is not None and window.clients.client("desk-1").online,
                     timeout=WAIT_MS)
-    live = window.open_live_view("desk-1")
+    live = window.open_live_view("desk-1", "the user asked for help")
     qtbot.addWidget(live)
     live.resize(800, 500)
     qtbot.waitUntil(lambda: live.frames > 0 and live.view.image is not None, timeout=WAIT_MS)

@@ -48,10 +48,10 @@ class Stamping:
         self.persister = RunningPersister(self.bus, root)
         self.agent = self.bus.peer("agent-x")
         op = self.bus.peer("op-real", role="operator")
-        self.cmd_id = op.send_command("agent-x", "files.download", {"path": "/srv/a.txt"})["id"]
+        self.cmd_id = op.send_command("agent-x", "files.download", {"path": "/srv/a.txt", "reason": "test"})["id"]
         other = self.bus.peer("op-other", role="operator")
         self.bus.peer("agent-y")
-        self.foreign_cmd = other.send_command("agent-y", "files.download", {"path": "/srv/b.txt"})["id"]
+        self.foreign_cmd = other.send_command("agent-y", "files.download", {"path": "/srv/b.txt", "reason": "test"})["id"]
         self.anchor = self.agent.publish(Kind.EVENT, "chat", {"direction": "out", "body": "hi", "status": "sent",
                                                                "command": self.cmd_id, "operator": "mallory"})
         self.ids = {}
@@ -181,7 +181,7 @@ def test_a_real_agent_s_file_operation_and_chat_are_stored_under_the_operator_wh
                   "--id", "desk-r", "--heartbeat-s", "0.5", "--allow-root", str(shared), env={"DISPLAY": ""})
         op = bus.peer("op-kim", role="operator")
         wait_for(lambda: "desk-r" in bus.broker.online, 20, what="the agent online")
-        for name, args in (("files.list", {"path": str(shared)}), ("chat.send", {"message_id": new_id(), "text": "hi"})):
+        for name, args in (("files.list", {"path": str(shared), "reason": "test"}), ("chat.send", {"message_id": new_id(), "text": "hi"})):
             cmd = op.send_command("desk-r", name, args)
             assert op.wait_result(cmd["id"], timeout_s=30)["status"] == "done"
         fileops = wait_for(lambda: op.request("store.query", kind="fileops", client_id="desk-r"), 20, what="the file operation")

@@ -106,7 +106,7 @@ def test_live_view_shows_the_bar_naming_viewer_and_reason_until_it_ends(desk, xs
     screen = Screen(desk.ctx, publish=lambda body: None, ready=lambda: True)
     screen.live_start({"reason": REASON}, desk.jane)
     [access] = desk.ctx.accesses.snapshot()
-    assert (access.kind, access.operator, access.who, access.reason) == (LIVE_VIEW, "jane", "Jane Doe", REASON)
+    assert (access.kind, access.operator, access.who, access.reason) == (LIVE_VIEW, "Jane Doe", "Jane Doe", REASON)  # a live view is keyed by the person (several may come through one service key)
     assert access.sentence() == "Jane Doe is viewing your screen"
     desk.until(lambda: windows_named(BAR), "the bar")
     the_bar()

@@ -15,7 +15,8 @@ import itertools
 import pytest
 
 from broker.core.config import Timing
-from broker.core.envelope import ErrorCode, Kind, new_id, pack_batch, pack_body
+from broker.core.envelope import ErrorCode, Kind, new_id, pack_body
+from broker.core.batches import pack_batch
 from broker.core.errors import RemoteError
 from broker.persister.service import Forbidden, Persister
 from broker.persister.store import STATS
@@ -52,7 +53,7 @@ OPS = {
     "status": {}, "agents": {}, "command.get": {"id": "no-such-command"}, "command.list": {"limit": 1},
     "keys.list": {}, "keys.accept": {"id": "no-such-key"}, "keys.reject": {"id": "no-such-key"},
     "keys.revoke": {"id": "no-such-key"}, "keys.add": {"public_key": "not a key", "client_id": "nobody"},
-    "keys.label": {"id": "no-such-key", "label": "x"}, "journal.read": {"limit": 1}, "journal.ack": {"upto": 0},
+    "keys.label": {"id": "no-such-key", "label": "x"}, "keys.name": {"id": "no-such-key", "name": "x"}, "journal.read": {"limit": 1}, "journal.ack": {"upto": 0},
     "store.query": {"kind": "clients", "limit": 1}, "store.capture": {"id": 987654321}, "store.stats": {},
     "keys.blocked": {}, "keys.unblock": {"id": "no-such-client"},
 }

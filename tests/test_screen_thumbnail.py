@@ -174,7 +174,9 @@ def test_neither_the_broker_nor_the_agent_keeps_the_picture(bus, display, tmp_pa
     command = next_message(agent_bus, lambda e: e.kind is Kind.COMMAND)
     assert executed.claim(command.msg_id, command.data()["name"])
     agent.ctx.operator = command.sender
-    result = {"ok": True, "output": agent.capability.thumbnail(command.data()["args"], agent.ctx)}
+    args = dict(command.data()["args"])
+    assert args.pop("operator") == {"id": "op-1", "name": "op-1", "via": ""}  # the broker's stamp, popped by the runner
+    result = {"ok": True, "output": agent.capability.thumbnail(args, agent.ctx)}
     executed.finish(command.msg_id, result)
     agent_bus.send(Kind.RESULT, data=result, corr=command.msg_id)
 

@@ -14,7 +14,8 @@ import pytest
 
 from broker.core import permissions, vocabulary
 from broker.server.command_queue import FINAL as QUEUE_FINAL
-from broker.core.envelope import AGENT_TOPIC_ROOTS, BATCH_TOPIC_ROOTS, Kind, agent_topic
+from broker.core.envelope import AGENT_TOPIC_ROOTS, Kind, agent_topic
+from broker.core.batches import BATCH_TOPIC_ROOTS
 
 from conftest import next_message
 

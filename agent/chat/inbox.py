@@ -97,7 +97,7 @@ class ChatInbox(Capability):
         if known is not None:
             return {"message_id": message_id, "status": known.status, "deleted": known.deleted, "duplicate": True}
         self.poll(ctx)  # a window that just closed must not swallow this message
-        message = ChatMessage(message_id, ctx.operator or "an operator", text, time.time())
+        message = ChatMessage(message_id, ctx.operator_label, text, time.time())
         self._remember(message)
         # the store keeps the conversation: the operator's message first, under its own id,
         # so that the receipts below (ref = message_id) find it

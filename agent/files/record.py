@@ -90,6 +90,6 @@ def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -
         log.error("could not keep the record of file %s %s: %s", record["op"], record["path"], exc)
     detail = record["path"] + ("" if ok else f" (refused: {error})")
     try:
-        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator or "unknown operator")
+        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator_label)
     except Exception as exc:  # noqa: BLE001 - as above
         log.error("could not write the access log: %s", exc)

@@ -65,7 +65,7 @@ class Power(Capability):
         """Install all pending OS updates non-interactively; does not reboot by itself."""
         executor = self._executor(ctx)
         plan = executor.plan(Action.UPDATE_APPLY)
-        notice = f"{ctx.operator or 'Your IT team'} is installing operating system updates on this computer."
+        notice = f"{ctx.operator_label} is installing operating system updates on this computer."
         ctx.notify("Installing updates", f"{DRY_RUN_LABEL} {notice}" if executor.dry_run else notice)
         return executor.execute(plan)
 
@@ -77,7 +77,7 @@ class Power(Capability):
             raise CommandError("reason must be a string")
         verb = "restart" if action is Action.REBOOT else "shut down"
         plan = executor.plan(action, delay, message=f"EMS: your IT team will {verb} this computer. {reason}".strip())
-        who = ctx.operator or "your IT team"
+        who = ctx.operator_label
         notice = (
             f"{who} will {verb} this computer in {delay_text(plan.delay_s or 0)}. Please save your work."
             + (f" Reason: {reason}" if reason else "")

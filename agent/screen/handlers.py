@@ -213,10 +213,10 @@ class Screen(Capability):
             raise CommandError(f"full must be true or false, not {full!r}")
         monitor = args.get("monitor", view.monitor)
         _grab(monitor)  # is there a screen, and that monitor? (our own connection: the view's belongs to the loop)
-        if ctx.operator not in view.state()["watching"]:
+        if ctx.operator_label not in view.state()["watching"]:
             require_consent(ctx, LIVE_VIEW, args)  # a lease renewal is not asked again
         try:
-            state = view.start(ctx.operator, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
+            state = view.start(ctx.operator_label, fps=args.get("fps"), quality=args.get("quality"), monitor=monitor,
                                lease_s=args.get("lease_s"), full=full, reason=_reason(args),
                                notice=lambda title, text: announce(ctx, LIVE_VIEW, title, text, args), name=operator_label(ctx))
         except ValueError as exc:
@@ -230,7 +230,7 @@ class Screen(Capability):
         """
         _only(args, "live.stop", "reason")
         reason = _reason(args) or "stopped by the operator"
-        return self._live().stop(ctx.operator, reason)
+        return self._live().stop(ctx.operator_label, reason)
 
     def _live(self) -> LiveView:
         if self.view is None:

@@ -178,7 +178,7 @@ def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], time
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             run_until(lambda: "desk-live" in window.clients.client_ids() and window.clients.client("desk-live").online,
                       timeout_s, "the live agent to come online")
-            live = window.open_live_view("desk-live")
+            live = window.open_live_view("desk-live", "the user asked for help with a dialog")
             live.resize(1000, 640)
             run_until(lambda: live.frames >= 5, timeout_s, "live frames")
             pause(1.0)

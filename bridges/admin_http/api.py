@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
-from bridges.admin_http.config import CLIENT_ID, LOG_HINT, AdminHttpConfig
+from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, AdminHttpConfig
 from broker.core import errors
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
@@ -134,7 +134,7 @@ class AdminApi:
         """``POST /api/clients/<id>/<action>`` with ``{"reason": "...", "args": {...}, "ttl_s": N}``.
 
         Sends the agent command for ``action`` (see :data:`ACTIONS`) with the
-        reason and the caller in its args; answers 202 with the command id
+        reason and the person (``X-EMS-Operator``) in its args; answers 202 with the command id
         and its first status at once. ``?wait=1`` (optionally
         ``&timeout_s=N``) waits for the outcome instead: 200 with the
         result, or 504 with the id if it has not come in time. ``reason`` is
@@ -153,8 +153,12 @@ class AdminApi:
             raise ApiError(400, "args must be a JSON object", 'e.g. {"reason": "...", "args": {"delay_s": 60}}')
         ttl_s = self._ttl(body)
         wait, wait_s = self._wait(req.query)
-        # set last: a body's args cannot override who asked and why
-        args = {**extra, "reason": reason, "via": CLIENT_ID, "caller": req.caller}
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person behind this {action}",
+                           f"send {OPERATOR_HEADER}: Jane Doe (the user is told who, and the audit trail records it)")
+        # set last: a body's args cannot override who asked and why; the broker keeps
+        # the person this listener vouches for and records the listener as "via"
+        args = {**extra, "reason": reason, "operator": {"id": req.caller, "name": req.caller}}
         cmd_id = new_id()
 
         def job(client):
@@ -205,7 +209,7 @@ class AdminApi:
                 raise ApiError(404, exc.detail or exc.message, not_found_hint) from exc
             if exc.code == ErrorCode.FORBIDDEN:
                 raise ApiError(502, f"the broker refused the admin listener: {exc}",
-                               "its bus key (admin-http) needs the role operator or admin: see `ems keys list`") from exc
+                               "its bus key (admin-http) needs the role service: see `ems keys list`") from exc
             raise ApiError(502, f"the broker answered: {exc}", "see the broker log (DATA/logs/broker.log)") from exc
         except BusUnavailable as exc:
             raise ApiError(502, str(exc), f"is the broker running? `ems up` starts it; {LOG_HINT}") from exc
@@ -223,9 +227,11 @@ class AdminApi:
         return record.get("status", fallback) if isinstance(record, dict) else fallback
 
     def _reason(self, body: dict) -> str:
+        """The body's reason, checked by the broker's rule (:func:`broker.core.vocabulary.reason_problem`)."""
         reason = body.get("reason")
         if not isinstance(reason, str) or not reason.strip():
-            raise ApiError(400, "a reason is required", 'send {"reason": "why this is done"}: it goes into the audit trail')
+            raise ApiError(400, "a reason is required", 'send {"reason": "why this is done"}: the user is shown it '
+                                                        "and it goes into the audit trail")
         reason = reason.strip()
         if len(reason) > self.config.max_reason_chars:
             raise ApiError(400, reason_too_long(self.config.max_reason_chars))

@@ -143,7 +143,7 @@ class BusWorker:
             prefix = client.keypair.public[:8]
             raise BusUnavailable(
                 f"the admin listener's bus key {prefix} is pending at the broker: "
-                f"register it as an operator (ems keys add <key> --id admin-http --role operator)"
+                f"register it as a service (ems keys add <key> --id admin-http --role service)"
             )
         raise BusUnavailable(f"not connected to the broker at {client.config.server}")
 

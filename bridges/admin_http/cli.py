@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 DESCRIPTION = f"""\
 Serve the admin HTTP API on a loopback address: the web UI's per-client
 actions (reboot, shutdown, update check/apply) call it, and it talks to the
-bus as operator '{CLIENT_ID}' (key DATA/keys/{KEY_NAME}.*, registered by `ems up`).
+bus as service '{CLIENT_ID}' (key DATA/keys/{KEY_NAME}.*, registered by `ems up`).
 
 Refuses to start unless {TOKEN_ENV} holds a long random token; every call
 must send `Authorization: Bearer <token>` and a loopback Host header. Every
@@ -41,7 +41,9 @@ call is logged and written to DATA/logs/{AUDIT_FILE}.
        -> 202 with the command id; ?wait=1[&timeout_s=N] -> 200 with the result
   GET  /api/commands/ID                  a command's status and result
 
-Optional header X-EMS-Operator names the person behind a call (default '{CLIENT_ID}').
+Header X-EMS-Operator names the person behind a call ("Jane Doe"); it is
+required for the POST actions: the user is told that person did it, and the
+broker's audit trail records the person with '{CLIENT_ID}' as the way in.
 """
 
 EPILOG = f"""\
@@ -50,7 +52,7 @@ example:
   ems admin-http --data-dir var &
   curl -s -H "Authorization: Bearer ${TOKEN_ENV}" http://127.0.0.1:9090/api/clients
   curl -s -H "Authorization: Bearer ${TOKEN_ENV}" -H 'Content-Type: application/json' \\
-       -d '{{"reason": "frozen desktop"}}' 'http://127.0.0.1:9090/api/clients/ID/reboot?wait=1'
+       -H 'X-EMS-Operator: Jane Doe' -d '{{"reason": "frozen desktop"}}' 'http://127.0.0.1:9090/api/clients/ID/reboot?wait=1'
 """
 
 
@@ -94,6 +96,6 @@ def _keypair(data: DataDir) -> keys.KeyPair:
         return keys.load(data.keys, KEY_NAME)
     except ConfigError as exc:
         raise ConfigError(
-            f"{exc}; `ems up` with {TOKEN_ENV} set creates it and registers it as operator '{CLIENT_ID}' "
-            f"(by hand: create the pair, then `ems keys add <public key> --id {CLIENT_ID} --role operator`)"
+            f"{exc}; `ems up` with {TOKEN_ENV} set creates it and registers it as service '{CLIENT_ID}' "
+            f"(by hand: create the pair, then `ems keys add <public key> --id {CLIENT_ID} --role service`)"
         ) from exc

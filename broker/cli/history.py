@@ -30,7 +30,7 @@ def configure(p) -> None:
         "Times are relative (30m, 2h, 7d), ISO dates (2026-11-25T10:00) or Unix seconds."
     )
     p.epilog = "examples:  ems history security --since 1d\n           ems history logs --agent AGENT --limit 20 --json"
-    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("kind", choices=KINDS + ["capture"], help="what to list")
     p.add_argument("capture_id", nargs="?", type=_row_id, help="with `capture`: the capture id")
     p.add_argument("--agent", help="only this agent's rows")

@@ -1,4 +1,4 @@
-"""``ems keys``: enrolment, like salt-key: list, accept, reject, revoke, unblock, add, label."""
+"""``ems keys``: enrolment, like salt-key: list, accept, reject, revoke, unblock, add, label, name."""
 from __future__ import annotations
 
 import argparse
@@ -46,9 +46,14 @@ def configure(p) -> None:
     add.add_argument("public_key", help="Z85 public key (40 chars)")
     add.add_argument("--id", dest="client_id", required=True, help="the client id / operator name")
     add.add_argument("--role", default="agent", choices=ROLES, help="role (default agent)")
+    add.add_argument("--name", default="", help='the person behind an operator key, e.g. "Jane Doe": what the employee '
+                     "is told and the audit trail records (default: the client id)")
     label = sub.add_parser("label", help="set a device label", parents=[shared])
     label.add_argument("id")
     label.add_argument("label")
+    name = sub.add_parser("name", help="set the display name of the person behind a key (admins)", parents=[shared])
+    name.add_argument("id", help="client id or public key prefix")
+    name.add_argument("name", help='e.g. "Jane Doe" (\'\' clears it: the client id is shown)')
     p.set_defaults(run=run)
 
 
@@ -68,9 +73,11 @@ def _request(client, args) -> object:
             return client.request("keys.blocked")
         return client.request("keys.list", **({"state": args.state} if args.state else {}))
     if args.action == "add":
-        return client.request("keys.add", public_key=args.public_key, client_id=args.client_id, role=args.role)
+        return client.request("keys.add", public_key=args.public_key, client_id=args.client_id, role=args.role, name=args.name)
     if args.action == "label":
         return client.request("keys.label", id=args.id, label=args.label)
+    if args.action == "name":
+        return client.request("keys.name", id=args.id, name=args.name)
     if args.action == "reject" and args.pending:
         return client.request("keys.reject", pending=True, older_than_s=older_than_s(args.older_than, time.time()), reason=args.reason)
     return client.request(f"keys.{args.action}", id=args.id, reason=args.reason)
@@ -96,8 +103,9 @@ def describe(args, result) -> str:
         rows = [[b["client_id"], b["blocked_by"], ago(b["created"]), b["reason"]] for b in result]
         return table(rows, ["ID", "BLOCKED BY", "SINCE", "REASON"]) if rows else "no blocked client ids"
     if args.action == "list":
-        rows = [[r["client_id"], r["role"], r["state"], r["label"] or r["hostname"], r["public_key"][:12], ago(r["last_seen"])] for r in result]
-        return table(rows, ["ID", "ROLE", "STATE", "LABEL", "KEY", "LAST SEEN"]) if rows else "no keys"
+        rows = [[r["client_id"], r.get("name", ""), r["role"], r["state"], r["label"] or r["hostname"], r["public_key"][:12],
+                 ago(r["last_seen"])] for r in result]
+        return table(rows, ["ID", "NAME", "ROLE", "STATE", "LABEL", "KEY", "LAST SEEN"]) if rows else "no keys"
     if args.action == "revoke":
         return describe_revoke(result)
     if args.action == "unblock":
@@ -106,7 +114,8 @@ def describe(args, result) -> str:
     if args.action == "reject" and args.pending:
         return f"rejected {result['rejected']} pending key(s); {result['connections_closed']} live connection(s) closed"
     was = f" (was {result['was']})" if result.get("was") and result["was"] != result["state"] else ""
-    return f"{result['client_id']} ({result['role']}): {result['state']}{was}, key {result['public_key'][:12]}"
+    named = f" named {result['name']!r}" if result.get("name") else ""
+    return f"{result['client_id']} ({result['role']}){named}: {result['state']}{was}, key {result['public_key'][:12]}"
 
 
 def describe_revoke(result: dict) -> str:

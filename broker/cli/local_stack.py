@@ -49,8 +49,10 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True) -> LocalStack:
         if registry.get(persister_pair.public) is None:
             registry.add(persister_pair.public, "persister", "service", ACCEPTED, label="SQLite persister (ems up)")
         admin_http_pair = keys.load_or_create(data.keys, "admin-http")
-        if registry.get(admin_http_pair.public) is None:
-            registry.add(admin_http_pair.public, "admin-http", "operator", ACCEPTED, label="admin HTTP listener (ems up)")
+        current = registry.get(admin_http_pair.public)
+        if current is None or (current.role == "operator" and current.state == ACCEPTED):  # older stacks: an operator
+            # a service now: it vouches for the person behind each call (broker.server.operators)
+            registry.add(admin_http_pair.public, "admin-http", "service", ACCEPTED, label="admin HTTP listener (ems up)")
         if with_agent:
             agent_pair = keys.load_or_create(data.root / "agent" / "keys", "agent")
             current = registry.get(agent_pair.public)

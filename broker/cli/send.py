@@ -1,13 +1,14 @@
 """``ems send``: send a command to an agent, optionally wait for its result."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from broker.core.cli_common import add_data_dir, add_json, print_json
 from broker.core.profile import operator_client
 from broker.core.errors import EmsError, TimeoutError
-from broker.core.vocabulary import DONE
+from broker.core.vocabulary import ACCESS_COMMANDS, DONE, reason_problem
 
 EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
 
@@ -21,16 +22,20 @@ def configure(p) -> None:
     )
     p.epilog = (
         "examples:  ems send AGENT ping --wait\n           ems send AGENT help --wait         # every command it answers\n"
-        "           ems send AGENT sysinfo --wait --json"
+        "           ems send AGENT sysinfo --wait --json\n"
+        "           ems send AGENT capture --reason 'ticket 4711: error dialog' --wait\n\n"
+        "Commands that look into or change the user's computer need --reason (shown to the user, kept in the "
+        "audit trail): " + ", ".join(ACCESS_COMMANDS) + "."
     )
-    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("agent", help="target agent's client id (see `ems status`)")
     p.add_argument("command_name", metavar="command", help="command name, e.g. ping or sysinfo")
     p.add_argument("params", nargs="*", metavar="key=value", help="command arguments")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
     p.add_argument("--timeout-s", type=float, default=60.0, help="how long --wait waits (default %(default)s)")
     p.add_argument("--ttl-s", type=float, default=None, help="expire the command if not run within this time (default: the broker's, 24 h)")
-    p.add_argument("--reason", default="", help="why (recorded in the audit trail)")
+    p.add_argument("--reason", default="", help="why: required for commands that look into or change the user's computer "
+                   "(shown to the user, recorded in the audit trail)")
     add_data_dir(p)
     add_json(p)
     p.add_argument("--server", help="broker endpoint (default: from the profile)")
@@ -61,6 +66,9 @@ def run(args) -> int:
     params = parse_params(args.params)
     if args.reason:
         params["reason"] = args.reason
+    problem = reason_problem(args.command_name, params, f"ems send {args.agent} {args.command_name} --reason '...'")
+    if problem is not None:  # the broker would refuse it: say so before connecting
+        raise EmsError(problem)
     client = operator_client(args.data_dir, args.server)
     try:
         first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s)

@@ -1,6 +1,7 @@
 """``ems tail``: watch live bus topics, one line per message."""
 from __future__ import annotations
 
+import argparse
 import shutil
 import signal
 import sys
@@ -24,7 +25,7 @@ def configure(p) -> None:
         "the store."
     )
     p.epilog = "examples:  ems tail presence.\n           ems tail event.AGENT. --json | jq ."
-    p.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("prefixes", nargs="*", metavar="PREFIX", help="topic prefixes, e.g. event.  presence.  security.")
     p.add_argument("--json", action="store_true", help="one JSON object per line (ts, kind, topic, sender, data)")
     p.add_argument("--count", type=int, default=0, help="stop after this many messages (default: run until Ctrl-C)")

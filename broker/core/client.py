@@ -103,7 +103,7 @@ class BusClient(Calls):
         self.client_id = ""
         self.role = ""
         self.boot_id = ""
-        #: the broker's last WELCOME (what it offers, e.g. ``batch``: see broker.core.envelope.batch_terms)
+        #: the broker's last WELCOME (what it offers, e.g. ``batch``: see broker.core.batches.batch_terms)
         self.welcome: dict = {}
         #: increments on every WELCOME: peers compare it to notice a reconnect
         self.generation = 0

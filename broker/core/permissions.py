@@ -47,8 +47,13 @@ ROLE_KINDS: dict[str, frozenset[Kind]] = {
     "viewer": _VIEWER,
     "operator": _VIEWER | {Kind.COMMAND},
     "admin": _VIEWER | {Kind.COMMAND},
-    "service": _VIEWER | {Kind.ACK, Kind.SECURITY, Kind.REPLY, Kind.ERROR},
+    # a service sends a command only for a person it vouches for (broker.server.operators)
+    "service": _VIEWER | {Kind.ACK, Kind.SECURITY, Kind.REPLY, Kind.ERROR, Kind.COMMAND},
 }
+#: roles whose commands may name the person they act for (``args.operator``):
+#: a bridge that authenticated that person (the admin API, the web). Anyone
+#: else's commands are stamped with their own key's id and display name.
+VOUCHING_ROLES = frozenset({"service"})
 
 #: Topic namespace each agent-originated kind must publish under:
 #: ``<prefix>.<sender client id>.<rest>`` (the envelope's map, under the name the broker reads)
@@ -72,6 +77,7 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "keys.unblock": ("admin", False),
     "keys.blocked": ("admin", False),
     "keys.label": ("operator", False),
+    "keys.name": ("admin", False),
     # the broker's journal of its own records, pulled by the persister
     "journal.read": ("admin", True),
     "journal.ack": ("admin", True),

@@ -68,3 +68,57 @@ def without_bulk(value: Any) -> Any:
     if isinstance(value, list):
         return [without_bulk(v) for v in value]
     return value
+
+
+# -- access commands: each needs a reason ----------------------------------------
+#: Every command that looks into or changes an employee's computer, and what it
+#: is (for messages and the docs). The broker refuses one whose ``args`` lack a
+#: ``reason`` (:func:`reason_problem`); the CLI, the console and the admin API
+#: ask for one first. The reason is shown to the employee, kept in their access
+#: log and in the audit trail. Ending an access (``live.stop``,
+#: ``control.close``), the remote input of an open control session (``input``,
+#: covered by ``control.open``'s reason), ``files.roots`` (what may be shared,
+#: not what is there), chat and ``sysinfo`` need none.
+ACCESS_COMMANDS: dict[str, str] = {
+    "capture": "a full-size screen capture, stored on the server",
+    "thumbnail": "a small picture of the screen for a console tile",
+    "live.start": "live view of the screen",
+    "control.open": "remote control of the screen",
+    "files.list": "listing a folder",
+    "files.stat": "looking at a file",
+    "files.download": "copying a file from the computer",
+    "files.upload": "copying a file to the computer",
+    "files.move": "moving or renaming a file",
+    "files.delete": "deleting a file",
+    "power.reboot": "restarting the computer",
+    "power.shutdown": "shutting the computer down",
+    "update.check": "checking for operating system updates",
+    "update.apply": "installing operating system updates",
+}
+#: the longest reason kept (the broker, the agent and the admin API agree)
+MAX_REASON_CHARS = 500
+
+
+def clean_reason(value: Any) -> str:
+    """A reason as kept: ``value`` stripped if it is a string, else ``""``."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def reason_problem(name: str, args: dict, how: str = "") -> str | None:
+    """Why command ``name`` with ``args`` may not be sent for want of a reason,
+    or None: not an access command, or a usable ``reason`` (not blank, at most
+    :data:`MAX_REASON_CHARS` characters). A missing reason's message ends with
+    what to do: ``how`` (default: the ``ems send`` form)."""
+    what = ACCESS_COMMANDS.get(name)
+    if what is None:
+        return None
+    reason = args.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return f"the reason must be text, not {type(reason).__name__}"
+    reason = clean_reason(reason)
+    if len(reason) > MAX_REASON_CHARS:
+        return f"the reason is {len(reason)} characters, more than {MAX_REASON_CHARS}: say why in fewer words"
+    if not reason:
+        return (f"{name} ({what}) needs a reason, shown to the user and kept in the audit trail: "
+                f"give a reason: {how or f'ems send AGENT {name} --reason ' + repr('...')}")
+    return None

@@ -29,7 +29,8 @@ from typing import Callable
 
 from broker.core import bounds, permissions
 from broker.core.client import BusClient
-from broker.core.envelope import Envelope, ErrorCode, Kind, decode, decode_batch, error_body, pack_body, unpack_body
+from broker.core.envelope import Envelope, ErrorCode, Kind, decode, error_body, pack_body, unpack_body
+from broker.core.batches import decode_batch
 from broker.core.errors import EmsError, ProtocolError
 from broker.persister import quarantine
 from broker.persister.store import STATS, Record, Store, StoreUnavailable

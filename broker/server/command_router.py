@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from broker.core import bounds
+from broker.core import bounds, vocabulary
+from broker.server import operators
 from broker.server.command_queue import (
     DELIVERED,
     DONE,
@@ -61,6 +62,9 @@ class CommandRouter:
         if problem is not None:
             broker.refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
             return
+        args = self._checked_access(peer, header, name, args)
+        if args is None:
+            return
         record = broker.registry.accepted_by_client(target)
         if record is None or record.role != "agent":
             broker.send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
@@ -81,11 +85,34 @@ class CommandRouter:
         self.counters["commands"] += 1
         self._journal_command(cmd)
         if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
+            operator = args["operator"]
             broker.records.audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
-                                            "via": str(args.get("via", ""))[:32], "caller": str(args.get("caller", ""))[:64]})
+                                                   "operator_name": operator["name"], "operator_id": operator["id"],
+                                                   "via": operator["via"]})
         self.notify_status(cmd)
         if target in self.online:
             self.deliver(cmd)
+
+    def _checked_access(self, peer: "Peer", header: Header, name: str, args: dict) -> dict | None:
+        """``args`` with a kept reason and the broker's operator stamp
+        (:mod:`broker.server.operators`); None (refused) for an access command
+        without a usable reason or a bridge that names no person."""
+        broker = self.broker
+        problem = vocabulary.reason_problem(name, args)
+        if problem is not None:
+            broker.send_error(peer.rid, header, ErrorCode.REASON_REQUIRED, problem)
+            return None
+        record = broker.registry.get(peer.key)
+        operator, problem = operators.stamp(peer.role, peer.client_id, record.name if record else "", args)
+        if not operator:
+            broker.refuse(peer, header, ErrorCode.FORBIDDEN, problem)
+            return None
+        if problem:
+            broker.records.security(peer, "impersonation", problem)
+        args = {**args, "operator": operator}
+        if isinstance(args.get("reason"), str):
+            args["reason"] = vocabulary.clean_reason(args["reason"])
+        return args
 
     def _expiry(self, header: Header, name: str, now: float) -> float:
         """When a new command expires: as asked, else the configured TTL;

@@ -13,15 +13,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker.core import permissions
-from broker.core.envelope import (
-    BATCH_TOPIC_ROOTS,
-    ErrorCode,
-    Header,
-    check_batch,
-    decode_batch,
-    message_bytes,
-    pack_header,
-)
+from broker.core.envelope import ErrorCode, Header, message_bytes, pack_header
+from broker.core.batches import BATCH_TOPIC_ROOTS, check_batch, decode_batch
 from broker.core.errors import ProtocolError
 
 if TYPE_CHECKING:

@@ -77,6 +77,8 @@ class OwnRecords:
             Kind.EVENT,
             f"audit.{peer.client_id}",
             {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail,
-             "target": detail.get("target") or detail.get("client_id") or "", "reason": detail.get("reason", ""), "ts": time.time()},
+             "target": detail.get("target") or detail.get("client_id") or "", "reason": detail.get("reason", ""), "ts": time.time(),
+             # the person, where the action names one (a command: the key's display name or the person a bridge vouched for)
+             **({"operator_name": detail["operator_name"]} if detail.get("operator_name") else {})},
             sender=peer.sender,
         )

@@ -20,7 +20,8 @@ import zmq
 from broker.server import enrolment
 
 from broker.core import permissions
-from broker.core.envelope import ErrorCode, Header, Kind, batch_offer, pack_body, pack_header
+from broker.core.envelope import ErrorCode, Header, Kind, pack_body, pack_header
+from broker.core.batches import batch_offer
 from broker.server.twins import FINGERPRINTS, TwinWatch
 from broker.server.registry import ACCEPTED, REJECTED, REVOKED, placeholder_id
 from broker.core.vocabulary import pending_key_advice

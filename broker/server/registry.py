@@ -82,6 +82,9 @@ class KeyRecord:
     last_seen: float | None = None
     #: the address a pending key first came from (enrolment caps are per source)
     source: str = ""
+    #: the person behind an operator's key ("Jane Doe"): what notices, the
+    #: access log and the audit trail name (``ems keys add --name``, ``ems keys name``)
+    name: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -95,6 +98,7 @@ class KeyRecord:
             "updated": self.updated,
             "last_seen": self.last_seen,
             "source": self.source,
+            "name": self.name,
         }
 
 
@@ -106,8 +110,10 @@ class KeyRegistry:
         self.clock = clock
         self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
         self._db.executescript(_SCHEMA)
-        if "source" not in {row["name"] for row in self._db.execute("PRAGMA table_info(keys)")}:
-            self._db.execute("ALTER TABLE keys ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(keys)")}
+        for column in _ADDED_COLUMNS:  # columns newer than the table: added, old rows kept
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE keys ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         self._db.execute("INSERT OR IGNORE INTO key_claims SELECT client_id, public_key, created FROM keys")
         self._by_key: dict[str, KeyRecord] = {}
         self._accepted: dict[str, KeyRecord] = {}  # client id -> its live key
@@ -192,7 +198,8 @@ class KeyRegistry:
         raise RegistryError(f"no key or client id {ident!r}; see `ems keys list`")
 
     # -- changes -----------------------------------------------------------
-    def add(self, public_key: str, client_id: str, role: str, state: str = ACCEPTED, label: str = "") -> KeyRecord:
+    def add(self, public_key: str, client_id: str, role: str, state: str = ACCEPTED, label: str = "",
+            name: str = "") -> KeyRecord:
         """Register a key directly (local set-up and ``ems keys add``)."""
         if role not in ROLES:
             raise RegistryError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
@@ -203,12 +210,13 @@ class KeyRegistry:
         now = self.clock()
         record = self._by_key.get(public_key)
         if record is None:
-            record = KeyRecord(public_key, client_id, role, state, label, "", now, now)
+            record = KeyRecord(public_key, client_id, role, state, label, "", now, now, name=name)
         else:
             if self._accepted.get(record.client_id) is record:
                 del self._accepted[record.client_id]
             record.client_id, record.role, record.state, record.updated = client_id, role, state, now
             record.label = label or record.label
+            record.name = name or record.name
         if state == ACCEPTED:
             self._retire_others(record)
         self._save(record)
@@ -276,6 +284,11 @@ class KeyRegistry:
 
     def set_label(self, record: KeyRecord, label: str) -> None:
         record.label, record.updated = label, self.clock()
+        self._save(record)
+
+    def set_name(self, record: KeyRecord, name: str) -> None:
+        """The display name of the person behind ``record`` (``""``: none, the client id is shown)."""
+        record.name, record.updated = name, self.clock()
         self._save(record)
 
     def set_hostname(self, record: KeyRecord, hostname: str) -> None:
@@ -352,11 +365,14 @@ class KeyRegistry:
             self._index(record)
 
 
+#: ``keys`` columns added after the first release (text, default ''), in order
+_ADDED_COLUMNS = ("source", "name")
+
 _UPSERT = (
-    "INSERT INTO keys (public_key, client_id, role, state, label, hostname, created, updated, last_seen, source)"
-    " VALUES (:public_key, :client_id, :role, :state, :label, :hostname, :created, :updated, :last_seen, :source)"
+    "INSERT INTO keys (public_key, client_id, role, state, label, hostname, created, updated, last_seen, source, name)"
+    " VALUES (:public_key, :client_id, :role, :state, :label, :hostname, :created, :updated, :last_seen, :source, :name)"
     " ON CONFLICT(public_key) DO UPDATE SET client_id=excluded.client_id, role=excluded.role,"
-    " state=excluded.state, label=excluded.label, hostname=excluded.hostname,"
+    " state=excluded.state, label=excluded.label, hostname=excluded.hostname, name=excluded.name,"
     " updated=excluded.updated, last_seen=excluded.last_seen"
 )
 

@@ -38,6 +38,7 @@ OPS: dict[str, Op] = {
     "keys.unblock": key_revoke.unblock,
     "keys.add": keys.add,
     "keys.label": keys.label,
+    "keys.name": keys.name,
     "journal.read": journal.read,
     "journal.ack": journal.ack,
 }

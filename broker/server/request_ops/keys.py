@@ -1,6 +1,6 @@
 """The ``keys.*`` operations that list and decide single keys: ``keys.list``,
 ``keys.blocked``, ``keys.accept``, ``keys.reject``, ``keys.add``,
-``keys.label``. Revoking, unblocking and rejecting every pending key are in
+``keys.label``, ``keys.name``. Revoking, unblocking and rejecting every pending key are in
 :mod:`broker.server.request_ops.key_revoke`. Each change is audited naming the
 admin and applied to the key's live connections at once."""
 from __future__ import annotations
@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.core import bounds
-
-from broker.server import enrolment
+from broker.server import enrolment, operators
 from broker.core import keys as keyfiles
 from broker.server.registry import ACCEPTED, REJECTED, REVOKED, STATES
 from broker.server.request_ops import key_revoke
@@ -50,18 +49,20 @@ def reject(broker: "Broker", peer: "Peer", args: dict) -> dict:
 
 def add(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``keys.add``: record ``public_key`` (Z85) as accepted for ``client_id``
-    with ``role`` (default agent) and ``label``, unless the enrolment rules
-    forbid it."""
+    with ``role`` (default agent), ``label`` and ``name`` (the person behind
+    an operator's key, as notices and the audit trail name them), unless the
+    enrolment rules forbid it."""
     key = bounds.text(args.get("public_key"), "public_key", 40)
     if not keyfiles.is_z85_key(key):
         raise ValueError("public_key must be a 40-character Z85 Curve key")
     client_id = bounds.text(args.get("client_id"), "client_id", 200, empty=False)
     role, label = bounds.text(args.get("role", "agent"), "role", 32), bounds.text(args.get("label", ""), "label", 100)
+    name = operators.display_name(args.get("name", ""))
     problem = enrolment.add_problem(broker.registry, key, client_id, role)
     if problem:
         refuse(broker, peer, "keys.add", client_id, problem)
-    record = broker.registry.add(key, client_id, role, ACCEPTED, label)
-    broker.records.audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key})
+    record = broker.registry.add(key, client_id, role, ACCEPTED, label, name)
+    broker.records.audit(peer, "keys.add", {"client_id": record.client_id, "role": record.role, "key": key, "name": record.name})
     broker.peer_table.reauthorise({key})
     return record.as_dict()
 
@@ -71,6 +72,16 @@ def label(broker: "Broker", peer: "Peer", args: dict) -> dict:
     record = broker.registry.find(bounds.text(args.get("id"), "id", 200, empty=False))
     broker.registry.set_label(record, bounds.text(args.get("label"), "label", 1000)[:100])
     broker.records.audit(peer, "keys.label", {"client_id": record.client_id, "label": record.label})
+    return record.as_dict()
+
+
+def name(broker: "Broker", peer: "Peer", args: dict) -> dict:
+    """``keys.name``: set the display name of the person behind the key ``id``
+    (one line, at most 100 characters; ``""`` clears it: the client id is shown)."""
+    record = broker.registry.find(bounds.text(args.get("id"), "id", 200, empty=False))
+    was = record.name
+    broker.registry.set_name(record, operators.display_name(args.get("name")))
+    broker.records.audit(peer, "keys.name", {"client_id": record.client_id, "name": record.name, "was": was})
     return record.as_dict()
 
 
