@@ -231,15 +231,15 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
         first = op.send_command("agent-p", name, args)
         return op.wait_result(first["id"], timeout_s=60)
 
-    listing = run("files.list", path=str(shared))
+    listing = run("files.list", path=str(shared), reason="ticket 12: the report")
     assert listing["status"] == "done", listing
     assert [e["name"] for e in listing["result"]["output"]["entries"]] == ["report.txt"]
-    escape = run("files.download", path=str(shared / ".." / ".." ))
+    escape = run("files.download", path=str(shared / ".." / ".." ), reason="ticket 12: the report")
     assert escape["status"] == "failed"
     reboot = run("power.reboot", reason="kernel update")
     assert reboot["status"] == "done", reboot
     assert reboot["result"]["output"]["dry_run"] is True
-    check = run("update.check")
+    check = run("update.check", reason="monthly patch review")
     assert check["status"] == "done", check
     access_log = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log"], cwd=str(shared),
                                 env={**os.environ, "EMS_ACCESS_DIR": str(access_dir)},
