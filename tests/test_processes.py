@@ -240,7 +240,7 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 30, what="agent online (a cold start of a Python process under load)")
 
     def run(name, **args):
-        first = op.send_command("agent-p", name, args)
+        first = op.send_command("agent-p", name, {"reason": "ticket 12", **args})  # the broker requires one
         return op.wait_result(first["id"], timeout_s=60)
 
     listing = run("files.list", path=str(shared))

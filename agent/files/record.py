@@ -14,7 +14,7 @@ from typing import Any
 from agent.accesses import FILE_TRANSFER
 from agent.context import AgentContext, CommandError
 from agent.notice.policy import announce
-from agent.notice.who import access_reason, operator_label
+from agent.notice.who import access_reason, operator_label, reason_sentence
 from agent.outbox import Priority
 from broker.core.envelope import Kind
 
@@ -79,8 +79,7 @@ def _shown(ctx: AgentContext, args: dict, op: str, path: str) -> None:
     _access, started = ctx.accesses.touch(FILE_TRANSFER, ctx.operator, reason, who)
     if started:
         what = "copying a file from this computer" if op == "download" else "copying a file to this computer"
-        why = f"Reason given: {reason}" if reason else "No reason was given"
-        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {why}.", args)
+        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {reason_sentence(reason)}", args)
 
 
 def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None, reason: str) -> None:
