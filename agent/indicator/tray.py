@@ -14,10 +14,10 @@ import queue
 import sys
 import threading
 
+from agent.indicator.bar import WINDOW_TITLE as TITLE
 from agent.indicator.bar import _line, read_commands
 
 PUMP_MS = 50
-TITLE = "EMS: your computer is being accessed"
 
 
 def _emit(**event) -> None:
