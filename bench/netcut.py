@@ -166,7 +166,8 @@ def _agent_proc(ns: NetNamespace, stack: ServerStack, heartbeat_s: float) -> Pro
     """A real ``ems agent`` inside the namespace, enrolled by token."""
     argv = [sys.executable, "-m", "broker.cli.main", "agent", "--data-dir", str(stack.root / "agent"),
             "--server", stack.bind, "--server-key", str(stack.data.keys / "broker.public"),
-            "--id", AGENT_ID, "--label", "network cut", "--heartbeat-s", str(heartbeat_s)]
+            "--id", AGENT_ID, "--label", "network cut", "--heartbeat-s", str(heartbeat_s),
+            "--access-dir", str(stack.root / "agent" / "access")]
     return Proc("agent", ns.command(argv), stack.logs / "agent.log", env={ENROL_TOKEN_ENV: ENROL_TOKEN})
 
 
