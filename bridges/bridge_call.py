@@ -137,11 +137,12 @@ def run(bridge: Bridge, args: argparse.Namespace, work: Callable[[BridgeCall], N
         return Exit.OK
     except BridgeFailure as exc:
         return _fail(exc)
-    except (RemoteError, BusTimeout, ConfigError, EmsError, OSError, zmq.ZMQError) as exc:
+    except (EmsError, OSError, zmq.ZMQError) as exc:
         return _fail(failure_of(exc))
     finally:
         if client is not None:
             client.close()
+        signal.setitimer(signal.ITIMER_REAL, 0)  # disarmed: a caller in the same process lives on
 
 
 def failure_of(exc: Exception) -> BridgeFailure:

@@ -24,7 +24,7 @@ import sys
 import time
 from importlib import metadata
 
-from bridges.bridge_call import SERVER_INFO, BridgeCall, Exit, add_common_args, run
+from bridges.bridge_call import SERVER_INFO, BridgeCall, add_common_args, run
 from broker.core.envelope import ErrorCode
 from broker.core.errors import RemoteError
 from broker.core.errors import TimeoutError as BusTimeout
