@@ -259,7 +259,7 @@ def _grab(monitor) -> Frame:
 
 
 def _unavailable(why: object) -> CommandError:
-    return CommandError(f"screen capture unavailable: {why}")
+    return CommandError(f"{protocol.SCREEN_UNAVAILABLE}: {why}")
 
 
 def _only(args: dict, command: str, *known: str) -> None:

@@ -3,7 +3,8 @@
 Idempotent: run it on every start. It creates the broker key pair, a local
 operator key (role admin, client id ``user@host``), the persister's
 service key and the local agent's key, registers them as accepted, and
-writes the operator profile.
+writes the operator profile. Each web bridge (``bridges.bridge_call.BRIDGES``)
+gets its own service key.
 
 The local operator is a person: the key carries a display name (what the
 employee's notices and the audit trail show), ``--operator-name`` when
@@ -18,6 +19,7 @@ import socket
 from dataclasses import dataclass
 
 from agent import identity
+from bridges.bridge_call import BRIDGES
 from broker.core import keys
 from broker.core.profile import Profile, connectable, save
 from broker.core.config import DataDir
@@ -85,6 +87,7 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True, operator_name: st
         if current is None or (current.role == "operator" and current.state == ACCEPTED):  # older stacks: an operator
             # a service now: it vouches for the person behind each call (broker.server.operators)
             registry.add(admin_http_pair.public, "admin-http", "service", ACCEPTED, label="admin HTTP listener (ems up)")
+        _register_bridges(data, registry)
         if with_agent:
             agent_pair = keys.load_or_create(data.root / "agent" / "keys", "agent")
             current = registry.get(agent_pair.public)
@@ -101,3 +104,11 @@ def _checked_name(name: str) -> str:
         return display_name(name)
     except ValueError as exc:
         raise EmsError(f"--operator-name {name!r}: {exc}") from exc
+
+
+def _register_bridges(data: DataDir, registry: KeyRegistry) -> None:
+    """One service key per web bridge, registered once (a revoked one stays revoked)."""
+    for bridge in BRIDGES:
+        pair = keys.load_or_create(data.keys, bridge.key_name)
+        if registry.get(pair.public) is None:
+            registry.add(pair.public, bridge.client_id, "service", ACCEPTED, label=bridge.label)

@@ -85,10 +85,13 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),
     "store.stats": ("viewer", True),
+    # forwarded to the service that provides "sync" (the MySQL sync worker)
+    "sync.now": ("operator", True),
+    "sync.status": ("viewer", True),
 }
 
 #: Operation prefixes answered by a service rather than the broker itself.
-SERVICE_PREFIXES = ("store.",)
+SERVICE_PREFIXES = ("store.", "sync.")
 
 
 # -- the read side ---------------------------------------------------------------

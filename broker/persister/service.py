@@ -36,7 +36,7 @@ from broker.persister import quarantine
 from broker.persister.store import STATS, Record, Store, StoreUnavailable
 from broker.persister.tables import view_of
 from broker.core.stats import LogThrottle
-from broker.core.vocabulary import EPHEMERAL_RESULTS
+from broker.core.vocabulary import EPHEMERAL_RESULTS, MAX_REASON_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -430,8 +430,8 @@ class Persister:
             if purpose not in CAPTURE_PURPOSES:
                 raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {bounds.shown(purpose)}")
             capture = self.store.get_capture(bounds.int64(args.get("id"), "id"))
-            self._audit(requester, f"capture.{purpose}",
-                        {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
+            self._audit(requester, f"capture.{purpose}", {"capture_id": args["id"], "client_id": capture.get("client_id")
+                                                          if capture else None, **_read_for(requester, args)})
             return capture
         if op == "store.stats":
             group_by = args.get("group_by", "kind")
@@ -493,3 +493,13 @@ class Persister:
         if not self.batch:
             self.batch_started = self.clock()
         self.batch.append((record, False))
+
+
+def _read_for(requester: dict, args: dict) -> dict:
+    """The person a vouching service (a web bridge) reads for and why
+    (``args.operator.name``, ``args.reason``), for the audit; {} otherwise."""
+    person = args.get("operator")
+    if requester.get("role") not in permissions.VOUCHING_ROLES or not isinstance(person, dict):
+        return {}
+    return {"operator_name": bounds.text(person.get("name"), "operator name", 100, empty=False),
+            "via": requester.get("client_id", ""), "reason": bounds.text(args.get("reason", ""), "reason", MAX_REASON_CHARS)}
