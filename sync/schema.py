@@ -254,8 +254,8 @@ def create_tables(conn) -> int:
     the schema was current). Raises :class:`SchemaError` for a database
     written by a newer EMS.
     """
-    added = 0
     with conn.cursor() as cursor:
+        added = 0 if _existing_columns(cursor, "schema_version") else 1
         cursor.execute(SNAPSHOT_TABLES["schema_version"])
         found = _recorded_version(cursor)
         if found > SCHEMA_VERSION:
