@@ -166,7 +166,7 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     local agent, writes the operator profile (so `ems status/send/keys` need
     no flags), restarts a SIGKILLed broker, and stops everything on SIGTERM."""
     data_dir = tmp_path / "var"
-    up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", HEARTBEAT,
+    up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--no-web", "--heartbeat-s", HEARTBEAT,
                    env={"EMS_ADMIN_TOKEN": ""})
 
     def cli(*args):
