@@ -35,6 +35,9 @@ _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
 _CLIENT = "client_id VARCHAR(128) NOT NULL"
 _ROW_ID = "id BIGINT NOT NULL"  # the store's row id
+_ROW_KEY = "PRIMARY KEY (server_id, id)"
+_LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
+_STATUS = "status VARCHAR(16) NOT NULL"
 
 #: table -> (column and key definitions); column names are each line's first word
 _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
@@ -54,7 +57,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "hostname VARCHAR(255)",
         "os VARCHAR(64)",
         "os_version VARCHAR(255)",
-        "logged_in_user VARCHAR(255)",
+        _LOGGED_IN_USER,
         "version VARCHAR(64)",
         "first_seen DOUBLE NOT NULL",
         "last_seen DOUBLE NOT NULL",
@@ -69,9 +72,9 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID, _CLIENT,
         "started DOUBLE NOT NULL",
         "ended DOUBLE",
-        "logged_in_user VARCHAR(255)",
+        _LOGGED_IN_USER,
         "end_reason VARCHAR(64)",
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_sessions_client_ts (server_id, client_id, started)",
     ),
     "snapshot_captures": (
@@ -82,7 +85,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "operator VARCHAR(255)",
         "image LONGBLOB",  # encrypted for the web
         "thumbnail MEDIUMBLOB",  # encrypted for the web
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_captures_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_messages": (
@@ -91,10 +94,10 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "direction VARCHAR(8) NOT NULL",
         "operator VARCHAR(255)",
         "body BLOB",  # encrypted for the web
-        "status VARCHAR(16) NOT NULL",
+        _STATUS,
         "status_ts DOUBLE NOT NULL",
         "deleted TINYINT NOT NULL DEFAULT 0",
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_messages_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_fileops": (
@@ -106,7 +109,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "size BIGINT",
         "ok TINYINT NOT NULL",
         "error BLOB",  # encrypted for the web
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_fileops_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_security": (
@@ -118,7 +121,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "event VARCHAR(128) NOT NULL",
         "severity VARCHAR(16)",
         "detail MEDIUMTEXT",  # JSON
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_security_ts (server_id, ts)",
         "KEY snapshot_security_client_ts (server_id, client_id, ts)",
     ),
@@ -128,14 +131,14 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "level VARCHAR(16) NOT NULL",
         "logger VARCHAR(255) NOT NULL",
         "message BLOB",  # encrypted for the web
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_metrics": (
         _SERVER, _ROW_ID, _CLIENT,
         "ts DOUBLE NOT NULL",
         "cpu_percent DOUBLE", "memory_percent DOUBLE", "disk_percent DOUBLE",
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_metrics_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_audit": (
@@ -148,7 +151,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "target VARCHAR(128)",
         "reason TEXT",
         "detail MEDIUMTEXT",  # JSON
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_audit_ts (server_id, ts)",
         "KEY snapshot_audit_target_ts (server_id, target, ts)",
     ),
@@ -159,11 +162,11 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "operator VARCHAR(255)",
         "name VARCHAR(64) NOT NULL DEFAULT ''",
         "args MEDIUMBLOB",  # encrypted for the web
-        "status VARCHAR(16) NOT NULL",
+        _STATUS,
         "created DOUBLE NOT NULL",
         "updated DOUBLE NOT NULL",
         "result MEDIUMBLOB",  # encrypted for the web
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_commands_client_created (server_id, client_id, created)",
     ),
     "sync_state": (
