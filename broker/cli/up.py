@@ -29,6 +29,10 @@ def configure(p) -> None:
     add_data_dir(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"broker endpoint (default {DEFAULT_BIND}; use tcp://0.0.0.0:PORT to let other machines' agents in)")
     p.add_argument("--no-agent", action="store_true", help="do not run a local agent")
+    p.add_argument("--operator-name", default="", metavar="NAME",
+                   help='the person behind the local operator key, e.g. "Jane Doe": what the employee\'s notices and the '
+                   "audit trail show (default: the name it already has, else this account's full name, else its login name; "
+                   "`ems keys name` changes it later)")
     p.add_argument("--admin-listen", default=ADMIN_LISTEN,
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--mysql-url", help="the web view's database on an existing MySQL/MariaDB server: an administrator's URL "
@@ -58,7 +62,7 @@ def run(args) -> int:
     args.admin_http = bool(os.environ.get(ADMIN_TOKEN_ENV))
     if args.admin_http:
         token_from_env()  # a weak token is refused now, not in a restart loop
-    stack = prepare(data, args.bind, with_agent=not args.no_agent)
+    stack = prepare(data, args.bind, with_agent=not args.no_agent, operator_name=args.operator_name)
     web = None if args.no_web else web_view(data, args.mysql_url)
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
@@ -114,7 +118,9 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
     lines += web.banner() if web else ["  web view    off (--no-web)"]
     lines += [
-        f"  operator    {stack.operator_id} (admin), profile {data.profile}",
+        f"  operator    {stack.operator_name} ({stack.operator_id}, admin), profile {data.profile}",
+        f"              employees are told \"{stack.operator_name}\"; change it: "
+        f"ems keys name {stack.operator_id} \"Your Name\"{flag} (or ems up --operator-name)",
         f"  logs        {data.logs}/",
         "",
         "Try, in another terminal:",
