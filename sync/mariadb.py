@@ -178,7 +178,7 @@ class PrivateMariaDB:
                                             stderr=subprocess.STDOUT, env=self._env(), start_new_session=True)
         try:
             self.wait_ready()
-        except MariaDBError:
+        except BaseException:  # never leave a server behind
             self.stop()
             raise
         return self
