@@ -60,9 +60,9 @@ def audited(op: str) -> Callable:
                 result = body(args, ctx, record)
             except Exception as exc:
                 error = str(exc) if isinstance(exc, CommandError) else f"{type(exc).__name__}: {exc}"
-                _keep_record(ctx, record, False, error)
+                _keep_record(ctx, record, False, error, access_reason(ctx, args if isinstance(args, dict) else None))
                 raise
-            _keep_record(ctx, record, True, None)
+            _keep_record(ctx, record, True, None, access_reason(ctx, args))
             if op in TRANSFER_OPS:
                 _shown(ctx, args, op, record["path"])
             return result
@@ -82,7 +82,7 @@ def _shown(ctx: AgentContext, args: dict, op: str, path: str) -> None:
         announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {why}.", args)
 
 
-def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:
+def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None, reason: str) -> None:
     data = {**record, "ok": ok, "error": error, "operator": ctx.operator, "command": ctx.command_id}
     try:
         ctx.report(Kind.EVENT, "fileop", data, priority=Priority.IMPORTANT)
@@ -90,6 +90,6 @@ def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -
         log.error("could not keep the record of file %s %s: %s", record["op"], record["path"], exc)
     detail = record["path"] + ("" if ok else f" (refused: {error})")
     try:
-        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator_label)
+        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator_label, reason=reason)
     except Exception as exc:  # noqa: BLE001 - as above
         log.error("could not write the access log: %s", exc)
