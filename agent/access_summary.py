@@ -85,6 +85,11 @@ def describe(entry: AccessEntry) -> str:
         return f"{who} took control of your screen (mouse and keyboard).{why}"
     if kind == "control.end":
         return f"{detail[:1].upper()}{detail[1:]}." if detail else f"{who}'s control of your screen ended."
+    if kind in ("power.reboot", "power.shutdown"):
+        verb = "restart" if kind == "power.reboot" else "shut down"
+        return f"{who} ordered this computer to {verb}" + (f" ({detail})" if detail else "") + f".{why}"
+    if kind == "update.apply":
+        return f"{who} installed operating system updates" + (f" ({detail})" if detail else "") + f".{why}"
     if kind == "chat":
         return f"{who} sent you a message: \u201c{detail}\u201d"
     if kind.startswith("file."):

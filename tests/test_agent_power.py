@@ -157,16 +157,18 @@ def test_unknown_platform():
 @pytest.fixture
 def ctx(tmp_path):
     notices: list[tuple[str, str]] = []
+    entries: list[dict] = []
     context = AgentContext(
         client_id="a1",
         data_dir=tmp_path,
         policy=LocalPolicy(power_dry_run=True),
-        access_log=lambda event, detail="": "",
+        access_log=lambda event, detail="", **named: entries.append({"event": event, "detail": detail, **named}),
         notify=lambda title, text: notices.append((title, text)),
         report=lambda *a, **k: "m1",
         operator="op-bob",
     )
     context.notices = notices  # type: ignore[attr-defined]
+    context.entries = entries  # type: ignore[attr-defined]
     return context
 
 
@@ -178,6 +180,20 @@ def test_reboot_handler_notifies_the_user_first_and_runs_nothing_in_dry_run(ctx)
     assert title == "This computer will restart"
     assert text.startswith("[test only, nothing will happen] op-bob will restart this computer in 2 minutes.")
     assert "Reason given: kernel update." in text and result["notice"] == text
+    [entry] = ctx.entries  # the access log names who and why, not only the notice's text
+    assert entry == {"event": "restart ordered", "detail": "in 2 minutes [test only, nothing will happen]",
+                     "operator": "op-bob", "reason": "kernel update", "kind": "power.reboot"}
+
+
+def test_update_apply_tells_the_user_who_and_why(ctx):
+    try:
+        Power().handlers()["update.apply"]({"reason": "patch day"}, ctx)
+    except CommandError as exc:  # no package manager in a minimal container: told before it is found out
+        assert "not" in str(exc)
+    else:
+        [(title, text)] = ctx.notices
+        assert title == "Installing updates" and "op-bob is installing" in text and text.endswith("Reason given: patch day.")
+        assert ctx.entries[-1]["kind"] == "update.apply" and ctx.entries[-1]["reason"] == "patch day"
 
 
 def test_handlers_on_this_machine_follow_the_policy_dry_run(ctx):

@@ -33,7 +33,7 @@ OP_FIELDS = {
     "command.get": ["id"], "command.list": ["limit", "target", "names"],
     "journal.read": ["limit"], "journal.ack": ["upto"],
     "keys.list": [], "keys.accept": ["id", "reason"], "keys.reject": ["id", "reason"], "keys.revoke": ["id", "reason"],
-    "keys.add": ["public_key", "client_id", "role", "label"], "keys.label": ["id", "label"], "keys.name": ["id", "name"],
+    "keys.add": ["public_key", "client_id", "role", "label", "name"], "keys.label": ["id", "label"], "keys.name": ["id", "name"],
     "keys.blocked": [], "keys.unblock": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]

@@ -239,8 +239,8 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     stack.start_agent("agent-p", "--allow-root", str(shared), "--power-dry-run", "--access-dir", str(access_dir))
     wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 30, what="agent online (a cold start of a Python process under load)")
 
-    def run(name, **args):
-        first = op.send_command("agent-p", name, {"reason": "ticket 12", **args})  # the broker requires one
+    def run(name, reason="ticket 4711: the user asked", **args):  # every one of these is an access: it needs a reason
+        first = op.send_command("agent-p", name, {**args, "reason": reason})
         return op.wait_result(first["id"], timeout_s=60)
 
     listing = run("files.list", path=str(shared), reason="ticket 12: the report")

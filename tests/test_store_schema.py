@@ -9,6 +9,7 @@ from test_store_support import client_rows, make_store, sample_records, table_co
 
 from broker.core import sqlite_db
 from broker.persister import schema
+from broker.persister.tables import Record
 from broker.persister.store import delete_client_rows
 
 #: The schema as first shipped: the same tables, foreign keys without
@@ -83,7 +84,7 @@ def legacy_db(tmp_path):
     conn.executescript(LEGACY_DDL)
     conn.execute("ATTACH DATABASE ? AS donor", (str(tmp_path / "donor.db"),))
     for table in schema.TABLES:
-        cols = ", ".join(schema.columns(table))
+        cols = ", ".join(schema.baseline_columns(table))
         conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM donor.{table}")
     conn.execute("DETACH DATABASE donor")
     # what a no-cascade delete with foreign keys off used to leave behind
@@ -99,7 +100,7 @@ def test_fresh_database_is_latest_with_cascades_wal_and_foreign_keys(tmp_path):
     store = make_store(tmp_path)
     conn = store.connection
     assert schema.current_version(conn) == schema.LATEST
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5]
     assert set(_cascades(conn).values()) == {"CASCADE"}
     assert "audit_trail" not in schema.CHILD_TABLES
     assert conn.execute("PRAGMA foreign_key_list(audit_trail)").fetchall() == []
@@ -226,3 +227,37 @@ def test_statements_split_on_sqlites_own_tokenizer():
     assert len(list(schema.statements(script))) == 2
     with pytest.raises(schema.SchemaError, match="incomplete"):
         list(schema.statements("CREATE TABLE t (a"))
+
+
+def test_the_audit_trail_gains_person_and_via_columns_and_keeps_its_rows(tmp_path):
+    """Migration 5 on a version-4 store: the audit rows already there are kept
+    (person and via read NULL: their name stays in the detail); new rows fill
+    the columns from the broker's record, a service's person with its ``via``."""
+    path = tmp_path / "v4.db"
+    conn = sqlite_db.connect(path)
+    schema.current_version(conn)
+    for step in schema.MIGRATIONS[:4]:
+        schema._apply(conn, step)  # the store as version 4 left it
+    assert "operator_name" not in {r[1] for r in conn.execute("PRAGMA table_info(audit_trail)")}
+    conn.execute("INSERT INTO audit_trail (source, msg_id, ts, operator, role, action, target, reason, detail)"
+                 " VALUES ('admin-http', 'old-1', 1.0, 'admin-http', 'service', 'command', 'pc-1', 'frozen', NULL)")
+    conn.close()
+    store = make_store(tmp_path, "v4.db")  # opening migrates
+    assert schema.current_version(store.connection) == schema.LATEST
+    [old] = store.query("audit")
+    assert (old["msg_id"], old["reason"], old["operator_name"], old["via"]) == ("old-1", "frozen", None, None)
+    detail = {"id": "c1", "target": "pc-1", "name": "power.reboot", "reason": "kernel update",
+              "operator_name": "Jane Doe", "operator_id": "jd@example.org", "via": "admin-http"}
+    store.write_batch([
+        Record("audit", "admin-http", "new-1", 2.0, "audit.admin-http",
+               {"operator": "admin-http", "role": "service", "action": "command", "detail": detail}),
+        Record("audit", "jane", "new-2", 3.0, "audit.jane",
+               {"operator": "jane", "role": "operator", "action": "screen.watch", "detail": {},
+                "operator_name": "Jane Q. Doe", "via": ""}),
+    ])
+    rows = {r["msg_id"]: r for r in store.query("audit")}
+    assert (rows["new-1"]["operator_name"], rows["new-1"]["via"], rows["new-1"]["reason"]) == ("Jane Doe", "admin-http", "kernel update")
+    assert (rows["new-2"]["operator_name"], rows["new-2"]["via"]) == ("Jane Q. Doe", "")
+    assert [r["msg_id"] for r in store.query("audit", text="Jane Doe")] == ["new-1"]
+    assert {r["key"]: r["count"] for r in store.stats("audit_person")} == {"Jane Doe": 1, "Jane Q. Doe": 1, None: 1}
+    store.close()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from agent.capability import Capability, Handler
 from agent.context import AgentContext, CommandError
-from agent.notice.who import access_reason, reason_sentence
+from agent.notice.who import reason_sentence
 from agent.power.executor import PowerExecutor
 from agent.power.plans import DEFAULT_DELAY_S, Action
 
@@ -66,17 +66,17 @@ class Power(Capability):
         """Install all pending OS updates non-interactively; does not reboot by itself."""
         executor = self._executor(ctx)
         plan = executor.plan(Action.UPDATE_APPLY)
-        notice = (f"{ctx.operator_label} is installing operating system updates on this computer. "
-                  + reason_sentence(access_reason(ctx, args)))
+        reason = _reason(args)
+        notice = f"{ctx.operator_label} is installing operating system updates on this computer. " + reason_sentence(reason)
         ctx.notify("Installing updates", f"{DRY_RUN_LABEL} {notice}" if executor.dry_run else notice)
+        ctx.access_log("updates installed", DRY_RUN_LABEL if executor.dry_run else "", operator=ctx.operator_label,
+                       reason=reason, kind="update.apply")
         return executor.execute(plan)
 
     def _power(self, action: Action, args: dict, ctx: AgentContext) -> dict:
         executor = self._executor(ctx)
         delay = args.get("delay_s", DEFAULT_DELAY_S)
-        reason = args.get("reason") or ""
-        if type(reason) is not str:
-            raise CommandError("reason must be a string")
+        reason = _reason(args)
         verb = "restart" if action is Action.REBOOT else "shut down"
         plan = executor.plan(action, delay, message=f"EMS: your IT team will {verb} this computer. {reason}".strip())
         who = ctx.operator_label
@@ -87,9 +87,24 @@ class Power(Capability):
         if executor.dry_run:
             notice = f"{DRY_RUN_LABEL} {notice}"
         ctx.notify(f"This computer will {verb}", notice)
+        ctx.access_log(f"{verb} ordered", f"in {delay_text(plan.delay_s or 0)}" + (f" {DRY_RUN_LABEL}" if executor.dry_run else ""),
+                       operator=who, reason=reason, kind=action_kind(action))
         result = executor.execute(plan)
         result["notice"] = notice
         return result
+
+
+def _reason(args: dict) -> str:
+    """The command's reason (the broker requires one for power and updates); CommandError if it is not text."""
+    reason = args.get("reason") or ""
+    if type(reason) is not str:
+        raise CommandError("reason must be a string")
+    return reason.strip()
+
+
+def action_kind(action: Action) -> str:
+    """The access-log kind of a power action: ``power.reboot``, ``power.shutdown``."""
+    return "power.reboot" if action is Action.REBOOT else "power.shutdown"
 
 
 def delay_text(seconds: int) -> str:

@@ -18,6 +18,8 @@ KINDS = ["clients", "sessions", "captures", "messages", "fileops", "logs", "secu
          "quarantine"]
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the columns a kind's table shows (others: the first 8 plain ones of its rows)
+COLUMNS = {"audit": ["id", "ts", "person", "operator", "action", "target", "reason"]}
 #: most rows the store returns per query
 MAX_PAGE = 1000
 
@@ -98,11 +100,19 @@ def run(args) -> int:
     if not rows:
         print(f"no {args.kind} rows match")
         return 0
-    headers = [k for k in rows[0] if not isinstance(rows[0][k], (bytes, dict, list))][:8]
-    print(table([[_cell(r.get(h)) for h in headers] for r in rows], [h.upper() for h in headers]))
+    headers = COLUMNS.get(args.kind) or [k for k in rows[0] if not isinstance(rows[0][k], (bytes, dict, list))][:8]
+    print(table([[_cell(_value(r, h)) for h in headers] for r in rows], [h.upper() for h in headers]))
     if len(rows) == args.limit and "id" in rows[-1]:
         print(f"\nmore: ems history {args.kind} --before-id {rows[-1]['id']}" + (f" --agent {args.agent}" if args.agent else ""), file=sys.stderr)
     return 0
+
+
+def _value(row: dict, column: str):
+    """A row's value for ``column``; ``person`` is the audit row's person, "Jane Doe via admin-http"."""
+    if column != "person":
+        return row.get(column)
+    name = row.get("operator_name") or row.get("operator")
+    return f"{name} via {row['via']}" if row.get("via") else name
 
 
 def _cell(value) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from broker.core.cli_common import add_data_dir, add_json, print_json
 from broker.core.profile import operator_client
@@ -31,6 +32,7 @@ def configure(p) -> None:
     p.add_argument("agent", help="target agent's client id (see `ems status`)")
     p.add_argument("command_name", metavar="command", help="command name, e.g. ping or sysinfo")
     p.add_argument("params", nargs="*", metavar="key=value", help="command arguments")
+    p.add_argument("--data-from", metavar="FILE", help="send FILE's bytes as the data argument (files.upload)")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
     p.add_argument("--timeout-s", type=float, default=60.0, help="how long --wait waits (default %(default)s)")
     p.add_argument("--ttl-s", type=float, default=None, help="expire the command if not run within this time (default: the broker's, 24 h)")
@@ -55,6 +57,14 @@ def parse_params(pairs: list[str]) -> dict:
     return args
 
 
+def read_data(path: str) -> bytes:
+    """The bytes of ``path`` for ``--data-from``; EmsError saying why not."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise EmsError(f"--data-from {path}: {exc.strerror or exc}") from exc
+
+
 def readable(output) -> str:
     """A result for a person: the command's own ``text`` rendering if it has one (``help``), else indented JSON."""
     if isinstance(output, dict) and isinstance(output.get("text"), str):
@@ -64,6 +74,8 @@ def readable(output) -> str:
 
 def run(args) -> int:
     params = parse_params(args.params)
+    if args.data_from:
+        params["data"] = read_data(args.data_from)
     if args.reason:
         params["reason"] = args.reason
     problem = reason_problem(args.command_name, params, f"ems send {args.agent} {args.command_name} --reason '...'")

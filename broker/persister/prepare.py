@@ -123,8 +123,10 @@ class Preparer:
         d = r.data
         detail = d.get("detail")
         in_detail = detail if isinstance(detail, dict) else {}
+        def told(key: str) -> str | None:  # the record's own field, else the one in its detail
+            return _text(d, key) or (in_detail.get(key) if type(in_detail.get(key)) is str else None)
+
         target = _text(d, "target") or (in_detail.get("client_id") if type(in_detail.get("client_id")) is str else None)
-        reason = _text(d, "reason") or (in_detail.get("reason") if type(in_detail.get("reason")) is str else None)
         values = {
             "source": r.client_id,
             "msg_id": r.msg_id,
@@ -133,8 +135,10 @@ class Preparer:
             "role": _text(d, "role"),
             "action": _text(d, "action", required=True),
             "target": target or None,
-            "reason": reason or None,
+            "reason": told("reason") or None,
             "detail": _pack(detail) if detail is not None else None,
+            "operator_name": told("operator_name") or None,
+            "via": told("via") or "",
         }
         return self._insert(r, "audit_trail", values)
 

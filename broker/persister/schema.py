@@ -49,6 +49,15 @@ added later are in :data:`ADDED_TABLES`, each created by its own migration:
   :mod:`broker.persister.quarantine`): sender, message id, kind, topic,
   size, reason, time and a digest, never the body. No foreign key: like
   the broker's security events it is evidence that outlives the client.
+
+Columns added to a table after the baseline are in :data:`ADDED_COLUMNS`,
+each group added by its own migration (``ALTER TABLE ... ADD COLUMN``: the
+rows already there keep everything and read NULL in the new columns):
+
+* 5: ``audit_trail.operator_name`` and ``audit_trail.via``: the person who
+  acted (a key's display name, or the person a service vouched for) and the
+  service that vouched (``""`` for an operator's own key). Rows stored
+  before it keep the name only inside ``detail`` and read NULL here.
 """
 from __future__ import annotations
 
@@ -231,6 +240,14 @@ ADDED_TABLES: dict[str, tuple[int, tuple[str, ...]]] = {
     )),
 }
 
+#: Columns added after the baseline: table -> (the migration that adds them, their definitions).
+ADDED_COLUMNS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "audit_trail": (5, (
+        "operator_name TEXT",  # the person: a key's display name, or whom a service vouched for
+        "via TEXT",  # the service that vouched for the person ('' for an operator's own key)
+    )),
+}
+
 #: Tables whose rows belong to one client and cascade with it.
 CHILD_TABLES: tuple[str, ...] = tuple(t for t, lines in TABLES.items() if _FK in lines)
 
@@ -280,11 +297,17 @@ def _definitions(table: str) -> tuple[str, ...]:
     return TABLES[table] if table in TABLES else ADDED_TABLES[table][1]
 
 
-def columns(table: str) -> tuple[str, ...]:
-    """The column names of ``table`` in declaration order."""
+def baseline_columns(table: str) -> tuple[str, ...]:
+    """The column names ``table`` was created with, in declaration order."""
     return tuple(
         line.split()[0] for line in _definitions(table) if line.split()[0].upper() not in _CONSTRAINT_WORDS
     )
+
+
+def columns(table: str) -> tuple[str, ...]:
+    """Every column name of ``table`` now: the baseline's, then those added later."""
+    added = ADDED_COLUMNS.get(table, (0, ()))[1]
+    return baseline_columns(table) + tuple(line.split()[0] for line in added)
 
 
 def create_table_sql(table: str, name: str | None = None, if_not_exists: bool = True) -> str:
@@ -304,7 +327,7 @@ def _cascade_rebuild_sql() -> str:
     """Rebuild every child table with ``ON DELETE CASCADE`` (12-step)."""
     statements = []
     for table in CHILD_TABLES:
-        cols = ", ".join(columns(table))
+        cols = ", ".join(baseline_columns(table))
         fresh = f"_new_{table}"
         statements += [
             f"DROP TABLE IF EXISTS {fresh}",
@@ -323,7 +346,11 @@ def _cascade_rebuild_sql() -> str:
 MIGRATIONS: list[Migration] = [
     Migration(1, _baseline_sql()),
     Migration(2, _cascade_rebuild_sql(), rebuild=True),
-    *sorted(Migration(version, create_table_sql(table) + ";\n") for table, (version, _) in ADDED_TABLES.items()),
+    *sorted(
+        [Migration(version, create_table_sql(table) + ";\n") for table, (version, _) in ADDED_TABLES.items()]
+        + [Migration(version, "".join(f"ALTER TABLE {table} ADD COLUMN {line};\n" for line in lines))
+           for table, (version, lines) in ADDED_COLUMNS.items()]
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].version

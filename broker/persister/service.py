@@ -492,7 +492,8 @@ class Persister:
             f"persister-{time.time_ns()}",
             self.wall_clock(),
             f"audit.{requester.get('client_id', '?')}",
-            {"operator": requester.get("client_id", "?"), "role": requester.get("role", ""), "action": action, "detail": detail},
+            {"operator": requester.get("client_id", "?"), "role": requester.get("role", ""), "action": action, "detail": detail,
+             "operator_name": requester.get("name") if type(requester.get("name")) is str else "", "via": ""},
         )
         if not self.batch:
             self.batch_started = self.clock()

@@ -23,7 +23,8 @@ Where records go
   and ``data["client_id"]`` is then the client it concerns (see
   :mod:`~broker.persister.schema`); other kinds refuse those ids
 * ``audit`` -> ``audit_trail`` [operator*, role, action*, target,
-  reason, detail]; ``target``/``reason`` default to those in detail
+  reason, operator_name, via, detail]; ``target``, ``reason``,
+  ``operator_name`` and ``via`` default to those in detail
 * ``presence`` -> ``sessions`` and ``clients.online`` [state*
   online|offline, reason, info {user, hostname, os, version, label}]
 * ``command_status`` -> ``commands`` [id*, status*, name, operator,

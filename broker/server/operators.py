@@ -38,6 +38,12 @@ def display_name(value: Any) -> str:
     return name
 
 
+def person_of(registry: Any, peer: Any) -> str:
+    """The person behind ``peer``'s key as the audit trail names them: its display name, else its client id."""
+    record = registry.get(peer.key)
+    return (record.name if record is not None else "") or peer.client_id
+
+
 def stamp(role: str, client_id: str, key_name: str, args: dict) -> tuple[dict, str]:
     """The ``operator`` stamp for a command from a key with ``role``,
     ``client_id`` and registry display name ``key_name``, and a problem.

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from broker.core.envelope import Kind, pack_body, pack_header
+from broker.server.operators import person_of
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -30,6 +31,7 @@ class OwnRecords:
         self.journal = broker.journal
         self.throttle = broker._throttle
         self.publish = broker.fanout.publish
+        self.registry = broker.registry
 
     def note(self, kind: Kind, topic: str, data, sender: bytes = _EMPTY) -> None:
         """A record the broker makes (audit, presence, security): journaled
@@ -71,14 +73,17 @@ class OwnRecords:
         self.note(Kind.SECURITY, "security.broker", record)
 
     def audit(self, peer: "Peer", action: str, detail: dict) -> None:
-        """An operator action, named: logged and published on ``audit.<who>``."""
+        """An operator action, named: logged and published on ``audit.<who>``.
+
+        ``operator_name`` is the person (the one a command names: the key's
+        display name or the person a service vouched for; else the key's
+        display name) and ``via`` the service that vouched (``""``)."""
         log.info("audit: %s (%s) %s %s", peer.client_id, peer.role, action, detail)
         self.note(
             Kind.EVENT,
             f"audit.{peer.client_id}",
             {"operator": peer.client_id, "role": peer.role, "action": action, "detail": detail,
              "target": detail.get("target") or detail.get("client_id") or "", "reason": detail.get("reason", ""), "ts": time.time(),
-             # the person, where the action names one (a command: the key's display name or the person a bridge vouched for)
-             **({"operator_name": detail["operator_name"]} if detail.get("operator_name") else {})},
+             "operator_name": detail.get("operator_name") or person_of(self.registry, peer), "via": detail.get("via") or ""},
             sender=peer.sender,
         )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from broker.core import permissions
 from broker.core.envelope import ErrorCode, Header, Kind, pack_body, pack_header
+from broker.server import operators
 from broker.server.registry import RegistryError
 from broker.server.request_ops import OPS
 
@@ -84,7 +85,8 @@ class Requests:
         if len(self.forwarded) >= MAX_FORWARDED:
             broker.send_error(peer.rid, header, ErrorCode.THROTTLED, "too many requests in flight")
             return
-        body = pack_body({"op": op, "args": args, "requester": {"client_id": peer.client_id, "role": peer.role}})
+        requester = {"client_id": peer.client_id, "role": peer.role, "name": operators.person_of(broker.registry, peer)}
+        body = pack_body({"op": op, "args": args, "requester": requester})
         fwd = pack_header(Kind.REQUEST, op, msg_id=header.msg_id)
         if broker.send(rid, peer.sender, fwd, body):
             self.forwarded[header.msg_id] = (peer.rid, rid, broker.clock() + broker.config.timing.request_timeout_s * 3)

@@ -26,7 +26,8 @@ HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
     "security": ("ts", "severity", "event", "origin", "subject", "detail"),
     "logs": ("ts", "level", "logger", "message"),
     "activity": ("ts", "name", "data"),
-    "audit": ("ts", "operator", "role", "action", "reason", "detail"),
+    # the person (a key's display name, or whom a service vouched for), the service, the key
+    "audit": ("ts", "operator_name", "via", "operator", "role", "action", "reason", "detail"),
     "metrics": ("ts", "cpu_percent", "memory_percent", "disk_percent"),
     "commands": ("updated", "client_id", "name", "status", "result", "operator", "id"),
 }

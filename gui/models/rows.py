@@ -50,6 +50,8 @@ def audit_row(item: dict) -> dict:
         "msg_id": item["msg_id"],
         "ts": item["ts"],
         "operator": item.get("operator"),
+        "operator_name": item.get("operator_name") or inner.get("operator_name") or None,
+        "via": item.get("via") or inner.get("via") or "",
         "role": item.get("role"),
         "action": item.get("action"),
         "target": item.get("target") or audit_target(inner),

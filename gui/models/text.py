@@ -31,6 +31,8 @@ TITLES: dict[str, str] = {
     "format": "Format",
     "quality": "Quality",
     "operator": "Operator",
+    "operator_name": "Person",
+    "via": "Via",
     "direction": "Direction",
     "body": "Message",
     "status": "Status",
