@@ -157,3 +157,14 @@ def test_shared_refusals_are_worded_by_the_vocabulary():
     assert AdminHttpConfig.max_reason_chars == vocabulary.MAX_REASON_CHARS
     assert ERROR_TEXT[ErrorCode.NOT_ENROLLED].endswith(vocabulary.pending_key_advice())
     assert permissions.history_refusal("viewer", "audit") == "role viewer may not read audit history"
+
+
+def test_the_pending_key_advice_is_a_command_that_runs_for_a_key_starting_with_a_dash():
+    """Tried: the advice for a Z85 key prefix that starts with '-' (argparse would read it as an option)."""
+    from broker.cli.main import build_parser
+
+    for prefix in ("Ab3dEf9h", "-b3dEf9h"):
+        advice = vocabulary.pending_key_advice(prefix)
+        argv = advice.split("`")[1].split()[1:]
+        args = build_parser("keys").parse_args(argv)
+        assert args.id == prefix, advice

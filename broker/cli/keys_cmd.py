@@ -35,7 +35,7 @@ def configure(p) -> None:
     for action, text in (("accept", "accept a pending key"), ("revoke", "revoke a client id (every key) or one key"),
                          ("unblock", "let a revoked client id enrol again (with a new key, accepted here)")):
         a = sub.add_parser(action, help=text, parents=[shared])
-        a.add_argument("id", help="client id or public key prefix")
+        a.add_argument("id", help="client id or public key prefix (one that starts with '-' goes after --: accept -- -Ab3)")
         a.add_argument("--reason", default="", help="recorded in the audit trail")
     reject = sub.add_parser("reject", help="reject a pending key, or all of them with --pending", parents=[shared])
     reject.add_argument("id", nargs="?", help="client id or public key prefix")
@@ -43,7 +43,7 @@ def configure(p) -> None:
     reject.add_argument("--older-than", metavar="DURATION", help="with --pending: only keys pending longer than this (30s, 10m, 2h, 7d)")
     reject.add_argument("--reason", default="", help="recorded in the audit trail")
     add = sub.add_parser("add", help="register a public key directly (e.g. a remote operator)", parents=[shared])
-    add.add_argument("public_key", help="Z85 public key (40 chars)")
+    add.add_argument("public_key", help="Z85 public key (40 chars; one that starts with '-' goes after --: add -- -Ab3...)")
     add.add_argument("--id", dest="client_id", required=True, help="the client id / operator name")
     add.add_argument("--role", default="agent", choices=ROLES, help="role (default agent)")
     add.add_argument("--name", default="", help='the person behind an operator key, e.g. "Jane Doe": what the employee '

@@ -43,7 +43,8 @@ def reason_too_long(limit: int = MAX_REASON_CHARS) -> str:
 def pending_key_advice(key_prefix: str = "ID") -> str:
     """What to do about a key the broker holds as pending (client library,
     broker log, error table, GUI): the one wording of the advice."""
-    return f"an admin must accept it on the server: `ems keys accept {key_prefix}`"
+    separator = "-- " if key_prefix.startswith("-") else ""  # Z85 keys may start with "-": argparse would take it for an option
+    return f"an admin must accept it on the server: `ems keys accept {separator}{key_prefix}`"
 
 
 def is_final(status: Any) -> bool:
