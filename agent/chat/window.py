@@ -24,11 +24,12 @@ stdin) the window stays, but replies are switched off.
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 import threading
 import time
+
+from agent.child_lines import read_commands, write_event
 
 WIDTH_PX = 440
 HEIGHT_PX = 300
@@ -82,10 +83,7 @@ class ChatWindow:
     def emit(self, **event) -> None:
         if not self.connected:
             return
-        try:
-            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
-        except (OSError, ValueError):
+        if not write_event(event):
             self.disconnected()
 
     def pump(self) -> None:
@@ -191,20 +189,6 @@ class ChatWindow:
         self.root.destroy()
 
 
-def _read_commands(commands: queue.Queue) -> None:
-    """stdin lines -> the command queue; None at end of file (the agent is gone)."""
-    try:
-        for line in sys.stdin:
-            try:
-                command = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(command, dict):
-                commands.put(command)
-    except (OSError, ValueError):
-        pass
-    commands.put(None)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.chat.window", description="EMS chat window (talks JSON lines on stdin/stdout)")
@@ -218,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"EMS chat window: cannot open a window: {exc}\n")
         return 2
     commands: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_commands, args=(commands,), name="stdin", daemon=True).start()
+    threading.Thread(target=read_commands, args=(commands,), name="stdin", daemon=True).start()
     ChatWindow(root, args.operator, commands)
     root.mainloop()
     return 0

@@ -25,11 +25,12 @@ End of stdin (the agent is gone) closes the bar.
 """
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading
 import time
+
+from agent.child_lines import read_commands, write_event
 
 WINDOW_TITLE = "EMS: your computer is being accessed"
 ROW_PX = 34
@@ -98,10 +99,7 @@ class PrivacyBar:
 
     # -- talking to the agent -------------------------------------------------------
     def emit(self, **event) -> None:
-        try:
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
-        except (OSError, ValueError):
+        if not write_event(event):
             self.close()
 
     def pump(self) -> None:
@@ -144,20 +142,6 @@ def _line(access: dict) -> str:
         parts.append("since " + time.strftime("%H:%M", time.localtime(since)))
     return "  \u00b7  ".join(parts)
 
-
-def read_commands(commands: queue.Queue) -> None:
-    """stdin lines -> the command queue; None at end of file (the agent is gone)."""
-    try:
-        for line in sys.stdin:
-            try:
-                command = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(command, dict):
-                commands.put(command)
-    except (OSError, ValueError):
-        pass
-    commands.put(None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ Exit status 2 when no window could be opened.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from agent.child_lines import write_event
 
 WINDOW_TITLE = "EMS: permission asked"
 WIDTH_PX = 520
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prompt = ConsentPrompt(root, args.question, args.reason, args.timeout)
     root.mainloop()
-    sys.stdout.write(json.dumps({"answer": prompt.answer}) + "\n")
-    sys.stdout.flush()
+    write_event({"answer": prompt.answer})
     return 0
 
 

@@ -14,12 +14,12 @@ agent shows the bar instead.
 """
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading
 
-from agent.indicator.bar import WINDOW_TITLE, _line, read_commands
+from agent.child_lines import read_commands, write_event
+from agent.indicator.bar import WINDOW_TITLE, _line
 
 ICON_PX = 64
 RED = (192, 57, 43, 255)
@@ -36,11 +36,7 @@ SEPARATOR: Entry = ("", None, None)
 
 def emit(**event) -> None:
     """One event line to the agent (a gone agent is not an error here: stdin's end closes us)."""
-    try:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
+    write_event(event)
 
 
 def eye_image():
