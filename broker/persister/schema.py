@@ -49,6 +49,8 @@ added later are in :data:`ADDED_TABLES`, each created by its own migration:
   :mod:`broker.persister.quarantine`): sender, message id, kind, topic,
   size, reason, time and a digest, never the body. No foreign key: like
   the broker's security events it is evidence that outlives the client.
+* 5: ``change_log`` and its triggers, the sync worker's change feed (see
+  :mod:`broker.persister.change_log`); existing rows are numbered.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ import time
 from typing import NamedTuple
 
 from broker.core.errors import EmsError
+from broker.persister import change_log
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +327,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, _baseline_sql()),
     Migration(2, _cascade_rebuild_sql(), rebuild=True),
     *sorted(Migration(version, create_table_sql(table) + ";\n") for table, (version, _) in ADDED_TABLES.items()),
+    Migration(5, change_log.migration_sql()),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -33,6 +33,7 @@ from broker.core.envelope import Envelope, ErrorCode, Kind, decode, error_body, 
 from broker.core.batches import decode_batch
 from broker.core.errors import EmsError, ProtocolError
 from broker.persister import quarantine
+from broker.persister.change_feed import ChangeFeed
 from broker.persister.store import STATS, Record, Store, StoreUnavailable
 from broker.persister.tables import view_of
 from broker.core.stats import LogThrottle
@@ -150,6 +151,7 @@ class Persister:
         self._throttle = LogThrottle()
         #: one quarantine security event per sender per minute (the rest counted)
         self._quarantine_notice = LogThrottle(burst=1, window_s=60.0)
+        self.feed = ChangeFeed(client, store, clock)  # store.changes: the sync worker's long poll
 
     def stop(self) -> None:
         self._stopping = True
@@ -189,6 +191,7 @@ class Persister:
                 break
             taken += len(envs)
         now = self.clock()
+        self.feed.tick(now)
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
                 self.flush()
@@ -213,7 +216,8 @@ class Persister:
 
     def _take(self, env: Envelope) -> None:
         if env.kind is Kind.REQUEST:
-            self._answer(env)
+            if not self.feed.takes(env):
+                self._answer(env)
             return
         if env.kind is Kind.BATCH:
             self._take_batch(env)
@@ -324,6 +328,7 @@ class Persister:
             if wants_ack and (key in durable or key in rejected):  # a rejected record will never fit: ack so it is not resent forever
                 acks[record.client_id].append(record.msg_id)
         self.batch = []
+        self.feed.committed()
         if self._journal_upto:
             self._ack_journal()
         for client_id, ids in acks.items():
@@ -384,6 +389,7 @@ class Persister:
             log.warning("retention purge failed: %s", exc)
             return
         if any(purged.values()):
+            self.feed.committed()
             log.info("retention purge: %s", ", ".join(f"{k}={v}" for k, v in purged.items() if v))
 
     # -- history queries -----------------------------------------------------
