@@ -193,3 +193,25 @@ def procs(tmp_path):
     p = Processes(tmp_path)
     yield p
     p.stop_all()
+
+
+#: a MySQL/MariaDB administrator URL the tests may use instead of starting their own instance
+TEST_MYSQL_URL_ENV = "EMS_TEST_MYSQL_URL"
+
+
+@pytest.fixture(scope="session")
+def mysql_admin_url(tmp_path_factory):
+    """An administrator's URL to a real MariaDB: $EMS_TEST_MYSQL_URL if set, else one private
+    instance for the whole run (``sync.mariadb.PrivateMariaDB``: random port, the account over the
+    socket), stopped by its pid at the end. Each test creates and names its own database."""
+    configured = os.environ.get(TEST_MYSQL_URL_ENV)
+    if configured:
+        yield configured
+        return
+    from sync.mariadb import start
+
+    instance = start(tmp_path_factory.mktemp("mariadb"))
+    try:
+        yield instance.admin_url()
+    finally:
+        instance.stop()

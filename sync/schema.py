@@ -1,0 +1,278 @@
+"""The web view's MySQL/MariaDB schema (database ``ems_web``) and its forward migration.
+
+Two kinds of tables:
+
+* the *snapshot* tables (:data:`SNAPSHOT_TABLES`), written only by the sync
+  worker: a copy of each EMS server's store, every row keyed by
+  ``(server_id, <the store's row id>)`` so several servers share one
+  database. ``servers`` has one row per server, ``sync_state`` one row per
+  server and table (the incremental watermark, committed in the same
+  transaction as the rows it covers), ``schema_version`` the version this
+  file built. The web UI's MySQL user may only read them.
+* the *web* tables (:data:`WEB_TABLES`), the web UI's own state (its users,
+  sessions, settings): the web UI's user reads and writes them.
+
+Beside the seed's tables the web needs ``snapshot_metrics`` (the charts),
+``snapshot_audit`` (the audit trail: who looked at what, and why) and
+``snapshot_commands`` (the status of reboots, updates, chats sent from it).
+
+Sensitive fields (chat bodies, log messages, file paths and errors,
+captures, command arguments and results) are ``BLOB`` columns: they hold
+what the sync worker encrypted for the web, never clear text.
+
+:func:`create_tables` is idempotent: it creates what is missing, adds
+columns a newer EMS declares, records :data:`SCHEMA_VERSION`, and never
+drops anything. It refuses a database written by a newer EMS.
+"""
+from __future__ import annotations
+
+from broker.core.errors import EmsError
+
+#: bumped when a table or column is added; recorded in ``schema_version``
+SCHEMA_VERSION = 1
+
+_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+_SERVER = "server_id VARCHAR(64) NOT NULL"
+_CLIENT = "client_id VARCHAR(128) NOT NULL"
+_ROW_ID = "id BIGINT NOT NULL"  # the store's row id
+
+#: table -> (column and key definitions); column names are each line's first word
+_SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
+    "servers": (
+        _SERVER,
+        "name VARCHAR(255) NOT NULL DEFAULT ''",
+        "version VARCHAR(64)",
+        "endpoint VARCHAR(255)",  # where its broker listens
+        "last_full_sync DOUBLE",
+        "last_sync DOUBLE",
+        "updated DOUBLE NOT NULL",
+        "PRIMARY KEY (server_id)",
+    ),
+    "snapshot_clients": (
+        _SERVER, _CLIENT,
+        "label VARCHAR(255) NOT NULL DEFAULT ''",
+        "hostname VARCHAR(255)",
+        "os VARCHAR(64)",
+        "os_version VARCHAR(255)",
+        "logged_in_user VARCHAR(255)",
+        "version VARCHAR(64)",
+        "first_seen DOUBLE NOT NULL",
+        "last_seen DOUBLE NOT NULL",
+        "online TINYINT NOT NULL DEFAULT 0",
+        "presence_ts DOUBLE",
+        "sysinfo LONGTEXT",  # JSON of the newest sysinfo event
+        "sysinfo_ts DOUBLE",
+        "PRIMARY KEY (server_id, client_id)",
+        "KEY snapshot_clients_last_seen (server_id, last_seen)",
+    ),
+    "snapshot_sessions": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "started DOUBLE NOT NULL",
+        "ended DOUBLE",
+        "logged_in_user VARCHAR(255)",
+        "end_reason VARCHAR(64)",
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_sessions_client_ts (server_id, client_id, started)",
+    ),
+    "snapshot_captures": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "ts DOUBLE NOT NULL",
+        "width INT", "height INT", "quality INT",
+        "format VARCHAR(16)",
+        "operator VARCHAR(255)",
+        "image LONGBLOB",  # encrypted for the web
+        "thumbnail MEDIUMBLOB",  # encrypted for the web
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_captures_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_messages": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "ts DOUBLE NOT NULL",
+        "direction VARCHAR(8) NOT NULL",
+        "operator VARCHAR(255)",
+        "body BLOB",  # encrypted for the web
+        "status VARCHAR(16) NOT NULL",
+        "status_ts DOUBLE NOT NULL",
+        "deleted TINYINT NOT NULL DEFAULT 0",
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_messages_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_fileops": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "ts DOUBLE NOT NULL",
+        "operator VARCHAR(255)",
+        "op VARCHAR(32) NOT NULL",
+        "path BLOB",  # encrypted for the web
+        "size BIGINT",
+        "ok TINYINT NOT NULL",
+        "error BLOB",  # encrypted for the web
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_fileops_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_security": (
+        _SERVER, _ROW_ID,
+        "origin VARCHAR(64) NOT NULL",
+        "client_id VARCHAR(128)",  # the reporting agent; NULL for the broker's events
+        "subject VARCHAR(128)",  # the client a broker event concerns
+        "ts DOUBLE NOT NULL",
+        "event VARCHAR(128) NOT NULL",
+        "severity VARCHAR(16)",
+        "detail MEDIUMTEXT",  # JSON
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_security_ts (server_id, ts)",
+        "KEY snapshot_security_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_client_logs": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "ts DOUBLE NOT NULL",
+        "level VARCHAR(16) NOT NULL",
+        "logger VARCHAR(255) NOT NULL",
+        "message BLOB",  # encrypted for the web
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_metrics": (
+        _SERVER, _ROW_ID, _CLIENT,
+        "ts DOUBLE NOT NULL",
+        "cpu_percent DOUBLE", "memory_percent DOUBLE", "disk_percent DOUBLE",
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_metrics_client_ts (server_id, client_id, ts)",
+    ),
+    "snapshot_audit": (
+        _SERVER, _ROW_ID,
+        "source VARCHAR(128) NOT NULL",
+        "ts DOUBLE NOT NULL",
+        "operator VARCHAR(255) NOT NULL",
+        "role VARCHAR(32)",
+        "action VARCHAR(64) NOT NULL",
+        "target VARCHAR(128)",
+        "reason TEXT",
+        "detail MEDIUMTEXT",  # JSON
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_audit_ts (server_id, ts)",
+        "KEY snapshot_audit_target_ts (server_id, target, ts)",
+    ),
+    "snapshot_commands": (
+        _SERVER,
+        "id VARCHAR(64) NOT NULL",  # the command id (the store's key)
+        _CLIENT,
+        "operator VARCHAR(255)",
+        "name VARCHAR(64) NOT NULL DEFAULT ''",
+        "args MEDIUMBLOB",  # encrypted for the web
+        "status VARCHAR(16) NOT NULL",
+        "created DOUBLE NOT NULL",
+        "updated DOUBLE NOT NULL",
+        "result MEDIUMBLOB",  # encrypted for the web
+        "PRIMARY KEY (server_id, id)",
+        "KEY snapshot_commands_client_created (server_id, client_id, created)",
+    ),
+    "sync_state": (
+        _SERVER,
+        "table_name VARCHAR(64) NOT NULL",
+        "watermark BIGINT NOT NULL DEFAULT 0",  # the store's change sequence synced so far
+        "rows_synced BIGINT NOT NULL DEFAULT 0",
+        "last_full_sync DOUBLE",
+        "updated DOUBLE NOT NULL",
+        "PRIMARY KEY (server_id, table_name)",
+    ),
+    "schema_version": (
+        "version INT NOT NULL",
+        "applied DOUBLE NOT NULL",
+        "PRIMARY KEY (version)",
+    ),
+}
+
+_WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
+    "web_users": (
+        "id BIGINT NOT NULL AUTO_INCREMENT",
+        "username VARCHAR(128) NOT NULL",
+        "display_name VARCHAR(255) NOT NULL",
+        "password_hash VARCHAR(255) NOT NULL",
+        "role VARCHAR(16) NOT NULL DEFAULT 'viewer'",
+        "created DOUBLE NOT NULL",
+        "disabled TINYINT NOT NULL DEFAULT 0",
+        "PRIMARY KEY (id)",
+        "UNIQUE KEY web_users_username (username)",
+    ),
+    "web_sessions": (
+        "id CHAR(64) NOT NULL",  # a hash of the session cookie, never the cookie
+        "user_id BIGINT NOT NULL",
+        "csrf_token CHAR(64) NOT NULL",
+        "created DOUBLE NOT NULL",
+        "expires DOUBLE NOT NULL",
+        "PRIMARY KEY (id)",
+        "KEY web_sessions_user (user_id)",
+    ),
+    "web_settings": (
+        "name VARCHAR(128) NOT NULL",
+        "value TEXT NOT NULL",
+        "PRIMARY KEY (name)",
+    ),
+}
+
+_KEY_WORDS = ("PRIMARY", "KEY", "UNIQUE", "INDEX", "CONSTRAINT", "FOREIGN")
+
+
+class SchemaError(EmsError):
+    """The MySQL database cannot be brought to this EMS's schema."""
+
+
+def _ddl(table: str, definitions: tuple[str, ...]) -> str:
+    body = ",\n    ".join(definitions)
+    return f"CREATE TABLE IF NOT EXISTS `{table}` (\n    {body}\n) {_TABLE_OPTIONS}"
+
+
+#: snapshot table -> its ``CREATE TABLE IF NOT EXISTS`` (written by the sync worker only)
+SNAPSHOT_TABLES: dict[str, str] = {t: _ddl(t, d) for t, d in _SNAPSHOT_DEFINITIONS.items()}
+#: the web UI's own tables -> DDL (the web UI's user reads and writes them)
+WEB_TABLES: dict[str, str] = {t: _ddl(t, d) for t, d in _WEB_DEFINITIONS.items()}
+
+
+def column_definitions(table: str) -> dict[str, str]:
+    """``table``'s columns: name -> its definition, in declaration order."""
+    definitions = _SNAPSHOT_DEFINITIONS.get(table) or _WEB_DEFINITIONS[table]
+    return {line.split()[0]: line for line in definitions if line.split()[0] not in _KEY_WORDS}
+
+
+def _existing_columns(cursor, table: str) -> set[str]:
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _recorded_version(cursor) -> int:
+    cursor.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return int(cursor.fetchone()[0])
+
+
+def create_tables(conn) -> int:
+    """Create or migrate every table on ``conn`` (a PyMySQL connection to the database).
+
+    Idempotent; returns the number of tables and columns it added (0 when
+    the schema was current). Raises :class:`SchemaError` for a database
+    written by a newer EMS.
+    """
+    added = 0
+    with conn.cursor() as cursor:
+        cursor.execute(SNAPSHOT_TABLES["schema_version"])
+        found = _recorded_version(cursor)
+        if found > SCHEMA_VERSION:
+            raise SchemaError(
+                f"database schema version {found} is newer than this EMS's ({SCHEMA_VERSION}): upgrade EMS"
+            )
+        for table, ddl in {**SNAPSHOT_TABLES, **WEB_TABLES}.items():
+            existing = _existing_columns(cursor, table)
+            if not existing:
+                cursor.execute(ddl)
+                added += 1
+                continue
+            for name, definition in column_definitions(table).items():
+                if name not in existing:
+                    cursor.execute(f"ALTER TABLE `{table}` ADD COLUMN {definition}")
+                    added += 1
+        if found < SCHEMA_VERSION:
+            cursor.execute("INSERT INTO schema_version (version, applied) VALUES (%s, UNIX_TIMESTAMP(NOW(6)))", (SCHEMA_VERSION,))
+    conn.commit()
+    return added
