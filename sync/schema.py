@@ -29,12 +29,14 @@ from __future__ import annotations
 from broker.core.errors import EmsError
 
 #: bumped when a table or column is added; recorded in ``schema_version``
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
 _CLIENT = "client_id VARCHAR(128) NOT NULL"
 _ROW_ID = "id BIGINT NOT NULL"  # the store's row id
+#: the full snapshot that last wrote the row: a full snapshot ends by deleting its server's rows of older ones
+_GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
 
 #: table -> (column and key definitions); column names are each line's first word
 _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
@@ -62,6 +64,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "presence_ts DOUBLE",
         "sysinfo LONGTEXT",  # JSON of the newest sysinfo event
         "sysinfo_ts DOUBLE",
+        _GEN,
         "PRIMARY KEY (server_id, client_id)",
         "KEY snapshot_clients_last_seen (server_id, last_seen)",
     ),
@@ -71,6 +74,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "ended DOUBLE",
         "logged_in_user VARCHAR(255)",
         "end_reason VARCHAR(64)",
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_sessions_client_ts (server_id, client_id, started)",
     ),
@@ -82,6 +86,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "operator VARCHAR(255)",
         "image LONGBLOB",  # encrypted for the web
         "thumbnail MEDIUMBLOB",  # encrypted for the web
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_captures_client_ts (server_id, client_id, ts)",
     ),
@@ -94,6 +99,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "status VARCHAR(16) NOT NULL",
         "status_ts DOUBLE NOT NULL",
         "deleted TINYINT NOT NULL DEFAULT 0",
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_messages_client_ts (server_id, client_id, ts)",
     ),
@@ -106,6 +112,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "size BIGINT",
         "ok TINYINT NOT NULL",
         "error BLOB",  # encrypted for the web
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_fileops_client_ts (server_id, client_id, ts)",
     ),
@@ -118,6 +125,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "event VARCHAR(128) NOT NULL",
         "severity VARCHAR(16)",
         "detail MEDIUMTEXT",  # JSON
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_security_ts (server_id, ts)",
         "KEY snapshot_security_client_ts (server_id, client_id, ts)",
@@ -128,6 +136,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "level VARCHAR(16) NOT NULL",
         "logger VARCHAR(255) NOT NULL",
         "message BLOB",  # encrypted for the web
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
     ),
@@ -135,6 +144,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID, _CLIENT,
         "ts DOUBLE NOT NULL",
         "cpu_percent DOUBLE", "memory_percent DOUBLE", "disk_percent DOUBLE",
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_metrics_client_ts (server_id, client_id, ts)",
     ),
@@ -148,6 +158,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "target VARCHAR(128)",
         "reason TEXT",
         "detail MEDIUMTEXT",  # JSON
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_audit_ts (server_id, ts)",
         "KEY snapshot_audit_target_ts (server_id, target, ts)",
@@ -163,6 +174,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "created DOUBLE NOT NULL",
         "updated DOUBLE NOT NULL",
         "result MEDIUMBLOB",  # encrypted for the web
+        _GEN,
         "PRIMARY KEY (server_id, id)",
         "KEY snapshot_commands_client_created (server_id, client_id, created)",
     ),
@@ -173,6 +185,8 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "rows_synced BIGINT NOT NULL DEFAULT 0",
         "last_full_sync DOUBLE",
         "updated DOUBLE NOT NULL",
+        "full_gen BIGINT NOT NULL DEFAULT 0",  # the full snapshot under way or last done
+        "full_done TINYINT NOT NULL DEFAULT 1",  # 0 while that snapshot has this table still to finish
         "PRIMARY KEY (server_id, table_name)",
     ),
     "schema_version": (
