@@ -75,6 +75,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def private_instance_dir(data_root: Path) -> Path:
+    """Where ``ems up`` keeps the private instance of the data dir ``data_root``."""
+    return Path(data_root) / "mysql"
+
+
 class PrivateMariaDB:
     """One MariaDB instance owned by this account in ``directory`` (see the module docstring)."""
 
@@ -83,6 +88,21 @@ class PrivateMariaDB:
         self.port = port or free_port()
         self.user = getpass.getuser()
         self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def existing(cls, directory: Path) -> "PrivateMariaDB":
+        """The instance set up in ``directory`` before (its port from ``client.cnf``), running or not."""
+        port = _cnf_port(Path(directory) / CLIENT_CNF)
+        if port is None:
+            raise MariaDBError(f"no private MariaDB in {directory}: `ems up` starts one, or give --mysql-url")
+        return cls(directory, port)
+
+    @classmethod
+    def for_data_dir(cls, data_root: Path) -> "PrivateMariaDB":
+        """The data dir's instance, on the port it had before if that is still free."""
+        directory = private_instance_dir(data_root)
+        port = _cnf_port(directory / CLIENT_CNF)
+        return cls(directory, port if port and _port_free(port) else None)
 
     @property
     def datadir(self) -> Path:
@@ -205,6 +225,24 @@ class PrivateMariaDB:
 def start(directory: Path, port: int | None = None) -> PrivateMariaDB:
     """A running :class:`PrivateMariaDB` in ``directory`` (created on first use)."""
     return PrivateMariaDB(directory, port).start()
+
+
+def _cnf_port(path: Path) -> int | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    ports = [line.split("=", 1)[1].strip() for line in lines if line.startswith("port=")]
+    return int(ports[0]) if ports and ports[0].isdigit() else None
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _read_pid(path: Path) -> int | None:

@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),
     "keys": Subcommand("broker.cli.keys_cmd", "list / accept / reject / revoke / unblock agent and operator keys"),
     "crypto": Subcommand("broker.persister.crypto_cli", "store encryption keys: status, rotate"),
+    "sync": Subcommand("sync.cli", "the web view's MySQL: init (database, tables, users); run: the sync worker"),
     "gui": Subcommand("gui.cli", "the operator console: fleet grid, per-client history and charts, actions"),
 }
 

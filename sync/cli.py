@@ -1,0 +1,73 @@
+"""``ems sync ACTION``: the web view's MySQL side (``init`` prepares the database; ``run`` is the sync worker).
+
+``ACTIONS`` maps each action to its function; an action not built yet is
+refused with a message rather than absent from the parser.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from broker.core.cli_common import add_data_dir
+from broker.core.config import resolve_data_dir
+from broker.core.errors import EmsError
+from sync import web_db
+from sync.mariadb import PrivateMariaDB, private_instance_dir
+from sync.mysql_url import MysqlUrl, redacted
+
+
+def configure(p) -> None:
+    """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
+    p.description = (
+        "init: create (or migrate, never dropping anything) the web view's database, its tables and two MySQL users "
+        "(the sync writer, and the web UI's user, which may only read the snapshot tables and write the web UI's own); "
+        "their passwords are generated into DATA/sync/mysql.json and DATA/web/mysql.json (0600). "
+        "Without --mysql-url it uses the private MariaDB that `ems up` runs in DATA/mysql."
+    )
+    add_data_dir(p)
+    p.add_argument("action", nargs="?", default="run", choices=("run", "init"),
+                   help="init: prepare the database; run (default): the sync worker")
+    p.add_argument("--mysql-url", help="an administrator's URL of an existing MySQL/MariaDB server "
+                                       "(mysql://user:pass@host:port/ or mysql://user@localhost/?unix_socket=PATH)")
+    p.add_argument("--database", default=web_db.DEFAULT_DATABASE, help="database name (default %(default)s)")
+    p.add_argument("--writer-user", default=web_db.DEFAULT_WRITER, help="the sync writer's MySQL user (default %(default)s)")
+    p.add_argument("--web-user", default=web_db.DEFAULT_WEB_USER, help="the web UI's MySQL user (default %(default)s)")
+    p.add_argument("--grant-host", action="append", dest="grant_hosts", metavar="HOST",
+                   help="host the two users connect from (repeatable; default: localhost and 127.0.0.1)")
+    p.set_defaults(run=run, owns_data_dir=True)
+
+
+def admin_url(data_root: Path, mysql_url: str | None) -> MysqlUrl:
+    """``--mysql-url``, else the private instance's administrator (which must be running: ``ems up``)."""
+    if mysql_url:
+        return MysqlUrl.parse(mysql_url)
+    instance = PrivateMariaDB.existing(private_instance_dir(data_root))
+    return instance.admin()
+
+
+def plan_of(args) -> web_db.WebDbPlan:
+    hosts = tuple(args.grant_hosts) if args.grant_hosts else web_db.DEFAULT_HOSTS
+    return web_db.WebDbPlan(database=args.database, writer=args.writer_user, web_user=args.web_user, hosts=hosts)
+
+
+def run_init(args) -> int:
+    """Create or migrate the web view's database and users, and say where the credentials are."""
+    root = resolve_data_dir(args.data_dir)
+    admin = admin_url(root, args.mysql_url)
+    report = web_db.init_web_db(admin, root, plan_of(args))
+    where = redacted(args.mysql_url) if args.mysql_url else f"the private MariaDB ({admin.where()})"
+    print(f"database {report.database} on {where}: "
+          + (f"{report.changes} tables/columns added" if report.changes else "schema current"))
+    for user, path in report.credentials.items():
+        state = "created" if user in report.users_created else "exists"
+        print(f"  user {user} ({state}): credentials in {path}")
+    return 0
+
+
+#: action -> its function (``ems up`` starts the worker when ``run`` is here)
+ACTIONS = {"init": run_init}
+
+
+def run(args) -> int:
+    if args.action not in ACTIONS:
+        raise EmsError(f"`ems sync {args.action}` is not built yet; `ems sync init` prepares the database")
+    return ACTIONS[args.action](args)
