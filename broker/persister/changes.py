@@ -33,7 +33,7 @@ def read_changes(conn: sqlite3.Connection, crypto: SecurityManager, since: dict[
                  max_rows: int = DEFAULT_ROWS, max_bytes: int = DEFAULT_BYTES, count: bool = False) -> dict:
     """One page of changes after ``since`` (table -> watermark; absent = 0).
 
-    Returns ``{"tables": {table: {"upto", "columns", "rows", "deleted"}},
+    Returns ``{"tables": {table: {"upto", "columns", "rows", "deleted", "more"}},
     "more": bool}`` (tables with nothing new are left out), plus ``"total"``
     (rows still to send per table) when ``count`` is asked for: the
     progress bar of a full snapshot.
@@ -85,7 +85,8 @@ def _table_page(conn, crypto, table: str, since: int, max_rows: int, max_bytes: 
     cursor.close()
     if upto == since:
         return None, 0, 0, more
-    return {"upto": upto, "columns": list(columns), "rows": rows, "deleted": deleted}, len(rows) + len(deleted), size, more
+    part = {"upto": upto, "columns": list(columns), "rows": rows, "deleted": deleted, "more": more}
+    return part, len(rows) + len(deleted), size, more
 
 
 def _open(crypto: SecurityManager, table: str, columns: tuple[str, ...], values: list, encrypted: frozenset[str]) -> None:

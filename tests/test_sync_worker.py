@@ -1,0 +1,158 @@
+"""The sync worker against a real MariaDB, a real broker and a real persister.
+
+The store is filled with rows; the worker (a bus service in a thread here;
+a separate process in test_sync_kill.py) must make MySQL equal to it:
+same rows per table (count and a checksum of each key with the column
+that changes when a row is updated), deletions included, sensitive fields
+sealed for the web and nowhere in clear.
+"""
+from __future__ import annotations
+
+import pytest
+
+from broker.core.envelope import Kind
+from broker.core.errors import RemoteError
+from broker.persister.change_log import SYNCED
+from broker.persister.crypto import SecurityManager
+from broker.persister.store import Store
+from sync.mysql_url import connect
+from sync.web_crypto import aad_for
+from tests.conftest import wait_for
+from tests.sync_support import RunningSync, fill, mysql_digests, new_database, store_digests
+from tests.test_persister_bus import RunningPersister
+
+SERVER = "server-a"
+
+
+@pytest.fixture
+def stack(bus, tmp_path, mysql_admin_url):
+    persister = RunningPersister(bus, tmp_path)
+    url = new_database(mysql_admin_url)
+    running = []
+
+    def start_sync(server_id=SERVER, client_id="sync", **kw):
+        s = RunningSync(bus, url, server_id, tmp_path, client_id=client_id, **kw)
+        running.append(s)
+        return s
+
+    yield persister, url, start_sync
+    for s in running:
+        s.stop()
+    persister.stop()
+
+
+def second_store(tmp_path) -> Store:
+    """Another connection to the persister's store (a maintenance tool's)."""
+    return Store(tmp_path / "store.db", SecurityManager(tmp_path / "store-keys.json"))
+
+
+def equal(url, tmp_path, server_id=SERVER):
+    """MySQL holds exactly the store's rows (False while the worker has not created its tables yet)."""
+    import pymysql
+
+    try:
+        return mysql_digests(url, server_id) == store_digests(tmp_path / "store.db")
+    except pymysql.err.ProgrammingError:
+        return False
+
+
+def test_full_snapshot_then_changes_within_seconds_then_deletions(stack, bus, tmp_path):
+    persister, url, start_sync = stack
+    with second_store(tmp_path) as store:
+        fill(store, 3000)
+    start_sync()
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="MySQL to equal the store after the full snapshot")
+    # a record through the real path (agent -> broker -> persister): the long poll brings it without a timer
+    agent = bus.peer("desk-9")
+    agent.publish(Kind.LOG, "", {"level": "WARNING", "logger": "agent", "message": "disk almost full"})
+    wait_for(lambda: _count(url, "snapshot_client_logs", "client_id = 'desk-9'") == 1, 10, what="the new log in MySQL")
+    # a client removed with its cascade, and a retention purge: tombstones propagate
+    with second_store(tmp_path) as store:
+        store.delete_client("desk-1")
+        store.purge({"metrics": 0.0})
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="the deletions in MySQL")
+    assert _count(url, "snapshot_clients", "client_id = 'desk-1'") == 0
+    assert _count(url, "snapshot_metrics", "1") == 0
+    assert _count(url, "snapshot_client_logs", "client_id = 'desk-2'") > 0
+
+
+def test_sensitive_fields_are_sealed_for_the_web_and_open_with_its_key(stack, tmp_path):
+    persister, url, start_sync = stack
+    with second_store(tmp_path) as store:
+        fill(store, 50, marker="TOPSECRET")
+    sync = start_sync()
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="the snapshot")
+    conn = connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, body FROM snapshot_messages WHERE server_id = %s LIMIT 1", (SERVER,))
+        row_id, body = cur.fetchone()
+        cur.execute("SELECT message FROM snapshot_client_logs WHERE server_id = %s", (SERVER,))
+        messages = [r[0] for r in cur.fetchall()]
+    conn.close()
+    assert b"TOPSECRET" not in body and all(b"TOPSECRET" not in m for m in messages)
+    assert b"TOPSECRET" in sync.key.open(body, aad_for("snapshot_messages", "body", SERVER, row_id))
+    with pytest.raises(Exception):  # bound to its row: another row's id does not open it
+        sync.key.open(body, aad_for("snapshot_messages", "body", SERVER, row_id + 1))
+
+
+def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
+    """Two EMS servers (each its own broker, persister and store) sync into one ems_web."""
+    from tests.conftest import Bus
+    from broker.core.config import Timing
+
+    url = new_database(mysql_admin_url)
+    stacks = []
+    try:
+        for name, n in (("server-a", 400), ("server-b", 700)):
+            root = tmp_path / name
+            other = Bus(root, Timing.fast())
+            persister = RunningPersister(other, root)
+            with Store(root / "store.db", SecurityManager(root / "store-keys.json")) as store:
+                fill(store, n, clients=(f"{name}-desk",))
+            stacks.append((other, persister, RunningSync(other, url, name, root), root))
+        for other, _, _, root in stacks:
+            wait_for(lambda: equal(url, root, root.name), 30, interval_s=0.2, what=f"{root.name} in MySQL")
+        assert _count(url, "servers", "1") == 2
+        assert _count(url, "snapshot_client_logs", "server_id = 'server-b'") > _count(url, "snapshot_client_logs", "server_id = 'server-a'")
+    finally:
+        for other, persister, sync, _ in stacks:
+            sync.stop()
+            persister.stop()
+            other.close()
+
+
+def test_sync_now_and_status_over_the_bus_and_only_for_whom_may(stack, bus, tmp_path):
+    persister, url, start_sync = stack
+    with second_store(tmp_path) as store:
+        fill(store, 200)
+    start_sync()
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="the snapshot")
+    viewer, operator = bus.peer("v1", role="viewer"), bus.peer("o1", role="operator")
+    with pytest.raises(RemoteError) as refused:
+        viewer.request("sync.now")
+    assert refused.value.code.name == "FORBIDDEN"
+    before = viewer.request("sync.status")["last_full_sync"]
+    assert before and viewer.request("sync.status")["error"] is None
+    assert operator.request("sync.now")["started"] is True
+    wait_for(lambda: (viewer.request("sync.status")["last_full_sync"] or 0) > before, 30, what="a new full snapshot")
+    assert equal(url, tmp_path)
+    with pytest.raises(RemoteError) as refused:  # the change feed (decrypted rows) is the sync service's only
+        bus.admin.request("store.changes")
+    assert refused.value.code.name == "FORBIDDEN"
+
+
+def _count(url, table: str, where: str) -> int:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM `{table}` WHERE {where}")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_synced_tables_are_mapped():
+    """Every table of the store's change feed has its MySQL table."""
+    from sync.tables import TABLES
+
+    assert set(TABLES) == set(SYNCED)
