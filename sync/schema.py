@@ -261,8 +261,9 @@ def _recorded_version(cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
-def create_tables(conn) -> int:
-    """Create or migrate every table on ``conn`` (a PyMySQL connection to the database).
+def create_tables(conn, tables: dict[str, str] | None = None) -> int:
+    """Create or migrate every table on ``conn`` (a PyMySQL connection to the database),
+    or only ``tables`` (the sync writer migrates the snapshot tables, which it owns).
 
     Idempotent; returns the number of tables and columns it added (0 when
     the schema was current). Raises :class:`SchemaError` for a database
@@ -276,7 +277,7 @@ def create_tables(conn) -> int:
             raise SchemaError(
                 f"database schema version {found} is newer than this EMS's ({SCHEMA_VERSION}): upgrade EMS"
             )
-        for table, ddl in {**SNAPSHOT_TABLES, **WEB_TABLES}.items():
+        for table, ddl in (tables or {**SNAPSHOT_TABLES, **WEB_TABLES}).items():
             existing = _existing_columns(cursor, table)
             if not existing:
                 cursor.execute(ddl)

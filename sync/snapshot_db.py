@@ -60,7 +60,7 @@ class SnapshotDB:
         """Connect, create or migrate the schema, and read this server's state."""
         self.conn = connect(self.url, local_infile=True)
         try:
-            schema.create_tables(self.conn)
+            schema.create_tables(self.conn, schema.SNAPSHOT_TABLES)
             with self.conn.cursor() as cur:
                 cur.execute("INSERT INTO servers (server_id, name, version, updated) VALUES (%s, %s, %s, %s)"
                             " ON DUPLICATE KEY UPDATE name = VALUES(name), version = VALUES(version), updated = VALUES(updated)",

@@ -62,7 +62,7 @@ class SyncWorker:
         self.inflight: tuple[str, dict, float, int] | None = None
         self.retry_s = self.config.retry_min_s
         self.next_try = 0.0
-        self.next_full = 0.0
+        self.next_full = clock() + self.config.full_every_s  # the first full snapshot: when MySQL has none
         self.full_wanted = False
         self.progress = {"done": 0, "total": 0}
         self.status = {"last_error": None, "error_since": None, "last_page": None, "pages": 0, "rows": 0}
