@@ -31,6 +31,8 @@ from sync.web_crypto import WebKey
 
 log = logging.getLogger(__name__)
 
+#: PyMySQL's codes for a connection lost under a query (server gone, killed, timed out)
+LOST_CONNECTION = (2006, 2013, 2014)
 #: tombstones deleted per statement
 DELETE_CHUNK = 1000
 
@@ -192,4 +194,7 @@ class SnapshotDB:
             except Exception:  # the connection is gone: the server rolled back
                 pass
             self.close()
+            if getattr(exc, "args", None) and exc.args[0] in LOST_CONNECTION:
+                raise MysqlError(f"lost the connection to MySQL at {self.url.where()} in the middle of a page "
+                                 f"(rolled back, nothing half-written; retrying): {exc.args[-1]}") from exc
             raise self._error(exc) from exc

@@ -65,7 +65,7 @@ class SyncWorker:
         self.next_full = clock() + self.config.full_every_s  # the first full snapshot: when MySQL has none
         self.full_wanted = False
         self.progress = {"done": 0, "total": 0}
-        self.status = {"last_error": None, "error_since": None, "last_page": None, "pages": 0, "rows": 0}
+        self.status = {"last_error": None, "error_since": None, "last_page": None, "pages": 0, "rows": 0, "failures": 0}
 
     def stop(self) -> None:
         self._stopping = True
@@ -115,6 +115,7 @@ class SyncWorker:
         if self.status["last_error"] != str(exc):
             log.error("sync paused: %s (retrying with back-off; the bus side is unaffected, nothing is lost)", exc)
         self.status["last_error"] = str(exc)
+        self.status["failures"] += 1
         self.status["error_since"] = self.status["error_since"] or time.time()
         self.db.close()
         self.inflight = None

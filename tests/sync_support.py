@@ -120,11 +120,14 @@ def save_profile(bus, data_root: Path) -> None:
 class RunningSync:
     """A sync worker in a thread on ``bus`` into ``url``, as server ``server_id``."""
 
-    def __init__(self, bus, url: MysqlUrl, server_id: str, root: Path, client_id: str = "sync", config: SyncConfig | None = None):
+    def __init__(self, bus, url: MysqlUrl, server_id: str, root: Path, client_id: str = "sync", config: SyncConfig | None = None,
+                 db_class=SnapshotDB, **db_attrs):
         pair = bus.enrol(client_id, role="service")
         client = bus.client(pair, hello={"client_id": client_id}, ready=False)
         self.key = WebKey.load_or_create(key_path(root))
-        self.db = SnapshotDB(url, server_id, self.key, server_name=client_id)
+        self.db = db_class(url, server_id, self.key, server_name=client_id)
+        for name, value in db_attrs.items():
+            setattr(self.db, name, value)
         self.worker = SyncWorker(client, self.db, config or SyncConfig(wait_s=1.0))
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
