@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sync import schema
+from sync import bulk_load, schema
 from sync.mysql_url import MysqlError, MysqlUrl, connect, explain
 from sync.tables import TABLES, converter
 from sync.web_crypto import WebKey
@@ -56,6 +56,8 @@ class SnapshotDB:
         self.server_name, self.version = server_name, version
         self.conn = None
         self.state: dict[str, TableState] = {}
+        #: big pages go through LOAD DATA LOCAL INFILE until the server refuses it
+        self.bulk = True
 
     # -- connection ----------------------------------------------------------------
     def open(self) -> None:
@@ -157,11 +159,19 @@ class SnapshotDB:
         spec = TABLES[table]
         if part["rows"]:
             convert = converter(table, part["columns"], self.web_key, self.server_id, self.state[table].full_gen)
-            columns = spec.mysql_columns()
-            names = ", ".join(f"`{c}`" for c in columns)
-            updates = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in columns[1:] if c != spec.mysql_key)
-            cur.executemany(f"INSERT INTO `{spec.mysql}` ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
-                            f" ON DUPLICATE KEY UPDATE {updates}", [convert(r) for r in part["rows"]])
+            rows, columns = [convert(r) for r in part["rows"]], spec.mysql_columns()
+            if self.bulk and len(rows) >= bulk_load.MIN_ROWS:
+                try:
+                    bulk_load.load(cur, spec.mysql, columns, rows)
+                    rows = []
+                except bulk_load.LoadRefused as exc:
+                    log.warning("LOAD DATA LOCAL INFILE refused (%s): multi-row inserts from now on", exc)
+                    self.bulk = False
+            if rows:
+                names = ", ".join(f"`{c}`" for c in columns)
+                updates = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in columns[1:] if c != spec.mysql_key)
+                cur.executemany(f"INSERT INTO `{spec.mysql}` ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+                                f" ON DUPLICATE KEY UPDATE {updates}", rows)
         deleted = part["deleted"]
         for start in range(0, len(deleted), DELETE_CHUNK):
             chunk = deleted[start:start + DELETE_CHUNK]

@@ -136,10 +136,14 @@ class SyncWorker:
             self.next_full = now + self.config.full_every_s
 
     # -- the change feed ---------------------------------------------------------------
-    def _ask(self) -> None:
-        marks = self.db.watermarks()
-        args = {"since": marks, "acked": marks, "max_rows": self.config.page_rows, "max_bytes": self.config.page_bytes,
-                "wait_s": 0.0 if self.db.full_running else self.config.wait_s,
+    def _ask(self, ahead: dict | None = None) -> None:
+        """Request the page after the committed watermarks, or after ``ahead`` (the page about to be
+        written: the next one is read while this one is written; tombstones are only forgotten up to
+        what is committed)."""
+        acked = self.db.watermarks()
+        marks = {**acked, **(ahead or {})}
+        args = {"since": marks, "acked": acked, "max_rows": self.config.page_rows, "max_bytes": self.config.page_bytes,
+                "wait_s": 0.0 if self.db.full_running or ahead else self.config.wait_s,
                 "count": self.db.full_running and self.progress["total"] == 0}
         try:
             msg_id = self.bus.send(Kind.REQUEST, data={"op": "store.changes", "args": args}, msg_id=new_id())
@@ -161,7 +165,10 @@ class SyncWorker:
                 self.inflight = ("", basis, self.clock() + self.config.retry_min_s, self.bus.generation)
                 return
             if basis == self.db.watermarks() and self.db.connected:  # else a full snapshot began meanwhile: ask again
-                self._apply(env.data())
+                page = env.data()
+                if page.get("more"):
+                    self._ask(ahead={t: part["upto"] for t, part in page["tables"].items()})
+                self._apply(page)
 
     def _apply(self, page: dict) -> None:
         total = page.get("total")

@@ -328,7 +328,6 @@ class Persister:
             if wants_ack and (key in durable or key in rejected):  # a rejected record will never fit: ack so it is not resent forever
                 acks[record.client_id].append(record.msg_id)
         self.batch = []
-        self.feed.committed()
         if self._journal_upto:
             self._ack_journal()
         for client_id, ids in acks.items():
@@ -338,6 +337,7 @@ class Persister:
                 except EmsError as exc:  # the agent resends; the store deduplicates
                     self.stats["ack_send_failed"] += 1
                     log.debug("ack to %s not sent: %s", client_id, exc)
+        self.feed.committed()  # after the ACKs: agents' outboxes first
 
     def _pull_journal(self) -> None:
         """Take the broker's own records that the store does not have yet."""
