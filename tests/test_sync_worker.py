@@ -8,6 +8,8 @@ sealed for the web and nowhere in clear.
 """
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from broker.core.envelope import Kind
@@ -16,7 +18,7 @@ from broker.persister.change_log import SYNCED
 from broker.persister.crypto import SecurityManager
 from broker.persister.store import Store
 from sync.mysql_url import connect
-from sync.web_crypto import aad_for
+from sync.web_crypto import aad_for, key_path
 from tests.conftest import wait_for
 from tests.sync_support import RunningSync, fill, mysql_digests, new_database, store_digests
 from tests.test_persister_bus import RunningPersister
@@ -93,6 +95,24 @@ def test_sensitive_fields_are_sealed_for_the_web_and_open_with_its_key(stack, tm
     assert b"TOPSECRET" in sync.key.open(body, aad_for("snapshot_messages", "body", SERVER, row_id))
     with pytest.raises(Exception):  # bound to its row: another row's id does not open it
         sync.key.open(body, aad_for("snapshot_messages", "body", SERVER, row_id + 1))
+    # the web UI's way (docs/architecture.md): PHP's openssl with the key file
+    blob_file = tmp_path / "blob"
+    blob_file.write_bytes(body)
+    php = PHP_OPEN.replace("KEYFILE", str(key_path(tmp_path))).replace("BLOBFILE", str(blob_file))
+    opened = subprocess.run(["php", "-r", php.replace("AAD", f"snapshot_messages:body:{SERVER}:{row_id}")],
+                            capture_output=True, text=True, timeout=30)
+    assert "TOPSECRET" in opened.stdout, opened.stderr
+    moved = subprocess.run(["php", "-r", php.replace("AAD", f"snapshot_messages:body:{SERVER}:{row_id + 1}")],
+                           capture_output=True, text=True, timeout=30)
+    assert moved.stdout == "false"
+
+
+PHP_OPEN = """
+$key = base64_decode(trim(file_get_contents('KEYFILE')), true);
+$blob = file_get_contents('BLOBFILE');
+$plain = openssl_decrypt(substr($blob, 13, -16), 'aes-256-gcm', $key, OPENSSL_RAW_DATA, substr($blob, 1, 12), substr($blob, -16), 'AAD');
+echo $plain === false ? 'false' : $plain;
+"""
 
 
 def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
