@@ -46,7 +46,7 @@ chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen) and of the employee's indicator and consent prompt (Xvfb) in docs/screenshots/
 	$(PYTHON) -m bench.harness.screenshots docs/screenshots
-	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py
+	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py tests/test_access_log_window.py
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

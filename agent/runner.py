@@ -218,10 +218,15 @@ class Agent:
             log.warning("could not send the result of %s now (%s); the broker will re-deliver", cmd_id, exc)
 
 
+#: the start notice: what EMS is here, what the employee is told, and where to read what IT did
+START_NOTICE = ("Your IT team can support this computer remotely. Each time someone views your screen, takes control "
+                "or copies files, you are told who and why, and an EMS bar (or tray icon) stays on screen while it lasts. "
+                "Everything IT did: the bar's Access log button, or the command ems agent access-log.")
+
+
 def start_notice_text(policy: LocalPolicy) -> str:
     """What the employee is told when the agent starts (and whether application usage is recorded)."""
-    text = (f"EMS agent {AGENT_VERSION} is running; this computer can be monitored by your IT team. "
-            "What they did: the access log (ems agent access-log).")
+    text = START_NOTICE
     if policy.window_usage:
         text += " This computer's policy also records which application is in front (its name, never what you type)."
     return text

@@ -38,7 +38,7 @@ from broker.core.client import BusClient
 from broker.core.config import ENROL_TOKEN_ENV, ClientConfig
 from broker.core.envelope import Kind
 from broker.core.errors import EmsError
-from broker.cli.local_stack import operator_name
+from broker.cli.local_stack import operator_id
 
 AGENT_ID = "netcut-agent"
 STREAM_PREFIX = "netcut"  # the streaming agent is netcut-000
@@ -148,7 +148,7 @@ def _stored(stack: ServerStack, events: int) -> tuple[int, int, int]:
 
 def _operator(stack: ServerStack, heartbeat_s: float) -> BusClient:
     op = BusClient(ClientConfig(server=stack.bind, server_key=stack.broker_key, timing=timing_for(heartbeat_s)),
-                   keyfiles.load(stack.data.keys, "operator"), hello={"client_id": operator_name()})
+                   keyfiles.load(stack.data.keys, "operator"), hello={"client_id": operator_id()})
     op.connect()
     try:
         op.wait_ready(30)
@@ -166,7 +166,8 @@ def _agent_proc(ns: NetNamespace, stack: ServerStack, heartbeat_s: float) -> Pro
     """A real ``ems agent`` inside the namespace, enrolled by token."""
     argv = [sys.executable, "-m", "broker.cli.main", "agent", "--data-dir", str(stack.root / "agent"),
             "--server", stack.bind, "--server-key", str(stack.data.keys / "broker.public"),
-            "--id", AGENT_ID, "--label", "network cut", "--heartbeat-s", str(heartbeat_s)]
+            "--id", AGENT_ID, "--label", "network cut", "--heartbeat-s", str(heartbeat_s),
+            "--access-dir", str(stack.root / "agent" / "access")]
     return Proc("agent", ns.command(argv), stack.logs / "agent.log", env={ENROL_TOKEN_ENV: ENROL_TOKEN})
 
 

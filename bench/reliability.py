@@ -60,7 +60,7 @@ from broker.core.client import BusClient, RateLimited
 from broker.core.config import ClientConfig
 from broker.core.envelope import Kind
 from broker.core.errors import EmsError, SendError
-from broker.cli.local_stack import operator_name
+from broker.cli.local_stack import operator_id
 from broker.server.registry import KeyRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def client_for(stack: ServerStack, pair: keyfiles.KeyPair, client_id: str, hb: f
 
 
 def operator(stack: ServerStack) -> BusClient:
-    return client_for(stack, keyfiles.load(stack.data.keys, "operator"), operator_name())
+    return client_for(stack, keyfiles.load(stack.data.keys, "operator"), operator_id())
 
 
 def wait_broker(stack: ServerStack, timeout_s: float = 20.0) -> None:

@@ -194,6 +194,7 @@ class SyncWorker:
             op = request.get("op") if isinstance(request, dict) else None
             if op == "sync.now":
                 self.full_wanted = not self.db.full_running
+                log.info("full snapshot asked for by %s", _asker(request))
                 result = {"started": True, "already_running": self.db.full_running}
             elif op == "sync.status":
                 result = self.snapshot_status()
@@ -225,6 +226,15 @@ class SyncWorker:
             "error_since": self.status["error_since"],
             "watermarks": self.db.watermarks(),
         }
+
+
+def _asker(request: dict) -> str:
+    """Who asked (the requester's key, and the person a vouching service names), for the log."""
+    requester, args = request.get("requester") or {}, request.get("args") or {}
+    person = args.get("operator") if isinstance(args, dict) else None
+    name = person.get("name") if isinstance(person, dict) else None
+    reason = args.get("reason") if isinstance(args, dict) else None
+    return f"{requester.get('client_id', '?')}" + (f" for {name}" if name else "") + (f" ({reason})" if reason else "")
 
 
 def _error_text(env: Envelope) -> str:

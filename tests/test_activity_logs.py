@@ -33,6 +33,7 @@ def test_changes_between_two_snapshots():
 
 def test_the_start_notice_says_when_application_usage_is_recorded():
     assert "application" not in start_notice_text(LocalPolicy())
+    assert "Access log button" in start_notice_text(LocalPolicy()) and "ems agent access-log" in start_notice_text(LocalPolicy())
     assert "which application is in front" in start_notice_text(LocalPolicy(window_usage=True))
 
 

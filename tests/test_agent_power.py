@@ -177,7 +177,7 @@ def test_reboot_handler_notifies_the_user_first_and_runs_nothing_in_dry_run(ctx)
     [(title, text)] = ctx.notices
     assert title == "This computer will restart"
     assert text.startswith("[test only, nothing will happen] op-bob will restart this computer in 2 minutes.")
-    assert "Reason: kernel update" in text and result["notice"] == text
+    assert "Reason given: kernel update." in text and result["notice"] == text
 
 
 def test_handlers_on_this_machine_follow_the_policy_dry_run(ctx):

@@ -13,6 +13,7 @@ import queue
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -183,10 +184,23 @@ def test_session_open_and_close_show_notices_and_write_the_access_log(control, a
     wait_for(lambda: windows_named("^EMS notice: Remote control ended$"), what="the end notice")
     lines = agent.lines()
     assert len([l for l in lines if "Remote control started" in l]) == 1
-    assert lines[0].endswith("Remote control started  alice is now controlling your screen: printer ticket 7")
+    assert lines[0].endswith("Remote control started  alice is now controlling your screen. Reason given: printer ticket 7.")
     assert lines[-2].endswith("Remote control ended  alice is no longer controlling your screen: fixed")
     assert [(e.kind, e.operator, e.reason) for e in agent.access.entries() if e.kind.startswith("control.")] == [
         ("control.start", "alice", "printer ticket 7"), ("control.end", "alice", "printer ticket 7")]
+
+
+def test_the_employee_reads_the_person_not_the_key_id_from_start_to_end(control, agent):
+    """The broker stamps the key's display name: every line the employee reads names
+    "Jane Doe", the end of the session too, and never the key id "jane-key"."""
+    jane = replace(agent.as_operator("jane-key"), operator_name="Jane Doe")
+    control.open({"reason": "ticket 12"}, jane)
+    control.end({}, jane)
+    control.open({"reason": "ticket 13"}, jane)
+    control.close(jane)  # the agent stops
+    entries = [e for e in agent.access.entries() if e.kind.startswith("control.")]
+    assert [(e.kind, e.operator) for e in entries] == [("control.start", "Jane Doe"), ("control.end", "Jane Doe")] * 2
+    assert "jane-key" not in agent.access.read()
 
 
 def test_input_is_refused_outside_a_session_and_from_another_operator(control, agent):

@@ -298,7 +298,7 @@ def test_the_server_cannot_skip_consent(asking_desk):
         pending.result(timeout=15)
     [event] = [data for kind, name, data in asking_desk.agent.reports if kind is Kind.SECURITY]
     assert event == {"event": "consent_skip_refused", "access": "remote_control", "operator": "jane"}
-    assert "consent skipping refused  jane asked to skip your consent for remote control" in asking_desk.agent.access.read()
+    assert "consent skipping refused  Jane Doe asked to skip your consent for remote control" in asking_desk.agent.access.read()
 
 
 def test_live_view_can_wait_for_consent_and_renewals_are_not_asked_again(x_env, tmp_path):

@@ -99,7 +99,7 @@ def test_consent_is_asked_only_where_policy_or_the_request_wants_it(headless):
     with pytest.raises(CommandError, match=f"^{NO_ANSWER}$"):
         require_consent(ctx, LIVE_VIEW, {}, Answers("timeout"))
     lines = headless.lines()
-    assert "Live view declined  You declined: jane cannot view your screen. (Reason given: r)" in lines[-2]
+    assert "Live view declined  You declined: jane cannot view your screen. Reason given: r." in lines[-2]
     assert "there was no answer within 12 s, so the answer is no" in lines[-1]
 
 

@@ -68,3 +68,18 @@ def test_each_breach_is_caught(tree_copy, path, line, contract):
     assert result.returncode != 0, f"lint-imports let `{line}` in {path} through:\n{result.stdout}"
     broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
     assert any(contract.split()[0:3] == row.split()[0:3] for row in broken) or contract in result.stdout, result.stdout
+
+
+def test_no_import_cycles():
+    """Tried: every module of the product against every other (imports under TYPE_CHECKING left out, as they
+    never run). A cycle is a pair of modules that cannot be understood, tested or moved apart."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES[:-1], include_external_packages=False, exclude_type_checking_imports=True,
+                              cache_dir=None)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if module < imported and graph.chain_exists(imported=module, importer=imported):
+                cycles.append(f"{module} <-> {imported}")
+    assert cycles == [], "import cycles:\n" + "\n".join(cycles)

@@ -164,10 +164,12 @@ def test_expired_command_is_never_run(stack):
 def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     """`ems up` prepares the data dir, runs broker + local agent, accepts the
     local agent, writes the operator profile (so `ems status/send/keys` need
-    no flags), restarts a SIGKILLed broker, and stops everything on SIGTERM."""
-    data_dir = tmp_path / "var"
+    no flags), names the local operator as a person (the employee reads
+    "Jane Doe", not the key id), restarts a SIGKILLed broker, and stops
+    everything on SIGTERM."""
+    data_dir, access_dir = tmp_path / "var", tmp_path / "access"
     up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", HEARTBEAT,
-                   env={"EMS_ADMIN_TOKEN": ""})
+                   "--operator-name", "Jane Doe", env={"EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(access_dir)})
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "broker.cli.main", *args, "--data-dir", str(data_dir)],
@@ -198,6 +200,16 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     states = {k["client_id"]: (k["role"], k["state"]) for k in json.loads(res.stdout)}
     assert states[agent_id] == ("agent", "accepted")
     assert ("admin", "accepted") in states.values()
+    admin = next(k for k in json.loads(res.stdout) if k["role"] == "admin")
+    assert admin["name"] == "Jane Doe" and admin["client_id"] != "Jane Doe"
+    assert f'ems keys name {admin["client_id"]} "Your Name"' in up.log_path.read_text()  # the banner says how to change it
+
+    res = cli("send", agent_id, "files.list", "path=/", "--reason", "ticket 9", "--wait", "--json")
+    assert json.loads(res.stdout)["status"] == "failed"  # no folder is shared: refused, and logged for the employee
+    told = subprocess.run([sys.executable, "-m", "broker.cli.main", "agent", "access-log"], capture_output=True, text=True,
+                          timeout=30, env={**os.environ, "EMS_ACCESS_DIR": str(access_dir)}).stdout
+    assert "Jane Doe tried to list the folder /" in told and "Reason: ticket 9." in told, told
+    assert admin["client_id"] not in told, told
 
     broker_pid = int(subprocess.run(["pgrep", "-f", f"broker --data-dir {data_dir}"], capture_output=True, text=True).stdout.split()[0])
     subprocess.run(["kill", "-9", str(broker_pid)], check=True)
@@ -228,7 +240,7 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
     wait_for(lambda: any(a["state"] == "online" for a in op.request("agents") if a["client_id"] == "agent-p"), 30, what="agent online (a cold start of a Python process under load)")
 
     def run(name, **args):
-        first = op.send_command("agent-p", name, args)
+        first = op.send_command("agent-p", name, {"reason": "ticket 12", **args})  # the broker requires one
         return op.wait_result(first["id"], timeout_s=60)
 
     listing = run("files.list", path=str(shared), reason="ticket 12: the report")

@@ -128,7 +128,7 @@ def test_first_update_is_the_whole_screen_and_reproduces_it(view, agent):
     assert canvas.apply(first) == protocol.APPLIED
     assert close_to(canvas.pixel(200, 160), RED) and close_to(canvas.pixel(475, 350), GREEN)
     assert close_to(canvas.pixel(20, 20), (0x20, 0x20, 0x20))
-    assert agent.notices == [("Live view started", "op-a is viewing your screen (reason: ticket 7)")]
+    assert agent.notices == [("Live view started", "op-a is viewing your screen. Reason given: ticket 7.")]
     [entry] = [e for e in agent.access.entries() if e.kind == "live_view.start"]
     assert (entry.operator, entry.reason) == ("op-a", "ticket 7")
 
@@ -200,9 +200,9 @@ def test_leases_expire_renew_and_stop_with_notices(view, agent, clock):
     assert [u.full for u in updates(view.tick())] in ([], [False])
     clock.advance(6)  # now +10: op-a's renewed lease ran to +9, op-b's to +10
     bodies = updates(view.tick())
-    assert view.watchers == {} and bodies[-1].end == "lease expired"
-    assert ("Live view ended", "op-a stopped viewing your screen (lease expired)") in agent.notices
-    assert ("Live view ended", "op-b stopped viewing your screen (lease expired)") in agent.notices
+    assert view.watchers == {} and bodies[-1].end == "the viewer closed or lost its connection"
+    assert ("Live view ended", "op-a stopped viewing your screen (the viewer closed or lost its connection)") in agent.notices
+    assert ("Live view ended", "op-b stopped viewing your screen (the viewer closed or lost its connection)") in agent.notices
     assert view.wait_s() is None
     clock.advance(1)
     assert view.tick() == []  # nobody watches: nothing is grabbed or sent
@@ -332,7 +332,7 @@ def test_a_request_to_hide_the_start_notice_is_refused_and_reported(pattern, age
         screen.live_start({"silent": True}, agent.as_operator("op-sneaky"))
     finally:
         screen.close(agent.ctx)
-    assert agent.notices[0] == ("Live view started", "op-sneaky is viewing your screen")
+    assert agent.notices[0] == ("Live view started", "op-sneaky is viewing your screen. No reason was given.")
     assert "notice silencing refused" in agent.access.read()
     [(kind, name, data)] = agent.reported
     assert name == "notice_silence_refused" and data["operator"] == "op-sneaky" and data["notice"] == "live_view"

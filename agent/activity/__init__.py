@@ -12,6 +12,7 @@ only when the local policy turns ``window_usage`` on (off by default, and
 then the start notice says so).
 """
 from agent.activity.monitor import ActivityMonitor
-from agent.activity.session import NullSource, SessionSource, SessionState, changes, select_source
+from agent.activity.platforms import select_source
+from agent.activity.session import NullSource, SessionSource, SessionState, changes
 
 __all__ = ["ActivityMonitor", "NullSource", "SessionSource", "SessionState", "changes", "select_source"]

@@ -23,7 +23,8 @@ from datetime import datetime
 
 from agent.access_log import NOTICE, AccessEntry
 from agent.access_summary import THUMBNAIL_GAP
-from agent.activity.session import SessionSource, SessionState, changes, select_source
+from agent.activity.platforms import select_source
+from agent.activity.session import SessionSource, SessionState, changes
 from agent.capability import Capability
 from agent.context import AgentContext, LocalPolicy
 from broker.core.envelope import Kind

@@ -85,11 +85,3 @@ def changes(before: SessionState, after: SessionState, idle_after_s: float) -> l
 def _idle(state: SessionState, idle_after_s: float) -> bool | None:
     return None if state.idle_s is None else state.idle_s >= idle_after_s
 
-
-def select_source(window_usage: bool = False) -> SessionSource:
-    """The session source of this platform (``window_usage``: also the application in front)."""
-    if sys.platform.startswith("linux"):
-        from agent.activity.linux import LinuxSessionSource  # noqa: PLC0415 - Linux only
-
-        return LinuxSessionSource(window_usage=window_usage)
-    return NullSource()

@@ -27,7 +27,7 @@ from agent.control.events import FrameMapper, frame_size, parse_events, region
 from agent.control.sessions import NOT_OPEN, ControlSession, ControlSessions
 from agent.notice import announce, has_display
 from agent.notice.text import one_line
-from agent.notice.who import operator_label
+from agent.notice.who import operator_label, reason_sentence
 from broker.core.vocabulary import MAX_REASON_CHARS, reason_too_long
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class RemoteControl(Capability):
             who = operator_label(ctx)
             session, new = self.sessions.open(operator, reason, who)
             if new:
-                announce(ctx, NOTICE_KIND, "Remote control started", f"{who} is now controlling your screen: {reason}", args)
+                announce(ctx, NOTICE_KIND, "Remote control started", f"{who} is now controlling your screen. {reason_sentence(reason)}", args)
                 ctx.accesses.begin(NOTICE_KIND, operator, reason, session.session_id, who)
                 ctx.access_log("remote control started", operator=who, reason=reason, kind="control.start")
                 log.info("remote-control session %s opened by %s", session.session_id, operator)
@@ -174,7 +174,7 @@ class RemoteControl(Capability):
     def _ended(self, ctx: AgentContext, session: ControlSession, text: str, args: dict) -> None:
         ctx.accesses.end(NOTICE_KIND, session.operator, session.session_id)
         announce(ctx, NOTICE_KIND, "Remote control ended", text, args)
-        ctx.access_log("remote control ended", text, operator=session.operator, reason=session.reason, kind="control.end")
+        ctx.access_log("remote control ended", text, operator=session.who, reason=session.reason, kind="control.end")
         log.info("remote-control session %s of %s ended after %.0f s", session.session_id, session.operator, time.time() - session.opened_at)
 
 

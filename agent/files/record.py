@@ -14,7 +14,7 @@ from typing import Any
 from agent.accesses import FILE_TRANSFER
 from agent.context import AgentContext, CommandError
 from agent.notice.policy import announce
-from agent.notice.who import access_reason, operator_label
+from agent.notice.who import access_reason, operator_label, reason_sentence
 from agent.outbox import Priority
 from broker.core.envelope import Kind
 
@@ -54,15 +54,16 @@ def audited(op: str) -> Callable:
         def handler(args: dict, ctx: AgentContext) -> dict:
             raw = args.get("path") if isinstance(args, dict) else None
             record: dict[str, Any] = {"op": op, "path": raw if type(raw) is str and raw else repr(raw), "size": None}
+            reason = access_reason(ctx, args if isinstance(args, dict) else {})
             try:
                 if not isinstance(args, dict):
                     raise CommandError("arguments must be a map")
                 result = body(args, ctx, record)
             except Exception as exc:
                 error = str(exc) if isinstance(exc, CommandError) else f"{type(exc).__name__}: {exc}"
-                _keep_record(ctx, record, False, error)
+                _keep_record(ctx, record, False, error, reason)
                 raise
-            _keep_record(ctx, record, True, None)
+            _keep_record(ctx, record, True, None, reason)
             if op in TRANSFER_OPS:
                 _shown(ctx, args, op, record["path"])
             return result
@@ -78,11 +79,10 @@ def _shown(ctx: AgentContext, args: dict, op: str, path: str) -> None:
     _access, started = ctx.accesses.touch(FILE_TRANSFER, ctx.operator, reason, who)
     if started:
         what = "copying a file from this computer" if op == "download" else "copying a file to this computer"
-        why = f"Reason given: {reason}" if reason else "No reason was given"
-        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {why}.", args)
+        announce(ctx, FILE_TRANSFER, "Files transferred", f"{who} is {what}: {path}. {reason_sentence(reason)}", args)
 
 
-def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -> None:
+def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None, reason: str) -> None:
     data = {**record, "ok": ok, "error": error, "operator": ctx.operator, "command": ctx.command_id}
     try:
         ctx.report(Kind.EVENT, "fileop", data, priority=Priority.IMPORTANT)
@@ -90,6 +90,6 @@ def _keep_record(ctx: AgentContext, record: dict, ok: bool, error: str | None) -
         log.error("could not keep the record of file %s %s: %s", record["op"], record["path"], exc)
     detail = record["path"] + ("" if ok else f" (refused: {error})")
     try:
-        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator_label)
+        ctx.access_log(f"file {record['op']}", detail, operator=ctx.operator_label, reason=reason)
     except Exception as exc:  # noqa: BLE001 - as above
         log.error("could not write the access log: %s", exc)

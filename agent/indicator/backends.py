@@ -1,9 +1,9 @@
 """Where the indicator appears: one small interface, one backend per desktop capability.
 
 * A desktop with a system tray (an XEmbed tray owning ``_NET_SYSTEM_TRAY_S<n>``,
-  or a StatusNotifierWatcher on the session bus) and Qt installed: a tray
-  icon (:mod:`agent.indicator.tray`) whose menu names who and why, with End
-  and Access log. If the tray turns out unusable the child says so and the
+  or a StatusNotifierWatcher on the session bus) and pystray installed: a
+  tray icon (:mod:`agent.indicator.tray`) whose menu names who and why, with
+  End and Access log. If the tray turns out unusable the child says so and the
   bar takes over.
 * Any other display (Xvfb has no tray), or ``indicator: "bar"`` in the
   local policy: the privacy bar (:mod:`agent.indicator.bar`).
@@ -184,7 +184,7 @@ def select_indicator(style: str = "auto", env: Mapping[str, str] | None = None, 
     platform = sys.platform if platform is None else platform
     if not gui_available(env, platform):
         return LogOnlyIndicator()
-    qt = importlib.util.find_spec("PySide6") is not None
-    if style == "auto" and platform not in ("win32", "darwin") and qt and tray_available(env):
+    pystray = importlib.util.find_spec("pystray") is not None
+    if style == "auto" and platform not in ("win32", "darwin") and pystray and tray_available(env):
         return tray()
     return bar()

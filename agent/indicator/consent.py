@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from agent.context import AgentContext, CommandError
 from agent.notice.display import child_env, gui_available, module_argv
 from agent.notice.text import clip
-from agent.notice.who import access_reason, operator_label
+from agent.notice.who import access_reason, operator_label, reason_sentence
 from broker.core.envelope import Kind
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def require_consent(ctx: AgentContext, kind: str, args: Mapping, ask: Ask | None
         ctx.access_log(f"{what} allowed", f"you allowed {who}" + (f" (reason: {reason})" if reason else ""))
         return
     if answer == "decline":
-        ctx.notify(f"{what.capitalize()} declined", f"You declined: {who} cannot {WANTS_TO.get(kind, 'access this computer')}."
-                   + (f" (Reason given: {reason})" if reason else ""))
+        ctx.notify(f"{what.capitalize()} declined", f"You declined: {who} cannot {WANTS_TO.get(kind, 'access this computer')}. "
+                   + reason_sentence(reason))
         raise CommandError(DECLINED)
     ctx.notify(f"{what.capitalize()} not allowed", f"{who} asked to {WANTS_TO.get(kind, 'access this computer')}; "
                f"there was no answer within {ctx.policy.consent_timeout_s:g} s, so the answer is no.")
@@ -89,7 +89,7 @@ def ask_on_screen(question: str, reason: str, timeout_s: float) -> str:
 
 
 def _refuse_skip(ctx: AgentContext, kind: str) -> None:
-    who = ctx.operator or "the server"
+    who = operator_label(ctx) if ctx.operator else "the server"
     if kind in ctx.policy.ask_before:
         ctx.access_log("consent skipping refused",
                        f"{who} asked to skip your consent for {kind.replace('_', ' ')}; this computer's local policy requires it")

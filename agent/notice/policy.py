@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from agent.context import AgentContext
 from agent.notice.text import one_line
+from agent.notice.who import operator_label
 from broker.core.envelope import Kind
 
 #: the access-log entry written when a server asks to hide a notice this computer makes mandatory
@@ -43,7 +44,7 @@ def announce(ctx: AgentContext, kind: str, title: str, text: str, args: Mapping 
         ctx.notify(title, text)
         return True
     if kind in ctx.policy.mandatory_notices:
-        who = ctx.operator or "the server"
+        who = operator_label(ctx) if ctx.operator else "the server"
         ctx.access_log(SILENCE_REFUSED, f"the {kind!r} notice is mandatory on this computer", operator=who)
         _report_refusal(ctx, kind)
         ctx.notify(title, text)

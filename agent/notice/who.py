@@ -22,6 +22,12 @@ def operator_label(ctx: Any) -> str:
     return one_line(label)
 
 
+def reason_sentence(reason: str) -> str:
+    """The reason as every notice ends: "Reason given: ticket 4711." or "No reason was given."."""
+    reason = one_line(reason or "")[:SHOWN_REASON_CHARS]
+    return f"Reason given: {reason}." if reason else "No reason was given."
+
+
 def access_reason(ctx: Any, args: Mapping | None = None) -> str:
     """The reason given for this access: the broker's stamp, else the command's ``reason`` argument."""
     stamped = getattr(ctx, "reason", "")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from agent.capability import Capability, Handler
 from agent.context import AgentContext, CommandError
+from agent.notice.who import access_reason, reason_sentence
 from agent.power.executor import PowerExecutor
 from agent.power.plans import DEFAULT_DELAY_S, Action
 
@@ -65,7 +66,8 @@ class Power(Capability):
         """Install all pending OS updates non-interactively; does not reboot by itself."""
         executor = self._executor(ctx)
         plan = executor.plan(Action.UPDATE_APPLY)
-        notice = f"{ctx.operator_label} is installing operating system updates on this computer."
+        notice = (f"{ctx.operator_label} is installing operating system updates on this computer. "
+                  + reason_sentence(access_reason(ctx, args)))
         ctx.notify("Installing updates", f"{DRY_RUN_LABEL} {notice}" if executor.dry_run else notice)
         return executor.execute(plan)
 
@@ -79,8 +81,8 @@ class Power(Capability):
         plan = executor.plan(action, delay, message=f"EMS: your IT team will {verb} this computer. {reason}".strip())
         who = ctx.operator_label
         notice = (
-            f"{who} will {verb} this computer in {delay_text(plan.delay_s or 0)}. Please save your work."
-            + (f" Reason: {reason}" if reason else "")
+            f"{who} will {verb} this computer in {delay_text(plan.delay_s or 0)}. Please save your work. "
+            + reason_sentence(reason)
         )
         if executor.dry_run:
             notice = f"{DRY_RUN_LABEL} {notice}"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from agent.context import MAX_CAPTURES_PER_MINUTE, LocalPolicy
+from agent.notice.who import reason_sentence
 from agent.screen.gate import LookGate
 
 #: the command's name and the gate's
@@ -30,5 +31,5 @@ def make_gate(policy: LocalPolicy, clock: Callable[[], float] = time.monotonic) 
 
 def notice_text(operator: str, reason: str, width: int, height: int) -> tuple[str, str]:
     """The notice's title and text: who took a picture of the screen, why, and where it goes."""
-    why = f"Reason given: {reason}" if reason.strip() else "No reason was given"
-    return ("Screen captured", f"{operator} took a picture of your screen ({width}x{height}); it is stored on the server. {why}.")
+    return ("Screen captured",
+            f"{operator} took a picture of your screen ({width}x{height}); it is stored on the server. {reason_sentence(reason)}")

@@ -184,7 +184,7 @@ class Screen(Capability):
         operator = operator_label(ctx)
         ctx.accesses.touch(THUMBNAILS, ctx.operator, reason, operator)  # the indicator stays up while they continue
         if gate.notice_due(operator):
-            announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate), args)
+            announce(ctx, thumbs.NOTICE_KIND, *thumbs.notice_text(operator, gate, reason), args)
         out_width, out_height = output_size(frame.width, frame.height, width)
         jpeg = encode_jpeg(frame, quality, width)
         ctx.access_log("screen thumbnail", f"{out_width}x{out_height}", operator=operator, reason=reason)
@@ -259,7 +259,7 @@ def _grab(monitor) -> Frame:
 
 
 def _unavailable(why: object) -> CommandError:
-    return CommandError(f"screen capture unavailable: {why}")
+    return CommandError(f"{protocol.SCREEN_UNAVAILABLE}: {why}")
 
 
 def _only(args: dict, command: str, *known: str) -> None:

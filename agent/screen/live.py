@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from agent.accesses import LIVE_VIEW, AccessRegistry
+from agent.notice.who import reason_sentence
 from agent.screen import motion, tiles
 from broker.core import screen_frames as protocol
 from agent.screen.capture import (
@@ -49,6 +50,9 @@ from agent.screen.capture import (
 from broker.core.screen_frames import Copy, Tile, Update
 
 log = logging.getLogger(__name__)
+
+#: why a view ends when its operator stops renewing it (told to the employee and the operator)
+VIEWER_GONE = "the viewer closed or lost its connection"
 
 
 @dataclass
@@ -161,7 +165,7 @@ class LiveView:
                 self._refuse_if_ended_by_user(operator, now)
                 who = self.names[operator] = name or operator
                 self.accesses.begin(LIVE_VIEW, operator, reason, name=who)
-                detail = f"{who} is viewing your screen" + (f" (reason: {reason})" if reason else "")
+                detail = f"{who} is viewing your screen. {reason_sentence(reason)}"
                 (notice or self.notify)("Live view started", detail)
                 self.access_log("live view started", operator=who, reason=reason)
                 log.info("live view: %s started watching (fps %s, quality %s, lease %.0f s)", operator, fps, quality, lease_s)
@@ -229,7 +233,7 @@ class LiveView:
     def _expire(self, now: float) -> None:
         for operator, until in list(self.watchers.items()):
             if until <= now:
-                self._end(operator, "lease expired")
+                self._end(operator, VIEWER_GONE)
 
     # -- frames -------------------------------------------------------------------
     def request_full(self) -> None:

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from agent.context import MAX_THUMBNAILS_PER_MINUTE, LocalPolicy
+from agent.notice.who import reason_sentence
 from agent.screen import gate as gates
 from agent.screen.gate import LookGate
 from broker.core.thumbnail_request import COMMAND, DEFAULT_QUALITY, DEFAULT_WIDTH, check_quality, check_width  # noqa: F401 (the screen capability's names)
@@ -56,9 +57,9 @@ def make_gate(policy: LocalPolicy, clock: Callable[[], float] = time.monotonic) 
     return ThumbnailGate(policy.thumbnails_per_minute, policy.thumbnail_notice_every_s, clock)
 
 
-def notice_text(operator: str, gate: LookGate) -> tuple[str, str]:
-    """The notice's title and text: who looks, how often at most, when the employee hears again."""
+def notice_text(operator: str, gate: LookGate, reason: str = "") -> tuple[str, str]:
+    """The notice's title and text: who looks, why, how often at most, when the employee hears again."""
     again = (f"You will be told again in {round(gate.notice_every_s / 60)} min if it goes on."
              if gate.notice_every_s >= 60 else "You are told each time.")
     return ("Screen thumbnails", f"{operator} sees small pictures of your screen in the operator console "
-            f"(at most {gate.per_minute} a minute). {again}")
+            f"(at most {gate.per_minute} a minute). {reason_sentence(reason)} {again}")

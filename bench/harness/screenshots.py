@@ -174,7 +174,8 @@ def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], time
             pattern.scroll("doc", step_px=4, interval_ms=80)
             agent = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "--log-level", "WARNING", "agent", "--data-dir",
                                       str(agent_dir), "--server", profile.server, "--server-key", profile.server_key, "--id", "desk-live",
-                                      "--heartbeat-s", "0.5"], env={**os.environ, "DISPLAY": xvfb.display},
+                                      "--heartbeat-s", "0.5", "--access-dir", str(agent_dir / "access")],
+                                     env={**os.environ, "DISPLAY": xvfb.display},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             run_until(lambda: "desk-live" in window.clients.client_ids() and window.clients.client("desk-live").online,
                       timeout_s, "the live agent to come online")

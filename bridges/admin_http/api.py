@@ -11,6 +11,7 @@ body first), so every route is a small method whose docstring is its spec:
 ``POST /api/clients/<id>/update-check``  agent command ``update.check``
 ``POST /api/clients/<id>/update-apply``  agent command ``update.apply``
 ``GET  /api/commands/<id>``            one command's record (broker ``command.get``)
+``POST /api/sync``                     "sync this server now": ``sync.now`` to the sync worker
 =====================================  =======================================
 
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
@@ -97,6 +98,7 @@ class AdminApi:
             ("GET", ("api", "clients"), self.list_clients),
             ("POST", ("api", "clients", "{}", "{}"), self.client_action),
             ("GET", ("api", "commands", "{}"), self.get_command),
+            ("POST", ("api", "sync"), self.sync_now),
         ]
 
     def handle(self, req: Request) -> Response:
@@ -115,7 +117,7 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, POST /api/sync")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
@@ -198,6 +200,29 @@ class AdminApi:
                            not_found={ErrorCode.BAD_REQUEST}, not_found_hint="command ids come from POST /api/clients/<id>/<action>")
         req.audit["command_status"] = record.get("status") if isinstance(record, dict) else None
         return Response(200, record)
+
+    def sync_now(self, req: Request) -> Response:
+        """``POST /api/sync`` with ``{"reason": "..."}``: ask the sync worker for a full snapshot now.
+
+        Answers 202 with the worker's reply (``{"started": true, ...}``) at
+        once; the progress is in ``sync.status`` (``python -m
+        bridges.server_info``). 503 when no sync worker is connected.
+        ``X-EMS-Operator`` names the person (required), as for the actions.
+        """
+        req.audit["action"] = "sync.now"
+        reason = req.audit["reason"] = self._reason(_json_object(req.body))
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who asks for the sync",
+                           f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)")
+        operator = {"id": req.caller, "name": req.caller}
+        try:
+            answer = self._bus(lambda client: client.request("sync.now", timeout_s=self.config.bus_timeout_s,
+                                                             reason=reason, operator=operator))
+        except ApiError as exc:
+            if isinstance(exc.__cause__, RemoteError) and exc.__cause__.code == ErrorCode.UNAVAILABLE:
+                raise ApiError(503, "sync worker not running", "`ems up` starts it (unless --no-web)") from exc
+            raise
+        return Response(202, {**(answer if isinstance(answer, dict) else {"answer": answer}), "caller": req.caller})
 
     # -- helpers -------------------------------------------------------------------
     def _bus(self, job, not_found: frozenset | set = frozenset(), not_found_hint: str = "") -> Any:

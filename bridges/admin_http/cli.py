@@ -40,6 +40,7 @@ call is logged and written to DATA/logs/{AUDIT_FILE}.
        body {{"reason": "...", "args": {{...}}, "ttl_s": N}}  (reason required)
        -> 202 with the command id; ?wait=1[&timeout_s=N] -> 200 with the result
   GET  /api/commands/ID                  a command's status and result
+  POST /api/sync                         "sync this server now" (body {{"reason": "..."}}) -> 202
 
 Header X-EMS-Operator names the person behind a call ("Jane Doe"); it is
 required for the POST actions: the user is told that person did it, and the

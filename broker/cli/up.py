@@ -27,6 +27,10 @@ def configure(p) -> None:
     add_data_dir(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"broker endpoint (default {DEFAULT_BIND}; use tcp://0.0.0.0:PORT to let other machines' agents in)")
     p.add_argument("--no-agent", action="store_true", help="do not run a local agent")
+    p.add_argument("--operator-name", default="", metavar="NAME",
+                   help='the person behind the local operator key, e.g. "Jane Doe": what the employee\'s notices and the '
+                   "audit trail show (default: the name it already has, else this account's full name, else its login name; "
+                   "`ems keys name` changes it later)")
     p.add_argument("--admin-listen", default=ADMIN_LISTEN,
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
@@ -53,7 +57,7 @@ def run(args) -> int:
     args.admin_http = bool(os.environ.get(ADMIN_TOKEN_ENV))
     if args.admin_http:
         token_from_env()  # a weak token is refused now, not in a restart loop
-    stack = prepare(data, args.bind, with_agent=not args.no_agent)
+    stack = prepare(data, args.bind, with_agent=not args.no_agent, operator_name=args.operator_name)
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
     services = [
@@ -105,7 +109,9 @@ def _print_banner(data: DataDir, args, stack, services) -> None:
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
     lines += [
-        f"  operator    {stack.operator_id} (admin), profile {data.profile}",
+        f"  operator    {stack.operator_name} ({stack.operator_id}, admin), profile {data.profile}",
+        f"              employees are told \"{stack.operator_name}\"; change it: "
+        f"ems keys name {stack.operator_id} \"Your Name\"{flag} (or ems up --operator-name)",
         f"  logs        {data.logs}/",
         "",
         "Try, in another terminal:",

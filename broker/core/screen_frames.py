@@ -40,6 +40,9 @@ from broker.core.errors import ProtocolError
 VERSION = 1
 #: topic name under ``frame.<agent>.``
 TOPIC_NAME = "live"
+#: how an agent's failed look at the screen begins when it has none to look at (no
+#: display, a lost display): callers such as the web's frame bridge tell it apart by it
+SCREEN_UNAVAILABLE = "screen capture unavailable"
 #: largest screen side accepted
 MAX_SIDE = 16384
 #: most rectangles in one body

@@ -1,6 +1,6 @@
 """``store.changes``: the sync worker's change feed, answered by the persister.
 
-A request ``{since: {table: seq}, max_rows, max_bytes, count, wait_s}``
+A request ``{since: {table: seq}, acked, max_rows, max_bytes, count, wait_s}``
 from a service (the sync worker; nobody else may: the broker checks, this
 is the second line) is answered with one page of
 :func:`broker.persister.changes.read_changes`. When nothing has changed and
@@ -8,9 +8,10 @@ is the second line) is answered with one page of
 next commits, or ``wait_s`` passes, and then given: a change reaches the
 sync worker in the same pass that stored it, without a timer.
 
-The watermarks a request carries are the ones the sync worker has
-committed to MySQL, so tombstones at or below them are no longer needed
-and are dropped (:func:`broker.persister.change_log.forget_tombstones`).
+``acked`` (table -> seq) are the watermarks the sync worker has committed
+to MySQL (``since`` may run ahead of them while it fetches the next page
+before the last is committed): tombstones at or below them are no longer
+needed and are dropped (:func:`broker.persister.change_log.forget_tombstones`).
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class ChangeFeed:
         except PermissionError as exc:
             self._send(env, Kind.ERROR, error_body(ErrorCode.FORBIDDEN, str(exc)))
             return True
-        self._forget(args["since"])
+        self._forget(args["acked"])
         page = self._page(env, args)
         if page is None:
             return True
@@ -102,11 +103,14 @@ class ChangeFeed:
             raise PermissionError(f"only services read {OP}")
         if type(args) is not dict:
             raise TypeError("args is a map")
-        since = args.get("since") or {}
-        if type(since) is not dict:
-            raise TypeError("since maps table names to sequence numbers")
+        marks = {}
+        for name in ("since", "acked"):
+            given = args.get(name) or {}
+            if type(given) is not dict:
+                raise TypeError(f"{name} maps table names to sequence numbers")
+            marks[name] = {t: bounds.int64(given.get(t, 0), f"{name}.{t}") for t in change_log.SYNCED}
         return {
-            "since": {t: bounds.int64(since.get(t, 0), f"since.{t}") for t in change_log.SYNCED},
+            **marks,
             "max_rows": bounds.limit(args.get("max_rows"), "max_rows", changes.DEFAULT_ROWS, 1, changes.MAX_ROWS),
             "max_bytes": bounds.limit(args.get("max_bytes"), "max_bytes", changes.DEFAULT_BYTES, 1024, changes.MAX_BYTES),
             "count": bool(args.get("count", False)),

@@ -37,7 +37,7 @@ from broker.persister.change_feed import ChangeFeed
 from broker.persister.store import STATS, Record, Store, StoreUnavailable
 from broker.persister.tables import view_of
 from broker.core.stats import LogThrottle
-from broker.core.vocabulary import EPHEMERAL_RESULTS
+from broker.core.vocabulary import EPHEMERAL_RESULTS, MAX_REASON_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,8 @@ class PersisterConfig:
 
 
 def to_record(env: Envelope, own_id: str = "persister") -> tuple[Record, bool] | None:
-    """The store record for a bus message, and whether its agent awaits an ACK.
-
-    ``own_id`` is this persister's client id: its own security events are
-    stored as the server's (no client row), like the broker's.
-    """
+    """The store record for a bus message, and whether its agent awaits an ACK. ``own_id`` is this
+    persister's client id: its own security events are stored as the server's (no client row), like the broker's."""
     return record_for(env.kind, env.topic, env.msg_id, env.header.ts, env.sender, env.data(), own_id)
 
 
@@ -436,8 +433,8 @@ class Persister:
             if purpose not in CAPTURE_PURPOSES:
                 raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {bounds.shown(purpose)}")
             capture = self.store.get_capture(bounds.int64(args.get("id"), "id"))
-            self._audit(requester, f"capture.{purpose}",
-                        {"capture_id": args["id"], "client_id": capture.get("client_id") if capture else None})
+            self._audit(requester, f"capture.{purpose}", {"capture_id": args["id"], "client_id": capture.get("client_id")
+                                                          if capture else None, **_read_for(requester, args)})
             return capture
         if op == "store.stats":
             group_by = args.get("group_by", "kind")
@@ -499,3 +496,13 @@ class Persister:
         if not self.batch:
             self.batch_started = self.clock()
         self.batch.append((record, False))
+
+
+def _read_for(requester: dict, args: dict) -> dict:
+    """The person a vouching service (a web bridge) reads for and why
+    (``args.operator.name``, ``args.reason``), for the audit; {} otherwise."""
+    person = args.get("operator")
+    if requester.get("role") not in permissions.VOUCHING_ROLES or not isinstance(person, dict):
+        return {}
+    return {"operator_name": bounds.text(person.get("name"), "operator name", 100, empty=False),
+            "via": requester.get("client_id", ""), "reason": bounds.text(args.get("reason", ""), "reason", MAX_REASON_CHARS)}
