@@ -14,10 +14,12 @@ Usage: installer/install.sh [--dev] [--system-only] [--venv DIR] [--help]
 
 Installs what EMS needs on this Linux machine, then creates a virtualenv
 (default: .venv at the repository root) and installs EMS into it in editable
-mode. Safe to re-run: it only installs what is missing.
+mode. Safe to re-run: it only installs what is missing. `ems up` runs the
+web view's private MariaDB, so MariaDB server is always installed (starting
+nothing: EMS runs its own instance in its data dir).
 
   --dev          also install the development / test dependencies: Xvfb and
-                 xdotool, the X libraries Qt needs on Xvfb, MariaDB server,
+                 xdotool, the X libraries Qt needs on Xvfb,
                  PHP (cli + mysql), Chromium + ChromeDriver, iproute2, procps;
                  and pip-install EMS with its [dev] extras (pytest, ...)
   --system-only  only install system packages; do not touch the virtualenv
@@ -75,7 +77,8 @@ venv_label() {
 #   name[,name...]  package(s) to install for that manager
 #   -               the manager's repositories lack it: skipped with a note
 #   =               nothing to install: part of another package there
-# Groups: "run" = always, "build" = only if pip has to compile a wheel,
+# Groups: "run" = always, "web" = always (ems up runs a private MariaDB),
+#         "build" = only if pip has to compile a wheel,
 #         "dev" = only with --dev.  python3/python3-venv are checked by
 #         function (does the interpreter work?), not only by package.
 DEP_TABLE='
@@ -84,6 +87,7 @@ run    make              make               make                  make          
 run    python3           python3            python3               python3               python3           python            python3
 run    python3-venv      python3-venv       =                     =                     =                 =                 =
 run    python3-tk        python3-tk         python3-tkinter       python3-tkinter       python3-tk        tk                py3-tkinter
+web    mariadb-server    mariadb-server     mariadb-server        mariadb-server        mariadb           mariadb           mariadb
 build  python3-dev       python3-dev        python3-devel         python3-devel         python3-devel     =                 python3-dev
 build  gcc               gcc                gcc                   gcc                   gcc               gcc               build-base
 dev    xvfb              xvfb               xorg-x11-server-Xvfb  xorg-x11-server-Xvfb  xorg-x11-server-Xvfb xorg-server-xvfb xvfb
@@ -96,7 +100,6 @@ dev    libxcb-xinerama0  libxcb-xinerama0   libxcb                libxcb        
 dev    libxkbcommon-x11-0 libxkbcommon-x11-0 libxkbcommon-x11     libxkbcommon-x11      libxkbcommon-x11-0 libxkbcommon-x11 libxkbcommon-x11
 dev    libegl1           libegl1            libglvnd-egl          libglvnd-egl          libEGL1           libglvnd          mesa-egl
 dev    libgl1            libgl1             libglvnd-glx          libglvnd-glx          libGL1            libglvnd          mesa-gl
-dev    mariadb-server    mariadb-server     mariadb-server        mariadb-server        mariadb           mariadb           mariadb
 dev    php-cli           php-cli            php-cli               php-cli               php8              php               php83
 dev    php-mysql         php-mysql          php-mysqlnd           php-mysqlnd           php8-mysql        =                 php83-mysqli,php83-pdo_mysql
 dev    chromium          chromium           chromium              chromium              chromium          chromium          chromium
@@ -263,6 +266,7 @@ ensure_system() {
     # from pyenv, a PPA or a source build).
     python_ok || deps+=(python3)
     if ! python_ok || ! python_venv_ok; then deps+=(python3-venv); fi
+    mapfile -t -O "${#deps[@]}" deps < <(deps_in_group web)
     if [ "$DEV" -eq 1 ]; then
         mapfile -t -O "${#deps[@]}" deps < <(deps_in_group dev)
     fi

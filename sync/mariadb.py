@@ -178,7 +178,7 @@ class PrivateMariaDB:
                                             stderr=subprocess.STDOUT, env=self._env(), start_new_session=True)
         try:
             self.wait_ready()
-        except MariaDBError:
+        except BaseException:  # never leave a server behind
             self.stop()
             raise
         return self
@@ -217,9 +217,13 @@ class PrivateMariaDB:
         return lines[-1].split("[ERROR]", 1)[1].strip() if lines else "no [ERROR] line in its log"
 
     @staticmethod
-    def _env() -> dict[str, str]:
-        # mariadbd makes its files 0660 and directories 0700 unless told otherwise: keep them private
-        return {**os.environ, "UMASK": "0600", "UMASK_DIR": "0700"}
+    def server_env() -> dict[str, str]:
+        """What ``mariadbd`` needs in its environment beside this process's own."""
+        # it makes its files 0660 unless told otherwise: keep them private
+        return {"UMASK": "0600", "UMASK_DIR": "0700"}
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.server_env()}
 
 
 def start(directory: Path, port: int | None = None) -> PrivateMariaDB:

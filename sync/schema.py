@@ -35,8 +35,11 @@ _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
 _CLIENT = "client_id VARCHAR(128) NOT NULL"
 _ROW_ID = "id BIGINT NOT NULL"  # the store's row id
+_ROW_KEY = "PRIMARY KEY (server_id, id)"
 #: the full snapshot that last wrote the row: a full snapshot ends by deleting its server's rows of older ones
 _GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
+_LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
+_STATUS = "status VARCHAR(16) NOT NULL"
 
 #: table -> (column and key definitions); column names are each line's first word
 _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
@@ -56,7 +59,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "hostname VARCHAR(255)",
         "os VARCHAR(64)",
         "os_version VARCHAR(255)",
-        "logged_in_user VARCHAR(255)",
+        _LOGGED_IN_USER,
         "version VARCHAR(64)",
         "first_seen DOUBLE NOT NULL",
         "last_seen DOUBLE NOT NULL",
@@ -72,10 +75,10 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID, _CLIENT,
         "started DOUBLE NOT NULL",
         "ended DOUBLE",
-        "logged_in_user VARCHAR(255)",
+        _LOGGED_IN_USER,
         "end_reason VARCHAR(64)",
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_sessions_client_ts (server_id, client_id, started)",
     ),
     "snapshot_captures": (
@@ -87,7 +90,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "image LONGBLOB",  # encrypted for the web
         "thumbnail MEDIUMBLOB",  # encrypted for the web
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_captures_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_messages": (
@@ -96,11 +99,11 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "direction VARCHAR(8) NOT NULL",
         "operator VARCHAR(255)",
         "body BLOB",  # encrypted for the web
-        "status VARCHAR(16) NOT NULL",
+        _STATUS,
         "status_ts DOUBLE NOT NULL",
         "deleted TINYINT NOT NULL DEFAULT 0",
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_messages_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_fileops": (
@@ -113,7 +116,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "ok TINYINT NOT NULL",
         "error BLOB",  # encrypted for the web
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_fileops_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_security": (
@@ -126,7 +129,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "severity VARCHAR(16)",
         "detail MEDIUMTEXT",  # JSON
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_security_ts (server_id, ts)",
         "KEY snapshot_security_client_ts (server_id, client_id, ts)",
     ),
@@ -137,7 +140,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "logger VARCHAR(255) NOT NULL",
         "message BLOB",  # encrypted for the web
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_metrics": (
@@ -145,7 +148,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "ts DOUBLE NOT NULL",
         "cpu_percent DOUBLE", "memory_percent DOUBLE", "disk_percent DOUBLE",
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_metrics_client_ts (server_id, client_id, ts)",
     ),
     "snapshot_audit": (
@@ -159,7 +162,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "reason TEXT",
         "detail MEDIUMTEXT",  # JSON
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_audit_ts (server_id, ts)",
         "KEY snapshot_audit_target_ts (server_id, target, ts)",
     ),
@@ -170,12 +173,12 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "operator VARCHAR(255)",
         "name VARCHAR(64) NOT NULL DEFAULT ''",
         "args MEDIUMBLOB",  # encrypted for the web
-        "status VARCHAR(16) NOT NULL",
+        _STATUS,
         "created DOUBLE NOT NULL",
         "updated DOUBLE NOT NULL",
         "result MEDIUMBLOB",  # encrypted for the web
         _GEN,
-        "PRIMARY KEY (server_id, id)",
+        _ROW_KEY,
         "KEY snapshot_commands_client_created (server_id, client_id, created)",
     ),
     "sync_state": (
@@ -269,8 +272,8 @@ def create_tables(conn, tables: dict[str, str] | None = None) -> int:
     the schema was current). Raises :class:`SchemaError` for a database
     written by a newer EMS.
     """
-    added = 0
     with conn.cursor() as cursor:
+        added = 0 if _existing_columns(cursor, "schema_version") else 1
         cursor.execute(SNAPSHOT_TABLES["schema_version"])
         found = _recorded_version(cursor)
         if found > SCHEMA_VERSION:

@@ -1,6 +1,7 @@
 """Data at rest, read as another local user: a real `ems up` stack, then its files.
 
-`ems up` (supervisor, broker, persister, admin listener, local agent) runs
+`ems up` (supervisor, the web view's private MariaDB, broker, persister, admin
+listener, local agent) runs
 on a data dir that an older EMS left open (0755 directories, a 0644 policy
 file). An operator sends the agent a chat message and downloads a 0600 file
 through it, each with a unique marker. While the stack runs, and again after
@@ -94,6 +95,26 @@ MODES = [
     ("agent/keys/agent.public", "ems up (local stack)", 0o600),
     ("agent/keys/agent.secret", "ems up (local stack)", 0o600),
     ("agent/keys/local-keys.json", "agent (outbox and executed-commands key)", 0o600),
+    ("mysql", "ems up (the web view's private MariaDB)", 0o700),
+    ("mysql/client.cnf", "ems up (how to reach the private MariaDB)", 0o600),
+    ("mysql/error.log", "ems up, then mariadbd", 0o600),
+    ("mysql/mysqld.pid", "mariadbd", 0o600),
+    ("mysql/mysqld.sock", "mariadbd (reachable only through the 0700 dir)", 0o777),
+    ("mysql/data", "mariadb-install-db", 0o700),
+    ("mysql/data/mysql", "mariadb-install-db", 0o700),
+    ("mysql/data/performance_schema", "mariadb-install-db", 0o700),
+    ("mysql/data/sys", "mariadb-install-db", 0o700),
+    ("mysql/data/ems_web", "ems sync init (the web view's database)", 0o700),
+    ("mysql/data/*/*", "mariadbd (tables; UMASK=0600)", 0o600),
+    ("mysql/data/ib*", "mariadbd (InnoDB system tablespace, redo log, buffer pool dump, temp)", 0o600),
+    ("mysql/data/aria_log*", "mariadbd (Aria log)", 0o600),
+    ("mysql/data/ddl_recovery*.log", "mariadbd (DDL log)", 0o600),
+    ("mysql/data/mysql_upgrade_info", "mariadb-install-db", 0o600),
+    ("mysql/data/multi-master.info", "mariadbd", 0o600),
+    ("sync", "ems sync init", 0o700),
+    ("sync/mysql.json", "ems sync init (the sync writer's password)", 0o600),
+    ("web", "ems sync init", 0o700),
+    ("web/mysql.json", "ems sync init (the web UI user's password)", 0o600),
 ]
 #: the one file that holds chat text on purpose (module docstring)
 ACCESS_LOG = "agent/access.log"

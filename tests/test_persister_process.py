@@ -36,7 +36,7 @@ class UpStack:
 
     def __init__(self, root, procs):
         self.data = DataDir(root / "data")
-        self.up = procs.ems("up", "up", "--data-dir", str(self.data.root), "--no-agent", "--bind", "tcp://127.0.0.1:0",
+        self.up = procs.ems("up", "up", "--data-dir", str(self.data.root), "--no-agent", "--no-web", "--bind", "tcp://127.0.0.1:0",
                             "--heartbeat-s", "0.5", env={"EMS_ADMIN_TOKEN": ""})
         self.clients: list[BusClient] = []
         wait_for(self.data.profile.exists, 30, what="ems up to write its profile")

@@ -168,7 +168,7 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     "Jane Doe", not the key id), restarts a SIGKILLed broker, and stops
     everything on SIGTERM."""
     data_dir, access_dir = tmp_path / "var", tmp_path / "access"
-    up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", HEARTBEAT,
+    up = procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--no-web", "--heartbeat-s", HEARTBEAT,
                    "--operator-name", "Jane Doe", env={"EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(access_dir)})
 
     def cli(*args):

@@ -1,8 +1,16 @@
 """Run a set of processes, restart the ones that die, stop them all cleanly.
 
-Used by ``ems up``: each part of the server stack (broker, persister,
-local agent, ...) is its own process; one that exits unexpectedly is
-restarted with a growing delay and the restart is logged.
+Used by ``ems up``: each part of the server stack (MariaDB, broker,
+persister, local agent, sync worker, ...) is its own process; one that
+exits unexpectedly is restarted with a growing delay and the restart is
+logged.
+
+Order is the contract: services start in list order (a service's
+``ready`` check, if any, must pass before the next one starts) and stop
+one at a time in reverse order, each given ``grace_s`` to exit on SIGTERM
+before it is killed, so whatever writes into another service stops before
+the service it writes into (the sync worker before MariaDB, agents and
+the persister before the broker).
 """
 from __future__ import annotations
 
@@ -13,6 +21,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from broker.core.errors import EmsError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +34,8 @@ class Service:
     argv: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: called with the new process's pid after each start; returns once it serves, raises EmsError if it does not
+    ready: Callable[[int], None] | None = None
     process: subprocess.Popen | None = None
     restarts: int = 0
     restart_at: float = 0.0
@@ -38,8 +51,18 @@ class Supervisor:
         self._stopping = False
 
     def start(self) -> None:
+        """Start every service in order, each after the previous one is ready; on a failure stop those started and raise."""
         for service in self.services:
             self._spawn(service)
+            try:
+                self._wait_ready(service)
+            except BaseException:
+                self.shutdown()
+                raise
+
+    def _wait_ready(self, service: Service) -> None:
+        if service.ready is not None and service.process is not None:
+            service.ready(service.process.pid)
 
     def _spawn(self, service: Service) -> None:
         service.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +94,10 @@ class Supervisor:
                 service.process = None
             if service.process is None and not self._stopping and now >= service.restart_at:
                 self._spawn(service)
+                try:
+                    self._wait_ready(service)
+                except EmsError as exc:
+                    log.warning("%s did not come back: %s", service.name, exc)
 
     def run(self, poll_s: float = 0.5) -> None:
         """Watch until :meth:`stop` is called (e.g. from a signal handler)."""
@@ -82,17 +109,18 @@ class Supervisor:
         self._stopping = True
 
     def shutdown(self, grace_s: float = 10.0) -> None:
-        """SIGTERM every service, wait, SIGKILL what is left."""
+        """Stop the services one at a time, last started first: SIGTERM, wait up to ``grace_s``, SIGKILL."""
         self._stopping = True
-        running = [s for s in self.services if s.process is not None and s.process.poll() is None]
-        for service in reversed(running):
-            service.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for service in running:
+        for service in reversed(self.services):
+            proc = service.process
+            if proc is None or proc.poll() is not None:
+                continue
+            began = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
             try:
-                service.process.wait(max(0.1, deadline - time.monotonic()))
-                log.info("stopped %s", service.name)
+                proc.wait(grace_s)
+                log.info("stopped %s in %.2f s", service.name, time.monotonic() - began)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0f s: killing it", service.name, grace_s)
-                service.process.kill()
-                service.process.wait()
+                proc.kill()
+                proc.wait()

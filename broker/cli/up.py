@@ -14,13 +14,15 @@ from broker.core.profile import connectable
 from broker.core.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
 from broker.cli.local_stack import prepare
 from broker.cli.supervisor import Service, Supervisor
+from broker.cli.web_stack import WebView, web_view
 
 
 def configure(p) -> None:
     """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
     p.description = (
         "Start the EMS server stack, each part its own supervised process (restarted if it dies): "
-        "the broker, the SQLite persister and a local agent on this machine. The data dir gets the keys, the SQLite databases, "
+        "the broker, the SQLite persister, a local agent on this machine, and the web view: a private MariaDB in DATA/mysql "
+        "(or --mysql-url) with the database `ems sync init` prepares, and the sync worker that fills it. The data dir gets the keys, the SQLite databases, "
         "one log file per process in DATA/logs/, and an operator profile so that `ems status`, `ems tail`, "
         "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything."
     )
@@ -33,6 +35,9 @@ def configure(p) -> None:
                    "`ems keys name` changes it later)")
     p.add_argument("--admin-listen", default=ADMIN_LISTEN,
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
+    p.add_argument("--mysql-url", help="the web view's database on an existing MySQL/MariaDB server: an administrator's URL "
+                                       "(mysql://user:pass@host:port/ems_web) instead of the private MariaDB in DATA/mysql")
+    p.add_argument("--no-web", action="store_true", help="leave the web view out (no MariaDB, no sync worker)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
     p.set_defaults(run=run, owns_data_dir=True, default_log_level="INFO")
 
@@ -58,9 +63,10 @@ def run(args) -> int:
     if args.admin_http:
         token_from_env()  # a weak token is refused now, not in a restart loop
     stack = prepare(data, args.bind, with_agent=not args.no_agent, operator_name=args.operator_name)
+    web = None if args.no_web else web_view(data, args.mysql_url)
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
-    services = [
+    services = [*(web.database_services if web else []),
         Service("broker", _ems("--log-file", str(data.logs / "broker.log"), "broker", *common, "--bind", args.bind, *hb), data.logs / "broker.out"),
     ]
     services.append(
@@ -81,11 +87,13 @@ def run(args) -> int:
                 data.logs / "agent.out",
             )
         )
+    if web is not None:
+        services += web.sync_services(_ems, hb)
     supervisor = Supervisor(services)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     supervisor.start()
-    _print_banner(data, args, stack, services)
+    _print_banner(data, args, stack, web)
     try:
         supervisor.run()
     finally:
@@ -95,7 +103,7 @@ def run(args) -> int:
     return 0
 
 
-def _print_banner(data: DataDir, args, stack, services) -> None:
+def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
     flag = f" --data-dir {data.root}"
     lines = [
         "",
@@ -108,6 +116,7 @@ def _print_banner(data: DataDir, args, stack, services) -> None:
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
+    lines += web.banner() if web else ["  web view    off (--no-web)"]
     lines += [
         f"  operator    {stack.operator_name} ({stack.operator_id}, admin), profile {data.profile}",
         f"              employees are told \"{stack.operator_name}\"; change it: "

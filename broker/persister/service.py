@@ -67,6 +67,8 @@ class PersisterConfig:
     retry_s: float = 1.0
     #: how often the broker's journal (its audit/presence/security records) is pulled
     journal_interval_s: float = 1.0
+    #: how long one journal pull waits for the broker: short, so a stop (or a broker gone) is never held up
+    journal_timeout_s: float = 2.0
     purge_interval_s: float = 3600.0
     retention_s: dict[str, float] = field(
         default_factory=lambda: {
@@ -192,6 +194,8 @@ class Persister:
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
                 self.flush()
+        if self._stopping:
+            return  # timers wait for the next run: a stop is prompt
         if now >= self._next_journal and not self._journal_upto and self.failing_since is None:
             self._next_journal = now + self.config.journal_interval_s
             self._pull_journal()
@@ -339,7 +343,7 @@ class Persister:
     def _pull_journal(self) -> None:
         """Take the broker's own records that the store does not have yet."""
         try:
-            entries = self.bus.request("journal.read", limit=self.config.max_batch)
+            entries = self.bus.request("journal.read", timeout_s=self.config.journal_timeout_s, limit=self.config.max_batch)
         except EmsError as exc:
             log.debug("journal not read now: %s", exc)
             return

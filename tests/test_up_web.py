@@ -1,0 +1,133 @@
+"""``ems up`` with the web view: a private MariaDB under the supervisor, the database ``ems sync init``
+prepares, and an ordered, prompt shutdown (real processes, random ports, stopped by pid).
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import stat
+import subprocess
+
+import pymysql
+import pytest
+
+from sync import web_db
+from sync.mariadb import BINARY_DIRS_ENV
+from sync.mysql_url import MysqlUrl, connect
+from sync.cli import ACTIONS as SYNC_ACTIONS
+
+from conftest import wait_for
+
+UP_ENV = {"EMS_ADMIN_TOKEN": ""}
+#: the order services stop in: writers before what they write into
+STOP_ORDER = [*(["sync"] if "run" in SYNC_ACTIONS else []), "agent", "persister", "broker", "mariadb"]
+
+
+def start_up(procs, name, data_dir, *extra):
+    up = procs.ems(name, "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", "0.5",
+                   *extra, env=UP_ENV)
+    wait_for(lambda: "EMS is running" in up.log_path.read_text() or up.poll() is not None, 60,
+             interval_s=0.1, what="ems up to start")
+    assert up.poll() is None, up.log_path.read_text()
+    return up
+
+
+def children_of(pid: int) -> dict[int, str]:
+    out = subprocess.run(["pgrep", "-P", str(pid), "-a"], capture_output=True, text=True).stdout
+    return {int(line.split()[0]): line for line in out.splitlines()}
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except OSError:
+        return True
+
+
+def stop_up(up, sig) -> list[str]:
+    """Signal ``ems up`` and return the services in the order it stopped them; every child gone, none killed."""
+    children = children_of(up.pid)
+    up.send_signal(sig)
+    assert up.wait(60) == 0
+    log = up.log_path.read_text()
+    assert "did not stop within" not in log and "killing it" not in log, log
+    for pid, line in children.items():
+        assert gone(pid), f"still running: {line}"
+    return re.findall(r"stopped (\S+) in [\d.]+ s", log.split("stopping EMS...")[-1])
+
+
+def test_up_runs_a_private_mariadb_with_the_web_database_and_stops_in_order(procs, tmp_path):
+    data = tmp_path / "var"
+    up = start_up(procs, "up1", data)
+    assert any("mariadbd" in line for line in children_of(up.pid).values())
+    web = web_db.read_credentials(data / web_db.WEB_FILE)
+    with connect(web) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM servers")
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            cursor.execute("INSERT INTO servers (server_id, updated) VALUES ('x', 1)")
+        assert refused.value.args[0] == 1142
+    with connect(web_db.read_credentials(data / web_db.WRITER_FILE), autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("INSERT INTO servers (server_id, updated) VALUES ('kept', 1)")
+    assert "web db      ems_web on a private MariaDB" in up.log_path.read_text()
+    mysql_dir = data / "mysql"
+    for path in [mysql_dir, *mysql_dir.rglob("*")]:
+        if path.is_socket():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    assert stop_up(up, signal.SIGINT) == STOP_ORDER
+
+    # again on the same data dir: the same users and passwords, the rows kept
+    before = (data / web_db.WEB_FILE).read_text()
+    up = start_up(procs, "up2", data)
+    assert json.loads((data / web_db.WEB_FILE).read_text())["password"] == json.loads(before)["password"]
+    with connect(web_db.read_credentials(data / web_db.WEB_FILE)) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT server_id FROM servers")
+        assert cursor.fetchall() == (("kept",),)
+    assert stop_up(up, signal.SIGTERM) == STOP_ORDER
+
+
+def test_up_with_mysql_url_uses_that_server(procs, tmp_path, mysql_admin_url):
+    database = f"ems_web_up_{tmp_path.name[-12:].replace('-', '_')}"
+    admin = str(MysqlUrl.parse(mysql_admin_url).with_database(database))
+    data = tmp_path / "var"
+    up = start_up(procs, "up", data, "--no-agent", "--mysql-url", admin)
+    assert not any("mariadbd" in line for line in children_of(up.pid).values())
+    assert not (data / "mysql").exists()
+    writer = web_db.read_credentials(data / web_db.WRITER_FILE)
+    assert writer.database == database and writer.unix_socket == MysqlUrl.parse(mysql_admin_url).unix_socket
+    with connect(writer) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM sync_state")
+    assert stop_up(up, signal.SIGTERM) == [s for s in STOP_ORDER if s not in ("agent", "mariadb")]
+
+
+def test_up_no_web_starts_no_database(procs, tmp_path):
+    up = start_up(procs, "up", tmp_path / "var", "--no-agent", "--no-web")
+    assert not any("mariadbd" in line for line in children_of(up.pid).values())
+    assert "web view    off (--no-web)" in up.log_path.read_text()
+    assert stop_up(up, signal.SIGTERM) == ["persister", "broker"]
+
+
+def _one_line_failure(up) -> str:
+    assert up.wait(60) == 2
+    lines = [line for line in up.log_path.read_text().splitlines() if line.startswith("ems up:")]
+    assert len(lines) == 1, up.log_path.read_text()
+    return lines[0]
+
+
+def test_up_without_mariadb_binaries_says_what_to_do(procs, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    up = procs.ems("up", "up", "--data-dir", str(tmp_path / "var"), "--bind", "tcp://127.0.0.1:0",
+                   env={**UP_ENV, BINARY_DIRS_ENV: str(empty)})
+    line = _one_line_failure(up)
+    assert "MariaDB server binaries not found" in line and "installer/install.sh" in line and "--no-web" in line
+
+
+def test_up_with_an_unreachable_mysql_url_says_what_to_do(procs, tmp_path):
+    up = procs.ems("up", "up", "--data-dir", str(tmp_path / "var"), "--bind", "tcp://127.0.0.1:0",
+                   "--mysql-url", "mysql://root:x@127.0.0.1:1/ems_web", env=UP_ENV)
+    line = _one_line_failure(up)
+    assert "cannot reach MySQL at 127.0.0.1:1" in line
