@@ -38,6 +38,7 @@ from pathlib import Path
 
 from bench.stack import ServerStack
 from bench.sync_rows import fill
+from broker.cli.web_stack import register_sync_key
 from broker.core import keys
 from broker.core.client import BusClient
 from broker.core.config import ClientConfig
@@ -160,6 +161,7 @@ def run(rows: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="ems-sync-bench-") as tmp:
         root = Path(tmp)
         stack = ServerStack(root)
+        register_sync_key(stack.data)
         say(f"filling the store with {rows:,} rows")
         with Store(stack.store_db, SecurityManager(stack.data.keys / "store-keys.json")) as store:
             fill(store, rows)

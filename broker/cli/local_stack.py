@@ -82,9 +82,6 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True, operator_name: st
         persister_pair = keys.load_or_create(data.keys, "persister")
         if registry.get(persister_pair.public) is None:
             registry.add(persister_pair.public, "persister", "service", ACCEPTED, label="SQLite persister (ems up)")
-        sync_pair = keys.load_or_create(data.keys, "sync")
-        if registry.get(sync_pair.public) is None:
-            registry.add(sync_pair.public, "sync", "service", ACCEPTED, label="MySQL sync worker (ems up)")
         admin_http_pair = keys.load_or_create(data.keys, "admin-http")
         current = registry.get(admin_http_pair.public)
         if current is None or (current.role == "operator" and current.state == ACCEPTED):  # older stacks: an operator
