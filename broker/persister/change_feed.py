@@ -6,7 +6,9 @@ is the second line) is answered with one page of
 :func:`broker.persister.changes.read_changes`. When nothing has changed and
 ``wait_s`` is given, the answer is held (a long poll) until the persister
 next commits, or ``wait_s`` passes, and then given: a change reaches the
-sync worker in the same pass that stored it, without a timer.
+sync worker in the same pass that stored it, without a timer. Deletions
+made outside a commit of records (a retention purge, ``ems`` maintenance on
+the file) are in the answer to the next poll, at most ``wait_s`` later.
 
 ``acked`` (table -> seq) are the watermarks the sync worker has committed
 to MySQL (``since`` may run ahead of them while it fetches the next page

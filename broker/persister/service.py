@@ -217,8 +217,7 @@ class Persister:
 
     def _take(self, env: Envelope) -> None:
         if env.kind is Kind.REQUEST:
-            if not self.feed.takes(env):
-                self._answer(env)
+            self.feed.takes(env) or self._answer(env)  # store.changes, or the other store.* ops
             return
         if env.kind is Kind.BATCH:
             self._take_batch(env)
@@ -390,7 +389,6 @@ class Persister:
             log.warning("retention purge failed: %s", exc)
             return
         if any(purged.values()):
-            self.feed.committed()
             log.info("retention purge: %s", ", ".join(f"{k}={v}" for k, v in purged.items() if v))
 
     # -- history queries -----------------------------------------------------
