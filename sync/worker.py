@@ -44,8 +44,8 @@ class SyncConfig:
     #: how long the persister may hold a long poll when nothing changed
     wait_s: float = 5.0
     #: a page of changes: at most this many rows and about this many bytes
-    page_rows: int = 5000
-    page_bytes: int = 2 * 1024 * 1024
+    page_rows: int = 20_000
+    page_bytes: int = 6 * 1024 * 1024
     #: back-off after a MySQL failure: doubles from min to max
     retry_min_s: float = 0.5
     retry_max_s: float = 30.0

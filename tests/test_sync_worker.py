@@ -115,6 +115,30 @@ echo $plain === false ? 'false' : $plain;
 """
 
 
+def test_every_value_arrives_intact_through_the_bulk_path(stack, tmp_path):
+    """Values with LOAD DATA's special bytes (tab, newline, backslash, NUL) and non-ASCII text, in pages big
+    enough for LOAD DATA LOCAL INFILE: what the web opens is what the store holds."""
+    from sync import bulk_load
+
+    persister, url, start_sync = stack
+    tricky = "tab\there\nnew line \\ back\\slash \x00 nul é ü 雪"
+    with second_store(tmp_path) as store:
+        fill(store, bulk_load.MIN_ROWS * 3, marker=tricky)
+        wanted = {r["id"]: r["message"] for r in store.query("logs", limit=1000)}
+    sync = start_sync()
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="the snapshot")
+    conn = connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, message, logger FROM snapshot_client_logs WHERE server_id = %s", (SERVER,))
+        got = {i: (sync.key.open(m, aad_for("snapshot_client_logs", "message", SERVER, i)).decode(), logger)
+               for i, m, logger in cur.fetchall()}
+    conn.close()
+    assert len(wanted) > bulk_load.MIN_ROWS and all(tricky in text for text in wanted.values())
+    assert {i: got[i][0] for i in wanted} == wanted
+    assert {logger for _, logger in got.values()} == {"agent"}
+    assert sync.db.bulk  # LOAD DATA LOCAL INFILE was used, not refused
+
+
 def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
     """Two EMS servers (each its own broker, persister and store) sync into one ems_web."""
     from tests.conftest import Bus
