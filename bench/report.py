@@ -711,7 +711,22 @@ def reading_section(peers: dict | None, bus: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def misses_section(bus: dict | None, peers: dict | None, store: dict | None) -> str:
+def sync_miss(sync: dict) -> str:
+    """Why the full snapshot misses its targets, if it does."""
+    met = sync["targets_met"]
+    if met["full_le_1s"] and met["ratio_ge_50pct"]:
+        return ""
+    return (f"- **Full snapshot.** {sync['rows_synced']:,} rows took {sync['full_snapshot_s']:.2f} s against "
+            f"{sync['ceiling']['seconds']:.2f} s for MariaDB's own `LOAD DATA LOCAL INFILE` of the same rows. The sync "
+            "worker uses that same statement for big pages, so the difference is the Python on both sides of the bus: "
+            "the persister decrypts every sensitive field and packs each page, the worker unpacks it, seals each "
+            "sensitive field again for the web (AES-GCM, a fresh nonce each) and formats the rows; the two overlap "
+            "(the next page is read while the last is written) but share two cores with the broker and MariaDB. "
+            "The change path is not affected: 1,000 changed rows reach MySQL in "
+            f"{sync['change_ms_median']:.0f} ms (median).")
+
+
+def misses_section(bus: dict | None, peers: dict | None, store: dict | None, sync: dict | None = None) -> str:
     """Where EMS misses a target, with the figures from this run that say why."""
     out: list[str] = []
     targets = peers["summary"]["targets"] if peers else {}
@@ -757,6 +772,8 @@ def misses_section(bus: dict | None, peers: dict | None, store: dict | None) -> 
                  "acknowledged through the broker, and decoded by the persister, and on this machine the simulated agents, "
                  "the broker and the persister share the same two cores.")
         out.append(text)
+    if sync and sync_miss(sync):
+        out.append(sync_miss(sync))
     if not out:
         return ""
     return "\n".join(["## Where EMS misses its targets, and why", ""] + out) + "\n"
@@ -812,7 +829,7 @@ def write_markdown(runs: list[dict], total_s: float | None, skipped: dict[str, s
         parts.append(fleet_section(fleet, images))
     if sync:
         parts.append(sync_section(sync))
-    misses = misses_section(bus, peers, store)
+    misses = misses_section(bus, peers, store, sync)
     if misses:
         parts.append(misses)
     parts.append(reading_section(peers, bus))
