@@ -171,6 +171,11 @@ class SyncWorker:
                 self._apply(page)
 
     def _apply(self, page: dict) -> None:
+        head = page.get("head") or {}
+        if any(mark > head.get(t, mark) for t, mark in self.db.watermarks().items()):
+            log.warning("this store is newer than what MySQL was synced from (watermarks past its changes): full snapshot")
+            self.full_wanted, self.inflight = True, None
+            return
         total = page.get("total")
         if total is not None:
             self.progress = {"done": 0, "total": sum(total.values())}

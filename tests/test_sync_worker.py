@@ -139,6 +139,27 @@ def test_every_value_arrives_intact_through_the_bulk_path(stack, tmp_path):
     assert sync.db.bulk  # LOAD DATA LOCAL INFILE was used, not refused
 
 
+def test_a_store_started_over_is_noticed_and_snapshotted_whole(bus, tmp_path, mysql_admin_url):
+    """The server's store is replaced by a new, smaller one (restored, or started from scratch): the worker's
+    watermarks are past everything the new store has, so it takes a full snapshot, and the old rows go."""
+    url = new_database(mysql_admin_url)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, rows in ((old, 600), (new, 100)):
+        root.mkdir()
+        with Store(root / "store.db", SecurityManager(root / "store-keys.json")) as store:
+            fill(store, rows, clients=(f"{root.name}-desk",))
+    persister = RunningPersister(bus, old)
+    sync = RunningSync(bus, url, SERVER, tmp_path)
+    try:
+        wait_for(lambda: equal(url, old), 30, interval_s=0.2, what="the old store in MySQL")
+        persister.stop()
+        persister = RunningPersister(bus, new)
+        wait_for(lambda: equal(url, new), 30, interval_s=0.2, what="the new store, alone, in MySQL")
+    finally:
+        sync.stop()
+        persister.stop()
+
+
 def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
     """Two EMS servers (each its own broker, persister and store) sync into one ems_web."""
     from tests.conftest import Bus

@@ -34,7 +34,7 @@ def read_changes(conn: sqlite3.Connection, crypto: SecurityManager, since: dict[
     """One page of changes after ``since`` (table -> watermark; absent = 0).
 
     Returns ``{"tables": {table: {"upto", "columns", "rows", "deleted", "more"}},
-    "more": bool}`` (tables with nothing new are left out), plus ``"total"``
+    "more": bool, "head": {table: newest seq}}`` (tables with nothing new are left out), plus ``"total"``
     (rows still to send per table) when ``count`` is asked for: the
     progress bar of a full snapshot.
     """
@@ -49,6 +49,9 @@ def read_changes(conn: sqlite3.Connection, crypto: SecurityManager, since: dict[
             page["tables"][table] = part
         rows_left, bytes_left = rows_left - used_rows, bytes_left - used_bytes
         page["more"] = page["more"] or more
+    # the newest seq per table: a sync whose watermark is past it holds another store's (a store started over)
+    page["head"] = {t: conn.execute("SELECT max(seq) FROM change_log WHERE tbl = ?", (t,)).fetchone()[0] or 0
+                    for t in SYNCED}
     if count:
         page["total"] = {
             t: conn.execute("SELECT count(*) FROM change_log WHERE tbl = ? AND seq > ?", (t, since.get(t, 0))).fetchone()[0]
