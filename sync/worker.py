@@ -102,10 +102,6 @@ class SyncWorker:
         except MysqlError as exc:
             self._failed(exc, now)
             return
-        if self.status["last_error"]:
-            log.warning("MySQL usable again: %s", self.db.url.where())
-        self.status["last_error"] = self.status["error_since"] = None
-        self.retry_s = self.config.retry_min_s
         self.inflight = None
         if self.db.never_synced:
             self.full_wanted = True
@@ -184,6 +180,10 @@ class SyncWorker:
         except MysqlError as exc:
             self._failed(exc, self.clock())
             return
+        if self.status["last_error"]:  # the back-off ends with a page written, not with a connection made
+            log.warning("sync resumed: MySQL at %s takes pages again", self.db.url.where())
+        self.status["last_error"] = self.status["error_since"] = None
+        self.retry_s = self.config.retry_min_s
         self.status["pages"] += 1
         self.status["rows"] += written
         self.status["last_page"] = time.time()
