@@ -8,10 +8,12 @@ goes to MySQL: neither MySQL's data files, its binary logs, a dump, nor
 anyone with the web user's password sees them in clear. Only the web UI's
 process, which can read the key file, opens them.
 
-Key file: ``DATA/web/web.key``, one line of base64 (32 bytes), mode 0640
-in a directory of mode 0750: the account that runs EMS writes it, the
-directory's group reads it (give the directory the web server's group,
-``chgrp -R www-data DATA/web``, and nobody else can).
+Key file: ``DATA/web/web.key``, one line of base64 (32 bytes), mode 0600 in
+the 0700 directory that also holds the web UI's MySQL password
+(``web/mysql.json``, from ``ems sync init``): what the web UI's process
+needs, private to the account that runs EMS. Where the web UI runs as
+another account, the installer hands that directory to it (owner, or group
+with ``g+rx``/``g+r``) and to nobody else.
 
 Blob: ``b"\\x01"`` (format version) ‖ 12-byte nonce ‖ ciphertext ‖ 16-byte
 tag, with associated data ``table:column:server_id:row_key``
@@ -31,13 +33,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.core.errors import EmsError
+from broker.core.private_files import private_dir
 
 VERSION = b"\x01"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
 KEY_DIR, KEY_FILE = "web", "web.key"
-KEY_DIR_MODE, KEY_FILE_MODE = 0o750, 0o640
+KEY_FILE_MODE = 0o600
 
 
 class WebKeyError(EmsError):
@@ -64,11 +67,11 @@ class WebKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> "WebKey":
-        """The key in ``path``, created (0640 in a 0750 directory) if absent."""
+        """The key in ``path``, created (0600 in a 0700 directory) if absent."""
         path = Path(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path.parent, KEY_DIR_MODE)
+            if not path.parent.exists():
+                private_dir(path.parent)
             aside = path.with_suffix(".tmp")
             fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
             with os.fdopen(fd, "w") as out:
