@@ -15,7 +15,6 @@ from sync.snapshot_db import SnapshotDB
 from sync.tables import TABLES
 from sync.web_crypto import WebKey, key_path
 from sync.worker import SyncConfig, SyncWorker
-from bench.sync_rows import fill, records  # noqa: F401  (the tests' rows are the bench's)
 
 #: the column beside the key that changes when a row is updated (what a stale copy would differ in)
 _VERSION_COLUMN = {"clients": "last_seen", "sessions": "ended", "chat_messages": "status", "commands": "status"}

@@ -21,10 +21,11 @@ from broker.core.errors import RemoteError
 from sync import mariadb
 from sync.mysql_url import MysqlUrl, connect
 from sync.snapshot_db import SnapshotDB
-from tests.conftest import wait_for
-from tests.sync_support import RunningSync, fill, new_database
-from tests.test_persister_bus import RunningPersister
-from tests.test_sync_worker import SERVER, equal, second_store
+from conftest import wait_for
+from bench.sync_rows import fill
+from sync_support import RunningSync, new_database
+from test_persister_bus import RunningPersister
+from test_sync_worker import SERVER, equal, second_store
 
 
 @pytest.fixture

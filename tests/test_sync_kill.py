@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import random
 import signal
-import time
 
 from broker.core.config import DataDir
 from broker.core.profile import load
 from sync.mysql_url import connect
 from sync.web_db import WebDbPlan, init_web_db, writer_url
-from tests.conftest import wait_for
-from tests.sync_support import fill, mysql_digests, new_database, store_digests, sync_profile
-from tests.test_persister_bus import RunningPersister
-from tests.test_sync_worker import second_store
+from conftest import wait_for
+from bench.sync_rows import fill
+from sync_support import mysql_digests, new_database, store_digests, sync_profile
+from test_persister_bus import RunningPersister
+from test_sync_worker import second_store
 
 ROWS = 100_000
 KILLS = 4

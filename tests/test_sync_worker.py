@@ -19,9 +19,10 @@ from broker.persister.crypto import SecurityManager
 from broker.persister.store import Store
 from sync.mysql_url import connect
 from sync.web_crypto import aad_for, key_path
-from tests.conftest import wait_for
-from tests.sync_support import RunningSync, fill, mysql_digests, new_database, store_digests
-from tests.test_persister_bus import RunningPersister
+from conftest import wait_for
+from bench.sync_rows import fill
+from sync_support import RunningSync, mysql_digests, new_database, store_digests
+from test_persister_bus import RunningPersister
 
 SERVER = "server-a"
 
@@ -162,7 +163,7 @@ def test_a_store_started_over_is_noticed_and_snapshotted_whole(bus, tmp_path, my
 
 def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
     """Two EMS servers (each its own broker, persister and store) sync into one ems_web."""
-    from tests.conftest import Bus
+    from conftest import Bus
     from broker.core.config import Timing
 
     url = new_database(mysql_admin_url)
@@ -221,3 +222,19 @@ def test_synced_tables_are_mapped():
     from sync.tables import TABLES
 
     assert set(TABLES) == set(SYNCED)
+
+
+def test_a_full_snapshot_comes_round_by_itself(stack, tmp_path):
+    """``full_every_s``: the worker takes full snapshots on its own (generation after generation), and each
+    leaves MySQL equal to the store."""
+    from sync.worker import SyncConfig
+
+    persister, url, start_sync = stack
+    with second_store(tmp_path) as store:
+        fill(store, 300)
+    sync = start_sync(config=SyncConfig(wait_s=0.5, full_every_s=1.0))
+    wait_for(lambda: sync.db.state and min(s.full_gen for s in sync.db.state.values()) >= 3, 30,
+             interval_s=0.1, what="three full snapshots")
+    wait_for(lambda: equal(url, tmp_path), 30, interval_s=0.2, what="MySQL equal to the store")
+    assert _count(url, "sync_state", f"server_id = '{SERVER}' AND full_gen >= 3") == len(SYNCED)
+    assert _count(url, "sync_state", f"server_id = '{SERVER}' AND last_full_sync IS NOT NULL") == len(SYNCED)
