@@ -10,7 +10,7 @@ from pathlib import Path
 from broker.core.cli_common import add_data_dir
 from broker.core.config import resolve_data_dir
 from broker.core.errors import EmsError
-from sync import web_db
+from sync import run_cli, web_db
 from sync.mariadb import PrivateMariaDB, private_instance_dir
 from sync.mysql_url import MysqlUrl, redacted
 
@@ -33,7 +33,8 @@ def configure(p) -> None:
     p.add_argument("--web-user", default=web_db.DEFAULT_WEB_USER, help="the web UI's MySQL user (default %(default)s)")
     p.add_argument("--grant-host", action="append", dest="grant_hosts", metavar="HOST",
                    help="host the two users connect from (repeatable; default: localhost and 127.0.0.1)")
-    p.set_defaults(run=run, owns_data_dir=True)
+    run_cli.add_options(p)
+    p.set_defaults(run=run, owns_data_dir=True, default_log_level="INFO")
 
 
 def admin_url(data_root: Path, mysql_url: str | None) -> MysqlUrl:
@@ -64,10 +65,12 @@ def run_init(args) -> int:
 
 
 #: action -> its function (``ems up`` starts the worker when ``run`` is here)
-ACTIONS = {"init": run_init}
+ACTIONS = {"init": run_init, "run": run_cli.run_worker}
 
 
 def run(args) -> int:
+    if getattr(args, "now", False):
+        return run_cli.run_now(args)
     if args.action not in ACTIONS:
         raise EmsError(f"`ems sync {args.action}` is not built yet; `ems sync init` prepares the database")
     return ACTIONS[args.action](args)

@@ -29,13 +29,15 @@ from __future__ import annotations
 from broker.core.errors import EmsError
 
 #: bumped when a table or column is added; recorded in ``schema_version``
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
 _CLIENT = "client_id VARCHAR(128) NOT NULL"
 _ROW_ID = "id BIGINT NOT NULL"  # the store's row id
 _ROW_KEY = "PRIMARY KEY (server_id, id)"
+#: the full snapshot that last wrote the row: a full snapshot ends by deleting its server's rows of older ones
+_GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
 _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
 
@@ -65,6 +67,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "presence_ts DOUBLE",
         "sysinfo LONGTEXT",  # JSON of the newest sysinfo event
         "sysinfo_ts DOUBLE",
+        _GEN,
         "PRIMARY KEY (server_id, client_id)",
         "KEY snapshot_clients_last_seen (server_id, last_seen)",
     ),
@@ -74,6 +77,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "ended DOUBLE",
         _LOGGED_IN_USER,
         "end_reason VARCHAR(64)",
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_sessions_client_ts (server_id, client_id, started)",
     ),
@@ -85,6 +89,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "operator VARCHAR(255)",
         "image LONGBLOB",  # encrypted for the web
         "thumbnail MEDIUMBLOB",  # encrypted for the web
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_captures_client_ts (server_id, client_id, ts)",
     ),
@@ -97,6 +102,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _STATUS,
         "status_ts DOUBLE NOT NULL",
         "deleted TINYINT NOT NULL DEFAULT 0",
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_messages_client_ts (server_id, client_id, ts)",
     ),
@@ -109,6 +115,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "size BIGINT",
         "ok TINYINT NOT NULL",
         "error BLOB",  # encrypted for the web
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_fileops_client_ts (server_id, client_id, ts)",
     ),
@@ -121,6 +128,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "event VARCHAR(128) NOT NULL",
         "severity VARCHAR(16)",
         "detail MEDIUMTEXT",  # JSON
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_security_ts (server_id, ts)",
         "KEY snapshot_security_client_ts (server_id, client_id, ts)",
@@ -131,6 +139,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "level VARCHAR(16) NOT NULL",
         "logger VARCHAR(255) NOT NULL",
         "message BLOB",  # encrypted for the web
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
     ),
@@ -138,6 +147,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID, _CLIENT,
         "ts DOUBLE NOT NULL",
         "cpu_percent DOUBLE", "memory_percent DOUBLE", "disk_percent DOUBLE",
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_metrics_client_ts (server_id, client_id, ts)",
     ),
@@ -151,6 +161,9 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "target VARCHAR(128)",
         "reason TEXT",
         "detail MEDIUMTEXT",  # JSON
+        "operator_name VARCHAR(255)",  # the person (a key's display name, or whom a service vouched for)
+        "via VARCHAR(128)",  # the service that vouched ("" for an operator's own key)
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_audit_ts (server_id, ts)",
         "KEY snapshot_audit_target_ts (server_id, target, ts)",
@@ -166,6 +179,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "created DOUBLE NOT NULL",
         "updated DOUBLE NOT NULL",
         "result MEDIUMBLOB",  # encrypted for the web
+        _GEN,
         _ROW_KEY,
         "KEY snapshot_commands_client_created (server_id, client_id, created)",
     ),
@@ -176,6 +190,8 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "rows_synced BIGINT NOT NULL DEFAULT 0",
         "last_full_sync DOUBLE",
         "updated DOUBLE NOT NULL",
+        "full_gen BIGINT NOT NULL DEFAULT 0",  # the full snapshot under way or last done
+        "full_done TINYINT NOT NULL DEFAULT 1",  # 0 while that snapshot has this table still to finish
         "PRIMARY KEY (server_id, table_name)",
     ),
     "schema_version": (
@@ -250,8 +266,9 @@ def _recorded_version(cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
-def create_tables(conn) -> int:
-    """Create or migrate every table on ``conn`` (a PyMySQL connection to the database).
+def create_tables(conn, tables: dict[str, str] | None = None) -> int:
+    """Create or migrate every table on ``conn`` (a PyMySQL connection to the database),
+    or only ``tables`` (the sync writer migrates the snapshot tables, which it owns).
 
     Idempotent; returns the number of tables and columns it added (0 when
     the schema was current). Raises :class:`SchemaError` for a database
@@ -265,7 +282,7 @@ def create_tables(conn) -> int:
             raise SchemaError(
                 f"database schema version {found} is newer than this EMS's ({SCHEMA_VERSION}): upgrade EMS"
             )
-        for table, ddl in {**SNAPSHOT_TABLES, **WEB_TABLES}.items():
+        for table, ddl in (tables or {**SNAPSHOT_TABLES, **WEB_TABLES}).items():
             existing = _existing_columns(cursor, table)
             if not existing:
                 cursor.execute(ddl)

@@ -67,6 +67,8 @@ MODES = [
     ("keys/server-info.secret", "ems up (local stack): the web's server-info bridge", 0o600),
     ("keys/latest-frame.public", "ems up (local stack): the web's latest-frame bridge", 0o600),
     ("keys/latest-frame.secret", "ems up (local stack): the web's latest-frame bridge", 0o600),
+    ("keys/sync.public", "ems up (the sync worker's key)", 0o600),
+    ("keys/sync.secret", "ems up (the sync worker's key)", 0o600),
     ("keys/queue-keys.json", "broker (command queue key)", 0o600),
     ("keys/store-keys.json", "persister (store key)", 0o600),
     ("profile.json", "ems up (operator profile)", 0o600),
@@ -115,6 +117,7 @@ MODES = [
     ("sync/mysql.json", "ems sync init (the sync writer's password)", 0o600),
     ("web", "ems sync init", 0o700),
     ("web/mysql.json", "ems sync init (the web UI user's password)", 0o600),
+    ("web/web.key", "the sync worker (the web key: sensitive fields in MySQL)", 0o600),
 ]
 #: the one file that holds chat text on purpose (module docstring)
 ACCESS_LOG = "agent/access.log"

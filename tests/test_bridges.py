@@ -133,7 +133,10 @@ def test_server_info_reports_identity_status_live_clients_and_sync(stack):
     assert info["counters"]["zap_accepted"] >= 1
     states = {c["client_id"]: c["state"] for c in info["clients"]}
     assert states == {stack.local_agent: "online", "headless-1": "online", "gone-1": "offline"}
-    assert info["sync"] == {"running": False, "error": "sync worker not running"}
+    # ems up runs the sync worker: its sync.status, once it has joined the bus
+    sync = wait_for(lambda: (i := json.loads(bridge("server_info", data_dir=stack.data.root).stdout))["sync"]["running"]
+                    and i["sync"], 30, interval_s=0.5, what="the sync worker's status")
+    assert sync["status"]["server_id"] == broker_key and sync["status"]["database"] == "ems_web"
 
 
 def test_latest_frame_is_the_real_screen_and_names_the_person(stack):

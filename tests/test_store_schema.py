@@ -100,7 +100,7 @@ def test_fresh_database_is_latest_with_cascades_wal_and_foreign_keys(tmp_path):
     store = make_store(tmp_path)
     conn = store.connection
     assert schema.current_version(conn) == schema.LATEST
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == list(range(1, schema.LATEST + 1))
     assert set(_cascades(conn).values()) == {"CASCADE"}
     assert "audit_trail" not in schema.CHILD_TABLES
     assert conn.execute("PRAGMA foreign_key_list(audit_trail)").fetchall() == []

@@ -85,7 +85,7 @@ def test_up_runs_a_private_mariadb_with_the_web_database_and_stops_in_order(proc
     assert json.loads((data / web_db.WEB_FILE).read_text())["password"] == json.loads(before)["password"]
     with connect(web_db.read_credentials(data / web_db.WEB_FILE)) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT server_id FROM servers")
-        assert cursor.fetchall() == (("kept",),)
+        assert ("kept",) in cursor.fetchall()  # beside this server's own row, once its sync worker has run
     assert stop_up(up, signal.SIGTERM) == STOP_ORDER
 
 

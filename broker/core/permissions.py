@@ -60,6 +60,8 @@ VOUCHING_ROLES = frozenset({"service"})
 AGENT_TOPIC_PREFIX = AGENT_TOPIC_ROOTS
 
 _LEVEL = {"viewer": 1, "operator": 2, "admin": 3}
+#: the "minimum role" of an op no operator may call, only services
+SERVICES_ONLY = "services only"
 
 #: Broker REQUEST operations and the least operator role that may call
 #: them. ``service`` peers may call the ones marked readable.
@@ -85,6 +87,8 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),
     "store.stats": ("viewer", True),
+    # the change feed the sync worker reads (decrypted rows): services only
+    "store.changes": (SERVICES_ONLY, True),
     # forwarded to the service that provides "sync" (the MySQL sync worker)
     "sync.now": ("operator", True),
     "sync.status": ("viewer", True),
@@ -179,7 +183,7 @@ def may_request(role: str, op: str) -> bool:
     minimum, services = rule
     if role == "service":
         return services
-    return _LEVEL.get(role, 0) >= _LEVEL[minimum]
+    return minimum != SERVICES_ONLY and _LEVEL.get(role, 0) >= _LEVEL[minimum]
 
 
 def live_class(topic: str) -> str:

@@ -50,14 +50,16 @@ added later are in :data:`ADDED_TABLES`, each created by its own migration:
   size, reason, time and a digest, never the body. No foreign key: like
   the broker's security events it is evidence that outlives the client.
 
-Columns added to a table after the baseline are in :data:`ADDED_COLUMNS`,
-each group added by its own migration (``ALTER TABLE ... ADD COLUMN``: the
+Later migrations, each its own version. Columns added to a table after the
+baseline are in :data:`ADDED_COLUMNS` (``ALTER TABLE ... ADD COLUMN``: the
 rows already there keep everything and read NULL in the new columns):
 
 * 5: ``audit_trail.operator_name`` and ``audit_trail.via``: the person who
   acted (a key's display name, or the person a service vouched for) and the
   service that vouched (``""`` for an operator's own key). Rows stored
   before it keep the name only inside ``detail`` and read NULL here.
+* 6: ``change_log`` and its triggers, the sync worker's change feed (see
+  :mod:`broker.persister.change_log`); existing rows are numbered.
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ import time
 from typing import NamedTuple
 
 from broker.core.errors import EmsError
+from broker.persister import change_log
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +354,7 @@ MIGRATIONS: list[Migration] = [
         + [Migration(version, "".join(f"ALTER TABLE {table} ADD COLUMN {line};\n" for line in lines))
            for table, (version, lines) in ADDED_COLUMNS.items()]
     ),
+    Migration(6, change_log.migration_sql()),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -27,16 +27,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from broker.core import bounds, permissions
+from broker.core import bounds
 from broker.core.client import BusClient
 from broker.core.envelope import Envelope, ErrorCode, Kind, decode, error_body, pack_body, unpack_body
 from broker.core.batches import decode_batch
 from broker.core.errors import EmsError, ProtocolError
 from broker.persister import quarantine
-from broker.persister.store import STATS, Record, Store, StoreUnavailable
-from broker.persister.tables import view_of
+from broker.persister.change_feed import ChangeFeed
+from broker.persister.history_answers import Forbidden, HistoryAnswers
+from broker.persister.store import Record, Store, StoreUnavailable
 from broker.core.stats import LogThrottle
-from broker.core.vocabulary import EPHEMERAL_RESULTS, MAX_REASON_CHARS
+from broker.core.vocabulary import EPHEMERAL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ ACK_CHUNK = 2000
 #: bus messages taken at a time while a pass fills its batch
 DRAIN_CHUNK = 100
 DAY = 86400.0
-
-#: why a stored capture is read (``store.capture`` ``purpose``): audited as ``capture.<purpose>``
-CAPTURE_PURPOSES = ("view", "export")
-#: captures per ``store.query`` with ``thumbnails`` (each preview is ~6 KB; a reply stays ~1 MB)
-MAX_THUMBNAIL_ROWS = 200
 
 
 @dataclass
@@ -83,11 +79,8 @@ class PersisterConfig:
 
 
 def to_record(env: Envelope, own_id: str = "persister") -> tuple[Record, bool] | None:
-    """The store record for a bus message, and whether its agent awaits an ACK.
-
-    ``own_id`` is this persister's client id: its own security events are
-    stored as the server's (no client row), like the broker's.
-    """
+    """The store record for a bus message, and whether its agent awaits an ACK. ``own_id`` is this
+    persister's client id: its own security events are stored as the server's (no client row), like the broker's."""
     return record_for(env.kind, env.topic, env.msg_id, env.header.ts, env.sender, env.data(), own_id)
 
 
@@ -119,10 +112,6 @@ def record_for(
     return None
 
 
-class Forbidden(EmsError):
-    """The requester's role may not read this (answered FORBIDDEN, a security event)."""
-
-
 class Persister:
     """Run the store as a bus service (one thread).
 
@@ -152,6 +141,8 @@ class Persister:
         self._throttle = LogThrottle()
         #: one quarantine security event per sender per minute (the rest counted)
         self._quarantine_notice = LogThrottle(burst=1, window_s=60.0)
+        self.feed = ChangeFeed(client, store, clock)  # store.changes: the sync worker's long poll
+        self.answers = HistoryAnswers(store, self._audit)  # store.query, store.capture, store.stats
 
     def stop(self) -> None:
         self._stopping = True
@@ -191,6 +182,7 @@ class Persister:
                 break
             taken += len(envs)
         now = self.clock()
+        self.feed.tick(now)
         if self.batch and (len(self.batch) >= self.config.max_batch or now - self.batch_started >= self.config.commit_latency_s):
             if self.failing_since is None or now >= self._next_retry:
                 self.flush()
@@ -217,7 +209,7 @@ class Persister:
 
     def _take(self, env: Envelope) -> None:
         if env.kind is Kind.REQUEST:
-            self._answer(env)
+            self.feed.takes(env) or self._answer(env)  # store.changes, or the other store.* ops
             return
         if env.kind is Kind.BATCH:
             self._take_batch(env)
@@ -337,6 +329,7 @@ class Persister:
                 except EmsError as exc:  # the agent resends; the store deduplicates
                     self.stats["ack_send_failed"] += 1
                     log.debug("ack to %s not sent: %s", client_id, exc)
+        self.feed.committed()  # after the ACKs: agents' outboxes first
 
     def _pull_journal(self) -> None:
         """Take the broker's own records that the store does not have yet."""
@@ -401,7 +394,7 @@ class Persister:
             op, args, requester = request.get("op"), request.get("args") or {}, request.get("requester")
             if type(requester) is not dict:
                 raise bounds.BoundsError("the broker names the requester")
-            body, kind = pack_body(self._query(op, args, requester)), Kind.REPLY
+            body, kind = pack_body(self.answers.answer(op, args, requester)), Kind.REPLY
         except Forbidden as exc:  # the broker checks first; this is the second line
             self._security(requester, "forbidden", str(exc))
             body, kind = error_body(ErrorCode.FORBIDDEN, str(exc)), Kind.ERROR
@@ -417,64 +410,6 @@ class Persister:
         except EmsError as exc:  # the requester times out and may ask again
             self.stats["reply_send_failed"] += 1
             log.debug("answer to %s not sent: %s", env.msg_id, exc)
-
-    def _query(self, op: str, args: dict, requester: dict):
-        role = requester.get("role", "")
-        if op == "store.query":
-            kind = bounds.text(args.get("kind", ""), "kind", 32)
-            self._check_readable(role, kind)
-            params = {k: args[k] for k in ("client_id", "since", "until", "limit", "before_id", "order", "text", "include_deleted")
-                      if k in args}
-            if args.get("thumbnails"):
-                return self._captures_with_thumbnails(kind, params, requester)
-            return self._history(kind, params, requester)
-        if op == "store.capture":
-            self._check_readable(role, "captures")
-            purpose = args.get("purpose", "view")
-            if purpose not in CAPTURE_PURPOSES:
-                raise ValueError(f"a capture is read to {' or '.join(CAPTURE_PURPOSES)}, not {bounds.shown(purpose)}")
-            capture = self.store.get_capture(bounds.int64(args.get("id"), "id"))
-            self._audit(requester, f"capture.{purpose}", {"capture_id": args["id"], "client_id": capture.get("client_id")
-                                                          if capture else None, **_read_for(requester, args)})
-            return capture
-        if op == "store.stats":
-            group_by = args.get("group_by", "kind")
-            if type(group_by) is str and group_by in STATS:  # counts of one kind: as readable as the kind
-                self._check_readable(role, STATS[group_by][0])
-            params = {k: args[k] for k in ("client_id", "since", "until") if k in args}
-            return self.store.stats(group_by, **params)
-        raise ValueError(f"unknown store operation {bounds.shown(op)}")
-
-    def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict) -> list[dict]:
-        """``store.query`` of captures with ``thumbnails``: every row with its
-        preview (see :meth:`Store.with_thumbnails`); seeing them is audited,
-        one record per answer naming the captures shown."""
-        if kind != "captures":
-            raise ValueError("only captures have thumbnails")
-        limit = params.get("limit", 100)
-        if type(limit) is int and limit > MAX_THUMBNAIL_ROWS:  # other bad limits: store.query says why
-            raise ValueError(f"ask for at most {MAX_THUMBNAIL_ROWS} captures with thumbnails at a time")
-        rows = self.store.with_thumbnails(self.store.query(kind, **params))
-        shown = [r["id"] for r in rows if r["thumbnail"] is not None]
-        if shown:
-            self._audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown})
-        return rows
-
-    def _history(self, kind: str, params: dict, requester: dict) -> list[dict]:
-        """``store.query`` rows with only the fields the requester may see;
-        a person's look at sensitive history is audited."""
-        role, who = requester.get("role", ""), requester.get("client_id", "")
-        rows = [permissions.strip_row(role, who, kind, row) for row in self.store.query(kind, **params)]
-        if kind in permissions.AUDITED_HISTORY and role != "service":
-            self._audit(requester, f"history.{kind}", {"client_id": params.get("client_id"), "rows": len(rows),
-                                                       "text": params.get("text") or ""})
-        return rows
-
-    @staticmethod
-    def _check_readable(role: str, kind: str) -> None:
-        view_of(kind)  # ValueError for a kind there is not
-        if not permissions.may_read_history(role, kind):
-            raise Forbidden(permissions.history_refusal(role, kind))
 
     def _security(self, requester: dict, event: str, detail: str) -> None:
         """A security event the persister itself saw, stored with the next commit."""
@@ -499,12 +434,3 @@ class Persister:
             self.batch_started = self.clock()
         self.batch.append((record, False))
 
-
-def _read_for(requester: dict, args: dict) -> dict:
-    """The person a vouching service (a web bridge) reads for and why
-    (``args.operator.name``, ``args.reason``), for the audit; {} otherwise."""
-    person = args.get("operator")
-    if requester.get("role") not in permissions.VOUCHING_ROLES or not isinstance(person, dict):
-        return {}
-    return {"operator_name": bounds.text(person.get("name"), "operator name", 100, empty=False),
-            "via": requester.get("client_id", ""), "reason": bounds.text(args.get("reason", ""), "reason", MAX_REASON_CHARS)}
