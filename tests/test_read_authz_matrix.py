@@ -19,7 +19,6 @@ from broker.core.envelope import ErrorCode, Kind, new_id, pack_body
 from broker.core.batches import pack_batch
 from broker.core.errors import RemoteError
 from broker.persister.history_answers import Forbidden, HistoryAnswers
-from broker.persister.service import Persister
 from broker.persister.store import STATS
 
 from conftest import Bus, wait_for
