@@ -69,7 +69,7 @@ def test_sync_now_reaches_the_sync_service_with_the_person_and_reason(bus, admin
         assert body == {"started": True, "full": True, "caller": "Jane Doe"}
         [forwarded] = sync.requests
         assert forwarded["op"] == "sync.now"
-        assert forwarded["requester"] == {"client_id": "admin-http", "role": "service"}
+        assert forwarded["requester"] == {"client_id": "admin-http", "role": "service", "name": "admin-http"}  # the key has no display name
         assert forwarded["args"] == {"reason": "new clients added", "operator": {"id": "Jane Doe", "name": "Jane Doe"}}
     finally:
         sync.stop()
