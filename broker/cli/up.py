@@ -50,11 +50,11 @@ def _ems(*args: str) -> list[str]:
 
 
 def _concrete(bind: str) -> str:
-    """Port 0 means "pick one": pick it now, so the agent and profile know it."""
+    """Port 0 means "pick one": pick it now, so the agent, the profile and the web UI's config know it."""
     if not bind.endswith(":0"):
         return bind
-    host = bind[len("tcp://"):].rsplit(":", 1)[0]
-    with socket.socket() as probe:
+    host = bind.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host if host not in ("*", "") else "0.0.0.0", 0))
         return f"{bind[:-2]}:{probe.getsockname()[1]}"
 
@@ -62,6 +62,8 @@ def _concrete(bind: str) -> str:
 def run(args) -> int:
     data = DataDir(resolve_data_dir(args.data_dir))
     args.bind = _concrete(args.bind)
+    args.admin_listen = _concrete(args.admin_listen)
+    args.web_listen = _concrete(args.web_listen)
     args.admin_http = bool(os.environ.get(ADMIN_TOKEN_ENV))
     if args.admin_http:
         token_from_env()  # a weak token is refused now, not in a restart loop
