@@ -146,3 +146,9 @@ def test_up_with_an_unreachable_mysql_url_says_what_to_do(procs, tmp_path):
                    "--mysql-url", "mysql://root:x@127.0.0.1:1/ems_web", env=UP_ENV)
     line = _one_line_failure(up)
     assert "cannot reach MySQL at 127.0.0.1:1" in line
+
+
+def test_up_with_a_bad_web_listen_address_says_so(procs, tmp_path):
+    up = procs.ems("up", "up", "--data-dir", str(tmp_path / "var"), "--bind", "tcp://127.0.0.1:0", "--no-agent",
+                   "--web-listen", "8080", env=UP_ENV)
+    assert "--web-listen '8080' is not HOST:PORT" in _one_line_failure(up)

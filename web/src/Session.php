@@ -35,6 +35,8 @@ final class Session
             'sid_length' => 48,
             'sid_bits_per_character' => 6,
             'gc_maxlifetime' => $config->sessionLifetime(),
+            'gc_probability' => 1,  // Debian's php.ini leaves it to a cron job that never sees this directory
+            'gc_divisor' => 100,
         ]);
         if (empty($_SESSION['csrf'])) {
             $_SESSION['csrf'] = bin2hex(random_bytes(32));
