@@ -195,3 +195,11 @@ def test_there_is_no_default_account(site):
                                                                                    "made_for_otto"}
     for name in ("admin", "root", "ems"):
         assert WebClient(site.base).login(name, name) == 401
+
+
+@pytest.mark.parametrize("back, landed", [("/clients?q=x", "/clients?q=x"), ("//evil.example/clients", "/"),
+                                          ("https://evil.example/", "/"), ("/\\evil.example", "/"), ("/nowhere", "/")])
+def test_the_theme_switch_returns_only_to_a_page_of_this_site(site, back, landed):
+    client = WebClient(site.base)
+    status, headers, _ = client.request("POST", "/theme", {"csrf": client.csrf(), "theme": "light", "back": back})
+    assert status == 303 and headers["Location"] == landed

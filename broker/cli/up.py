@@ -14,7 +14,7 @@ from broker.core.profile import connectable
 from broker.core.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
 from broker.cli.local_stack import prepare
 from broker.cli.supervisor import Service, Supervisor
-from broker.cli.web_serve import DEFAULT_WEB_LISTEN, parse_web_listen, web_service, write_web_config
+from broker.cli.web_serve import DEFAULT_WEB_LISTEN, parse_web_listen, vendor_hint, web_service, write_web_config
 from broker.cli.web_stack import WebView, web_view
 
 
@@ -127,8 +127,12 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
-    lines += [f"  web UI      http://{args.web_listen}/   (log in with an account from: ems web add-user NAME --role admin{flag})",
-              *web.banner()] if web else ["  web view    off (--no-web)"]
+    if web:
+        lines.append(f"  web UI      http://{args.web_listen}/   (log in with an account from: ems web add-user NAME --role admin{flag})")
+        lines += [f"              {hint}" for hint in [vendor_hint()] if hint]
+        lines += web.banner()
+    else:
+        lines.append("  web view    off (--no-web)")
     lines += [
         f"  operator    {stack.operator_name} ({stack.operator_id}, admin), profile {data.profile}",
         f"              employees are told \"{stack.operator_name}\"; change it: "

@@ -65,10 +65,15 @@ def php_argv(listen: str) -> list[str]:
     php = shutil.which("php")
     if php is None:
         raise ConfigError("php is not installed: the web view needs php-cli and php-mysql (installer/install.sh), or use --no-web")
-    if not (WEB_ROOT / "public" / "vendor").is_dir():
-        raise ConfigError(f"the web view's front-end packages are missing: run `npm install` in {WEB_ROOT} (installer/install.sh does)")
     public = WEB_ROOT / "public"
     return [php, "-S", listen, "-t", str(public), str(public / "index.php")]
+
+
+def vendor_hint() -> str | None:
+    """What to do when jQuery and Bootstrap are missing from web/public/vendor (the pages work, unstyled), else None."""
+    if (WEB_ROOT / "public" / "vendor" / "bootstrap").is_dir():
+        return None
+    return f"jQuery and Bootstrap missing: run installer/install.sh (or npm ci in {WEB_ROOT})"
 
 
 def wait_listening(host: str, port: int, pid: int | None = None, timeout_s: float = READY_TIMEOUT_S) -> None:
