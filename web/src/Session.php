@@ -32,8 +32,6 @@ final class Session
             'use_strict_mode' => 1,
             'use_only_cookies' => 1,
             'use_trans_sid' => 0,
-            'sid_length' => 48,
-            'sid_bits_per_character' => 6,
             'gc_maxlifetime' => $config->sessionLifetime(),
             'gc_probability' => 1,  // Debian's php.ini leaves it to a cron job that never sees this directory
             'gc_divisor' => 100,
