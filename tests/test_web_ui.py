@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -63,6 +63,21 @@ def shot(driver, name: str) -> None:
         driver.save_screenshot(str(Path(target) / name))
 
 
+def text_of(driver, element_id: str) -> str:
+    """An element's text now; '' while the page is being replaced (wait_for polls again)."""
+    try:
+        return driver.find_element(By.ID, element_id).text
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
+
+
+def sort_by(driver, key: str, arrow: str) -> None:
+    """Click a column header and wait for the page sorted that way (its arrow on the header)."""
+    driver.find_element(By.CSS_SELECTOR, f'a.ems-sort[data-sort="{key}"]').click()
+    script = f"var a = document.querySelector('a.ems-sort.active[data-sort=\"{key}\"]'); return a ? a.textContent : '';"
+    wait_for(lambda: driver.execute_script(script).endswith(arrow), 10, what=f"sorted by {key} {arrow}")
+
+
 def rows(driver) -> list[list[str]]:
     return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             for row in driver.find_elements(By.CSS_SELECTOR, "#clients-table tbody tr")]
@@ -92,10 +107,15 @@ def click(driver, element) -> None:
     element.click()
 
 
+def log_out(driver, base: str) -> None:
+    driver.find_element(By.ID, "logout").click()
+    wait_for(lambda: driver.current_url == base + "/login" and text_of(driver, "login") != "", 10, what="the login page")
+
+
 def switch_theme(driver, expected: str) -> None:
     driver.find_element(By.ID, "theme-switch").click()
-    wait_for(lambda: driver.find_element(By.TAG_NAME, "html").get_attribute("data-bs-theme") == expected, 10,
-             what=f"the {expected} theme")
+    wait_for(lambda: driver.execute_script("return document.documentElement.dataset.bsTheme") == expected
+             and text_of(driver, "theme-switch") != "", 10, what=f"the {expected} theme")
 
 
 def test_log_in_see_both_servers_sort_filter_page_and_log_out(site, browser):
@@ -108,37 +128,36 @@ def test_log_in_see_both_servers_sort_filter_page_and_log_out(site, browser):
     log_in(browser, site.base, "vera")
     assert browser.current_url.startswith(site.base + "/clients")
     assert "Vera Viewer" in browser.find_element(By.ID, "whoami").text
-    assert "60 clients · page 1 of 2" in browser.find_element(By.ID, "clients-count").text
+    assert "60 clients · page 1 of 2" in text_of(browser, "clients-count")
     assert {row[0] for row in rows(browser)} == {"Head office", "Branch Lyon"}
 
-    browser.find_element(By.CSS_SELECTOR, 'a.ems-sort[data-sort="cpu"]').click()
-    browser.find_element(By.CSS_SELECTOR, 'a.ems-sort[data-sort="cpu"]').click()  # again: descending
+    sort_by(browser, "cpu", "▲")
+    sort_by(browser, "cpu", "▼")  # again: descending
     top = rows(browser)[0]
     assert top[1] == "lyon-laptop-00" and top[6].endswith("90 %")
     shot(browser, "web-clients-dark.png")
 
     Select(browser.find_element(By.ID, "filter-per")).select_by_value("25")
-    wait_for(lambda: "page 1 of 3" in browser.find_element(By.ID, "clients-count").text, 10, what="25 a page")
+    wait_for(lambda: "page 1 of 3" in text_of(browser, "clients-count"), 10, what="25 a page")
     assert len(rows(browser)) == 25 and rows(browser)[-1][1] == "office-pc-33"  # cpu 66 ties with lyon-laptop-24: srv-a first
     click(browser, browser.find_element(By.ID, "page-next"))
-    wait_for(lambda: "page 2 of 3" in browser.find_element(By.ID, "clients-count").text, 10, what="page 2")
+    wait_for(lambda: "page 2 of 3" in text_of(browser, "clients-count"), 10, what="page 2")
     assert rows(browser)[0][1] == "lyon-laptop-24"
 
     browser.find_element(By.ID, "filter-q").clear()
     browser.find_element(By.ID, "filter-q").send_keys("lyon-laptop-1")
     browser.find_element(By.ID, "filter-apply").click()
-    wait_for(lambda: "10 clients" in browser.find_element(By.ID, "clients-count").text, 10, what="the filter")
+    wait_for(lambda: "10 clients" in text_of(browser, "clients-count"), 10, what="the filter")
     assert {row[1] for row in rows(browser)} == {f"lyon-laptop-1{i}" for i in range(10)}
     Select(browser.find_element(By.ID, "filter-state")).select_by_value("offline")
-    wait_for(lambda: "5 clients" in browser.find_element(By.ID, "clients-count").text, 10, what="offline only")
+    wait_for(lambda: "5 clients" in text_of(browser, "clients-count"), 10, what="offline only")
     assert all(row[5] == "offline" for row in rows(browser))
 
     switch_theme(browser, "light")
-    assert "5 clients" in browser.find_element(By.ID, "clients-count").text  # the switch came back to the same view
+    assert "5 clients" in text_of(browser, "clients-count")  # the switch came back to the same view
     browser.get(site.base + "/clients?sort=cpu&dir=desc")
     shot(browser, "web-clients-light.png")
-    browser.find_element(By.ID, "logout").click()
-    assert browser.current_url == site.base + "/login"
+    log_out(browser, site.base)
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("data-bs-theme") == "light"
     shot(browser, "web-login-light.png")
     browser.get(site.base + "/clients")
@@ -161,7 +180,7 @@ def test_a_viewer_sees_no_users_tab_and_is_refused_the_page(site, browser):
     assert browser.find_elements(By.LINK_TEXT, "Users") == []
     browser.get(site.base + "/users")
     assert "may not do this" in browser.find_element(By.ID, "error-message").text
-    browser.find_element(By.ID, "logout").click()
+    log_out(browser, site.base)
     log_in(browser, site.base, "ada")
     browser.find_element(By.LINK_TEXT, "Users").click()
-    assert "Ada Admin" in browser.find_element(By.ID, "users-table").text
+    wait_for(lambda: "Ada Admin" in text_of(browser, "users-table"), 10, what="the users page")
