@@ -15,12 +15,14 @@ Usage: installer/install.sh [--dev] [--system-only] [--venv DIR] [--help]
 Installs what EMS needs on this Linux machine, then creates a virtualenv
 (default: .venv at the repository root) and installs EMS into it in editable
 mode. Safe to re-run: it only installs what is missing. `ems up` runs the
-web view's private MariaDB, so MariaDB server is always installed (starting
-nothing: EMS runs its own instance in its data dir).
+web view's private MariaDB and serves the web UI with PHP, so MariaDB server,
+PHP (cli + mysql) and node/npm are always installed (starting nothing: EMS
+runs its own instances), and `npm ci` fetches the web UI's jQuery and
+Bootstrap into web/public/vendor (not committed).
 
   --dev          also install the development / test dependencies: Xvfb and
                  xdotool, the X libraries Qt needs on Xvfb,
-                 PHP (cli + mysql), Chromium + ChromeDriver, iproute2, procps;
+                 Chromium + ChromeDriver, iproute2, procps;
                  and pip-install EMS with its [dev] extras (pytest, ...)
   --system-only  only install system packages; do not touch the virtualenv
   --venv DIR     virtualenv location (default: <repo>/.venv)
@@ -77,7 +79,8 @@ venv_label() {
 #   name[,name...]  package(s) to install for that manager
 #   -               the manager's repositories lack it: skipped with a note
 #   =               nothing to install: part of another package there
-# Groups: "run" = always, "web" = always (ems up runs a private MariaDB),
+# Groups: "run" = always, "web" = always (ems up runs a private MariaDB and
+#         serves the web UI with PHP; npm fetches its front-end packages),
 #         "build" = only if pip has to compile a wheel,
 #         "dev" = only with --dev.  python3/python3-venv are checked by
 #         function (does the interpreter work?), not only by package.
@@ -88,6 +91,10 @@ run    python3           python3            python3               python3       
 run    python3-venv      python3-venv       =                     =                     =                 =                 =
 run    python3-tk        python3-tk         python3-tkinter       python3-tkinter       python3-tk        tk                py3-tkinter
 web    mariadb-server    mariadb-server     mariadb-server        mariadb-server        mariadb           mariadb           mariadb
+web    php-cli           php-cli            php-cli               php-cli               php8              php               php83
+web    php-mysql         php-mysql          php-mysqlnd           php-mysqlnd           php8-mysql        =                 php83-mysqli,php83-pdo_mysql
+web    nodejs            nodejs             nodejs                nodejs                nodejs            nodejs            nodejs
+web    npm               npm                npm                   npm                   npm               npm               npm
 build  python3-dev       python3-dev        python3-devel         python3-devel         python3-devel     =                 python3-dev
 build  gcc               gcc                gcc                   gcc                   gcc               gcc               build-base
 dev    xvfb              xvfb               xorg-x11-server-Xvfb  xorg-x11-server-Xvfb  xorg-x11-server-Xvfb xorg-server-xvfb xvfb
@@ -100,8 +107,6 @@ dev    libxcb-xinerama0  libxcb-xinerama0   libxcb                libxcb        
 dev    libxkbcommon-x11-0 libxkbcommon-x11-0 libxkbcommon-x11     libxkbcommon-x11      libxkbcommon-x11-0 libxkbcommon-x11 libxkbcommon-x11
 dev    libegl1           libegl1            libglvnd-egl          libglvnd-egl          libEGL1           libglvnd          mesa-egl
 dev    libgl1            libgl1             libglvnd-glx          libglvnd-glx          libGL1            libglvnd          mesa-gl
-dev    php-cli           php-cli            php-cli               php-cli               php8              php               php83
-dev    php-mysql         php-mysql          php-mysqlnd           php-mysqlnd           php8-mysql        =                 php83-mysqli,php83-pdo_mysql
 dev    chromium          chromium           chromium              chromium              chromium          chromium          chromium
 dev    chromium-driver   chromium-driver    chromedriver          chromedriver          chromedriver      =                 chromium-chromedriver
 dev    x11vnc            x11vnc             x11vnc                x11vnc                x11vnc            x11vnc            x11vnc
@@ -383,12 +388,33 @@ ensure_venv() {
     printf '%s\n' "$want" >"$stamp_file"
 }
 
+# The web UI's front-end packages (web/package.json -> web/public/vendor),
+# fetched again only when the lock file changed since the last install.
+ensure_web_assets() {
+    local web="$ROOT/web" stamp want
+    [ -f "$web/package.json" ] || return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        warn "npm not found: the web UI will lack jQuery and Bootstrap (install node and npm, then re-run)"
+        return 0
+    fi
+    stamp="$web/public/vendor/.ems-npm-stamp"
+    want="$(cat "$web/package.json" "$web/package-lock.json" 2>/dev/null | hash_stdin)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        say "web UI packages up to date (web/public/vendor)"
+        return 0
+    fi
+    say "npm ci: the web UI's jQuery and Bootstrap into web/public/vendor"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error) || { warn "npm ci failed in $web (see above)"; return 0; }
+    printf '%s\n' "$want" >"$stamp"
+}
+
 # ------------------------------------------------------------------- main
 ensure_system
 if [ "$SYSTEM_ONLY" -eq 1 ]; then
     say "system packages done (--system-only: virtualenv not touched)"
 else
     ensure_venv
+    ensure_web_assets
 fi
 
 if [ ${#FAILED_PKGS[@]} -gt 0 ]; then

@@ -29,7 +29,7 @@ from __future__ import annotations
 from broker.core.errors import EmsError
 
 #: bumped when a table or column is added; recorded in ``schema_version``
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
@@ -40,6 +40,7 @@ _ROW_KEY = "PRIMARY KEY (server_id, id)"
 _GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
 _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
+_SERIAL = "id BIGINT NOT NULL AUTO_INCREMENT"  # the web tables' own row ids
 
 #: table -> (column and key definitions); column names are each line's first word
 _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
@@ -203,7 +204,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
 
 _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
     "web_users": (
-        "id BIGINT NOT NULL AUTO_INCREMENT",
+        _SERIAL,
         "username VARCHAR(128) NOT NULL",
         "display_name VARCHAR(255) NOT NULL",
         "password_hash VARCHAR(255) NOT NULL",
@@ -221,6 +222,14 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "expires DOUBLE NOT NULL",
         "PRIMARY KEY (id)",
         "KEY web_sessions_user (user_id)",
+    ),
+    "web_login_attempts": (  # failed logins, for throttling per account and per address
+        _SERIAL,
+        "kind VARCHAR(8) NOT NULL",  # 'user' or 'ip'
+        "subject VARCHAR(255) NOT NULL",  # the username tried, or the client address
+        "ts DOUBLE NOT NULL",
+        "PRIMARY KEY (id)",
+        "KEY web_login_attempts_subject_ts (kind, subject, ts)",
     ),
     "web_settings": (
         "name VARCHAR(128) NOT NULL",

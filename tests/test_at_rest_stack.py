@@ -118,6 +118,8 @@ MODES = [
     ("web", "ems sync init", 0o700),
     ("web/mysql.json", "ems sync init (the web UI user's password)", 0o600),
     ("web/web.key", "the sync worker (the web key: sensitive fields in MySQL)", 0o600),
+    ("web/config.json", "ems up (the web UI's MySQL password and admin API token, for PHP)", 0o600),
+    ("web/sessions", "ems up (PHP's session files)", 0o700),
 ]
 #: the one file that holds chat text on purpose (module docstring)
 ACCESS_LOG = "agent/access.log"
@@ -185,7 +187,7 @@ class UpStack:
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "broker.cli.main", "up", "--data-dir", str(self.data), "--bind", "tcp://127.0.0.1:0",
-                 "--admin-listen", "127.0.0.1:0", "--heartbeat-s", HEARTBEAT],
+                 "--admin-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", "--heartbeat-s", HEARTBEAT],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(base),
                 # the installer's choice of access dir: the agent's data dir, so its group rules are checked here
                 env={**os.environ, "EMS_ADMIN_TOKEN": ADMIN_TOKEN, "DISPLAY": "", "WAYLAND_DISPLAY": "",

@@ -8,12 +8,14 @@ import re
 import signal
 import stat
 import subprocess
+import urllib.request
 
 import pymysql
 import pytest
 
+from broker.cli import web_serve
 from sync import web_db
-from sync.mariadb import BINARY_DIRS_ENV
+from sync.mariadb import BINARY_DIRS_ENV, free_port
 from sync.mysql_url import MysqlUrl, connect
 from sync.cli import ACTIONS as SYNC_ACTIONS
 
@@ -21,16 +23,27 @@ from conftest import wait_for
 
 UP_ENV = {"EMS_ADMIN_TOKEN": ""}
 #: the order services stop in: writers before what they write into
-STOP_ORDER = [*(["sync"] if "run" in SYNC_ACTIONS else []), "agent", "persister", "broker", "mariadb"]
+STOP_ORDER = ["web", *(["sync"] if "run" in SYNC_ACTIONS else []), "agent", "persister", "broker", "mariadb"]
 
 
 def start_up(procs, name, data_dir, *extra):
+    web = [] if "--no-web" in extra else ["--web-listen", f"127.0.0.1:{free_port()}"]
     up = procs.ems(name, "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", "0.5",
-                   *extra, env=UP_ENV)
+                   *web, *extra, env=UP_ENV)
     wait_for(lambda: "EMS is running" in up.log_path.read_text() or up.poll() is not None, 60,
              interval_s=0.1, what="ems up to start")
     assert up.poll() is None, up.log_path.read_text()
     return up
+
+
+def assert_web_ui_serves(up, data) -> None:
+    """The web UI answers on the address the banner prints, reading its private config file."""
+    address = re.search(r"web UI +http://(\S+)/", up.log_path.read_text()).group(1)
+    with urllib.request.urlopen(f"http://{address}/login", timeout=10) as page:
+        assert page.status == 200 and b'id="login-form"' in page.read()
+    config = data / web_serve.CONFIG_FILE
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert json.loads(config.read_text())["mysql"]["user"] == web_db.read_credentials(data / web_db.WEB_FILE).user
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -71,6 +84,7 @@ def test_up_runs_a_private_mariadb_with_the_web_database_and_stops_in_order(proc
     with connect(web_db.read_credentials(data / web_db.WRITER_FILE), autocommit=True) as conn, conn.cursor() as cursor:
         cursor.execute("INSERT INTO servers (server_id, updated) VALUES ('kept', 1)")
     assert "web db      ems_web on a private MariaDB" in up.log_path.read_text()
+    assert_web_ui_serves(up, data)
     mysql_dir = data / "mysql"
     for path in [mysql_dir, *mysql_dir.rglob("*")]:
         if path.is_socket():
@@ -100,6 +114,7 @@ def test_up_with_mysql_url_uses_that_server(procs, tmp_path, mysql_admin_url):
     assert writer.database == database and writer.unix_socket == MysqlUrl.parse(mysql_admin_url).unix_socket
     with connect(writer) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM sync_state")
+    assert_web_ui_serves(up, data)
     assert stop_up(up, signal.SIGTERM) == [s for s in STOP_ORDER if s not in ("agent", "mariadb")]
 
 
@@ -131,3 +146,9 @@ def test_up_with_an_unreachable_mysql_url_says_what_to_do(procs, tmp_path):
                    "--mysql-url", "mysql://root:x@127.0.0.1:1/ems_web", env=UP_ENV)
     line = _one_line_failure(up)
     assert "cannot reach MySQL at 127.0.0.1:1" in line
+
+
+def test_up_with_a_bad_web_listen_address_says_so(procs, tmp_path):
+    up = procs.ems("up", "up", "--data-dir", str(tmp_path / "var"), "--bind", "tcp://127.0.0.1:0", "--no-agent",
+                   "--web-listen", "8080", env=UP_ENV)
+    assert "--web-listen '8080' is not HOST:PORT" in _one_line_failure(up)

@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "keys": Subcommand("broker.cli.keys_cmd", "list / accept / reject / revoke / unblock agent and operator keys"),
     "crypto": Subcommand("broker.persister.crypto_cli", "store encryption keys: status, rotate"),
     "sync": Subcommand("sync.cli", "the web view's MySQL: init (database, tables, users); run: the sync worker"),
+    "web": Subcommand("sync.web_cli", "the web UI's accounts: add-user NAME --role viewer|operator|admin"),
     "gui": Subcommand("gui.cli", "the operator console: fleet grid, per-client history and charts, actions"),
 }
 

@@ -14,6 +14,7 @@ from broker.core.profile import connectable
 from broker.core.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
 from broker.cli.local_stack import prepare
 from broker.cli.supervisor import Service, Supervisor
+from broker.cli.web_serve import DEFAULT_WEB_LISTEN, parse_web_listen, vendor_hint, web_service, write_web_config
 from broker.cli.web_stack import WebView, web_view
 
 
@@ -37,7 +38,9 @@ def configure(p) -> None:
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--mysql-url", help="the web view's database on an existing MySQL/MariaDB server: an administrator's URL "
                                        "(mysql://user:pass@host:port/ems_web) instead of the private MariaDB in DATA/mysql")
-    p.add_argument("--no-web", action="store_true", help="leave the web view out (no MariaDB, no sync worker)")
+    p.add_argument("--no-web", action="store_true", help="leave the web view out (no MariaDB, no sync worker, no web UI)")
+    p.add_argument("--web-listen", default=DEFAULT_WEB_LISTEN, metavar="HOST:PORT",
+                   help="where PHP's built-in server serves the web UI (default %(default)s)")
     p.add_argument("--heartbeat-s", type=float, default=Timing.heartbeat_s, help="heartbeat interval (default %(default)s)")
     p.set_defaults(run=run, owns_data_dir=True, default_log_level="INFO")
 
@@ -47,11 +50,11 @@ def _ems(*args: str) -> list[str]:
 
 
 def _concrete(bind: str) -> str:
-    """Port 0 means "pick one": pick it now, so the agent and profile know it."""
+    """Port 0 means "pick one": pick it now, so the agent, the profile and the web UI's config know it."""
     if not bind.endswith(":0"):
         return bind
-    host = bind[len("tcp://"):].rsplit(":", 1)[0]
-    with socket.socket() as probe:
+    host = bind.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host if host not in ("*", "") else "0.0.0.0", 0))
         return f"{bind[:-2]}:{probe.getsockname()[1]}"
 
@@ -59,11 +62,18 @@ def _concrete(bind: str) -> str:
 def run(args) -> int:
     data = DataDir(resolve_data_dir(args.data_dir))
     args.bind = _concrete(args.bind)
+    args.admin_listen = _concrete(args.admin_listen)
+    args.web_listen = _concrete(args.web_listen)
     args.admin_http = bool(os.environ.get(ADMIN_TOKEN_ENV))
     if args.admin_http:
         token_from_env()  # a weak token is refused now, not in a restart loop
     stack = prepare(data, args.bind, with_agent=not args.no_agent, operator_name=args.operator_name)
-    web = None if args.no_web else web_view(data, args.mysql_url)
+    web = None
+    if not args.no_web:
+        parse_web_listen(args.web_listen)  # a bad address stops ems up now, not in a restart loop
+        admin_url = f"http://{args.admin_listen}" if args.admin_http else None
+        token = token_from_env() if args.admin_http else None
+        web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token))
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
     services = [*(web.database_services if web else []),
@@ -89,6 +99,7 @@ def run(args) -> int:
         )
     if web is not None:
         services += web.sync_services(_ems, hb)
+        services.append(web_service(data, args.web_listen))  # last up, first down: nothing reads after it stops
     supervisor = Supervisor(services)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
@@ -116,7 +127,12 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
-    lines += web.banner() if web else ["  web view    off (--no-web)"]
+    if web:
+        lines.append(f"  web UI      http://{args.web_listen}/   (log in with an account from: ems web add-user NAME --role admin{flag})")
+        lines += [f"              {hint}" for hint in [vendor_hint()] if hint]
+        lines += web.banner()
+    else:
+        lines.append("  web view    off (--no-web)")
     lines += [
         f"  operator    {stack.operator_name} ({stack.operator_id}, admin), profile {data.profile}",
         f"              employees are told \"{stack.operator_name}\"; change it: "

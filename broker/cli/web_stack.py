@@ -66,13 +66,17 @@ def register_sync_key(data: DataDir) -> None:
         registry.close()
 
 
-def web_view(data: DataDir, mysql_url: str | None) -> WebView:
-    """Prepare the web view's database: init on ``mysql_url`` now, or a private MariaDB service to run."""
+def web_view(data: DataDir, mysql_url: str | None, after_init: Callable[[], object] = lambda: None) -> WebView:
+    """Prepare the web view's database: init on ``mysql_url`` now, or a private MariaDB service to run.
+
+    ``after_init`` runs after every init (e.g. to write the web UI's configuration from the credentials).
+    """
     plan = WebDbPlan()
     if mysql_url:
         admin = MysqlUrl.parse(mysql_url)
         plan = WebDbPlan(database=admin.database or plan.database)
         init_web_db(admin, data.root, plan)
+        after_init()
         return WebView(data, f"{plan.database} on {redacted(mysql_url)}")
     instance = PrivateMariaDB.for_data_dir(data.root)
     instance.install()
@@ -81,6 +85,7 @@ def web_view(data: DataDir, mysql_url: str | None) -> WebView:
     def ready(pid: int) -> None:
         instance.wait_ready(pid=pid)
         init_web_db(instance.admin(), data.root, plan)
+        after_init()
 
     service = Service("mariadb", instance.server_argv(), data.logs / "mariadb.out", env=instance.server_env(), ready=ready)
     shell = f"mariadb --defaults-file={Path(instance.directory) / CLIENT_CNF}"

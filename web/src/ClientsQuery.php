@@ -1,0 +1,106 @@
+<?php
+declare(strict_types=1);
+
+namespace Ems\Web;
+
+use PDO;
+
+/**
+ * The Clients tab's query over snapshot_clients (every server's, named from `servers`): a text
+ * filter, an online/offline filter, sorting on an allowlist of columns and server-side paging.
+ */
+final class ClientsQuery
+{
+    /** sort key (what the URL says) -> SQL expression; nothing else ever reaches ORDER BY */
+    public const SORTS = [
+        'server' => 'server_name',
+        'host' => 'c.hostname',
+        'client' => 'c.client_id',
+        'user' => 'c.logged_in_user',
+        'os' => 'c.os',
+        'online' => 'c.online',
+        'cpu' => 'cpu',
+        'memory' => 'memory',
+        'disk' => 'disk',
+        'last_seen' => 'c.last_seen',
+    ];
+    public const PAGE_SIZES = [25, 50, 100, 200];
+    private const FILTERED = ['c.hostname', 'c.label', 'c.client_id', 'c.logged_in_user', 'c.os', 's.name'];
+
+    public string $q = '';
+    public string $state = 'all';
+    public string $sort = 'server';
+    public string $dir = 'asc';
+    public int $page = 1;
+    public int $perPage = 50;
+
+    /** The query from request parameters; anything not allowed falls back to the default. */
+    public static function fromRequest(array $params): self
+    {
+        $get = static fn (string $name): string => is_string($params[$name] ?? null) ? $params[$name] : '';
+        $query = new self();
+        $query->q = (string) iconv_substr(trim($get('q')), 0, 200);
+        $query->state = in_array($get('state'), ['online', 'offline'], true) ? $get('state') : 'all';
+        $query->sort = array_key_exists($get('sort'), self::SORTS) ? $get('sort') : 'server';
+        $query->dir = $get('dir') === 'desc' ? 'desc' : 'asc';
+        $query->page = max(1, min(1000000, (int) $get('page')));
+        $per = (int) $get('per');
+        $query->perPage = in_array($per, self::PAGE_SIZES, true) ? $per : 50;
+        return $query;
+    }
+
+    /** The URL parameters that reproduce this query. */
+    public function params(): array
+    {
+        return ['q' => $this->q, 'state' => $this->state, 'sort' => $this->sort, 'dir' => $this->dir,
+            'page' => $this->page, 'per' => $this->perPage];
+    }
+
+    /** [rows of this page, total matching rows] */
+    public function run(PDO $db): array
+    {
+        [$where, $binds] = $this->where();
+        $from = ' FROM snapshot_clients c LEFT JOIN servers s ON s.server_id = c.server_id' . $where;
+        $count = $db->prepare('SELECT COUNT(*)' . $from);
+        $count->execute($binds);
+        $total = (int) $count->fetchColumn();
+        $pages = max(1, (int) ceil($total / $this->perPage));
+        $this->page = min($this->page, $pages);
+        $order = self::SORTS[$this->sort] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
+        $select = $db->prepare(
+            "SELECT c.server_id, COALESCE(NULLIF(s.name, ''), c.server_id) AS server_name, c.client_id, c.label, c.hostname,
+                    c.os, c.os_version, c.logged_in_user, c.version, c.online, c.last_seen,
+                    CAST(JSON_VALUE(c.sysinfo, '$.cpu_percent') AS DOUBLE) AS cpu,
+                    CAST(JSON_VALUE(c.sysinfo, '$.memory_percent') AS DOUBLE) AS memory,
+                    CAST(JSON_VALUE(c.sysinfo, '$.disk_percent') AS DOUBLE) AS disk"
+            . $from . " ORDER BY $order, c.server_id ASC, c.client_id ASC LIMIT :limit OFFSET :offset"
+        );
+        foreach ($binds as $name => $value) {
+            $select->bindValue($name, $value);
+        }
+        $select->bindValue(':limit', $this->perPage, PDO::PARAM_INT);
+        $select->bindValue(':offset', ($this->page - 1) * $this->perPage, PDO::PARAM_INT);
+        $select->execute();
+        return [$select->fetchAll(), $total];
+    }
+
+    private function where(): array
+    {
+        $clauses = [];
+        $binds = [];
+        if ($this->q !== '') {
+            $like = '%' . addcslashes($this->q, '%_\\') . '%';
+            $any = [];
+            foreach (self::FILTERED as $i => $column) {
+                $any[] = "$column LIKE :q$i";
+                $binds[":q$i"] = $like;
+            }
+            $clauses[] = '(' . implode(' OR ', $any) . ')';
+        }
+        if ($this->state !== 'all') {
+            $clauses[] = 'c.online = :online';
+            $binds[':online'] = $this->state === 'online' ? 1 : 0;
+        }
+        return [$clauses ? ' WHERE ' . implode(' AND ', $clauses) : '', $binds];
+    }
+}

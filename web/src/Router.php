@@ -1,0 +1,33 @@
+<?php
+declare(strict_types=1);
+
+namespace Ems\Web;
+
+/**
+ * Every route: "METHOD /path" -> [page class, method, least role or null for anyone].
+ * GET routes only read; every state change is a POST (CSRF-checked by App before it runs).
+ */
+final class Router
+{
+    public const ROUTES = [
+        'GET /' => [AuthPages::class, 'home', null],
+        'GET /login' => [AuthPages::class, 'loginForm', null],
+        'POST /login' => [AuthPages::class, 'login', null],
+        'POST /logout' => [AuthPages::class, 'logout', 'viewer'],
+        'POST /theme' => [AuthPages::class, 'theme', null],
+        'GET /clients' => [ClientsPage::class, 'show', 'viewer'],
+        'GET /users' => [UsersPage::class, 'show', 'admin'],
+        'POST /users' => [UsersPage::class, 'add', 'admin'],
+    ];
+
+    /** [class, method, role] for the request, or null (404); 405 is told apart by knownPath(). */
+    public static function resolve(string $method, string $path): ?array
+    {
+        return self::ROUTES[$method . ' ' . $path] ?? null;
+    }
+
+    public static function knownPath(string $path): bool
+    {
+        return isset(self::ROUTES['GET ' . $path]) || isset(self::ROUTES['POST ' . $path]);
+    }
+}

@@ -1,0 +1,75 @@
+<?php
+/** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages */
+use Ems\Web\ClientsQuery;
+use Ems\Web\View;
+
+$params = $query->params();
+$headers = ['server' => 'Server', 'host' => 'Host', 'client' => 'Client id', 'user' => 'User', 'os' => 'OS',
+    'online' => 'State', 'cpu' => 'CPU', 'memory' => 'Memory', 'disk' => 'Disk', 'last_seen' => 'Last seen'];
+$percent = static function (?float $value): string {
+    if ($value === null) {
+        return '<span class="text-body-secondary">–</span>';
+    }
+    $level = $value >= 90 ? 'danger' : ($value >= 70 ? 'warning' : 'ok');
+    return '<meter class="ems-meter ems-' . e($level) . '" min="0" max="100" low="70" high="90" optimum="0" value="'
+        . e(round($value, 1)) . '"></meter> <span class="ems-num">' . e(number_format($value, 0)) . ' %</span>';
+};
+?>
+<form method="get" action="/clients" class="row g-2 align-items-center mb-3" id="clients-filter">
+  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
+       placeholder="Filter: host, client, user, OS, server" value="<?= e($query->q) ?>" size="36"></div>
+  <div class="col-auto">
+    <select class="form-select form-select-sm" name="state" id="filter-state">
+      <?php foreach (['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'] as $value => $label): ?>
+        <option value="<?= e($value) ?>"<?= $query->state === $value ? ' selected' : '' ?>><?= e($label) ?></option>
+      <?php endforeach; ?>
+    </select>
+  </div>
+  <div class="col-auto">
+    <select class="form-select form-select-sm" name="per" id="filter-per">
+      <?php foreach (ClientsQuery::PAGE_SIZES as $size): ?>
+        <option value="<?= e($size) ?>"<?= $query->perPage === $size ? ' selected' : '' ?>><?= e($size) ?> a page</option>
+      <?php endforeach; ?>
+    </select>
+  </div>
+  <input type="hidden" name="sort" value="<?= e($query->sort) ?>">
+  <input type="hidden" name="dir" value="<?= e($query->dir) ?>">
+  <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
+  <div class="col-auto text-body-secondary small" id="clients-count"><?= e(number_format($total)) ?> clients · page <?= e($query->page) ?> of <?= e($pages) ?></div>
+</form>
+<div class="table-responsive">
+<table class="table table-sm table-hover align-middle ems-clients" id="clients-table">
+  <thead><tr>
+    <?php foreach ($headers as $key => $label):
+        $active = $query->sort === $key;
+        $dir = $active && $query->dir === 'asc' ? 'desc' : 'asc'; ?>
+      <th scope="col"><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
+         href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($label) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a></th>
+    <?php endforeach; ?>
+  </tr></thead>
+  <tbody>
+  <?php foreach ($rows as $row): ?>
+    <tr data-server="<?= e($row['server_id']) ?>" data-client="<?= e($row['client_id']) ?>">
+      <td><?= e($row['server_name']) ?></td>
+      <td class="ems-host"><?= e($row['hostname'] ?: $row['label']) ?></td>
+      <td class="font-monospace small"><?= e($row['client_id']) ?></td>
+      <td><?= e($row['logged_in_user']) ?></td>
+      <td><?= e(trim(($row['os'] ?? '') . ' ' . ($row['os_version'] ?? ''))) ?></td>
+      <td><?= $row['online'] ? '<span class="badge text-bg-success">online</span>' : '<span class="badge text-bg-secondary">offline</span>' ?></td>
+      <td><?= $percent($row['cpu'] === null ? null : (float) $row['cpu']) ?></td>
+      <td><?= $percent($row['memory'] === null ? null : (float) $row['memory']) ?></td>
+      <td><?= $percent($row['disk'] === null ? null : (float) $row['disk']) ?></td>
+      <td class="small ems-time" data-ts="<?= e($row['last_seen']) ?>"><?= e(gmdate('Y-m-d H:i:s', (int) $row['last_seen'])) ?> UTC</td>
+    </tr>
+  <?php endforeach; ?>
+  <?php if (!$rows): ?>
+    <tr><td colspan="10" class="text-center text-body-secondary py-4">No clients match.</td></tr>
+  <?php endif; ?>
+  </tbody>
+</table>
+</div>
+<nav aria-label="pages"><ul class="pagination pagination-sm" id="clients-pages">
+  <li class="page-item<?= $query->page <= 1 ? ' disabled' : '' ?>"><a class="page-link" id="page-prev" href="<?= e(View::query($params, ['page' => max(1, $query->page - 1)])) ?>">Previous</a></li>
+  <li class="page-item disabled"><span class="page-link"><?= e($query->page) ?> / <?= e($pages) ?></span></li>
+  <li class="page-item<?= $query->page >= $pages ? ' disabled' : '' ?>"><a class="page-link" id="page-next" href="<?= e(View::query($params, ['page' => min($pages, $query->page + 1)])) ?>">Next</a></li>
+</ul></nav>

@@ -1,0 +1,56 @@
+<?php
+/** @var string $title @var string $body @var ?array $user @var string $tab */
+use Ems\Web\App;
+use Ems\Web\Auth;
+use Ems\Web\Session;
+
+$theme = App::theme();
+$here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
+?>
+<!doctype html>
+<html lang="en" data-bs-theme="<?= e($theme) ?>">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title><?= e($title) ?> · EMS</title>
+  <link rel="stylesheet" href="/vendor/bootstrap/css/bootstrap.min.css">
+  <link rel="stylesheet" href="/assets/app.css">
+</head>
+<body>
+<nav class="navbar navbar-expand border-bottom mb-3 ems-nav">
+  <div class="container-fluid">
+    <span class="navbar-brand fw-semibold">EMS</span>
+    <?php if ($user): ?>
+      <ul class="navbar-nav me-auto">
+        <li class="nav-item"><a class="nav-link<?= $tab === 'clients' ? ' active' : '' ?>" href="/clients">Clients</a></li>
+        <?php if (Auth::allows($user, 'admin')): ?>
+          <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>
+        <?php endif; ?>
+      </ul>
+    <?php else: ?>
+      <span class="me-auto"></span>
+    <?php endif; ?>
+    <form method="post" action="/theme" class="d-flex me-2">
+      <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
+      <input type="hidden" name="back" value="<?= e($_SERVER['REQUEST_URI'] ?? '/') ?>">
+      <input type="hidden" name="theme" value="<?= $theme === 'dark' ? 'light' : 'dark' ?>">
+      <button type="submit" class="btn btn-sm btn-outline-secondary" id="theme-switch"
+              title="switch to the <?= $theme === 'dark' ? 'light' : 'dark' ?> theme"><?= $theme === 'dark' ? 'Light theme' : 'Dark theme' ?></button>
+    </form>
+    <?php if ($user): ?>
+      <span class="navbar-text me-2" id="whoami"><?= e($user['display_name']) ?> <span class="badge text-bg-secondary"><?= e($user['role']) ?></span></span>
+      <form method="post" action="/logout" class="d-flex">
+        <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
+        <button type="submit" class="btn btn-sm btn-outline-secondary" id="logout">Log out</button>
+      </form>
+    <?php endif; ?>
+  </div>
+</nav>
+<main class="container-fluid">
+<?= $body /* rendered by View::fragment from templates that escape with e() */ ?>
+</main>
+<script src="/vendor/jquery/jquery.min.js"></script>
+<script src="/vendor/bootstrap/js/bootstrap.bundle.min.js"></script>
+<script src="/assets/app.js"></script>
+</body>
+</html>
