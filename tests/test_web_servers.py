@@ -18,7 +18,7 @@ from conftest import Bus, Processes, wait_for
 from test_admin_http import TOKEN, Admin
 from test_notice_display import _x_tools, needs_x, xserver  # noqa: F401
 from test_web_ui import browser, log_in, shot, text_of  # noqa: F401
-from web_support import WebClient, WebSite
+from web_support import WebClient, WebSite, php_routes
 
 pytestmark = needs_x
 
@@ -149,3 +149,15 @@ def test_an_action_needs_a_reason_and_a_known_action(stack):
     assert len(stack.commands()) == commands
     status, _, text = operator.request("GET", "/servers/command?id=../status")
     assert status == 400
+
+
+def test_no_get_reaches_the_admin_api_with_an_action(stack):
+    operator = WebClient(stack.site.base)
+    assert operator.login("otto") == 303
+    token = operator.csrf("/servers")
+    hostile = f"?csrf={token}&client={AGENT}&action=reboot&reason=r&server=srv-a&id=x"
+    commands = len(stack.commands())
+    for route in php_routes():
+        operator.request("GET", route.split()[1] + hostile)
+    assert len(stack.commands()) == commands
+    assert not [r for r in stack.admin_api.audit() if r["method"] == "POST" and r.get("reason") == "r"]

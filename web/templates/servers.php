@@ -12,7 +12,7 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
 <?php endif; ?>
 <div class="table-responsive">
 <table class="table table-sm align-middle" id="servers-table">
-  <thead><tr><th>Server</th><th>Version</th><th>Clients</th><th>State</th><th>Last sync</th><th>Last full sync</th><th>Rows synced</th><th></th></tr></thead>
+  <thead><tr><th>Server</th><th>Version</th><th>Clients</th><th>State</th><th>Last sync</th><th>Last full sync</th><th class="text-end">Rows synced</th><th></th></tr></thead>
   <tbody>
   <?php foreach ($servers as $row): ?>
     <tr data-server="<?= e($row['server_id']) ?>"<?= $row['server_id'] === $server ? ' class="table-active"' : '' ?>>
@@ -23,7 +23,7 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
       <td><span class="badge text-bg-<?= e($badge[$row['state']] ?? 'secondary') ?> ems-sync-state"><?= e($row['state']) ?></span></td>
       <td class="small ems-last-sync" data-ts="<?= e((float) $row['last_sync']) ?>"><?= e($when($row['last_sync'])) ?></td>
       <td class="small"><?= e($when($row['last_full_sync'])) ?></td>
-      <td class="ems-num"><?= e(number_format((int) $row['rows_synced'])) ?></td>
+      <td class="text-end"><?= e(number_format((int) $row['rows_synced'])) ?></td>
       <td class="text-end"><?php if ($canAct && $apiOn): ?>
         <button type="button" class="btn btn-sm btn-outline-primary ems-act" data-kind="sync" data-label="Sync This Server"
                 data-target="<?= e($row['name']) ?>">Sync This Server</button>
@@ -46,8 +46,8 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
   <tbody>
   <?php foreach ($clients as $row): ?>
     <tr data-client="<?= e($row['client_id']) ?>">
-      <td class="ems-host"><?= e($row['hostname'] ?: $row['label']) ?></td>
-      <td class="font-monospace small"><?= e($row['client_id']) ?></td>
+      <td class="ems-host text-nowrap"><?= e($row['hostname'] ?: $row['label']) ?></td>
+      <td class="font-monospace small text-nowrap"><?= e($row['client_id']) ?></td>
       <td><?= e($row['logged_in_user']) ?></td>
       <td><?= e(trim(($row['os'] ?? '') . ' ' . ($row['os_version'] ?? ''))) ?></td>
       <td><?= $row['online'] ? '<span class="badge text-bg-success">online</span>' : '<span class="badge text-bg-secondary">offline</span>' ?></td>
