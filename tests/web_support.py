@@ -28,15 +28,16 @@ WEB_TABLES_STATE = ("web_users", "web_sessions", "web_settings", "web_login_atte
 
 
 class WebSite:
-    """One database, one config, one PHP server; ``close()`` stops the server by its pid."""
+    """One database, one config (with the admin API's URL and token if given), one PHP server;
+    ``close()`` stops the server by its pid."""
 
-    def __init__(self, admin_url: str, root: Path):
+    def __init__(self, admin_url: str, root: Path, admin_api: tuple[str, str] | None = None):
         suffix = uuid.uuid4().hex[:10]
         self.root = root
         self.plan = WebDbPlan(database=f"ems_web_{suffix}", writer=f"ws_{suffix}", web_user=f"wu_{suffix}")
         self.admin = MysqlUrl.parse(admin_url).with_database(self.plan.database)
         init_web_db(self.admin, root, self.plan)
-        self.config = write_web_config(root)
+        self.config = write_web_config(root, *(admin_api or ()))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = root / "php.out"

@@ -16,6 +16,11 @@ final class Router
         'POST /logout' => [AuthPages::class, 'logout', 'viewer'],
         'POST /theme' => [AuthPages::class, 'theme', null],
         'GET /clients' => [ClientsPage::class, 'show', 'viewer'],
+        'GET /servers' => [ServersPage::class, 'show', 'viewer'],
+        'GET /servers/state' => [ServersPage::class, 'state', 'viewer'],
+        'GET /servers/command' => [ServersPage::class, 'command', 'operator'],
+        'POST /servers/sync' => [ServersPage::class, 'sync', 'operator'],
+        'POST /servers/action' => [ServersPage::class, 'act', 'operator'],
         'GET /users' => [UsersPage::class, 'show', 'admin'],
         'POST /users' => [UsersPage::class, 'add', 'admin'],
     ];

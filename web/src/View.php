@@ -24,6 +24,14 @@ final class View
         return (string) ob_get_clean();
     }
 
+    /** Send a JSON answer (the Servers tab's calls from the page). */
+    public static function json(array $data, int $status = 200): void
+    {
+        http_response_code($status);
+        header('Content-Type: application/json; charset=utf-8');
+        echo json_encode($data, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES | JSON_HEX_TAG | JSON_HEX_AMP);
+    }
+
     /** The current URL's query with some parameters replaced (for sort, paging links). */
     public static function query(array $current, array $changes): string
     {

@@ -23,6 +23,7 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
     <?php if ($user): ?>
       <ul class="navbar-nav me-auto">
         <li class="nav-item"><a class="nav-link<?= $tab === 'clients' ? ' active' : '' ?>" href="/clients">Clients</a></li>
+        <li class="nav-item"><a class="nav-link<?= $tab === 'servers' ? ' active' : '' ?>" href="/servers">Servers</a></li>
         <?php if (Auth::allows($user, 'admin')): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>
         <?php endif; ?>

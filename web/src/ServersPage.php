@@ -1,0 +1,119 @@
+<?php
+declare(strict_types=1);
+
+namespace Ems\Web;
+
+use PDO;
+
+/**
+ * The Servers tab: every server's sync state, "Sync This Server", and per-client power and update actions.
+ * Actions go to the admin API (AdminApi) in the web user's name with a reason; their status is read from it.
+ */
+final class ServersPage
+{
+    public const MAX_REASON = 500;
+
+    public function __construct(private readonly PDO $db, private readonly Auth $auth)
+    {
+    }
+
+    public function show(): void
+    {
+        $servers = ServersQuery::servers($this->db);
+        $ids = array_column($servers, 'server_id');
+        $wanted = is_string($_GET['server'] ?? null) ? $_GET['server'] : '';
+        $server = in_array($wanted, $ids, true) ? $wanted : ($ids[0] ?? '');
+        $page = max(1, min(1000000, (int) (is_string($_GET['page'] ?? null) ? $_GET['page'] : 1)));
+        [$clients, $total] = $server === '' ? [[], 0] : ServersQuery::clients($this->db, $server, $page);
+        $user = $this->auth->user();
+        View::page('servers', ['title' => 'Servers', 'tab' => 'servers', 'user' => $user, 'servers' => $servers,
+            'server' => $server, 'clients' => $clients, 'total' => $total, 'page' => $page,
+            'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
+            'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS]);
+    }
+
+    /** GET /servers/state: every server's last sync and state as JSON (the page polls it while a sync runs). */
+    public function state(): void
+    {
+        $servers = array_map(static fn (array $s): array => ['server_id' => $s['server_id'], 'state' => $s['state'],
+            'last_sync' => (float) $s['last_sync'], 'rows_synced' => (int) $s['rows_synced']], ServersQuery::servers($this->db));
+        View::json(['servers' => $servers]);
+    }
+
+    /** POST /servers/sync (reason): the admin API's POST /api/sync in the web user's name. */
+    public function sync(): void
+    {
+        $reason = $this->reason();
+        if ($reason === null) {
+            return;
+        }
+        [$status, $answer] = $this->api('POST', '/api/sync', ['reason' => $reason]);
+        if ($status !== 0) {
+            View::json($status < 300 ? ['started' => true, 'already_running' => !empty($answer['already_running'])]
+                : self::refusal($answer), $status < 300 ? 202 : 502);
+        }
+    }
+
+    /** POST /servers/action (client, action, reason): reboot, shutdown, update check or apply through the admin API. */
+    public function act(): void
+    {
+        $action = AuthPages::posted('action');
+        $client = AuthPages::posted('client');
+        if (!array_key_exists($action, AdminApi::ACTIONS) || $client === '' || strlen($client) > 200) {
+            View::json(['error' => 'Unknown action or client.'], 400);
+            return;
+        }
+        $reason = $this->reason();
+        if ($reason === null) {
+            return;
+        }
+        [$status, $answer] = $this->api('POST', '/api/clients/' . rawurlencode($client) . '/' . $action, ['reason' => $reason]);
+        if ($status !== 0) {
+            View::json($status < 300 ? CommandView::of($answer) : self::refusal($answer), $status < 300 ? 202 : 502);
+        }
+    }
+
+    /** GET /servers/command?id=: one command's status and readable result, from the admin API (reads only). */
+    public function command(): void
+    {
+        $id = is_string($_GET['id'] ?? null) ? $_GET['id'] : '';
+        if (!preg_match('/^[A-Za-z0-9_-]{1,64}$/', $id)) {
+            View::json(['error' => 'A command id is 1-64 letters, digits, - and _.'], 400);
+            return;
+        }
+        [$status, $answer] = $this->api('GET', '/api/commands/' . $id, null);
+        if ($status !== 0) {
+            View::json($status === 200 ? CommandView::of($answer) : self::refusal($answer), $status === 200 ? 200 : 502);
+        }
+    }
+
+    /** The posted reason, or null after answering 422 (a reason is mandatory). */
+    private function reason(): ?string
+    {
+        $reason = trim(AuthPages::posted('reason'));
+        if ($reason === '' || iconv_strlen($reason) === false || iconv_strlen($reason) > self::MAX_REASON) {
+            View::json(['error' => 'A reason (1-' . self::MAX_REASON . ' characters) is required: the user is shown it and the audit trail keeps it.'], 422);
+            return null;
+        }
+        return $reason;
+    }
+
+    /** [status, answer] from the admin API; [0, ...] after answering 503 when it is off or unreachable. */
+    private function api(string $method, string $path, ?array $body): array
+    {
+        $api = AdminApi::fromConfig(Config::fromEnv());
+        [$status, $answer] = $api === null ? [0, ['error' => 'The admin API is off: `ems up` starts it when EMS_ADMIN_TOKEN is set.']]
+            : $api->call($method, $path, $body, (array) $this->auth->user());
+        if ($status === 0) {
+            View::json(['error' => (string) ($answer['error'] ?? 'the admin API did not answer')], 503);
+        }
+        return [$status, $answer];
+    }
+
+    private static function refusal(array $answer): array
+    {
+        $error = (string) ($answer['error'] ?? 'refused');
+        $hint = (string) ($answer['hint'] ?? '');
+        return ['error' => 'The admin API refused: ' . $error . ($hint !== '' ? ' (' . $hint . ')' : '')];
+    }
+}

@@ -1,0 +1,84 @@
+<?php
+/** @var array $servers @var string $server @var array $clients @var int $total @var int $page @var int $pages
+ *  @var bool $canAct @var bool $apiOn @var array $actions */
+use Ems\Web\View;
+
+$when = static fn ($ts): string => (float) $ts > 0 ? gmdate('Y-m-d H:i:s', (int) $ts) . ' UTC' : 'never';
+$badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 'never synced' => 'secondary'];
+?>
+<h1 class="h5">Servers</h1>
+<?php if ($canAct && !$apiOn): ?>
+  <div class="alert alert-secondary small" id="api-off">Actions are off: the admin API is not configured (`ems up` starts it when EMS_ADMIN_TOKEN is set).</div>
+<?php endif; ?>
+<div class="table-responsive">
+<table class="table table-sm align-middle" id="servers-table">
+  <thead><tr><th>Server</th><th>Version</th><th>Clients</th><th>State</th><th>Last sync</th><th>Last full sync</th><th class="text-end">Rows synced</th><th></th></tr></thead>
+  <tbody>
+  <?php foreach ($servers as $row): ?>
+    <tr data-server="<?= e($row['server_id']) ?>"<?= $row['server_id'] === $server ? ' class="table-active"' : '' ?>>
+      <td><a href="<?= e(View::query([], ['server' => $row['server_id']])) ?>"><?= e($row['name']) ?></a>
+        <div class="small text-body-secondary font-monospace"><?= e($row['server_id']) ?></div></td>
+      <td><?= e($row['version']) ?></td>
+      <td><?= e((int) $row['online']) ?> online / <?= e((int) $row['clients']) ?></td>
+      <td><span class="badge text-bg-<?= e($badge[$row['state']] ?? 'secondary') ?> ems-sync-state"><?= e($row['state']) ?></span></td>
+      <td class="small ems-last-sync" data-ts="<?= e((float) $row['last_sync']) ?>"><?= e($when($row['last_sync'])) ?></td>
+      <td class="small"><?= e($when($row['last_full_sync'])) ?></td>
+      <td class="text-end"><?= e(number_format((int) $row['rows_synced'])) ?></td>
+      <td class="text-end"><?php if ($canAct && $apiOn): ?>
+        <button type="button" class="btn btn-sm btn-outline-primary ems-act" data-kind="sync" data-label="Sync This Server"
+                data-target="<?= e($row['name']) ?>">Sync This Server</button>
+        <span class="small ms-2 ems-sync-progress"></span>
+      <?php endif; ?></td>
+    </tr>
+  <?php endforeach; ?>
+  <?php if (!$servers): ?>
+    <tr><td colspan="8" class="text-center text-body-secondary py-4">No server has synced into this database yet.</td></tr>
+  <?php endif; ?>
+  </tbody>
+</table>
+</div>
+<?php if ($server !== ''): ?>
+<h2 class="h6 mt-4" id="server-clients-title">Clients of <?= e(array_column($servers, 'name', 'server_id')[$server] ?? $server) ?>
+  <span class="text-body-secondary small">· <?= e(number_format($total)) ?> · page <?= e($page) ?> of <?= e($pages) ?></span></h2>
+<div class="table-responsive">
+<table class="table table-sm table-hover align-middle" id="server-clients">
+  <thead><tr><th>Host</th><th>Client id</th><th>User</th><th>OS</th><th>State</th><th>Actions</th><th>Last command</th></tr></thead>
+  <tbody>
+  <?php foreach ($clients as $row): ?>
+    <tr data-client="<?= e($row['client_id']) ?>">
+      <td class="ems-host text-nowrap"><?= e($row['hostname'] ?: $row['label']) ?></td>
+      <td class="font-monospace small text-nowrap"><?= e($row['client_id']) ?></td>
+      <td><?= e($row['logged_in_user']) ?></td>
+      <td><?= e(trim(($row['os'] ?? '') . ' ' . ($row['os_version'] ?? ''))) ?></td>
+      <td><?= $row['online'] ? '<span class="badge text-bg-success">online</span>' : '<span class="badge text-bg-secondary">offline</span>' ?></td>
+      <td class="text-nowrap"><?php if ($canAct && $apiOn): foreach ($actions as $key => $label): ?>
+        <button type="button" class="btn btn-sm btn-outline-secondary ems-act" data-kind="<?= e($key) ?>" data-label="<?= e($label) ?>"
+                data-target="<?= e($row['hostname'] ?: $row['client_id']) ?>"><?= e($label) ?></button>
+      <?php endforeach; endif; ?></td>
+      <td class="small ems-command-status"></td>
+    </tr>
+  <?php endforeach; ?>
+  </tbody>
+</table>
+</div>
+<nav aria-label="pages"><ul class="pagination pagination-sm">
+  <li class="page-item<?= $page <= 1 ? ' disabled' : '' ?>"><a class="page-link" href="<?= e(View::query(['server' => $server], ['page' => max(1, $page - 1)])) ?>">Previous</a></li>
+  <li class="page-item<?= $page >= $pages ? ' disabled' : '' ?>"><a class="page-link" href="<?= e(View::query(['server' => $server], ['page' => min($pages, $page + 1)])) ?>">Next</a></li>
+</ul></nav>
+<?php endif; ?>
+<div class="modal" id="act-dialog" tabindex="-1" aria-labelledby="act-title" aria-hidden="true">
+  <div class="modal-dialog"><form class="modal-content" id="act-form">
+    <div class="modal-header"><h2 class="modal-title h5" id="act-title">Confirm</h2>
+      <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Cancel"></button></div>
+    <div class="modal-body">
+      <p id="act-question"></p>
+      <label class="form-label" for="act-reason">Reason (required: the user is shown it, the audit trail keeps it with your name)</label>
+      <textarea class="form-control" id="act-reason" maxlength="500" rows="2" required></textarea>
+      <div class="text-danger small mt-2" id="act-error"></div>
+    </div>
+    <div class="modal-footer">
+      <button type="button" class="btn btn-secondary" data-bs-dismiss="modal" id="act-cancel">Cancel</button>
+      <button type="submit" class="btn btn-danger" id="act-confirm">Confirm</button>
+    </div>
+  </form></div>
+</div>
