@@ -43,7 +43,9 @@ def assert_web_ui_serves(up, data) -> None:
         assert page.status == 200 and b'id="login-form"' in page.read()
     config = data / web_serve.CONFIG_FILE
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    assert json.loads(config.read_text())["mysql"]["user"] == web_db.read_credentials(data / web_db.WEB_FILE).user
+    values = json.loads(config.read_text())
+    assert values["mysql"]["user"] == web_db.read_credentials(data / web_db.WEB_FILE).user
+    assert values["web_key"] == str(data / "web" / "web.key")  # what opens sealed fields in PHP
 
 
 def children_of(pid: int) -> dict[int, str]:

@@ -37,9 +37,11 @@ def logged_in(site, name: str) -> WebClient:
 
 
 def test_the_route_table_is_what_these_tests_cover():
+    tabs = ("sessions", "security", "logs", "fileops", "messages", "captures")
     assert set(php_routes()) == {"GET /", "GET /login", "POST /login", "POST /logout", "POST /theme",
                                  "GET /clients", "GET /users", "POST /users", "GET /servers", "GET /servers/state",
-                                 "GET /servers/command", "POST /servers/sync", "POST /servers/action"}
+                                 "GET /servers/command", "POST /servers/sync", "POST /servers/action",
+                                 *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 
 
 @pytest.mark.parametrize("token", [None, "", "0" * 64])

@@ -18,6 +18,7 @@ from pathlib import Path
 from broker.cli.web_serve import CONFIG_ENV, php_argv, wait_listening, write_web_config
 from sync.mariadb import free_port
 from sync.mysql_url import MysqlUrl, connect
+from sync.web_crypto import WebKey, aad_for, key_path
 from sync.web_db import WRITER_FILE, WebDbPlan, init_web_db, read_credentials
 from sync.web_users import add_user
 
@@ -83,6 +84,17 @@ class WebSite:
                 "first_seen, last_seen, online, presence_ts, sysinfo, sysinfo_ts) "
                 "VALUES (%s, %s, '', %s, %s, '12', %s, '1.0', %s, %s, %s, %s, %s, %s)",
                 (server_id, client_id, hostname, os_name, user, now - 3600, now, int(online), now, sysinfo, now))
+
+
+    def add_row(self, table: str, server_id: str, row: dict, sealed: dict | None = None) -> None:
+        """One snapshot row as the sync writer writes it: ``sealed`` values sealed under the web key for their row."""
+        key = WebKey.load_or_create(key_path(self.root))
+        values = {"server_id": server_id, **row}
+        for column, plain in (sealed or {}).items():
+            values[column] = key.seal(plain, aad_for(table, column, server_id, row["id"]))
+        names = ", ".join(values)
+        with self.writer() as conn, conn.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(values))})", tuple(values.values()))
 
 
 class WebClient:

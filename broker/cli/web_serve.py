@@ -5,7 +5,8 @@ document root, ``DATA/web/config.json`` (0600), named by ``$EMS_WEB_CONFIG``:
 the web UI's MySQL account (the parts of ``DATA/web/mysql.json`` that
 ``ems sync init`` wrote), the admin HTTP API's address and token when it
 runs (the web's one way to act on the live system), and where PHP keeps
-its session files. It is rewritten after every database init, so a new
+its session files, and the web key that opens sealed fields
+(``DATA/web/web.key``, :mod:`sync.web_crypto`). It is rewritten after every database init, so a new
 password or port reaches PHP without a restart.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from broker.cli.supervisor import Service
 from broker.core.config import DataDir
 from broker.core.errors import ConfigError, EmsError
 from broker.core.private_files import FILE_MODE, private_dir
+from sync.web_crypto import key_path
 from sync.web_db import WEB_FILE, read_credentials
 
 DEFAULT_WEB_LISTEN = "127.0.0.1:8080"
@@ -41,6 +43,7 @@ def write_web_config(data_root: Path, admin_url: str | None = None, admin_token:
                   "password": url.password, "database": url.database},
         "admin_api": {"url": admin_url, "token": admin_token} if admin_url and admin_token else None,
         "session_dir": str(private_dir(Path(data_root) / SESSIONS_DIR)),
+        "web_key": str(key_path(Path(data_root))),
     }
     path = Path(data_root) / CONFIG_FILE
     private_dir(path.parent)

@@ -51,7 +51,7 @@ final class App
                 return;
             }
         }
-        (new $class($db, $auth))->$action();
+        (new $class($db, $auth, $config))->$action();
     }
 
     private function securityHeaders(): void

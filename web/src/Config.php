@@ -51,6 +51,13 @@ final class Config
         return is_array($api) && !empty($api['url']) ? $api : null;
     }
 
+    /** The web key that opens sealed fields (DATA/web/web.key), or null when not configured. */
+    public function webKeyPath(): ?string
+    {
+        $path = $this->values['web_key'] ?? null;
+        return is_string($path) && $path !== '' ? $path : null;
+    }
+
     public function sessionLifetime(): int
     {
         return (int) ($this->values['session_lifetime_s'] ?? 8 * 3600);

@@ -2,6 +2,7 @@
 /** @var string $title @var string $body @var ?array $user @var string $tab */
 use Ems\Web\App;
 use Ems\Web\Auth;
+use Ems\Web\HistoryTabs;
 use Ems\Web\Session;
 
 $theme = App::theme();
@@ -23,6 +24,9 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
     <?php if ($user): ?>
       <ul class="navbar-nav me-auto">
         <li class="nav-item"><a class="nav-link<?= $tab === 'clients' ? ' active' : '' ?>" href="/clients">Clients</a></li>
+        <?php foreach (HistoryTabs::TABS as $name => $spec): if (Auth::allows($user, $spec['role'])): ?>
+          <li class="nav-item"><a class="nav-link<?= $tab === $name ? ' active' : '' ?>" href="/<?= e($name) ?>"><?= e($spec['title']) ?></a></li>
+        <?php endif; endforeach; ?>
         <li class="nav-item"><a class="nav-link<?= $tab === 'servers' ? ' active' : '' ?>" href="/servers">Servers</a></li>
         <?php if (Auth::allows($user, 'admin')): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>

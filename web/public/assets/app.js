@@ -5,6 +5,10 @@ $(function () {
     $('#clients-filter').find('input[name=page]').remove();
     $('#clients-filter').trigger('submit');
   });
+  // the history tabs' server and page size selects apply at once too
+  $('#history-filter .ems-autosubmit').on('change', function () {
+    $('#history-filter').trigger('submit');
+  });
   // last-seen times in the browser's own time zone
   $('.ems-time').each(function () {
     var ts = parseFloat($(this).data('ts'));

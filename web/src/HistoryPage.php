@@ -1,0 +1,86 @@
+<?php
+declare(strict_types=1);
+
+namespace Ems\Web;
+
+use PDO;
+
+/**
+ * The history tabs (HistoryTabs): one list page and one CSV export each, both GETs that change nothing.
+ * The route's role (Router) is the tab's; sealed fields are opened here only for roles that may read them.
+ */
+final class HistoryPage
+{
+    /** a leading character a spreadsheet would take as the start of a formula */
+    private const FORMULA_START = ['=', '+', '-', '@', "\t", "\r"];
+
+    private readonly Sealed $sealed;
+
+    public function __construct(private readonly PDO $db, private readonly Auth $auth, ?Config $config = null)
+    {
+        $this->sealed = new Sealed($config?->webKeyPath());
+    }
+
+    public function sessions(): void { $this->show('sessions'); }
+    public function sessionsCsv(): void { $this->csv('sessions'); }
+    public function security(): void { $this->show('security'); }
+    public function securityCsv(): void { $this->csv('security'); }
+    public function logs(): void { $this->show('logs'); }
+    public function logsCsv(): void { $this->csv('logs'); }
+    public function fileops(): void { $this->show('fileops'); }
+    public function fileopsCsv(): void { $this->csv('fileops'); }
+    public function messages(): void { $this->show('messages'); }
+    public function messagesCsv(): void { $this->csv('messages'); }
+    public function captures(): void { $this->show('captures'); }
+    public function capturesCsv(): void { $this->csv('captures'); }
+
+    private function show(string $name): void
+    {
+        $user = $this->auth->user();
+        $query = HistoryQuery::fromRequest($name, $user, $_GET);
+        [$rows, $total] = $query->page($this->db);
+        $servers = $this->db->query("SELECT server_id, COALESCE(NULLIF(name, ''), server_id) AS name FROM servers ORDER BY name")->fetchAll();
+        View::page('history', ['title' => HistoryTabs::get($name)['title'], 'tab' => $name, 'user' => $user,
+            'query' => $query, 'rows' => array_map(fn (array $row): array => $this->cells($query, $row), $rows),
+            'total' => $total, 'pages' => max(1, (int) ceil($total / $query->perPage)), 'servers' => $servers]);
+    }
+
+    private function csv(string $name): void
+    {
+        $query = HistoryQuery::fromRequest($name, $this->auth->user(), $_GET);
+        $rows = $query->all($this->db);
+        header('Content-Type: text/csv; charset=utf-8');
+        header('Content-Disposition: attachment; filename="ems-' . $name . '-' . gmdate('Ymd-His') . '.csv"');
+        $out = fopen('php://output', 'wb');
+        fputcsv($out, array_map(static fn (array $c): string => self::csvCell($c[0]), array_values($query->columns)), ',', '"', '');
+        while (($row = $rows->fetch()) !== false) {
+            $cells = $this->cells($query, $row);
+            $line = [];
+            foreach ($query->columns as $key => $column) {
+                $value = $cells[$key];
+                $line[] = self::csvCell($column[2] === 'time' && $value !== null ? gmdate('Y-m-d\TH:i:s\Z', (int) $value) : $value);
+            }
+            fputcsv($out, $line, ',', '"', '');
+        }
+        fclose($out);
+    }
+
+    /** One row's values by column key, sealed ones opened (the query selected only those this user may read). */
+    private function cells(HistoryQuery $query, array $row): array
+    {
+        $table = HistoryTabs::get($query->name)['table'];
+        $cells = [];
+        foreach ($query->columns as $key => $column) {
+            $cells[$key] = HistoryTabs::sealedRole($column) === null ? $row[$key]
+                : $this->sealed->open($row[$key], $table, $key, (string) $row['row_server'], (string) $row['row_id']);
+        }
+        return $cells;
+    }
+
+    /** A CSV cell a spreadsheet shows as text: a value starting like a formula gets a leading quote. */
+    public static function csvCell(mixed $value): string
+    {
+        $text = (string) ($value ?? '');
+        return $text !== '' && in_array($text[0], self::FORMULA_START, true) ? "'" . $text : $text;
+    }
+}

@@ -1,0 +1,128 @@
+<?php
+declare(strict_types=1);
+
+namespace Ems\Web;
+
+use PDO;
+use PDOStatement;
+
+/**
+ * The list component's query over one history tab (HistoryTabs): a text filter over its plain text
+ * columns, a server and a client filter, sorting on the tab's allowlisted columns, server-side paging.
+ * Everything from the request is checked against an allowlist or bound as a named parameter.
+ */
+final class HistoryQuery
+{
+    public const PAGE_SIZES = [25, 50, 100, 200];
+    /** the most rows one CSV export holds */
+    public const CSV_LIMIT = 100000;
+
+    public string $q = '';
+    public string $server = '';
+    public string $client = '';
+    public string $sort;
+    public string $dir = 'desc';
+    public int $page = 1;
+    public int $perPage = 50;
+
+    /** @param array $columns the columns this user may see (HistoryTabs::visibleColumns) */
+    private function __construct(public readonly string $name, private readonly array $tab, public readonly array $columns)
+    {
+        $this->sort = $tab['sort'];
+    }
+
+    /** The query from request parameters; anything not allowed falls back to the default. */
+    public static function fromRequest(string $name, ?array $user, array $params): self
+    {
+        $tab = HistoryTabs::get($name);
+        $query = new self($name, $tab, HistoryTabs::visibleColumns($tab, $user));
+        $get = static fn (string $key): string => is_string($params[$key] ?? null) ? $params[$key] : '';
+        $query->q = (string) iconv_substr(trim($get('q')), 0, 200);
+        $query->server = (string) iconv_substr($get('server'), 0, 64);
+        $query->client = (string) iconv_substr($get('client'), 0, 128);
+        $sort = $get('sort');
+        if (isset($query->columns[$sort]) && HistoryTabs::sealedRole($query->columns[$sort]) === null) {
+            $query->sort = $sort;
+        }
+        $query->dir = $get('dir') === 'asc' ? 'asc' : 'desc';
+        $query->page = max(1, min(1000000, (int) $get('page')));
+        $per = (int) $get('per');
+        $query->perPage = in_array($per, self::PAGE_SIZES, true) ? $per : 50;
+        return $query;
+    }
+
+    /** The URL parameters that reproduce this query. */
+    public function params(): array
+    {
+        return ['q' => $this->q, 'server' => $this->server, 'client' => $this->client, 'sort' => $this->sort,
+            'dir' => $this->dir, 'page' => $this->page, 'per' => $this->perPage];
+    }
+
+    /** [rows of this page, total matching rows]; the page is clamped to the last one. */
+    public function page(PDO $db): array
+    {
+        [$where, $binds] = $this->where();
+        $count = $db->prepare('SELECT COUNT(*)' . $this->from() . $where);
+        $count->execute($binds);
+        $total = (int) $count->fetchColumn();
+        $this->page = min($this->page, max(1, (int) ceil($total / $this->perPage)));
+        $select = $this->select($db, $where, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
+        return [$select->fetchAll(), $total];
+    }
+
+    /** Every matching row (up to CSV_LIMIT) in this order, as an executed statement to fetch from. */
+    public function all(PDO $db): PDOStatement
+    {
+        [$where, $binds] = $this->where();
+        return $this->select($db, $where, $binds, self::CSV_LIMIT, 0);
+    }
+
+    private function from(): string
+    {
+        return ' FROM ' . $this->tab['table'] . ' t LEFT JOIN servers s ON s.server_id = t.server_id';
+    }
+
+    private function select(PDO $db, string $where, array $binds, int $limit, int $offset): PDOStatement
+    {
+        $fields = ['t.server_id AS row_server', 't.id AS row_id'];
+        foreach ($this->columns as $key => $column) {
+            $fields[] = $column[1] . ' AS ' . $key;  // both from HistoryTabs, never from the request
+        }
+        $order = $this->tab['columns'][$this->sort][1] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
+        $select = $db->prepare('SELECT ' . implode(', ', $fields) . $this->from() . $where
+            . " ORDER BY $order, t.server_id ASC, t.id DESC LIMIT :limit OFFSET :offset");
+        foreach ($binds as $name => $value) {
+            $select->bindValue($name, $value);
+        }
+        $select->bindValue(':limit', $limit, PDO::PARAM_INT);
+        $select->bindValue(':offset', $offset, PDO::PARAM_INT);
+        $select->execute();
+        return $select;
+    }
+
+    private function where(): array
+    {
+        $clauses = [];
+        $binds = [];
+        if ($this->q !== '') {
+            $like = '%' . addcslashes($this->q, '%_\\') . '%';
+            $any = [];
+            foreach (array_values($this->columns) as $i => $column) {
+                if ($column[2] === 'text') {
+                    $any[] = "{$column[1]} LIKE :q$i";
+                    $binds[":q$i"] = $like;
+                }
+            }
+            $clauses[] = '(' . implode(' OR ', $any) . ')';
+        }
+        if ($this->server !== '') {
+            $clauses[] = 't.server_id = :server';
+            $binds[':server'] = $this->server;
+        }
+        if ($this->client !== '') {
+            $clauses[] = $this->tab['columns']['client'][1] . ' = :client';
+            $binds[':client'] = $this->client;
+        }
+        return [$clauses ? ' WHERE ' . implode(' AND ', $clauses) : '', $binds];
+    }
+}
