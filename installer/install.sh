@@ -258,6 +258,8 @@ missing_for() {
 
 python_ok()   { command -v "$PYTHON" >/dev/null 2>&1; }
 python_venv_ok() { "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }
+# Tk draws the employee's notices, privacy bar and consent prompt
+python_tk_ok() { "$PYTHON" -c 'import tkinter' >/dev/null 2>&1; }
 
 ensure_system() {
     local -a deps=() missing=()
@@ -271,6 +273,7 @@ ensure_system() {
     # from pyenv, a PPA or a source build).
     python_ok || deps+=(python3)
     if ! python_ok || ! python_venv_ok; then deps+=(python3-venv); fi
+    if ! python_ok || ! python_tk_ok; then deps+=(python3-tk); fi
     mapfile -t -O "${#deps[@]}" deps < <(deps_in_group web)
     if [ "$DEV" -eq 1 ]; then
         mapfile -t -O "${#deps[@]}" deps < <(deps_in_group dev)
