@@ -262,7 +262,7 @@ class CurveAgents:
     def start(self, k: int, server: str, server_key: str, log_dir: Path) -> SimProc:
         path, ids = self.shard_files[k]
         argv = [sys.executable, "-m", "bench.fleet_clients", "ems", "--keys", str(path), "--server", server,
-                "--server-key", server_key, "--heartbeat-s", str(self.s.heartbeat_s), "--event-s", str(self.s.event_s)]
+                f"--server-key={server_key}", "--heartbeat-s", str(self.s.heartbeat_s), "--event-s", str(self.s.event_s)]
         return SimProc(f"ems-sim-{k}", argv, log_dir / f"sim-{k}.log", ids)
 
 

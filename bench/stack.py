@@ -110,7 +110,7 @@ class ServerStack:
               timeout_s: float = 600.0, prefix: str = "sim") -> Proc:
         """A ``bench.durable_agents`` process of enrolled simulated agents (not started)."""
         return Proc(name, [sys.executable, "-m", "bench.durable_agents", "--dir", str(self.root / "agents"),
-                           "--server", self.bind, "--server-key", self.broker_key, "--token", ENROL_TOKEN,
+                           "--server", self.bind, f"--server-key={self.broker_key}", "--token", ENROL_TOKEN,
                            "--agents", str(agents), "--events", str(events), "--rate", str(rate),
                            "--heartbeat-s", str(heartbeat_s), "--timeout-s", str(timeout_s), "--prefix", prefix],
                     self.logs / f"{name}.log")

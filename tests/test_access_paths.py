@@ -150,7 +150,7 @@ class Stack:
                   "series_idle_s": 0, "captures_per_minute": 12, "indicator": "bar"}
         (self.agent_dir / "policy.json").write_text(json.dumps(policy))
         self.agent = self.procs.ems(AGENT, "agent", "--data-dir", str(self.agent_dir), "--server", self.bus.endpoint,
-                                    "--server-key", self.bus.server_key, "--id", AGENT,
+                                    f"--server-key={self.bus.server_key}", "--id", AGENT,
                                     "--access-dir", str(self.agent_dir / "access"), env=xvfb.env())
         wait_for(lambda: AGENT in self.bus.broker.online, 60, interval_s=0.1,
                  what=f"the agent to come online (log: {self.agent.log_path})")

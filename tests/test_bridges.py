@@ -64,7 +64,7 @@ class LiveStack:
     def start_headless_agent(self, client_id: str) -> None:
         profile = load(self.data)
         self.procs.ems(client_id, "agent", "--data-dir", str(self.enrol(client_id)), "--server", profile.server,
-                       "--server-key", profile.server_key, "--id", client_id, "--heartbeat-s", "0.5",
+                       f"--server-key={profile.server_key}", "--id", client_id, "--heartbeat-s", "0.5",
                        env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "EMS_ACCESS_DIR": str(self.root / "access-headless")})
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ def start_agent(bus, procs, tmp_path, display: str, client_id: str = "desk-1"):
     pair = keys.load_or_create(agent_dir / "keys", "agent")
     bus.admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
     return lambda: procs.ems(client_id, "agent", "--data-dir", str(agent_dir), "--server", bus.endpoint,
-                             "--server-key", bus.server_key, "--id", client_id, "--heartbeat-s", "0.5",
+                             f"--server-key={bus.server_key}", "--id", client_id, "--heartbeat-s", "0.5",
                              "--access-dir", str(agent_dir), env={"DISPLAY": display})
 
 

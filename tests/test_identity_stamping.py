@@ -177,7 +177,7 @@ def test_a_real_agent_s_file_operation_and_chat_are_stored_under_the_operator_wh
         shared.mkdir()
         pair = keys.load_or_create(agent_dir / "keys", "agent")
         bus.admin.request("keys.add", public_key=pair.public, client_id="desk-r", role="agent")
-        procs.ems("desk-r", "agent", "--data-dir", str(agent_dir), "--server", bus.endpoint, "--server-key", bus.server_key,
+        procs.ems("desk-r", "agent", "--data-dir", str(agent_dir), "--server", bus.endpoint, f"--server-key={bus.server_key}",
                   "--id", "desk-r", "--heartbeat-s", "0.5", "--allow-root", str(shared), env={"DISPLAY": ""})
         op = bus.peer("op-kim", role="operator")
         wait_for(lambda: "desk-r" in bus.broker.online, 20, what="the agent online")

@@ -54,7 +54,7 @@ def test_operator_sees_declined_then_allowed_then_ended_by_the_user(stack, procs
     op = stack.operator()
     agent_dir = stack.enrol_agent(op, "desk-5")
     (agent_dir / "policy.json").write_text(json.dumps({"ask_before": ["remote_control"], "consent_timeout_s": 60}))
-    procs.ems("desk-5", "agent", "--data-dir", str(agent_dir), "--server", stack.bind, "--server-key", stack.server_key,
+    procs.ems("desk-5", "agent", "--data-dir", str(agent_dir), "--server", stack.bind, f"--server-key={stack.server_key}",
               "--id", "desk-5", "--heartbeat-s", "0.5", "--access-dir", str(agent_dir / "access"), env=x_env.env())
     assert command(op, "ping", {})["status"] == "done"
 

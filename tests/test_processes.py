@@ -72,7 +72,7 @@ class Stack:
         return self.procs.ems(
             client_id,
             "agent", "--data-dir", str(self.root / client_id), "--server", self.bind,
-            "--server-key", self.server_key, "--id", client_id, "--heartbeat-s", HEARTBEAT, *extra,
+            f"--server-key={self.server_key}", "--id", client_id, "--heartbeat-s", HEARTBEAT, *extra,
         )
 
     def close(self):
@@ -258,3 +258,27 @@ def test_real_agent_runs_file_power_and_update_commands(stack, tmp_path):
                                 capture_output=True, text=True, timeout=30).stdout
     assert "The EMS agent started (version" in access_log and "tried to copy from this computer" in access_log
     assert "You were shown: EMS agent started" not in access_log  # the start notice is that same event
+
+
+def test_ems_up_with_a_broker_key_that_starts_with_a_dash(tmp_path, procs):
+    """Tried: a broker key whose Z85 text starts with '-' (about 1 key in 85):
+    `ems up` once handed it to the agent as its own argv item, argparse took
+    it for an option, and the local agent (and the chaos bench's simulated
+    agents) died at every start. The agent must come online."""
+    data_dir = tmp_path / "var"
+    pair = next(p for p in iter(keys.generate, None) if p.public.startswith("-"))
+    (data_dir / "keys").mkdir(parents=True)
+    (data_dir / "keys" / "broker.secret").write_text(pair.secret + "\n")
+    (data_dir / "keys" / "broker.public").write_text(pair.public + "\n")
+    procs.ems("up", "up", "--data-dir", str(data_dir), "--bind", "tcp://127.0.0.1:0", "--no-web", "--heartbeat-s", HEARTBEAT,
+              env={"EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(tmp_path / "access")})
+    assert (data_dir / "keys" / "broker.public").read_text().strip() == pair.public  # the key was kept, not replaced
+
+    def online_agents():
+        if not (data_dir / "profile.json").exists():
+            return []
+        res = subprocess.run([sys.executable, "-m", "broker.cli.main", "status", "--json", "--data-dir", str(data_dir)],
+                             capture_output=True, text=True, timeout=60)
+        return [a for a in json.loads(res.stdout)["agents"] if a["state"] == "online"] if res.returncode == 0 else []
+
+    wait_for(online_agents, 30, interval_s=0.3, what="the local agent to come online with a '-' broker key")

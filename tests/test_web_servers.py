@@ -37,7 +37,7 @@ class Stack:
         self.bus.admin.request("keys.add", public_key=pair.public, client_id=AGENT, role="agent")
         (agent_dir / "policy.json").write_text(json.dumps({"power_dry_run": True, "indicator": "bar"}))
         self.agent = self.procs.ems(AGENT, "agent", "--data-dir", str(agent_dir), "--server", self.bus.endpoint,
-                                    "--server-key", self.bus.server_key, "--id", AGENT,
+                                    f"--server-key={self.bus.server_key}", "--id", AGENT,
                                     "--access-dir", str(agent_dir / "access"), env=xvfb.env())
         wait_for(lambda: AGENT in self.bus.broker.online, 60, interval_s=0.1, what=f"the agent online ({self.agent.log_path})")
         url = f"http://127.0.0.1:{self.admin_api.http.port}"

@@ -173,7 +173,7 @@ def save_live_view(window: MainWindow, stack, out: Path, saved: list[Path], time
             pattern.rect("note", 1000, 80, 220, 140, "#3b7dd8")
             pattern.scroll("doc", step_px=4, interval_ms=80)
             agent = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "--log-level", "WARNING", "agent", "--data-dir",
-                                      str(agent_dir), "--server", profile.server, "--server-key", profile.server_key, "--id", "desk-live",
+                                      str(agent_dir), "--server", profile.server, f"--server-key={profile.server_key}", "--id", "desk-live",
                                       "--heartbeat-s", "0.5", "--access-dir", str(agent_dir / "access")],
                                      env={**os.environ, "DISPLAY": xvfb.display},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

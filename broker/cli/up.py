@@ -93,7 +93,7 @@ def run(args) -> int:
             Service(
                 "agent",
                 _ems("--log-file", str(data.logs / "agent.log"), "agent", "--data-dir", agent_dir, "--server", connectable(args.bind),
-                     "--server-key", stack.broker_key, "--id", stack.agent_id, *hb),
+                     f"--server-key={stack.broker_key}", "--id", stack.agent_id, *hb),
                 data.logs / "agent.out",
             )
         )
@@ -148,7 +148,7 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
     lines += [
         "",
         "Connect an agent from another machine:",
-        f"  ems agent --server tcp://THIS_HOST:PORT --server-key '{stack.broker_key}'",
+        f"  ems agent --server tcp://THIS_HOST:PORT --server-key='{stack.broker_key}'",
         f"  then accept it: .venv/bin/ems keys list{flag} ; .venv/bin/ems keys accept ID{flag}",
         "",
         "Ctrl-C stops everything.",
