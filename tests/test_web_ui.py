@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -69,6 +69,10 @@ def text_of(driver, element_id: str) -> str:
         return driver.find_element(By.ID, element_id).text
     except (StaleElementReferenceException, NoSuchElementException):
         return ""
+    except WebDriverException as exc:
+        if _replaced(exc):
+            return ""
+        raise
 
 
 def sort_by(driver, key: str, arrow: str) -> None:
@@ -94,11 +98,21 @@ def log_in(driver, base: str, name: str, password: str = PASSWORD) -> None:
 
 
 def _attached(element) -> bool:
+    """Whether ``element`` is still in the page (a new page detaches it; Chromium says so in two ways)."""
     try:
         element.is_enabled()
         return True
     except StaleElementReferenceException:
         return False
+    except WebDriverException as exc:
+        if _replaced(exc):
+            return False
+        raise
+
+
+def _replaced(exc: Exception) -> bool:
+    """Chromium's other way of saying an element's page was replaced (not a StaleElementReferenceException)."""
+    return "does not belong to the document" in str(exc)
 
 
 def click(driver, element) -> None:
