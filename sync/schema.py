@@ -29,7 +29,7 @@ from __future__ import annotations
 from broker.core.errors import EmsError
 
 #: bumped when a table or column is added; recorded in ``schema_version``
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 _SERVER = "server_id VARCHAR(64) NOT NULL"
@@ -52,6 +52,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "last_full_sync DOUBLE",
         "last_sync DOUBLE",
         "updated DOUBLE NOT NULL",
+        "web_key_id VARCHAR(32) NOT NULL DEFAULT ''",  # which web key seals its rows (sync.shared_db)
         "PRIMARY KEY (server_id)",
     ),
     "snapshot_clients": (

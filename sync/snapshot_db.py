@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from sync import bulk_load, schema
 from sync.mysql_url import MysqlError, MysqlUrl, connect, explain
+from sync.shared_db import key_conflict
 from sync.tables import TABLES, converter
 from sync.web_crypto import WebKey
 
@@ -66,9 +67,13 @@ class SnapshotDB:
         try:
             schema.create_tables(self.conn, schema.SNAPSHOT_TABLES)
             with self.conn.cursor() as cur:
-                cur.execute("INSERT INTO servers (server_id, name, version, updated) VALUES (%s, %s, %s, %s)"
-                            " ON DUPLICATE KEY UPDATE name = VALUES(name), version = VALUES(version), updated = VALUES(updated)",
-                            (self.server_id, self.server_name, self.version, time.time()))
+                conflict = key_conflict(cur, self.server_id, self.web_key.key_id)
+                if conflict:
+                    raise MysqlError(conflict)
+                cur.execute("INSERT INTO servers (server_id, name, version, updated, web_key_id) VALUES (%s, %s, %s, %s, %s)"
+                            " ON DUPLICATE KEY UPDATE name = VALUES(name), version = VALUES(version), updated = VALUES(updated),"
+                            " web_key_id = VALUES(web_key_id)",
+                            (self.server_id, self.server_name, self.version, time.time(), self.web_key.key_id))
                 cur.execute("SELECT table_name, watermark, full_gen, full_done, rows_synced, last_full_sync"
                             " FROM sync_state WHERE server_id = %s", (self.server_id,))
                 found = {r[0]: TableState(int(r[1]), int(r[2]), bool(r[3]), int(r[4]), r[5]) for r in cur.fetchall()}

@@ -27,7 +27,9 @@ open. PHP opens it with::
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -64,6 +66,16 @@ class WebKey:
         if len(key) != KEY_BYTES:
             raise WebKeyError(f"a web key is {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        #: names the key without giving it away (servers sharing one ems_web compare it: sync.shared_db)
+        self.key_id = hashlib.sha256(b"ems web key id\0" + key).hexdigest()[:16]
+
+    @classmethod
+    def load(cls, path: Path) -> "WebKey":
+        """The key in ``path`` (which must exist)."""
+        try:
+            return cls(base64.b64decode(Path(path).read_text().strip(), validate=True))
+        except (OSError, ValueError) as exc:
+            raise WebKeyError(f"cannot read the web key {path}: {exc}") from exc
 
     @classmethod
     def load_or_create(cls, path: Path) -> "WebKey":
@@ -85,10 +97,7 @@ class WebKey:
                 pass
             finally:
                 aside.unlink()
-        try:
-            return cls(base64.b64decode(path.read_text().strip(), validate=True))
-        except (OSError, ValueError) as exc:
-            raise WebKeyError(f"cannot read the web key {path}: {exc}") from exc
+        return cls.load(path)
 
     def seal(self, plain: bytes | str, aad: bytes) -> bytes:
         """``plain`` (text as UTF-8) sealed for the web."""
@@ -101,3 +110,19 @@ class WebKey:
         if blob[:1] != VERSION:
             raise WebKeyError("not a sealed web value (unknown format version)")
         return self._aead.decrypt(blob[1:1 + NONCE_BYTES], blob[1 + NONCE_BYTES:], aad)
+
+
+def import_key(source: Path, path: Path) -> WebKey:
+    """Put the key file ``source`` (another server's) at ``path``, 0600; refuses to replace a different key."""
+    key = WebKey.load(source)
+    if Path(path).exists():
+        if WebKey.load(path).key_id != key.key_id:
+            raise WebKeyError(f"{path} holds another web key already: move it aside (its server's rows in ems_web "
+                              f"were sealed with it) and run again")
+        return key
+    private_dir(Path(path).parent)
+    aside = Path(path).with_suffix(".import")
+    shutil.copyfile(source, aside)
+    os.chmod(aside, KEY_FILE_MODE)
+    os.replace(aside, path)
+    return key

@@ -14,6 +14,10 @@ and reused on every later run. Running it again migrates (adds what is
 missing) and never drops anything. A user that exists on the server while
 this data dir has no password for it is refused: it belongs to someone
 else (another EMS server sharing the database).
+
+A server that *joins* a database another server's web UI serves
+(:mod:`sync.shared_db`) gets only a sync writer of its own, and must already
+hold the serving server's web key.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from pathlib import Path
 from broker.core.private_files import FILE_MODE, private_dir
 from sync.mysql_url import MysqlError, MysqlUrl, connect, explain
 from sync.schema import SNAPSHOT_TABLES, WEB_TABLES, create_tables
+from sync.shared_db import joined_writer, key_conflict
+from sync.web_crypto import WebKey, key_path
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +60,17 @@ class WebDbPlan:
 
     database: str = DEFAULT_DATABASE
     writer: str = DEFAULT_WRITER
-    web_user: str = DEFAULT_WEB_USER
+    #: None for a server that joins a database another server's web UI serves (no web UI user of its own)
+    web_user: str | None = DEFAULT_WEB_USER
     hosts: tuple[str, ...] = DEFAULT_HOSTS
 
+    @classmethod
+    def joining(cls, server_id: str, database: str = DEFAULT_DATABASE, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> "WebDbPlan":
+        """The plan of server ``server_id`` joining ``database``: its own writer, no web UI user."""
+        return cls(database=database, writer=joined_writer(server_id), web_user=None, hosts=hosts)
+
     def __post_init__(self) -> None:
-        for name in (self.database, self.writer, self.web_user):
+        for name in (self.database, self.writer, *((self.web_user,) if self.web_user else ())):
             if not _NAME.match(name):
                 raise MysqlError(f"bad MySQL name {name!r}: letters, digits and _ only, at most 64")
         if self.writer == self.web_user:
@@ -78,8 +90,12 @@ class InitReport:
     credentials: dict[str, Path] = field(default_factory=dict)
 
 
-def init_web_db(admin: MysqlUrl, data_root: Path, plan: WebDbPlan | None = None) -> InitReport:
-    """Create or migrate the database, tables, users and grants through ``admin`` (a user allowed to grant)."""
+def init_web_db(admin: MysqlUrl, data_root: Path, plan: WebDbPlan | None = None, joining: str | None = None) -> InitReport:
+    """Create or migrate the database, tables, users and grants through ``admin`` (a user allowed to grant).
+
+    ``joining``: this server's id when it joins a database another server's web UI serves
+    (``plan`` from :meth:`WebDbPlan.joining`; its web key must be the serving server's).
+    """
     plan = plan or WebDbPlan()
     report = InitReport(plan.database)
     conn = connect(admin.with_database(""))
@@ -88,9 +104,14 @@ def init_web_db(admin: MysqlUrl, data_root: Path, plan: WebDbPlan | None = None)
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{plan.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         conn.select_db(plan.database)
         report.changes += create_tables(conn)
+        if joining:
+            _check_joining_key(conn, data_root, joining)
+        else:  # the serving server's key: the web UI opens rows with it, joining servers get a copy
+            WebKey.load_or_create(key_path(Path(data_root)))
         writer_grants = {t: WRITER_PRIVILEGES for t in SNAPSHOT_TABLES}
         web_grants = {**{t: WEB_SNAPSHOT_PRIVILEGES for t in SNAPSHOT_TABLES}, **{t: WEB_OWN_PRIVILEGES for t in WEB_TABLES}}
-        for user, relative, grants in ((plan.writer, WRITER_FILE, writer_grants), (plan.web_user, WEB_FILE, web_grants)):
+        users = [(plan.writer, WRITER_FILE, writer_grants)] + ([(plan.web_user, WEB_FILE, web_grants)] if plan.web_user else [])
+        for user, relative, grants in users:
             path = Path(data_root) / relative
             password, created = _ensure_user(conn, user, plan.hosts, path)
             _grant(conn, plan, user, grants)
@@ -108,6 +129,18 @@ def init_web_db(admin: MysqlUrl, data_root: Path, plan: WebDbPlan | None = None)
     finally:
         conn.close()
     return report
+
+
+def _check_joining_key(conn, data_root: Path, server_id: str) -> None:
+    """A joining server seals with the key the database's other servers use: it must hold it already."""
+    path = key_path(Path(data_root))
+    if not path.exists():
+        raise MysqlError(f"joining needs the web key of the server whose web UI serves this database: "
+                         f"`ems sync init --join --web-key FILE` copies it to {path}")
+    with conn.cursor() as cursor:
+        conflict = key_conflict(cursor, server_id, WebKey.load(path).key_id)
+    if conflict:
+        raise MysqlError(conflict)
 
 
 def _ensure_user(conn, user: str, hosts: tuple[str, ...], path: Path) -> tuple[str, bool]:

@@ -18,7 +18,7 @@ from broker.persister.change_log import SYNCED
 from broker.persister.crypto import SecurityManager
 from broker.persister.store import Store
 from sync.mysql_url import connect
-from sync.web_crypto import aad_for, key_path
+from sync.web_crypto import aad_for, import_key, key_path
 from conftest import wait_for
 from bench.sync_rows import fill
 from sync_support import RunningSync, mysql_digests, new_database, store_digests
@@ -162,7 +162,8 @@ def test_a_store_started_over_is_noticed_and_snapshotted_whole(bus, tmp_path, my
 
 
 def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
-    """Two EMS servers (each its own broker, persister and store) sync into one ems_web."""
+    """Two EMS servers (each its own broker, persister and store) sync into one ems_web, sealing with one web key
+    (the second joined with a copy of the first's: sync.shared_db; test_sync_join.py refuses another key)."""
     from conftest import Bus
     from broker.core.config import Timing
 
@@ -175,6 +176,8 @@ def test_two_servers_share_one_database(bus, tmp_path, mysql_admin_url):
             persister = RunningPersister(other, root)
             with Store(root / "store.db", SecurityManager(root / "store-keys.json")) as store:
                 fill(store, n, clients=(f"{name}-desk",))
+            if stacks:
+                import_key(key_path(stacks[0][3]), key_path(root))
             stacks.append((other, persister, RunningSync(other, url, name, root), root))
         for other, _, _, root in stacks:
             wait_for(lambda: equal(url, root, root.name), 30, interval_s=0.2, what=f"{root.name} in MySQL")

@@ -154,3 +154,30 @@ def test_up_with_a_bad_web_listen_address_says_so(procs, tmp_path):
     up = procs.ems("up", "up", "--data-dir", str(tmp_path / "var"), "--bind", "tcp://127.0.0.1:0", "--no-agent",
                    "--web-listen", "8080", env=UP_ENV)
     assert "--web-listen '8080' is not HOST:PORT" in _one_line_failure(up)
+
+
+def test_a_second_server_joins_the_first_ones_database_with_its_key(procs, tmp_path, mysql_admin_url):
+    """Two `ems up` stacks into one database: the first serves the web UI; the second joins with a copy of the
+    first's web key, runs a sync worker of its own as its own MySQL user, and serves no web UI."""
+    database = f"ems_web_join_{tmp_path.name[-10:].replace('-', '_')}"
+    admin = str(MysqlUrl.parse(mysql_admin_url).with_database(database))
+    first_data, second_data = tmp_path / "first", tmp_path / "second"
+    first = start_up(procs, "first", first_data, "--no-agent", "--mysql-url", admin)
+    line = _one_line_failure(procs.ems("no-url", "up", "--data-dir", str(tmp_path / "third"), "--bind", "tcp://127.0.0.1:0",
+                                       "--no-agent", "--join-web", env=UP_ENV))
+    assert "--join-web" in line and "--mysql-url" in line
+    second = start_up(procs, "second", second_data, "--no-agent", "--mysql-url", admin, "--join-web",
+                      "--web-key", str(first_data / "web" / "web.key"))
+    assert "served by the server whose database this one joined" in second.log_path.read_text()
+    assert not (second_data / web_db.WEB_FILE).exists() and not (second_data / web_serve.CONFIG_FILE).exists()
+    writers = {web_db.read_credentials(d / web_db.WRITER_FILE).user for d in (first_data, second_data)}
+    assert len(writers) == 2
+    with connect(web_db.read_credentials(first_data / web_db.WEB_FILE)) as conn:
+        def both_synced() -> bool:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*), COUNT(DISTINCT web_key_id) FROM servers WHERE last_sync IS NOT NULL")
+                conn.commit()  # a new snapshot at the next read
+                return cursor.fetchone() == (2, 1)
+        wait_for(both_synced, 60, interval_s=0.2, what="both servers synced, under one web key")
+    assert stop_up(second, signal.SIGTERM) == [s for s in STOP_ORDER if s not in ("web", "agent", "mariadb")]
+    assert stop_up(first, signal.SIGTERM) == [s for s in STOP_ORDER if s not in ("agent", "mariadb")]

@@ -15,7 +15,7 @@ from broker.core.config import DEFAULT_BIND, DataDir, Timing, resolve_data_dir
 from broker.cli.local_stack import prepare
 from broker.cli.supervisor import Service, Supervisor
 from broker.cli.web_serve import DEFAULT_WEB_LISTEN, parse_web_listen, vendor_hint, web_service, write_web_config
-from broker.cli.web_stack import WebView, web_view
+from broker.cli.web_stack import WebView, join_web_view, web_view
 
 
 def configure(p) -> None:
@@ -38,6 +38,10 @@ def configure(p) -> None:
                    help=f"admin HTTP API address, started when ${ADMIN_TOKEN_ENV} is set (default %(default)s)")
     p.add_argument("--mysql-url", help="the web view's database on an existing MySQL/MariaDB server: an administrator's URL "
                                        "(mysql://user:pass@host:port/ems_web) instead of the private MariaDB in DATA/mysql")
+    p.add_argument("--join-web", action="store_true",
+                   help="sync into a database another EMS server's web UI serves (needs --mysql-url, and that server's "
+                        "DATA/web/web.key copied here or given with --web-key); this server then serves no web UI")
+    p.add_argument("--web-key", metavar="FILE", help="with --join-web: a copy of the serving server's DATA/web/web.key")
     p.add_argument("--no-web", action="store_true", help="leave the web view out (no MariaDB, no sync worker, no web UI)")
     p.add_argument("--web-listen", default=DEFAULT_WEB_LISTEN, metavar="HOST:PORT",
                    help="where PHP's built-in server serves the web UI (default %(default)s)")
@@ -73,7 +77,10 @@ def run(args) -> int:
         parse_web_listen(args.web_listen)  # a bad address stops ems up now, not in a restart loop
         admin_url = f"http://{args.admin_listen}" if args.admin_http else None
         token = token_from_env() if args.admin_http else None
-        web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token))
+        if args.join_web:
+            web = join_web_view(data, args.mysql_url, args.web_key, stack.broker_key)
+        else:
+            web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token))
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
     services = [*(web.database_services if web else []),
@@ -99,7 +106,8 @@ def run(args) -> int:
         )
     if web is not None:
         services += web.sync_services(_ems, hb)
-        services.append(web_service(data, args.web_listen))  # last up, first down: nothing reads after it stops
+        if not web.joined:
+            services.append(web_service(data, args.web_listen))  # last up, first down: nothing reads after it stops
     supervisor = Supervisor(services)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
@@ -127,7 +135,10 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
     ]
     if not args.no_agent:
         lines.append(f"  local agent {stack.agent_id}   (what it did, for the user: ems agent access-log)")
-    if web:
+    if web and web.joined:
+        lines.append("  web UI      served by the server whose database this one joined (--join-web)")
+        lines += web.banner()
+    elif web:
         lines.append(f"  web UI      http://{args.web_listen}/   (log in with an account from: ems web add-user NAME --role admin{flag})")
         lines += [f"              {hint}" for hint in [vendor_hint()] if hint]
         lines += web.banner()

@@ -17,10 +17,12 @@ from typing import Callable
 from broker.cli.supervisor import Service
 from broker.core import keys
 from broker.core.config import DataDir
+from broker.core.errors import ConfigError
 from broker.server.registry import ACCEPTED, KeyRegistry
 from sync import cli as sync_cli
 from sync.mariadb import CLIENT_CNF, PrivateMariaDB
 from sync.mysql_url import MysqlUrl, redacted
+from sync.web_crypto import import_key, key_path
 from sync.web_db import WEB_FILE, WRITER_FILE, WebDbPlan, init_web_db
 
 #: the sync worker's bus identity (its key is DATA/keys/sync.*)
@@ -32,6 +34,8 @@ class WebView:
     data: DataDir
     where: str  # the database server, for the banner
     database_services: list[Service] = field(default_factory=list)
+    #: this server joined a database another server's web UI serves (sync.shared_db): no web UI here
+    joined: bool = False
 
     @staticmethod
     def worker_built() -> bool:
@@ -48,9 +52,10 @@ class WebView:
 
     def banner(self) -> list[str]:
         worker = "running" if self.worker_built() else "not in this EMS yet"
+        web_ui = "none here: another server's web UI serves this database" if self.joined else self.data.root / WEB_FILE
         return [
             f"  web db      {self.where}",
-            f"              credentials: sync writer {self.data.root / WRITER_FILE}, web UI {self.data.root / WEB_FILE}",
+            f"              credentials: sync writer {self.data.root / WRITER_FILE}, web UI {web_ui}",
             f"  sync worker {worker}   (log: {self.data.logs / 'sync.log'})",
         ]
 
@@ -66,18 +71,22 @@ def register_sync_key(data: DataDir) -> None:
         registry.close()
 
 
-def web_view(data: DataDir, mysql_url: str | None, after_init: Callable[[], object] = lambda: None) -> WebView:
+def web_view(data: DataDir, mysql_url: str | None, after_init: Callable[[], object] = lambda: None,
+             joining: str | None = None) -> WebView:
     """Prepare the web view's database: init on ``mysql_url`` now, or a private MariaDB service to run.
 
     ``after_init`` runs after every init (e.g. to write the web UI's configuration from the credentials).
+    ``joining``: this server's id when it joins ``mysql_url``'s database, which another server's web UI
+    serves (:mod:`sync.shared_db`; its web key must be in this data dir already).
     """
     plan = WebDbPlan()
     if mysql_url:
         admin = MysqlUrl.parse(mysql_url)
-        plan = WebDbPlan(database=admin.database or plan.database)
-        init_web_db(admin, data.root, plan)
+        database = admin.database or plan.database
+        plan = WebDbPlan.joining(joining, database) if joining else WebDbPlan(database=database)
+        init_web_db(admin, data.root, plan, joining=joining)
         after_init()
-        return WebView(data, f"{plan.database} on {redacted(mysql_url)}")
+        return WebView(data, f"{plan.database} on {redacted(mysql_url)}", joined=bool(joining))
     instance = PrivateMariaDB.for_data_dir(data.root)
     instance.install()
     instance.write_client_cnf()
@@ -91,3 +100,12 @@ def web_view(data: DataDir, mysql_url: str | None, after_init: Callable[[], obje
     shell = f"mariadb --defaults-file={Path(instance.directory) / CLIENT_CNF}"
     where = f"{plan.database} on a private MariaDB in {instance.directory} (127.0.0.1:{instance.port}; shell: {shell})"
     return WebView(data, where, [service])
+
+
+def join_web_view(data: DataDir, mysql_url: str | None, web_key: str | None, server_id: str) -> WebView:
+    """``ems up --join-web``: this server's sync writer in a database another server's web UI serves."""
+    if not mysql_url:
+        raise ConfigError("--join-web syncs into a database another EMS server serves: give its address with --mysql-url")
+    if web_key:
+        import_key(Path(web_key), key_path(data.root))
+    return web_view(data, mysql_url, joining=server_id)

@@ -26,6 +26,12 @@ final class Sealed
         }
     }
 
+    /** The id of the key this web UI holds (sync/web_crypto.py WebKey.key_id), '' without one. */
+    public function keyId(): string
+    {
+        return $this->key === null ? '' : substr(hash('sha256', "ems web key id\0" . $this->key), 0, 16);
+    }
+
     /** The clear text of $blob in $table.$column of row ($server, $rowId); null stays null. */
     public function open(?string $blob, string $table, string $column, string $server, string $rowId): ?string
     {

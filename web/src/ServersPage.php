@@ -29,7 +29,8 @@ final class ServersPage
         View::page('servers', ['title' => 'Servers', 'tab' => 'servers', 'user' => $user, 'servers' => $servers,
             'server' => $server, 'clients' => $clients, 'total' => $total, 'page' => $page,
             'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
-            'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS]);
+            'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS,
+            'webKeyId' => (new Sealed(Config::fromEnv()->webKeyPath()))->keyId()]);
     }
 
     /** GET /servers/state: every server's last sync and state as JSON (the page polls it while a sync runs). */

@@ -12,11 +12,11 @@ final class ServersQuery
     /** a server not synced for this long is shown as stale */
     public const STALE_S = 600;
 
-    /** Every server: id, name, version, last_sync, last_full_sync, syncing, rows_synced, clients, online, state. */
+    /** Every server: id, name, version, web_key_id, last_sync, last_full_sync, syncing, rows_synced, clients, online, state. */
     public static function servers(PDO $db): array
     {
         $rows = $db->query(
-            "SELECT s.server_id, COALESCE(NULLIF(s.name, ''), s.server_id) AS name, s.version,
+            "SELECT s.server_id, COALESCE(NULLIF(s.name, ''), s.server_id) AS name, s.version, s.web_key_id,
                     GREATEST(COALESCE(s.last_sync, 0), COALESCE(st.updated, 0)) AS last_sync,
                     GREATEST(COALESCE(s.last_full_sync, 0), COALESCE(st.last_full, 0)) AS last_full_sync,
                     COALESCE(st.syncing, 0) AS syncing, COALESCE(st.rows_synced, 0) AS rows_synced,

@@ -1,6 +1,6 @@
 <?php
 /** @var array $servers @var string $server @var array $clients @var int $total @var int $page @var int $pages
- *  @var bool $canAct @var bool $apiOn @var array $actions */
+ *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId */
 use Ems\Web\View;
 
 $when = static fn ($ts): string => (float) $ts > 0 ? gmdate('Y-m-d H:i:s', (int) $ts) . ' UTC' : 'never';
@@ -20,7 +20,10 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
         <div class="small text-body-secondary font-monospace"><?= e($row['server_id']) ?></div></td>
       <td><?= e($row['version']) ?></td>
       <td><?= e((int) $row['online']) ?> online / <?= e((int) $row['clients']) ?></td>
-      <td><span class="badge text-bg-<?= e($badge[$row['state']] ?? 'secondary') ?> ems-sync-state"><?= e($row['state']) ?></span></td>
+      <td><span class="badge text-bg-<?= e($badge[$row['state']] ?? 'secondary') ?> ems-sync-state"><?= e($row['state']) ?></span>
+        <?php if ($row['web_key_id'] !== '' && $row['web_key_id'] !== $webKeyId): ?>
+          <span class="badge text-bg-danger ems-other-key" title="This server seals chat text, log lines and file paths under another web key than this web UI holds: they show as unreadable. Copy this web UI's DATA/web/web.key to that server (ems sync init --join --web-key FILE).">other web key</span>
+        <?php endif; ?></td>
       <td class="small ems-last-sync" data-ts="<?= e((float) $row['last_sync']) ?>"><?= e($when($row['last_sync'])) ?></td>
       <td class="small"><?= e($when($row['last_full_sync'])) ?></td>
       <td class="text-end"><?= e(number_format((int) $row['rows_synced'])) ?></td>
