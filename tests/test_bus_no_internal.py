@@ -35,6 +35,7 @@ OP_FIELDS = {
     "keys.list": [], "keys.accept": ["id", "reason"], "keys.reject": ["id", "reason"], "keys.revoke": ["id", "reason"],
     "keys.add": ["public_key", "client_id", "role", "label", "name"], "keys.label": ["id", "label"], "keys.name": ["id", "name"],
     "keys.blocked": [], "keys.unblock": ["id", "reason"],
+    "targets.resolve": ["selector", "limit"], "targets.tags": [], "targets.tag": ["kind", "name", "selector", "remove"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

@@ -57,11 +57,14 @@ OPS = {
     "store.query": {"kind": "clients", "limit": 1}, "store.capture": {"id": 987654321}, "store.stats": {},
     "keys.blocked": {}, "keys.unblock": {"id": "no-such-client"},
     "sync.status": {}, "sync.now": {"reason": "matrix"}, "store.changes": {"max_rows": 1},
+    "targets.resolve": {"selector": "all"}, "targets.tags": {},
+    "targets.tag": {"kind": "tag", "name": "matrix", "selector": "no-such-agent"},
 }
-_READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status"}
+_READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
+             "targets.resolve", "targets.tags"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
-    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now"},
+    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes"},
     "agent": set(),

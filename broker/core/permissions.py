@@ -83,6 +83,10 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     # the broker's journal of its own records, pulled by the persister
     "journal.read": ("admin", True),
     "journal.ack": ("admin", True),
+    # selectors, tags and groups (broker.server.targets)
+    "targets.resolve": ("viewer", True),
+    "targets.tags": ("viewer", True),
+    "targets.tag": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

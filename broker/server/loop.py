@@ -64,6 +64,7 @@ from broker.server.peers import Peer, PeerTable
 from broker.core.quota import METERED_KINDS, Quotas
 from broker.server.registry import REJECTED, REVOKED, KeyRegistry
 from broker.server.requests import Requests
+from broker.server.targets import TargetBook
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Broker:
         self.registry = KeyRegistry(self.data.broker_db, clock=wall_clock)
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
+        self.targets = TargetBook(self.data.broker_db, clock=wall_clock)
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -221,6 +223,7 @@ class Broker:
             sock.close(linger=0)
         self.registry.close()
         self.commands.close()
+        self.targets.close()
         self.journal.close()
         if self._own_context:
             self.ctx.term()

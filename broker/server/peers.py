@@ -213,6 +213,7 @@ class PeerTable:
             record = self.registry.get(peer.key)
             if info.get("hostname") and record is not None and record.hostname != info["hostname"]:
                 self.registry.set_hostname(record, info["hostname"])
+            self.broker.targets.remember(peer.client_id, info)
             self.set_online(peer, True, "hello")
             for cmd in self.broker.commands.open_for(peer.client_id):
                 commands.deliver(cmd)

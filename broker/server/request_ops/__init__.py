@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import commands, journal, key_revoke, keys, status
+from broker.server.request_ops import commands, journal, key_revoke, keys, status, targets
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -41,6 +41,9 @@ OPS: dict[str, Op] = {
     "keys.name": keys.name,
     "journal.read": journal.read,
     "journal.ack": journal.ack,
+    "targets.resolve": targets.resolve,
+    "targets.tags": targets.tags,
+    "targets.tag": targets.tag,
 }
 
 
