@@ -36,6 +36,8 @@ OP_FIELDS = {
     "keys.add": ["public_key", "client_id", "role", "label", "name"], "keys.label": ["id", "label"], "keys.name": ["id", "name"],
     "keys.blocked": [], "keys.unblock": ["id", "reason"],
     "targets.resolve": ["selector", "limit"], "targets.tags": [], "targets.tag": ["kind", "name", "selector", "remove"],
+    "bulk.start": ["selector", "name", "args", "max_parallel", "canary", "halt_failure_pct", "ttl_s", "dry_run"],
+    "bulk.get": ["id", "limit"], "bulk.list": ["limit"], "bulk.cancel": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

@@ -59,12 +59,14 @@ OPS = {
     "sync.status": {}, "sync.now": {"reason": "matrix"}, "store.changes": {"max_rows": 1},
     "targets.resolve": {"selector": "all"}, "targets.tags": {},
     "targets.tag": {"kind": "tag", "name": "matrix", "selector": "no-such-agent"},
+    "bulk.start": {"selector": "no-such-agent", "name": "ping"}, "bulk.get": {"id": "no-such-run"}, "bulk.list": {},
+    "bulk.cancel": {"id": "no-such-run"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
-    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag"},
+    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes"},
     "agent": set(),

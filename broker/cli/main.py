@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "agent": Subcommand("agent.cli", "run the agent (or: ems agent access-log)"),
     "status": Subcommand("broker.cli.status", "agents (online/offline, last seen, version) and broker counters"),
     "send": Subcommand("broker.cli.send", "send a command to an agent (ping, sysinfo, ...)"),
+    "bulk": Subcommand("broker.cli.bulk_cmd", "bulk runs (ems send SELECTOR ...): list, show ID [--follow], cancel ID"),
     "targets": Subcommand("broker.cli.targets_cmd", "which agents a selector picks (group:finance&online); tags and groups"),
     "tail": Subcommand("broker.cli.tail", "watch live topics (events, presence, commands, security...)"),
     "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),

@@ -40,3 +40,13 @@ class RemoteError(EmsError):
         self.code = code
         self.message = message
         self.detail = detail
+
+
+class Refused(EmsError):
+    """A request the broker refuses with a particular error code (not BAD_REQUEST): a broker op raises it,
+    the broker answers ``code`` with the message."""
+
+    def __init__(self, code, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -87,6 +87,11 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "targets.resolve": ("viewer", True),
     "targets.tags": ("viewer", True),
     "targets.tag": ("operator", False),
+    # one command to many agents, paced (broker.server.bulk)
+    "bulk.start": ("operator", False),
+    "bulk.get": ("viewer", True),
+    "bulk.list": ("viewer", True),
+    "bulk.cancel": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

@@ -158,6 +158,11 @@ class CommandQueue:
         self._open: dict[str, Command] = {r["id"]: self._from_row(r) for r in rows}
         self._fail_unreadable()
 
+    @property
+    def keyring(self) -> KeyRing:
+        """The key ring the queue seals with (bulk runs seal their arguments with it too)."""
+        return self._keyring
+
     # -- sealing -------------------------------------------------------------
     def _seal(self, cmd_id: str, column: str, value: Any) -> bytes | None:
         if value is None:

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from broker.core import bounds, vocabulary
+from broker.core.errors import Refused
 from broker.server import operators
 from broker.server.command_queue import (
     DELIVERED,
@@ -62,11 +63,12 @@ class CommandRouter:
         if problem is not None:
             broker.refuse(peer, header, ErrorCode.BAD_REQUEST, f"command args: {problem}")
             return
-        args = self._checked_access(peer, header, name, args)
-        if args is None:
+        try:
+            args = self.stamped(peer, name, args)
+        except Refused as refusal:
+            broker.send_error(peer.rid, header, refusal.code, refusal.message)
             return
-        record = broker.registry.accepted_by_client(target)
-        if record is None or record.role != "agent":
+        if not self.accepted_agent(target):
             broker.send_error(peer.rid, header, ErrorCode.UNKNOWN_TARGET, f"no accepted agent {target!r}")
             return
         now = time.time()
@@ -74,14 +76,26 @@ class CommandRouter:
         if expires <= now:
             broker.send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
             return
-        cmd = self.commands.add(header.msg_id, target, peer.client_id, name, args, expires)
-        if cmd is None:  # this id exists: a retry after a reconnect, or a clash
+        if self.launch(peer, header.msg_id, target, name, args, expires) is None:  # a retry after a reconnect, or a clash
             existing = self.commands.get(header.msg_id)
             if existing is None or existing.sender != peer.client_id:
                 broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
             else:
                 self.notify_status(existing)
-            return
+
+    def accepted_agent(self, target: str) -> bool:
+        record = self.broker.registry.accepted_by_client(target)
+        return record is not None and record.role == "agent"
+
+    def launch(self, peer: "Peer", cmd_id: str, target: str, name: str, args: dict, expires: float) -> Command | None:
+        """Queue a checked command (``args`` stamped) from ``peer``: kept, journaled, audited, its status told,
+        delivered if the agent is on. None if ``cmd_id`` exists already or ``target`` is no accepted agent."""
+        if not self.accepted_agent(target):
+            return None
+        cmd = self.commands.add(cmd_id, target, peer.client_id, name, args, expires)
+        if cmd is None:
+            return None
+        broker = self.broker
         self.counters["commands"] += 1
         self._journal_command(cmd)
         if name not in TRANSIENT_ARGS:  # remote input is audited as its session (control.open/close), not per event
@@ -92,21 +106,22 @@ class CommandRouter:
         self.notify_status(cmd)
         if target in self.online:
             self.deliver(cmd)
+        return cmd
 
-    def _checked_access(self, peer: "Peer", header: Header, name: str, args: dict) -> dict | None:
-        """``args`` with a kept reason and the broker's operator stamp
-        (:mod:`broker.server.operators`); None (refused) for an access command
-        without a usable reason or a bridge that names no person."""
+    def stamped(self, peer: "Peer", name: str, args: dict) -> dict:
+        """``args`` with a kept reason and the broker's operator stamp (:mod:`broker.server.operators`).
+
+        Raises :class:`Refused`: REASON_REQUIRED for an access command without a usable reason, FORBIDDEN
+        (a security event) for a bridge that names no person."""
         broker = self.broker
         problem = vocabulary.reason_problem(name, args)
         if problem is not None:
-            broker.send_error(peer.rid, header, ErrorCode.REASON_REQUIRED, problem)
-            return None
+            raise Refused(ErrorCode.REASON_REQUIRED, problem)
         record = broker.registry.get(peer.key)
         operator, problem = operators.stamp(peer.role, peer.client_id, record.name if record else "", args)
         if not operator:
-            broker.refuse(peer, header, ErrorCode.FORBIDDEN, problem)
-            return None
+            broker.records.security(peer, "malformed", f"FORBIDDEN: {problem}")
+            raise Refused(ErrorCode.FORBIDDEN, problem)
         if problem:
             broker.records.security(peer, "impersonation", problem)
         args = {**args, "operator": operator}
@@ -172,6 +187,7 @@ class CommandRouter:
             self.notify_status(cmd)
             if status in FINAL:
                 self.send_result(cmd)
+                self.broker.bulk.on_final(cmd)
 
     def on_result(self, peer: "Peer", header: Header, frames) -> None:
         """RESULT from the agent: final status, relayed to the sender, kept."""
@@ -194,6 +210,7 @@ class CommandRouter:
         self.notify_status(cmd, status)  # the final status first, then the result it ends with
         forwarded = self._forward_result(cmd, status, data)
         self.commands.advance(cmd, status, data, result_sent=forwarded)
+        self.broker.bulk.on_final(cmd)
 
     def notify_status(self, cmd: Command, status: str | None = None) -> None:
         """Tell the command's sender and ``command.<target>`` subscribers (the
@@ -203,7 +220,7 @@ class CommandRouter:
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         fits = self.broker.flow.fits
-        for rid in list(self.conns.get(cmd.sender, ())):
+        for rid in [] if self.broker.bulk.owns(cmd.id) else list(self.conns.get(cmd.sender, ())):  # a run's: bulk.get
             if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
                     or not fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
                 self.broker.send(rid, _EMPTY, header, body)
@@ -217,6 +234,8 @@ class CommandRouter:
     def _forward_result(self, cmd: Command, status: str | None = None, result=None) -> bool:
         """RESULT to every live connection of the command's sender (the
         outcome given, or the one recorded)."""
+        if self.broker.bulk.owns(cmd.id):
+            return True  # a bulk run's outcome is read with bulk.get, not streamed to its sender
         rids = self.conns.get(cmd.sender)
         if not rids:
             return False
@@ -229,7 +248,12 @@ class CommandRouter:
     def expire_due(self, wall: float) -> None:
         """Expire commands past their time: final status and result to the sender."""
         for cmd in self.commands.due_to_expire(wall):
-            if self.commands.advance(cmd, EXPIRED, {"error": "expired before the agent ran it"}):
-                self.counters["commands_expired"] += 1
-                self.notify_status(cmd)
-                self.send_result(cmd)
+            self.expire_now(cmd, "expired before the agent ran it")
+
+    def expire_now(self, cmd: Command, why: str) -> None:
+        """End an open command unrun (its time is up, or its bulk run stopped): status and result to the sender."""
+        if self.commands.advance(cmd, EXPIRED, {"error": why}):
+            self.counters["commands_expired"] += 1
+            self.notify_status(cmd)
+            self.send_result(cmd)
+            self.broker.bulk.on_final(cmd)

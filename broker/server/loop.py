@@ -65,6 +65,8 @@ from broker.core.quota import METERED_KINDS, Quotas
 from broker.server.registry import REJECTED, REVOKED, KeyRegistry
 from broker.server.requests import Requests
 from broker.server.targets import TargetBook
+from broker.server.bulk import BulkRuns
+from broker.server.bulk_store import BulkStore
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Broker:
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.targets = TargetBook(self.data.broker_db, clock=wall_clock)
+        self.bulk_store = BulkStore(self.data.broker_db, self.commands.keyring)
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -120,6 +123,7 @@ class Broker:
         self.fanout = Fanout(self)
         self.records = OwnRecords(self)
         self.command_router = CommandRouter(self)
+        self.bulk = BulkRuns(self, self.bulk_store)
         self.requests = Requests(self)
         table = self.peer_table
         self.peers, self.conns, self.subscribers = table.peers, table.conns, table.subscribers
@@ -173,6 +177,7 @@ class Broker:
     def run(self) -> None:
         """Serve until :meth:`stop`. Opens sockets, loops, closes them."""
         self._open_sockets()
+        self.bulk.restore()  # runs the last broker left unfinished go on (their agents are not back yet)
         log.info("broker %s listening on %s (public key %s)", self.boot_id, self.endpoint, self.keypair.public)
         log.info("per-agent rate limit: %s", self.config.rate_limit.describe())
         self._ready.set()
@@ -224,6 +229,7 @@ class Broker:
         self.registry.close()
         self.commands.close()
         self.targets.close()
+        self.bulk_store.close()
         self.journal.close()
         if self._own_context:
             self.ctx.term()

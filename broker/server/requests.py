@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from broker.core import permissions
 from broker.core.envelope import ErrorCode, Header, Kind, pack_body, pack_header
+from broker.core.errors import Refused
 from broker.server import operators
 from broker.server.registry import RegistryError
 from broker.server.request_ops import OPS
@@ -61,6 +62,9 @@ class Requests:
             return
         try:
             result = OPS[op](broker, peer, args)
+        except Refused as refusal:
+            broker.send_error(peer.rid, header, refusal.code, refusal.message[:500])
+            return
         except BAD_REQUEST_ERRORS as exc:
             self.counters["bad_requests"] += 1
             broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc)[:500])

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import commands, journal, key_revoke, keys, status, targets
+from broker.server.request_ops import bulk, commands, journal, key_revoke, keys, status, targets
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -44,6 +44,10 @@ OPS: dict[str, Op] = {
     "targets.resolve": targets.resolve,
     "targets.tags": targets.tags,
     "targets.tag": targets.tag,
+    "bulk.start": bulk.start,
+    "bulk.get": bulk.get,
+    "bulk.list": bulk.list_,
+    "bulk.cancel": bulk.cancel,
 }
 
 

@@ -1,0 +1,221 @@
+"""One command to many agents, safely: a bulk run.
+
+An operator names the agents with a selector (:mod:`broker.core.selectors`);
+the broker resolves it once, when the run starts, and keeps that list (what
+was resolved is what runs, and the audit trail says so). Each target gets an
+ordinary command (:mod:`broker.server.command_router`): queued durably,
+delivered when its agent is online, audited with the operator and the
+reason, executed at most once. The run decides *when* each is queued:
+
+* at most ``max_parallel`` of its commands are open at once; online agents
+  go first, offline ones last (their commands wait in the queue, within
+  ``ttl_s``, as any command does);
+* with a ``canary`` of N, the first N run alone and the run waits for all
+  their outcomes before going on;
+* with ``halt_failure_pct``, the run halts as soon as failed and expired
+  commands pass that share of the finished ones (judged once the canary, or
+  :data:`MIN_SAMPLE` commands without one, have finished);
+* a cancel (its sender or an admin) stops what has not started: targets not
+  yet launched are cancelled, and commands still queued for offline agents
+  expire unrun. A halt does the same.
+
+A dry run resolves and answers what would run, and changes nothing.
+Per-command statuses and results of a run do not stream to its sender (5,000
+of them would); the sender follows the run with ``bulk.get``, and anyone
+watching ``command.<target>`` still sees each command. Runs survive a broker
+restart (:mod:`broker.server.bulk_store`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from broker.core import selectors
+from broker.core.envelope import new_id
+from broker.core.vocabulary import EXPIRED, FAILED, FINAL, QUEUED
+from broker.server.bulk_store import (
+    CANCELLED,
+    FINISHED,
+    HALTED,
+    LAUNCHED,
+    RUNNING,
+    SKIPPED,
+    STOPPED,
+    WAITING,
+    BulkOptions,
+    BulkRun,
+    BulkStore,
+    BulkTarget,
+)
+from broker.server.peers import Peer
+
+if TYPE_CHECKING:
+    from broker.server.command_queue import Command
+    from broker.server.loop import Broker
+
+log = logging.getLogger(__name__)
+
+#: finished commands needed before the failure share can halt a run without a canary
+MIN_SAMPLE = 5
+MAX_TARGETS = 10_000
+
+
+class BulkRuns:
+    """The broker's bulk runs: start, pace, follow, halt, cancel (see the module docstring)."""
+
+    def __init__(self, broker: "Broker", store: BulkStore):
+        self.broker, self.store = broker, store
+        self.runs: dict[str, BulkRun] = {}  # live runs (running) by id
+        self._by_command: dict[str, tuple[BulkRun, int]] = {}  # open command id -> its run and target position
+
+    # -- start ------------------------------------------------------------------------
+    def plan(self, selector_text: str, online: set[str]) -> tuple[str, list[BulkTarget]]:
+        """The selector's text and its targets now, online agents first."""
+        selector = selectors.parse(selector_text)
+        found = self.broker.targets.resolve(selector, self.broker.registry, online)
+        if not found:
+            raise ValueError(f"no accepted agent matches {selector.text!r} (preview: ems targets {selector.text!r})")
+        if len(found) > MAX_TARGETS:
+            raise ValueError(f"{selector.text!r} matches {len(found):,} agents; a run takes at most {MAX_TARGETS:,}")
+        ordered = sorted(found, key=lambda f: (not f.online, f.client_id))
+        return selector.text, [BulkTarget(f.client_id) for f in ordered]
+
+    def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions) -> BulkRun:
+        """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches."""
+        text, targets = self.plan(selector_text, set(self.broker.online))
+        run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, targets=targets)
+        self.store.add(run)
+        self.runs[run.id] = run
+        self.broker.records.audit(peer, "bulk.start", {
+            "id": run.id, "name": name, "selector": text, "count": len(targets), "reason": args.get("reason", ""),
+            "targets": [t.client_id for t in targets[:1000]], "options": options.__dict__,
+            "operator_name": args["operator"]["name"], "via": args["operator"]["via"]})
+        self.pump(run)
+        return run
+
+    # -- pacing -------------------------------------------------------------------------
+    def pump(self, run: BulkRun) -> None:
+        """Queue as many of ``run``'s waiting targets as its options allow now (one commit)."""
+        if run.state != RUNNING:
+            return
+        counts = run.counts()
+        open_now = counts.get(LAUNCHED, 0)
+        started = len(run.targets) - counts.get(WAITING, 0)
+        finished = started - open_now
+        canary = run.options.canary
+        room = run.options.max_parallel - open_now
+        if canary and finished < canary:
+            room = min(room, canary - started)
+        launches = []
+        with self.store.transaction():
+            for position, target in enumerate(run.targets):
+                if room <= 0:
+                    break
+                if target.status == WAITING:
+                    target.status, target.command_id = LAUNCHED, new_id()
+                    self.store.set_target(run, position)
+                    launches.append(position)
+                    room -= 1
+        for position in launches:
+            self._launch(run, position)
+        if not launches and open_now == 0 and WAITING not in run.counts():
+            self._end(run, FINISHED, "")
+
+    def _launch(self, run: BulkRun, position: int) -> None:
+        target = run.targets[position]
+        self._by_command[target.command_id] = (run, position)
+        cmd = self.broker.command_router.launch(self._sender(run), target.command_id, target.client_id, run.name, run.args,
+                                                time.time() + run.options.ttl_s)
+        if cmd is None:  # the agent is no longer accepted (revoked since the run began)
+            self._by_command.pop(target.command_id, None)
+            target.status = SKIPPED
+            self.store.set_target(run, position)
+
+    def _sender(self, run: BulkRun) -> Peer:
+        """Who the run's commands come from: the live connection of its sender, or its identity (gone since)."""
+        for rid in self.broker.conns.get(run.sender, ()):
+            peer = self.broker.peers.get(rid)
+            if peer is not None:
+                return peer
+        return Peer(rid=b"", key=run.sender_key, role=run.sender_role, client_id=run.sender, sender=run.sender.encode())
+
+    def owns(self, cmd_id: str) -> bool:
+        """Whether ``cmd_id`` is an open command of a run (its statuses go to no one person)."""
+        return cmd_id in self._by_command
+
+    def on_final(self, cmd: "Command") -> None:
+        """A command reached its final status: if a run's, count it, maybe halt, then pace on."""
+        entry = self._by_command.pop(cmd.id, None)
+        if entry is None:
+            return
+        run, position = entry
+        target = run.targets[position]
+        if target.status == LAUNCHED:
+            target.status = cmd.status
+            self.store.set_target(run, position)
+        self._judge(run)
+        self.pump(run)
+        self._end(run, run.state, run.why)
+
+    def _judge(self, run: BulkRun) -> None:
+        limit = run.options.halt_failure_pct
+        if run.state != RUNNING or limit is None:
+            return
+        counts = run.counts()
+        failures = counts.get(FAILED, 0) + counts.get(EXPIRED, 0)
+        finished = failures + sum(n for status, n in counts.items() if status in FINAL and status not in (FAILED, EXPIRED))
+        if finished >= (run.options.canary or MIN_SAMPLE) and failures * 100 > limit * finished:
+            self.stop(run, HALTED, f"halted: {failures} of {finished} finished commands failed (more than {limit:g} %)")
+
+    # -- stop -----------------------------------------------------------------------------
+    def stop(self, run: BulkRun, state: str, why: str) -> None:
+        """Halt or cancel ``run``: nothing more starts; commands still queued for offline agents expire unrun."""
+        if run.state != RUNNING:
+            return
+        run.state, run.why = state, why
+        unstarted = SKIPPED if state == HALTED else CANCELLED
+        with self.store.transaction():
+            for position, target in enumerate(run.targets):
+                if target.status == WAITING:
+                    target.status = unstarted
+                    self.store.set_target(run, position)
+            self.store.set_state(run)
+        router = self.broker.command_router
+        for position, target in enumerate(run.targets):
+            cmd = self.broker.commands.get(target.command_id) if target.status == LAUNCHED else None
+            if cmd is not None and cmd.status == QUEUED:
+                target.status = unstarted
+                self.store.set_target(run, position)
+                router.expire_now(cmd, f"not run: the bulk run was {state} ({why})")
+        log.info("bulk run %s %s: %s", run.id, state, why)
+        self._end(run, state, why)
+
+    def _end(self, run: BulkRun, state: str, why: str) -> None:
+        """Record ``state`` for a run that was running; forget a run nothing of which is open any more."""
+        if run.state == RUNNING and state != RUNNING:
+            run.state, run.why = state, why
+            self.store.set_state(run)
+        if all(t.status not in (WAITING, LAUNCHED) for t in run.targets):
+            self.runs.pop(run.id, None)
+
+    # -- after a restart ------------------------------------------------------------------
+    def restore(self) -> None:
+        """Runs left running (or stopping) by the last broker: their open commands indexed, the missing ones queued."""
+        for run in self.store.load((RUNNING, HALTED, STOPPED)):
+            if all(t.status not in (WAITING, LAUNCHED) for t in run.targets):
+                continue
+            self.runs[run.id] = run
+            for position, target in enumerate(run.targets):
+                if target.status != LAUNCHED:
+                    continue
+                cmd = self.broker.commands.get(target.command_id)
+                if cmd is None:  # marked launched, never queued: the broker stopped in between
+                    self._launch(run, position)
+                elif cmd.status in FINAL:
+                    target.status = cmd.status
+                    self.store.set_target(run, position)
+                else:
+                    self._by_command[cmd.id] = (run, position)
+            self._judge(run)
+            self.pump(run)
