@@ -38,6 +38,8 @@ OP_FIELDS = {
     "targets.resolve": ["selector", "limit"], "targets.tags": [], "targets.tag": ["kind", "name", "selector", "remove"],
     "bulk.start": ["selector", "name", "args", "max_parallel", "canary", "halt_failure_pct", "ttl_s", "dry_run"],
     "bulk.get": ["id", "limit"], "bulk.list": ["limit"], "bulk.cancel": ["id", "reason"],
+    "approvals.list": ["state", "limit"], "approvals.decide": ["id", "approve", "reason"], "approvals.rules": [],
+    "approvals.require": ["names", "remove"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

@@ -61,12 +61,15 @@ OPS = {
     "targets.tag": {"kind": "tag", "name": "matrix", "selector": "no-such-agent"},
     "bulk.start": {"selector": "no-such-agent", "name": "ping"}, "bulk.get": {"id": "no-such-run"}, "bulk.list": {},
     "bulk.cancel": {"id": "no-such-run"},
+    "approvals.list": {}, "approvals.decide": {"id": "no-such-request", "approve": False, "reason": "matrix"},
+    "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags", "bulk.get", "bulk.list"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
-    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel"},
+    "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
+                             "approvals.list", "approvals.decide"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes"},
     "agent": set(),

@@ -10,7 +10,7 @@ from broker.cli import bulk_cmd
 from broker.core.cli_common import add_data_dir, add_json, print_json, table
 from broker.core.profile import operator_client
 from broker.core.errors import EmsError, TimeoutError
-from broker.core.vocabulary import ACCESS_COMMANDS, DONE, reason_problem
+from broker.core.vocabulary import ACCESS_COMMANDS, DONE, HELD, reason_problem
 from broker.server.registry import AGENT_ID
 
 EXIT_DONE, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 3
@@ -99,6 +99,9 @@ def run(args) -> int:
         first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s)
         if not args.json:
             print(f"command {first['id']} ({args.command_name}) for {args.agent}: {first['status']}", file=sys.stderr)
+            if first["status"] == HELD:
+                print(f"  it needs a second operator's approval: ems approve {first['id']} --reason '...' (by someone else)",
+                      file=sys.stderr)
         if not args.wait:
             if args.json:
                 print_json(first)

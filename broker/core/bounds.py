@@ -99,6 +99,7 @@ def one_of(value: Any, name: str, choices: Iterable[str]) -> str:
 
 
 def boolean(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (not 0 or 1)."""
     if type(value) is not bool:
         raise BoundsError(f"{name} must be true or false, not {shown(value)}")
     return value

@@ -92,6 +92,11 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "bulk.get": ("viewer", True),
     "bulk.list": ("viewer", True),
     "bulk.cancel": ("operator", False),
+    # two-person approval (broker.server.approvals): the rules are the admins'
+    "approvals.list": ("operator", False),
+    "approvals.decide": ("operator", False),
+    "approvals.rules": ("viewer", True),
+    "approvals.require": ("admin", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

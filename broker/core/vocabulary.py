@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 QUEUED, SENT, DELIVERED, DONE, FAILED, EXPIRED = "queued", "sent", "delivered", "done", "failed", "expired"
+#: a command that waits for a second operator's approval (broker.server.approvals): not queued yet
+HELD = "held"
 #: statuses after which nothing about a command changes (its result is known, or it never ran)
 FINAL = frozenset({DONE, FAILED, EXPIRED})
 #: statuses of a command still waiting to run or to report, in the order they are reached
@@ -31,7 +33,8 @@ STATUS_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, DONE: 3, FAILED: 3, EXPIRED: 3}
 EPHEMERAL_RESULTS = frozenset({"thumbnail"})
 #: bytes values longer than this are kept as their size once no longer needed
 BULK_BYTES = 64 * 1024
-#: the longest reason accepted for an access (shown to the employee, kept in the audit trail)
+#: the longest reason accepted for an access (shown to the employee, kept in the audit trail; the broker, the
+#: agent and the admin API agree)
 MAX_REASON_CHARS = 500
 
 
@@ -96,8 +99,6 @@ ACCESS_COMMANDS: dict[str, str] = {
     "update.check": "checking for operating system updates",
     "update.apply": "installing operating system updates",
 }
-#: the longest reason kept (the broker, the agent and the admin API agree)
-MAX_REASON_CHARS = 500
 
 
 def clean_reason(value: Any) -> str:

@@ -38,6 +38,7 @@ from broker.server.bulk_store import (
     CANCELLED,
     FINISHED,
     HALTED,
+    HELD,
     LAUNCHED,
     RUNNING,
     SKIPPED,
@@ -84,15 +85,39 @@ class BulkRuns:
     def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions) -> BulkRun:
         """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches."""
         text, targets = self.plan(selector_text, set(self.broker.online))
-        run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, targets=targets)
+        held = self.broker.approvals.needs(name)
+        run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
+                      targets=targets)
         self.store.add(run)
         self.runs[run.id] = run
         self.broker.records.audit(peer, "bulk.start", {
             "id": run.id, "name": name, "selector": text, "count": len(targets), "reason": args.get("reason", ""),
-            "targets": [t.client_id for t in targets[:1000]], "options": options.__dict__,
+            "targets": [t.client_id for t in targets[:1000]], "options": options.__dict__, "held": held,
             "operator_name": args["operator"]["name"], "via": args["operator"]["via"]})
+        if held:
+            run.why = "waiting for a second operator's approval: request " + self.broker.approvals.hold_bulk(peer, run).id
+            self.store.set_state(run)
         self.pump(run)
         return run
+
+    def release(self, run_id: str, approval: dict) -> None:
+        """An approved run starts."""
+        run = self.runs.get(run_id)
+        if run is None or run.state != HELD:
+            return
+        run.args = {**run.args, "approval": approval}
+        run.state, run.why = RUNNING, f"approved by {approval['by']}: {approval['reason']}"
+        with self.store.transaction():
+            self.store.set_args(run)
+            self.store.set_state(run)
+        self.pump(run)
+
+    def refuse(self, run_id: str, why: str) -> None:
+        """A denied or expired held run ends with nothing started."""
+        run = self.runs.get(run_id)
+        if run is not None and run.state == HELD:
+            run.state = RUNNING  # so that stop() takes it down the one way every run ends
+            self.stop(run, STOPPED, why)
 
     # -- pacing -------------------------------------------------------------------------
     def pump(self, run: BulkRun) -> None:
@@ -134,11 +159,7 @@ class BulkRuns:
 
     def _sender(self, run: BulkRun) -> Peer:
         """Who the run's commands come from: the live connection of its sender, or its identity (gone since)."""
-        for rid in self.broker.conns.get(run.sender, ()):
-            peer = self.broker.peers.get(rid)
-            if peer is not None:
-                return peer
-        return Peer(rid=b"", key=run.sender_key, role=run.sender_role, client_id=run.sender, sender=run.sender.encode())
+        return self.broker.peer_table.as_sender(run.sender, run.sender_role, run.sender_key)
 
     def owns(self, cmd_id: str) -> bool:
         """Whether ``cmd_id`` is an open command of a run (its statuses go to no one person)."""
@@ -202,7 +223,7 @@ class BulkRuns:
     # -- after a restart ------------------------------------------------------------------
     def restore(self) -> None:
         """Runs left running (or stopping) by the last broker: their open commands indexed, the missing ones queued."""
-        for run in self.store.load((RUNNING, HALTED, STOPPED)):
+        for run in self.store.load((RUNNING, HALTED, STOPPED, HELD)):
             if all(t.status not in (WAITING, LAUNCHED) for t in run.targets):
                 continue
             self.runs[run.id] = run

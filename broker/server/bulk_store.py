@@ -24,6 +24,8 @@ from broker.core.sealing import KeyRing, aad
 WAITING, LAUNCHED, CANCELLED, SKIPPED = "waiting", "launched", "cancelled", "skipped"
 #: a run's states
 RUNNING, FINISHED, HALTED, STOPPED = "running", "finished", "halted", "cancelled"
+#: a run waiting for a second operator's approval (broker.server.approvals)
+HELD = "held"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bulk_runs (
@@ -122,6 +124,11 @@ class BulkStore:
     def set_state(self, run: BulkRun) -> None:
         run.updated = time.time()
         self._db.execute("UPDATE bulk_runs SET state = ?, why = ?, updated = ? WHERE id = ?", (run.state, run.why, run.updated, run.id))
+
+    def set_args(self, run: BulkRun) -> None:
+        """Keep ``run.args`` as changed (an approval added to them)."""
+        self._db.execute("UPDATE bulk_runs SET args = ? WHERE id = ?",
+                         (self._keyring.encrypt(pack_body(run.args), aad("bulk_runs", "args", run.id)), run.id))
 
     def set_target(self, run: BulkRun, position: int) -> None:
         target = run.targets[position]

@@ -76,6 +76,10 @@ class CommandRouter:
         if expires <= now:
             broker.send_error(peer.rid, header, ErrorCode.EXPIRED, "expiry is in the past")
             return
+        if self.broker.approvals.needs(name) and self.commands.get(header.msg_id) is None:
+            if self.broker.approvals.book.get(header.msg_id) is None:  # a retry of a held command is held already
+                self.broker.approvals.hold_command(peer, header.msg_id, target, name, args, expires)
+            return
         if self.launch(peer, header.msg_id, target, name, args, expires) is None:  # a retry after a reconnect, or a clash
             existing = self.commands.get(header.msg_id)
             if existing is None or existing.sender != peer.client_id:
@@ -102,7 +106,7 @@ class CommandRouter:
             operator = args["operator"]
             broker.records.audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
                                                    "operator_name": operator["name"], "operator_id": operator["id"],
-                                                   "via": operator["via"]})
+                                                   "via": operator["via"], **({"approved_by": args["approval"]} if "approval" in args else {})})
         self.notify_status(cmd)
         if target in self.online:
             self.deliver(cmd)

@@ -67,6 +67,8 @@ from broker.server.requests import Requests
 from broker.server.targets import TargetBook
 from broker.server.bulk import BulkRuns
 from broker.server.bulk_store import BulkStore
+from broker.server.approval_flow import Approvals
+from broker.server.approvals import ApprovalBook
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,6 @@ class Broker:
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.targets = TargetBook(self.data.broker_db, clock=wall_clock)
-        self.bulk_store = BulkStore(self.data.broker_db, self.commands.keyring)
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -123,7 +124,8 @@ class Broker:
         self.fanout = Fanout(self)
         self.records = OwnRecords(self)
         self.command_router = CommandRouter(self)
-        self.bulk = BulkRuns(self, self.bulk_store)
+        self.bulk = BulkRuns(self, BulkStore(self.data.broker_db, self.commands.keyring))
+        self.approvals = Approvals(self, ApprovalBook(self.data.broker_db, self.commands.keyring))
         self.requests = Requests(self)
         table = self.peer_table
         self.peers, self.conns, self.subscribers = table.peers, table.conns, table.subscribers
@@ -226,11 +228,8 @@ class Broker:
     def _close(self) -> None:
         for sock in (self.router, self.monitor, self.zap_socket, self.wake):
             sock.close(linger=0)
-        self.registry.close()
-        self.commands.close()
-        self.targets.close()
-        self.bulk_store.close()
-        self.journal.close()
+        for store in (self.registry, self.commands, self.targets, self.bulk.store, self.approvals.book, self.journal):
+            store.close()
         if self._own_context:
             self.ctx.term()
         log.info("broker stopped")
@@ -453,7 +452,8 @@ class Broker:
             self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
             self.commands.checkpoint()
         self.requests.give_up(now)
-        self.command_router.expire_due(time.time())
+        for expiring in (self.command_router, self.approvals):
+            expiring.expire_due(time.time())
 
     # -- ZAP and monitor ------------------------------------------------------
     def _answer_zap(self) -> None:

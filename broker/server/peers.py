@@ -76,6 +76,15 @@ class PeerTable:
         self.twins = TwinWatch()
 
     # -- arrival -----------------------------------------------------------------
+
+    def as_sender(self, client_id: str, role: str, key: str) -> Peer:
+        """Who to send as for ``client_id`` (a bulk run's or approved command's requester): its live connection,
+        or, when it is gone, its identity alone (audit records name it; nothing is sent to it)."""
+        for rid in self.conns.get(client_id, ()):
+            peer = self.peers.get(rid)
+            if peer is not None:
+                return peer
+        return Peer(rid=b"", key=key, role=role, client_id=client_id, sender=client_id.encode())
     def admit(self, rid: bytes, key: str, frame: zmq.Frame) -> Peer:
         """A new connection (or a new key on a known routing id): its role
         from the key's record; unknown keys are pending and unrecorded."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import bulk, commands, journal, key_revoke, keys, status, targets
+from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, status, targets
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -48,6 +48,10 @@ OPS: dict[str, Op] = {
     "bulk.get": bulk.get,
     "bulk.list": bulk.list_,
     "bulk.cancel": bulk.cancel,
+    "approvals.list": approvals.list_,
+    "approvals.decide": approvals.decide,
+    "approvals.rules": approvals.rules,
+    "approvals.require": approvals.require,
 }
 
 

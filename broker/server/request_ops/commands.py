@@ -18,7 +18,11 @@ def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
     cmd_id = bounds.text(args.get("id"), "id", 200, empty=False)
     cmd = broker.commands.get(cmd_id)
     if cmd is None:
-        raise ValueError(f"no command {cmd_id!r}")
+        held = broker.approvals.view(cmd_id)  # held for approval, or ended unrun (denied, expired)
+        if held is None:
+            raise ValueError(f"no command {cmd_id!r}")
+        return held if permissions.sees_whole_command(peer.role, peer.client_id, held["sender"]) else \
+            {k: v for k, v in held.items() if k != "result"}
     return visible(peer, cmd)
 
 

@@ -34,9 +34,7 @@ def tag(broker: "Broker", peer: "Peer", args: dict) -> dict:
     kind = bounds.text(args.get("kind"), "kind", 16, empty=False)
     name = bounds.text(args.get("name"), "name", 64, empty=False)
     selector = selectors.parse(args.get("selector"))
-    remove = args.get("remove", False)
-    if not isinstance(remove, bool):
-        raise ValueError("remove must be true or false")
+    remove = bounds.boolean(args.get("remove", False), "remove")
     ids = [f.client_id for f in broker.targets.resolve(selector, broker.registry, broker.online)]
     book = broker.targets
     changed = book.remove(kind, name, ids) if remove else book.add(kind, name, ids, peer.client_id)
