@@ -40,6 +40,8 @@ OP_FIELDS = {
     "bulk.get": ["id", "limit"], "bulk.list": ["limit"], "bulk.cancel": ["id", "reason"],
     "approvals.list": ["state", "limit"], "approvals.decide": ["id", "approve", "reason"], "approvals.rules": [],
     "approvals.require": ["names", "remove"],
+    "templates.list": [], "templates.put": ["name", "command", "args", "params", "approval", "description"],
+    "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

@@ -63,13 +63,15 @@ OPS = {
     "bulk.cancel": {"id": "no-such-run"},
     "approvals.list": {}, "approvals.decide": {"id": "no-such-request", "approve": False, "reason": "matrix"},
     "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
+    "templates.list": {}, "templates.put": {"name": "matrix", "command": "ping"}, "templates.remove": {"name": "no-such"},
+    "templates.run": {"name": "no-such-template", "selector": "all"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
-                             "approvals.list", "approvals.decide"},
+                             "approvals.list", "approvals.decide", "templates.run"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes"},
     "agent": set(),

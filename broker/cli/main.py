@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "approvals": Subcommand("broker.cli.approvals_cmd", "two-person approval: pending requests; what needs approval"),
     "approve": Subcommand("broker.cli.approvals_cmd", "approve a held request (not your own): ems approve ID --reason ..."),
     "deny": Subcommand("broker.cli.approvals_cmd", "deny a held request: ems deny ID --reason ..."),
+    "template": Subcommand("broker.cli.template_cmd", "named commands with typed parameters: add / list / run on a selector"),
     "targets": Subcommand("broker.cli.targets_cmd", "which agents a selector picks (group:finance&online); tags and groups"),
     "tail": Subcommand("broker.cli.tail", "watch live topics (events, presence, commands, security...)"),
     "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),

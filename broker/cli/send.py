@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from broker.cli import bulk_cmd
-from broker.core.cli_common import add_data_dir, add_json, print_json, table
+from broker.core.cli_common import add_data_dir, add_json, print_json
 from broker.core.profile import operator_client
 from broker.core.errors import EmsError, TimeoutError
 from broker.core.vocabulary import ACCESS_COMMANDS, DONE, HELD, reason_problem
@@ -43,12 +43,7 @@ def configure(p) -> None:
     p.add_argument("--ttl-s", type=float, default=None, help="expire the command if not run within this time (default: the broker's, 24 h)")
     p.add_argument("--reason", default="", help="why: required for commands that look into or change the user's computer "
                    "(shown to the user, recorded in the audit trail)")
-    bulk = p.add_argument_group("many agents (a selector, or any of these: a bulk run, followed with `ems bulk`)")
-    bulk.add_argument("--max-parallel", type=int, metavar="N", help="at most N commands open at once (1-1000, default 20)")
-    bulk.add_argument("--canary", type=int, metavar="N", help="run the first N alone and wait for their outcome first")
-    bulk.add_argument("--halt-on-failure", type=float, metavar="PCT",
-                      help="halt once more than PCT %% of the finished commands failed (nothing more starts)")
-    bulk.add_argument("--dry-run", action="store_true", help="list the agents and what would run; send nothing")
+    bulk_cmd.add_bulk_options(p)
     add_data_dir(p)
     add_json(p)
     p.add_argument("--server", help="broker endpoint (default: from the profile)")
@@ -139,41 +134,5 @@ def is_bulk(args) -> bool:
 
 def send_bulk(args, params: dict) -> int:
     """Start (or preview) a bulk run; with --wait, follow it to its end."""
-    request = {"selector": args.agent, "name": args.command_name, "args": params, "dry_run": args.dry_run}
-    for name in ("max_parallel", "canary"):
-        if getattr(args, name) is not None:
-            request[name] = getattr(args, name)
-    if args.halt_on_failure is not None:
-        request["halt_failure_pct"] = args.halt_on_failure
-    if args.ttl_s is not None:
-        request["ttl_s"] = args.ttl_s
-    with operator_client(args.data_dir, args.server) as client:
-        answer = client.request("bulk.start", **request)
-        if args.dry_run:
-            return show_dry_run(args, answer)
-        if not args.json:
-            print(f"bulk run {answer['id']}: {args.command_name} to {answer['count']:,} agent(s) matching {answer['selector']!r}",
-                  file=sys.stderr)
-        if not args.wait:
-            if args.json:
-                print_json(answer)
-            else:
-                print(f"follow it: ems bulk show {answer['id']} --follow", file=sys.stderr)
-            return EXIT_DONE
-        final = bulk_cmd.follow(client, answer["id"])
-    return bulk_cmd.show(args, final)
-
-
-def show_dry_run(args, answer: dict) -> int:
-    if args.json:
-        print_json(answer)
-        return EXIT_DONE
-    options = answer["options"]
-    halt = f"halt when more than {options['halt_failure_pct']:g} % fail" if options["halt_failure_pct"] is not None else "no halt"
-    canary = f"the first {options['canary']} alone, then " if options["canary"] else ""
-    print(f"dry run: {answer['name']} would go to {answer['count']:,} agent(s) matching {answer['selector']!r}: "
-          f"{canary}at most {options['max_parallel']} at a time, {halt}; each expires after {options['ttl_s']:g} s")
-    print(table([[t["client_id"], "online" if t["online"] else "offline (queued until it returns)"] for t in answer["targets"]],
-                ["AGENT", "STATE"]))
-    print("nothing was sent")
-    return EXIT_DONE
+    request = {"selector": args.agent, "name": args.command_name, "args": params, **bulk_cmd.options_of(args)}
+    return bulk_cmd.start_and_follow(args, "bulk.start", request)

@@ -97,6 +97,11 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "approvals.decide": ("operator", False),
     "approvals.rules": ("viewer", True),
     "approvals.require": ("admin", False),
+    # named, typed commands (broker.core.templates): admins define them, operators run them
+    "templates.list": ("viewer", True),
+    "templates.put": ("admin", False),
+    "templates.remove": ("admin", False),
+    "templates.run": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

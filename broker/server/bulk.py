@@ -82,10 +82,11 @@ class BulkRuns:
         ordered = sorted(found, key=lambda f: (not f.online, f.client_id))
         return selector.text, [BulkTarget(f.client_id) for f in ordered]
 
-    def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions) -> BulkRun:
-        """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches."""
+    def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions, hold: bool = False) -> BulkRun:
+        """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches;
+        held for a second operator if ``hold`` or the approval rules say so."""
         text, targets = self.plan(selector_text, set(self.broker.online))
-        held = self.broker.approvals.needs(name)
+        held = hold or self.broker.approvals.needs(name)
         run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
                       targets=targets)
         self.store.add(run)

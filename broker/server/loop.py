@@ -21,7 +21,9 @@ owns, each in its own module:
 - ``requests`` (:mod:`broker.server.requests`): REQUEST checks and routing; the
   broker's own ops are one table in :mod:`broker.server.request_ops`;
 - ``records`` (:mod:`broker.server.own_records`): the broker's own security,
-  audit and presence records.
+  audit and presence records;
+- operations on many agents: ``targets`` (selectors, tags, groups), ``bulk``
+  (paced runs), ``approvals`` (two-person rule), ``template_book`` (templates).
 
 What they all use stays here: ``send``, ``send_error``, ``reply``,
 ``refuse`` and ``read_body``.
@@ -43,18 +45,8 @@ from broker.core import permissions
 from broker.server.command_queue import CommandQueue
 from broker.server.command_router import CommandRouter
 from broker.core.config import BrokerConfig
-from broker.core.envelope import (
-    ErrorCode,
-    Header,
-    Kind,
-    credit_of,
-    decode_header,
-    error_body,
-    new_id,
-    pack_body,
-    pack_header,
-    unpack_body,
-)
+from broker.core.envelope import (ErrorCode, Header, Kind, credit_of, decode_header, error_body, new_id, pack_body,
+                                  pack_header, unpack_body)
 from broker.core.errors import ProtocolError
 from broker.server.fanout import Fanout
 from broker.server.flow import FlowControl
@@ -69,6 +61,7 @@ from broker.server.bulk import BulkRuns
 from broker.server.bulk_store import BulkStore
 from broker.server.approval_flow import Approvals
 from broker.server.approvals import ApprovalBook
+from broker.server.template_book import TemplateBook
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -97,6 +90,7 @@ class Broker:
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.targets = TargetBook(self.data.broker_db, clock=wall_clock)
+        self.template_book = TemplateBook(self.data.broker_db)
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -228,7 +222,8 @@ class Broker:
     def _close(self) -> None:
         for sock in (self.router, self.monitor, self.zap_socket, self.wake):
             sock.close(linger=0)
-        for store in (self.registry, self.commands, self.targets, self.bulk.store, self.approvals.book, self.journal):
+        for store in (self.registry, self.commands, self.targets, self.template_book, self.bulk.store, self.approvals.book,
+                      self.journal):
             store.close()
         if self._own_context:
             self.ctx.term()

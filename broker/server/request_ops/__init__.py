@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, status, targets
+from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, status, targets, templates
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -52,6 +52,10 @@ OPS: dict[str, Op] = {
     "approvals.decide": approvals.decide,
     "approvals.rules": approvals.rules,
     "approvals.require": approvals.require,
+    "templates.list": templates.list_,
+    "templates.put": templates.put,
+    "templates.remove": templates.remove,
+    "templates.run": templates.run,
 }
 
 

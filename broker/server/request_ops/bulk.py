@@ -29,11 +29,11 @@ def options_of(args: dict) -> BulkOptions:
                        canary=bounds.int64(args.get("canary", 0), "canary", 0, 1000), halt_failure_pct=pct, ttl_s=ttl)
 
 
-def start(broker: "Broker", peer: "Peer", args: dict) -> dict:
+def start(broker: "Broker", peer: "Peer", args: dict, hold: bool = False) -> dict:
     """``bulk.start``: command ``name`` with ``args`` to every agent ``selector`` matches, paced by ``max_parallel``
     (1-1000, default 20), ``canary`` (0-1000), ``halt_failure_pct`` (0-100, none by default) and ``ttl_s`` per
     command; ``dry_run: true`` answers the targets and the plan and starts nothing. Access commands need a reason
-    in ``args`` as single commands do."""
+    in ``args`` as single commands do. ``hold`` (a template's, never from the wire): wait for approval."""
     name = bounds.text(args.get("name"), "name", 64, empty=False)
     command_args = args.get("args", {})
     if not isinstance(command_args, dict):
@@ -49,7 +49,7 @@ def start(broker: "Broker", peer: "Peer", args: dict) -> dict:
         online = set(broker.online)
         return {"dry_run": True, "selector": text, "name": name, "count": len(targets), "options": options.__dict__,
                 "targets": [{"client_id": t.client_id, "online": t.client_id in online} for t in targets[:MAX_LISTED]]}
-    return view(broker.bulk.start(peer, name, stamped, selector, options), peer)
+    return view(broker.bulk.start(peer, name, stamped, selector, options, hold), peer)
 
 
 def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
