@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,7 +53,9 @@ def render(template: Path, out: Path, **values: str) -> Path:
 class NginxSite:
     """nginx + php-fpm in front of a :class:`web_support.WebSite`'s database; ``close()`` stops both by pid."""
 
-    def __init__(self, site, login_throttle: dict | None = None):
+    def __init__(self, site, login_throttle: dict | None = None, tls: bool = False):
+        """``tls``: the server block's commented HTTPS lines switched on (a throwaway self-signed
+        certificate), on ``tls_port`` beside the plain port."""
         self.dir = Path(tempfile.mkdtemp(prefix="ems-nginx-"))
         self.dir.chmod(0o755)  # www-data reaches the socket, nobody the web tree and its state
         self.web = self.dir / "web"
@@ -62,6 +65,7 @@ class NginxSite:
         self.socket = self.dir / "fpm.sock"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.tls_port = free_port() if tls else None
         self.error_log = self.dir / "error.log"
         self.nginx_conf, self.fpm_conf = self._write_server_configs()
         self.fpm = self.nginx = None
@@ -96,6 +100,8 @@ class NginxSite:
         render(FPM_TEMPLATE, d / "pool.conf", POOL_USER=POOL_USER, POOL_GROUP=POOL_GROUP, NGINX_USER=NGINX_USER,
                NGINX_GROUP=NGINX_GROUP, FPM_SOCKET=str(self.socket), WEB_CONFIG=str(self.config),
                SESSION_DIR=str(self.state / "sessions"), WEB_ROOT=str(self.web), STATE_DIR=str(self.state))
+        if self.tls_port:
+            self._enable_tls(d / "ems-web.conf")
         for name in ("fastcgi_params", "mime.types"):
             (d / name).symlink_to(Path("/etc/nginx") / name)
         (d / "temp").mkdir()
@@ -118,6 +124,20 @@ http {{
         fpm_conf = d / "php-fpm.conf"
         fpm_conf.write_text(f"[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\ninclude = {d}/pool.conf\n")
         return nginx_conf, fpm_conf
+
+    def _enable_tls(self, server_block: Path) -> None:
+        """Uncomment the template's HTTPS example as an operator would, with a certificate made here."""
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        text, count = re.subn(r"(?m)^    # ((?:listen 443 ssl|ssl_[a-z_]+)\b.*)$", r"    \1", server_block.read_text())
+        assert count == 5, f"the HTTPS example in the server block changed ({count} lines): update this test"
+        for example, real in (("listen 443 ssl", f"listen 127.0.0.1:{self.tls_port} ssl"),
+                              ("/etc/ssl/certs/ems-web.pem", str(cert)), ("/etc/ssl/private/ems-web.key", str(key))):
+            assert example in text, example
+            text = text.replace(example, real)
+        server_block.write_text(text)
 
     def nginx_argv(self, *extra: str) -> list[str]:
         return [binary("nginx"), "-p", f"{self.dir}/", "-c", str(self.nginx_conf), "-e", str(self.error_log), *extra]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import ssl
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def site(mysql_admin_url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nginx(site):
-    served = NginxSite(site)
+    served = NginxSite(site, tls=True)
     for relative, text in PLANTED.items():
         path = served.web / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,23 @@ def test_nothing_outside_public_no_other_php_and_no_dotfile_is_ever_sent(nginx, 
     assert status in ((400, 403, 404) if ".." in path.replace("%2e", ".") or path == "/." else (403, 404)), (status, body[:200])
     for leak in (DECOY, "<?php", "declare(strict_types", "namespace Ems", '"password"', "set -euo pipefail"):
         assert leak not in body, (path, leak)
+
+
+def test_the_https_example_works_and_only_then_are_the_cookies_secure(nginx):
+    def session_cookie(conn) -> str:
+        try:
+            conn.request("GET", "/login")
+            response = conn.getresponse()
+            response.read()
+            return next(line for line in response.headers.get_all("Set-Cookie") if line.startswith("ems_web="))
+        finally:
+            conn.close()
+
+    unverified = ssl._create_unverified_context()  # the throwaway self-signed certificate
+    secure = session_cookie(http.client.HTTPSConnection("127.0.0.1", nginx.tls_port, timeout=30, context=unverified))
+    plain = session_cookie(http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30))
+    assert "; secure" in secure.lower() and "; httponly" in secure.lower()
+    assert "; secure" not in plain.lower()
 
 
 def test_a_large_body_is_refused_before_php(nginx):
