@@ -69,7 +69,11 @@ class NginxSite:
         self.error_log = self.dir / "error.log"
         self.nginx_conf, self.fpm_conf = self._write_server_configs()
         self.fpm = self.nginx = None
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
 
     def _write_config(self, site, login_throttle: dict | None) -> Path:
         """The pool's own copy of the site's config.json: MariaDB over TCP, its state dir, owned by the pool."""
