@@ -91,7 +91,9 @@ class Sqlmap:
         argv = [SQLMAP, *target, "-p", ",".join(test), "--cookie", cookie, "--output-dir", str(out_dir), *SQLMAP_ARGS,
                 *(DEEP_ARGS if deep else [])]
         self.place = method
-        self.done = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        # its own HOME: sqlmap keeps history and state under ~/.local/share/sqlmap, shared with any other run
+        self.done = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "HOME": str(out_dir)})
         self.output = self.done.stdout + self.done.stderr
 
     @property
