@@ -22,7 +22,9 @@ Bootstrap into web/public/vendor (not committed).
 
   --dev          also install the development / test dependencies: Xvfb and
                  xdotool, the X libraries Qt needs on Xvfb,
-                 Chromium + ChromeDriver, iproute2, procps;
+                 Chromium + ChromeDriver, iproute2, procps, nginx +
+                 php-fpm (the web UI's server config is tested with them;
+                 installing them starts nothing);
                  and pip-install EMS with its [dev] extras (pytest, ...)
   --system-only  only install system packages; do not touch the virtualenv
   --venv DIR     virtualenv location (default: <repo>/.venv)
@@ -114,6 +116,8 @@ dev    mosquitto         mosquitto          mosquitto             mosquitto     
 dev    nats-server       nats-server        nats-server           -                     nats-server       nats-server       nats-server
 dev    iproute2          iproute2           iproute               iproute               iproute2          iproute2          iproute2
 dev    procps            procps             procps-ng             procps-ng             procps            procps-ng         procps
+dev    nginx             nginx              nginx                 nginx                 nginx             nginx             nginx
+dev    php-fpm           php-fpm            php-fpm               php-fpm               php8-fpm          php-fpm           php83-fpm
 '
 
 # ----------------------------------------------------- package manager

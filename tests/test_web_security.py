@@ -1,10 +1,11 @@
 """The web UI's defences, each against the real thing (MariaDB, php -S, argon2id hashes):
 CSRF on every POST, GETs that change nothing, session fixation, roles enforced on the server,
-login throttling per account and per address, escaped hostnames, cookie flags, the CLI's accounts.
+login throttling per (account, address), per address and per account (a far higher ceiling), escaped hostnames, cookie flags, the CLI's accounts.
 """
 from __future__ import annotations
 
 import html
+import json
 import subprocess
 import sys
 import urllib.parse
@@ -159,6 +160,30 @@ def test_brute_force_from_one_address_is_throttled(site):
     for attempt in range(20):
         assert attacker.login(f"nobody{attempt}", "guess") == 401
     assert WebClient(site.base).login("vera") == 429
+
+
+def test_a_lockout_from_one_address_does_not_lock_the_owner_out_from_another(site):
+    attacker = WebClient(site.base, source="127.0.0.2")
+    for attempt in range(5):
+        assert attacker.login("ada", f"guess-{attempt}") == 401
+    assert attacker.login("ada") == 429  # the right password too, from the attacker's address
+    assert WebClient(site.base).login("ada") == 303  # the owner, from another address
+    assert attacker.login("ada") == 429  # and the owner's success did not lift the attacker's lockout
+
+
+def test_a_guess_spread_over_many_addresses_meets_the_per_account_ceiling(site):
+    config = json.loads(site.config.read_text())
+    site.config.write_text(json.dumps({**config, "login_throttle": {"per_account": 8}}))
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):
+            attacker = WebClient(site.base, source=source)
+            for attempt in range(4):
+                assert attacker.login("ada", f"guess-{attempt}") == 401
+        assert WebClient(site.base).login("ada") == 429
+        assert WebClient(site.base, source="127.0.0.4").login("ada") == 429
+        assert WebClient(site.base).login("vera") == 303
+    finally:
+        site.config.write_text(json.dumps(config))
 
 
 def test_hostnames_render_escaped(site):

@@ -100,14 +100,16 @@ class WebSite:
 class WebClient:
     """A browser without a browser: keeps cookies, never follows redirects, reads the CSRF token from forms."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, source: str = ""):
+        """``source``: the local address to connect from (any 127.x.y.z: another client address on loopback)."""
         self.address = urllib.parse.urlsplit(base).netloc
+        self.source = (source, 0) if source else None
         self.cookies: dict[str, str] = {}
         self.set_cookies: list[str] = []
 
     def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None):
         """(status, headers, body text) of one request."""
-        conn = http.client.HTTPConnection(self.address, timeout=30)
+        conn = http.client.HTTPConnection(self.address, timeout=30, source_address=self.source)
         body = urllib.parse.urlencode(form) if form is not None else None
         sent = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
         if body is not None:

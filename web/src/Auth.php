@@ -44,7 +44,7 @@ final class Auth
     /** Check a password; on success rotate the session id and record the new session. 'ok'|'bad'|'throttled'. */
     public function login(string $username, string $password, string $address): string
     {
-        $throttle = new Throttle($this->db);
+        $throttle = new Throttle($this->db, $this->config->loginThrottle());
         if ($throttle->blocked($username, $address)) {
             return 'throttled';
         }
@@ -57,7 +57,7 @@ final class Auth
             $throttle->recordFailure($username, $address);
             return 'bad';
         }
-        $throttle->clearUser($username);
+        $throttle->clearPair($username, $address);
         $this->forgetSession();
         Session::rotate();
         $_SESSION['uid'] = (int) $row['id'];

@@ -58,6 +58,13 @@ final class Config
         return is_string($path) && $path !== '' ? $path : null;
     }
 
+    /** Overrides of Throttle::LIMITS (per_pair, per_address, per_account), or none. */
+    public function loginThrottle(): array
+    {
+        $limits = $this->values['login_throttle'] ?? null;
+        return is_array($limits) ? $limits : [];
+    }
+
     public function sessionLifetime(): int
     {
         return (int) ($this->values['session_lifetime_s'] ?? 8 * 3600);
