@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class CommandFleet(EmsFleet):
         self.executed: dict[tuple[str, str], dict] = {}  # (client id, command id) -> its result
         self.due: list[tuple[float, str, str, EmsAgent]] = []  # results to send: (when, command id, name, agent)
         self.pending: set[tuple[str, str]] = set()
+        self.parent = os.getppid()  # a fleet whose starter died (a killed test run) stops instead of lingering
 
     def on_message(self, agent: EmsAgent, frames: list[bytes], now: float) -> None:
         try:
@@ -54,6 +56,8 @@ class CommandFleet(EmsFleet):
         heapq.heappush(self.due, (now + self.work_s, cmd_id, str(body.get("name")), agent))
 
     def sweep(self, now: float) -> None:
+        if os.getppid() != self.parent:
+            raise SystemExit("the process that started this fleet is gone")
         while self.due and self.due[0][0] <= now:
             _, cmd_id, name, agent = heapq.heappop(self.due)
             failed = agent.client_id in self.fail

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from broker.core import selectors
 from broker.core.envelope import new_id
-from broker.core.vocabulary import EXPIRED, FAILED, FINAL, QUEUED
+from broker.core.vocabulary import DONE, EXPIRED, FAILED, FINAL, QUEUED
 from broker.server.bulk_store import (
     CANCELLED,
     FINISHED,
@@ -125,27 +125,25 @@ class BulkRuns:
         """Queue as many of ``run``'s waiting targets as its options allow now (one commit)."""
         if run.state != RUNNING:
             return
-        counts = run.counts()
-        open_now = counts.get(LAUNCHED, 0)
-        started = len(run.targets) - counts.get(WAITING, 0)
-        finished = started - open_now
+        open_now = run.count(LAUNCHED)
+        started = len(run.targets) - run.count(WAITING)
         canary = run.options.canary
         room = run.options.max_parallel - open_now
-        if canary and finished < canary:
+        if canary and started - open_now < canary:
             room = min(room, canary - started)
         launches = []
         with self.store.transaction():
-            for position, target in enumerate(run.targets):
+            for position in run.waiting():
                 if room <= 0:
                     break
-                if target.status == WAITING:
-                    target.status, target.command_id = LAUNCHED, new_id()
-                    self.store.set_target(run, position)
-                    launches.append(position)
-                    room -= 1
+                run.targets[position].command_id = new_id()
+                run.mark(position, LAUNCHED)
+                self.store.set_target(run, position)
+                launches.append(position)
+                room -= 1
         for position in launches:
             self._launch(run, position)
-        if not launches and open_now == 0 and WAITING not in run.counts():
+        if not run.open:
             self._end(run, FINISHED, "")
 
     def _launch(self, run: BulkRun, position: int) -> None:
@@ -155,7 +153,7 @@ class BulkRuns:
                                                 time.time() + run.options.ttl_s)
         if cmd is None:  # the agent is no longer accepted (revoked since the run began)
             self._by_command.pop(target.command_id, None)
-            target.status = SKIPPED
+            run.mark(position, SKIPPED)
             self.store.set_target(run, position)
 
     def _sender(self, run: BulkRun) -> Peer:
@@ -172,9 +170,8 @@ class BulkRuns:
         if entry is None:
             return
         run, position = entry
-        target = run.targets[position]
-        if target.status == LAUNCHED:
-            target.status = cmd.status
+        if run.targets[position].status == LAUNCHED:
+            run.mark(position, cmd.status)
             self.store.set_target(run, position)
         self._judge(run)
         self.pump(run)
@@ -184,9 +181,8 @@ class BulkRuns:
         limit = run.options.halt_failure_pct
         if run.state != RUNNING or limit is None:
             return
-        counts = run.counts()
-        failures = counts.get(FAILED, 0) + counts.get(EXPIRED, 0)
-        finished = failures + sum(n for status, n in counts.items() if status in FINAL and status not in (FAILED, EXPIRED))
+        failures = run.count(FAILED) + run.count(EXPIRED)
+        finished = failures + run.count(DONE)
         if finished >= (run.options.canary or MIN_SAMPLE) and failures * 100 > limit * finished:
             self.stop(run, HALTED, f"halted: {failures} of {finished} finished commands failed (more than {limit:g} %)")
 
@@ -198,16 +194,15 @@ class BulkRuns:
         run.state, run.why = state, why
         unstarted = SKIPPED if state == HALTED else CANCELLED
         with self.store.transaction():
-            for position, target in enumerate(run.targets):
-                if target.status == WAITING:
-                    target.status = unstarted
-                    self.store.set_target(run, position)
+            for position in [i for i, target in enumerate(run.targets) if target.status == WAITING]:
+                run.mark(position, unstarted)
+                self.store.set_target(run, position)
             self.store.set_state(run)
         router = self.broker.command_router
         for position, target in enumerate(run.targets):
             cmd = self.broker.commands.get(target.command_id) if target.status == LAUNCHED else None
             if cmd is not None and cmd.status == QUEUED:
-                target.status = unstarted
+                run.mark(position, unstarted)
                 self.store.set_target(run, position)
                 router.expire_now(cmd, f"not run: the bulk run was {state} ({why})")
         log.info("bulk run %s %s: %s", run.id, state, why)
@@ -218,14 +213,14 @@ class BulkRuns:
         if run.state == RUNNING and state != RUNNING:
             run.state, run.why = state, why
             self.store.set_state(run)
-        if all(t.status not in (WAITING, LAUNCHED) for t in run.targets):
+        if not run.open:
             self.runs.pop(run.id, None)
 
     # -- after a restart ------------------------------------------------------------------
     def restore(self) -> None:
         """Runs left running (or stopping) by the last broker: their open commands indexed, the missing ones queued."""
         for run in self.store.load((RUNNING, HALTED, STOPPED, HELD)):
-            if all(t.status not in (WAITING, LAUNCHED) for t in run.targets):
+            if not run.open:
                 continue
             self.runs[run.id] = run
             for position, target in enumerate(run.targets):
@@ -235,7 +230,7 @@ class BulkRuns:
                 if cmd is None:  # marked launched, never queued: the broker stopped in between
                     self._launch(run, position)
                 elif cmd.status in FINAL:
-                    target.status = cmd.status
+                    run.mark(position, cmd.status)
                     self.store.set_target(run, position)
                 else:
                     self._by_command[cmd.id] = (run, position)

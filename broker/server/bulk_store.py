@@ -87,12 +87,45 @@ class BulkRun:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     targets: list[BulkTarget] = field(default_factory=list)
+    #: targets per status, and where the first waiting one may be: kept as statuses change (:meth:`mark`), so
+    #: pacing a 5,000-target run costs the same for its last command as for its first
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _cursor: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.recount()
+
+    def recount(self) -> None:
+        self._counts, self._cursor = {}, 0
+        for target in self.targets:
+            self._counts[target.status] = self._counts.get(target.status, 0) + 1
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for target in self.targets:
-            out[target.status] = out.get(target.status, 0) + 1
-        return out
+        return {status: n for status, n in self._counts.items() if n}
+
+    def count(self, status: str) -> int:
+        return self._counts.get(status, 0)
+
+    def mark(self, position: int, status: str) -> None:
+        """Target ``position`` is now ``status``."""
+        target = self.targets[position]
+        self._counts[target.status] -= 1
+        self._counts[status] = self._counts.get(status, 0) + 1
+        target.status = status
+
+    def waiting(self):
+        """Positions of waiting targets, first first, for a caller that marks each one it takes (the same
+        position comes again until it is marked: stop taking when done)."""
+        while self._cursor < len(self.targets):
+            if self.targets[self._cursor].status == WAITING:
+                yield self._cursor
+            else:
+                self._cursor += 1
+
+    @property
+    def open(self) -> bool:
+        """Whether a target still waits or runs."""
+        return bool(self.count(WAITING) or self.count(LAUNCHED))
 
 
 class BulkStore:
@@ -155,4 +188,5 @@ class BulkStore:
                       BulkOptions(**json.loads(row["options"])), row["state"], row["why"], row["created"], row["updated"])
         run.targets = [BulkTarget(r["client_id"], r["status"], r["command_id"]) for r in self._db.execute(
             "SELECT client_id, status, command_id FROM bulk_targets WHERE run_id = ? ORDER BY position", (run.id,))]
+        run.recount()
         return run
