@@ -42,7 +42,7 @@ final class HistoryPage
         $servers = $this->db->query("SELECT server_id, COALESCE(NULLIF(name, ''), server_id) AS name FROM servers ORDER BY name")->fetchAll();
         View::page('history', ['title' => HistoryTabs::get($name)['title'], 'tab' => $name, 'user' => $user,
             'query' => $query, 'rows' => array_map(fn (array $row): array => $this->cells($query, $row), $rows),
-            'total' => $total, 'pages' => max(1, (int) ceil($total / $query->perPage)), 'servers' => $servers]);
+            'total' => $total, 'pages' => ListParams::pages($total, $query->perPage), 'servers' => $servers]);
     }
 
     private function csv(string $name): void

@@ -1,6 +1,5 @@
 <?php
 /** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages */
-use Ems\Web\ClientsQuery;
 use Ems\Web\View;
 
 $params = $query->params();
@@ -15,28 +14,11 @@ $percent = static function (?float $value): string {
         . e(round($value, 1)) . '"></meter> <span class="ems-num">' . e(number_format($value, 0)) . ' %</span>';
 };
 ?>
-<form method="get" action="/clients" class="row g-2 align-items-center mb-3" id="clients-filter">
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
-       placeholder="Filter: host, client, user, OS, server" value="<?= e($query->q) ?>" size="36"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm" name="state" id="filter-state">
-      <?php foreach (['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'] as $value => $label): ?>
-        <option value="<?= e($value) ?>"<?= $query->state === $value ? ' selected' : '' ?>><?= e($label) ?></option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm" name="per" id="filter-per">
-      <?php foreach (ClientsQuery::PAGE_SIZES as $size): ?>
-        <option value="<?= e($size) ?>"<?= $query->perPage === $size ? ' selected' : '' ?>><?= e($size) ?> a page</option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <input type="hidden" name="sort" value="<?= e($query->sort) ?>">
-  <input type="hidden" name="dir" value="<?= e($query->dir) ?>">
-  <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
-  <div class="col-auto text-body-secondary small" id="clients-count"><?= e(number_format($total)) ?> clients · page <?= e($query->page) ?> of <?= e($pages) ?></div>
-</form>
+<?= View::fragment('filter_bar', ['action' => '/clients', 'id' => 'clients-filter', 'countId' => 'clients-count',
+    'q' => $query->q, 'placeholder' => 'Filter: host, client, user, OS, server', 'size' => 36,
+    'fields' => [['select', 'state', 'filter-state', ['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'], $query->state]],
+    'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => null,
+    'count' => number_format($total) . ' clients · page ' . $query->page . ' of ' . $pages]) ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-clients" id="clients-table">
   <thead><tr>

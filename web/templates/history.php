@@ -1,6 +1,5 @@
 <?php
 /** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab */
-use Ems\Web\HistoryQuery;
 use Ems\Web\View;
 
 $params = $query->params();
@@ -18,33 +17,12 @@ $cell = static function (array $column, mixed $value): string {
     };
 };
 ?>
-<form method="get" action="/<?= e($tab) ?>" class="row g-2 align-items-center mb-3 ems-filter" id="history-filter">
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
-       placeholder="Filter" value="<?= e($query->q) ?>" size="30"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm ems-autosubmit" name="server" id="filter-server">
-      <option value="">Every server</option>
-      <?php foreach ($servers as $server): ?>
-        <option value="<?= e($server['server_id']) ?>"<?= $query->server === $server['server_id'] ? ' selected' : '' ?>><?= e($server['name']) ?></option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="client" id="filter-client"
-       placeholder="Client id" value="<?= e($query->client) ?>" size="16"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm ems-autosubmit" name="per" id="filter-per">
-      <?php foreach (HistoryQuery::PAGE_SIZES as $size): ?>
-        <option value="<?= e($size) ?>"<?= $query->perPage === $size ? ' selected' : '' ?>><?= e($size) ?> a page</option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <input type="hidden" name="sort" value="<?= e($query->sort) ?>">
-  <input type="hidden" name="dir" value="<?= e($query->dir) ?>">
-  <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
-  <div class="col-auto"><a class="btn btn-sm btn-outline-secondary" id="csv-export"
-       href="/<?= e($tab) ?>.csv<?= e(View::query($csv, [])) ?>">CSV</a></div>
-  <div class="col-auto text-body-secondary small" id="history-count"><?= e(number_format($total)) ?> rows · page <?= e($query->page) ?> of <?= e($pages) ?></div>
-</form>
+<?= View::fragment('filter_bar', ['action' => '/' . $tab, 'id' => 'history-filter', 'countId' => 'history-count',
+    'q' => $query->q, 'placeholder' => 'Filter', 'size' => 30,
+    'fields' => [['select', 'server', 'filter-server', ['' => 'Every server'] + array_column($servers, 'name', 'server_id'), $query->server],
+        ['input', 'client', 'filter-client', 'Client id', $query->client, 16]],
+    'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => '/' . $tab . '.csv' . View::query($csv, []),
+    'count' => number_format($total) . ' rows · page ' . $query->page . ' of ' . $pages]) ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>
