@@ -24,6 +24,8 @@ final class HistoryQuery
     public string $dir = 'desc';
     public int $page = 1;
     public int $perPage = ListParams::DEFAULT_PER_PAGE;
+    /** the columns chosen to show, in the tab's order; [] = every column this user may see */
+    public array $chosen = [];
 
     /** @param array $columns the columns this user may see (HistoryTabs::visibleColumns) */
     private function __construct(public readonly string $name, private readonly array $tab, public readonly array $columns)
@@ -44,14 +46,36 @@ final class HistoryQuery
         $query->dir = ListParams::dir($params, 'desc');
         $query->page = ListParams::page($params);
         $query->perPage = ListParams::perPage($params);
+        [$query->chosen] = self::choose($query->columns, $params['cols'] ?? null);
         return $query;
+    }
+
+    /**
+     * [chosen keys in the tab's order ([] for all of them), the asked-for keys that are not among $columns].
+     * $cols: a comma-separated string or a list of keys (the column chooser's checkboxes); anything else is none.
+     */
+    public static function choose(array $columns, mixed $cols): array
+    {
+        $asked = is_string($cols) ? explode(',', $cols) : (is_array($cols) ? $cols : []);
+        $asked = array_values(array_filter(array_map(static fn ($k): string => is_string($k) ? trim($k) : '?', $asked),
+            static fn (string $k): bool => $k !== ''));
+        $chosen = array_values(array_intersect(array_keys($columns), $asked));
+        $unknown = array_values(array_diff($asked, array_keys($columns)));
+        return [count($chosen) === count($columns) ? [] : $chosen, $unknown];
+    }
+
+    /** The columns to show (and export): the chosen ones, or every one this user may see. */
+    public function shown(): array
+    {
+        return $this->chosen ? array_intersect_key($this->columns, array_flip($this->chosen)) : $this->columns;
     }
 
     /** The URL parameters that reproduce this query. */
     public function params(): array
     {
-        return ['q' => $this->q, 'server' => $this->server, 'client' => $this->client, 'sort' => $this->sort,
+        $params = ['q' => $this->q, 'server' => $this->server, 'client' => $this->client, 'sort' => $this->sort,
             'dir' => $this->dir, 'page' => $this->page, 'per' => $this->perPage];
+        return $this->chosen ? $params + ['cols' => implode(',', $this->chosen)] : $params;
     }
 
     /** [rows of this page, total matching rows]; the page is clamped to the last one. */

@@ -17,7 +17,7 @@ $percent = static function (?float $value): string {
 <?= View::fragment('filter_bar', ['action' => '/clients', 'id' => 'clients-filter', 'countId' => 'clients-count',
     'q' => $query->q, 'placeholder' => 'Filter: host, client, user, OS, server', 'size' => 36,
     'fields' => [['select', 'state', 'filter-state', ['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'], $query->state]],
-    'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => null,
+    'columns' => null, 'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => null,
     'count' => number_format($total) . ' clients · page ' . $query->page . ' of ' . $pages]) ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-clients" id="clients-table">

@@ -5,6 +5,7 @@
  * @var string $q the text filter @var string $placeholder @var int $size the filter box's width
  * @var array $fields the tab's own fields between the text filter and the page size, in order: each
  *            ['select', name, id, [value => label], selected] or ['input', name, id, placeholder, value, size]
+ * @var ?array $columns the column chooser (key => [label, shown]), or null for a tab without one
  * @var int $perPage @var string $sort @var string $dir @var ?string $csv the CSV export's URL, or null
  * @var string $count the counter's text
  * A select applies at once (class ems-autosubmit, app.js).
@@ -28,6 +29,18 @@ use Ems\Web\ListParams;
            placeholder="<?= e($field[3]) ?>" value="<?= e($field[4]) ?>" size="<?= e($field[5]) ?>"></div>
     <?php endif; ?>
   <?php endforeach; ?>
+  <?php if ($columns !== null): ?>
+    <div class="col-auto dropdown">
+      <button class="btn btn-sm btn-outline-secondary dropdown-toggle" type="button" id="columns-menu"
+              data-bs-toggle="dropdown" data-bs-auto-close="outside" aria-expanded="false">Columns</button>
+      <div class="dropdown-menu p-2" aria-labelledby="columns-menu" id="columns-choice">
+        <?php foreach ($columns as $key => [$label, $isShown]): ?>
+          <div class="form-check"><input class="form-check-input" type="checkbox" name="cols[]" value="<?= e($key) ?>"
+               id="col-<?= e($key) ?>"<?= $isShown ? ' checked' : '' ?>><label class="form-check-label text-nowrap" for="col-<?= e($key) ?>"><?= e($label) ?></label></div>
+        <?php endforeach; ?>
+      </div>
+    </div>
+  <?php endif; ?>
   <div class="col-auto">
     <select class="form-select form-select-sm ems-autosubmit" name="per" id="filter-per">
       <?php foreach (ListParams::PAGE_SIZES as $pageSize): ?>

@@ -1,8 +1,14 @@
 <?php
 /** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab */
+use Ems\Web\Session;
 use Ems\Web\View;
 
 $params = $query->params();
+$shown = $query->shown();
+$choice = [];  // the column chooser: key => [label, shown]
+foreach ($query->columns as $key => $column) {
+    $choice[$key] = [$column[0], isset($shown[$key])];
+}
 $csv = $params;
 unset($csv['page'], $csv['per']);
 $cell = static function (array $column, mixed $value): string {
@@ -21,12 +27,23 @@ $cell = static function (array $column, mixed $value): string {
     'q' => $query->q, 'placeholder' => 'Filter', 'size' => 30,
     'fields' => [['select', 'server', 'filter-server', ['' => 'Every server'] + array_column($servers, 'name', 'server_id'), $query->server],
         ['input', 'client', 'filter-client', 'Client id', $query->client, 16]],
+    'columns' => $choice,
     'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => '/' . $tab . '.csv' . View::query($csv, []),
     'count' => number_format($total) . ' rows · page ' . $query->page . ' of ' . $pages]) ?>
+<form method="post" action="/reports" class="row g-2 align-items-center mb-3" id="report-save">
+  <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
+  <input type="hidden" name="tab" value="<?= e($tab) ?>">
+  <?php foreach ($csv as $name => $value): ?>
+    <input type="hidden" name="<?= e($name) ?>" value="<?= e($value) ?>">
+  <?php endforeach; ?>
+  <div class="col-auto"><input class="form-control form-control-sm" type="text" name="name" id="report-name" maxlength="100"
+       required placeholder="Report name" size="24" aria-label="Report name"></div>
+  <div class="col-auto"><button class="btn btn-sm btn-outline-primary" type="submit" id="report-save-button">Save as report</button></div>
+</form>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>
-    <?php foreach ($query->columns as $key => $column):
+    <?php foreach ($shown as $key => $column):
         $sealed = str_starts_with($column[2], 'sealed:');
         $active = $query->sort === $key;
         $dir = $active && $query->dir === 'desc' ? 'asc' : 'desc'; ?>
@@ -37,13 +54,13 @@ $cell = static function (array $column, mixed $value): string {
   <tbody>
   <?php foreach ($rows as $row): ?>
     <tr>
-      <?php foreach ($query->columns as $key => $column): ?>
+      <?php foreach ($shown as $key => $column): ?>
         <td class="ems-col-<?= e($key) ?>"><?= $cell($column, $row[$key]) ?></td>
       <?php endforeach; ?>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="<?= e(count($query->columns)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
+    <tr><td colspan="<?= e(count($shown)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>
