@@ -13,7 +13,11 @@ import re
 import urllib.parse
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.common.by import By
 
+from conftest import wait_for
+from test_web_ui import browser, click, log_in, log_out, shot  # noqa: F401  (browser is a fixture)
 from web_support import ACCOUNTS, WebClient, WebSite
 
 T0 = 1_780_000_000.0
@@ -175,3 +179,63 @@ def test_a_demoted_users_report_of_an_operator_tab_no_longer_opens(site):
         assert otto.request("POST", "/reports/delete", form)[0] == 303  # but it can still be deleted
     finally:
         site.admin_sql("UPDATE web_users SET role = 'operator' WHERE username = 'otto'")
+
+
+def shown(driver) -> tuple[list[str], list[list[str]]]:
+    """The history table's column keys and its rows' cell texts."""
+    heads = [th.get_attribute("data-column") for th in driver.find_elements(By.CSS_SELECTOR, "#history-table thead th")]
+    cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+             for tr in driver.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")]
+    return heads, cells
+
+
+def heads_now(driver) -> list[str]:
+    """The history table's column keys now; [] while the page is being replaced (wait_for asks again)."""
+    try:
+        return shown(driver)[0]
+    except StaleElementReferenceException:
+        return []
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):  # Chromium's other word for a replaced page
+            return []
+        raise
+
+
+def test_in_a_browser_save_a_report_see_it_open_it_export_it_delete_it_and_log_out(site, browser):
+    log_in(browser, site.base, "vera")
+    browser.get(site.base + "/logs?client=a-1&sort=ts&dir=asc")
+    click(browser, browser.find_element(By.ID, "columns-menu"))
+    for key in ("server", "level", "logger"):
+        click(browser, browser.find_element(By.ID, f"col-{key}"))  # unchecked: not shown
+    click(browser, browser.find_element(By.ID, "filter-apply"))
+    wait_for(lambda: heads_now(browser) == ["ts", "client", "message"], 10, what="the chosen columns")
+    heads, before = shown(browser)
+    assert [row[1:] for row in before] == [["a-1", f"link {i} down" if i % 2 == 0 else f"disk {i} almost full"]
+                                          for i in (1, 4, 7, 10)]
+    browser.find_element(By.ID, "report-name").send_keys("Client a-1, short")
+    click(browser, browser.find_element(By.ID, "report-save-button"))
+    wait_for(lambda: browser.current_url.startswith(site.base + "/reports?saved="), 10, what="the reports list")
+    (row,) = browser.find_elements(By.CSS_SELECTOR, "#reports-table tbody tr[data-report]")
+    assert row.find_element(By.CSS_SELECTOR, ".ems-report-name").text == "Client a-1, short"
+    assert "columns ts, client, message" in row.text and "table-success" in row.get_attribute("class")
+    shot(browser, "web-reports-dark.png")
+    csv_link = row.find_element(By.CSS_SELECTOR, ".ems-report-csv").get_attribute("href")
+    click(browser, row.find_element(By.CSS_SELECTOR, ".ems-report-open"))
+    wait_for(lambda: browser.current_url.startswith(site.base + "/logs?") and heads_now(browser) == heads, 10,
+             what="the opened report")
+    assert shown(browser) == (heads, before)
+    # its CSV, fetched with the browser's session: the same rows as the table (times in UTC ISO form there)
+    web = WebClient(site.base)
+    web.cookies["ems_web"] = browser.get_cookie("ems_web")["value"]
+    status, headers, _ = web.request("GET", csv_link.removeprefix(site.base))
+    assert status == 303
+    rows = csv_rows(web, headers["Location"])
+    assert rows[0] == ["Time", "Client", "Message"] and [r[1:] for r in rows[1:]] == [b[1:] for b in before]
+    assert [r[0] for r in rows[1:]] == [f"2026-05-28T20:26:{40 + i}Z" for i in (1, 4, 7, 10)]  # T0 + i
+    browser.get(site.base + "/reports")
+    click(browser, browser.find_element(By.CSS_SELECTOR, "#reports-table .ems-report-delete button"))
+    wait_for(lambda: "No saved reports yet" in browser.find_element(By.ID, "reports-table").text, 10, what="the deletion")
+    assert site.admin_sql("SELECT COUNT(*) FROM web_reports") == ((0,),)
+    log_out(browser, site.base)
+    browser.get(site.base + "/reports")
+    assert browser.current_url == site.base + "/login"

@@ -1,10 +1,15 @@
 <?php
 /** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages */
+use Ems\Web\Auth;
+use Ems\Web\HistoryTabs;
 use Ems\Web\View;
 
 $params = $query->params();
 $headers = ['server' => 'Server', 'host' => 'Host', 'client' => 'Client id', 'user' => 'User', 'os' => 'OS',
     'online' => 'State', 'cpu' => 'CPU', 'memory' => 'Memory', 'disk' => 'Disk', 'last_seen' => 'Last seen'];
+// a client row's context actions: its history, filtered by it, in every tab this user may read
+$jumps = array_filter(['sessions', 'logs', 'captures', 'messages', 'fileops'],
+    static fn (string $name): bool => Auth::allows($user, HistoryTabs::get($name)['role']));
 $percent = static function (?float $value): string {
     if ($value === null) {
         return '<span class="text-body-secondary">–</span>';
@@ -28,6 +33,7 @@ $percent = static function (?float $value): string {
       <th scope="col"><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
          href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($label) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a></th>
     <?php endforeach; ?>
+    <th scope="col"><span class="visually-hidden">Actions</span></th>
   </tr></thead>
   <tbody>
   <?php foreach ($rows as $row): ?>
@@ -42,10 +48,24 @@ $percent = static function (?float $value): string {
       <td><?= $percent($row['memory'] === null ? null : (float) $row['memory']) ?></td>
       <td><?= $percent($row['disk'] === null ? null : (float) $row['disk']) ?></td>
       <td class="small ems-time" data-ts="<?= e($row['last_seen']) ?>"><?= e(gmdate('Y-m-d H:i:s', (int) $row['last_seen'])) ?> UTC</td>
+      <td class="dropdown ems-row-actions">
+        <button type="button" class="btn btn-sm btn-link ems-row-menu" data-bs-toggle="dropdown" aria-expanded="false"
+                aria-label="Actions for <?= e($row['hostname'] ?: $row['client_id']) ?>">⋮</button>
+        <ul class="dropdown-menu dropdown-menu-end">
+          <li><h6 class="dropdown-header"><?= e($row['hostname'] ?: $row['client_id']) ?></h6></li>
+          <?php foreach ($jumps as $name): ?>
+            <li><a class="dropdown-item" data-jump="<?= e($name) ?>" href="/<?= e($name) ?><?= e(View::query(['server' => $row['server_id'], 'client' => $row['client_id']], [])) ?>"><?= e(HistoryTabs::get($name)['title']) ?></a></li>
+          <?php endforeach; ?>
+          <?php if (Auth::allows($user, 'operator')): ?>
+            <li><hr class="dropdown-divider"></li>
+            <li><a class="dropdown-item" data-jump="servers" href="/servers<?= e(View::query(['server' => $row['server_id'], 'client' => $row['client_id']], [])) ?>">Servers tab: reboot, shutdown, updates</a></li>
+          <?php endif; ?>
+        </ul>
+      </td>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="10" class="text-center text-body-secondary py-4">No clients match.</td></tr>
+    <tr><td colspan="11" class="text-center text-body-secondary py-4">No clients match.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>
