@@ -17,7 +17,7 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.common.by import By
 
 from conftest import wait_for
-from test_web_ui import browser, click, log_in, log_out, shot  # noqa: F401  (browser is a fixture)
+from test_web_ui import browser, click, log_in, log_out, shot, text_of  # noqa: F401  (browser is a fixture)
 from web_support import ACCOUNTS, WebClient, WebSite
 
 T0 = 1_780_000_000.0
@@ -210,11 +210,13 @@ def test_in_a_browser_save_a_report_see_it_open_it_export_it_delete_it_and_log_o
     click(browser, browser.find_element(By.ID, "filter-apply"))
     wait_for(lambda: heads_now(browser) == ["ts", "client", "message"], 10, what="the chosen columns")
     heads, before = shown(browser)
+    shot(browser, "web-logs-columns-dark.png")
     assert [row[1:] for row in before] == [["a-1", f"link {i} down" if i % 2 == 0 else f"disk {i} almost full"]
                                           for i in (1, 4, 7, 10)]
     browser.find_element(By.ID, "report-name").send_keys("Client a-1, short")
     click(browser, browser.find_element(By.ID, "report-save-button"))
-    wait_for(lambda: browser.current_url.startswith(site.base + "/reports?saved="), 10, what="the reports list")
+    wait_for(lambda: browser.current_url.startswith(site.base + "/reports?saved=")
+             and "Client a-1, short" in text_of(browser, "reports-table"), 10, what="the reports list")
     (row,) = browser.find_elements(By.CSS_SELECTOR, "#reports-table tbody tr[data-report]")
     assert row.find_element(By.CSS_SELECTOR, ".ems-report-name").text == "Client a-1, short"
     assert "columns ts, client, message" in row.text and "table-success" in row.get_attribute("class")
@@ -234,7 +236,7 @@ def test_in_a_browser_save_a_report_see_it_open_it_export_it_delete_it_and_log_o
     assert [r[0] for r in rows[1:]] == [f"2026-05-28T20:26:{40 + i}Z" for i in (1, 4, 7, 10)]  # T0 + i
     browser.get(site.base + "/reports")
     click(browser, browser.find_element(By.CSS_SELECTOR, "#reports-table .ems-report-delete button"))
-    wait_for(lambda: "No saved reports yet" in browser.find_element(By.ID, "reports-table").text, 10, what="the deletion")
+    wait_for(lambda: "No saved reports yet" in text_of(browser, "reports-table"), 10, what="the deletion")
     assert site.admin_sql("SELECT COUNT(*) FROM web_reports") == ((0,),)
     log_out(browser, site.base)
     browser.get(site.base + "/reports")

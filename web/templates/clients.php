@@ -50,6 +50,7 @@ $percent = static function (?float $value): string {
       <td class="small ems-time" data-ts="<?= e($row['last_seen']) ?>"><?= e(gmdate('Y-m-d H:i:s', (int) $row['last_seen'])) ?> UTC</td>
       <td class="dropdown ems-row-actions">
         <button type="button" class="btn btn-sm btn-link ems-row-menu" data-bs-toggle="dropdown" aria-expanded="false"
+                data-bs-popper-config='{"strategy":"fixed"}'
                 aria-label="Actions for <?= e($row['hostname'] ?: $row['client_id']) ?>">⋮</button>
         <ul class="dropdown-menu dropdown-menu-end">
           <li><h6 class="dropdown-header"><?= e($row['hostname'] ?: $row['client_id']) ?></h6></li>
