@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 import urllib.parse
 
@@ -163,6 +164,19 @@ def test_a_malformed_or_unknown_id_is_not_found(site, rid):
     assert vera.request("POST", "/reports/delete", {"csrf": vera.csrf("/reports"), "id": rid})[0] == 404
 
 
+def test_a_user_has_at_most_200_reports(site):
+    ((uid,),) = site.admin_sql("SELECT id FROM web_users WHERE username = 'vera'")
+    fillers = [(uid, f"filler {i}") for i in range(199)]
+    site.admin_sql("INSERT INTO web_reports (user_id, name, tab, params, created, updated) VALUES "
+                   + ", ".join(["(%s, %s, 'logs', '{}', 0, 0)"] * len(fillers)), [v for pair in fillers for v in pair])
+    vera = logged_in(site, "vera")
+    assert save(vera, "the 200th")[0] == 303
+    before = site.state()
+    status, _, text = save(vera, "the 201st")
+    assert status == 409 and "You have 200 saved reports already" in text
+    assert site.state() == before
+
+
 def test_a_demoted_users_report_of_an_operator_tab_no_longer_opens(site):
     otto = logged_in(site, "otto")
     rid = report_id(save(otto, "Chats", "messages", cols="ts,body")[1])
@@ -203,7 +217,7 @@ def heads_now(driver) -> list[str]:
 
 def test_in_a_browser_save_a_report_see_it_open_it_export_it_delete_it_and_log_out(site, browser):
     log_in(browser, site.base, "vera")
-    browser.get(site.base + "/logs?client=a-1&sort=ts&dir=asc")
+    browser.get(site.base + "/logs?client=a-1&sort=ts&dir=asc&per=25&page=2")
     click(browser, browser.find_element(By.ID, "columns-menu"))
     for key in ("server", "level", "logger"):
         click(browser, browser.find_element(By.ID, f"col-{key}"))  # unchecked: not shown
@@ -220,6 +234,9 @@ def test_in_a_browser_save_a_report_see_it_open_it_export_it_delete_it_and_log_o
     (row,) = browser.find_elements(By.CSS_SELECTOR, "#reports-table tbody tr[data-report]")
     assert row.find_element(By.CSS_SELECTOR, ".ems-report-name").text == "Client a-1, short"
     assert "columns ts, client, message" in row.text and "table-success" in row.get_attribute("class")
+    ((params,),) = site.admin_sql("SELECT params FROM web_reports")
+    assert json.loads(params) == {"q": "", "server": "", "client": "a-1", "sort": "ts", "dir": "asc", "per": "25",
+                                  "cols": "ts,client,message"}  # the page size kept, the page not
     shot(browser, "web-reports-dark.png")
     csv_link = row.find_element(By.CSS_SELECTOR, ".ems-report-csv").get_attribute("href")
     click(browser, row.find_element(By.CSS_SELECTOR, ".ems-report-open"))

@@ -33,7 +33,7 @@ $cell = static function (array $column, mixed $value): string {
 <form method="post" action="/reports" class="row g-2 align-items-center mb-3" id="report-save">
   <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
   <input type="hidden" name="tab" value="<?= e($tab) ?>">
-  <?php foreach ($csv as $name => $value): ?>
+  <?php foreach (array_diff_key($params, ['page' => 0]) as $name => $value): ?>
     <input type="hidden" name="<?= e($name) ?>" value="<?= e($value) ?>">
   <?php endforeach; ?>
   <div class="col-auto"><input class="form-control form-control-sm" type="text" name="name" id="report-name" maxlength="100"
