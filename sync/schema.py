@@ -10,7 +10,7 @@ Two kinds of tables:
   transaction as the rows it covers), ``schema_version`` the version this
   file built. The web UI's MySQL user may only read them.
 * the *web* tables (:data:`WEB_TABLES`), the web UI's own state (its users,
-  sessions, settings): the web UI's user reads and writes them.
+  sessions, settings, saved reports): the web UI's user reads and writes them.
 
 Beside the seed's tables the web needs ``snapshot_metrics`` (the charts),
 ``snapshot_audit`` (the audit trail: who looked at what, and why) and
@@ -236,6 +236,17 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "name VARCHAR(128) NOT NULL",
         "value TEXT NOT NULL",
         "PRIMARY KEY (name)",
+    ),
+    "web_reports": (  # saved reports: one user's named filters, sort and columns of one tab
+        _SERIAL,
+        "user_id BIGINT NOT NULL",
+        "name VARCHAR(100) NOT NULL",
+        "tab VARCHAR(32) NOT NULL",
+        "params TEXT NOT NULL",  # JSON: the tab's query parameters (checked again whenever it is opened)
+        "created DOUBLE NOT NULL",
+        "updated DOUBLE NOT NULL",
+        "PRIMARY KEY (id)",
+        "UNIQUE KEY web_reports_user_name (user_id, name)",
     ),
 }
 

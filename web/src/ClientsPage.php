@@ -18,6 +18,6 @@ final class ClientsPage
         [$rows, $total] = $query->run($this->db);
         View::page('clients', ['title' => 'Clients', 'tab' => 'clients', 'user' => $this->auth->user(),
             'query' => $query, 'rows' => $rows, 'total' => $total,
-            'pages' => max(1, (int) ceil($total / $query->perPage))]);
+            'pages' => ListParams::pages($total, $query->perPage)]);
     }
 }

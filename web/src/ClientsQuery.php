@@ -24,7 +24,7 @@ final class ClientsQuery
         'disk' => 'disk',
         'last_seen' => 'c.last_seen',
     ];
-    public const PAGE_SIZES = [25, 50, 100, 200];
+    public const PAGE_SIZES = ListParams::PAGE_SIZES;
     private const FILTERED = ['c.hostname', 'c.label', 'c.client_id', 'c.logged_in_user', 'c.os', 's.name'];
 
     public string $q = '';
@@ -32,20 +32,18 @@ final class ClientsQuery
     public string $sort = 'server';
     public string $dir = 'asc';
     public int $page = 1;
-    public int $perPage = 50;
+    public int $perPage = ListParams::DEFAULT_PER_PAGE;
 
     /** The query from request parameters; anything not allowed falls back to the default. */
     public static function fromRequest(array $params): self
     {
-        $get = static fn (string $name): string => is_string($params[$name] ?? null) ? $params[$name] : '';
         $query = new self();
-        $query->q = (string) iconv_substr(trim($get('q')), 0, 200);
-        $query->state = in_array($get('state'), ['online', 'offline'], true) ? $get('state') : 'all';
-        $query->sort = array_key_exists($get('sort'), self::SORTS) ? $get('sort') : 'server';
-        $query->dir = $get('dir') === 'desc' ? 'desc' : 'asc';
-        $query->page = max(1, min(1000000, (int) $get('page')));
-        $per = (int) $get('per');
-        $query->perPage = in_array($per, self::PAGE_SIZES, true) ? $per : 50;
+        $query->q = ListParams::filter($params);
+        $query->state = in_array(ListParams::text($params, 'state'), ['online', 'offline'], true) ? $params['state'] : 'all';
+        $query->sort = ListParams::sort($params, array_keys(self::SORTS), 'server');
+        $query->dir = ListParams::dir($params, 'asc');
+        $query->page = ListParams::page($params);
+        $query->perPage = ListParams::perPage($params);
         return $query;
     }
 
@@ -64,8 +62,7 @@ final class ClientsQuery
         $count = $db->prepare('SELECT COUNT(*)' . $from);
         $count->execute($binds);
         $total = (int) $count->fetchColumn();
-        $pages = max(1, (int) ceil($total / $this->perPage));
-        $this->page = min($this->page, $pages);
+        $this->page = min($this->page, ListParams::pages($total, $this->perPage));
         $order = self::SORTS[$this->sort] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
         $select = $db->prepare(
             "SELECT c.server_id, COALESCE(NULLIF(s.name, ''), c.server_id) AS server_name, c.client_id, c.label, c.hostname,
@@ -75,12 +72,7 @@ final class ClientsQuery
                     CAST(JSON_VALUE(c.sysinfo, '$.disk_percent') AS DOUBLE) AS disk"
             . $from . " ORDER BY $order, c.server_id ASC, c.client_id ASC LIMIT :limit OFFSET :offset"
         );
-        foreach ($binds as $name => $value) {
-            $select->bindValue($name, $value);
-        }
-        $select->bindValue(':limit', $this->perPage, PDO::PARAM_INT);
-        $select->bindValue(':offset', ($this->page - 1) * $this->perPage, PDO::PARAM_INT);
-        $select->execute();
+        ListParams::run($select, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
         return [$select->fetchAll(), $total];
     }
 

@@ -42,7 +42,7 @@ final class HistoryPage
         $servers = $this->db->query("SELECT server_id, COALESCE(NULLIF(name, ''), server_id) AS name FROM servers ORDER BY name")->fetchAll();
         View::page('history', ['title' => HistoryTabs::get($name)['title'], 'tab' => $name, 'user' => $user,
             'query' => $query, 'rows' => array_map(fn (array $row): array => $this->cells($query, $row), $rows),
-            'total' => $total, 'pages' => max(1, (int) ceil($total / $query->perPage)), 'servers' => $servers]);
+            'total' => $total, 'pages' => ListParams::pages($total, $query->perPage), 'servers' => $servers]);
     }
 
     private function csv(string $name): void
@@ -52,11 +52,11 @@ final class HistoryPage
         header('Content-Type: text/csv; charset=utf-8');
         header('Content-Disposition: attachment; filename="ems-' . $name . '-' . gmdate('Ymd-His') . '.csv"');
         $out = fopen('php://output', 'wb');
-        fputcsv($out, array_map(static fn (array $c): string => self::csvCell($c[0]), array_values($query->columns)), ',', '"', '');
+        fputcsv($out, array_map(static fn (array $c): string => self::csvCell($c[0]), array_values($query->shown())), ',', '"', '');
         while (($row = $rows->fetch()) !== false) {
             $cells = $this->cells($query, $row);
             $line = [];
-            foreach ($query->columns as $key => $column) {
+            foreach ($query->shown() as $key => $column) {
                 $value = $cells[$key];
                 $line[] = self::csvCell($column[2] === 'time' && $value !== null ? gmdate('Y-m-d\TH:i:s\Z', (int) $value) : $value);
             }
@@ -65,12 +65,12 @@ final class HistoryPage
         fclose($out);
     }
 
-    /** One row's values by column key, sealed ones opened (the query selected only those this user may read). */
+    /** One shown row's values by column key, sealed ones opened (the query selected only those this user may read). */
     private function cells(HistoryQuery $query, array $row): array
     {
         $table = HistoryTabs::get($query->name)['table'];
         $cells = [];
-        foreach ($query->columns as $key => $column) {
+        foreach ($query->shown() as $key => $column) {
             $cells[$key] = HistoryTabs::sealedRole($column) === null ? $row[$key]
                 : $this->sealed->open($row[$key], $table, $key, (string) $row['row_server'], (string) $row['row_id']);
         }

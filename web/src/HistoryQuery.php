@@ -13,7 +13,7 @@ use PDOStatement;
  */
 final class HistoryQuery
 {
-    public const PAGE_SIZES = [25, 50, 100, 200];
+    public const PAGE_SIZES = ListParams::PAGE_SIZES;
     /** the most rows one CSV export holds */
     public const CSV_LIMIT = 100000;
 
@@ -23,7 +23,9 @@ final class HistoryQuery
     public string $sort;
     public string $dir = 'desc';
     public int $page = 1;
-    public int $perPage = 50;
+    public int $perPage = ListParams::DEFAULT_PER_PAGE;
+    /** the columns chosen to show, in the tab's order; [] = every column this user may see */
+    public array $chosen = [];
 
     /** @param array $columns the columns this user may see (HistoryTabs::visibleColumns) */
     private function __construct(public readonly string $name, private readonly array $tab, public readonly array $columns)
@@ -36,26 +38,44 @@ final class HistoryQuery
     {
         $tab = HistoryTabs::get($name);
         $query = new self($name, $tab, HistoryTabs::visibleColumns($tab, $user));
-        $get = static fn (string $key): string => is_string($params[$key] ?? null) ? $params[$key] : '';
-        $query->q = (string) iconv_substr(trim($get('q')), 0, 200);
-        $query->server = (string) iconv_substr($get('server'), 0, 64);
-        $query->client = (string) iconv_substr($get('client'), 0, 128);
-        $sort = $get('sort');
-        if (isset($query->columns[$sort]) && HistoryTabs::sealedRole($query->columns[$sort]) === null) {
-            $query->sort = $sort;
-        }
-        $query->dir = $get('dir') === 'asc' ? 'asc' : 'desc';
-        $query->page = max(1, min(1000000, (int) $get('page')));
-        $per = (int) $get('per');
-        $query->perPage = in_array($per, self::PAGE_SIZES, true) ? $per : 50;
+        $query->q = ListParams::filter($params);
+        $query->server = ListParams::text($params, 'server', 64);
+        $query->client = ListParams::text($params, 'client', 128);
+        $sortable = array_keys(array_filter($query->columns, static fn (array $c): bool => HistoryTabs::sealedRole($c) === null));
+        $query->sort = ListParams::sort($params, $sortable, $query->sort);
+        $query->dir = ListParams::dir($params, 'desc');
+        $query->page = ListParams::page($params);
+        $query->perPage = ListParams::perPage($params);
+        [$query->chosen] = self::choose($query->columns, $params['cols'] ?? null);
         return $query;
+    }
+
+    /**
+     * [chosen keys in the tab's order ([] for all of them), the asked-for keys that are not among $columns].
+     * $cols: a comma-separated string or a list of keys (the column chooser's checkboxes); anything else is none.
+     */
+    public static function choose(array $columns, mixed $cols): array
+    {
+        $asked = is_string($cols) ? explode(',', $cols) : (is_array($cols) ? $cols : []);
+        $asked = array_values(array_filter(array_map(static fn ($k): string => is_string($k) ? trim($k) : '?', $asked),
+            static fn (string $k): bool => $k !== ''));
+        $chosen = array_values(array_intersect(array_keys($columns), $asked));
+        $unknown = array_values(array_diff($asked, array_keys($columns)));
+        return [count($chosen) === count($columns) ? [] : $chosen, $unknown];
+    }
+
+    /** The columns to show (and export): the chosen ones, or every one this user may see. */
+    public function shown(): array
+    {
+        return $this->chosen ? array_intersect_key($this->columns, array_flip($this->chosen)) : $this->columns;
     }
 
     /** The URL parameters that reproduce this query. */
     public function params(): array
     {
-        return ['q' => $this->q, 'server' => $this->server, 'client' => $this->client, 'sort' => $this->sort,
+        $params = ['q' => $this->q, 'server' => $this->server, 'client' => $this->client, 'sort' => $this->sort,
             'dir' => $this->dir, 'page' => $this->page, 'per' => $this->perPage];
+        return $this->chosen ? $params + ['cols' => implode(',', $this->chosen)] : $params;
     }
 
     /** [rows of this page, total matching rows]; the page is clamped to the last one. */
@@ -65,7 +85,7 @@ final class HistoryQuery
         $count = $db->prepare('SELECT COUNT(*)' . $this->from() . $where);
         $count->execute($binds);
         $total = (int) $count->fetchColumn();
-        $this->page = min($this->page, max(1, (int) ceil($total / $this->perPage)));
+        $this->page = min($this->page, ListParams::pages($total, $this->perPage));
         $select = $this->select($db, $where, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
         return [$select->fetchAll(), $total];
     }
@@ -91,12 +111,7 @@ final class HistoryQuery
         $order = $this->tab['columns'][$this->sort][1] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
         $select = $db->prepare('SELECT ' . implode(', ', $fields) . $this->from() . $where
             . " ORDER BY $order, t.server_id ASC, t.id DESC LIMIT :limit OFFSET :offset");
-        foreach ($binds as $name => $value) {
-            $select->bindValue($name, $value);
-        }
-        $select->bindValue(':limit', $limit, PDO::PARAM_INT);
-        $select->bindValue(':offset', $offset, PDO::PARAM_INT);
-        $select->execute();
+        ListParams::run($select, $binds, $limit, $offset);
         return $select;
     }
 

@@ -33,6 +33,12 @@ final class Router
         'GET /messages.csv' => [HistoryPage::class, 'messagesCsv', 'operator'],
         'GET /captures' => [HistoryPage::class, 'captures', 'operator'],
         'GET /captures.csv' => [HistoryPage::class, 'capturesCsv', 'operator'],
+        'GET /reports' => [ReportsPage::class, 'show', 'viewer'],
+        'POST /reports' => [ReportsPage::class, 'save', 'viewer'],
+        'GET /reports/open' => [ReportsPage::class, 'open', 'viewer'],
+        'GET /reports/csv' => [ReportsPage::class, 'csv', 'viewer'],
+        'POST /reports/rename' => [ReportsPage::class, 'rename', 'viewer'],
+        'POST /reports/delete' => [ReportsPage::class, 'delete', 'viewer'],
         'GET /users' => [UsersPage::class, 'show', 'admin'],
         'POST /users' => [UsersPage::class, 'add', 'admin'],
     ];

@@ -24,10 +24,14 @@ final class ServersPage
         $wanted = is_string($_GET['server'] ?? null) ? $_GET['server'] : '';
         $server = in_array($wanted, $ids, true) ? $wanted : ($ids[0] ?? '');
         $page = max(1, min(1000000, (int) (is_string($_GET['page'] ?? null) ? $_GET['page'] : 1)));
+        $client = ListParams::text($_GET, 'client', 128);  // a client's row menu on the Clients tab: its page, marked
+        if ($client !== '' && $server === $wanted && !isset($_GET['page'])) {
+            $page = ServersQuery::pageOf($this->db, $server, $client) ?? $page;
+        }
         [$clients, $total] = $server === '' ? [[], 0] : ServersQuery::clients($this->db, $server, $page);
         $user = $this->auth->user();
         View::page('servers', ['title' => 'Servers', 'tab' => 'servers', 'user' => $user, 'servers' => $servers,
-            'server' => $server, 'clients' => $clients, 'total' => $total, 'page' => $page,
+            'server' => $server, 'client' => $client, 'clients' => $clients, 'total' => $total, 'page' => $page,
             'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
             'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS,
             'webKeyId' => (new Sealed(Config::fromEnv()->webKeyPath()))->keyId()]);

@@ -61,4 +61,16 @@ final class ServersQuery
         $select->execute();
         return [$select->fetchAll(), $total];
     }
+
+    /** The page (of clients()) that lists $clientId on $serverId, or null when that server has no such client. */
+    public static function pageOf(PDO $db, string $serverId, string $clientId): ?int
+    {
+        $find = $db->prepare(
+            'SELECT n FROM (SELECT client_id, ROW_NUMBER() OVER (ORDER BY hostname, client_id) AS n FROM snapshot_clients
+             WHERE server_id = :server) numbered WHERE client_id = :client'
+        );
+        $find->execute([':server' => $serverId, ':client' => $clientId]);
+        $n = $find->fetchColumn();
+        return $n === false ? null : intdiv((int) $n - 1, self::PER_PAGE) + 1;
+    }
 }

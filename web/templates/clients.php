@@ -1,11 +1,15 @@
 <?php
 /** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages */
-use Ems\Web\ClientsQuery;
+use Ems\Web\Auth;
+use Ems\Web\HistoryTabs;
 use Ems\Web\View;
 
 $params = $query->params();
 $headers = ['server' => 'Server', 'host' => 'Host', 'client' => 'Client id', 'user' => 'User', 'os' => 'OS',
     'online' => 'State', 'cpu' => 'CPU', 'memory' => 'Memory', 'disk' => 'Disk', 'last_seen' => 'Last seen'];
+// a client row's context actions: its history, filtered by it, in every tab this user may read
+$jumps = array_filter(['sessions', 'logs', 'captures', 'messages', 'fileops'],
+    static fn (string $name): bool => Auth::allows($user, HistoryTabs::get($name)['role']));
 $percent = static function (?float $value): string {
     if ($value === null) {
         return '<span class="text-body-secondary">–</span>';
@@ -15,28 +19,11 @@ $percent = static function (?float $value): string {
         . e(round($value, 1)) . '"></meter> <span class="ems-num">' . e(number_format($value, 0)) . ' %</span>';
 };
 ?>
-<form method="get" action="/clients" class="row g-2 align-items-center mb-3" id="clients-filter">
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
-       placeholder="Filter: host, client, user, OS, server" value="<?= e($query->q) ?>" size="36"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm" name="state" id="filter-state">
-      <?php foreach (['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'] as $value => $label): ?>
-        <option value="<?= e($value) ?>"<?= $query->state === $value ? ' selected' : '' ?>><?= e($label) ?></option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm" name="per" id="filter-per">
-      <?php foreach (ClientsQuery::PAGE_SIZES as $size): ?>
-        <option value="<?= e($size) ?>"<?= $query->perPage === $size ? ' selected' : '' ?>><?= e($size) ?> a page</option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <input type="hidden" name="sort" value="<?= e($query->sort) ?>">
-  <input type="hidden" name="dir" value="<?= e($query->dir) ?>">
-  <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
-  <div class="col-auto text-body-secondary small" id="clients-count"><?= e(number_format($total)) ?> clients · page <?= e($query->page) ?> of <?= e($pages) ?></div>
-</form>
+<?= View::fragment('filter_bar', ['action' => '/clients', 'id' => 'clients-filter', 'countId' => 'clients-count',
+    'q' => $query->q, 'placeholder' => 'Filter: host, client, user, OS, server', 'size' => 36,
+    'fields' => [['select', 'state', 'filter-state', ['all' => 'Online and offline', 'online' => 'Online', 'offline' => 'Offline'], $query->state]],
+    'columns' => null, 'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => null,
+    'count' => number_format($total) . ' clients · page ' . $query->page . ' of ' . $pages]) ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-clients" id="clients-table">
   <thead><tr>
@@ -46,6 +33,7 @@ $percent = static function (?float $value): string {
       <th scope="col"><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
          href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($label) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a></th>
     <?php endforeach; ?>
+    <th scope="col"><span class="visually-hidden">Actions</span></th>
   </tr></thead>
   <tbody>
   <?php foreach ($rows as $row): ?>
@@ -60,10 +48,25 @@ $percent = static function (?float $value): string {
       <td><?= $percent($row['memory'] === null ? null : (float) $row['memory']) ?></td>
       <td><?= $percent($row['disk'] === null ? null : (float) $row['disk']) ?></td>
       <td class="small ems-time" data-ts="<?= e($row['last_seen']) ?>"><?= e(gmdate('Y-m-d H:i:s', (int) $row['last_seen'])) ?> UTC</td>
+      <td class="dropdown ems-row-actions">
+        <button type="button" class="btn btn-sm btn-link ems-row-menu" data-bs-toggle="dropdown" aria-expanded="false"
+                data-bs-popper-config='{"strategy":"fixed"}'
+                aria-label="Actions for <?= e($row['hostname'] ?: $row['client_id']) ?>">⋮</button>
+        <ul class="dropdown-menu dropdown-menu-end">
+          <li><h6 class="dropdown-header"><?= e($row['hostname'] ?: $row['client_id']) ?></h6></li>
+          <?php foreach ($jumps as $name): ?>
+            <li><a class="dropdown-item" data-jump="<?= e($name) ?>" href="/<?= e($name) ?><?= e(View::query(['server' => $row['server_id'], 'client' => $row['client_id']], [])) ?>"><?= e(HistoryTabs::get($name)['title']) ?></a></li>
+          <?php endforeach; ?>
+          <?php if (Auth::allows($user, 'operator')): ?>
+            <li><hr class="dropdown-divider"></li>
+            <li><a class="dropdown-item" data-jump="servers" href="/servers<?= e(View::query(['server' => $row['server_id'], 'client' => $row['client_id']], [])) ?>">Servers tab: reboot, shutdown, updates</a></li>
+          <?php endif; ?>
+        </ul>
+      </td>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="10" class="text-center text-body-secondary py-4">No clients match.</td></tr>
+    <tr><td colspan="11" class="text-center text-body-secondary py-4">No clients match.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>

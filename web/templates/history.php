@@ -1,9 +1,14 @@
 <?php
 /** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab */
-use Ems\Web\HistoryQuery;
+use Ems\Web\Session;
 use Ems\Web\View;
 
 $params = $query->params();
+$shown = $query->shown();
+$choice = [];  // the column chooser: key => [label, shown]
+foreach ($query->columns as $key => $column) {
+    $choice[$key] = [$column[0], isset($shown[$key])];
+}
 $csv = $params;
 unset($csv['page'], $csv['per']);
 $cell = static function (array $column, mixed $value): string {
@@ -18,37 +23,27 @@ $cell = static function (array $column, mixed $value): string {
     };
 };
 ?>
-<form method="get" action="/<?= e($tab) ?>" class="row g-2 align-items-center mb-3 ems-filter" id="history-filter">
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
-       placeholder="Filter" value="<?= e($query->q) ?>" size="30"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm ems-autosubmit" name="server" id="filter-server">
-      <option value="">Every server</option>
-      <?php foreach ($servers as $server): ?>
-        <option value="<?= e($server['server_id']) ?>"<?= $query->server === $server['server_id'] ? ' selected' : '' ?>><?= e($server['name']) ?></option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <div class="col-auto"><input class="form-control form-control-sm" type="search" name="client" id="filter-client"
-       placeholder="Client id" value="<?= e($query->client) ?>" size="16"></div>
-  <div class="col-auto">
-    <select class="form-select form-select-sm ems-autosubmit" name="per" id="filter-per">
-      <?php foreach (HistoryQuery::PAGE_SIZES as $size): ?>
-        <option value="<?= e($size) ?>"<?= $query->perPage === $size ? ' selected' : '' ?>><?= e($size) ?> a page</option>
-      <?php endforeach; ?>
-    </select>
-  </div>
-  <input type="hidden" name="sort" value="<?= e($query->sort) ?>">
-  <input type="hidden" name="dir" value="<?= e($query->dir) ?>">
-  <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
-  <div class="col-auto"><a class="btn btn-sm btn-outline-secondary" id="csv-export"
-       href="/<?= e($tab) ?>.csv<?= e(View::query($csv, [])) ?>">CSV</a></div>
-  <div class="col-auto text-body-secondary small" id="history-count"><?= e(number_format($total)) ?> rows · page <?= e($query->page) ?> of <?= e($pages) ?></div>
+<?= View::fragment('filter_bar', ['action' => '/' . $tab, 'id' => 'history-filter', 'countId' => 'history-count',
+    'q' => $query->q, 'placeholder' => 'Filter', 'size' => 30,
+    'fields' => [['select', 'server', 'filter-server', ['' => 'Every server'] + array_column($servers, 'name', 'server_id'), $query->server],
+        ['input', 'client', 'filter-client', 'Client id', $query->client, 16]],
+    'columns' => $choice,
+    'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => '/' . $tab . '.csv' . View::query($csv, []),
+    'count' => number_format($total) . ' rows · page ' . $query->page . ' of ' . $pages]) ?>
+<form method="post" action="/reports" class="row g-2 align-items-center mb-3" id="report-save">
+  <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
+  <input type="hidden" name="tab" value="<?= e($tab) ?>">
+  <?php foreach (array_diff_key($params, ['page' => 0]) as $name => $value): ?>
+    <input type="hidden" name="<?= e($name) ?>" value="<?= e($value) ?>">
+  <?php endforeach; ?>
+  <div class="col-auto"><input class="form-control form-control-sm" type="text" name="name" id="report-name" maxlength="100"
+       required placeholder="Report name" size="24" aria-label="Report name"></div>
+  <div class="col-auto"><button class="btn btn-sm btn-outline-primary" type="submit" id="report-save-button">Save as report</button></div>
 </form>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>
-    <?php foreach ($query->columns as $key => $column):
+    <?php foreach ($shown as $key => $column):
         $sealed = str_starts_with($column[2], 'sealed:');
         $active = $query->sort === $key;
         $dir = $active && $query->dir === 'desc' ? 'asc' : 'desc'; ?>
@@ -59,13 +54,13 @@ $cell = static function (array $column, mixed $value): string {
   <tbody>
   <?php foreach ($rows as $row): ?>
     <tr>
-      <?php foreach ($query->columns as $key => $column): ?>
+      <?php foreach ($shown as $key => $column): ?>
         <td class="ems-col-<?= e($key) ?>"><?= $cell($column, $row[$key]) ?></td>
       <?php endforeach; ?>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="<?= e(count($query->columns)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
+    <tr><td colspan="<?= e(count($shown)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>

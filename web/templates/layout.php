@@ -28,6 +28,7 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
           <li class="nav-item"><a class="nav-link<?= $tab === $name ? ' active' : '' ?>" href="/<?= e($name) ?>"><?= e($spec['title']) ?></a></li>
         <?php endif; endforeach; ?>
         <li class="nav-item"><a class="nav-link<?= $tab === 'servers' ? ' active' : '' ?>" href="/servers">Servers</a></li>
+        <li class="nav-item"><a class="nav-link<?= $tab === 'reports' ? ' active' : '' ?>" href="/reports" id="nav-reports">Reports</a></li>
         <?php if (Auth::allows($user, 'admin')): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>
         <?php endif; ?>
@@ -43,6 +44,8 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
               title="switch to the <?= $theme === 'dark' ? 'light' : 'dark' ?> theme"><?= $theme === 'dark' ? 'Light theme' : 'Dark theme' ?></button>
     </form>
     <?php if ($user): ?>
+      <button type="button" class="btn btn-sm btn-outline-secondary me-2" id="keys-help" data-bs-toggle="modal"
+              data-bs-target="#keys-dialog" title="Keyboard shortcuts (?)">?</button>
       <span class="navbar-text me-2" id="whoami"><?= e($user['display_name']) ?> <span class="badge text-bg-secondary"><?= e($user['role']) ?></span></span>
       <form method="post" action="/logout" class="d-flex">
         <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
@@ -54,6 +57,18 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
 <main class="container-fluid">
 <?= $body /* rendered by View::fragment from templates that escape with e() */ ?>
 </main>
+<?php if ($user): ?>
+<div class="modal" id="keys-dialog" tabindex="-1" aria-labelledby="keys-title" aria-hidden="true">
+  <div class="modal-dialog"><div class="modal-content">
+    <div class="modal-header"><h2 class="modal-title h5" id="keys-title">Keyboard shortcuts</h2>
+      <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
+    <div class="modal-body">
+      <p class="small text-body-secondary">Not while typing in a field (Esc leaves it).</p>
+      <table class="table table-sm mb-0"><tbody id="keys-list"></tbody></table>
+    </div>
+  </div></div>
+</div>
+<?php endif; ?>
 <script src="/vendor/jquery/jquery.min.js"></script>
 <script src="/vendor/bootstrap/js/bootstrap.bundle.min.js"></script>
 <script src="/assets/app.js"></script>

@@ -1,6 +1,7 @@
 <?php
 /** @var array $servers @var string $server @var array $clients @var int $total @var int $page @var int $pages
- *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId */
+ *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId
+ *  @var string $client the client to mark (from its row menu) */
 use Ems\Web\View;
 
 $when = static fn ($ts): string => (float) $ts > 0 ? gmdate('Y-m-d H:i:s', (int) $ts) . ' UTC' : 'never';
@@ -48,7 +49,7 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
   <thead><tr><th>Host</th><th>Client id</th><th>User</th><th>OS</th><th>State</th><th>Actions</th><th>Last command</th></tr></thead>
   <tbody>
   <?php foreach ($clients as $row): ?>
-    <tr data-client="<?= e($row['client_id']) ?>">
+    <tr data-client="<?= e($row['client_id']) ?>"<?= $row['client_id'] === $client ? ' class="table-active ems-marked"' : '' ?>>
       <td class="ems-host text-nowrap"><?= e($row['hostname'] ?: $row['label']) ?></td>
       <td class="font-monospace small text-nowrap"><?= e($row['client_id']) ?></td>
       <td><?= e($row['logged_in_user']) ?></td>

@@ -1,13 +1,8 @@
 // EMS web view: small conveniences on top of server-rendered pages (jQuery).
 $(function () {
-  // changing the state or page size filter applies it at once (a GET: nothing changes on the server)
-  $('#filter-state, #filter-per').on('change', function () {
-    $('#clients-filter').find('input[name=page]').remove();
-    $('#clients-filter').trigger('submit');
-  });
-  // the history tabs' server and page size selects apply at once too
-  $('#history-filter .ems-autosubmit').on('change', function () {
-    $('#history-filter').trigger('submit');
+  // a list tab's selects (state, server, page size) apply at once (a GET: nothing changes on the server)
+  $('.ems-filter .ems-autosubmit').on('change', function () {
+    $(this.form).trigger('submit');
   });
   // last-seen times in the browser's own time zone
   $('.ems-time').each(function () {
@@ -116,4 +111,118 @@ $(function () {
       })
       .fail(function (xhr) { $('#act-error').text(failure(xhr)); });
   });
+});
+
+// Keyboard shortcuts (listed in the "?" dialog, built from this one table) and a client row's context actions
+// (its ⋮ menu, also on right-click and on Enter for the row chosen with j/k). Never while typing in a field.
+$(function () {
+  var dialog = document.getElementById('keys-dialog');
+  if (!dialog) {
+    return;  // not signed in
+  }
+  var GO = [['c', '/clients', 'Clients'], ['n', '/sessions', 'Sessions'], ['y', '/security', 'Security'], ['l', '/logs', 'Logs'],
+            ['f', '/fileops', 'File Ops'], ['m', '/messages', 'Messages'], ['p', '/captures', 'Captures'],
+            ['s', '/servers', 'Servers'], ['r', '/reports', 'Reports'], ['u', '/users', 'Users']];
+  var OTHER = [['/', 'Focus the filter'], ['j / k', 'Next / previous row'], ['Enter', 'Open the row (a client row: its actions menu)'],
+               ['?', 'This help'], ['Esc', 'Close a dialog or menu; leave a field']];
+  var keys = new bootstrap.Modal(dialog);
+  var $list = $('#keys-list');
+  GO.forEach(function (go) {
+    if ($('.ems-nav a.nav-link[href="' + go[1] + '"]').length) {  // only the tabs this role has
+      $list.append($('<tr>').attr('data-keys', 'g ' + go[0])
+        .append($('<td>').append($('<kbd>').text('g'), ' ', $('<kbd>').text(go[0])), $('<td>').text(go[2])));
+    }
+  });
+  OTHER.forEach(function (other) {
+    $list.append($('<tr>').attr('data-keys', other[0]).append($('<td>').append($('<kbd>').text(other[0])), $('<td>').text(other[1])));
+  });
+
+  var pendingG = false;
+  var $rows = function () { return $('main table tbody tr').has('td:not([colspan])'); };
+
+  function typing(target) {
+    return $(target).is('input, textarea, select, [contenteditable=""], [contenteditable="true"]');
+  }
+
+  function move(step) {
+    var $all = $rows();
+    if (!$all.length) {
+      return;
+    }
+    var at = $all.index($all.filter('.ems-current'));
+    var next = at < 0 ? (step > 0 ? 0 : $all.length - 1) : Math.max(0, Math.min($all.length - 1, at + step));
+    $all.removeClass('ems-current table-active').removeAttr('aria-selected');
+    var row = $all.eq(next).addClass('ems-current table-active').attr('aria-selected', 'true')[0];
+    row.scrollIntoView({ block: 'nearest', behavior: 'instant' });
+  }
+
+  function openMenu($row) {
+    var button = $row.find('.ems-row-menu')[0];
+    if (button) {
+      var menu = bootstrap.Dropdown.getOrCreateInstance(button);
+      menu.show();
+      $(button).siblings('.dropdown-menu').find('.dropdown-item').first().trigger('focus');
+      return true;
+    }
+    return false;
+  }
+
+  function openRow() {
+    var $row = $rows().filter('.ems-current');
+    if (!$row.length || openMenu($row)) {
+      return;
+    }
+    var link = $row.find('a.ems-report-open, a[href]').not('.dropdown-item')[0];
+    if (link) {
+      window.location.assign(link.getAttribute('href'));
+    }
+  }
+
+  $(document).on('keydown', function (event) {
+    if (event.key === 'Escape' && typing(event.target)) {
+      event.target.blur();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target) || event.isDefaultPrevented()) {
+      return;
+    }
+    if ($('.modal.show').length && event.key !== '?') {
+      return;  // the dialog has the keyboard (Esc closes it: Bootstrap)
+    }
+    if (pendingG) {
+      pendingG = false;
+      var go = GO.filter(function (g) { return g[0] === event.key; })[0];
+      if (go && $('.ems-nav a.nav-link[href="' + go[1] + '"]').length) {
+        event.preventDefault();
+        window.location.assign(go[1]);
+      }
+      return;
+    }
+    var handled = true;
+    switch (event.key) {
+      case 'g': pendingG = true; break;
+      case '?': keys.toggle(); break;
+      case '/': $('#filter-q').trigger('focus').trigger('select'); break;
+      case 'j': move(1); break;
+      case 'k': move(-1); break;
+      case 'Enter': handled = $(event.target).is('body, tr') && $rows().filter('.ems-current').length > 0; if (handled) { openRow(); } break;
+      default: handled = false;
+    }
+    if (handled) {
+      event.preventDefault();
+    }
+  });
+
+  // right-click on a client row: its actions menu instead of the browser's
+  $('#clients-table').on('contextmenu', 'tbody tr', function (event) {
+    if (openMenu($(this))) {
+      event.preventDefault();
+      $rows().removeClass('ems-current table-active').removeAttr('aria-selected');
+      $(this).addClass('ems-current table-active').attr('aria-selected', 'true');
+    }
+  });
+  var marked = $('tr.ems-marked')[0];  // the client a row menu came for, on the Servers tab
+  if (marked) {
+    marked.scrollIntoView({ block: 'center', behavior: 'instant' });
+  }
 });
