@@ -41,6 +41,7 @@ _ROW_KEY = "PRIMARY KEY (server_id, id)"
 _GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
 _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
+_OPERATOR = "operator VARCHAR(255) NOT NULL"  # who did it, as a person's name
 _SERIAL = "id BIGINT NOT NULL AUTO_INCREMENT"  # the web tables' own row ids
 
 #: table -> (column and key definitions); column names are each line's first word
@@ -157,7 +158,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID,
         "source VARCHAR(128) NOT NULL",
         "ts DOUBLE NOT NULL",
-        "operator VARCHAR(255) NOT NULL",
+        _OPERATOR,
         "role VARCHAR(32)",
         "action VARCHAR(64) NOT NULL",
         "target VARCHAR(128)",
@@ -242,7 +243,7 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERIAL,
         "action VARCHAR(16) NOT NULL",  # 'update-check' or 'update-apply' (the admin API's action)
         "user_id BIGINT NOT NULL",  # the web user who started it
-        "operator VARCHAR(255) NOT NULL",  # the name every command carries
+        _OPERATOR,  # the name every command carries
         "reason TEXT NOT NULL",
         "source_batch BIGINT",  # the check a rollout was started from
         "first_wave INT NOT NULL",  # clients in the first wave
@@ -265,7 +266,7 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _CLIENT,
         "hostname VARCHAR(255) NOT NULL DEFAULT ''",
         "wave INT NOT NULL",
-        "status VARCHAR(16) NOT NULL",  # waiting, sending, a command status, error, lost, skipped
+        _STATUS,  # waiting, sending, a command status, error, lost, skipped
         "command_id VARCHAR(64)",
         "summary TEXT",
         "dry_run TINYINT NOT NULL DEFAULT 0",

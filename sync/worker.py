@@ -61,8 +61,10 @@ class SyncWorker:
     """The sync service (see the module docstring). ``clock`` is monotonic time."""
 
     def __init__(self, bus: BusClient, db: SnapshotDB, config: SyncConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_auto: Callable[[dict], None] | None = None):
         self.bus, self.db, self.config, self.clock = bus, db, config or SyncConfig(), clock
+        #: called with ``{"enabled", "every_s"}`` after ``sync.auto`` changed them (``ems sync run`` saves them)
+        self.on_auto = on_auto
         self._stopping = False
         #: the change request in flight: (msg id, watermarks it asked from, give-up time, bus generation)
         self.inflight: tuple[str, dict, float, int] | None = None
@@ -231,6 +233,8 @@ class SyncWorker:
             raise ValueError(problem)
         self.config.auto, self.config.full_every_s = setting["enabled"], float(setting["every_s"])
         self.next_full = self.clock() + self.config.full_every_s
+        if self.on_auto is not None:
+            self.on_auto({"enabled": self.config.auto, "every_s": self.config.full_every_s})
         return self.auto_status()
 
     def auto_status(self) -> dict:

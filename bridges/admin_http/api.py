@@ -50,6 +50,8 @@ BODY_KEYS = ("reason", "args", "ttl_s")
 #: extra time an HTTP thread gives the bus thread beyond one bus round trip
 QUEUE_SLACK_S = 5.0
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+#: the hint when a call that changes the sync worker names no person
+_NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 
 
 class ApiError(EmsError):
@@ -217,7 +219,7 @@ class AdminApi:
         reason = req.audit["reason"] = self._reason(_json_object(req.body))
         if req.caller == CLIENT_ID:
             raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who asks for the sync",
-                           f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)")
+                           _NAME_THE_PERSON)
         answer = self._sync_request("sync.now", reason=reason, operator={"id": req.caller, "name": req.caller})
         return Response(202, {**(answer if isinstance(answer, dict) else {"answer": answer}), "caller": req.caller})
 
@@ -240,7 +242,7 @@ class AdminApi:
             raise ApiError(400, problem, 'e.g. {"reason": "...", "args": {"enabled": true, "every_s": 600}}')
         if req.caller == CLIENT_ID:
             raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who changes auto-sync",
-                           f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)")
+                           _NAME_THE_PERSON)
         answer = self._sync_request("sync.auto", reason=reason, operator={"id": req.caller, "name": req.caller}, **setting)
         return Response(200, {"auto": answer, "caller": req.caller})
 
