@@ -110,6 +110,7 @@ def check_all_three(stack, driver, reason: str) -> str:
     """From the Updates tab: filter to the three agents, select all matching, give a reason, check; the check's URL."""
     driver.get(stack.site.base + "/updates?q=desk")
     assert "3 clients match" in text_of(driver, "updates-count")
+    shot(driver, "web-updates-dark.png")
     click(driver, driver.find_element(By.ID, "pick-all"))
     driver.find_element(By.ID, "check-reason").send_keys(reason)
     click(driver, driver.find_element(By.ID, "check-start"))
@@ -145,6 +146,7 @@ def test_an_update_check_across_three_real_agents_then_a_rollout_that_stops_afte
     assert text_of(browser, "run-state") == "stopped"
     assert statuses(browser) == {"upd-a": "done", "upd-b": "failed", "upd-c": "skipped"}
     assert "Wave 2 had 1 failure" in text_of(browser, "run-note")
+    assert "2 of 3 clients finished, 1 failed, 1 not started · wave 2 of 3" in text_of(browser, "run-summary")
     shot(browser, "web-updates-rollout-dark.png")
     (applied,) = stack.commands("upd-a", "update.apply")
     assert applied["status"] == "done" and applied["result"]["output"]["dry_run"] is True

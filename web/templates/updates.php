@@ -9,7 +9,8 @@ $params = $query->params();
 ?>
 <h1 class="h5">OS updates</h1>
 <p class="small text-body-secondary">Select clients on any server, check them all for pending OS updates, then apply the
-  updates in waves from the check's page: a first small wave, then the rest a few at a time, stopping when a wave fails.</p>
+  updates in waves from the check's page: a first small wave, then the rest a few at a time, stopping when a wave fails.
+  Commands go out through this web's admin API: a client of a server whose broker it does not reach comes back refused.</p>
 <form method="get" action="/updates" class="row g-2 align-items-center mb-2" id="updates-filter">
   <div class="col-auto">
     <select class="form-select form-select-sm" name="server" id="updates-server">

@@ -145,8 +145,9 @@ $(function () {
     var percent = view.total ? Math.round(100 * view.final / view.total) : 100;
     $('#run-progress').attr('aria-valuenow', view.final).find('.progress-bar').css('width', percent + '%').text(percent + ' %')
       .toggleClass('bg-danger', view.failures > 0);
-    $('#run-summary').text(view.final + ' of ' + view.total + ' clients finished, ' + view.failures + ' failed'
-      + (isCheck ? '' : ' · wave ' + view.current_wave + ' of ' + view.waves));
+    var skipped = view.counts.skipped || 0;
+    $('#run-summary').text((view.final - skipped) + ' of ' + view.total + ' clients finished, ' + view.failures + ' failed'
+      + (skipped ? ', ' + skipped + ' not started' : '') + (isCheck ? '' : ' · wave ' + view.current_wave + ' of ' + view.waves));
     $('#run-note').text(view.note || '');
     var $body = $('#run-targets tbody').empty();
     view.targets.forEach(function (t) {
