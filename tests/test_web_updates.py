@@ -32,6 +32,7 @@ pytestmark = needs_x
 AGENTS = {"upd-a": "a-desk", "upd-b": "b-desk-nopkg", "upd-c": "c-desk"}
 FAILING = "upd-b"
 FINAL = ("done", "failed", "expired", "error", "lost", "skipped")
+HOSTILE = '<img src=x onerror="window.__xss=1">'
 
 
 class Stack:
@@ -58,6 +59,7 @@ class Stack:
         for client_id, host in AGENTS.items():
             self.site.add_client("srv-a", client_id, host)
         self.site.add_client("srv-a", "other-1", "zz-not-selected")
+        self.site.add_client("srv-a", "ghost-x", HOSTILE)  # in the web's snapshot, unknown to the broker
         self.sync = RunningSync(self.bus, read_credentials(self.site.root / WRITER_FILE), "srv-sync", root,
                                 config=SyncConfig(wait_s=1.0, full_every_s=300.0))
 
@@ -180,6 +182,38 @@ def test_leaving_out_failed_checks_and_a_step_that_finds_the_lease_taken(stack):
         return json.loads(operator.request("POST", "/updates/step", {"csrf": token, "id": check_id})[2])
     wait_for(lambda: step()["state"] == "done", 60, interval_s=0.3, what="the one-client check")
     assert len(stack.commands("upd-a", "update.check")) == 2
+
+
+def test_another_operators_page_goes_on_in_the_starters_name(stack):
+    otto, ada = WebClient(stack.site.base), WebClient(stack.site.base)
+    assert otto.login("otto") == 303 and ada.login("ada") == 303
+    status, headers, _ = otto.request("POST", "/updates/check", {"csrf": otto.csrf("/updates"), "reason": "otto's check",
+                                                                 "pick[]": "srv-a/upd-c"})
+    assert status == 303
+    check_id = headers["Location"].rsplit("=", 1)[1]
+    token = ada.csrf("/updates")
+
+    def step() -> dict:
+        return json.loads(ada.request("POST", "/updates/step", {"csrf": token, "id": check_id})[2])
+    wait_for(lambda: step()["state"] == "done", 60, interval_s=0.3, what="the check stepped by Ada")
+    latest = max(stack.commands("upd-c", "update.check"), key=lambda c: c["created"])
+    assert latest["args"]["operator"]["name"] == "Otto Operator" and latest["args"]["reason"] == "otto's check"
+
+
+def test_a_client_the_broker_does_not_know_comes_back_refused_and_its_name_stays_text(stack, browser):
+    operator = WebClient(stack.site.base)
+    assert operator.login("otto") == 303
+    status, headers, _ = operator.request("POST", "/updates/check", {"csrf": operator.csrf("/updates"), "reason": "r",
+                                                                     "pick[]": "srv-a/ghost-x"})
+    assert status == 303
+    log_in(browser, stack.site.base, "otto")
+    browser.get(stack.site.base + headers["Location"])
+    wait_for(lambda: finished(browser), 60, interval_s=0.2, what="the refusal")
+    assert statuses(browser) == {"ghost-x": "error"}
+    assert HOSTILE in row_text(browser, "ghost-x") and "The admin API refused" in row_text(browser, "ghost-x")
+    browser.get(stack.site.base + "/updates?q=onerror")
+    assert HOSTILE in text_of(browser, "updates-clients")
+    assert browser.execute_script("return window.__xss === undefined")
 
 
 def test_a_viewer_may_look_but_not_start_or_step(stack):

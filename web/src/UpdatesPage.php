@@ -64,7 +64,13 @@ final class UpdatesPage
             View::json(['error' => 'The admin API is off: `ems up` starts it when EMS_ADMIN_TOKEN is set.'], 503);
             return;
         }
-        $stepped = $batch['state'] === 'running' && (new Rollout($this->db, $api, (array) $this->auth->user()))->step((int) $batch['id']);
+        // every command names the person who started the batch and gave its reason, whichever operator's page steps it
+        $starter = UpdatesQuery::starter($this->db, (int) $batch['user_id']);
+        if ($starter === null && $batch['state'] === 'running') {
+            View::json(['error' => 'The account that started this is disabled or gone: it cannot go on in that name. Start a new one.'], 409);
+            return;
+        }
+        $stepped = $batch['state'] === 'running' && (new Rollout($this->db, $api, (array) $starter))->step((int) $batch['id']);
         View::json(['stepped' => $stepped] + $this->view((array) UpdatesQuery::batch($this->db, (int) $batch['id'])));
     }
 
@@ -125,6 +131,10 @@ final class UpdatesPage
 
     private function start(array $plan, string $reason, array $clients): void
     {
+        if ($this->api() === null) {
+            $this->refuse(503, 'The admin API is off (`ems up` starts it when EMS_ADMIN_TOKEN is set): nothing was started.');
+            return;
+        }
         $user = (array) $this->auth->user();
         $id = UpdatesQuery::create($this->db, $user, AdminApi::operatorName($user), $reason, $plan, $clients);
         App::redirect('/updates/run?id=' . $id);

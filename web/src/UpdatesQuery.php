@@ -175,6 +175,14 @@ final class UpdatesQuery
         return $find->fetch() ?: null;
     }
 
+    /** The web user who started a batch (id, username, display_name, role), or null if the account is disabled or gone. */
+    public static function starter(PDO $db, int $userId): ?array
+    {
+        $find = $db->prepare('SELECT id, username, display_name, role FROM web_users WHERE id = :id AND disabled = 0');
+        $find->execute([':id' => $userId]);
+        return $find->fetch() ?: null;
+    }
+
     /** The most recent batches, newest first. */
     public static function recent(PDO $db, int $limit = 20): array
     {

@@ -19,6 +19,7 @@ $isCheck = $batch['action'] === 'update-check';
     This <?= $isCheck ? 'check' : 'rollout' ?> moves on only while a page like this one is open: every second it asks the web
     server for the next step (<?= e($isCheck ? 'send the commands, read their status' : 'send the wave\'s commands, read their status, start the next wave') ?>).
     Close every such page and it pauses where it is; commands already sent still run on their clients. Open it again to go on.
+    Every command names <?= e($batch['operator']) ?>, who started it, and carries the reason above.
   <?php else: ?>
     You may watch but not act: the <?= $isCheck ? 'check' : 'rollout' ?> moves on only while an operator keeps its page open.
   <?php endif; ?>
