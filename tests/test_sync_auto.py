@@ -10,12 +10,20 @@ import pytest
 from broker.core.errors import RemoteError
 from sync.run_cli import AUTO_FILE, build_worker
 from sync.worker import SyncConfig
+from conftest import wait_for
 from sync_support import RunningSync, new_database, sync_profile
 
 
 @pytest.fixture
 def running(bus, tmp_path, mysql_admin_url):
     sync = RunningSync(bus, new_database(mysql_admin_url), "server-auto", tmp_path, config=SyncConfig(wait_s=0.5, full_every_s=300.0))
+
+    def answers() -> bool:
+        try:
+            return bool(bus.admin.request("sync.status"))
+        except RemoteError:  # UNAVAILABLE until the worker has joined the bus
+            return False
+    wait_for(answers, 30, interval_s=0.1, what="the sync worker on the bus")
     yield sync
     sync.stop()
 

@@ -11,12 +11,16 @@ cannot start or step anything; bad input changes nothing; auto-sync set by an ad
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 
 import pytest
 from selenium.webdriver.common.by import By
 
 from broker.core import keys
 from broker.core.config import Timing
+from broker.core.errors import RemoteError
 from conftest import Bus, Processes, wait_for
 from sync.web_db import WRITER_FILE, read_credentials
 from sync.worker import SyncConfig
@@ -32,6 +36,7 @@ pytestmark = needs_x
 AGENTS = {"upd-a": "a-desk", "upd-b": "b-desk-nopkg", "upd-c": "c-desk"}
 FAILING = "upd-b"
 FINAL = ("done", "failed", "expired", "error", "lost", "skipped")
+WORKERS_ENV = "PHP_CLI_SERVER_WORKERS"
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 
 
@@ -54,7 +59,16 @@ class Stack:
             self.procs.ems(client_id, "agent", "--data-dir", str(agent_dir), "--server", self.bus.endpoint,
                            f"--server-key={self.bus.server_key}", "--id", client_id, "--access-dir", str(agent_dir / "access"), env=env)
         wait_for(lambda: set(AGENTS) <= set(self.bus.broker.online), 90, interval_s=0.1, what="three agents online")
-        self.site = WebSite(mysql_admin_url, root / "web", admin_api=(f"http://127.0.0.1:{self.admin_api.http.port}", TOKEN))
+        # php -S with several workers, so that two pages' steps really run at once; stopped as a process group
+        saved = os.environ.get(WORKERS_ENV)
+        os.environ[WORKERS_ENV] = "4"
+        try:
+            self.site = WebSite(mysql_admin_url, root / "web", admin_api=(f"http://127.0.0.1:{self.admin_api.http.port}", TOKEN))
+        finally:
+            if saved is None:
+                del os.environ[WORKERS_ENV]
+            else:
+                os.environ[WORKERS_ENV] = saved
         self.site.add_server("srv-a", "Head office")
         for client_id, host in AGENTS.items():
             self.site.add_client("srv-a", client_id, host)
@@ -62,9 +76,18 @@ class Stack:
         self.site.add_client("srv-a", "ghost-x", HOSTILE)  # in the web's snapshot, unknown to the broker
         self.sync = RunningSync(self.bus, read_credentials(self.site.root / WRITER_FILE), "srv-sync", root,
                                 config=SyncConfig(wait_s=1.0, full_every_s=300.0))
+        wait_for(self._sync_answers, 30, interval_s=0.1, what="the sync worker on the bus")
+
+    def _sync_answers(self) -> bool:
+        try:
+            return bool(self.bus.admin.request("sync.status"))
+        except RemoteError:  # UNAVAILABLE until the worker has joined the bus
+            return False
 
     def close(self) -> None:
         self.sync.stop()
+        if self.site.process.poll() is None:
+            os.killpg(self.site.process.pid, signal.SIGTERM)  # its own session: the server and its workers
         self.site.close()
         self.procs.stop_all()
         self.admin_api.close()
@@ -182,6 +205,34 @@ def test_leaving_out_failed_checks_and_a_step_that_finds_the_lease_taken(stack):
         return json.loads(operator.request("POST", "/updates/step", {"csrf": token, "id": check_id})[2])
     wait_for(lambda: step()["state"] == "done", 60, interval_s=0.3, what="the one-client check")
     assert len(stack.commands("upd-a", "update.check")) == 2
+
+
+def test_four_pages_stepping_at_once_send_each_command_once(stack):
+    pages = [WebClient(stack.site.base) for _ in range(4)]
+    for page, name in zip(pages, ["otto", "otto", "ada", "ada"]):
+        assert page.login(name) == 303
+    tokens = [page.csrf("/updates") for page in pages]
+    targets = ("upd-a", "upd-c")
+    before = {c: len(stack.commands(c, "update.check")) for c in targets}
+    status, headers, _ = pages[0].request("POST", "/updates/check", flat({"csrf": tokens[0], "reason": "all at once",
+                                                                          "pick[]": [f"srv-a/{c}" for c in targets]}))
+    assert status == 303
+    check_id = headers["Location"].rsplit("=", 1)[1]
+    answers: list[dict] = []
+
+    def hammer(page: WebClient, token: str) -> None:
+        for _ in range(400):
+            status, _, text = page.request("POST", "/updates/step", {"csrf": token, "id": check_id})
+            answers.append(json.loads(text) if status == 200 else {"status": status})
+            if answers[-1].get("state") != "running":
+                return
+    threads = [threading.Thread(target=hammer, args=pair) for pair in zip(pages, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert {a.get("state") for a in answers} <= {"running", "done"} and answers[-1]["state"] == "done", answers[-3:]
+    assert {c: len(stack.commands(c, "update.check")) - before[c] for c in targets} == {"upd-a": 1, "upd-c": 1}
 
 
 def test_another_operators_page_goes_on_in_the_starters_name(stack):
