@@ -35,7 +35,6 @@ pytestmark = needs_x
 #: client id -> host name; the web orders a batch by host name, so the failing one is the second wave
 AGENTS = {"upd-a": "a-desk", "upd-b": "b-desk-nopkg", "upd-c": "c-desk"}
 FAILING = "upd-b"
-FINAL = ("done", "failed", "expired", "error", "lost", "skipped")
 WORKERS_ENV = "PHP_CLI_SERVER_WORKERS"
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 
@@ -310,7 +309,7 @@ def test_unknown_clients_and_batches_are_refused_and_change_nothing(stack):
              ({"pick[]": "no-slash", "reason": "r"}, 400, "server/client"),
              ({"reason": "r"}, 400, "Select at least one client"),
              ({"pick[]": "srv-a/upd-a", "reason": "  "}, 422, "A reason"),
-             ({"all": "1", "q": "nothing-matches-this", "reason": "r"}, 422, "No client is selected")]
+             ({"all": "1", "q": "nothing-matches-this", "reason": "r"}, 422, "No client to act on")]
     for form, expected, words in cases:
         status, _, text = operator.request("POST", "/updates/check", flat({**form, "csrf": token}))
         assert status == expected and words in text, (form, status, text[-300:])
@@ -367,3 +366,41 @@ def test_auto_sync_is_refused_for_an_operator_and_for_bad_input(stack):
     status, _, _ = admin.request("POST", "/servers/auto", {"csrf": token, "enabled": "1", "every_min": "5", "reason": " "})
     assert status == 422
     assert (worker.config.auto, worker.config.full_every_s) == before and len(stack.admin_api.audit()) == audited
+
+
+def test_paging_all_matching_across_servers_and_the_waves_a_rollout_is_cut_into(stack):
+    stack.site.add_server("srv-b", "Branch")
+    for n in range(120):
+        stack.site.add_client("srv-b", f"bulk-b{n:03}", f"bulk-b{n:03}")
+    for n in range(5):
+        stack.site.add_client("srv-a", f"bulk-a{n}", f"bulk-a{n}")
+    operator = WebClient(stack.site.base)
+    assert operator.login("otto") == 303
+    status, _, page = operator.request("GET", "/updates?q=bulk&page=3")
+    assert status == 200 and "125 clients match · page 3 of 3" in page and page.count('name="pick[]"') == 25
+    assert "120 clients match" in operator.request("GET", "/updates?q=bulk&server=srv-b")[2]
+    token = operator.csrf("/updates")
+    status, headers, _ = operator.request("POST", "/updates/check", {"csrf": token, "all": "1", "q": "bulk", "server": "srv-b",
+                                                                     "reason": "branch patch review"})
+    assert status == 303
+    check_id = int(headers["Location"].rsplit("=", 1)[1])
+    rows = stack.site.admin_sql("SELECT server_id, COUNT(*), MIN(wave), MAX(wave) FROM web_update_targets WHERE batch_id = %s "
+                                "GROUP BY server_id", (check_id,))
+    assert rows == (("srv-b", 120, 1, 1),)
+
+    def step() -> dict:  # none of these clients is on this bus: each comes back refused, quickly
+        return json.loads(operator.request("POST", "/updates/step", {"csrf": token, "id": str(check_id)})[2])
+    wait_for(lambda: step()["state"] == "done", 120, interval_s=0.1, what="120 refusals")
+    assert stack.site.admin_sql("SELECT status, COUNT(*) FROM web_update_targets WHERE batch_id = %s GROUP BY status",
+                                (check_id,)) == (("error", 120),)
+    form = {"csrf": token, "batch": str(check_id), "first": "1", "size": "50", "stop": "3", "reason": "r"}
+    status, _, text = operator.request("POST", "/updates/apply", {**form, "skip_failed": "1"})
+    assert status == 422 and "No client to act on" in text  # every check failed: nothing is left to update
+    status, headers, _ = operator.request("POST", "/updates/apply", form)
+    assert status == 303
+    rollout_id = int(headers["Location"].rsplit("=", 1)[1])
+    waves = stack.site.admin_sql("SELECT wave, COUNT(*) FROM web_update_targets WHERE batch_id = %s GROUP BY wave ORDER BY wave",
+                                 (rollout_id,))
+    assert waves == ((1, 1), (2, 50), (3, 50), (4, 19))
+    assert stack.site.admin_sql("SELECT waves, current_wave, state, stop_failures FROM web_update_batches WHERE id = %s",
+                                (rollout_id,)) == ((4, 1, "running", 3),)

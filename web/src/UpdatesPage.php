@@ -192,7 +192,7 @@ final class UpdatesPage
     private function sizeOk(int $count): bool
     {
         if ($count === 0 || $count > UpdatesQuery::MAX_TARGETS) {
-            $this->refuse(422, $count === 0 ? 'No client is selected: nothing was started.'
+            $this->refuse(422, $count === 0 ? 'No client to act on (none selected, or every one left out): nothing was started.'
                 : 'More than ' . UpdatesQuery::MAX_TARGETS . ' clients match: narrow the filter. Nothing was started.');
             return false;
         }
