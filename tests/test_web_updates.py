@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -404,3 +406,14 @@ def test_paging_all_matching_across_servers_and_the_waves_a_rollout_is_cut_into(
     assert waves == ((1, 1), (2, 50), (3, 50), (4, 19))
     assert stack.site.admin_sql("SELECT waves, current_wave, state, stop_failures FROM web_update_batches WHERE id = %s",
                                 (rollout_id,)) == ((4, 1, "running", 3),)
+
+
+def test_a_real_check_result_reads_as_a_count_and_names():
+    """What an agent that really ran its package manager returns (not a dry run): the count and the names."""
+    root = Path(__file__).resolve().parents[1] / "web" / "src"
+    record = {"id": "c1", "name": "update.check", "status": "done",
+              "result": {"ok": True, "output": {"update_count": 2, "updates": ["openssl", "tzdata"], "dry_run": False}}}
+    code = f"require '{root}/bootstrap.php'; echo json_encode(Ems\\Web\\CommandView::of(json_decode(stream_get_contents(STDIN), true)));"
+    view = json.loads(subprocess.run(["php", "-r", code], input=json.dumps(record), capture_output=True, text=True, check=True).stdout)
+    assert (view["update_count"], view["updates"], view["dry_run"]) == (2, ["openssl", "tzdata"], False)
+    assert view["summary"] == "Done: 2 updates pending; openssl, tzdata"
