@@ -142,10 +142,10 @@ $(function () {
     $run.attr('data-state', view.state);
     $('#run-state').text(view.state).toggleClass('text-bg-success', view.state === 'done')
       .toggleClass('text-bg-danger', view.state === 'stopped').toggleClass('text-bg-info', view.state === 'running');
-    var percent = view.total ? Math.round(100 * view.final / view.total) : 100;
-    $('#run-progress').attr('aria-valuenow', view.final).find('.progress-bar').css('width', percent + '%').text(percent + ' %')
-      .toggleClass('bg-danger', view.failures > 0);
     var skipped = view.counts.skipped || 0;
+    var percent = view.total ? Math.round(100 * (view.final - skipped) / view.total) : 100;
+    $('#run-progress').attr('aria-valuenow', view.final - skipped).find('.progress-bar').css('width', percent + '%').text(percent + ' %')
+      .toggleClass('bg-danger', view.failures > 0);
     $('#run-summary').text((view.final - skipped) + ' of ' + view.total + ' clients finished, ' + view.failures + ' failed'
       + (skipped ? ', ' + skipped + ' not started' : '') + (isCheck ? '' : ' · wave ' + view.current_wave + ' of ' + view.waves));
     $('#run-note').text(view.note || '');
