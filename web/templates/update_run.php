@@ -52,6 +52,8 @@ $isCheck = $batch['action'] === 'update-check';
   </div>
   <div class="form-check mb-2"><input class="form-check-input" type="checkbox" name="skip_failed" value="1" id="apply-skip" checked>
     <label class="form-check-label" for="apply-skip">Leave out the clients whose check failed</label></div>
+  <p class="small text-body-secondary mb-2">A wave ends when each of its clients has answered. An offline client's command
+    waits for it until the admin API's command time to live (an hour unless configured) and then counts as a failure (expired).</p>
   <label class="form-label" for="apply-reason">Reason (required: each client's user is shown it, the audit trail keeps it with your name)</label>
   <textarea class="form-control mb-2" name="reason" id="apply-reason" maxlength="500" rows="2" required></textarea>
   <div><button type="submit" class="btn btn-danger" id="apply-start">Apply updates in waves</button></div>
