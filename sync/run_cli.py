@@ -1,18 +1,23 @@
 """``ems sync run`` (the sync worker) and ``ems sync --now`` (ask it for a full snapshot, with a progress bar)."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from broker.core import keys
 from broker.core.client import BusClient
 from broker.core.config import ClientConfig, DataDir, resolve_data_dir
 from broker.core.errors import EmsError, RemoteError
+from broker.core.private_files import FILE_MODE, private_dir
 from broker.core.profile import load as load_profile
 from broker.core.profile import operator_client
 from broker.core.progress import ProgressBar
+from broker.core.vocabulary import auto_sync_problem
 from sync.mysql_url import MysqlUrl
 from sync.snapshot_db import SnapshotDB
 from sync.web_crypto import WebKey, key_path
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 KEY_NAME = "sync"
 #: how long ``--now`` follows a snapshot before it gives up watching (the snapshot goes on)
 NOW_WATCH_S = 3600.0
+#: the auto-sync setting last made over the bus (``sync.auto``, the web's Servers tab), relative to the data dir
+AUTO_FILE = Path("sync") / "auto.json"
 
 
 def add_options(p) -> None:
@@ -33,7 +40,8 @@ def add_options(p) -> None:
                    help="ask the running sync worker for a full snapshot now and show its progress")
     p.add_argument("--server", help="broker endpoint (default: from the profile)")
     p.add_argument("--full-every-min", type=float, default=SyncConfig.full_every_s / 60,
-                   help="run: a full snapshot every N minutes (default %(default)g)")
+                   help="run: a full snapshot every N minutes (default %(default)g; "
+                        f"a setting saved from the web's Servers tab in DATA/{AUTO_FILE} wins)")
     p.add_argument("--writer-url", help="run: the sync writer's MySQL URL (default: DATA/sync/mysql.json from `ems sync init`)")
 
 
@@ -46,7 +54,41 @@ def build_worker(data_root, server: str | None = None, mysql: MysqlUrl | None = 
     bus = BusClient(client_config, keys.load(data.keys, KEY_NAME), hello={"client_id": KEY_NAME, "provides": ["sync"]})
     db = SnapshotDB(mysql or writer_url(data.root), server_id=profile.server_key, web_key=WebKey.load_or_create(key_path(data.root)),
                     server_name=_host_name(), version=_version())
-    return SyncWorker(bus, db, config)
+    config = config or SyncConfig()
+    saved = load_auto(data.root)
+    if saved is not None:
+        config.auto, config.full_every_s = saved["enabled"], float(saved["every_s"])
+    return SyncWorker(bus, db, config, on_auto=lambda setting: save_auto(data.root, setting))
+
+
+def load_auto(data_root) -> dict | None:
+    """The saved auto-sync setting, or None (none saved, or not readable: then the command line's)."""
+    path = Path(data_root) / AUTO_FILE
+    try:
+        setting = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+    problem = auto_sync_problem(setting)
+    if problem:
+        log.warning("ignoring %s: %s", path, problem)
+        return None
+    return setting
+
+
+def save_auto(data_root, setting: dict) -> None:
+    """Keep ``setting`` for the next start (0600, written whole then renamed); a failure is logged, not fatal."""
+    path = Path(data_root) / AUTO_FILE
+    try:
+        private_dir(path.parent)
+        temp = path.with_name(path.name + ".tmp")
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w") as out:
+            json.dump(setting, out)
+        os.replace(temp, path)
+    except OSError as exc:
+        log.error("auto-sync setting not saved to %s (it holds until the worker restarts): %s", path, exc)
 
 
 def run_worker(args) -> int:

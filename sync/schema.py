@@ -10,7 +10,8 @@ Two kinds of tables:
   transaction as the rows it covers), ``schema_version`` the version this
   file built. The web UI's MySQL user may only read them.
 * the *web* tables (:data:`WEB_TABLES`), the web UI's own state (its users,
-  sessions, settings, saved reports): the web UI's user reads and writes them.
+  sessions, settings, saved reports, OS update checks and rollouts): the web UI's
+  user reads and writes them.
 
 Beside the seed's tables the web needs ``snapshot_metrics`` (the charts),
 ``snapshot_audit`` (the audit trail: who looked at what, and why) and
@@ -40,6 +41,7 @@ _ROW_KEY = "PRIMARY KEY (server_id, id)"
 _GEN = "sync_gen BIGINT NOT NULL DEFAULT 0"
 _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
+_OPERATOR = "operator VARCHAR(255) NOT NULL"  # who did it, as a person's name
 _SERIAL = "id BIGINT NOT NULL AUTO_INCREMENT"  # the web tables' own row ids
 
 #: table -> (column and key definitions); column names are each line's first word
@@ -157,7 +159,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERVER, _ROW_ID,
         "source VARCHAR(128) NOT NULL",
         "ts DOUBLE NOT NULL",
-        "operator VARCHAR(255) NOT NULL",
+        _OPERATOR,
         "role VARCHAR(32)",
         "action VARCHAR(64) NOT NULL",
         "target VARCHAR(128)",
@@ -247,6 +249,44 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "updated DOUBLE NOT NULL",
         "PRIMARY KEY (id)",
         "UNIQUE KEY web_reports_user_name (user_id, name)",
+    ),
+    # the Updates tab: an update check over many clients, or a rollout (update apply) in waves
+    "web_update_batches": (
+        _SERIAL,
+        "action VARCHAR(16) NOT NULL",  # 'update-check' or 'update-apply' (the admin API's action)
+        "user_id BIGINT NOT NULL",  # the web user who started it
+        _OPERATOR,  # the name every command carries
+        "reason TEXT NOT NULL",
+        "source_batch BIGINT",  # the check a rollout was started from
+        "first_wave INT NOT NULL",  # clients in the first wave
+        "wave_size INT NOT NULL",  # clients in each later wave
+        "stop_failures INT NOT NULL",  # a wave with this many failures stops the rollout
+        "waves INT NOT NULL",
+        "current_wave INT NOT NULL DEFAULT 1",
+        "state VARCHAR(16) NOT NULL",  # running, done, stopped
+        "note TEXT",  # why it stopped
+        "lease_token CHAR(32) NOT NULL DEFAULT ''",  # the step that advances it now (one at a time)
+        "lease_until DOUBLE NOT NULL DEFAULT 0",
+        "created DOUBLE NOT NULL",
+        "updated DOUBLE NOT NULL",
+        "PRIMARY KEY (id)",
+        "KEY web_update_batches_created (created)",
+    ),
+    "web_update_targets": (  # one client of a batch, with its command and what came back
+        "batch_id BIGINT NOT NULL",
+        "position INT NOT NULL",
+        _SERVER, _CLIENT,
+        "hostname VARCHAR(255) NOT NULL DEFAULT ''",
+        "wave INT NOT NULL",
+        _STATUS,  # waiting, sending, a command status, error, lost, skipped
+        "command_id VARCHAR(64)",
+        "summary TEXT",
+        "dry_run TINYINT NOT NULL DEFAULT 0",
+        "update_count INT",
+        "updates TEXT",  # JSON list of update names
+        "updated DOUBLE NOT NULL",
+        "PRIMARY KEY (batch_id, position)",
+        "KEY web_update_targets_wave (batch_id, wave, status)",
     ),
 }
 

@@ -8,9 +8,12 @@ One thread, one loop (:meth:`SyncWorker.step`):
   same second it was stored; each page is written with its watermarks in
   one MySQL transaction (:class:`~sync.snapshot_db.SnapshotDB`);
 * it answers ``sync.now`` (start a full snapshot; the answer is
-  immediate) and ``sync.status`` (last syncs, rows, progress, the last
-  error), which the broker forwards to the service that provides "sync";
-* it starts a full snapshot on its first run and every ``full_every_s``.
+  immediate), ``sync.status`` (last syncs, rows, progress, the last
+  error, the auto-sync setting) and ``sync.auto`` (turn the automatic full
+  snapshots on or off and set their period), which the broker forwards to
+  the service that provides "sync";
+* it starts a full snapshot on its first run and, while auto-sync is on,
+  every ``full_every_s``.
 
 MySQL failures (unreachable, refused password, a connection dropped in the
 middle of a page, a full disk) roll the page back and are retried with
@@ -27,6 +30,7 @@ from typing import Callable
 from broker.core.client import BusClient
 from broker.core.envelope import Envelope, ErrorCode, Kind, error_body, new_id, pack_body
 from broker.core.errors import EmsError
+from broker.core.vocabulary import auto_sync_problem
 from sync.mysql_url import MysqlError
 from sync.snapshot_db import SnapshotDB
 
@@ -41,6 +45,8 @@ class SyncConfig:
 
     #: a full snapshot this often (the seed's "auto-sync servers every N minutes")
     full_every_s: float = 300.0
+    #: whether those periodic full snapshots run at all (``sync.auto`` changes both while it runs)
+    auto: bool = True
     #: how long the persister may hold a long poll when nothing changed
     wait_s: float = 5.0
     #: a page of changes: at most this many rows and about this many bytes
@@ -55,8 +61,10 @@ class SyncWorker:
     """The sync service (see the module docstring). ``clock`` is monotonic time."""
 
     def __init__(self, bus: BusClient, db: SnapshotDB, config: SyncConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_auto: Callable[[dict], None] | None = None):
         self.bus, self.db, self.config, self.clock = bus, db, config or SyncConfig(), clock
+        #: called with ``{"enabled", "every_s"}`` after ``sync.auto`` changed them (``ems sync run`` saves them)
+        self.on_auto = on_auto
         self._stopping = False
         #: the change request in flight: (msg id, watermarks it asked from, give-up time, bus generation)
         self.inflight: tuple[str, dict, float, int] | None = None
@@ -119,7 +127,7 @@ class SyncWorker:
         self.retry_s = min(self.retry_s * 2, self.config.retry_max_s)
 
     def _maybe_start_full(self, now: float) -> None:
-        if not self.db.full_running and (self.full_wanted or now >= self.next_full):
+        if not self.db.full_running and (self.full_wanted or (self.config.auto and now >= self.next_full)):
             try:
                 gen = self.db.start_full()
             except MysqlError as exc:
@@ -203,6 +211,9 @@ class SyncWorker:
                 result = {"started": True, "already_running": self.db.full_running}
             elif op == "sync.status":
                 result = self.snapshot_status()
+            elif op == "sync.auto":
+                result = self.set_auto(request.get("args") or {})
+                log.info("auto-sync set to %s by %s", result, _asker(request))
             else:
                 raise ValueError(f"unknown sync operation {op!r}")
             kind, body = Kind.REPLY, pack_body(result)
@@ -212,6 +223,24 @@ class SyncWorker:
             self.bus.send(kind, body=body, corr=env.msg_id)
         except EmsError as exc:
             log.debug("sync answer not sent: %s", exc)
+
+    def set_auto(self, args: dict) -> dict:
+        """``sync.auto`` ``{"enabled", "every_s", "reason", "operator"}``: apply the setting now (the next
+        periodic snapshot is one new period away); answers :meth:`auto_status`. ValueError if it is not valid."""
+        setting = {name: args.get(name) for name in ("enabled", "every_s")}
+        problem = auto_sync_problem(setting)
+        if problem:
+            raise ValueError(problem)
+        self.config.auto, self.config.full_every_s = setting["enabled"], float(setting["every_s"])
+        self.next_full = self.clock() + self.config.full_every_s
+        if self.on_auto is not None:
+            self.on_auto({"enabled": self.config.auto, "every_s": self.config.full_every_s})
+        return self.auto_status()
+
+    def auto_status(self) -> dict:
+        """The automatic full snapshots as they run now: on or off, the period, seconds to the next one."""
+        next_in_s = max(0.0, self.next_full - self.clock()) if self.config.auto else None
+        return {"enabled": self.config.auto, "every_s": self.config.full_every_s, "next_in_s": next_in_s}
 
     def snapshot_status(self) -> dict:
         """What ``sync.status`` answers."""
@@ -230,6 +259,7 @@ class SyncWorker:
             "error": self.status["last_error"],
             "error_since": self.status["error_since"],
             "watermarks": self.db.watermarks(),
+            "auto": self.auto_status(),
         }
 
 

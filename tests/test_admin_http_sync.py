@@ -89,7 +89,7 @@ def test_sync_now_needs_a_reason_and_a_person(bus, admin):
         assert status == 400 and body["error"] == "a reason is required"
         status, body, _ = admin.http.call("POST", "/api/sync", {"reason": "why"}, headers={"X-EMS-Operator": None})
         assert status == 400 and "X-EMS-Operator is required" in body["error"]
-        status, body, _ = admin.http.call("GET", "/api/sync")
+        status, body, _ = admin.http.call("DELETE", "/api/sync")  # GET reads the status (sync.status)
         assert status == 405
         assert sync.requests == []
     finally:

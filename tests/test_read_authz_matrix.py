@@ -57,6 +57,7 @@ OPS = {
     "store.query": {"kind": "clients", "limit": 1}, "store.capture": {"id": 987654321}, "store.stats": {},
     "keys.blocked": {}, "keys.unblock": {"id": "no-such-client"},
     "sync.status": {}, "sync.now": {"reason": "matrix"}, "store.changes": {"max_rows": 1},
+    "sync.auto": {"enabled": True, "every_min": 5, "reason": "matrix"},
     "targets.resolve": {"selector": "all"}, "targets.tags": {},
     "targets.tag": {"kind": "tag", "name": "matrix", "selector": "no-such-agent"},
     "bulk.start": {"selector": "no-such-agent", "name": "ping"}, "bulk.get": {"id": "no-such-run"}, "bulk.list": {},
@@ -73,7 +74,7 @@ EXPECTED_OPS = {
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
                              "approvals.list", "approvals.decide", "templates.run"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
-    "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes"},
+    "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
     "agent": set(),
 }
 SECRET_ARGS = {"path": "/home/kim/payroll.xlsx", "reason": "user asked"}

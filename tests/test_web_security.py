@@ -45,6 +45,8 @@ def test_the_route_table_is_what_these_tests_cover():
                                  "GET /servers/command", "POST /servers/sync", "POST /servers/action",
                                  "GET /reports", "POST /reports", "GET /reports/open", "GET /reports/csv",
                                  "POST /reports/rename", "POST /reports/delete",
+                                 "GET /servers/auto", "POST /servers/auto", "GET /updates", "GET /updates/run",
+                                 "GET /updates/state", "POST /updates/check", "POST /updates/apply", "POST /updates/step",
                                  *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 
 
@@ -57,7 +59,10 @@ def test_every_post_without_a_valid_csrf_token_is_refused(site, token):
              "/users": {"username": "mallory", "role": "admin", "password": "x" * 12},
              "/servers/sync": {"reason": "r"}, "/servers/action": {"client": "agent-xss", "action": "reboot", "reason": "r"},
              "/reports": {"name": "forged", "tab": "logs"}, "/reports/rename": {"id": report, "name": "forged"},
-             "/reports/delete": {"id": report}}
+             "/reports/delete": {"id": report},
+             "/servers/auto": {"enabled": "0", "every_min": "5", "reason": "r"},
+             "/updates/check": {"all": "1", "reason": "r"}, "/updates/apply": {"batch": "1", "first": "1", "size": "1", "stop": "1", "reason": "r"},
+             "/updates/step": {"id": "1"}}
     assert {route.split()[1] for route in php_routes() if route.startswith("POST")} == set(forms)
     for path, form in forms.items():
         sent = form if token is None else {**form, "csrf": token}
@@ -97,9 +102,13 @@ def test_no_get_changes_state(site):
     before = site.state()
     for path in gets + posts_as_gets:
         status, _, _ = admin.request("GET", path + hostile)
-        # /servers/command: 400 for a malformed command id, 503 with no admin API configured (a read either
-        # way: it would only ask the admin API for a status)
-        assert status in (200, 303, 405) or (path == "/servers/command" and status in (400, 503)), (path, status)
+        # 400: /servers/command with a malformed or no command id (a read: it would only ask the admin API for a
+        # status); /updates/run and /updates/state: 400 without a batch id, 404 for the saved report's id given here;
+        # 503: /servers/command and /servers/auto read the admin API, which is off here
+        assert status in (200, 303, 405) or (path, status) in {("/servers/command", 400), ("/servers/command", 503),
+                                                               ("/updates/run", 400), ("/updates/run", 404),
+                                                               ("/updates/state", 400), ("/updates/state", 404),
+                                                               ("/servers/auto", 503)}, (path, status)
         assert [c for c in admin.set_cookies if not c.startswith("ems_web=")] == [], path
     assert site.state() == before
     assert "ems_theme" not in admin.cookies

@@ -12,6 +12,8 @@ body first), so every route is a small method whose docstring is its spec:
 ``POST /api/clients/<id>/update-apply``  agent command ``update.apply``
 ``GET  /api/commands/<id>``            one command's record (broker ``command.get``)
 ``POST /api/sync``                     "sync this server now": ``sync.now`` to the sync worker
+``GET  /api/sync``                     the sync worker's status (``sync.status``), auto-sync setting included
+``POST /api/sync/auto``                auto-sync on/off and its period: ``sync.auto`` to the sync worker
 =====================================  =======================================
 
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
@@ -32,7 +34,7 @@ from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, Admi
 from broker.core import errors
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
-from broker.core.vocabulary import reason_too_long
+from broker.core.vocabulary import auto_sync_problem, reason_too_long
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ BODY_KEYS = ("reason", "args", "ttl_s")
 #: extra time an HTTP thread gives the bus thread beyond one bus round trip
 QUEUE_SLACK_S = 5.0
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+#: the hint when a call that changes the sync worker names no person
+_NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 
 
 class ApiError(EmsError):
@@ -99,6 +103,8 @@ class AdminApi:
             ("POST", ("api", "clients", "{}", "{}"), self.client_action),
             ("GET", ("api", "commands", "{}"), self.get_command),
             ("POST", ("api", "sync"), self.sync_now),
+            ("GET", ("api", "sync"), self.sync_status),
+            ("POST", ("api", "sync", "auto"), self.sync_auto),
         ]
 
     def handle(self, req: Request) -> Response:
@@ -117,7 +123,7 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, POST /api/sync")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
@@ -213,18 +219,43 @@ class AdminApi:
         reason = req.audit["reason"] = self._reason(_json_object(req.body))
         if req.caller == CLIENT_ID:
             raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who asks for the sync",
-                           f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)")
-        operator = {"id": req.caller, "name": req.caller}
+                           _NAME_THE_PERSON)
+        answer = self._sync_request("sync.now", reason=reason, operator={"id": req.caller, "name": req.caller})
+        return Response(202, {**(answer if isinstance(answer, dict) else {"answer": answer}), "caller": req.caller})
+
+    def sync_status(self, req: Request) -> Response:
+        """``GET /api/sync``: the sync worker's ``sync.status`` as it answers now (last syncs, progress, and
+        ``auto``: ``{"enabled", "every_s", "next_in_s"}``). 503 when no sync worker is connected."""
+        return Response(200, self._sync_request("sync.status"))
+
+    def sync_auto(self, req: Request) -> Response:
+        """``POST /api/sync/auto`` with ``{"reason": "...", "args": {"enabled": true, "every_s": 600}}``: turn the
+        sync worker's automatic full snapshots on or off and set their period (60 s to a week). Answers 200
+        with the setting the worker now runs with (read back from it). ``X-EMS-Operator`` is required."""
+        req.audit["action"] = "sync.auto"
+        body = _json_object(req.body)
+        reason = req.audit["reason"] = self._reason(body)
+        setting = body.get("args")
+        req.audit["setting"] = setting
+        problem = auto_sync_problem(setting)
+        if problem:
+            raise ApiError(400, problem, 'e.g. {"reason": "...", "args": {"enabled": true, "every_s": 600}}')
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who changes auto-sync",
+                           _NAME_THE_PERSON)
+        answer = self._sync_request("sync.auto", reason=reason, operator={"id": req.caller, "name": req.caller}, **setting)
+        return Response(200, {"auto": answer, "caller": req.caller})
+
+    # -- helpers -------------------------------------------------------------------
+    def _sync_request(self, op: str, **args) -> Any:
+        """``op`` to the sync worker; 503 when none is connected."""
         try:
-            answer = self._bus(lambda client: client.request("sync.now", timeout_s=self.config.bus_timeout_s,
-                                                             reason=reason, operator=operator))
+            return self._bus(lambda client: client.request(op, timeout_s=self.config.bus_timeout_s, **args))
         except ApiError as exc:
             if isinstance(exc.__cause__, RemoteError) and exc.__cause__.code == ErrorCode.UNAVAILABLE:
                 raise ApiError(503, "sync worker not running", "`ems up` starts it (unless --no-web)") from exc
             raise
-        return Response(202, {**(answer if isinstance(answer, dict) else {"answer": answer}), "caller": req.caller})
 
-    # -- helpers -------------------------------------------------------------------
     def _bus(self, job, not_found: frozenset | set = frozenset(), not_found_hint: str = "") -> Any:
         """Run ``job`` on the bus thread; bus failures become ApiErrors (404/502/504)."""
         try:

@@ -111,6 +111,8 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     # forwarded to the service that provides "sync" (the MySQL sync worker)
     "sync.now": ("operator", True),
     "sync.status": ("viewer", True),
+    # the automatic full snapshots: on/off and their period (the web's Servers tab, admins only)
+    "sync.auto": ("admin", True),
 }
 
 #: Operation prefixes answered by a service rather than the broker itself.

@@ -124,3 +124,21 @@ def reason_problem(name: str, args: dict, how: str = "") -> str | None:
         return (f"{name} ({what}) needs a reason, shown to the user and kept in the audit trail: "
                 f"give a reason: {how or f'ems send AGENT {name} --reason ' + repr('...')}")
     return None
+
+
+#: the sync worker's automatic full snapshots: the shortest and longest period one may set (``sync.auto``)
+AUTO_SYNC_MIN_S = 60.0
+AUTO_SYNC_MAX_S = 7 * 24 * 3600.0
+
+
+def auto_sync_problem(args: Any) -> str | None:
+    """Why ``args`` is not a valid ``sync.auto`` setting (``{"enabled": bool, "every_s": seconds}``), or None.
+    The admin API checks it before the bus and the sync worker again before it applies it."""
+    if not isinstance(args, dict) or set(args) != {"enabled", "every_s"}:
+        return 'the auto-sync setting is {"enabled": true or false, "every_s": seconds}'
+    every_s = args["every_s"]
+    if not isinstance(args["enabled"], bool):
+        return "enabled must be true or false"
+    if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not AUTO_SYNC_MIN_S <= every_s <= AUTO_SYNC_MAX_S:
+        return f"every_s must be a number of seconds from {AUTO_SYNC_MIN_S:g} to {AUTO_SYNC_MAX_S:g} (1 minute to 1 week)"
+    return None

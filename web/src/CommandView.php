@@ -8,7 +8,7 @@ final class CommandView
 {
     public const FINAL = ['done', 'failed', 'expired'];
 
-    /** {id, name, status, final, summary, dry_run} for the browser (no args: they stay on the server). */
+    /** {id, name, status, final, summary, dry_run, update_count, updates} for the browser (no args: they stay on the server). */
     public static function of(array $record): array
     {
         $status = (string) ($record['status'] ?? 'unknown');
@@ -17,7 +17,10 @@ final class CommandView
         $result['error'] = self::error($outcome['error'] ?? null);
         return ['id' => (string) ($record['id'] ?? ''), 'name' => (string) ($record['name'] ?? ''), 'status' => $status,
             'final' => in_array($status, self::FINAL, true), 'dry_run' => !empty($result['dry_run']),
-            'summary' => self::summary($status, $result)];
+            'summary' => self::summary($status, $result),
+            'update_count' => isset($result['update_count']) ? (int) $result['update_count'] : null,
+            'updates' => is_array($result['updates'] ?? null)
+                ? array_map(static fn (mixed $u): string => is_scalar($u) ? (string) $u : '', array_slice($result['updates'], 0, 100)) : []];
     }
 
     /** An agent's error (text, or {code, message}) as text. */

@@ -12,6 +12,8 @@ use PDO;
 final class ServersPage
 {
     public const MAX_REASON = 500;
+    /** the longest auto-sync period, in minutes (a week; the sync worker's own limit) */
+    public const AUTO_MAX_MIN = 10080;
 
     public function __construct(private readonly PDO $db, private readonly Auth $auth)
     {
@@ -34,7 +36,8 @@ final class ServersPage
             'server' => $server, 'client' => $client, 'clients' => $clients, 'total' => $total, 'page' => $page,
             'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
             'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS,
-            'webKeyId' => (new Sealed(Config::fromEnv()->webKeyPath()))->keyId()]);
+            'webKeyId' => (new Sealed(Config::fromEnv()->webKeyPath()))->keyId(),
+            'canSetAuto' => Auth::allows($user, 'admin'), 'autoMax' => self::AUTO_MAX_MIN]);
     }
 
     /** GET /servers/state: every server's last sync and state as JSON (the page polls it while a sync runs). */
@@ -90,6 +93,46 @@ final class ServersPage
         if ($status !== 0) {
             View::json($status === 200 ? CommandView::of($answer) : self::refusal($answer), $status === 200 ? 200 : 502);
         }
+    }
+
+    /** GET /servers/auto: the sync worker's auto-sync setting as it runs now ({enabled, every_s, next_in_s}), read back from it. */
+    public function auto(): void
+    {
+        [$status, $answer] = $this->api('GET', '/api/sync', null);
+        if ($status !== 0) {
+            $ok = $status === 200 && is_array($answer['auto'] ?? null);
+            View::json($ok ? self::autoView($answer['auto']) : self::refusal($answer), $ok ? 200 : 502);
+        }
+    }
+
+    /** POST /servers/auto (enabled 1|0, every_min 1-10080, reason): admins only; answers the setting read back from the worker. */
+    public function setAuto(): void
+    {
+        $enabled = AuthPages::posted('enabled');
+        $minutes = trim(AuthPages::posted('every_min'));
+        if (!in_array($enabled, ['0', '1'], true) || !preg_match('/^[0-9]{1,5}$/', $minutes) || (int) $minutes < 1
+            || (int) $minutes > self::AUTO_MAX_MIN) {
+            View::json(['error' => 'Auto-sync is on (1) or off (0), every 1 to ' . self::AUTO_MAX_MIN
+                . ' minutes (a whole number); nothing was changed.'], 422);
+            return;
+        }
+        $reason = $this->reason();
+        if ($reason === null) {
+            return;
+        }
+        $setting = ['enabled' => $enabled === '1', 'every_s' => 60 * (int) $minutes];
+        [$status, $answer] = $this->api('POST', '/api/sync/auto', ['reason' => $reason, 'args' => $setting]);
+        if ($status !== 0) {
+            $ok = $status === 200 && is_array($answer['auto'] ?? null);
+            View::json($ok ? self::autoView($answer['auto']) : self::refusal($answer), $ok ? 200 : 502);
+        }
+    }
+
+    private static function autoView(array $auto): array
+    {
+        $next = $auto['next_in_s'] ?? null;
+        return ['enabled' => !empty($auto['enabled']), 'every_min' => round((float) ($auto['every_s'] ?? 0) / 60, 2),
+            'next_in_min' => is_numeric($next) ? round((float) $next / 60, 1) : null];
     }
 
     /** The posted reason, or null after answering 422 (a reason is mandatory). */

@@ -1,6 +1,6 @@
 <?php
 /** @var array $servers @var string $server @var array $clients @var int $total @var int $page @var int $pages
- *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId
+ *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId @var bool $canSetAuto @var int $autoMax
  *  @var string $client the client to mark (from its row menu) */
 use Ems\Web\View;
 
@@ -10,6 +10,24 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
 <h1 class="h5">Servers</h1>
 <?php if ($canAct && !$apiOn): ?>
   <div class="alert alert-secondary small" id="api-off">Actions are off: the admin API is not configured (`ems up` starts it when EMS_ADMIN_TOKEN is set).</div>
+<?php endif; ?>
+<?php if ($apiOn): ?>
+<div class="card card-body mb-3 small" id="auto-sync">
+  <div>Auto-sync (a full snapshot of the server behind this web's admin API, on a period):
+    <strong id="auto-state">reading it from the sync worker…</strong></div>
+  <?php if ($canSetAuto): ?>
+  <form class="row g-2 align-items-end mt-1" id="auto-form">
+    <div class="col-auto form-check ms-2"><input class="form-check-input" type="checkbox" id="auto-enabled">
+      <label class="form-check-label" for="auto-enabled">On</label></div>
+    <div class="col-auto"><label class="form-label mb-0" for="auto-every">every (minutes)</label>
+      <input class="form-control form-control-sm" type="number" id="auto-every" min="1" max="<?= e($autoMax) ?>" step="1" required></div>
+    <div class="col"><label class="form-label mb-0" for="auto-reason">Reason (kept in the audit trail with your name)</label>
+      <input class="form-control form-control-sm" type="text" id="auto-reason" maxlength="500" required></div>
+    <div class="col-auto"><button type="submit" class="btn btn-sm btn-outline-primary" id="auto-save">Save</button></div>
+  </form>
+  <div class="text-danger" id="auto-error"></div>
+  <?php endif; ?>
+</div>
 <?php endif; ?>
 <div class="table-responsive">
 <table class="table table-sm align-middle" id="servers-table">

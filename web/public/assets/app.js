@@ -226,3 +226,99 @@ $(function () {
     marked.scrollIntoView({ block: 'center', behavior: 'instant' });
   }
 });
+
+// The Updates tab: the selection count, "select this page", and a check or rollout followed to its end. An operator's
+// page advances it (POST /updates/step, idempotent: a second page at once only reads); a viewer's page only reads.
+$(function () {
+  function countPicked() {
+    var all = $('#pick-all').prop('checked');
+    $('.ems-pick').prop('disabled', all);
+    $('#pick-count').text(all ? 'all matching selected' : $('.ems-pick:checked').length + ' selected');
+  }
+  $('#pick-page').on('change', function () { $('.ems-pick').prop('checked', $(this).prop('checked')); countPicked(); });
+  $('.ems-pick, #pick-all').on('change', countPicked);
+
+  var $run = $('#update-run');
+  if (!$run.length) {
+    return;
+  }
+  var csrf = $('input[name=csrf]').first().val();
+  var isCheck = false;
+  var POLL_MS = 1000;
+
+  function render(view) {
+    isCheck = view.action === 'update-check';
+    $run.attr('data-state', view.state);
+    $('#run-state').text(view.state).toggleClass('text-bg-success', view.state === 'done')
+      .toggleClass('text-bg-danger', view.state === 'stopped').toggleClass('text-bg-info', view.state === 'running');
+    var skipped = view.counts.skipped || 0;
+    var percent = view.total ? Math.round(100 * (view.final - skipped) / view.total) : 100;
+    $('#run-progress').attr('aria-valuenow', view.final - skipped).find('.progress-bar').css('width', percent + '%').text(percent + ' %')
+      .toggleClass('bg-danger', view.failures > 0);
+    $('#run-summary').text((view.final - skipped) + ' of ' + view.total + ' clients finished, ' + view.failures + ' failed'
+      + (skipped ? ', ' + skipped + ' not started' : '') + (isCheck ? '' : ' · wave ' + view.current_wave + ' of ' + view.waves));
+    $('#run-note').text(view.note || '');
+    var $body = $('#run-targets tbody').empty();
+    view.targets.forEach(function (t) {
+      var $row = $('<tr>').attr('data-client', t.client).attr('data-status', t.status).append($('<td>').text(t.position + 1));
+      if (!isCheck) {
+        $row.append($('<td class="ems-wave">').text(t.wave));
+      }
+      $row.append($('<td>').text(t.host), $('<td class="font-monospace small">').text(t.client),
+        $('<td class="ems-status">').text(t.status).toggleClass('text-danger', ['failed', 'expired', 'error', 'lost'].indexOf(t.status) >= 0)
+          .toggleClass('text-success', t.status === 'done'),
+        $('<td class="ems-count">').text(t.update_count === null ? (t.dry_run ? 'dry run' : '') : t.update_count),
+        $('<td class="small ems-names">').text(t.updates.join(', ')),
+        $('<td class="small ems-command-status">').text(t.summary));
+      if (t.dry_run) {
+        $row.find('.ems-status').append(' ', $('<span class="badge text-bg-warning">').text('DRY RUN'));
+      }
+      $body.append($row);
+    });
+    $('#apply-form').toggleClass('d-none', view.state === 'running');
+  }
+
+  function follow() {
+    if ($run.attr('data-state') !== 'running') {
+      return;
+    }
+    var call = $run.data('step') === 1
+      ? $.ajax({ url: '/updates/step', method: 'POST', data: { id: $run.data('id') }, dataType: 'json', headers: { 'X-CSRF-Token': csrf } })
+      : $.getJSON('/updates/state', { id: $run.data('id') });
+    call.done(function (view) { render(view); })
+      .fail(function (xhr) { $('#run-note').text((xhr.responseJSON && xhr.responseJSON.error) || 'No answer (' + xhr.status + '): retrying'); })
+      .always(function () { setTimeout(follow, POLL_MS); });
+  }
+
+  render($run.data('initial'));
+  setTimeout(follow, 0);
+});
+
+// The Servers tab's auto-sync: what the sync worker runs with (read back from it), and for admins the change.
+$(function () {
+  if (!$('#auto-sync').length) {
+    return;
+  }
+  var csrf = $('input[name=csrf]').first().val();
+
+  function show(auto) {
+    $('#auto-state').attr('data-enabled', auto.enabled ? '1' : '0').attr('data-every', auto.every_min)
+      .text(auto.enabled ? 'on, every ' + auto.every_min + ' min' + (auto.next_in_min === null ? '' : ' (next in ' + auto.next_in_min + ' min)')
+        : 'off (a full snapshot only on "Sync This Server")');
+    $('#auto-enabled').prop('checked', auto.enabled);
+    $('#auto-every').val(Math.round(auto.every_min));
+  }
+  function failure(xhr) {
+    return (xhr.responseJSON && xhr.responseJSON.error) || 'Refused (' + xhr.status + ')';
+  }
+
+  $.getJSON('/servers/auto').done(show).fail(function (xhr) { $('#auto-state').text('unknown: ' + failure(xhr)); });
+  $('#auto-form').on('submit', function (event) {
+    event.preventDefault();
+    $('#auto-error').text('');
+    $.ajax({ url: '/servers/auto', method: 'POST', dataType: 'json', headers: { 'X-CSRF-Token': csrf },
+             data: { enabled: $('#auto-enabled').prop('checked') ? '1' : '0', every_min: $('#auto-every').val(), reason: $.trim($('#auto-reason').val()) } })
+      .done(function (auto) { show(auto); $('#auto-reason').val(''); })
+      .fail(function (xhr) { $('#auto-error').text(failure(xhr)); });
+  });
+});
