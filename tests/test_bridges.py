@@ -21,7 +21,7 @@ from PIL import Image
 
 from bench.harness.pattern import Pattern
 from bench.harness.xvfb import Xvfb
-from bridges.bridge_call import LATEST_FRAME, SERVER_INFO, Exit
+from bridges.bridge_call import CAPTURE, LATEST_FRAME, SERVER_INFO, Exit
 from broker.core import keys
 from broker.core.config import DataDir
 from broker.core.profile import Profile, load, operator_client, save
@@ -35,7 +35,7 @@ PERSON, REASON = "Jane Doe", "the user reported a frozen window"
 class LiveStack:
     """``ems up`` on Xvfb, plus a display-less agent and an offline one; stopped by pid."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *up_args: str):
         self.root = root
         self.procs = Processes(root)
         self.data = DataDir(root / "var")
@@ -44,7 +44,7 @@ class LiveStack:
         self.pattern = Pattern(self.xvfb.display, W, H).__enter__()
         self.pattern.rect("box", 100, 100, 200, 150, "#ff0000")
         self.up = self.procs.ems("up", "up", "--data-dir", str(self.data.root), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", "0.5",
-                                 env={"DISPLAY": self.xvfb.display, "EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(self.access_dir)})
+                                 *up_args, env={"DISPLAY": self.xvfb.display, "EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(self.access_dir)})
         wait_for(self.data.profile.exists, 30, what="ems up to write the profile")
         self.admin = operator_client(str(self.data.root))
         self.local_agent = wait_for(lambda: self.online() and self.online()[0], 30, interval_s=0.2, what="the local agent online")
@@ -61,9 +61,9 @@ class LiveStack:
         self.admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
         return agent_dir
 
-    def start_headless_agent(self, client_id: str) -> None:
+    def start_headless_agent(self, client_id: str) -> subprocess.Popen:
         profile = load(self.data)
-        self.procs.ems(client_id, "agent", "--data-dir", str(self.enrol(client_id)), "--server", profile.server,
+        return self.procs.ems(client_id, "agent", "--data-dir", str(self.enrol(client_id)), "--server", profile.server,
                        f"--server-key={profile.server_key}", "--id", client_id, "--heartbeat-s", "0.5",
                        env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "EMS_ACCESS_DIR": str(self.root / "access-headless")})
 
@@ -108,7 +108,7 @@ def other_data_dir(stack: LiveStack, root: Path, server: str | None = None, fres
     data = DataDir(root).ensure()
     profile = load(stack.data)
     save(data, Profile(**{**profile.__dict__, "server": server or profile.server}))
-    for name in (SERVER_INFO.key_name, LATEST_FRAME.key_name):
+    for name in (SERVER_INFO.key_name, LATEST_FRAME.key_name, CAPTURE.key_name):
         for path in stack.data.keys.glob(f"{name}.*"):
             shutil.copy2(path, data.keys / path.name)
     if fresh_key:

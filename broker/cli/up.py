@@ -73,7 +73,7 @@ def run(args) -> int:
         parse_web_listen(args.web_listen)  # a bad address stops ems up now, not in a restart loop
         admin_url = f"http://{args.admin_listen}" if args.admin_http else None
         token = token_from_env() if args.admin_http else None
-        web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token))
+        web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token, live_dir=data.root))
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
     services = [*(web.database_services if web else []),

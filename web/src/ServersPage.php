@@ -8,12 +8,13 @@ use PDO;
 /**
  * The Servers tab: every server's sync state, "Sync This Server", and per-client power and update actions.
  * Actions go to the admin API (AdminApi) in the web user's name with a reason; their status is read from it.
+ * The admin API is the live server's (Config::live()): other servers' rows show their actions disabled, saying why.
  */
 final class ServersPage
 {
     public const MAX_REASON = 500;
 
-    public function __construct(private readonly PDO $db, private readonly Auth $auth)
+    public function __construct(private readonly PDO $db, private readonly Auth $auth, private readonly ?Config $config = null)
     {
     }
 
@@ -29,7 +30,8 @@ final class ServersPage
         View::page('servers', ['title' => 'Servers', 'tab' => 'servers', 'user' => $user, 'servers' => $servers,
             'server' => $server, 'clients' => $clients, 'total' => $total, 'page' => $page,
             'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
-            'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS]);
+            'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS,
+            'whyNot' => fn (string $id): ?string => Bridge::whyNot($this->config, $id)]);
     }
 
     /** GET /servers/state: every server's last sync and state as JSON (the page polls it while a sync runs). */

@@ -1,5 +1,6 @@
 <?php
-/** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab */
+/** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab
+ *  @var ?array $pictures (the Captures tab: maxReason, and per row server, id, whyNot) */
 use Ems\Web\HistoryQuery;
 use Ems\Web\View;
 
@@ -45,6 +46,7 @@ $cell = static function (array $column, mixed $value): string {
        href="/<?= e($tab) ?>.csv<?= e(View::query($csv, [])) ?>">CSV</a></div>
   <div class="col-auto text-body-secondary small" id="history-count"><?= e(number_format($total)) ?> rows · page <?= e($query->page) ?> of <?= e($pages) ?></div>
 </form>
+<?php if ($pictures !== null) { echo View::fragment('capture_pictures', ['maxReason' => $pictures['maxReason']]); } ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>
@@ -55,17 +57,21 @@ $cell = static function (array $column, mixed $value): string {
       <th scope="col" data-column="<?= e($key) ?>"><?php if ($sealed): ?><?= e($column[0]) ?><?php else: ?><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
          href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($column[0]) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a><?php endif; ?></th>
     <?php endforeach; ?>
+    <?php if ($pictures !== null): ?><th scope="col">Picture</th><?php endif; ?>
   </tr></thead>
   <tbody>
-  <?php foreach ($rows as $row): ?>
+  <?php foreach ($rows as $i => $row): ?>
     <tr>
       <?php foreach ($query->columns as $key => $column): ?>
         <td class="ems-col-<?= e($key) ?>"><?= $cell($column, $row[$key]) ?></td>
       <?php endforeach; ?>
+      <?php if ($pictures !== null): $picture = $pictures['rows'][$i]; ?>
+        <td class="ems-picture"<?php if ($picture['whyNot'] === null): ?> data-server="<?= e($picture['server']) ?>" data-capture="<?= e($picture['id']) ?>"><span class="text-body-secondary small">hidden</span><?php else: ?> title="<?= e($picture['whyNot']) ?>"><span class="text-body-secondary small">another server</span><?php endif; ?></td>
+      <?php endif; ?>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="<?= e(count($query->columns)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
+    <tr><td colspan="<?= e(count($query->columns) + ($pictures !== null ? 1 : 0)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>
