@@ -8,6 +8,7 @@ never runs. The failures each get their exit code and one line on stderr.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -215,3 +216,42 @@ def test_a_broker_that_never_answers_is_a_timeout(stack, tmp_path):
         line = failure(bridge("server_info", data_dir=mute, timeout_s=1.5), Exit.TIMEOUT)
         assert "timed out after 1.5 s waiting for the broker" in line
         assert failure(frame(stack, stack.local_agent, data_dir=mute, timeout_s=1.5), Exit.TIMEOUT)
+
+
+def capture(stack: LiveStack, *args: str) -> subprocess.CompletedProcess:
+    return bridge("get_capture", *args, "--operator", PERSON, "--operator-id", "web:jane", "--reason", REASON,
+                  data_dir=stack.data.root)
+
+
+def test_get_capture_reads_a_stored_capture_and_previews_for_the_person_audited(stack):
+    assert frame(stack, stack.local_agent).returncode == 0  # a capture in the store
+    (row,) = stack.admin.request("store.query", kind="captures", client_id=stack.local_agent, limit=1)
+    res = capture(stack, str(row["id"]))
+    assert res.returncode == 0, res.stderr
+    image = Image.open(io.BytesIO(res.stdout))
+    assert image.format == "JPEG" and image.size == (W, H)
+
+    res = capture(stack, "--preview", str(row["id"]), "987654321")
+    assert res.returncode == 0, res.stderr
+    answer = json.loads(res.stdout)
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["previews"][str(row["id"])])))
+    assert preview.format == "JPEG" and preview.size[0] < W
+    assert "no capture 987654321" in answer["missing"]["987654321"] and set(answer["previews"]) == {str(row["id"])}
+    assert "no capture 987654321" in failure(capture(stack, "987654321"), Exit.UNKNOWN_CAPTURE)
+
+    def audited() -> dict | None:
+        rows = {r["action"]: r for r in stack.admin.request("store.query", kind="audit", limit=200)
+                if r["operator"] == CAPTURE.client_id}
+        return rows if {"capture.view", "capture.thumbnails"} <= set(rows) else None
+
+    for read in wait_for(audited, 15, interval_s=0.2, what="the capture bridge's reads in the audit trail").values():
+        assert read["reason"] == REASON
+        assert (read["detail"]["operator_name"], read["detail"]["operator_id"], read["detail"]["via"]) == \
+            (PERSON, "web:jane", CAPTURE.client_id)
+
+
+def test_get_capture_needs_a_person_a_reason_and_one_id_for_a_full_picture(stack):
+    for args in (["1", "--reason", REASON], ["1", "--operator", PERSON], ["1", "2", "--operator", PERSON, "--reason", REASON],
+                 ["-5", "--operator", PERSON, "--reason", REASON]):
+        res = bridge("get_capture", *args, data_dir=stack.data.root)
+        assert res.returncode == Exit.USAGE and res.stdout == b"", (args, res.stderr)

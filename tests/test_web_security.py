@@ -39,7 +39,8 @@ def logged_in(site, name: str) -> WebClient:
 def test_the_route_table_is_what_these_tests_cover():
     tabs = ("sessions", "security", "logs", "fileops", "messages", "captures")
     assert set(php_routes()) == {"GET /", "GET /login", "POST /login", "POST /logout", "POST /theme",
-                                 "GET /clients", "GET /users", "POST /users", "GET /servers", "GET /servers/state",
+                                 "GET /clients", "POST /clients/frame", "POST /captures/previews", "POST /captures/image",
+                                 "GET /users", "POST /users", "GET /servers", "GET /servers/state",
                                  "GET /servers/command", "POST /servers/sync", "POST /servers/action",
                                  *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 
@@ -50,7 +51,10 @@ def test_every_post_without_a_valid_csrf_token_is_refused(site, token):
     before = site.state()
     forms = {"/login": {"username": "ada", "password": PASSWORD}, "/logout": {}, "/theme": {"theme": "light"},
              "/users": {"username": "mallory", "role": "admin", "password": "x" * 12},
-             "/servers/sync": {"reason": "r"}, "/servers/action": {"client": "agent-xss", "action": "reboot", "reason": "r"}}
+             "/servers/sync": {"reason": "r"}, "/servers/action": {"client": "agent-xss", "action": "reboot", "reason": "r"},
+             "/clients/frame": {"server": "srv-a", "client": "agent-xss", "reason": "r"},
+             "/captures/previews": {"server": "srv-a", "ids": "1", "reason": "r"},
+             "/captures/image": {"server": "srv-a", "id": "1", "reason": "r"}}
     assert {route.split()[1] for route in php_routes() if route.startswith("POST")} == set(forms)
     for path, form in forms.items():
         sent = form if token is None else {**form, "csrf": token}
