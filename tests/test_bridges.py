@@ -245,7 +245,7 @@ def test_get_capture_reads_a_stored_capture_and_previews_for_the_person_audited(
         return rows if {"capture.view", "capture.thumbnails"} <= set(rows) else None
 
     for read in wait_for(audited, 15, interval_s=0.2, what="the capture bridge's reads in the audit trail").values():
-        assert read["reason"] == REASON
+        assert (read["reason"], read["operator_name"], read["via"]) == (REASON, PERSON, CAPTURE.client_id)
         assert (read["detail"]["operator_name"], read["detail"]["operator_id"], read["detail"]["via"]) == \
             (PERSON, "web:jane", CAPTURE.client_id)
 

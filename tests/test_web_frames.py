@@ -251,8 +251,9 @@ def test_the_captures_tab_shows_a_real_captures_preview_and_full_size(live, brow
         return rows if {"capture.thumbnails", "capture.view"} <= set(rows) else None
 
     rows = wait_for(audited, 20, interval_s=0.2, what="the previews and the full size in the audit trail")
-    for row in rows.values():
-        assert row["reason"] == "checking what support saw, ticket 815"
+    for row in rows.values():  # the audit row itself names the person, with the bridge as via
+        assert (row["reason"], row["operator_name"], row["via"]) == ("checking what support saw, ticket 815", "Otto Operator",
+                                                                     CAPTURE.client_id)
         assert (row["detail"]["operator_name"], row["detail"]["operator_id"], row["detail"]["via"]) == \
             ("Otto Operator", "web:otto", CAPTURE.client_id)
 
