@@ -134,6 +134,13 @@ def test_another_servers_rows_show_their_actions_disabled_saying_why(stack):
     clients = branch.split('id="server-clients"', 1)[1]
     assert "branch-pc" in clients and "ems-act-off" in clients and 'class="btn btn-sm btn-outline-secondary ems-act"' not in clients
     assert "belongs to another EMS server" in clients
+    token = operator.csrf("/servers")  # and the server refuses what the page does not offer
+    commands, audited = len(stack.commands()), len(stack.admin_api.audit())
+    for path, form in {"/servers/sync": {"reason": "r", "server": "srv-b"},
+                       "/servers/action": {"client": "branch-pc-1", "action": "reboot", "reason": "r", "server": "srv-b"}}.items():
+        status, _, text = operator.request("POST", path, {**form, "csrf": token})
+        assert status == 409 and "another EMS server" in json.loads(text)["error"], (path, status, text)
+    assert len(stack.commands()) == commands and len(stack.admin_api.audit()) == audited
 
 
 def test_a_viewer_is_refused_every_action_and_sees_no_buttons(stack):

@@ -42,11 +42,11 @@ final class ServersPage
         View::json(['servers' => $servers]);
     }
 
-    /** POST /servers/sync (reason): the admin API's POST /api/sync in the web user's name. */
+    /** POST /servers/sync (reason, server): the admin API's POST /api/sync in the web user's name. */
     public function sync(): void
     {
         $reason = $this->reason();
-        if ($reason === null) {
+        if ($reason === null || !$this->ours()) {
             return;
         }
         [$status, $answer] = $this->api('POST', '/api/sync', ['reason' => $reason]);
@@ -56,7 +56,7 @@ final class ServersPage
         }
     }
 
-    /** POST /servers/action (client, action, reason): reboot, shutdown, update check or apply through the admin API. */
+    /** POST /servers/action (client, action, reason, server): reboot, shutdown, update check or apply through the admin API. */
     public function act(): void
     {
         $action = AuthPages::posted('action');
@@ -66,7 +66,7 @@ final class ServersPage
             return;
         }
         $reason = $this->reason();
-        if ($reason === null) {
+        if ($reason === null || !$this->ours()) {
             return;
         }
         [$status, $answer] = $this->api('POST', '/api/clients/' . rawurlencode($client) . '/' . $action, ['reason' => $reason]);
@@ -98,6 +98,16 @@ final class ServersPage
             return null;
         }
         return $reason;
+    }
+
+    /** Whether the posted server is the one this web UI's admin API acts on; else false after answering 409. */
+    private function ours(): bool
+    {
+        $why = Bridge::whyNot($this->config, AuthPages::posted('server'));
+        if ($why !== null) {
+            View::json(['error' => $why], 409);
+        }
+        return $why === null;
     }
 
     /** [status, answer] from the admin API; [0, ...] after answering 503 when it is off or unreachable. */

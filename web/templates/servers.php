@@ -43,7 +43,7 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
 <h2 class="h6 mt-4" id="server-clients-title">Clients of <?= e(array_column($servers, 'name', 'server_id')[$server] ?? $server) ?>
   <span class="text-body-secondary small">· <?= e(number_format($total)) ?> · page <?= e($page) ?> of <?= e($pages) ?></span></h2>
 <div class="table-responsive">
-<table class="table table-sm table-hover align-middle" id="server-clients">
+<table class="table table-sm table-hover align-middle" id="server-clients" data-server="<?= e($server) ?>">
   <thead><tr><th>Host</th><th>Client id</th><th>User</th><th>OS</th><th>State</th><th>Actions</th><th>Last command</th></tr></thead>
   <tbody>
   <?php $why = $whyNot($server); foreach ($clients as $row): ?>

@@ -100,7 +100,8 @@ $(function () {
     }
     var job = pending;
     var sync = job.kind === 'sync';
-    var data = sync ? { reason: reason } : { reason: reason, action: job.kind, client: String(job.$row.data('client')) };
+    var data = sync ? { reason: reason, server: job.$row.attr('data-server') }
+      : { reason: reason, action: job.kind, client: job.$row.attr('data-client'), server: $('#server-clients').attr('data-server') };
     var since = parseFloat(job.$row.find('.ems-last-sync').attr('data-ts')) || 0;
     $.ajax({ url: sync ? '/servers/sync' : '/servers/action', method: 'POST', data: data, dataType: 'json',
              headers: { 'X-CSRF-Token': csrf } })
