@@ -25,6 +25,7 @@ from bench.harness.xvfb import Xvfb
 from bridges.bridge_call import CAPTURE, LATEST_FRAME, SERVER_INFO, Exit
 from broker.core import keys
 from broker.core.config import DataDir
+from broker.core.errors import TimeoutError as BusTimeout
 from broker.core.profile import Profile, load, operator_client, save
 
 from conftest import Processes, wait_for
@@ -41,7 +42,15 @@ class LiveStack:
         self.procs = Processes(root)
         self.data = DataDir(root / "var")
         self.access_dir = root / "access"
+        self.admin = self.pattern = None
         self.xvfb = Xvfb(W, H).start()
+        try:
+            self._start(up_args)
+        except BaseException:
+            self.close()  # a failed start leaves nothing running
+            raise
+
+    def _start(self, up_args: tuple[str, ...]) -> None:
         self.pattern = Pattern(self.xvfb.display, W, H).__enter__()
         self.pattern.rect("box", 100, 100, 200, 150, "#ff0000")
         self.up = self.procs.ems("up", "up", "--data-dir", str(self.data.root), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", "0.5",
@@ -54,7 +63,11 @@ class LiveStack:
         wait_for(lambda: "headless-1" in self.online(), 30, interval_s=0.2, what="the headless agent online")
 
     def online(self) -> list[str]:
-        return [a["client_id"] for a in self.admin.request("agents") if a["state"] == "online"]
+        try:
+            agents = self.admin.request("agents")
+        except BusTimeout:  # the broker may still be starting: ems up writes the profile first
+            return []
+        return [a["client_id"] for a in agents if a["state"] == "online"]
 
     def enrol(self, client_id: str) -> Path:
         agent_dir = self.root / client_id
@@ -69,9 +82,11 @@ class LiveStack:
                        env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "EMS_ACCESS_DIR": str(self.root / "access-headless")})
 
     def close(self) -> None:
-        self.admin.close()
+        if self.admin is not None:
+            self.admin.close()
         self.procs.stop_all()
-        self.pattern.__exit__(None, None, None)
+        if self.pattern is not None:
+            self.pattern.__exit__(None, None, None)
         self.xvfb.stop()
 
 

@@ -45,6 +45,13 @@ class WebLive(LiveStack):
     def __init__(self, root: Path):
         self.web_port = free_port()
         super().__init__(root, "--web-listen", f"127.0.0.1:{self.web_port}")
+        try:
+            self._start_web()
+        except BaseException:
+            self.close()  # a failed start leaves nothing running
+            raise
+
+    def _start_web(self) -> None:
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.server_id = load(self.data).server_key
         wait_for(lambda: (self.data.root / CONFIG_FILE).exists(), 60, what="the web UI's configuration")
@@ -332,3 +339,14 @@ def test_names_in_the_dialog_and_the_disabled_title_are_text(other_site, browser
         browser.find_element(By.ID, "look-cancel").click()
         wait_for(lambda: not browser.find_element(By.ID, "look-dialog").is_displayed(), 10, what="the dialog closed")
     assert browser.title == title and "pwned" not in browser.title
+
+
+def test_the_computers_own_capture_limit_reads_as_not_allowed(live):
+    """Last in this module: it spends the local agent's captures for this minute (captures_per_minute, 4 by default)."""
+    client = operator(live)
+    form = {"server": live.server_id, "client": live.local_agent, "reason": REASON}
+    answers = [jpeg_post(client, "/clients/frame", form) for _ in range(5)]
+    status, _, body = answers[-1]
+    assert status == 403, [a[0] for a in answers]
+    answer = json.loads(body)
+    assert answer["error"] == message(Exit.NOT_ALLOWED) and "refused" in answer["detail"], answer
