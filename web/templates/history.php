@@ -66,7 +66,7 @@ $cell = static function (array $column, mixed $value): string {
         <td class="ems-col-<?= e($key) ?>"><?= $cell($column, $row[$key]) ?></td>
       <?php endforeach; ?>
       <?php if ($pictures !== null): $picture = $pictures['rows'][$i]; ?>
-        <td class="ems-picture"<?php if ($picture['whyNot'] === null): ?> data-server="<?= e($picture['server']) ?>" data-capture="<?= e($picture['id']) ?>"><span class="text-body-secondary small">hidden</span><?php else: ?> title="<?= e($picture['whyNot']) ?>"><span class="text-body-secondary small">another server</span><?php endif; ?></td>
+        <td class="ems-picture"<?php if ($picture['whyNot'] === null): ?> data-server="<?= e($picture['server']) ?>" data-capture="<?= e($picture['id']) ?>"><span class="text-body-secondary small">hidden</span><?php else: ?> title="<?= e($picture['whyNot']) ?>"><span class="text-body-secondary small">not here</span><?php endif; ?></td>
       <?php endif; ?>
     </tr>
   <?php endforeach; ?>
