@@ -1,7 +1,8 @@
 """What every web bridge shares: its key, one bus connection, a deadline, exit codes.
 
 A bridge is a short-lived command the PHP web UI runs (``python -m
-bridges.server_info``, ``python -m bridges.get_latest_frame``): it connects
+bridges.server_info``, ``python -m bridges.get_latest_frame``, ``python -m
+bridges.get_capture``): it connects
 with its own service key (``DATA/keys/<bridge>.*``, registered by ``ems
 up``), does one piece of work against one deadline (``--timeout-s``) and
 exits. Exit 0 only on success; anything else is one line on stderr and an
@@ -40,6 +41,7 @@ from broker.core.envelope import ErrorCode
 from broker.core.errors import ConfigError, EmsError, RemoteError
 from broker.core.errors import TimeoutError as BusTimeout
 from broker.core.profile import load as load_profile
+from broker.core.vocabulary import MAX_REASON_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Exit(enum.IntEnum):
     UNKNOWN_AGENT = 7
     NO_DISPLAY = 8  # the agent has no screen to capture
     SETUP = 9  # no profile or no bridge key in the data dir: run `ems up`
+    UNKNOWN_CAPTURE = 10  # the store has no such capture (purged, or another server's)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class Bridge:
 
 SERVER_INFO = Bridge("server-info", "web-server-info", "server info bridge for the web UI (ems up)")
 LATEST_FRAME = Bridge("latest-frame", "web-latest-frame", "latest-frame bridge for the web UI (ems up)")
+CAPTURE = Bridge("capture", "web-capture", "stored-capture bridge for the web UI (ems up)")
 #: every bridge ``ems up`` creates a service key for
-BRIDGES = (SERVER_INFO, LATEST_FRAME)
+BRIDGES = (SERVER_INFO, LATEST_FRAME, CAPTURE)
 
 
 class BridgeFailure(EmsError):
@@ -118,6 +122,40 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
                    help="give up (exit %d) after this many seconds (default %%(default)s)" % Exit.TIMEOUT)
     p.add_argument("--heartbeat-s", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def add_person_args(p: argparse.ArgumentParser) -> None:
+    """``--operator``, ``--operator-id`` and ``--reason``: the person a bridge acts for and why.
+
+    The bridge vouches for the person its caller (the web UI) authenticated:
+    the broker keeps the name for the employee's notice and the audit trail,
+    with the bridge as ``via``; ``--operator-id`` (the person's account, e.g.
+    ``web:jane``) is kept beside it in the audit trail.
+    """
+    p.add_argument("--operator", required=True, type=_person, help="the person (display name, shown to the employee)")
+    p.add_argument("--operator-id", type=_person, default=None, help="the person's account (kept in the audit trail beside the name)")
+    p.add_argument("--reason", required=True, type=_reason, help="why (shown to the employee, kept in the audit trail)")
+
+
+def person_of(args: argparse.Namespace) -> dict:
+    """``args.operator`` for the bus: ``{"name": ..., "id": ...}`` from :func:`add_person_args`'s options."""
+    return {"name": args.operator, **({"id": args.operator_id} if args.operator_id else {})}
+
+
+def _reason(text: str) -> str:
+    reason = " ".join(text.split())
+    if not reason:
+        raise argparse.ArgumentTypeError("a reason is required: the employee is shown it and the audit trail keeps it")
+    if len(reason) > MAX_REASON_CHARS:
+        raise argparse.ArgumentTypeError(f"a reason is at most {MAX_REASON_CHARS} characters")
+    return reason
+
+
+def _person(text: str) -> str:
+    name = " ".join(text.split())
+    if not name:
+        raise argparse.ArgumentTypeError("name the person who looks (the employee is told who)")
+    return name
 
 
 def run(bridge: Bridge, args: argparse.Namespace, work: Callable[[BridgeCall], None]) -> int:

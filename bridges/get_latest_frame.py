@@ -1,10 +1,10 @@
-"""``python -m bridges.get_latest_frame CLIENT --operator NAME --reason TEXT``: the screen now, as a JPEG on stdout.
+"""``python -m bridges.get_latest_frame CLIENT --operator NAME [--operator-id ACCOUNT] --reason TEXT``: the screen now, as a JPEG on stdout.
 
 For the web UI's "look at this screen". It is a screen access like any
 other, made for the person the web UI names: the bridge (service key
 ``DATA/keys/latest-frame.*``, client id ``web-latest-frame``) sends the
 agent's ``capture`` command with the reason and ``args.operator = {"name":
-NAME}``; the broker keeps that person (a service vouches for the person it
+NAME, "id": ACCOUNT}``; the broker keeps that person (a service vouches for the person it
 acts for: ``broker.server.operators``) with the bridge as ``via``, audits the
 command with both and the reason; the agent shows the employee who looks
 and why ("Jane Doe via web-latest-frame") and writes it to its access log.
@@ -28,12 +28,11 @@ import argparse
 import sys
 import time
 
-from bridges.bridge_call import LATEST_FRAME, BridgeCall, BridgeFailure, Exit, add_common_args, run
+from bridges.bridge_call import LATEST_FRAME, BridgeCall, BridgeFailure, Exit, add_common_args, add_person_args, person_of, run
 from broker.core.envelope import ErrorCode
 from broker.core.errors import RemoteError
 from broker.core.errors import TimeoutError as BusTimeout
 from broker.core.screen_frames import SCREEN_UNAVAILABLE
-from broker.core.vocabulary import MAX_REASON_CHARS
 
 COMMAND = "capture"
 DEFAULT_QUALITY = 70
@@ -43,11 +42,11 @@ STORE_POLL_S = 0.05
 RECENT_CAPTURES = 20
 
 
-def fetch_frame(call: BridgeCall, client_id: str, operator: str, reason: str, quality: int, max_width: int | None) -> bytes:
-    """The JPEG of ``client_id``'s screen, taken now for ``operator`` with ``reason``."""
+def fetch_frame(call: BridgeCall, client_id: str, operator: dict, reason: str, quality: int, max_width: int | None) -> bytes:
+    """The JPEG of ``client_id``'s screen, taken now for ``operator`` (``{"name", "id"?}``) with ``reason``."""
     _require_online(call, client_id)
     started = time.time()
-    args = {"reason": reason, "operator": {"name": operator}, "quality": quality}
+    args = {"reason": reason, "operator": operator, "quality": quality}
     if max_width:
         args["max_width"] = max_width
     output = _run_capture(call, client_id, args)
@@ -115,28 +114,11 @@ def _ago(ts) -> str:
     return f"{max(0.0, time.time() - ts):.0f} s ago"
 
 
-def _reason(text: str) -> str:
-    reason = " ".join(text.split())
-    if not reason:
-        raise argparse.ArgumentTypeError("a reason is required: the employee is shown it and the audit trail keeps it")
-    if len(reason) > MAX_REASON_CHARS:
-        raise argparse.ArgumentTypeError(f"a reason is at most {MAX_REASON_CHARS} characters")
-    return reason
-
-
-def _person(text: str) -> str:
-    name = " ".join(text.split())
-    if not name:
-        raise argparse.ArgumentTypeError("name the person who looks (the employee is told who)")
-    return name
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bridges.get_latest_frame", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("client", help="the agent's client id")
-    p.add_argument("--operator", required=True, type=_person, help="the person looking (display name, shown to the employee)")
-    p.add_argument("--reason", required=True, type=_reason, help="why (shown to the employee, kept in the audit trail)")
+    add_person_args(p)
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, choices=range(1, 96), metavar="1-95",
                    help="JPEG quality (default %(default)s)")
     p.add_argument("--max-width", type=int, default=None, help="shrink to at most this many pixels wide")
@@ -144,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def work(call: BridgeCall) -> None:
-        jpeg = fetch_frame(call, args.client, args.operator, args.reason, args.quality, args.max_width)
+        jpeg = fetch_frame(call, args.client, person_of(args), args.reason, args.quality, args.max_width)
         sys.stdout.buffer.write(jpeg)
         sys.stdout.buffer.flush()
 

@@ -35,8 +35,10 @@ def configure(p) -> None:
     p.add_argument("--mysql-url", help="an administrator's URL of an existing MySQL/MariaDB server "
                                        "(mysql://user:pass@host:port/ or mysql://user@localhost/?unix_socket=PATH)")
     p.add_argument("--database", help=f"database name (default: the one --mysql-url names, else {web_db.DEFAULT_DATABASE})")
-    p.add_argument("--writer-user", default=web_db.DEFAULT_WRITER, help="the sync writer's MySQL user (default %(default)s)")
-    p.add_argument("--web-user", default=web_db.DEFAULT_WEB_USER, help="the web UI's MySQL user (default %(default)s)")
+    p.add_argument("--writer-user", help=f"the sync writer's MySQL user (default {web_db.DEFAULT_WRITER} for database "
+                                         f"{web_db.DEFAULT_DATABASE}, else DATABASE_sync)")
+    p.add_argument("--web-user", help=f"the web UI's MySQL user (default {web_db.DEFAULT_WEB_USER} for database "
+                                      f"{web_db.DEFAULT_DATABASE}, else DATABASE_web)")
     p.add_argument("--join", action="store_true",
                    help="init: join a database another EMS server's web UI serves (a sync writer of this server's own, "
                         "named ems_sync_<id>; no web UI user); needs that server's web key (--web-key)")
@@ -62,8 +64,9 @@ def plan_of(args, joining: str | None = None) -> web_db.WebDbPlan:
     database = args.database or (MysqlUrl.parse(args.mysql_url).database if args.mysql_url else "") or web_db.DEFAULT_DATABASE
     if joining:
         plan = web_db.WebDbPlan.joining(joining, database, hosts)
-        return plan if args.writer_user == web_db.DEFAULT_WRITER else replace(plan, writer=args.writer_user)
-    return web_db.WebDbPlan(database=database, writer=args.writer_user, web_user=args.web_user, hosts=hosts)
+        return replace(plan, writer=args.writer_user) if args.writer_user else plan
+    plan = web_db.WebDbPlan.for_database(database, hosts)
+    return replace(plan, writer=args.writer_user or plan.writer, web_user=args.web_user or plan.web_user)
 
 
 def run_init(args) -> int:

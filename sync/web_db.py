@@ -21,6 +21,7 @@ hold the serving server's web key.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -65,6 +66,15 @@ class WebDbPlan:
     hosts: tuple[str, ...] = DEFAULT_HOSTS
 
     @classmethod
+    def for_database(cls, database: str = DEFAULT_DATABASE, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> "WebDbPlan":
+        """The default users of ``database``: ``ems_sync`` / ``ems_web_ui`` for ``ems_web``; for any other name
+        users named after it (MySQL users belong to the whole server: two EMS databases on one server must not
+        share them)."""
+        if database == DEFAULT_DATABASE:
+            return cls(database=database, hosts=hosts)
+        return cls(database=database, writer=_user_name(database, "sync"), web_user=_user_name(database, "web"), hosts=hosts)
+
+    @classmethod
     def joining(cls, server_id: str, database: str = DEFAULT_DATABASE, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> "WebDbPlan":
         """The plan of server ``server_id`` joining ``database``: its own writer, no web UI user."""
         return cls(database=database, writer=joined_writer(server_id), web_user=None, hosts=hosts)
@@ -78,6 +88,14 @@ class WebDbPlan:
         for host in self.hosts:
             if not _HOST.match(host):
                 raise MysqlError(f"bad MySQL host {host!r}")
+
+
+def _user_name(database: str, role: str) -> str:
+    """``<database>_<role>``, or a shortened stable form within MySQL's 32 characters."""
+    name = f"{database}_{role}"
+    if len(name) <= 32:
+        return name
+    return f"{database[:18]}_{hashlib.sha256(database.encode()).hexdigest()[:8]}_{role}"
 
 
 @dataclass

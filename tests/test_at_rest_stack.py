@@ -67,6 +67,8 @@ MODES = [
     ("keys/server-info.secret", "ems up (local stack): the web's server-info bridge", 0o600),
     ("keys/latest-frame.public", "ems up (local stack): the web's latest-frame bridge", 0o600),
     ("keys/latest-frame.secret", "ems up (local stack): the web's latest-frame bridge", 0o600),
+    ("keys/capture.public", "ems up (local stack): the web's capture bridge", 0o600),
+    ("keys/capture.secret", "ems up (local stack): the web's capture bridge", 0o600),
     ("keys/sync.public", "ems up (the sync worker's key)", 0o600),
     ("keys/sync.secret", "ems up (the sync worker's key)", 0o600),
     ("keys/queue-keys.json", "broker (command queue key)", 0o600),

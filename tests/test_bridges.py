@@ -8,6 +8,7 @@ never runs. The failures each get their exit code and one line on stderr.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -21,9 +22,10 @@ from PIL import Image
 
 from bench.harness.pattern import Pattern
 from bench.harness.xvfb import Xvfb
-from bridges.bridge_call import LATEST_FRAME, SERVER_INFO, Exit
+from bridges.bridge_call import CAPTURE, LATEST_FRAME, SERVER_INFO, Exit
 from broker.core import keys
 from broker.core.config import DataDir
+from broker.core.errors import TimeoutError as BusTimeout
 from broker.core.profile import Profile, load, operator_client, save
 
 from conftest import Processes, wait_for
@@ -35,16 +37,24 @@ PERSON, REASON = "Jane Doe", "the user reported a frozen window"
 class LiveStack:
     """``ems up`` on Xvfb, plus a display-less agent and an offline one; stopped by pid."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *up_args: str):
         self.root = root
         self.procs = Processes(root)
         self.data = DataDir(root / "var")
         self.access_dir = root / "access"
+        self.admin = self.pattern = None
         self.xvfb = Xvfb(W, H).start()
+        try:
+            self._start(up_args)
+        except BaseException:
+            self.close()  # a failed start leaves nothing running
+            raise
+
+    def _start(self, up_args: tuple[str, ...]) -> None:
         self.pattern = Pattern(self.xvfb.display, W, H).__enter__()
         self.pattern.rect("box", 100, 100, 200, 150, "#ff0000")
         self.up = self.procs.ems("up", "up", "--data-dir", str(self.data.root), "--bind", "tcp://127.0.0.1:0", "--heartbeat-s", "0.5",
-                                 env={"DISPLAY": self.xvfb.display, "EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(self.access_dir)})
+                                 *up_args, env={"DISPLAY": self.xvfb.display, "EMS_ADMIN_TOKEN": "", "EMS_ACCESS_DIR": str(self.access_dir)})
         wait_for(self.data.profile.exists, 30, what="ems up to write the profile")
         self.admin = operator_client(str(self.data.root))
         self.local_agent = wait_for(lambda: self.online() and self.online()[0], 30, interval_s=0.2, what="the local agent online")
@@ -53,7 +63,11 @@ class LiveStack:
         wait_for(lambda: "headless-1" in self.online(), 30, interval_s=0.2, what="the headless agent online")
 
     def online(self) -> list[str]:
-        return [a["client_id"] for a in self.admin.request("agents") if a["state"] == "online"]
+        try:
+            agents = self.admin.request("agents")
+        except BusTimeout:  # the broker may still be starting: ems up writes the profile first
+            return []
+        return [a["client_id"] for a in agents if a["state"] == "online"]
 
     def enrol(self, client_id: str) -> Path:
         agent_dir = self.root / client_id
@@ -61,16 +75,18 @@ class LiveStack:
         self.admin.request("keys.add", public_key=pair.public, client_id=client_id, role="agent")
         return agent_dir
 
-    def start_headless_agent(self, client_id: str) -> None:
+    def start_headless_agent(self, client_id: str) -> subprocess.Popen:
         profile = load(self.data)
-        self.procs.ems(client_id, "agent", "--data-dir", str(self.enrol(client_id)), "--server", profile.server,
+        return self.procs.ems(client_id, "agent", "--data-dir", str(self.enrol(client_id)), "--server", profile.server,
                        f"--server-key={profile.server_key}", "--id", client_id, "--heartbeat-s", "0.5",
                        env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "EMS_ACCESS_DIR": str(self.root / "access-headless")})
 
     def close(self) -> None:
-        self.admin.close()
+        if self.admin is not None:
+            self.admin.close()
         self.procs.stop_all()
-        self.pattern.__exit__(None, None, None)
+        if self.pattern is not None:
+            self.pattern.__exit__(None, None, None)
         self.xvfb.stop()
 
 
@@ -108,7 +124,7 @@ def other_data_dir(stack: LiveStack, root: Path, server: str | None = None, fres
     data = DataDir(root).ensure()
     profile = load(stack.data)
     save(data, Profile(**{**profile.__dict__, "server": server or profile.server}))
-    for name in (SERVER_INFO.key_name, LATEST_FRAME.key_name):
+    for name in (SERVER_INFO.key_name, LATEST_FRAME.key_name, CAPTURE.key_name):
         for path in stack.data.keys.glob(f"{name}.*"):
             shutil.copy2(path, data.keys / path.name)
     if fresh_key:
@@ -215,3 +231,42 @@ def test_a_broker_that_never_answers_is_a_timeout(stack, tmp_path):
         line = failure(bridge("server_info", data_dir=mute, timeout_s=1.5), Exit.TIMEOUT)
         assert "timed out after 1.5 s waiting for the broker" in line
         assert failure(frame(stack, stack.local_agent, data_dir=mute, timeout_s=1.5), Exit.TIMEOUT)
+
+
+def capture(stack: LiveStack, *args: str) -> subprocess.CompletedProcess:
+    return bridge("get_capture", *args, "--operator", PERSON, "--operator-id", "web:jane", "--reason", REASON,
+                  data_dir=stack.data.root)
+
+
+def test_get_capture_reads_a_stored_capture_and_previews_for_the_person_audited(stack):
+    assert frame(stack, stack.local_agent).returncode == 0  # a capture in the store
+    (row,) = stack.admin.request("store.query", kind="captures", client_id=stack.local_agent, limit=1)
+    res = capture(stack, str(row["id"]))
+    assert res.returncode == 0, res.stderr
+    image = Image.open(io.BytesIO(res.stdout))
+    assert image.format == "JPEG" and image.size == (W, H)
+
+    res = capture(stack, "--preview", str(row["id"]), "987654321")
+    assert res.returncode == 0, res.stderr
+    answer = json.loads(res.stdout)
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["previews"][str(row["id"])])))
+    assert preview.format == "JPEG" and preview.size[0] < W
+    assert "no capture 987654321" in answer["missing"]["987654321"] and set(answer["previews"]) == {str(row["id"])}
+    assert "no capture 987654321" in failure(capture(stack, "987654321"), Exit.UNKNOWN_CAPTURE)
+
+    def audited() -> dict | None:
+        rows = {r["action"]: r for r in stack.admin.request("store.query", kind="audit", limit=200)
+                if r["operator"] == CAPTURE.client_id}
+        return rows if {"capture.view", "capture.thumbnails"} <= set(rows) else None
+
+    for read in wait_for(audited, 15, interval_s=0.2, what="the capture bridge's reads in the audit trail").values():
+        assert (read["reason"], read["operator_name"], read["via"]) == (REASON, PERSON, CAPTURE.client_id)
+        assert (read["detail"]["operator_name"], read["detail"]["operator_id"], read["detail"]["via"]) == \
+            (PERSON, "web:jane", CAPTURE.client_id)
+
+
+def test_get_capture_needs_a_person_a_reason_and_one_id_for_a_full_picture(stack):
+    for args in (["1", "--reason", REASON], ["1", "--operator", PERSON], ["1", "2", "--operator", PERSON, "--reason", REASON],
+                 ["-5", "--operator", PERSON, "--reason", REASON]):
+        res = bridge("get_capture", *args, data_dir=stack.data.root)
+        assert res.returncode == Exit.USAGE and res.stdout == b"", (args, res.stderr)

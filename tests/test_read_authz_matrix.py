@@ -313,6 +313,21 @@ def test_each_look_at_sensitive_history_is_audited_with_the_operator_named(world
     assert row["detail"]["rows"] == len(rows)
 
 
+@pytest.mark.parametrize("kind", ["captures", "messages", "fileops", "audit"])
+def test_a_services_look_is_audited_when_it_names_the_person_it_reads_for(world, kind):
+    """A service reading for itself (the sync worker, the store's own peers) is not audited; a service
+    reading for a person it vouches for (a web bridge) is, with that person, itself as via, and the reason."""
+    _stored(world)
+    peer = world.bus.peer(f"bridge-{kind}", role="service")
+    target = {"client_id": "desk"} if kind != "audit" else {}
+    peer.request("store.query", kind=kind, **target)  # for itself
+    rows = peer.request("store.query", kind=kind, operator={"name": "Jane Doe", "id": "web:jane"}, reason="ticket 7", **target)
+    [row] = wait_for(lambda: [r for r in world.bus.admin.request("store.query", kind="audit", text=peer.client_id)
+                              if r["operator"] == peer.client_id and r["action"] == f"history.{kind}"], 10, what="the audit row")
+    assert row["detail"]["rows"] == len(rows) and row["reason"] == "ticket 7"
+    assert (row["operator_name"], row["via"], row["detail"]["operator_id"]) == ("Jane Doe", peer.client_id, "web:jane")
+
+
 # -- request ops --------------------------------------------------------------------------
 @pytest.mark.parametrize("role,op", list(itertools.product(("viewer", "operator", "admin", "service", "agent"), OPS)))
 def test_request_op_allowed_or_forbidden_with_a_security_event(world, role, op):

@@ -46,6 +46,9 @@ def assert_web_ui_serves(up, data) -> None:
     values = json.loads(config.read_text())
     assert values["mysql"]["user"] == web_db.read_credentials(data / web_db.WEB_FILE).user
     assert values["web_key"] == str(data / "web" / "web.key")  # what opens sealed fields in PHP
+    live = values["live"]  # the server this web UI acts on, and how PHP runs its bridges
+    assert live["server_id"] == (data / "keys" / "broker.public").read_text().strip() and live["data_dir"] == str(data.resolve())
+    assert set(live["bridges"].values()) == {"bridges.get_latest_frame", "bridges.get_capture"}
 
 
 def children_of(pid: int) -> dict[int, str]:

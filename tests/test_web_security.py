@@ -41,7 +41,8 @@ def logged_in(site, name: str) -> WebClient:
 def test_the_route_table_is_what_these_tests_cover():
     tabs = ("sessions", "security", "logs", "fileops", "messages", "captures")
     assert set(php_routes()) == {"GET /", "GET /login", "POST /login", "POST /logout", "POST /theme",
-                                 "GET /clients", "GET /users", "POST /users", "GET /servers", "GET /servers/state",
+                                 "GET /clients", "POST /clients/frame", "POST /captures/previews", "POST /captures/image",
+                                 "GET /users", "POST /users", "GET /servers", "GET /servers/state",
                                  "GET /servers/command", "POST /servers/sync", "POST /servers/action",
                                  "GET /reports", "POST /reports", "GET /reports/open", "GET /reports/csv",
                                  "POST /reports/rename", "POST /reports/delete",
@@ -62,7 +63,10 @@ def test_every_post_without_a_valid_csrf_token_is_refused(site, token):
              "/reports/delete": {"id": report},
              "/servers/auto": {"enabled": "0", "every_min": "5", "reason": "r"},
              "/updates/check": {"all": "1", "reason": "r"}, "/updates/apply": {"batch": "1", "first": "1", "size": "1", "stop": "1", "reason": "r"},
-             "/updates/step": {"id": "1"}}
+             "/updates/step": {"id": "1"},
+             "/clients/frame": {"server": "srv-a", "client": "agent-xss", "reason": "r"},
+             "/captures/previews": {"server": "srv-a", "ids": "1", "reason": "r"},
+             "/captures/image": {"server": "srv-a", "id": "1", "reason": "r"}}
     assert {route.split()[1] for route in php_routes() if route.startswith("POST")} == set(forms)
     for path, form in forms.items():
         sent = form if token is None else {**form, "csrf": token}

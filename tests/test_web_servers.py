@@ -41,9 +41,11 @@ class Stack:
                                     "--access-dir", str(agent_dir / "access"), env=xvfb.env())
         wait_for(lambda: AGENT in self.bus.broker.online, 60, interval_s=0.1, what=f"the agent online ({self.agent.log_path})")
         url = f"http://127.0.0.1:{self.admin_api.http.port}"
-        self.site = WebSite(mysql_admin_url, root / "web", admin_api=(url, TOKEN))
+        self.site = WebSite(mysql_admin_url, root / "web", admin_api=(url, TOKEN), live={"server_id": "srv-a"})
         self.site.add_server("srv-a", "Head office")
         self.site.add_client("srv-a", AGENT, "reception-pc", user="maria")
+        self.site.add_server("srv-b", "Remote branch")  # another server's: its actions are shown disabled
+        self.site.add_client("srv-b", "branch-pc-1", "branch-pc", user="bob")
 
     def close(self) -> None:
         self.site.close()
@@ -119,6 +121,26 @@ def test_sync_this_server_reaches_the_admin_api_in_the_users_name(stack, browser
     wait_for(lambda: "sync worker not running" in text_of(browser, "act-error"), 30, what="the sync's answer")
     assert any(r.get("action") == "sync.now" and r["caller"] == "Otto Operator" and r["reason"] == "new clients enrolled"
                for r in stack.admin_api.audit())
+
+
+def test_another_servers_rows_show_their_actions_disabled_saying_why(stack):
+    operator = WebClient(stack.site.base)
+    assert operator.login("otto") == 303
+    _, _, page = operator.request("GET", "/servers")
+    rows = {sid: page.split(f'<tr data-server="{sid}"', 1)[1].split("</tr>", 1)[0] for sid in ("srv-a", "srv-b")}
+    assert 'data-kind="sync"' in rows["srv-a"] and "ems-act-off" not in rows["srv-a"]
+    assert 'data-kind="sync"' not in rows["srv-b"] and "disabled" in rows["srv-b"] and "belongs to another EMS server" in rows["srv-b"]
+    _, _, branch = operator.request("GET", "/servers?server=srv-b")
+    clients = branch.split('id="server-clients"', 1)[1]
+    assert "branch-pc" in clients and "ems-act-off" in clients and 'class="btn btn-sm btn-outline-secondary ems-act"' not in clients
+    assert "belongs to another EMS server" in clients
+    token = operator.csrf("/servers")  # and the server refuses what the page does not offer
+    commands, audited = len(stack.commands()), len(stack.admin_api.audit())
+    for path, form in {"/servers/sync": {"reason": "r", "server": "srv-b"},
+                       "/servers/action": {"client": "branch-pc-1", "action": "reboot", "reason": "r", "server": "srv-b"}}.items():
+        status, _, text = operator.request("POST", path, {**form, "csrf": token})
+        assert status == 409 and "another EMS server" in json.loads(text)["error"], (path, status, text)
+    assert len(stack.commands()) == commands and len(stack.admin_api.audit()) == audited
 
 
 def test_a_viewer_is_refused_every_action_and_sees_no_buttons(stack):

@@ -30,16 +30,18 @@ WEB_TABLES_STATE = ("web_users", "web_sessions", "web_settings", "web_login_atte
 
 
 class WebSite:
-    """One database, one config (with the admin API's URL and token if given), one PHP server;
-    ``close()`` stops the server by its pid."""
+    """One database, one config (with the admin API's URL and token if given, and a ``live`` section if given:
+    ``{"server_id": ...}`` alone names the server this site acts on), one PHP server; ``close()`` stops it by its pid."""
 
-    def __init__(self, admin_url: str, root: Path, admin_api: tuple[str, str] | None = None):
+    def __init__(self, admin_url: str, root: Path, admin_api: tuple[str, str] | None = None, live: dict | None = None):
         suffix = uuid.uuid4().hex[:10]
         self.root = root
         self.plan = WebDbPlan(database=f"ems_web_{suffix}", writer=f"ws_{suffix}", web_user=f"wu_{suffix}")
         self.admin = MysqlUrl.parse(admin_url).with_database(self.plan.database)
         init_web_db(self.admin, root, self.plan)
         self.config = write_web_config(root, *(admin_api or ()))
+        if live is not None:
+            self.config.write_text(json.dumps({**json.loads(self.config.read_text()), "live": live}))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = root / "php.out"

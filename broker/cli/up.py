@@ -80,7 +80,7 @@ def run(args) -> int:
         if args.join_web:
             web = join_web_view(data, args.mysql_url, args.web_key, stack.broker_key)
         else:
-            web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token))
+            web = web_view(data, args.mysql_url, after_init=lambda: write_web_config(data.root, admin_url, token, live_dir=data.root))
     common = ["--data-dir", str(data.root)]
     hb = ["--heartbeat-s", str(args.heartbeat_s)]
     services = [*(web.database_services if web else []),

@@ -6,7 +6,12 @@ the web UI's MySQL account (the parts of ``DATA/web/mysql.json`` that
 ``ems sync init`` wrote), the admin HTTP API's address and token when it
 runs (the web's one way to act on the live system), and where PHP keeps
 its session files, and the web key that opens sealed fields
-(``DATA/web/web.key``, :mod:`sync.web_crypto`). It is rewritten after every database init, so a new
+(``DATA/web/web.key``, :mod:`sync.web_crypto`), and its ``live`` side: which
+server this web UI acts on (``server_id``: the broker's public key, as the
+sync worker names the server in MySQL) and how PHP runs that server's bridges
+(``python -m bridges.get_latest_frame`` ...: the interpreter, the path to the
+code, the data dir with the bridges' keys and the profile naming the broker).
+It is rewritten after every database init, so a new
 password or port reaches PHP without a restart.
 """
 from __future__ import annotations
@@ -15,13 +20,18 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
+from bridges import get_capture, get_latest_frame
+from bridges.bridge_call import DEFAULT_TIMEOUT_S
 from broker.cli.supervisor import Service
 from broker.core.config import DataDir
 from broker.core.errors import ConfigError, EmsError
 from broker.core.private_files import FILE_MODE, private_dir
+from broker.core.profile import load as load_profile
+from broker.core.vocabulary import MAX_REASON_CHARS
 from sync.web_crypto import key_path
 from sync.web_db import WEB_FILE, read_credentials
 
@@ -35,8 +45,18 @@ WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 READY_TIMEOUT_S = 15.0
 
 
-def write_web_config(data_root: Path, admin_url: str | None = None, admin_token: str | None = None) -> Path:
-    """Write ``DATA/web/config.json`` (0600, whole then renamed) from ``DATA/web/mysql.json``; returns its path."""
+def live_config(data_dir: Path) -> dict:
+    """The ``live`` section: this data dir's server (its id) and how PHP runs its bridges."""
+    profile = load_profile(DataDir(data_dir))
+    return {"server_id": profile.server_key, "python": sys.executable, "pythonpath": str(WEB_ROOT.parent),
+            "data_dir": str(Path(data_dir).resolve()), "timeout_s": DEFAULT_TIMEOUT_S, "max_reason_chars": MAX_REASON_CHARS,
+            "bridges": {"latest_frame": get_latest_frame.__name__, "capture": get_capture.__name__}}
+
+
+def write_web_config(data_root: Path, admin_url: str | None = None, admin_token: str | None = None,
+                     live_dir: Path | None = None) -> Path:
+    """Write ``DATA/web/config.json`` (0600, whole then renamed) from ``DATA/web/mysql.json``; returns its path.
+    ``live_dir``: the data dir of the server this web UI acts on (no ``live`` section without one)."""
     url = read_credentials(Path(data_root) / WEB_FILE)
     config = {
         "mysql": {"host": url.host, "port": url.port, "unix_socket": url.unix_socket, "user": url.user,
@@ -44,6 +64,7 @@ def write_web_config(data_root: Path, admin_url: str | None = None, admin_token:
         "admin_api": {"url": admin_url, "token": admin_token} if admin_url and admin_token else None,
         "session_dir": str(private_dir(Path(data_root) / SESSIONS_DIR)),
         "web_key": str(key_path(Path(data_root))),
+        "live": live_config(live_dir) if live_dir is not None else None,
     }
     path = Path(data_root) / CONFIG_FILE
     private_dir(path.parent)

@@ -83,7 +83,7 @@ def web_view(data: DataDir, mysql_url: str | None, after_init: Callable[[], obje
     if mysql_url:
         admin = MysqlUrl.parse(mysql_url)
         database = admin.database or plan.database
-        plan = WebDbPlan.joining(joining, database) if joining else WebDbPlan(database=database)
+        plan = WebDbPlan.joining(joining, database) if joining else WebDbPlan.for_database(database)
         init_web_db(admin, data.root, plan, joining=joining)
         after_init()
         return WebView(data, f"{plan.database} on {redacted(mysql_url)}", joined=bool(joining))

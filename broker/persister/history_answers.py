@@ -38,8 +38,8 @@ class HistoryAnswers:
             params = {k: args[k] for k in ("client_id", "since", "until", "limit", "before_id", "order", "text", "include_deleted")
                       if k in args}
             if args.get("thumbnails"):
-                return self._captures_with_thumbnails(kind, params, requester)
-            return self._history(kind, params, requester)
+                return self._captures_with_thumbnails(kind, params, requester, args)
+            return self._history(kind, params, requester, args)
         if op == "store.capture":
             self.check_readable(role, "captures")
             purpose = args.get("purpose", "view")
@@ -57,7 +57,7 @@ class HistoryAnswers:
             return self.store.stats(group_by, **params)
         raise ValueError(f"unknown store operation {bounds.shown(op)}")
 
-    def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict) -> list[dict]:
+    def _captures_with_thumbnails(self, kind: str, params: dict, requester: dict, args: dict) -> list[dict]:
         """``store.query`` of captures with ``thumbnails``: every row with its
         preview (see :meth:`Store.with_thumbnails`); seeing them is audited,
         one record per answer naming the captures shown."""
@@ -69,17 +69,20 @@ class HistoryAnswers:
         rows = self.store.with_thumbnails(self.store.query(kind, **params))
         shown = [r["id"] for r in rows if r["thumbnail"] is not None]
         if shown:
-            self.audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown})
+            self.audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown,
+                                                         **_read_for(requester, args)})
         return rows
 
-    def _history(self, kind: str, params: dict, requester: dict) -> list[dict]:
+    def _history(self, kind: str, params: dict, requester: dict, args: dict) -> list[dict]:
         """``store.query`` rows with only the fields the requester may see;
-        a person's look at sensitive history is audited."""
+        a person's look at sensitive history is audited: a person's own key's,
+        or a service's that names the person it reads for (a web bridge)."""
         role, who = requester.get("role", ""), requester.get("client_id", "")
         rows = [permissions.strip_row(role, who, kind, row) for row in self.store.query(kind, **params)]
-        if kind in permissions.AUDITED_HISTORY and role != "service":
+        person = _read_for(requester, args)
+        if kind in permissions.AUDITED_HISTORY and (role != "service" or person):
             self.audit(requester, f"history.{kind}", {"client_id": params.get("client_id"), "rows": len(rows),
-                                                       "text": params.get("text") or ""})
+                                                       "text": params.get("text") or "", **person})
         return rows
 
     @staticmethod
@@ -96,5 +99,6 @@ def _read_for(requester: dict, args: dict) -> dict:
     person = args.get("operator")
     if requester.get("role") not in permissions.VOUCHING_ROLES or not isinstance(person, dict):
         return {}
-    return {"operator_name": bounds.text(person.get("name"), "operator name", 100, empty=False),
+    account = {"operator_id": bounds.text(person["id"], "operator id", 100, empty=False)} if "id" in person else {}
+    return {"operator_name": bounds.text(person.get("name"), "operator name", 100, empty=False), **account,
             "via": requester.get("client_id", ""), "reason": bounds.text(args.get("reason", ""), "reason", MAX_REASON_CHARS)}

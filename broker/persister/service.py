@@ -420,7 +420,10 @@ class Persister:
         self._keep((Record("security", "", f"persister-{time.time_ns()}", self.wall_clock(), "security.persister", data), False))
 
     def _audit(self, requester: dict, action: str, detail: dict) -> None:
-        """Audit rows written by the persister itself (viewing stored data)."""
+        """Audit rows written by the persister itself (viewing stored data); the person is the requester's,
+        or the one a vouching service read for (``detail``'s ``operator_name`` with the service as ``via``)."""
+        vouched = bool(detail.get("via"))
+        name = detail.get("operator_name") if vouched else requester.get("name")
         record = Record(
             "audit",
             requester.get("client_id", "?"),
@@ -428,7 +431,7 @@ class Persister:
             self.wall_clock(),
             f"audit.{requester.get('client_id', '?')}",
             {"operator": requester.get("client_id", "?"), "role": requester.get("role", ""), "action": action, "detail": detail,
-             "operator_name": requester.get("name") if type(requester.get("name")) is str else "", "via": ""},
+             "operator_name": name if type(name) is str else "", "via": detail["via"] if vouched else ""},
         )
         if not self.batch:
             self.batch_started = self.clock()

@@ -56,7 +56,7 @@ final class App
 
     private function securityHeaders(): void
     {
-        header("Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        header("Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             . "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
         header('X-Frame-Options: DENY');
         header('X-Content-Type-Options: nosniff');

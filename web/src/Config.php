@@ -5,7 +5,7 @@ namespace Ems\Web;
 
 /**
  * The web UI's configuration: a JSON file outside the document root, named by $EMS_WEB_CONFIG
- * (`ems up` writes it into DATA/web/, 0600): MySQL parts, the admin API, the session directory.
+ * (`ems up` writes it into DATA/web/, 0600): MySQL parts, the admin API, the session directory, the live server.
  */
 final class Config
 {
@@ -63,6 +63,16 @@ final class Config
     {
         $limits = $this->values['login_throttle'] ?? null;
         return is_array($limits) ? $limits : [];
+    }
+
+    /**
+     * The live server this web UI acts on (server_id) and how to run its bridges (python, pythonpath, data_dir,
+     * timeout_s, max_reason_chars, bridges: name => module), or null when there is none (Bridge).
+     */
+    public function live(): ?array
+    {
+        $live = $this->values['live'] ?? null;
+        return is_array($live) && is_string($live['server_id'] ?? null) && $live['server_id'] !== '' ? $live : null;
     }
 
     public function sessionLifetime(): int

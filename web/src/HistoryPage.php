@@ -16,7 +16,7 @@ final class HistoryPage
 
     private readonly Sealed $sealed;
 
-    public function __construct(private readonly PDO $db, private readonly Auth $auth, ?Config $config = null)
+    public function __construct(private readonly PDO $db, private readonly Auth $auth, private readonly ?Config $config = null)
     {
         $this->sealed = new Sealed($config?->webKeyPath());
     }
@@ -42,7 +42,16 @@ final class HistoryPage
         $servers = $this->db->query("SELECT server_id, COALESCE(NULLIF(name, ''), server_id) AS name FROM servers ORDER BY name")->fetchAll();
         View::page('history', ['title' => HistoryTabs::get($name)['title'], 'tab' => $name, 'user' => $user,
             'query' => $query, 'rows' => array_map(fn (array $row): array => $this->cells($query, $row), $rows),
-            'total' => $total, 'pages' => ListParams::pages($total, $query->perPage), 'servers' => $servers]);
+            'total' => $total, 'pages' => ListParams::pages($total, $query->perPage), 'servers' => $servers,
+            'pictures' => $name === 'captures' ? $this->pictures($rows) : null]);
+    }
+
+    /** The Captures tab's picture cells: per row, its server and capture id and why it cannot be shown (null: it can). */
+    private function pictures(array $rows): array
+    {
+        return ['maxReason' => Bridge::maxReason($this->config), 'rows' => array_map(fn (array $row): array => [
+            'server' => (string) $row['row_server'], 'id' => (string) $row['row_id'],
+            'whyNot' => Bridge::whyNot($this->config, (string) $row['row_server'])], $rows)];
     }
 
     private function csv(string $name): void

@@ -16,6 +16,7 @@ final class Router
         'POST /logout' => [AuthPages::class, 'logout', 'viewer'],
         'POST /theme' => [AuthPages::class, 'theme', null],
         'GET /clients' => [ClientsPage::class, 'show', 'viewer'],
+        'POST /clients/frame' => [ClientsPage::class, 'frame', 'operator'],
         'GET /servers' => [ServersPage::class, 'show', 'viewer'],
         'GET /servers/state' => [ServersPage::class, 'state', 'viewer'],
         'GET /servers/command' => [ServersPage::class, 'command', 'operator'],
@@ -47,6 +48,8 @@ final class Router
         'GET /reports/csv' => [ReportsPage::class, 'csv', 'viewer'],
         'POST /reports/rename' => [ReportsPage::class, 'rename', 'viewer'],
         'POST /reports/delete' => [ReportsPage::class, 'delete', 'viewer'],
+        'POST /captures/previews' => [CapturePictures::class, 'previews', 'operator'],
+        'POST /captures/image' => [CapturePictures::class, 'image', 'operator'],
         'GET /users' => [UsersPage::class, 'show', 'admin'],
         'POST /users' => [UsersPage::class, 'add', 'admin'],
     ];

@@ -8,6 +8,7 @@ use PDO;
 /**
  * The Servers tab: every server's sync state, "Sync This Server", and per-client power and update actions.
  * Actions go to the admin API (AdminApi) in the web user's name with a reason; their status is read from it.
+ * The admin API is the live server's (Config::live()): other servers' rows show their actions disabled, saying why.
  */
 final class ServersPage
 {
@@ -15,7 +16,7 @@ final class ServersPage
     /** the longest auto-sync period, in minutes (a week; the sync worker's own limit) */
     public const AUTO_MAX_MIN = 10080;
 
-    public function __construct(private readonly PDO $db, private readonly Auth $auth)
+    public function __construct(private readonly PDO $db, private readonly Auth $auth, private readonly ?Config $config = null)
     {
     }
 
@@ -37,7 +38,8 @@ final class ServersPage
             'pages' => max(1, (int) ceil($total / ServersQuery::PER_PAGE)), 'canAct' => Auth::allows($user, 'operator'),
             'apiOn' => AdminApi::fromConfig(Config::fromEnv()) !== null, 'actions' => AdminApi::ACTIONS,
             'webKeyId' => (new Sealed(Config::fromEnv()->webKeyPath()))->keyId(),
-            'canSetAuto' => Auth::allows($user, 'admin'), 'autoMax' => self::AUTO_MAX_MIN]);
+            'canSetAuto' => Auth::allows($user, 'admin'), 'autoMax' => self::AUTO_MAX_MIN,
+            'whyNot' => fn (string $id): ?string => Bridge::whyNot($this->config, $id)]);
     }
 
     /** GET /servers/state: every server's last sync and state as JSON (the page polls it while a sync runs). */
@@ -48,11 +50,11 @@ final class ServersPage
         View::json(['servers' => $servers]);
     }
 
-    /** POST /servers/sync (reason): the admin API's POST /api/sync in the web user's name. */
+    /** POST /servers/sync (reason, server): the admin API's POST /api/sync in the web user's name. */
     public function sync(): void
     {
         $reason = $this->reason();
-        if ($reason === null) {
+        if ($reason === null || !$this->ours()) {
             return;
         }
         [$status, $answer] = $this->api('POST', '/api/sync', ['reason' => $reason]);
@@ -62,7 +64,7 @@ final class ServersPage
         }
     }
 
-    /** POST /servers/action (client, action, reason): reboot, shutdown, update check or apply through the admin API. */
+    /** POST /servers/action (client, action, reason, server): reboot, shutdown, update check or apply through the admin API. */
     public function act(): void
     {
         $action = AuthPages::posted('action');
@@ -72,7 +74,7 @@ final class ServersPage
             return;
         }
         $reason = $this->reason();
-        if ($reason === null) {
+        if ($reason === null || !$this->ours()) {
             return;
         }
         [$status, $answer] = $this->api('POST', '/api/clients/' . rawurlencode($client) . '/' . $action, ['reason' => $reason]);
@@ -144,6 +146,16 @@ final class ServersPage
             return null;
         }
         return $reason;
+    }
+
+    /** Whether the posted server is the one this web UI's admin API acts on; else false after answering 409. */
+    private function ours(): bool
+    {
+        $why = Bridge::whyNot($this->config, AuthPages::posted('server'));
+        if ($why !== null) {
+            View::json(['error' => $why], 409);
+        }
+        return $why === null;
     }
 
     /** [status, answer] from the admin API; [0, ...] after answering 503 when it is off or unreachable. */

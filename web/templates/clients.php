@@ -1,6 +1,8 @@
 <?php
-/** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages */
+/** @var Ems\Web\ClientsQuery $query @var array $rows @var int $total @var int $pages
+ *  @var bool $canLook @var callable $whyNot @var int $maxReason */
 use Ems\Web\Auth;
+use Ems\Web\ClientsQuery;
 use Ems\Web\HistoryTabs;
 use Ems\Web\View;
 
@@ -33,6 +35,7 @@ $percent = static function (?float $value): string {
       <th scope="col"><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
          href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($label) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a></th>
     <?php endforeach; ?>
+    <?php if ($canLook): ?><th scope="col">Screen</th><?php endif; ?>
     <th scope="col"><span class="visually-hidden">Actions</span></th>
   </tr></thead>
   <tbody>
@@ -48,6 +51,13 @@ $percent = static function (?float $value): string {
       <td><?= $percent($row['memory'] === null ? null : (float) $row['memory']) ?></td>
       <td><?= $percent($row['disk'] === null ? null : (float) $row['disk']) ?></td>
       <td class="small ems-time" data-ts="<?= e($row['last_seen']) ?>"><?= e(gmdate('Y-m-d H:i:s', (int) $row['last_seen'])) ?> UTC</td>
+      <?php if ($canLook): $why = $whyNot((string) $row['server_id']); ?>
+        <td class="text-nowrap"><?php if ($why === null): ?>
+          <button type="button" class="btn btn-sm btn-outline-primary ems-look" data-target="<?= e($row['hostname'] ?: $row['client_id']) ?>">Look at screen</button>
+        <?php else: ?>
+          <span class="d-inline-block" tabindex="0" title="<?= e($why) ?>"><button type="button" class="btn btn-sm btn-outline-secondary ems-look-off" disabled>Look at screen</button></span>
+        <?php endif; ?></td>
+      <?php endif; ?>
       <td class="dropdown ems-row-actions">
         <button type="button" class="btn btn-sm btn-link ems-row-menu" data-bs-toggle="dropdown" aria-expanded="false"
                 data-bs-popper-config='{"strategy":"fixed"}'
@@ -66,7 +76,7 @@ $percent = static function (?float $value): string {
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="11" class="text-center text-body-secondary py-4">No clients match.</td></tr>
+    <tr><td colspan="<?= $canLook ? 12 : 11 ?>" class="text-center text-body-secondary py-4">No clients match.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>
@@ -76,3 +86,24 @@ $percent = static function (?float $value): string {
   <li class="page-item disabled"><span class="page-link"><?= e($query->page) ?> / <?= e($pages) ?></span></li>
   <li class="page-item<?= $query->page >= $pages ? ' disabled' : '' ?>"><a class="page-link" id="page-next" href="<?= e(View::query($params, ['page' => min($pages, $query->page + 1)])) ?>">Next</a></li>
 </ul></nav>
+<?php if ($canLook): ?>
+<div class="modal" id="look-dialog" tabindex="-1" aria-labelledby="look-title" aria-hidden="true">
+  <div class="modal-dialog modal-xl"><form class="modal-content" id="look-form">
+    <div class="modal-header"><h2 class="modal-title h5" id="look-title">Look at screen</h2>
+      <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
+    <div class="modal-body">
+      <p id="look-question"></p>
+      <label class="form-label" for="look-reason">Reason (required: the employee is shown it with your name, the audit trail keeps both)</label>
+      <textarea class="form-control" id="look-reason" maxlength="<?= e($maxReason) ?>" rows="2" required></textarea>
+      <div class="text-danger small mt-2" id="look-error"></div>
+      <div class="text-body-secondary small mt-1" id="look-detail"></div>
+      <div class="small mt-2" id="look-status"></div>
+      <img class="img-fluid mt-2 d-none border" id="look-image" alt="the client's screen">
+    </div>
+    <div class="modal-footer">
+      <button type="button" class="btn btn-secondary" data-bs-dismiss="modal" id="look-cancel">Close</button>
+      <button type="submit" class="btn btn-primary" id="look-confirm">Look</button>
+    </div>
+  </form></div>
+</div>
+<?php endif; ?>

@@ -1,5 +1,7 @@
 <?php
-/** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab */
+/** @var Ems\Web\HistoryQuery $query @var array $rows @var int $total @var int $pages @var array $servers @var string $tab
+ *  @var ?array $pictures (the Captures tab: maxReason, and per row server, id, whyNot) */
+use Ems\Web\HistoryQuery;
 use Ems\Web\Session;
 use Ems\Web\View;
 
@@ -40,6 +42,7 @@ $cell = static function (array $column, mixed $value): string {
        required placeholder="Report name" size="24" aria-label="Report name"></div>
   <div class="col-auto"><button class="btn btn-sm btn-outline-primary" type="submit" id="report-save-button">Save as report</button></div>
 </form>
+<?php if ($pictures !== null) { echo View::fragment('capture_pictures', ['maxReason' => $pictures['maxReason']]); } ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>
@@ -50,17 +53,21 @@ $cell = static function (array $column, mixed $value): string {
       <th scope="col" data-column="<?= e($key) ?>"><?php if ($sealed): ?><?= e($column[0]) ?><?php else: ?><a class="ems-sort<?= $active ? ' active' : '' ?>" data-sort="<?= e($key) ?>"
          href="<?= e(View::query($params, ['sort' => $key, 'dir' => $dir, 'page' => 1])) ?>"><?= e($column[0]) ?><?= $active ? ($query->dir === 'asc' ? ' ▲' : ' ▼') : '' ?></a><?php endif; ?></th>
     <?php endforeach; ?>
+    <?php if ($pictures !== null): ?><th scope="col">Picture</th><?php endif; ?>
   </tr></thead>
   <tbody>
-  <?php foreach ($rows as $row): ?>
+  <?php foreach ($rows as $i => $row): ?>
     <tr>
       <?php foreach ($shown as $key => $column): ?>
         <td class="ems-col-<?= e($key) ?>"><?= $cell($column, $row[$key]) ?></td>
       <?php endforeach; ?>
+      <?php if ($pictures !== null): $picture = $pictures['rows'][$i]; ?>
+        <td class="ems-picture"<?php if ($picture['whyNot'] === null): ?> data-server="<?= e($picture['server']) ?>" data-capture="<?= e($picture['id']) ?>"><span class="text-body-secondary small">hidden</span><?php else: ?> title="<?= e($picture['whyNot']) ?>"><span class="text-body-secondary small">not here</span><?php endif; ?></td>
+      <?php endif; ?>
     </tr>
   <?php endforeach; ?>
   <?php if (!$rows): ?>
-    <tr><td colspan="<?= e(count($shown)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
+    <tr><td colspan="<?= e(count($shown) + ($pictures !== null ? 1 : 0)) ?>" class="text-center text-body-secondary py-4">Nothing matches.</td></tr>
   <?php endif; ?>
   </tbody>
 </table>

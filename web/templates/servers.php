@@ -1,7 +1,7 @@
 <?php
 /** @var array $servers @var string $server @var array $clients @var int $total @var int $page @var int $pages
  *  @var bool $canAct @var bool $apiOn @var array $actions @var string $webKeyId @var bool $canSetAuto @var int $autoMax
- *  @var string $client the client to mark (from its row menu) */
+ *  @var callable $whyNot @var string $client the client to mark (from its row menu) */
 use Ems\Web\View;
 
 $when = static fn ($ts): string => (float) $ts > 0 ? gmdate('Y-m-d H:i:s', (int) $ts) . ' UTC' : 'never';
@@ -46,7 +46,9 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
       <td class="small ems-last-sync" data-ts="<?= e((float) $row['last_sync']) ?>"><?= e($when($row['last_sync'])) ?></td>
       <td class="small"><?= e($when($row['last_full_sync'])) ?></td>
       <td class="text-end"><?= e(number_format((int) $row['rows_synced'])) ?></td>
-      <td class="text-end"><?php if ($canAct && $apiOn): ?>
+      <td class="text-end"><?php if ($canAct && $apiOn && ($why = $whyNot((string) $row['server_id'])) !== null): ?>
+        <span class="d-inline-block" tabindex="0" title="<?= e($why) ?>"><button type="button" class="btn btn-sm btn-outline-secondary ems-act-off" disabled>Sync This Server</button></span>
+      <?php elseif ($canAct && $apiOn): ?>
         <button type="button" class="btn btn-sm btn-outline-primary ems-act" data-kind="sync" data-label="Sync This Server"
                 data-target="<?= e($row['name']) ?>">Sync This Server</button>
         <span class="small ms-2 ems-sync-progress"></span>
@@ -63,17 +65,19 @@ $badge = ['up to date' => 'success', 'syncing' => 'info', 'stale' => 'warning', 
 <h2 class="h6 mt-4" id="server-clients-title">Clients of <?= e(array_column($servers, 'name', 'server_id')[$server] ?? $server) ?>
   <span class="text-body-secondary small">· <?= e(number_format($total)) ?> · page <?= e($page) ?> of <?= e($pages) ?></span></h2>
 <div class="table-responsive">
-<table class="table table-sm table-hover align-middle" id="server-clients">
+<table class="table table-sm table-hover align-middle" id="server-clients" data-server="<?= e($server) ?>">
   <thead><tr><th>Host</th><th>Client id</th><th>User</th><th>OS</th><th>State</th><th>Actions</th><th>Last command</th></tr></thead>
   <tbody>
-  <?php foreach ($clients as $row): ?>
+  <?php $why = $whyNot($server); foreach ($clients as $row): ?>
     <tr data-client="<?= e($row['client_id']) ?>"<?= $row['client_id'] === $client ? ' class="table-active ems-marked"' : '' ?>>
       <td class="ems-host text-nowrap"><?= e($row['hostname'] ?: $row['label']) ?></td>
       <td class="font-monospace small text-nowrap"><?= e($row['client_id']) ?></td>
       <td><?= e($row['logged_in_user']) ?></td>
       <td><?= e(trim(($row['os'] ?? '') . ' ' . ($row['os_version'] ?? ''))) ?></td>
       <td><?= $row['online'] ? '<span class="badge text-bg-success">online</span>' : '<span class="badge text-bg-secondary">offline</span>' ?></td>
-      <td class="text-nowrap"><?php if ($canAct && $apiOn): foreach ($actions as $key => $label): ?>
+      <td class="text-nowrap"><?php if ($canAct && $apiOn && $why !== null): ?>
+        <span class="d-inline-block" tabindex="0" title="<?= e($why) ?>"><?php foreach ($actions as $label): ?><button type="button" class="btn btn-sm btn-outline-secondary ems-act-off" disabled><?= e($label) ?></button> <?php endforeach; ?></span>
+      <?php elseif ($canAct && $apiOn): foreach ($actions as $key => $label): ?>
         <button type="button" class="btn btn-sm btn-outline-secondary ems-act" data-kind="<?= e($key) ?>" data-label="<?= e($label) ?>"
                 data-target="<?= e($row['hostname'] ?: $row['client_id']) ?>"><?= e($label) ?></button>
       <?php endforeach; endif; ?></td>
