@@ -88,9 +88,12 @@ final class HistoryQuery
         foreach ($this->columns as $key => $column) {
             $fields[] = $column[1] . ' AS ' . $key;  // both from HistoryTabs, never from the request
         }
-        $order = $this->tab['columns'][$this->sort][1] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
+        // the tie-breakers go the sort's way: an index on the sort column (InnoDB appends the primary key
+        // (server_id, id)) then serves the whole ORDER BY in either direction, without a sort of every row
+        $dir = $this->dir === 'desc' ? ' DESC' : ' ASC';
+        $order = $this->tab['columns'][$this->sort][1] . $dir;
         $select = $db->prepare('SELECT ' . implode(', ', $fields) . $this->from() . $where
-            . " ORDER BY $order, t.server_id ASC, t.id DESC LIMIT :limit OFFSET :offset");
+            . " ORDER BY $order, t.server_id$dir, t.id$dir LIMIT :limit OFFSET :offset");
         foreach ($binds as $name => $value) {
             $select->bindValue($name, $value);
         }
