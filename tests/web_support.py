@@ -25,7 +25,7 @@ from sync.web_users import add_user
 PASSWORD = "correct horse battery"
 #: web accounts every site has: user name -> (role, display name)
 ACCOUNTS = {"vera": ("viewer", "Vera Viewer"), "otto": ("operator", "Otto Operator"), "ada": ("admin", "Ada Admin")}
-WEB_TABLES_STATE = ("web_users", "web_sessions", "web_settings", "web_login_attempts")
+WEB_TABLES_STATE = ("web_users", "web_sessions", "web_settings", "web_login_attempts", "web_history_grants", "web_audit")
 
 
 class WebSite:

@@ -12,6 +12,7 @@ body first), so every route is a small method whose docstring is its spec:
 ``POST /api/clients/<id>/update-apply``  agent command ``update.apply``
 ``GET  /api/commands/<id>``            one command's record (broker ``command.get``)
 ``POST /api/sync``                     "sync this server now": ``sync.now`` to the sync worker
+``POST /api/history/<kind>/access``    a person's look at audited history read elsewhere, into the bus audit
 =====================================  =======================================
 
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
@@ -22,6 +23,7 @@ import concurrent.futures
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,7 @@ from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
 from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, AdminHttpConfig
-from broker.core import errors
+from broker.core import errors, permissions
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
 from broker.core.vocabulary import reason_too_long
@@ -45,8 +47,11 @@ ACTIONS = {
 }
 #: keys a command's JSON body may have
 BODY_KEYS = ("reason", "args", "ttl_s")
+#: keys a history access's JSON body may have (the filters the person read with)
+HISTORY_ACCESS_KEYS = ("reason", "client_id", "text")
 #: extra time an HTTP thread gives the bus thread beyond one bus round trip
 QUEUE_SLACK_S = 5.0
+_NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
 
 
@@ -99,6 +104,7 @@ class AdminApi:
             ("POST", ("api", "clients", "{}", "{}"), self.client_action),
             ("GET", ("api", "commands", "{}"), self.get_command),
             ("POST", ("api", "sync"), self.sync_now),
+            ("POST", ("api", "history", "{}", "access"), self.history_access),
         ]
 
     def handle(self, req: Request) -> Response:
@@ -117,7 +123,7 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, POST /api/sync")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, POST /api/sync, POST /api/history/<kind>/access")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
@@ -212,8 +218,7 @@ class AdminApi:
         req.audit["action"] = "sync.now"
         reason = req.audit["reason"] = self._reason(_json_object(req.body))
         if req.caller == CLIENT_ID:
-            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who asks for the sync",
-                           f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)")
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who asks for the sync", _NAME_THE_PERSON)
         operator = {"id": req.caller, "name": req.caller}
         try:
             answer = self._bus(lambda client: client.request("sync.now", timeout_s=self.config.bus_timeout_s,
@@ -223,6 +228,32 @@ class AdminApi:
                 raise ApiError(503, "sync worker not running", "`ems up` starts it (unless --no-web)") from exc
             raise
         return Response(202, {**(answer if isinstance(answer, dict) else {"answer": answer}), "caller": req.caller})
+
+    def history_access(self, req: Request, kind: str) -> Response:
+        """``POST /api/history/<kind>/access`` with ``{"reason": "...", "client_id": "...", "text": "..."}``.
+
+        For a person who reads audited history (``captures``, ``messages``,
+        ``fileops``, ...) somewhere the bus does not see, e.g. the web view
+        reading MySQL: the persister writes ``history.<kind>`` into the bus
+        audit trail with the person (``X-EMS-Operator``, required), this
+        listener as ``via``, the reason and the filters, as it does for a look
+        through the bus. Nothing of the history is read or answered (an empty
+        time window: the audit's ``rows`` is 0). 201 ``{"audited": "history.<kind>", "caller": ...}``.
+        """
+        if kind not in permissions.AUDITED_HISTORY:
+            raise ApiError(404, f"no audited history kind {kind!r}", f"kinds: {', '.join(sorted(permissions.AUDITED_HISTORY))}")
+        req.audit.update(action=f"history.{kind}")
+        body = _json_object(req.body, HISTORY_ACCESS_KEYS)
+        reason = req.audit["reason"] = self._reason(body)
+        filters = {key: body[key][:200] for key in ("client_id", "text") if isinstance(body.get(key), str) and body[key]}
+        req.audit.update(filters)
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who reads {kind}", _NAME_THE_PERSON)
+        now = time.time()
+        self._bus(lambda client: client.request(
+            "store.query", timeout_s=self.config.bus_timeout_s, kind=kind, since=now, until=now, limit=1,
+            reason=reason, operator={"id": req.caller, "name": req.caller}, **filters))
+        return Response(201, {"audited": f"history.{kind}", "caller": req.caller, "reason": reason, **filters})
 
     # -- helpers -------------------------------------------------------------------
     def _bus(self, job, not_found: frozenset | set = frozenset(), not_found_hint: str = "") -> Any:
@@ -300,8 +331,8 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
     return params
 
 
-def _json_object(body: bytes | None) -> dict:
-    """The body as a JSON object with only :data:`BODY_KEYS`; ApiError 400 otherwise."""
+def _json_object(body: bytes | None, allowed: tuple[str, ...] = BODY_KEYS) -> dict:
+    """The body as a JSON object with only ``allowed`` keys; ApiError 400 otherwise."""
     example = 'e.g. {"reason": "user asked for a restart"}'
     if not body:
         raise ApiError(400, "the body is empty: it must be a JSON object", example)
@@ -313,7 +344,7 @@ def _json_object(body: bytes | None) -> dict:
         raise ApiError(400, f"the body is not valid JSON: {exc}", example) from exc
     if not isinstance(value, dict):
         raise ApiError(400, f"the body must be a JSON object, not {type(value).__name__}", example)
-    unknown = sorted(set(value) - set(BODY_KEYS))
+    unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(BODY_KEYS)}")
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(allowed)}")
     return value

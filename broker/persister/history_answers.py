@@ -39,7 +39,7 @@ class HistoryAnswers:
                       if k in args}
             if args.get("thumbnails"):
                 return self._captures_with_thumbnails(kind, params, requester)
-            return self._history(kind, params, requester)
+            return self._history(kind, params, requester, args)
         if op == "store.capture":
             self.check_readable(role, "captures")
             purpose = args.get("purpose", "view")
@@ -72,14 +72,16 @@ class HistoryAnswers:
             self.audit(requester, "capture.thumbnails", {"client_id": params.get("client_id"), "capture_ids": shown})
         return rows
 
-    def _history(self, kind: str, params: dict, requester: dict) -> list[dict]:
+    def _history(self, kind: str, params: dict, requester: dict, args: dict) -> list[dict]:
         """``store.query`` rows with only the fields the requester may see;
-        a person's look at sensitive history is audited."""
+        a person's look at sensitive history is audited (for a vouching service: the person and
+        reason in ``args``, see :func:`_read_for`)."""
         role, who = requester.get("role", ""), requester.get("client_id", "")
         rows = [permissions.strip_row(role, who, kind, row) for row in self.store.query(kind, **params)]
-        if kind in permissions.AUDITED_HISTORY and role != "service":
+        person = _read_for(requester, args)  # a service reading for a named person (the web) is audited too
+        if kind in permissions.AUDITED_HISTORY and (role != "service" or person):
             self.audit(requester, f"history.{kind}", {"client_id": params.get("client_id"), "rows": len(rows),
-                                                       "text": params.get("text") or ""})
+                                                       "text": params.get("text") or "", **person})
         return rows
 
     @staticmethod

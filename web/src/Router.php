@@ -33,6 +33,7 @@ final class Router
         'GET /messages.csv' => [HistoryPage::class, 'messagesCsv', 'operator'],
         'GET /captures' => [HistoryPage::class, 'captures', 'operator'],
         'GET /captures.csv' => [HistoryPage::class, 'capturesCsv', 'operator'],
+        'POST /history/grant' => [HistoryPage::class, 'grant', 'operator'],
         'GET /users' => [UsersPage::class, 'show', 'admin'],
         'POST /users' => [UsersPage::class, 'add', 'admin'],
     ];

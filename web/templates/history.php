@@ -18,6 +18,10 @@ $cell = static function (array $column, mixed $value): string {
     };
 };
 ?>
+<?php if (!empty($grant)): ?>
+  <div class="alert alert-info py-2 small" id="history-grant">Opened for your reason “<?= e($grant['reason']) ?>” until
+    <?= e(gmdate('H:i', (int) $grant['expires'])) ?> UTC; the opening is in the audit trail with your name.</div>
+<?php endif; ?>
 <form method="get" action="/<?= e($tab) ?>" class="row g-2 align-items-center mb-3 ems-filter" id="history-filter">
   <div class="col-auto"><input class="form-control form-control-sm" type="search" name="q" id="filter-q"
        placeholder="Filter" value="<?= e($query->q) ?>" size="30"></div>
