@@ -39,7 +39,7 @@ def logged_in(site, name: str) -> WebClient:
 def test_the_route_table_is_what_these_tests_cover():
     tabs = ("sessions", "security", "logs", "fileops", "messages", "captures")
     assert set(php_routes()) == {"GET /", "GET /login", "POST /login", "POST /logout", "POST /theme",
-                                 "GET /clients", "GET /users", "POST /users", "GET /servers", "GET /servers/state",
+                                 "GET /clients", "GET /fleet", "GET /users", "POST /users", "GET /servers", "GET /servers/state",
                                  "GET /servers/command", "POST /servers/sync", "POST /servers/action", "POST /history/grant",
                                  *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 

@@ -16,6 +16,7 @@ final class Router
         'POST /logout' => [AuthPages::class, 'logout', 'viewer'],
         'POST /theme' => [AuthPages::class, 'theme', null],
         'GET /clients' => [ClientsPage::class, 'show', 'viewer'],
+        'GET /fleet' => [FleetPage::class, 'show', 'viewer'],
         'GET /servers' => [ServersPage::class, 'show', 'viewer'],
         'GET /servers/state' => [ServersPage::class, 'state', 'viewer'],
         'GET /servers/command' => [ServersPage::class, 'command', 'operator'],

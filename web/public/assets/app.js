@@ -9,6 +9,10 @@ $(function () {
   $('#history-filter .ems-autosubmit').on('change', function () {
     $('#history-filter').trigger('submit');
   });
+  // the Fleet view's "not seen for more than N days" choice too
+  $('#fleet-stale-form .ems-autosubmit').on('change', function () {
+    $('#fleet-stale-form').trigger('submit');
+  });
   // last-seen times in the browser's own time zone
   $('.ems-time').each(function () {
     var ts = parseFloat($(this).data('ts'));
