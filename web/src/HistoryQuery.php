@@ -16,6 +16,12 @@ final class HistoryQuery
     public const PAGE_SIZES = [25, 50, 100, 200];
     /** the most rows one CSV export holds */
     public const CSV_LIMIT = 100000;
+    /** matching rows are counted up to this many (beyond: "more than"): an exact count of a text filter over a
+     * million log rows reads every row (seconds, bench/web.py); the page itself stops at its last row */
+    public const COUNT_CAP = 10000;
+
+    /** true when more rows match than COUNT_CAP (the total is then COUNT_CAP + 1) */
+    public bool $capped = false;
 
     public string $q = '';
     public string $server = '';
@@ -58,13 +64,18 @@ final class HistoryQuery
             'dir' => $this->dir, 'page' => $this->page, 'per' => $this->perPage];
     }
 
-    /** [rows of this page, total matching rows]; the page is clamped to the last one. */
+    /** [rows of this page, total matching rows up to COUNT_CAP + 1 (see $capped)]; the page is clamped to the last one. */
     public function page(PDO $db): array
     {
         [$where, $binds] = $this->where();
-        $count = $db->prepare('SELECT COUNT(*)' . $this->from() . $where);
-        $count->execute($binds);
+        $count = $db->prepare('SELECT COUNT(*) FROM (SELECT 1' . $this->from() . $where . ' LIMIT :cap) AS counted');
+        foreach ($binds as $name => $value) {
+            $count->bindValue($name, $value);
+        }
+        $count->bindValue(':cap', self::COUNT_CAP + 1, PDO::PARAM_INT);
+        $count->execute();
         $total = (int) $count->fetchColumn();
+        $this->capped = $total > self::COUNT_CAP;
         $this->page = min($this->page, max(1, (int) ceil($total / $this->perPage)));
         $select = $this->select($db, $where, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
         return [$select->fetchAll(), $total];

@@ -47,7 +47,7 @@ $cell = static function (array $column, mixed $value): string {
   <div class="col-auto"><button class="btn btn-sm btn-primary" type="submit" id="filter-apply">Apply</button></div>
   <div class="col-auto"><a class="btn btn-sm btn-outline-secondary" id="csv-export"
        href="/<?= e($tab) ?>.csv<?= e(View::query($csv, [])) ?>">CSV</a></div>
-  <div class="col-auto text-body-secondary small" id="history-count"><?= e(number_format($total)) ?> rows · page <?= e($query->page) ?> of <?= e($pages) ?></div>
+  <div class="col-auto text-body-secondary small" id="history-count"><?= $query->capped ? 'more than ' . e(number_format(HistoryQuery::COUNT_CAP)) : e(number_format($total)) ?> rows · page <?= e($query->page) ?> of <?= e($pages) ?></div>
 </form>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
