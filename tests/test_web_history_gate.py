@@ -9,8 +9,10 @@ import json
 import time
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from conftest import wait_for
+from test_web_ui import browser, log_in, shot  # noqa: F401  (browser is a fixture)
 from test_admin_http import TOKEN, Admin
 from test_persister_bus import RunningPersister
 from web_support import WebClient, WebSite
@@ -69,6 +71,7 @@ def test_without_a_grant_an_audited_tab_asks_why_and_shows_no_rows(site):
         assert status == 200 and 'id="history-reason-form"' in page and 'id="history-table"' not in page
         assert secret not in page
         assert 'name="client" value="a-0"' in page and 'name="q" value="pay"' in page  # the filters go with the reason
+        assert 'name="server"' not in page  # only the filters set
         status, _, text = otto.request("GET", f"/{tab}.csv")
         assert status == 403 and "give your reason first" in text and secret not in text
     status, _, page = otto.request("GET", "/captures")
@@ -126,6 +129,19 @@ def test_only_audited_tabs_and_only_their_roles_take_a_grant(site):
         status, _, _ = otto.request("POST", "/history/grant", {"csrf": otto.csrf("/clients"), "tab": tab, "reason": REASON})
         assert status == 403, tab
     assert site.state() == before
+
+
+def test_in_a_browser_the_reason_form_opens_the_tab(site, browser):  # noqa: F811
+    log_in(browser, site.base, "otto")
+    browser.get(site.base + "/messages?client=a-0")
+    assert not browser.find_elements(By.ID, "history-table")
+    shot(browser, "web-reason-dark.png")
+    browser.find_element(By.ID, "history-reason").send_keys(REASON)
+    browser.find_element(By.ID, "history-reason-submit").click()
+    wait_for(lambda: browser.find_elements(By.ID, "history-table"), 10, what="the Messages tab's rows")
+    assert browser.current_url.endswith("/messages?client=a-0")
+    assert SECRET_CHAT in browser.find_element(By.ID, "history-table").text
+    assert REASON in browser.find_element(By.ID, "history-grant").text
 
 
 def test_a_grant_is_forwarded_to_the_bus_audit_in_the_persons_name(bus, mysql_admin_url, tmp_path):

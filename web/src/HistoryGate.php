@@ -42,6 +42,13 @@ final class HistoryGate
         return $find->fetch() ?: null;
     }
 
+    /** The query's filters a grant records (the ones set). */
+    public static function filters(HistoryQuery $query): array
+    {
+        return array_filter(array_intersect_key($query->params(), array_flip(self::FILTERS)),
+            static fn (string $value): bool => $value !== '');
+    }
+
     /** The reason as given, or null when it is empty or too long. */
     public static function reason(string $posted): ?string
     {

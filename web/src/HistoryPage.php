@@ -43,8 +43,7 @@ final class HistoryPage
             App::fail(403, 'No audited history tab of that name for your role.', $user);
             return;
         }
-        $filters = array_filter(array_intersect_key(HistoryQuery::fromRequest($tab, $user, $_POST)->params(),
-            array_flip(HistoryGate::FILTERS)), static fn (string $value): bool => $value !== '');
+        $filters = HistoryGate::filters(HistoryQuery::fromRequest($tab, $user, $_POST));
         $reason = HistoryGate::reason(AuthPages::posted('reason'));
         if ($reason === null) {
             $this->askReason($tab, $user, $filters, 'A reason of 1-' . HistoryGate::MAX_REASON . ' characters is required.', 422);
@@ -67,8 +66,7 @@ final class HistoryPage
         $user = $this->auth->user();
         $grant = HistoryGate::audited($name) ? (new HistoryGate($this->db))->grant($user, $name) : null;
         if (HistoryGate::audited($name) && $grant === null) {
-            $asked = HistoryQuery::fromRequest($name, $user, $_GET)->params();
-            $this->askReason($name, $user, array_intersect_key($asked, array_flip(HistoryGate::FILTERS)));
+            $this->askReason($name, $user, HistoryGate::filters(HistoryQuery::fromRequest($name, $user, $_GET)));
             return;
         }
         $query = HistoryQuery::fromRequest($name, $user, $_GET);
