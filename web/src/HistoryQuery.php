@@ -76,6 +76,10 @@ final class HistoryQuery
         $count->execute();
         $total = (int) $count->fetchColumn();
         $this->capped = $total > self::COUNT_CAP;
+        if ($total === 0) {  // the count has read what a filter matching nothing reads: the page would read it again
+            $this->page = 1;
+            return [[], 0];
+        }
         $this->page = min($this->page, max(1, (int) ceil($total / $this->perPage)));
         $select = $this->select($db, $where, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
         return [$select->fetchAll(), $total];
