@@ -38,7 +38,7 @@ test: dev ## run the tests: .venv/bin/python -m pytest (+ PYTEST_ARGS)
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	exit $$rc
 
-bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md (~20 min, 12 of them the 1k-10k agent fleet)
+bench: dev ## run every benchmark beside its peers and write docs/benchmarks.md (~25 min, 12 of them the 1k-10k agent fleet, 5 the web UI at 10k clients / 1M log rows)
 	$(PYTHON) -m bench.report $(BENCH_ARGS)
 
 chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20 kills), stopped consumer, idle connections + flood, 10 min fuzz (header, dispatch, persister ingest + queries), 60 s network cut (root)
@@ -46,7 +46,7 @@ chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen), the employee's indicator and consent prompt (Xvfb) and the web UI (headless Chromium) in docs/screenshots/
 	$(PYTHON) -m bench.harness.screenshots docs/screenshots
-	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py tests/test_access_log_window.py tests/test_web_ui.py tests/test_web_servers.py tests/test_web_history.py tests/test_web_tour.py tests/test_web_frames.py
+	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py tests/test_access_log_window.py tests/test_web_ui.py tests/test_web_servers.py tests/test_web_history.py tests/test_web_tour.py tests/test_web_frames.py tests/test_web_fleet.py tests/test_web_history_gate.py
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

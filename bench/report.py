@@ -10,6 +10,7 @@ process with the figures it reports):
   bench/screen.py  if it exists and Xvfb is installed
   bench/fleet.py   1k-10k simulated agents: broker memory, CPU, presence, reconnect storm, beside Mosquitto
   bench/sync.py    MySQL sync: full snapshot of 100k rows beside LOAD DATA LOCAL INFILE; change latency
+  bench/web.py     web UI page time at 10k clients / 1M log rows beside the bare SQL of the same pages
 
 The figures go to bench/out/<name>.json (and each table as printed to
 bench/out/<name>.txt); then the markdown is written with the machine facts,
@@ -46,6 +47,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "screen": ("bench.screen", ["--quick"]),
     "fleet": ("bench.fleet", ["--quick"]),
     "sync": ("bench.sync", ["--rows", "20000"]),
+    "web": ("bench.web", ["--clients", "2000", "--rows", "100000", "--requests", "10"]),
 }
 
 
@@ -66,11 +68,13 @@ def available(name: str) -> tuple[bool, str]:
         return False, f"bench/{name}.py does not exist yet"
     if name == "screen" and not shutil.which("Xvfb"):
         return False, "Xvfb is not installed"
-    if name == "sync":
+    if name in ("sync", "web"):
         from sync.mariadb import find_binary
 
         if not find_binary("mariadbd"):
             return False, "missing mariadb-server (make dev installs it)"
+    if name == "web" and not shutil.which("php"):
+        return False, "missing php-cli and php-mysql (make dev installs them)"
     if name == "fleet" and not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
         return False, "missing mosquitto (make dev installs it)"
     if name == "peers":
@@ -781,7 +785,7 @@ def misses_section(bus: dict | None, peers: dict | None, store: dict | None, syn
 
 def write_markdown(runs: list[dict], total_s: float | None, skipped: dict[str, str]) -> str:
     bus, peers, store, screen, fleet = load("bus"), load("peers"), load("store"), load("screen"), load("fleet")
-    sync = load("sync")
+    sync, web = load("sync"), load("web")
     IMG.mkdir(parents=True, exist_ok=True)
     images: dict[str, str] = {}
     plots_ok = _pyplot() is not None
@@ -829,6 +833,10 @@ def write_markdown(runs: list[dict], total_s: float | None, skipped: dict[str, s
         parts.append(fleet_section(fleet, images))
     if sync:
         parts.append(sync_section(sync))
+    if web:
+        from bench.web import markdown as web_section
+
+        parts.append(web_section(web))
     misses = misses_section(bus, peers, store, sync)
     if misses:
         parts.append(misses)

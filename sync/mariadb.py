@@ -8,7 +8,9 @@ administrator is the account itself, through the socket only
 :data:`CLIENT_CNF` (0600) says how to reach it:
 ``mariadb --defaults-file=DIR/client.cnf`` opens a shell.
 
-Layout of ``DIR``: ``data/`` (the database files, 0700), ``mysqld.sock``,
+Layout of ``DIR``: ``data/`` (the database files, 0700), ``tmp/`` (its temporary
+tables and sort files, 0700: never the shared /tmp, where they would be readable
+by name and where another instance's files of the same name collide), ``mysqld.sock``,
 ``mysqld.pid``, ``error.log``, ``client.cnf``.
 
 ``ems up`` runs :meth:`PrivateMariaDB.server_argv` under its supervisor;
@@ -109,6 +111,10 @@ class PrivateMariaDB:
         return self.directory / "data"
 
     @property
+    def tmpdir(self) -> Path:
+        return self.directory / "tmp"
+
+    @property
     def socket(self) -> Path:
         return self.directory / "mysqld.sock"
 
@@ -134,6 +140,7 @@ class PrivateMariaDB:
         if len(str(self.socket)) > _SOCKET_PATH_MAX:
             raise MariaDBError(f"the socket path {self.socket} is too long for a unix socket: use a shorter --data-dir")
         private_dir(self.directory)
+        private_dir(self.tmpdir)
         if (self.datadir / "mysql").is_dir():
             return False
         private_dir(self.datadir)
@@ -156,7 +163,7 @@ class PrivateMariaDB:
         _, mariadbd = server_binaries()
         return [mariadbd, "--no-defaults", f"--user={self.user}", f"--datadir={self.datadir}",
                 f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-                f"--pid-file={self.pid_file}", f"--log-error={self.error_log}", "--local-infile=1",
+                f"--pid-file={self.pid_file}", f"--log-error={self.error_log}", f"--tmpdir={self.tmpdir}", "--local-infile=1",
                 "--skip-name-resolve"]
 
     def write_client_cnf(self) -> Path:

@@ -22,14 +22,14 @@ captures, command arguments and results) are ``BLOB`` columns: they hold
 what the sync worker encrypted for the web, never clear text.
 
 :func:`create_tables` is idempotent: it creates what is missing, adds
-columns a newer EMS declares, records :data:`SCHEMA_VERSION`, and never
+columns and keys a newer EMS declares, records :data:`SCHEMA_VERSION`, and never
 drops anything. It refuses a database written by a newer EMS.
 """
 from __future__ import annotations
 
 from broker.core.errors import EmsError
 
-#: bumped when a table or column is added; recorded in ``schema_version``
+#: bumped when a table, column or key is added; recorded in ``schema_version``
 SCHEMA_VERSION = 5
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -43,6 +43,9 @@ _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
 _OPERATOR = "operator VARCHAR(255) NOT NULL"  # who did it, as a person's name
 _SERIAL = "id BIGINT NOT NULL AUTO_INCREMENT"  # the web tables' own row ids
+_ACTION = "action VARCHAR(64) NOT NULL"
+_USERNAME = "username VARCHAR(128) NOT NULL"
+_DISPLAY_NAME = "display_name VARCHAR(255) NOT NULL"
 
 #: table -> (column and key definitions); column names are each line's first word
 _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
@@ -146,6 +149,10 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _GEN,
         _ROW_KEY,
         "KEY snapshot_client_logs_client_ts (server_id, client_id, ts)",
+        # the web's Logs tab at a million rows (bench/web.py): newest first over every server, and one
+        # client's lines whatever its server (InnoDB appends the primary key, the list's tie-breaker)
+        "KEY snapshot_client_logs_ts (ts)",
+        "KEY snapshot_client_logs_client (client_id, ts)",
     ),
     "snapshot_metrics": (
         _SERVER, _ROW_ID, _CLIENT,
@@ -161,7 +168,7 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "ts DOUBLE NOT NULL",
         _OPERATOR,
         "role VARCHAR(32)",
-        "action VARCHAR(64) NOT NULL",
+        _ACTION,
         "target VARCHAR(128)",
         "reason TEXT",
         "detail MEDIUMTEXT",  # JSON
@@ -208,8 +215,8 @@ _SNAPSHOT_DEFINITIONS: dict[str, tuple[str, ...]] = {
 _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
     "web_users": (
         _SERIAL,
-        "username VARCHAR(128) NOT NULL",
-        "display_name VARCHAR(255) NOT NULL",
+        _USERNAME,
+        _DISPLAY_NAME,
         "password_hash VARCHAR(255) NOT NULL",
         "role VARCHAR(16) NOT NULL DEFAULT 'viewer'",
         "created DOUBLE NOT NULL",
@@ -288,6 +295,31 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         "PRIMARY KEY (batch_id, position)",
         "KEY web_update_targets_wave (batch_id, wave, status)",
     ),
+    "web_history_grants": (  # a person may read an audited history tab (captures, chat, file ops) until expires
+        _SERIAL,
+        "user_id BIGINT NOT NULL",
+        "tab VARCHAR(32) NOT NULL",
+        "reason TEXT NOT NULL",
+        "granted DOUBLE NOT NULL",
+        "expires DOUBLE NOT NULL",
+        "PRIMARY KEY (id)",
+        "KEY web_history_grants_user_tab (user_id, tab, expires)",
+    ),
+    "web_audit": (  # what a web user opened and why; never deleted by the web UI
+        _SERIAL,
+        "ts DOUBLE NOT NULL",
+        "user_id BIGINT NOT NULL",
+        _USERNAME,
+        _DISPLAY_NAME,
+        _ACTION,  # e.g. history.messages
+        "filters TEXT NOT NULL",  # JSON: the filters the page was opened with
+        "reason TEXT NOT NULL",
+        "until_ts DOUBLE",  # the grant's end
+        "bus_audit VARCHAR(255) NOT NULL DEFAULT ''",  # what forwarding to the bus audit (admin API) gave
+        "PRIMARY KEY (id)",
+        "KEY web_audit_ts (ts)",
+        "KEY web_audit_user_ts (user_id, ts)",
+    ),
 }
 
 _KEY_WORDS = ("PRIMARY", "KEY", "UNIQUE", "INDEX", "CONSTRAINT", "FOREIGN")
@@ -314,6 +346,25 @@ def column_definitions(table: str) -> dict[str, str]:
     return {line.split()[0]: line for line in definitions if line.split()[0] not in _KEY_WORDS}
 
 
+def key_definitions(table: str) -> dict[str, str]:
+    """``table``'s secondary keys: name -> its definition (``KEY name (...)``, ``UNIQUE KEY name (...)``)."""
+    definitions = _SNAPSHOT_DEFINITIONS.get(table) or _WEB_DEFINITIONS[table]
+    keys = {}
+    for line in definitions:
+        words = line.split()
+        if words[0] == "KEY" or words[:2] == ["UNIQUE", "KEY"]:
+            keys[words[words.index("KEY") + 1]] = line
+    return keys
+
+
+def _existing_keys(cursor, table: str) -> set[str]:
+    cursor.execute(
+        "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
 def _existing_columns(cursor, table: str) -> set[str]:
     cursor.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s",
@@ -327,11 +378,20 @@ def _recorded_version(cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
+def _add_missing_keys(cursor, table: str) -> int:
+    """Add the keys ``table`` declares and lacks (an online ``ALTER TABLE ... ADD KEY``: readers carry on)."""
+    existing = _existing_keys(cursor, table)
+    missing = [definition for name, definition in key_definitions(table).items() if name not in existing]
+    if missing:
+        cursor.execute(f"ALTER TABLE `{table}` " + ", ".join(f"ADD {definition}" for definition in missing))
+    return len(missing)
+
+
 def create_tables(conn, tables: dict[str, str] | None = None) -> int:
     """Create or migrate every table on ``conn`` (a PyMySQL connection to the database),
     or only ``tables`` (the sync writer migrates the snapshot tables, which it owns).
 
-    Idempotent; returns the number of tables and columns it added (0 when
+    Idempotent; returns the number of tables, columns and keys it added (0 when
     the schema was current). Raises :class:`SchemaError` for a database
     written by a newer EMS.
     """
@@ -353,6 +413,7 @@ def create_tables(conn, tables: dict[str, str] | None = None) -> int:
                 if name not in existing:
                     cursor.execute(f"ALTER TABLE `{table}` ADD COLUMN {definition}")
                     added += 1
+            added += _add_missing_keys(cursor, table)
         if found < SCHEMA_VERSION:
             cursor.execute("INSERT INTO schema_version (version, applied) VALUES (%s, UNIX_TIMESTAMP(NOW(6)))", (SCHEMA_VERSION,))
     conn.commit()

@@ -50,6 +50,8 @@ WEB_FILE = Path("web") / "mysql.json"
 WRITER_PRIVILEGES = "ALL PRIVILEGES"
 WEB_SNAPSHOT_PRIVILEGES = "SELECT"
 WEB_OWN_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+#: the web's own tables it may only add to: its audit of what web users opened and why
+WEB_APPEND_ONLY = {"web_audit": "SELECT, INSERT"}
 
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.%:-]{1,255}$")
@@ -127,7 +129,7 @@ def init_web_db(admin: MysqlUrl, data_root: Path, plan: WebDbPlan | None = None,
         else:  # the serving server's key: the web UI opens rows with it, joining servers get a copy
             WebKey.load_or_create(key_path(Path(data_root)))
         writer_grants = {t: WRITER_PRIVILEGES for t in SNAPSHOT_TABLES}
-        web_grants = {**{t: WEB_SNAPSHOT_PRIVILEGES for t in SNAPSHOT_TABLES}, **{t: WEB_OWN_PRIVILEGES for t in WEB_TABLES}}
+        web_grants = {**{t: WEB_SNAPSHOT_PRIVILEGES for t in SNAPSHOT_TABLES}, **{t: WEB_APPEND_ONLY.get(t, WEB_OWN_PRIVILEGES) for t in WEB_TABLES}}
         users = [(plan.writer, WRITER_FILE, writer_grants)] + ([(plan.web_user, WEB_FILE, web_grants)] if plan.web_user else [])
         for user, relative, grants in users:
             path = Path(data_root) / relative

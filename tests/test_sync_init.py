@@ -93,6 +93,18 @@ def test_web_user_writes_its_own_tables_over_socket_and_tcp(web_db_ready):
         assert cursor.fetchone()[0] == 1
 
 
+def test_web_user_only_adds_to_its_audit(web_db_ready):
+    """The web's audit of who opened what and why: the web UI's account can add rows, never change or remove one."""
+    _, _, web = web_db_ready
+    with web.cursor() as cursor:
+        cursor.execute("INSERT INTO web_audit (ts, user_id, username, display_name, action, filters, reason) "
+                       "VALUES (1, 1, 'otto', 'Otto', 'history.messages', '{}', 'ticket 1')")
+        assert _error_code(cursor, "UPDATE web_audit SET reason = 'nothing'") in TABLE_ACCESS_DENIED
+        assert _error_code(cursor, "DELETE FROM web_audit") in TABLE_ACCESS_DENIED
+        cursor.execute("SELECT reason FROM web_audit")
+        assert cursor.fetchall() == (("ticket 1",),)
+
+
 def test_writer_writes_snapshots_and_cannot_touch_web_tables(web_db_ready):
     root, plan, _ = web_db_ready
     with as_user(root, web_db.WRITER_FILE) as writer, writer.cursor() as cursor:
@@ -150,6 +162,51 @@ def test_init_migrates_an_older_schema_keeping_rows(mysql_admin_url, tmp_path):
         cursor.execute("SELECT server_id, name, endpoint FROM servers")
         assert cursor.fetchall() == (("old", "Old one", None),)
         cursor.execute("SELECT COUNT(*) FROM web_settings")
+
+
+def _keys(admin, table: str) -> dict[str, list[str]]:
+    """``table``'s keys as the server has them: name -> its columns in order."""
+    with connect(admin) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT index_name, column_name FROM information_schema.statistics "
+                       "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY index_name, seq_in_index", (table,))
+        found: dict[str, list[str]] = {}
+        for name, column in cursor.fetchall():
+            found.setdefault(name, []).append(column)
+        return found
+
+
+def test_init_adds_the_keys_an_older_schema_lacks_keeping_rows(mysql_admin_url, tmp_path):
+    """Version 4 had no (ts) and (client_id, ts) keys on client logs: init adds them, rows stay, twice is a no-op."""
+    plan = unique_plan()
+    init(mysql_admin_url, tmp_path, plan)
+    admin = MysqlUrl.parse(mysql_admin_url).with_database(plan.database)
+    with connect(admin, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("INSERT INTO snapshot_client_logs (server_id, id, client_id, ts, level, logger) "
+                       "VALUES ('s', 7, 'desk-1', 1.5, 'INFO', 'agent')")
+        cursor.execute("ALTER TABLE snapshot_client_logs DROP KEY snapshot_client_logs_ts, "
+                       "DROP KEY snapshot_client_logs_client")  # as version 4 built it
+        cursor.execute("DELETE FROM schema_version WHERE version = 5")
+    assert "snapshot_client_logs_ts" not in _keys(admin, "snapshot_client_logs")
+    assert init(mysql_admin_url, tmp_path, plan).changes == 2
+    keys = _keys(admin, "snapshot_client_logs")
+    assert keys["snapshot_client_logs_ts"] == ["ts"]
+    assert keys["snapshot_client_logs_client"] == ["client_id", "ts"]
+    assert set(keys) == {"PRIMARY", *schema.key_definitions("snapshot_client_logs")}
+    assert init(mysql_admin_url, tmp_path, plan).changes == 0
+    with connect(admin) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT server_id, id, client_id FROM snapshot_client_logs")
+        assert cursor.fetchall() == (("s", 7, "desk-1"),)
+        cursor.execute("SELECT MAX(version) FROM schema_version")
+        assert cursor.fetchone()[0] == schema.SCHEMA_VERSION
+
+
+def test_every_declared_key_is_built(mysql_admin_url, tmp_path):
+    """A fresh database has exactly the keys the schema declares, on every table."""
+    plan = unique_plan()
+    init(mysql_admin_url, tmp_path, plan)
+    admin = MysqlUrl.parse(mysql_admin_url).with_database(plan.database)
+    for table in {**schema.SNAPSHOT_TABLES, **schema.WEB_TABLES}:
+        assert set(_keys(admin, table)) - {"PRIMARY"} == set(schema.key_definitions(table)), table
 
 
 def test_newer_schema_is_refused(mysql_admin_url, tmp_path):

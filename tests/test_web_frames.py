@@ -230,10 +230,15 @@ def test_the_captures_tab_shows_a_real_captures_preview_and_full_size(live, brow
                                 (live.server_id, live.local_agent)), 30, interval_s=0.2, what="a capture synced into MySQL")
     log_in(browser, live.base, "otto")
     browser.get(live.base + "/captures?client=" + live.local_agent)
+    browser.find_element(By.ID, "history-reason").send_keys(REASON)  # the tab itself asks why first (audited history)
+    browser.find_element(By.ID, "history-reason-submit").click()
+    wait_for(lambda: browser.find_elements(By.ID, "history-grant"), 10, what="the Captures tab opened with the reason")
+    assert browser.find_element(By.ID, "pictures-reason").get_attribute("value") == REASON  # offered again for the pictures
     cells = browser.find_elements(By.CSS_SELECTOR, "td.ems-picture[data-capture]")
     assert cells and not browser.find_elements(By.CSS_SELECTOR, "img.ems-thumb")  # nothing read before a reason
     browser.find_element(By.ID, "pictures-show").click()
     wait_for(lambda: browser.find_element(By.ID, "pictures-reason").is_displayed(), 10, what="the reason dialog")
+    browser.find_element(By.ID, "pictures-reason").clear()
     browser.find_element(By.ID, "pictures-reason").send_keys("  ")
     browser.find_element(By.ID, "pictures-confirm").click()
     assert browser.find_element(By.ID, "pictures-error").text == "A reason is required."

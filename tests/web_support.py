@@ -26,7 +26,7 @@ PASSWORD = "correct horse battery"
 #: web accounts every site has: user name -> (role, display name)
 ACCOUNTS = {"vera": ("viewer", "Vera Viewer"), "otto": ("operator", "Otto Operator"), "ada": ("admin", "Ada Admin")}
 WEB_TABLES_STATE = ("web_users", "web_sessions", "web_settings", "web_login_attempts", "web_reports", "web_update_batches",
-                    "web_update_targets")
+                    "web_update_targets", "web_history_grants", "web_audit")
 
 
 class WebSite:

@@ -14,6 +14,7 @@ body first), so every route is a small method whose docstring is its spec:
 ``POST /api/sync``                     "sync this server now": ``sync.now`` to the sync worker
 ``GET  /api/sync``                     the sync worker's status (``sync.status``), auto-sync setting included
 ``POST /api/sync/auto``                auto-sync on/off and its period: ``sync.auto`` to the sync worker
+``POST /api/history/<kind>/access``    a person's look at audited history read elsewhere, into the bus audit
 =====================================  =======================================
 
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
@@ -24,6 +25,7 @@ import concurrent.futures
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,7 @@ from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
 from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, AdminHttpConfig
-from broker.core import errors
+from broker.core import errors, permissions
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
 from broker.core.vocabulary import auto_sync_problem, reason_too_long
@@ -47,8 +49,11 @@ ACTIONS = {
 }
 #: keys a command's JSON body may have
 BODY_KEYS = ("reason", "args", "ttl_s")
+#: keys a history access's JSON body may have (the filters the person read with)
+HISTORY_ACCESS_KEYS = ("reason", "client_id", "text")
 #: extra time an HTTP thread gives the bus thread beyond one bus round trip
 QUEUE_SLACK_S = 5.0
+_NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
 #: the hint when a call that changes the sync worker names no person
 _NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
@@ -105,6 +110,7 @@ class AdminApi:
             ("POST", ("api", "sync"), self.sync_now),
             ("GET", ("api", "sync"), self.sync_status),
             ("POST", ("api", "sync", "auto"), self.sync_auto),
+            ("POST", ("api", "history", "{}", "access"), self.history_access),
         ]
 
     def handle(self, req: Request) -> Response:
@@ -123,7 +129,7 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto, POST /api/history/<kind>/access")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
@@ -246,6 +252,32 @@ class AdminApi:
         answer = self._sync_request("sync.auto", reason=reason, operator={"id": req.caller, "name": req.caller}, **setting)
         return Response(200, {"auto": answer, "caller": req.caller})
 
+    def history_access(self, req: Request, kind: str) -> Response:
+        """``POST /api/history/<kind>/access`` with ``{"reason": "...", "client_id": "...", "text": "..."}``.
+
+        For a person who reads audited history (``captures``, ``messages``,
+        ``fileops``, ...) somewhere the bus does not see, e.g. the web view
+        reading MySQL: the persister writes ``history.<kind>`` into the bus
+        audit trail with the person (``X-EMS-Operator``, required), this
+        listener as ``via``, the reason and the filters, as it does for a look
+        through the bus. Nothing of the history is read or answered (an empty
+        time window: the audit's ``rows`` is 0). 201 ``{"audited": "history.<kind>", "caller": ...}``.
+        """
+        if kind not in permissions.AUDITED_HISTORY:
+            raise ApiError(404, f"no audited history kind {kind!r}", f"kinds: {', '.join(sorted(permissions.AUDITED_HISTORY))}")
+        req.audit.update(action=f"history.{kind}")
+        body = _json_object(req.body, HISTORY_ACCESS_KEYS)
+        reason = req.audit["reason"] = self._reason(body)
+        filters = {key: body[key][:200] for key in ("client_id", "text") if isinstance(body.get(key), str) and body[key]}
+        req.audit.update(filters)
+        if req.caller == CLIENT_ID:
+            raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who reads {kind}", _NAME_THE_PERSON)
+        now = time.time()
+        self._bus(lambda client: client.request(
+            "store.query", timeout_s=self.config.bus_timeout_s, kind=kind, since=now, until=now, limit=1,
+            reason=reason, operator={"id": req.caller, "name": req.caller}, **filters))
+        return Response(201, {"audited": f"history.{kind}", "caller": req.caller, "reason": reason, **filters})
+
     # -- helpers -------------------------------------------------------------------
     def _sync_request(self, op: str, **args) -> Any:
         """``op`` to the sync worker; 503 when none is connected."""
@@ -331,8 +363,8 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
     return params
 
 
-def _json_object(body: bytes | None) -> dict:
-    """The body as a JSON object with only :data:`BODY_KEYS`; ApiError 400 otherwise."""
+def _json_object(body: bytes | None, allowed: tuple[str, ...] = BODY_KEYS) -> dict:
+    """The body as a JSON object with only ``allowed`` keys; ApiError 400 otherwise."""
     example = 'e.g. {"reason": "user asked for a restart"}'
     if not body:
         raise ApiError(400, "the body is empty: it must be a JSON object", example)
@@ -344,7 +376,7 @@ def _json_object(body: bytes | None) -> dict:
         raise ApiError(400, f"the body is not valid JSON: {exc}", example) from exc
     if not isinstance(value, dict):
         raise ApiError(400, f"the body must be a JSON object, not {type(value).__name__}", example)
-    unknown = sorted(set(value) - set(BODY_KEYS))
+    unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(BODY_KEYS)}")
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(allowed)}")
     return value

@@ -34,16 +34,48 @@ final class HistoryPage
     public function captures(): void { $this->show('captures'); }
     public function capturesCsv(): void { $this->csv('captures'); }
 
+    /** POST /history/grant (tab, reason, the tab's filters): record why this person opens an audited tab, then open it. */
+    public function grant(): void
+    {
+        $user = $this->auth->user();
+        $tab = AuthPages::posted('tab');
+        if (!HistoryGate::audited($tab) || !Auth::allows($user, HistoryTabs::get($tab)['role'])) {
+            App::fail(403, 'No audited history tab of that name for your role.', $user);
+            return;
+        }
+        $filters = HistoryGate::filters(HistoryQuery::fromRequest($tab, $user, $_POST));
+        $reason = HistoryGate::reason(AuthPages::posted('reason'));
+        if ($reason === null) {
+            $this->askReason($tab, $user, $filters, 'A reason of 1-' . HistoryGate::MAX_REASON . ' characters is required.', 422);
+            return;
+        }
+        $bus = HistoryGate::forward(AdminApi::fromConfig(Config::fromEnv()), $user, $tab, $reason, $filters);
+        (new HistoryGate($this->db))->open($user, $tab, $reason, $filters, $bus);
+        App::redirect('/' . $tab . ($filters ? '?' . http_build_query($filters) : ''));
+    }
+
+    /** The reason form an audited tab shows instead of its rows (a GET: it changes nothing). */
+    private function askReason(string $tab, ?array $user, array $filters, string $error = '', int $status = 200): void
+    {
+        View::page('history_reason', ['title' => HistoryTabs::get($tab)['title'], 'tab' => $tab, 'user' => $user,
+            'filters' => $filters, 'error' => $error, 'minutes' => intdiv(HistoryGate::GRANT_S, 60)], $status);
+    }
+
     private function show(string $name): void
     {
         $user = $this->auth->user();
+        $grant = HistoryGate::audited($name) ? (new HistoryGate($this->db))->grant($user, $name) : null;
+        if (HistoryGate::audited($name) && $grant === null) {
+            $this->askReason($name, $user, HistoryGate::filters(HistoryQuery::fromRequest($name, $user, $_GET)));
+            return;
+        }
         $query = HistoryQuery::fromRequest($name, $user, $_GET);
         [$rows, $total] = $query->page($this->db);
         $servers = $this->db->query("SELECT server_id, COALESCE(NULLIF(name, ''), server_id) AS name FROM servers ORDER BY name")->fetchAll();
         View::page('history', ['title' => HistoryTabs::get($name)['title'], 'tab' => $name, 'user' => $user,
             'query' => $query, 'rows' => array_map(fn (array $row): array => $this->cells($query, $row), $rows),
             'total' => $total, 'pages' => ListParams::pages($total, $query->perPage), 'servers' => $servers,
-            'pictures' => $name === 'captures' ? $this->pictures($rows) : null]);
+            'pictures' => $name === 'captures' ? $this->pictures($rows) : null, 'grant' => $grant]);
     }
 
     /** The Captures tab's picture cells: per row, its server and capture id and why it cannot be shown (null: it can). */
@@ -56,6 +88,11 @@ final class HistoryPage
 
     private function csv(string $name): void
     {
+        if (HistoryGate::audited($name) && (new HistoryGate($this->db))->grant($this->auth->user(), $name) === null) {
+            App::fail(403, 'Open the ' . HistoryTabs::get($name)['title'] . ' tab and give your reason first: every export is audited.',
+                $this->auth->user());
+            return;
+        }
         $query = HistoryQuery::fromRequest($name, $this->auth->user(), $_GET);
         $rows = $query->all($this->db);
         header('Content-Type: text/csv; charset=utf-8');

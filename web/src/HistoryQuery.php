@@ -16,6 +16,12 @@ final class HistoryQuery
     public const PAGE_SIZES = ListParams::PAGE_SIZES;
     /** the most rows one CSV export holds */
     public const CSV_LIMIT = 100000;
+    /** matching rows are counted up to this many (beyond: "more than"): an exact count of a text filter over a
+     * million log rows reads every row (seconds, bench/web.py); the page itself stops at its last row */
+    public const COUNT_CAP = 10000;
+
+    /** true when more rows match than COUNT_CAP (the total is then COUNT_CAP + 1) */
+    public bool $capped = false;
 
     public string $q = '';
     public string $server = '';
@@ -78,13 +84,22 @@ final class HistoryQuery
         return $this->chosen ? $params + ['cols' => implode(',', $this->chosen)] : $params;
     }
 
-    /** [rows of this page, total matching rows]; the page is clamped to the last one. */
+    /** [rows of this page, total matching rows up to COUNT_CAP + 1 (see $capped)]; the page is clamped to the last one. */
     public function page(PDO $db): array
     {
         [$where, $binds] = $this->where();
-        $count = $db->prepare('SELECT COUNT(*)' . $this->from() . $where);
-        $count->execute($binds);
+        $count = $db->prepare('SELECT COUNT(*) FROM (SELECT 1' . $this->from() . $where . ' LIMIT :cap) AS counted');
+        foreach ($binds as $name => $value) {
+            $count->bindValue($name, $value);
+        }
+        $count->bindValue(':cap', self::COUNT_CAP + 1, PDO::PARAM_INT);
+        $count->execute();
         $total = (int) $count->fetchColumn();
+        $this->capped = $total > self::COUNT_CAP;
+        if ($total === 0) {  // the count has read what a filter matching nothing reads: the page would read it again
+            $this->page = 1;
+            return [[], 0];
+        }
         $this->page = min($this->page, ListParams::pages($total, $this->perPage));
         $select = $this->select($db, $where, $binds, $this->perPage, ($this->page - 1) * $this->perPage);
         return [$select->fetchAll(), $total];
@@ -108,9 +123,12 @@ final class HistoryQuery
         foreach ($this->columns as $key => $column) {
             $fields[] = $column[1] . ' AS ' . $key;  // both from HistoryTabs, never from the request
         }
-        $order = $this->tab['columns'][$this->sort][1] . ($this->dir === 'desc' ? ' DESC' : ' ASC');
+        // the tie-breakers go the sort's way: an index on the sort column (InnoDB appends the primary key
+        // (server_id, id)) then serves the whole ORDER BY in either direction, without a sort of every row
+        $dir = $this->dir === 'desc' ? ' DESC' : ' ASC';
+        $order = $this->tab['columns'][$this->sort][1] . $dir;
         $select = $db->prepare('SELECT ' . implode(', ', $fields) . $this->from() . $where
-            . " ORDER BY $order, t.server_id ASC, t.id DESC LIMIT :limit OFFSET :offset");
+            . " ORDER BY $order, t.server_id$dir, t.id$dir LIMIT :limit OFFSET :offset");
         ListParams::run($select, $binds, $limit, $offset);
         return $select;
     }

@@ -17,6 +17,7 @@ final class Router
         'POST /theme' => [AuthPages::class, 'theme', null],
         'GET /clients' => [ClientsPage::class, 'show', 'viewer'],
         'POST /clients/frame' => [ClientsPage::class, 'frame', 'operator'],
+        'GET /fleet' => [FleetPage::class, 'show', 'viewer'],
         'GET /servers' => [ServersPage::class, 'show', 'viewer'],
         'GET /servers/state' => [ServersPage::class, 'state', 'viewer'],
         'GET /servers/command' => [ServersPage::class, 'command', 'operator'],
@@ -50,6 +51,7 @@ final class Router
         'POST /reports/delete' => [ReportsPage::class, 'delete', 'viewer'],
         'POST /captures/previews' => [CapturePictures::class, 'previews', 'operator'],
         'POST /captures/image' => [CapturePictures::class, 'image', 'operator'],
+        'POST /history/grant' => [HistoryPage::class, 'grant', 'operator'],
         'GET /users' => [UsersPage::class, 'show', 'admin'],
         'POST /users' => [UsersPage::class, 'add', 'admin'],
     ];

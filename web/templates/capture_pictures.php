@@ -12,7 +12,7 @@
       <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Cancel"></button></div>
     <div class="modal-body">
       <label class="form-label" for="pictures-reason">Reason (required, asked once for this page: the audit trail keeps it with your name for every picture you open)</label>
-      <textarea class="form-control" id="pictures-reason" maxlength="<?= e($maxReason) ?>" rows="2" required></textarea>
+      <textarea class="form-control" id="pictures-reason" maxlength="<?= e($maxReason) ?>" rows="2" required><?= e($reason ?? '') ?></textarea>
       <div class="text-danger small mt-2" id="pictures-error"></div>
     </div>
     <div class="modal-footer">

@@ -25,13 +25,18 @@ $cell = static function (array $column, mixed $value): string {
     };
 };
 ?>
+<?php if (!empty($grant)): ?>
+  <div class="alert alert-info py-2 small" id="history-grant">Opened for your reason “<?= e($grant['reason']) ?>” until
+    <?= e(gmdate('H:i', (int) $grant['expires'])) ?> UTC; the opening is in the audit trail with your name.</div>
+<?php endif; ?>
 <?= View::fragment('filter_bar', ['action' => '/' . $tab, 'id' => 'history-filter', 'countId' => 'history-count',
     'q' => $query->q, 'placeholder' => 'Filter', 'size' => 30,
     'fields' => [['select', 'server', 'filter-server', ['' => 'Every server'] + array_column($servers, 'name', 'server_id'), $query->server],
         ['input', 'client', 'filter-client', 'Client id', $query->client, 16]],
     'columns' => $choice,
     'perPage' => $query->perPage, 'sort' => $query->sort, 'dir' => $query->dir, 'csv' => '/' . $tab . '.csv' . View::query($csv, []),
-    'count' => number_format($total) . ' rows · page ' . $query->page . ' of ' . $pages]) ?>
+    'count' => ($query->capped ? 'more than ' . number_format(HistoryQuery::COUNT_CAP) : number_format($total))
+        . ' rows · page ' . $query->page . ' of ' . $pages]) ?>
 <form method="post" action="/reports" class="row g-2 align-items-center mb-3" id="report-save">
   <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
   <input type="hidden" name="tab" value="<?= e($tab) ?>">
@@ -42,7 +47,7 @@ $cell = static function (array $column, mixed $value): string {
        required placeholder="Report name" size="24" aria-label="Report name"></div>
   <div class="col-auto"><button class="btn btn-sm btn-outline-primary" type="submit" id="report-save-button">Save as report</button></div>
 </form>
-<?php if ($pictures !== null) { echo View::fragment('capture_pictures', ['maxReason' => $pictures['maxReason']]); } ?>
+<?php if ($pictures !== null) { echo View::fragment('capture_pictures', ['maxReason' => $pictures['maxReason'], 'reason' => $grant['reason'] ?? '']); } ?>
 <div class="table-responsive">
 <table class="table table-sm table-hover align-middle ems-history" id="history-table" data-tab="<?= e($tab) ?>">
   <thead><tr>

@@ -24,6 +24,7 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
     <?php if ($user): ?>
       <ul class="navbar-nav me-auto">
         <li class="nav-item"><a class="nav-link<?= $tab === 'clients' ? ' active' : '' ?>" href="/clients">Clients</a></li>
+        <li class="nav-item"><a class="nav-link<?= $tab === 'fleet' ? ' active' : '' ?>" href="/fleet">Fleet</a></li>
         <?php foreach (HistoryTabs::TABS as $name => $spec): if (Auth::allows($user, $spec['role'])): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === $name ? ' active' : '' ?>" href="/<?= e($name) ?>"><?= e($spec['title']) ?></a></li>
         <?php endif; endforeach; ?>

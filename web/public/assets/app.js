@@ -4,6 +4,10 @@ $(function () {
   $('.ems-filter .ems-autosubmit').on('change', function () {
     $(this.form).trigger('submit');
   });
+  // the Fleet view's "not seen for more than N days" choice too
+  $('#fleet-stale-form .ems-autosubmit').on('change', function () {
+    $('#fleet-stale-form').trigger('submit');
+  });
   // last-seen times in the browser's own time zone
   $('.ems-time').each(function () {
     var ts = parseFloat($(this).data('ts'));
@@ -467,7 +471,7 @@ $(function () {
     };
 
     $('#pictures-show').on('click', function () {
-      $('#pictures-reason').val('');
+      $('#pictures-reason').val($('#pictures-reason').prop('defaultValue'));  // the tab's own reason, if it was given one
       $('#pictures-error').text('');
       picturesModal.show();
     });
