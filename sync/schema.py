@@ -43,6 +43,7 @@ _LOGGED_IN_USER = "logged_in_user VARCHAR(255)"
 _STATUS = "status VARCHAR(16) NOT NULL"
 _OPERATOR = "operator VARCHAR(255) NOT NULL"  # who did it, as a person's name
 _SERIAL = "id BIGINT NOT NULL AUTO_INCREMENT"  # the web tables' own row ids
+_TAB = "tab VARCHAR(32) NOT NULL"  # a web UI tab's name
 _ACTION = "action VARCHAR(64) NOT NULL"
 _USERNAME = "username VARCHAR(128) NOT NULL"
 _DISPLAY_NAME = "display_name VARCHAR(255) NOT NULL"
@@ -250,7 +251,7 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
         _SERIAL,
         "user_id BIGINT NOT NULL",
         "name VARCHAR(100) NOT NULL",
-        "tab VARCHAR(32) NOT NULL",
+        _TAB,
         "params TEXT NOT NULL",  # JSON: the tab's query parameters (checked again whenever it is opened)
         "created DOUBLE NOT NULL",
         "updated DOUBLE NOT NULL",
@@ -298,7 +299,7 @@ _WEB_DEFINITIONS: dict[str, tuple[str, ...]] = {
     "web_history_grants": (  # a person may read an audited history tab (captures, chat, file ops) until expires
         _SERIAL,
         "user_id BIGINT NOT NULL",
-        "tab VARCHAR(32) NOT NULL",
+        _TAB,
         "reason TEXT NOT NULL",
         "granted DOUBLE NOT NULL",
         "expires DOUBLE NOT NULL",

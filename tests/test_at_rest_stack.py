@@ -104,6 +104,7 @@ MODES = [
     ("mysql/error.log", "ems up, then mariadbd", 0o600),
     ("mysql/mysqld.pid", "mariadbd", 0o600),
     ("mysql/mysqld.sock", "mariadbd (reachable only through the 0700 dir)", 0o777),
+    ("mysql/tmp", "ems up (the private MariaDB's own temp dir)", 0o700),
     ("mysql/data", "mariadb-install-db", 0o700),
     ("mysql/data/mysql", "mariadb-install-db", 0o700),
     ("mysql/data/performance_schema", "mariadb-install-db", 0o700),

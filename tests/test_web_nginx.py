@@ -33,7 +33,11 @@ NEVER_SERVED = [
     "/vendor/x.php", "/vendor/jquery/", "/.env", "/.git/config", "/assets/.hidden.css", "/assets/", "/vendor/", "/assets", "/.", "/..",
 ]
 #: what a logged-in admin gets from the GET routes that do not answer 200
-GET_STATUS = {"/": 303, "/login": 303, "/servers/command": 400}
+#: GET routes that answer other than 200 without parameters: a redirect, a missing id (400/404), an audited history
+#: export before a reason was given (403), a read of the admin API, which this site has not (503)
+GET_STATUS = {"/": 303, "/login": 303, "/servers/command": 400, "/updates/run": 400, "/updates/state": 400,
+              "/reports/open": 404, "/reports/csv": 404, "/fileops.csv": 403, "/messages.csv": 403, "/captures.csv": 403,
+              "/servers/auto": 503}
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy")
 
 

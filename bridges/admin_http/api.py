@@ -53,10 +53,9 @@ BODY_KEYS = ("reason", "args", "ttl_s")
 HISTORY_ACCESS_KEYS = ("reason", "client_id", "text")
 #: extra time an HTTP thread gives the bus thread beyond one bus round trip
 QUEUE_SLACK_S = 5.0
+#: the hint when a call that acts for a person (a sync, an auto-sync change, a history read) names no one
 _NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
-#: the hint when a call that changes the sync worker names no person
-_NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records it)"
 
 
 class ApiError(EmsError):

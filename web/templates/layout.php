@@ -43,7 +43,7 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
       <input type="hidden" name="back" value="<?= e($_SERVER['REQUEST_URI'] ?? '/') ?>">
       <input type="hidden" name="theme" value="<?= $theme === 'dark' ? 'light' : 'dark' ?>">
       <button type="submit" class="btn btn-sm btn-outline-secondary" id="theme-switch"
-              title="switch to the <?= $theme === 'dark' ? 'light' : 'dark' ?> theme"><?= $theme === 'dark' ? 'Light theme' : 'Dark theme' ?></button>
+              title="switch to the <?= $theme === 'dark' ? 'light' : 'dark' ?> theme"><?= $theme === 'dark' ? '☀ Light' : '☾ Dark' ?></button>
     </form>
     <?php if ($user): ?>
       <button type="button" class="btn btn-sm btn-outline-secondary me-2" id="keys-help" data-bs-toggle="modal"
