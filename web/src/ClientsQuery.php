@@ -81,13 +81,7 @@ final class ClientsQuery
         $clauses = [];
         $binds = [];
         if ($this->q !== '') {
-            $like = '%' . addcslashes($this->q, '%_\\') . '%';
-            $any = [];
-            foreach (self::FILTERED as $i => $column) {
-                $any[] = "$column LIKE :q$i";
-                $binds[":q$i"] = $like;
-            }
-            $clauses[] = '(' . implode(' OR ', $any) . ')';
+            $clauses[] = ListParams::anyLike($this->q, self::FILTERED, $binds);
         }
         if ($this->state !== 'all') {
             $clauses[] = 'c.online = :online';

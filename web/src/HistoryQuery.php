@@ -138,15 +138,8 @@ final class HistoryQuery
         $clauses = [];
         $binds = [];
         if ($this->q !== '') {
-            $like = '%' . addcslashes($this->q, '%_\\') . '%';
-            $any = [];
-            foreach (array_values($this->columns) as $i => $column) {
-                if ($column[2] === 'text') {
-                    $any[] = "{$column[1]} LIKE :q$i";
-                    $binds[":q$i"] = $like;
-                }
-            }
-            $clauses[] = '(' . implode(' OR ', $any) . ')';
+            $text = array_filter(array_values($this->columns), static fn (array $column): bool => $column[2] === 'text');
+            $clauses[] = ListParams::anyLike($this->q, array_column($text, 1), $binds);
         }
         if ($this->server !== '') {
             $clauses[] = 't.server_id = :server';

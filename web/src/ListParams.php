@@ -16,6 +16,21 @@ final class ListParams
     public const DEFAULT_PER_PAGE = 50;
     public const MAX_PAGE = 1000000;
 
+    /**
+     * The text filter as SQL: "(col1 LIKE :q0 OR col2 LIKE :q1 ...)" over $columns (SQL expressions from the
+     * page's own allowlist, never from the request), with the filter, its % and _ taken literally, put in $binds.
+     */
+    public static function anyLike(string $q, array $columns, array &$binds): string
+    {
+        $like = '%' . addcslashes($q, '%_\\') . '%';
+        $any = [];
+        foreach (array_values($columns) as $i => $column) {
+            $any[] = "$column LIKE :q$i";
+            $binds[":q$i"] = $like;
+        }
+        return '(' . implode(' OR ', $any) . ')';
+    }
+
     /** A request parameter as text, at most $max characters; '' when missing or not a string. */
     public static function text(array $params, string $name, int $max = 200): string
     {

@@ -116,13 +116,7 @@ final class UpdatesQuery
             $binds[':server'] = $this->server;
         }
         if ($this->q !== '') {
-            $like = '%' . addcslashes($this->q, '%_\\') . '%';
-            $any = [];
-            foreach (self::FILTERED as $i => $column) {
-                $any[] = "$column LIKE :q$i";
-                $binds[":q$i"] = $like;
-            }
-            $clauses[] = '(' . implode(' OR ', $any) . ')';
+            $clauses[] = ListParams::anyLike($this->q, self::FILTERED, $binds);
         }
         return [$clauses ? ' WHERE ' . implode(' AND ', $clauses) : '', $binds];
     }
