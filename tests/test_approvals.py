@@ -136,6 +136,12 @@ def test_a_held_bulk_run_starts_only_when_approved_and_a_denied_one_never(world)
     final = jane.request("bulk.get", id=denied["id"])
     assert final["state"] == "cancelled" and "denied by Omar Khan: no" in final["why"]
     assert final["counts"] == {"cancelled": 3}
+    withdrawn = jane.request("bulk.start", selector="id:lab-*", name="shutdown", args=REASON)
+    cancelled = jane.request("bulk.cancel", id=withdrawn["id"], reason="asked the wrong team")  # its requester withdraws it
+    assert cancelled["state"] == "cancelled" and cancelled["counts"] == {"cancelled": 3}
+    [request] = [r for r in omar.request("approvals.list") if r["kind"] == "bulk"]
+    omar.request("approvals.decide", id=request["id"], approve=True, reason="too late")  # approving it later starts nothing
+    assert all(commands_to(peer, 0.3) == [] for peer in others)
 
 
 def test_held_requests_survive_a_broker_restart(world):

@@ -116,8 +116,7 @@ class BulkRuns:
     def refuse(self, run_id: str, why: str) -> None:
         """A denied or expired held run ends with nothing started."""
         run = self.runs.get(run_id)
-        if run is not None and run.state == HELD:
-            run.state = RUNNING  # so that stop() takes it down the one way every run ends
+        if run is not None:
             self.stop(run, STOPPED, why)
 
     # -- pacing -------------------------------------------------------------------------
@@ -188,8 +187,9 @@ class BulkRuns:
 
     # -- stop -----------------------------------------------------------------------------
     def stop(self, run: BulkRun, state: str, why: str) -> None:
-        """Halt or cancel ``run``: nothing more starts; commands still queued for offline agents expire unrun."""
-        if run.state != RUNNING:
+        """Halt or cancel ``run`` (running, or held for approval): nothing more starts; commands still queued for
+        offline agents expire unrun."""
+        if run.state not in (RUNNING, HELD):
             return
         run.state, run.why = state, why
         unstarted = SKIPPED if state == HALTED else CANCELLED
@@ -210,7 +210,7 @@ class BulkRuns:
 
     def _end(self, run: BulkRun, state: str, why: str) -> None:
         """Record ``state`` for a run that was running; forget a run nothing of which is open any more."""
-        if run.state == RUNNING and state != RUNNING:
+        if run.state in (RUNNING, HELD) and state not in (RUNNING, HELD):
             run.state, run.why = state, why
             self.store.set_state(run)
         if not run.open:
