@@ -106,6 +106,15 @@ def test_every_page_renders_in_both_themes_at_1280x800_without_console_errors(si
     pages = html_pages(site)
     assert {"/clients", "/servers", "/sessions", "/logs", "/security", "/users"} <= set(pages), pages
     log_in(browser, site.base, "ada")
+    for tab in ("fileops", "messages", "captures"):  # the audited tabs open with a reason (the form is a page too)
+        browser.get(site.base + "/" + tab)
+        browser.find_element(By.ID, "history-reason").send_keys("the tour of every page")
+        browser.find_element(By.ID, "history-reason-submit").click()
+        wait_for(lambda: browser.find_elements(By.ID, "history-grant"), 10, what=f"{tab} opened with a reason")
+    browser.get(site.base + "/logs?q=disk")
+    browser.find_element(By.ID, "report-name").send_keys("Disk warnings")
+    browser.find_element(By.ID, "report-save-button").click()
+    wait_for(lambda: "Disk warnings" in browser.page_source, 10, what="the saved report")
     browser.get_log("browser")  # start from an empty console
     for theme in ("dark", "light"):
         if theme == "light":
