@@ -16,10 +16,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from broker.cli.web_serve import WEB_ROOT, wait_listening
+from conftest import wait_for
 from sync.mariadb import free_port
 from sync.web_db import WEB_FILE, read_credentials
 
@@ -157,10 +157,9 @@ http {{
     def _start(self) -> None:
         with (self.dir / "fpm.out").open("ab") as out:
             self.fpm = subprocess.Popen(self.fpm_argv("-F"), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not self.socket.exists():
-            assert self.fpm.poll() is None and time.monotonic() < deadline, f"php-fpm did not start: {self.logs()}"
-            time.sleep(0.02)
+        wait_for(lambda: self.socket.exists() or self.fpm.poll() is not None, READY_TIMEOUT_S, interval_s=0.02,
+                 what="php-fpm's socket")
+        assert self.socket.exists(), f"php-fpm did not start: {self.logs()}"
         with (self.dir / "nginx.out").open("ab") as out:
             self.nginx = subprocess.Popen(self.nginx_argv("-g", "daemon off;"), stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL)
