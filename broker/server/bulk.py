@@ -67,7 +67,7 @@ class BulkRuns:
 
     def __init__(self, broker: "Broker", store: BulkStore):
         self.broker, self.store = broker, store
-        self.runs: dict[str, BulkRun] = {}  # live runs (running) by id
+        self.runs: dict[str, BulkRun] = {}  # runs with a target still waiting or running (held ones too), by id
         self._by_command: dict[str, tuple[BulkRun, int]] = {}  # open command id -> its run and target position
 
     # -- start ------------------------------------------------------------------------
