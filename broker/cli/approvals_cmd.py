@@ -1,7 +1,7 @@
 """``ems approvals``, ``ems approve``, ``ems deny``: two-person approval of sensitive commands."""
 from __future__ import annotations
 
-from broker.core.cli_common import add_data_dir, add_json, ago, print_json, table
+from broker.core.cli_common import add_operator_options, ago, print_json, table
 from broker.core.errors import EmsError
 from broker.core.profile import operator_client
 
@@ -23,9 +23,7 @@ def configure(p) -> None:
         p.add_argument("names", nargs="*", metavar="NAME", help="require/release: command names, e.g. reboot shutdown")
         p.add_argument("--state", default="pending", choices=("pending", "approved", "denied", "expired", "all"),
                        help="list: which requests (default %(default)s)")
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from broker.core.cli_common import add_data_dir, add_json, ago, print_json, table
+from broker.core.cli_common import add_operator_options, ago, print_json, table
 from broker.core.errors import EmsError
 from broker.core.profile import operator_client
 from broker.core.progress import ProgressBar
@@ -24,9 +24,7 @@ def configure(p) -> None:
     p.add_argument("run_id", nargs="?", metavar="ID", help="the run (show, cancel)")
     p.add_argument("--follow", action="store_true", help="show: a progress bar until the run ends")
     p.add_argument("--reason", default="", help="cancel: why (kept in the audit trail)")
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

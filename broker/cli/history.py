@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from broker.core import bounds
-from broker.core.cli_common import add_data_dir, add_json, print_json, table
+from broker.core.cli_common import add_operator_options, print_json, table
 from broker.core.profile import operator_client
 from broker.core.errors import EmsError
 
@@ -42,9 +42,7 @@ def configure(p) -> None:
     p.add_argument("--before-id", type=_row_id, help="next page: rows older than this id (printed at the end of a page)")
     p.add_argument("--text", help="only rows whose text contains this (logs, security, activity)")
     p.add_argument("--out", help="with `capture`: file to write the image to")
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from broker.cli import bulk_cmd
-from broker.core.cli_common import add_data_dir, add_json, print_json
+from broker.core.cli_common import add_operator_options, print_json
 from broker.core.profile import operator_client
 from broker.core.errors import EmsError, TimeoutError
 from broker.core.vocabulary import ACCESS_COMMANDS, DONE, HELD, reason_problem
@@ -44,9 +44,7 @@ def configure(p) -> None:
     p.add_argument("--reason", default="", help="why: required for commands that look into or change the user's computer "
                    "(shown to the user, recorded in the audit trail)")
     bulk_cmd.add_bulk_options(p)
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

@@ -1,7 +1,7 @@
 """``ems status``: agents and broker counters."""
 from __future__ import annotations
 
-from broker.core.cli_common import add_data_dir, add_json, ago, print_json, table
+from broker.core.cli_common import add_operator_options, ago, print_json, table
 from broker.core.profile import operator_client
 
 
@@ -12,9 +12,7 @@ def configure(p) -> None:
         "and the broker's counters: routed messages, drops (per reason), refused messages, handshake failures and the "
         "command queue."
     )
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

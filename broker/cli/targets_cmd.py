@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from broker.core.cli_common import add_data_dir, add_json, print_json, table
+from broker.core.cli_common import add_operator_options, print_json, table
 from broker.core.errors import EmsError
 from broker.core.profile import operator_client
 from broker.core.selectors import KEYS, WORDS
@@ -35,9 +35,7 @@ def configure(p) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("words", nargs="+", metavar="WORD",
                    help="SELECTOR (preview it), `list`, or tag|untag|group|ungroup NAME SELECTOR")
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

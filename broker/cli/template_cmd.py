@@ -5,7 +5,7 @@ import argparse
 
 from broker.cli import bulk_cmd
 from broker.cli.send import parse_params
-from broker.core.cli_common import add_data_dir, add_json, print_json, table
+from broker.core.cli_common import add_operator_options, print_json, table
 from broker.core.errors import EmsError
 from broker.core.profile import operator_client
 from broker.core.templates import TYPES
@@ -40,9 +40,7 @@ def configure(p) -> None:
     p.add_argument("--wait", action="store_true", help="run: follow the run to its end")
     p.add_argument("--ttl-s", type=float, default=None, help="run: each command expires after this long (default 1 h)")
     bulk_cmd.add_bulk_options(p)
-    add_data_dir(p)
-    add_json(p)
-    p.add_argument("--server", help="broker endpoint (default: from the profile)")
+    add_operator_options(p)
     p.set_defaults(run=run)
 
 

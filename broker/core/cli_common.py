@@ -47,6 +47,13 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
+def add_operator_options(parser: argparse.ArgumentParser) -> None:
+    """What every operator tool that talks to the bus takes: ``--data-dir``, ``--json`` and ``--server``."""
+    add_data_dir(parser)
+    add_json(parser)
+    parser.add_argument("--server", help="broker endpoint (default: from the profile)")
+
+
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, default=_jsonable, sort_keys=True)
     sys.stdout.write("\n")
