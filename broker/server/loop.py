@@ -22,8 +22,9 @@ owns, each in its own module:
   broker's own ops are one table in :mod:`broker.server.request_ops`;
 - ``records`` (:mod:`broker.server.own_records`): the broker's own security,
   audit and presence records;
-- operations on many agents: ``targets`` (selectors, tags, groups), ``bulk``
-  (paced runs), ``approvals`` (two-person rule), ``template_book`` (templates).
+- ``operations`` (:mod:`broker.server.operations`): what acts on many agents
+  (targets, templates, bulk runs, approvals; named here too as ``targets``,
+  ``template_book``, ``bulk``, ``approvals``).
 
 What they all use stays here: ``send``, ``send_error``, ``reply``,
 ``refuse`` and ``read_body``.
@@ -56,12 +57,7 @@ from broker.server.peers import Peer, PeerTable
 from broker.core.quota import METERED_KINDS, Quotas
 from broker.server.registry import REJECTED, REVOKED, KeyRegistry
 from broker.server.requests import Requests
-from broker.server.targets import TargetBook
-from broker.server.bulk import BulkRuns
-from broker.server.bulk_store import BulkStore
-from broker.server.approval_flow import Approvals
-from broker.server.approvals import ApprovalBook
-from broker.server.template_book import TemplateBook
+from broker.server.operations import FleetOperations
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
@@ -89,8 +85,6 @@ class Broker:
         self.registry = KeyRegistry(self.data.broker_db, clock=wall_clock)
         self.commands = CommandQueue(self.data.broker_db)
         self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
-        self.targets = TargetBook(self.data.broker_db, clock=wall_clock)
-        self.template_book = TemplateBook(self.data.broker_db)
         self.counters = Counters()
         self.boot_id = new_id()
         self.started = time.time()
@@ -106,20 +100,20 @@ class Broker:
         #: routing ids a send found gone: forgotten once the router holds nothing more
         #: from them (what a peer sent just before it left is still handled as its own)
         self._unreachable: set[bytes] = set()
-        self._wire()
+        self._wire(wall_clock)
         self._ready = threading.Event()
         self._stopping = False
         self._wake_endpoint = f"inproc://ems-broker-wake-{id(self)}"
         self._dispatch = self._build_dispatch()
 
-    def _wire(self) -> None:
+    def _wire(self, wall_clock: Callable[[], float]) -> None:
         """Make the collaborators; name the bookkeeping they share."""
         self.peer_table = PeerTable(self)
         self.fanout = Fanout(self)
         self.records = OwnRecords(self)
         self.command_router = CommandRouter(self)
-        self.bulk = BulkRuns(self, BulkStore(self.data.broker_db, self.commands.keyring))
-        self.approvals = Approvals(self, ApprovalBook(self.data.broker_db, self.commands.keyring))
+        ops = self.operations = FleetOperations(self, wall_clock)
+        self.targets, self.template_book, self.bulk, self.approvals = ops.targets, ops.templates, ops.bulk, ops.approvals
         self.requests = Requests(self)
         table = self.peer_table
         self.peers, self.conns, self.subscribers = table.peers, table.conns, table.subscribers
@@ -173,7 +167,7 @@ class Broker:
     def run(self) -> None:
         """Serve until :meth:`stop`. Opens sockets, loops, closes them."""
         self._open_sockets()
-        self.bulk.restore()  # runs the last broker left unfinished go on (their agents are not back yet)
+        self.operations.restore()  # bulk runs the last broker left unfinished go on (their agents are not back yet)
         log.info("broker %s listening on %s (public key %s)", self.boot_id, self.endpoint, self.keypair.public)
         log.info("per-agent rate limit: %s", self.config.rate_limit.describe())
         self._ready.set()
@@ -222,8 +216,8 @@ class Broker:
     def _close(self) -> None:
         for sock in (self.router, self.monitor, self.zap_socket, self.wake):
             sock.close(linger=0)
-        for store in (self.registry, self.commands, self.targets, self.template_book, self.bulk.store, self.approvals.book,
-                      self.journal):
+        self.operations.close()
+        for store in (self.registry, self.commands, self.journal):
             store.close()
         if self._own_context:
             self.ctx.term()
@@ -447,8 +441,9 @@ class Broker:
             self._next_checkpoint = now + CHECKPOINT_INTERVAL_S
             self.commands.checkpoint()
         self.requests.give_up(now)
-        for expiring in (self.command_router, self.approvals):
-            expiring.expire_due(time.time())
+        wall_now = time.time()
+        self.command_router.expire_due(wall_now)
+        self.operations.tick(wall_now)
 
     # -- ZAP and monitor ------------------------------------------------------
     def _answer_zap(self) -> None:
