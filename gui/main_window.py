@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
                                             first_kind=HISTORY_TABS[0][0], parent=self)
         self._live_windows: dict = {}  # client id -> LiveViewWindow
         self._chat_windows: dict = {}  # client id -> ChatView
+        self.operations_window = None  # approvals, bulk runs, templates (gui.operations_view), once opened
         #: full-size capture windows and exports
         self.capture_views = CaptureViews(worker, self.controller.call, self._name, self.statusBar().showMessage, self)
         self._theme = theme_name
@@ -214,6 +215,8 @@ class MainWindow(QMainWindow):
         self.thumbnails_action.setChecked(self.thumbnails.enabled)
         self.thumbnails_action.setEnabled(self.thumbnail_config.interval_s > 0)  # ems gui --thumbnails-s 0
         self.quit_action = self._action("Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.operations_action = self._action("Operations", "Ctrl+Shift+O", self.open_operations)
+        bar.addAction(self.operations_action)
         bar.addAction(self.refresh_action)
         bar.addAction(self.theme_action)
         self._build_menus()
@@ -221,7 +224,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         menu = self.menuBar()
         console = menu.addMenu("&Console")
-        for action in (self.refresh_action, self.quit_action):
+        for action in (self.operations_action, self.refresh_action, self.quit_action):
             console.addAction(action)
         view = menu.addMenu("&View")
         for action in (self.find_action, self.tiles_action, self.table_action, self.thumbnails_action, self.theme_action):
@@ -473,6 +476,15 @@ class MainWindow(QMainWindow):
 
         return self._open_window(self._chat_windows, ChatView, client_id or self.current_client)
 
+    def open_operations(self):
+        """The one Operations window (approvals, bulk runs, templates), shown and raised."""
+        from gui.operations_view import OperationsWindow
+
+        self.operations_window = self.operations_window or OperationsWindow(self.worker, self)
+        for step in (self.operations_window.show, self.operations_window.raise_):
+            step()
+        return self.operations_window
+
     def _open_window(self, windows: dict, cls, client_id: str | None, **kw):
         if not client_id:
             return None
@@ -486,7 +498,8 @@ class MainWindow(QMainWindow):
         return window
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        for window in [*getattr(self, "_live_windows", {}).values(), *getattr(self, "_chat_windows", {}).values()]:
+        for window in [*getattr(self, "_live_windows", {}).values(), *getattr(self, "_chat_windows", {}).values(),
+                       *filter(None, [self.operations_window])]:
             window.close()  # live.stop goes out before the worker stops
         if self.dialog is not None:
             self.dialog.reject()

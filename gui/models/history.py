@@ -51,12 +51,13 @@ class HistoryModel(QAbstractTableModel):
     store answers combine without duplicates or resets.
     """
 
-    def __init__(self, kind: str, columns: Iterable[str] | None = None, max_rows: int = 2000, parent=None):
+    def __init__(self, kind: str, columns: Iterable[str] | None = None, max_rows: int = 2000, parent=None, *,
+                 key_column: str | None = None, order_column: str | None = None):
         super().__init__(parent)
         self.kind = kind
         self.columns: list[str] = list(columns or HISTORY_COLUMNS.get(kind, ()))
-        self.order_column = ORDER_COLUMN.get(kind, "ts")
-        self.key_column = KEY_COLUMN.get(kind, "msg_id")
+        self.order_column = order_column or ORDER_COLUMN.get(kind, "ts")
+        self.key_column = key_column or KEY_COLUMN.get(kind, "msg_id")
         self.max_rows = max_rows
         self._rows: list[dict] = []
         self._keys: dict[str, dict] = {}

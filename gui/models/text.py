@@ -9,7 +9,8 @@ from typing import Any
 
 
 #: values of these columns are epoch seconds
-TIME_COLUMNS = frozenset({"ts", "started", "ended", "created", "updated", "last_seen", "first_seen", "status_ts"})
+TIME_COLUMNS = frozenset({"ts", "started", "ended", "created", "updated", "last_seen", "first_seen", "status_ts", "expires",
+                          "decided_at"})
 
 #: column titles shared by every table
 TITLES: dict[str, str] = {
@@ -60,6 +61,20 @@ TITLES: dict[str, str] = {
     "result": "Result",
     "id": "Id",
     "thumbnail": "Preview",
+    "expires": "Expires",
+    "summary": "What",
+    "requester_name": "Asked by",
+    "decided_name": "Decided by",
+    "decided_reason": "Their reason",
+    "selector": "Selector",
+    "count": "Targets",
+    "counts": "Progress",
+    "sender": "Started by",
+    "why": "Why it ended",
+    "command": "Command",
+    "params": "Parameters",
+    "approval": "Needs approval",
+    "description": "Description",
 }
 
 #: the columns each history kind shows, in order (the allowlist: other keys

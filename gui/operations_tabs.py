@@ -1,0 +1,95 @@
+"""What the console's Operations window shows: one tab per list the broker (or a
+service) answers, and what an operator may do to a row, as data.
+
+The window (:mod:`gui.operations_view`) builds a table per :class:`OpsTab`
+and a button per :class:`RowAction`; nothing here is a widget. An action
+that changes something asks for a reason first: the broker or the service
+writes it to the audit trail with the operator's name.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RowAction:
+    """A button under a tab's table, for the selected row."""
+
+    label: str
+    op: str
+    #: the request's arguments from the selected row (the reason is added after the dialog)
+    args: Callable[[dict], dict]
+    #: what the confirmation says; ``{...}`` fields come from the row
+    explain: str
+    destructive: bool = False
+    #: rows it applies to (e.g. only pending requests)
+    applies: Callable[[dict], bool] = lambda row: True
+
+
+@dataclass(frozen=True)
+class OpsTab:
+    """One list: the request that fills it, the columns it shows, what its rows offer."""
+
+    key: str
+    title: str
+    op: str
+    columns: tuple[str, ...]
+    explain: str
+    args: dict = field(default_factory=dict)
+    actions: tuple[RowAction, ...] = ()
+    #: the tab's title counts rows where this is true ("Approvals (2)"); None: no count
+    counts: Callable[[dict], bool] | None = None
+    #: the rows in an answer (most answers are the list itself)
+    rows: Callable[[Any], list] = lambda answer: answer if isinstance(answer, list) else []
+    #: what names a row, and what orders the rows (newest first)
+    key_column: str = "id"
+    order_column: str = "created"
+
+
+def _pending(row: dict) -> bool:
+    return row.get("state") == "pending"
+
+
+def _running(row: dict) -> bool:
+    return row.get("state") in ("running", "held")
+
+
+APPROVALS = OpsTab(
+    "approvals", "Approvals", "approvals.list",
+    ("created", "state", "summary", "requester_name", "reason", "expires", "decided_name", "decided_reason", "id"),
+    "Actions that wait for a second operator. You cannot approve or deny your own; both names and both reasons "
+    "are kept in the audit trail.",
+    args={"state": "all", "limit": 200},
+    actions=(
+        RowAction("Approve", "approvals.decide", lambda row: {"id": row["id"], "approve": True},
+                  "Lets {summary} go ahead, asked by {requester_name}: {reason}", destructive=True, applies=_pending),
+        RowAction("Deny", "approvals.decide", lambda row: {"id": row["id"], "approve": False},
+                  "Ends {summary} unrun, asked by {requester_name}: {reason}", applies=_pending),
+    ),
+    counts=_pending,
+)
+
+BULK_RUNS = OpsTab(
+    "bulk", "Bulk runs", "bulk.list",
+    ("created", "state", "name", "selector", "count", "counts", "sender", "why", "id"),
+    "One command to many agents (ems send SELECTOR ...): paced, with canaries and a halt on failures.",
+    args={"limit": 200},
+    actions=(
+        RowAction("Cancel run", "bulk.cancel", lambda row: {"id": row["id"]},
+                  "Stops run {id} ({name} on {selector}): nothing more starts; what already runs finishes.",
+                  destructive=True, applies=_running),
+    ),
+    counts=_running,
+)
+
+TEMPLATES = OpsTab(
+    "templates", "Templates", "templates.list",
+    ("name", "command", "params", "approval", "description"),
+    "Named commands with typed parameters (ems template add / run). Admins define them.",
+    key_column="name", order_column="updated",
+)
+
+#: the tabs, in the order shown
+OPS_TABS: tuple[OpsTab, ...] = (APPROVALS, BULK_RUNS, TEMPLATES)
