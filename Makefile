@@ -46,7 +46,7 @@ chaos: dev ## faults -> docs/reliability.md: kill -9 loop (100,000 events, 20+20
 
 screenshots: dev ## PNGs of the operator console (demo stack, offscreen), the employee's indicator and consent prompt (Xvfb) and the web UI (headless Chromium) in docs/screenshots/
 	$(PYTHON) -m bench.harness.screenshots docs/screenshots
-	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py tests/test_access_log_window.py tests/test_web_ui.py tests/test_web_servers.py tests/test_web_history.py tests/test_web_tour.py tests/test_web_frames.py tests/test_web_fleet.py tests/test_web_history_gate.py
+	EMS_SCREENSHOT_DIR=docs/screenshots $(PYTHON) -m pytest -q tests/test_indicator.py tests/test_access_log_window.py tests/test_gui_operations.py tests/test_web_ui.py tests/test_web_servers.py tests/test_web_history.py tests/test_web_tour.py tests/test_web_frames.py tests/test_web_fleet.py tests/test_web_history_gate.py
 
 clean: ## remove .venv, build artefacts and caches (keeps var/)
 	rm -rf $(VENV) build dist .eggs .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -110,6 +110,7 @@ class OpsTable(QWidget):
         if req_id == self._listing:
             self._listing = None
             self.model.set_rows(self.tab.rows(answer))
+            self.table.resizeColumnsToContents()
             self._enable()
             self.window_titled()
         elif req_id in self._acting:

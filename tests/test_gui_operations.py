@@ -65,6 +65,13 @@ def operations(world, qtbot):
         worker.stop()
 
 
+def _screenshot(widget, name: str) -> None:
+    """``make screenshots`` keeps a picture of what the test saw (EMS_SCREENSHOT_DIR)."""
+    folder = os.environ.get("EMS_SCREENSHOT_DIR")
+    if folder:
+        assert widget.grab().save(os.path.join(folder, name))
+
+
 def _select(table, column: str, value) -> None:
     rows = table.model.column_values(column)
     assert value in rows, f"{value!r} not in the {table.tab.key} tab: {rows}"
@@ -90,6 +97,7 @@ def test_a_held_reboot_is_approved_in_another_operators_window(world, operations
     assert not approvals.buttons["Approve"].isEnabled()  # nothing selected yet
     _select(approvals, "id", held["id"])
     assert approvals.buttons["Approve"].isEnabled() and approvals.buttons["Deny"].isEnabled()
+    _screenshot(window, "operations-approvals.png")
     dialog = approvals.ask(approvals.tab.actions[0])
     said = " ".join(label.text() for label in dialog.findChildren(QLabel))
     assert "reboot on desk-7" in said and "Jane Doe" in said and "kernel patch" in said  # what, who asked, why
@@ -127,6 +135,8 @@ def test_a_running_bulk_run_is_cancelled_from_its_tab(world, operations, qtbot):
     qtbot.waitUntil(lambda: run["id"] in runs.model.column_values("id"), timeout=WAIT_MS)
     assert window.tabs.tabText(window.tabs.indexOf(runs)) == "Bulk runs (1)"
     _select(runs, "id", run["id"])
+    window.tabs.setCurrentWidget(runs)
+    _screenshot(window, "operations-bulk-runs.png")
     _confirm(qtbot, runs.ask(runs.tab.actions[0]), "wrong group picked")
     qtbot.waitUntil(lambda: runs.model.column_values("state") == ["cancelled"], timeout=WAIT_MS)
     assert jane.request("bulk.get", id=run["id"])["state"] == "cancelled"
