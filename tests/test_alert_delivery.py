@@ -59,6 +59,12 @@ def dispatchers():
         dispatcher.close()
 
 
+def secret_file(path, data) -> None:
+    """A secret file as the docs ask for it: mode 0600."""
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    path.chmod(0o600)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +77,7 @@ def email_channel(port: int, **extra) -> dict:
 
 
 def section(tmp_path, smtp_port=None, hook_url=None, routes=None, **extra) -> dict:
-    (tmp_path / "hook.key").write_bytes(SECRET + b"\n")
+    secret_file(tmp_path / "hook.key", SECRET + b"\n")
     channels = {}
     if smtp_port is not None:
         channels["email"] = email_channel(smtp_port)
@@ -109,7 +115,7 @@ def test_the_outbox_is_a_private_file(tmp_path, smtp, dispatchers):
 
 
 def test_smtp_login_reads_the_password_from_its_file(tmp_path, smtp, dispatchers):
-    (tmp_path / "smtp.password").write_text("s3cret-from-file\n")
+    secret_file(tmp_path / "smtp.password", "s3cret-from-file\n")
     body = section(tmp_path)
     body["channels"]["email"] = email_channel(smtp.port, username="ems-mailer", password_file="smtp.password")
     body["routes"] = {"*": {"channels": ["email"]}}
@@ -141,6 +147,43 @@ def test_a_webhook_arrives_with_a_valid_signature(tmp_path, hook, dispatchers):
     assert got.signed_ok and got.path == "/ems"
     assert got.headers["Content-Type"] == "application/json"
     assert got.body == {"version": PAYLOAD_VERSION, "digest": False, "notices": [sent.as_dict()]}
+
+
+def test_a_webhook_without_a_secret_is_not_signed(tmp_path, hook, dispatchers):
+    body = section(tmp_path, hook_url=hook.url)
+    del body["channels"]["webhook"]["secret_file"]
+    dispatcher = start(dispatchers, tmp_path, body, ManualClock())
+    dispatcher.notify(notice())
+    got = wait_for(lambda: hook.hooks, what="the webhook")[0]
+    assert "X-EMS-Signature" not in got.headers and "X-EMS-Timestamp" not in got.headers and not got.signed_ok
+
+
+def test_quiet_hours_on_the_webhook_send_one_signed_digest(tmp_path, hook, dispatchers):
+    """Quiet hours on the webhook channel: two warnings at 23:00 go as one digest POST at 07:00."""
+    clock = ManualClock()
+    clock.now = LATE_EVENING
+    quiet = {"webhook": {"window": "22:00-07:00", "zone": "UTC"}}
+    dispatcher = start(dispatchers, tmp_path, section(tmp_path, hook_url=hook.url, quiet_hours=quiet), clock)
+    first, second = notice(), notice(key="disk:laptop-7", rule="disk", title="disk 95 % full")
+    assert dispatcher.notify(first) == dispatcher.notify(second) == ["webhook"]
+    clock.now = MORNING
+    dispatcher.flush(clock())
+    got = wait_for(lambda: hook.hooks, what="the digest")[0]
+    assert got.signed_ok and got.body == {"version": PAYLOAD_VERSION, "digest": True, "why": "held during quiet hours",
+                                          "notices": [first.as_dict(), second.as_dict()]}
+
+
+def test_sent_rows_are_forgotten_after_a_week(tmp_path, hook, dispatchers):
+    clock = ManualClock()
+    dispatcher = start(dispatchers, tmp_path, section(tmp_path, hook_url=hook.url), clock)
+    dispatcher.notify(notice())
+    wait_for(lambda: dispatcher.outbox.rows(status=SENT), what="the row marked sent")
+    clock.now += 6 * 86400
+    dispatcher.flush(clock())
+    assert len(dispatcher.outbox.rows()) == 1
+    clock.now += 2 * 86400
+    dispatcher.flush(clock())
+    assert dispatcher.outbox.rows() == []
 
 
 def test_a_webhook_signed_with_another_secret_does_not_check_out(tmp_path, dispatchers):
@@ -315,8 +358,8 @@ def test_a_storm_while_the_server_is_down_arrives_as_one_digest(tmp_path, dispat
 
 # -- bad configuration -----------------------------------------------------------------------------
 def _good(tmp_path) -> dict:
-    (tmp_path / "smtp.password").write_text("pw")
-    (tmp_path / "hook.key").write_text("k")
+    secret_file(tmp_path / "smtp.password", "pw")
+    secret_file(tmp_path / "hook.key", "k")
     return {
         "channels": {"email": email_channel(587, username="u", password_file="smtp.password", security="starttls"),
                      "webhook": {"url": "https://hooks.example.org/ems", "secret_file": "hook.key", "timeout_s": 5}},
@@ -414,6 +457,17 @@ def test_a_bad_configuration_is_refused_naming_the_key(tmp_path, path, value, wo
     assert words in str(caught.value) and str(caught.value).startswith("alerts.json: ")
 
 
+@pytest.mark.parametrize("channel, key, name", [("email", "password_file", "smtp.password"),
+                                                ("webhook", "secret_file", "hook.key")])
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o666])
+def test_a_secret_file_others_may_read_is_refused(tmp_path, channel, key, name, mode):
+    """Tried: the password and the webhook secret in files of mode 0640, 0604, 0666: refused, saying chmod 600."""
+    body = _good(tmp_path)
+    (tmp_path / name).chmod(mode)
+    with pytest.raises(DeliveryConfigError, match=f"delivery[.]channels[.]{channel}[.]{key} names .* other users may read.*chmod 600"):
+        load_delivery(body, tmp_path)
+
+
 @pytest.mark.parametrize("section_value", [None, [], "delivery", 3])
 def test_a_delivery_section_that_is_not_an_object_is_refused(tmp_path, section_value):
     with pytest.raises(DeliveryConfigError, match="delivery must be an object"):
@@ -432,7 +486,7 @@ def test_the_example_in_the_docs_loads(tmp_path):
     text = (Path(__file__).resolve().parents[1] / "docs" / "alerts.md").read_text()
     example = json.loads(text.split("```json", 1)[1].split("```", 1)[0])["delivery"]
     (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "smtp.password").write_text("pw")
-    (tmp_path / "secrets" / "webhook.key").write_text("k")
+    secret_file(tmp_path / "secrets" / "smtp.password", "pw")
+    secret_file(tmp_path / "secrets" / "webhook.key", "k")
     config = load_delivery(example, tmp_path)
     assert set(config.channels) == {"email", "webhook"}

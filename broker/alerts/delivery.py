@@ -91,12 +91,15 @@ class Dispatcher:
                             self.config.storm_digest_over, name)
             worker.wake()
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the workers (a send in progress finishes, up to its timeout) and close the outbox."""
+    def close(self) -> None:
+        """Stop the workers (a send in progress finishes, within its channel's timeout) and close the outbox.
+
+        A row whose send was cut short stays due: the next Dispatcher sends it.
+        """
         for worker in self._workers.values():
             worker.stop()
-        for worker in self._workers.values():
-            worker.join(timeout_s)
+        for name, worker in self._workers.items():
+            worker.join(self.config.channels[name].timeout_s + 1.0)
         self.outbox.close()
 
     def send(self, row: OutboxRow) -> None:
@@ -106,7 +109,7 @@ class Dispatcher:
             message = digest_mail(row.notices, channel, row.why) if row.why else notice_mail(row.notices[0], channel)
             send_mail(message, channel)
         else:
-            post(channel, payload(row.notices, row.why), self.now)
+            post(channel, payload(row.notices, row.why))
 
     def record(self, row: OutboxRow, error: DeliveryFailed | None) -> None:
         """Write down how a send went: sent, retry later, or give up (and say so)."""

@@ -299,6 +299,9 @@ def _secret_file(value: Any, name: str, data_dir: Path) -> Path | None:
     path = path if path.is_absolute() else data_dir / path
     if not path.is_file():
         raise DeliveryConfigError(f"alerts.json: {name} names {path}, which is not a readable file; create it (mode 0600)")
+    if path.stat().st_mode & 0o077:
+        raise DeliveryConfigError(f"alerts.json: {name} names {path}, which other users may read; "
+                                  f"make it private: chmod 600 {path}")
     return path
 
 

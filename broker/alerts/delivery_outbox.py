@@ -35,6 +35,7 @@ HELD, DUE, SENT, GAVE_UP = "held", "due", "sent", "gave_up"
 #: what :meth:`DeliveryOutbox.add` did with a notice
 QUEUED, DUPLICATE = "queued", "duplicate"
 KEEP_SENT_S = 7 * 86400.0
+PRUNE_EVERY_S = 3600.0
 QUIET_HOURS_WHY = "held during quiet hours"
 STORM_WHY = "waiting at once"
 
@@ -82,6 +83,7 @@ class DeliveryOutbox:
         self._db = connect(self.path)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._pruned_at = float("-inf")
 
     def close(self) -> None:
         with self._lock:
@@ -116,19 +118,34 @@ class DeliveryOutbox:
         return QUEUED if status == DUE else HELD
 
     def release_held(self, now: float) -> list[str]:
-        """Fold each channel's held rows whose window has ended into one due digest; the channels released."""
+        """Fold each channel's held rows whose window has ended into one due digest; the channels released.
+
+        Also forgets sent rows older than :data:`KEEP_SENT_S` (at most once an hour).
+        """
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = now
+            with self._transaction():
+                self._db.execute("DELETE FROM outbox WHERE status=? AND done_at<?", (SENT, now - KEEP_SENT_S))
+        if not self._any("SELECT 1 FROM outbox WHERE status=? AND hold_until<=? LIMIT 1", (HELD, now)):
+            return []
         with self._transaction():
             rows = self._db.execute("SELECT id, channel, notices FROM outbox WHERE status=? AND hold_until<=? "
                                     "ORDER BY id", (HELD, now)).fetchall()
-            self._db.execute("DELETE FROM outbox WHERE status=? AND done_at<?", (SENT, now - KEEP_SENT_S))
             return self._fold(rows, QUIET_HOURS_WHY, now)
 
     def collapse_storm(self, channel: str, over: int, now: float) -> bool:
         """More than ``over`` single notices due on ``channel``: they become one digest (True if so)."""
+        if not self._any("SELECT 1 FROM outbox WHERE channel=? AND status=? AND why='' LIMIT 1 OFFSET ?",
+                         (channel, DUE, over)):
+            return False  # a read only: nothing to write on the usual tick
         with self._transaction():
             rows = self._db.execute("SELECT id, channel, notices FROM outbox WHERE channel=? AND status=? "
                                     "AND why='' ORDER BY id", (channel, DUE)).fetchall()
             return bool(self._fold(rows, STORM_WHY, now)) if len(rows) > over else False
+
+    def _any(self, sql: str, args: tuple) -> bool:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone() is not None
 
     def _fold(self, rows: list, why: str, now: float) -> list[str]:
         """Replace ``rows`` by one due digest per channel (inside the caller's transaction)."""
