@@ -12,8 +12,21 @@ import hmac
 import http.server
 import json
 import socketserver
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass
+
+
+def self_signed(directory) -> tuple[str, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 made with openssl: (its PEM path, for a client's CA file; a server context)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return str(cert), context
 
 
 @dataclass
@@ -26,6 +39,16 @@ class Mail:
 
 
 class _SmtpHandler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        if self.server.tls == "ssl":
+            self.request = self.server.context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+    def start_tls(self) -> None:
+        self.request = self.server.context.wrap_socket(self.request, server_side=True)
+        self.rfile = self.request.makefile("rb")
+        self.wfile = self.request.makefile("wb", buffering=0)
+
     def reply(self, line: str) -> None:
         self.wfile.write(line.encode() + b"\r\n")
 
@@ -40,7 +63,13 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
             verb = verb.upper()
             if verb == "EHLO":
                 self.reply("250-localhost")
+                if self.server.tls == "starttls" and not hasattr(self.request, "cipher"):
+                    self.reply("250-STARTTLS")
                 self.reply("250 AUTH PLAIN")
+            elif verb == "STARTTLS" and self.server.tls == "starttls":
+                self.reply("220 go ahead")
+                self.start_tls()
+                self.server.tls_sessions += 1
             elif verb == "HELO":
                 self.reply("250 localhost")
             elif verb == "AUTH":
@@ -76,18 +105,23 @@ class _SmtpHandler(socketserver.StreamRequestHandler):
 
 
 class SmtpServer(socketserver.ThreadingTCPServer):
-    """``SmtpServer(port=0).start()``; ``mails`` is what arrived, in order."""
+    """``SmtpServer(port=0).start()``; ``mails`` is what arrived, in order. With a server ``context``,
+    ``tls="starttls"`` offers STARTTLS and ``tls="ssl"`` speaks TLS from the first byte."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, tls: str | None = None, context: ssl.SSLContext | None = None):
         super().__init__(("127.0.0.1", port), _SmtpHandler)
         self.port = self.server_address[1]
+        self.tls, self.context, self.tls_sessions = tls, context, 0
         self.mails: list[Mail] = []
         self.logins: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that refused our certificate: the test looks at what arrived, not at tracebacks
 
     def accept(self, mail: Mail) -> None:
         with self._lock:
@@ -137,9 +171,12 @@ class WebhookServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, secret: bytes = b"", answer: tuple[int, str] = (204, "")):
+    def __init__(self, secret: bytes = b"", answer: tuple[int, str] = (204, ""), context: ssl.SSLContext | None = None):
         super().__init__(("127.0.0.1", 0), _HookHandler)
         self.port = self.server_address[1]
+        self.scheme = "https" if context else "http"
+        if context:
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.secret = secret
         self.answer = answer
         self.hooks: list[Hook] = []
@@ -147,7 +184,7 @@ class WebhookServer(http.server.ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/ems"
+        return f"{self.scheme}://127.0.0.1:{self.port}/ems"
 
     def start(self) -> "WebhookServer":
         self._thread.start()

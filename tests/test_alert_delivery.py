@@ -21,7 +21,7 @@ from broker.alerts.delivery_outbox import GAVE_UP, HELD, SENT
 from broker.alerts.notices import ALERT, APPROVAL, OPENED, RESOLVED, Notice
 from broker.alerts.webhook import PAYLOAD_VERSION
 
-from alert_servers import SmtpServer, WebhookServer
+from alert_servers import SmtpServer, WebhookServer, self_signed
 from conftest import ManualClock, wait_for
 
 SECRET = b"hook-secret-for-tests"
@@ -136,6 +136,63 @@ def test_starttls_that_the_server_does_not_offer_is_a_failure_not_plain_text(tmp
     dispatcher.notify(notice())
     row = wait_for(lambda: [r for r in dispatcher.outbox.rows() if r.attempts], what="the failed attempt")[0]
     assert "STARTTLS" in row.last_error and smtp.mails == []
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_mail_goes_over_tls_to_a_server_whose_ca_is_configured(tmp_path, dispatchers, tls, security):
+    cert, context = tls
+    server = SmtpServer(tls=security, context=context).start()
+    try:
+        body = section(tmp_path)
+        body["channels"]["email"] = email_channel(server.port, security=security, ca_file=cert)
+        body["routes"] = {"*": {"channels": ["email"]}}
+        dispatcher = start(dispatchers, tmp_path, body, ManualClock())
+        dispatcher.notify(notice())
+        assert wait_for(lambda: server.mails, what="the mail over TLS")[0].message["Subject"] == "[EMS] opened: laptop-7 is offline"
+        assert server.tls_sessions == (1 if security == "starttls" else 0)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_mail_is_not_sent_to_a_server_whose_certificate_is_not_trusted(tmp_path, dispatchers, tls, security):
+    """Tried: TLS to a server with a self-signed certificate and no ca_file: the certificate check fails,
+    nothing is sent, the row waits for a retry."""
+    server = SmtpServer(tls=security, context=tls[1]).start()
+    try:
+        body = section(tmp_path)
+        body["channels"]["email"] = email_channel(server.port, security=security)
+        body["routes"] = {"*": {"channels": ["email"]}}
+        dispatcher = start(dispatchers, tmp_path, body, ManualClock())
+        dispatcher.notify(notice())
+        row = wait_for(lambda: [r for r in dispatcher.outbox.rows() if r.attempts], what="the failed attempt")[0]
+        assert "CERTIFICATE_VERIFY_FAILED" in row.last_error and server.mails == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["ca-file", "untrusted"])
+def test_an_https_webhook_checks_the_certificate(tmp_path, dispatchers, tls, trusted):
+    cert, context = tls
+    server = WebhookServer(SECRET, context=context).start()
+    try:
+        body = section(tmp_path, hook_url=server.url)
+        if trusted:
+            body["channels"]["webhook"]["ca_file"] = cert
+        dispatcher = start(dispatchers, tmp_path, body, ManualClock())
+        dispatcher.notify(notice())
+        if trusted:
+            assert wait_for(lambda: server.hooks, what="the https webhook")[0].signed_ok
+        else:
+            row = wait_for(lambda: [r for r in dispatcher.outbox.rows() if r.attempts], what="the failed attempt")[0]
+            assert "CERTIFICATE_VERIFY_FAILED" in row.last_error and server.hooks == []
+    finally:
+        server.stop()
 
 
 def test_a_webhook_arrives_with_a_valid_signature(tmp_path, hook, dispatchers):
@@ -320,6 +377,19 @@ def test_smtp_down_is_retried_and_delivered_after_a_restart(tmp_path, dispatcher
         server.stop()
 
 
+def test_notices_left_for_a_channel_no_longer_configured_are_kept_and_named(tmp_path, hook, dispatchers, caplog):
+    """Tried: a notice waits for an unreachable e-mail server; alerts.json then drops the e-mail channel:
+    the new Dispatcher keeps the row (not deleted) and says in the log what waits for which channel."""
+    first = start(dispatchers, tmp_path, section(tmp_path, free_port()), ManualClock())
+    first.notify(notice())
+    wait_for(lambda: [r for r in first.outbox.rows() if r.attempts], what="the failed attempt")
+    first.close()
+    dispatchers.remove(first)
+    second = start(dispatchers, tmp_path, section(tmp_path, hook_url=hook.url), ManualClock())
+    assert [r.channel for r in second.outbox.rows()] == ["email"]
+    assert any("1 notices wait in" in r.getMessage() and "for channel email" in r.getMessage() for r in caplog.records)
+
+
 def test_it_gives_up_after_the_last_attempt_and_says_so(tmp_path, dispatchers, caplog):
     port, clock = free_port(), ManualClock()
     body = section(tmp_path, port, retry={"first_delay_s": 5, "max_attempts": 2})
@@ -417,6 +487,9 @@ BAD = [
     ("channels.webhook.url", "https://user:pw@hooks.example.org/", "must not hold a user or password"),
     ("channels.webhook.url", 8080, "delivery.channels.webhook.url must be a string"),
     ("channels.webhook.secret", "inline", "delivery.channels.webhook.secret is refused"),
+    ("channels.webhook.ca_file", "missing.pem", "delivery.channels.webhook.ca_file names"),
+    ("channels.webhook.ca_file", "hook.key", "delivery.channels.webhook.ca_file names"),
+    (f"{EMAIL_AT}.ca_file", 3, "delivery.channels.email.ca_file must be a string"),
     ("channels.webhook.timeout_s", -1, "delivery.channels.webhook.timeout_s must be more than 0"),
     ("channels.webhook.timeout_s", 0, "delivery.channels.webhook.timeout_s must be more than 0"),
     ("channels.webhook.timeout_s", 2**63, "delivery.channels.webhook.timeout_s"),

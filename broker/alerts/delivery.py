@@ -54,6 +54,7 @@ class Dispatcher:
         self.outbox = DeliveryOutbox(Path(data_dir) / OUTBOX_NAME)
         self.now = clock()
         self._workers = {name: _ChannelWorker(self, name) for name in config.channels}
+        self._warn_about_orphans()
         for worker in self._workers.values():
             worker.start()
 
@@ -61,6 +62,13 @@ class Dispatcher:
     def from_section(cls, section: Any, data_dir: Path, clock: Callable[[], float] = time.time) -> "Dispatcher":
         """A dispatcher for the ``delivery`` section of alerts.json (DeliveryConfigError if it is wrong)."""
         return cls(load_delivery(section, data_dir), data_dir, clock)
+
+    def _warn_about_orphans(self) -> None:
+        """Rows left for a channel that alerts.json no longer configures wait until it is configured again."""
+        for channel, count in self.outbox.waiting_by_channel().items():
+            if channel not in self.config.channels:
+                log.warning("%d notices wait in %s for channel %s, which alerts.json no longer configures; "
+                            "they are sent when it is configured again", count, self.outbox.path, channel)
 
     def notify(self, notice: Notice) -> list[str]:
         """Queue ``notice`` for each channel its route names; the channels it was queued or held for."""

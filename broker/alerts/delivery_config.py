@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class EmailChannel:
     username: str = ""
     password_file: Path | None = None
     timeout_s: float = 10.0
+    #: a PEM file of the CA that signed the server's certificate (a private CA); None: the system's CAs
+    ca_file: Path | None = None
 
     def password(self) -> str:
         """The password, read from its file now (so a rotated password needs no restart)."""
@@ -76,6 +79,8 @@ class WebhookChannel:
     url: str
     secret_file: Path | None = None
     timeout_s: float = 10.0
+    #: a PEM file of the CA that signed an https:// server's certificate; None: the system's CAs
+    ca_file: Path | None = None
 
     def secret(self) -> bytes:
         """The HMAC key, read from its file now; empty for no signature."""
@@ -195,7 +200,8 @@ def _channels(value: Any, data_dir: Path) -> dict:
 
 def _email(value: Any, data_dir: Path) -> EmailChannel:
     where = "delivery.channels.email"
-    body = _table(value, where, ("host", "port", "security", "username", "password_file", "from", "to", "timeout_s"))
+    body = _table(value, where, ("host", "port", "security", "username", "password_file", "from", "to", "timeout_s",
+                                 "ca_file"))
     for required in ("host", "from", "to"):
         if required not in body:
             raise DeliveryConfigError(f"alerts.json: {where}.{required} is missing")
@@ -211,12 +217,13 @@ def _email(value: Any, data_dir: Path) -> EmailChannel:
         sender=_address(body["from"], f"{where}.from"),
         to=tuple(_address(a, f"{where}.to[{i}]")
                  for i, a in enumerate(bounds.text_list(body["to"], f"{where}.to", MAX_RECIPIENTS, 254))) or _no_one(where),
-        timeout_s=_timeout(body.get("timeout_s", 10.0), f"{where}.timeout_s"))
+        timeout_s=_timeout(body.get("timeout_s", 10.0), f"{where}.timeout_s"),
+        ca_file=_ca_file(body.get("ca_file"), f"{where}.ca_file", data_dir))
 
 
 def _webhook(value: Any, data_dir: Path) -> WebhookChannel:
     where = "delivery.channels.webhook"
-    body = _table(value, where, ("url", "secret_file", "timeout_s"))
+    body = _table(value, where, ("url", "secret_file", "timeout_s", "ca_file"))
     if "url" not in body:
         raise DeliveryConfigError(f"alerts.json: {where}.url is missing")
     url = bounds.text(body["url"], f"{where}.url", 2000, empty=False)
@@ -226,7 +233,8 @@ def _webhook(value: Any, data_dir: Path) -> WebhookChannel:
     if parts.username or parts.password:
         raise DeliveryConfigError(f"alerts.json: {where}.url must not hold a user or password; use {where}.secret_file")
     return WebhookChannel(url=url, secret_file=_secret_file(body.get("secret_file"), f"{where}.secret_file", data_dir),
-                          timeout_s=_timeout(body.get("timeout_s", 10.0), f"{where}.timeout_s"))
+                          timeout_s=_timeout(body.get("timeout_s", 10.0), f"{where}.timeout_s"),
+                          ca_file=_ca_file(body.get("ca_file"), f"{where}.ca_file", data_dir))
 
 
 def _route(value: Any, where: str, channels: dict) -> Route:
@@ -292,14 +300,30 @@ def _address(value: Any, name: str) -> str:
     return address
 
 
-def _secret_file(value: Any, name: str, data_dir: Path) -> Path | None:
+def _file(value: Any, name: str, data_dir: Path) -> Path | None:
+    """An existing file named by ``value`` (relative to the data dir), or None for None."""
     if value is None:
         return None
     path = Path(bounds.text(value, name, 1000, empty=False)).expanduser()
     path = path if path.is_absolute() else data_dir / path
     if not path.is_file():
-        raise DeliveryConfigError(f"alerts.json: {name} names {path}, which is not a readable file; create it (mode 0600)")
-    if path.stat().st_mode & 0o077:
+        raise DeliveryConfigError(f"alerts.json: {name} names {path}, which is not a readable file")
+    return path
+
+
+def _ca_file(value: Any, name: str, data_dir: Path) -> Path | None:
+    path = _file(value, name, data_dir)
+    if path is not None:
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError) as exc:
+            raise DeliveryConfigError(f"alerts.json: {name} names {path}, which holds no PEM certificate: {exc}") from exc
+    return path
+
+
+def _secret_file(value: Any, name: str, data_dir: Path) -> Path | None:
+    path = _file(value, name, data_dir)
+    if path is not None and path.stat().st_mode & 0o077:
         raise DeliveryConfigError(f"alerts.json: {name} names {path}, which other users may read; "
                                   f"make it private: chmod 600 {path}")
     return path

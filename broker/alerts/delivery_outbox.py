@@ -190,6 +190,12 @@ class DeliveryOutbox:
         with self._lock:
             return [_row(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
 
+    def waiting_by_channel(self) -> dict[str, int]:
+        """How many rows each channel has still to send (held or due)."""
+        with self._lock:
+            return {r[0]: r[1] for r in self._db.execute(
+                "SELECT channel, COUNT(*) FROM outbox WHERE status IN (?, ?) GROUP BY channel", (HELD, DUE))}
+
     def counts(self) -> dict[str, int]:
         """How many rows are in each status."""
         with self._lock:

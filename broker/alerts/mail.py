@@ -41,13 +41,12 @@ def send_mail(message: EmailMessage, channel: EmailChannel) -> None:
     server = f"{channel.host}:{channel.port}"
     try:
         if channel.security == "ssl":
-            smtp = smtplib.SMTP_SSL(channel.host, channel.port, timeout=channel.timeout_s,
-                                    context=ssl.create_default_context())
+            smtp = smtplib.SMTP_SSL(channel.host, channel.port, timeout=channel.timeout_s, context=_tls(channel))
         else:
             smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
         with smtp:
             if channel.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=_tls(channel))
             if channel.username:
                 smtp.login(channel.username, channel.password())
             refused = smtp.send_message(message)
@@ -55,6 +54,11 @@ def send_mail(message: EmailMessage, channel: EmailChannel) -> None:
         raise DeliveryFailed(f"SMTP server {server} did not take the mail: {exc}") from exc
     if refused:
         raise DeliveryFailed(f"SMTP server {server} refused recipients: {', '.join(sorted(refused))}")
+
+
+def _tls(channel: EmailChannel) -> ssl.SSLContext:
+    """Certificates checked against the system's CAs, or the channel's own CA file."""
+    return ssl.create_default_context(cafile=str(channel.ca_file) if channel.ca_file else None)
 
 
 def _message(subject: str, body: str, channel: EmailChannel) -> EmailMessage:

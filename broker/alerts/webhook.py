@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -45,7 +46,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
                              "redirects are not followed: configure the final URL")
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+def _opener(channel: WebhookChannel) -> urllib.request.OpenerDirector:
+    """No redirects; https certificates checked against the system's CAs or the channel's CA file."""
+    context = ssl.create_default_context(cafile=str(channel.ca_file) if channel.ca_file else None)
+    return urllib.request.build_opener(_NoRedirects, urllib.request.HTTPSHandler(context=context))
 
 
 def post(channel: WebhookChannel, body: bytes) -> int:
@@ -58,7 +62,7 @@ def post(channel: WebhookChannel, body: bytes) -> int:
         request.add_header(TIMESTAMP_HEADER, stamp)
         request.add_header(SIGNATURE_HEADER, signature(secret, stamp, body))
     try:
-        with _OPENER.open(request, timeout=channel.timeout_s) as answer:
+        with _opener(channel).open(request, timeout=channel.timeout_s) as answer:
             return answer.status
     except urllib.error.HTTPError as exc:
         raise DeliveryFailed(f"webhook {channel.url} answered {exc.code} {exc.reason}") from exc
