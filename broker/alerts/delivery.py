@@ -26,6 +26,7 @@ a second (``flush``). Its contract:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -34,13 +35,14 @@ from typing import Any, Callable
 from broker.alerts.delivery_config import DeliveryConfig, DeliveryFailed, EmailChannel, load_delivery
 from broker.alerts.delivery_outbox import DUPLICATE, DeliveryOutbox, OutboxRow
 from broker.alerts.mail import digest_mail, notice_mail, send_mail
-from broker.alerts.notices import Notice
+from broker.alerts.notices import SEVERITIES, Notice
 from broker.alerts.webhook import payload, post
 
 log = logging.getLogger(__name__)
 
 OUTBOX_NAME = "alerts-outbox.db"
-CRITICAL = "critical"
+#: the one severity quiet hours never hold
+CRITICAL = SEVERITIES[-1]
 #: how often an idle worker looks at the outbox even without a wake-up
 WORKER_POLL_S = 1.0
 
@@ -81,7 +83,11 @@ class Dispatcher:
         for channel in route.channels:
             quiet = self.config.quiet_hours.get(channel)
             hold_until = quiet.ends_at(now) if quiet and notice.severity != CRITICAL else None
-            if self.outbox.add(channel, notice.as_dict(), now, hold_until, self.config.dedupe) == DUPLICATE:
+            try:
+                if self.outbox.add(channel, notice.as_dict(), now, hold_until, self.config.dedupe) == DUPLICATE:
+                    continue
+            except sqlite3.Error as exc:  # the disk is full or broken: the caller goes on (the inbox has it)
+                log.error("could not queue notice %s for channel %s in %s: %s", notice.key, channel, self.outbox.path, exc)
                 continue
             queued.append(channel)
             if hold_until is None:
