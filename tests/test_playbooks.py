@@ -170,12 +170,15 @@ def test_bad_definitions_are_refused_by_the_broker(bus, steps, needle):
     assert [p["name"] for p in bus.admin.request("playbooks.list")] == ["patch"]
 
 
-def ended(client, run_id: str, listener=None, audit: list | None = None) -> dict:
-    """Poll the run until nothing of it is open; audit records reaching ``listener`` meanwhile go to ``audit``."""
+def ended(client, run_id: str, listener=None, audit: list | None = None, seen: list | None = None) -> dict:
+    """Poll the run until nothing of it is open; audit records reaching ``listener`` meanwhile go to ``audit``,
+    each answer on the way to ``seen``."""
     def over():
         if listener is not None:
             audit.extend(e.data() for e in listener.drain(1000, 0.01) if e.topic.startswith("audit."))
         answer = client.request("playbooks.get", id=run_id)
+        if seen is not None:
+            seen.append(answer)
         return answer if answer["state"] not in ("running", "held") and not answer["counts"].get("active") else None
     return wait_for(over, 120, interval_s=0.05, what=f"playbook run {run_id} to end")
 
@@ -202,9 +205,10 @@ def test_three_steps_where_step_two_runs_only_where_step_one_failed(bus, tmp_pat
         run = operator.request("playbooks.run", name="patch", selector="id:sim-*", params={"window_h": "4"}, reason=REASON,
                                max_parallel=6)
         assert run["state"] == "running" and run["count"] == 20
-        audit = []
-        final = ended(operator, run["id"], listener, audit)  # read as it comes: a subscriber that falls behind loses records
+        audit, seen = [], []
+        final = ended(operator, run["id"], listener, audit, seen)  # read as it comes: a subscriber that falls behind loses records
         assert final["state"] == "finished" and final["counts"] == {"finished": 16, "stopped": 4}
+        assert max(answer["counts"].get("active", 0) for answer in seen) <= 6 and len(seen) > 3  # the pace, looked at on the way
         assert_per_target(final, fleet.ids)
         commands = {c["id"]: c for c in operator.request("command.list", limit=1000)}
         for target in final["targets"]:

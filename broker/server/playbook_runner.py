@@ -107,14 +107,12 @@ class PlaybookRunner:
     # -- pacing and steps -----------------------------------------------------------------
     def pump(self, run: PlaybookRun) -> None:
         """Start as many waiting targets as ``max_parallel`` allows now (again while some end at once)."""
-        while run.state == RUNNING:
-            room = run.options.max_parallel - run.count(ACTIVE)
-            starting = [i for i, t in enumerate(run.targets) if t.state == WAITING][:max(room, 0)]
-            if not starting:
+        while run.state == RUNNING and run.count(ACTIVE) < run.options.max_parallel:
+            position = run.next_waiting()
+            if position is None:
                 break
-            for position in starting:
-                run.targets[position].state = ACTIVE
-                self._advance(run, position)
+            run.mark(position, ACTIVE)
+            self._advance(run, position)
         self._end(run)
 
     def _advance(self, run: PlaybookRun, position: int) -> None:
@@ -159,7 +157,8 @@ class PlaybookRunner:
 
     def _finish(self, run: PlaybookRun, position: int, state: str, why: str) -> None:
         target = run.targets[position]
-        target.state, target.why = state, why
+        run.mark(position, state)
+        target.why = why
         for step in target.steps:
             if step.status == PENDING:
                 step.status = NOT_RUN

@@ -103,20 +103,42 @@ class PlaybookRun:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     targets: list[RunTarget] = field(default_factory=list)
+    #: targets per state, and where the first waiting one may be: kept as states change (:meth:`mark`), so pacing
+    #: a 5,000-target run costs the same for its last target as for its first
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _cursor: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.recount()
+
+    def recount(self) -> None:
+        self._counts, self._cursor = {}, 0
+        for target in self.targets:
+            self._counts[target.state] = self._counts.get(target.state, 0) + 1
 
     def count(self, state: str) -> int:
-        return sum(target.state == state for target in self.targets)
+        return self._counts.get(state, 0)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for target in self.targets:
-            out[target.state] = out.get(target.state, 0) + 1
-        return out
+        return {state: n for state, n in self._counts.items() if n}
+
+    def mark(self, position: int, state: str) -> None:
+        """Target ``position`` is now in ``state``."""
+        target = self.targets[position]
+        self._counts[target.state] -= 1
+        self._counts[state] = self._counts.get(state, 0) + 1
+        target.state = state
+
+    def next_waiting(self) -> int | None:
+        """The first waiting target's position (the same until it is marked), or None."""
+        while self._cursor < len(self.targets) and self.targets[self._cursor].state != WAITING:
+            self._cursor += 1
+        return self._cursor if self._cursor < len(self.targets) else None
 
     @property
     def open(self) -> bool:
         """Whether a target still waits or is in the middle of its steps."""
-        return any(target.state in (WAITING, ACTIVE) for target in self.targets)
+        return bool(self.count(WAITING) or self.count(ACTIVE))
 
 
 class RunStore:
@@ -192,4 +214,5 @@ class RunStore:
                                  [StepState(**s) for s in self._open(r["steps"], "playbook_targets", "steps", run.id,
                                                                      str(r["position"]))])
                        for r in self._db.execute("SELECT * FROM playbook_targets WHERE run_id = ? ORDER BY position", (run.id,))]
+        run.recount()
         return run
