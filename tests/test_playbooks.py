@@ -190,7 +190,8 @@ def assert_per_target(final: dict, ids: list[str]) -> None:
     for client_id, target in by_id.items():
         statuses = [s["status"] for s in target["steps"]]
         if client_id in FAILING:
-            assert (target["state"], statuses, target["why"]) == ("stopped", ["failed", "failed", "not run"], "stopped at step 2 (failed)")
+            expected = ("stopped", ["failed", "failed", "not run"], "stopped at step 2 (failed)")
+            assert (target["state"], statuses, target["why"]) == expected, client_id
         else:
             assert (target["state"], statuses) == ("finished", ["done", "skipped", "done"]), client_id
 
@@ -215,7 +216,8 @@ def test_three_steps_where_step_two_runs_only_where_step_one_failed(bus, tmp_pat
             for number, step in enumerate(target["steps"], 1):
                 if step["command_id"]:
                     args = commands[step["command_id"]]["args"]
-                    assert (args["playbook"], args["playbook_step"], args["reason"], args["operator"]["id"]) == ("patch", number, REASON, "op-pb")
+                    stamp = (args["playbook"], args["playbook_step"], args["reason"], args["operator"]["id"])
+                    assert stamp == ("patch", number, REASON, "op-pb")
         apply_args = next(c["args"] for c in commands.values() if c["name"] == "os.update.apply")
         assert apply_args["window_h"] == 4 and next(c["args"]["deep"] for c in commands.values() if c["name"] == "os.update.repair")
         wait_for(lambda: audit.extend(e.data() for e in listener.drain(5000, 0.2) if e.topic.startswith("audit."))
@@ -228,7 +230,8 @@ def test_three_steps_where_step_two_runs_only_where_step_one_failed(bus, tmp_pat
         assert [a["detail"]["count"] for a in audit if a["action"] == "playbooks.run"] == [20]
         viewer = bus.peer("viewer-pb", role="viewer")
         seen = viewer.request("playbooks.get", id=run["id"])
-        assert "args" not in seen and all("result" not in s for t in seen["targets"] for s in t["steps"])
+        assert "args" not in seen and "reason" not in seen and all("result" not in s for t in seen["targets"] for s in t["steps"])
+        assert operator.request("playbooks.get", id=run["id"])["targets"][0]["steps"][0]["result"]["ok"] in (True, False)
     finally:
         fleet.close()
 
@@ -249,6 +252,19 @@ def test_a_run_outlives_a_broker_restart_and_no_step_runs_twice(bus, tmp_path):
         wait_for(lambda: fleet.report()["ran"] == 30 * 2, 20, what="the fleet's count")  # two steps each, each ran once
     finally:
         fleet.close()
+
+
+def test_a_dry_run_shows_targets_x_steps_and_sends_nothing(bus):
+    define(bus)
+    for client_id in ("sim-000", "sim-001"):
+        bus.peer(client_id)
+    operator = bus.peer("op-dry", role="operator")
+    answer = operator.request("playbooks.run", name="patch", selector="sim-000,sim-001,nobody", params={"window_h": 3},
+                              reason=REASON, dry_run=True)
+    assert answer["dry_run"] is True and [t["client_id"] for t in answer["targets"]] == ["sim-000", "sim-001"]
+    assert [(s["number"], s["command"], s["when"]) for s in answer["steps"]] == [
+        (1, "os.update.check", "ok"), (2, "os.update.repair", "failed"), (3, "os.update.apply", PATCH["steps"][2]["when"])]
+    assert operator.request("command.list") == []
 
 
 def test_a_step_that_needs_approval_holds_the_whole_run(bus, tmp_path):
@@ -318,6 +334,10 @@ def test_the_cli_adds_runs_with_a_progress_bar_shows_and_removes(bus, tmp_path):
         run_id = done.stderr.split("playbook run ")[1].split(":")[0]
         shown = json.loads(ems("show", run_id, "--json").stdout)
         assert shown["counts"] == {"finished": 8, "stopped": 2}
+        followed = ems("show", run_id, "--follow")
+        assert followed.returncode == 1 and "1:check" in followed.stdout and "sim-003" in followed.stdout
+        late = ems("cancel", run_id, "--reason", "too late", "--json")  # nothing left to stop: the run as it ended
+        assert late.returncode == 1 and json.loads(late.stdout)["state"] == "finished"
         assert ems("bad-action").returncode == 2 and ems("show").returncode == 2
         assert ems("remove", "quick").returncode == 0 and "quick" not in ems("list").stdout
         broken = ems("add", "--from-json", "{not json")

@@ -150,8 +150,9 @@ def show_run(args, answer: dict) -> int:
     if args.json:
         print_json(answer)
     else:
-        print(f"playbook run {answer['id']}: {answer['playbook']} on {answer['selector']!r} by {answer['person']} "
-              f"({answer['reason']}): {answer['state']}" + (f" ({answer['why']})" if answer["why"] else ""))
+        reason = f" ({answer['reason']})" if answer.get("reason") else ""
+        print(f"playbook run {answer['id']}: {answer['playbook']} on {answer['selector']!r} by {answer['person']}{reason}: "
+              f"{answer['state']}" + (f" ({answer['why']})" if answer["why"] else ""))
         header = ["AGENT", "STATE"] + [f"{s['number']}:{s['template']}" for s in answer["steps"]] + ["WHY"]
         rows = [[t["client_id"], t["state"]] + [s["status"] for s in t["steps"]] + [t["why"] or "-"]
                 for t in answer["targets"][:50]]
@@ -169,7 +170,8 @@ def show_dry_run(args, answer: dict) -> int:
           f"at most {answer['options']['max_parallel']} at a time, each target through these steps:")
     print(table([[s["number"], s["template"], s["command"], s["when"]] for s in answer["steps"]],
                 ["STEP", "TEMPLATE", "COMMAND", "WHEN"]))
-    print(table([[t["client_id"], "online" if t["online"] else "offline: its steps wait in the queue until it returns"] for t in answer["targets"]],
+    offline = "offline: its steps wait in the queue until it returns"
+    print(table([[t["client_id"], "online" if t["online"] else offline] for t in answer["targets"]],
                 ["AGENT", "STATE"]))
     print("nothing was sent")
     return 0

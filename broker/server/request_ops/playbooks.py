@@ -104,7 +104,7 @@ def _step(broker: "Broker", peer: "Peer", name: str, number: int, step: dict, te
 
 def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``playbooks.get``: run ``id``: its state, counts per target state, and per target (``limit`` ≤ 5,000 listed)
-    each step's status and command id; step arguments and results only for its sender or an admin."""
+    each step's status and command id; the reason, step arguments and results only for its sender or an admin."""
     return view(_find(broker, args), peer, bounds.limit(args.get("limit"), "limit", MAX_LISTED, 0, MAX_LISTED))
 
 
@@ -146,14 +146,14 @@ def _steps_view(steps: list[dict]) -> list[dict]:
 def view(run: PlaybookRun, peer: "Peer", limit: int = MAX_LISTED) -> dict:
     """``run`` as ``peer`` may see it (arguments and results only for its sender, an admin or a service)."""
     whole = permissions.sees_whole_command(peer.role, peer.client_id, run.sender)
-    out = {"id": run.id, "playbook": run.playbook, "sender": run.sender, "person": run.person, "reason": run.reason,
+    out = {"id": run.id, "playbook": run.playbook, "sender": run.sender, "person": run.person,
            "selector": run.selector, "state": run.state, "why": run.why, "created": run.created, "updated": run.updated,
            "options": run.options.__dict__, "count": len(run.targets), "counts": run.counts(), "steps": _steps_view(run.steps),
            "targets": [{"client_id": t.client_id, "state": t.state, "step": t.step + 1, "why": t.why,
                         "steps": [{"status": s.status, "command_id": s.command_id, **({"result": s.result} if whole else {})}
                                   for s in t.steps]} for t in run.targets[:limit]]}
     if whole:
-        out["args"] = [s["args"] for s in run.steps]
+        out["args"], out["reason"] = [s["args"] for s in run.steps], run.reason
     return out
 
 
