@@ -286,6 +286,31 @@ def test_a_step_that_needs_approval_holds_the_whole_run(bus, tmp_path):
         fleet.close()
 
 
+def test_a_held_run_outlives_a_restart_and_a_denied_one_starts_nothing(bus, tmp_path):
+    define(bus)
+    bus.admin.request("approvals.require", names=["os.update.repair"])  # the approval rules name step 2's command
+    fleet = Fleet(bus, tmp_path, n=5)
+    try:
+        operator = bus.peer("op-held2", role="operator")
+        first = operator.request("playbooks.run", name="patch", selector="all", params={"window_h": 2}, reason=REASON)
+        second = operator.request("playbooks.run", name="patch", selector="all", params={"window_h": 2}, reason="again")
+        assert first["state"] == second["state"] == "held"
+        bus.stop()
+        bus.start()
+        wait_for(lambda: set(fleet.ids) <= set(bus.broker.online), 60, what="the fleet back")
+        requests = {r["reason"]: r["id"] for r in bus.admin.request("approvals.list")}
+        assert set(requests) == {REASON, "again"}
+        bus.admin.request("approvals.decide", id=requests["again"], approve=False, reason="once is enough")
+        denied = ended(operator, second["id"])
+        assert denied["state"] == "cancelled" and "once is enough" in denied["why"]
+        assert all(t["state"] == "cancelled" for t in denied["targets"])
+        bus.admin.request("approvals.decide", id=requests[REASON], approve=True, reason="ok")
+        assert_per_target(ended(operator, first["id"]), fleet.ids)
+        assert {c["args"]["reason"] for c in operator.request("command.list", limit=100)} == {REASON}
+    finally:
+        fleet.close()
+
+
 def test_cancel_stops_what_has_not_started(bus, tmp_path):
     define(bus)
     fleet = Fleet(bus, tmp_path, n=10, work_s=3.0, running=6)  # four enrolled but offline
