@@ -42,6 +42,9 @@ OP_FIELDS = {
     "approvals.require": ["names", "remove"],
     "templates.list": [], "templates.put": ["name", "command", "args", "params", "approval", "description"],
     "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run"],
+    "playbooks.list": [], "playbooks.put": ["name", "steps", "description"], "playbooks.remove": ["name"],
+    "playbooks.run": ["name", "selector", "params", "reason", "max_parallel", "ttl_s", "dry_run"],
+    "playbooks.get": ["id", "limit"], "playbooks.cancel": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

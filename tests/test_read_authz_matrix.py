@@ -66,13 +66,17 @@ OPS = {
     "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
     "templates.list": {}, "templates.put": {"name": "matrix", "command": "ping"}, "templates.remove": {"name": "no-such"},
     "templates.run": {"name": "no-such-template", "selector": "all"},
+    "playbooks.list": {}, "playbooks.put": {"name": "matrix", "steps": [{"template": "no-such"}]},
+    "playbooks.remove": {"name": "no-such"}, "playbooks.run": {"name": "no-such", "selector": "all", "reason": "matrix"},
+    "playbooks.get": {"id": "no-such-run"}, "playbooks.cancel": {"id": "no-such-run"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list", "playbooks.list",
+             "playbooks.get"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
-                             "approvals.list", "approvals.decide", "templates.run"},
+                             "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
     "agent": set(),

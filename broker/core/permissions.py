@@ -102,6 +102,13 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "templates.put": ("admin", False),
     "templates.remove": ("admin", False),
     "templates.run": ("operator", False),
+    # ordered template steps per target (broker.core.playbooks): admins define them, operators run them
+    "playbooks.list": ("viewer", True),
+    "playbooks.put": ("admin", False),
+    "playbooks.remove": ("admin", False),
+    "playbooks.run": ("operator", False),
+    "playbooks.get": ("viewer", True),
+    "playbooks.cancel": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

@@ -12,11 +12,14 @@ from broker.server.approvals import APPROVED, DEFAULT_TTL_S, DENIED, EXPIRED, PE
 
 if TYPE_CHECKING:
     from broker.server.bulk_store import BulkRun
+    from broker.server.playbook_runs import PlaybookRun
     from broker.server.peers import Peer
     from broker.server.loop import Broker
 
 log = logging.getLogger(__name__)
 _EMPTY = b""
+#: approval requests that hold a whole run (payload: its id) rather than one command
+_RUNS = ("bulk", "playbook")
 
 
 class Approvals:
@@ -40,6 +43,10 @@ class Approvals:
     def hold_bulk(self, peer: "Peer", run: "BulkRun") -> ApprovalRequest:
         summary = f"{run.name} on {len(run.targets)} agent(s) matching {run.selector!r}"
         return self._ask(peer, new_id(), "bulk", run.name, summary, run.args, {"run_id": run.id})
+
+    def hold_playbook(self, peer: "Peer", run: "PlaybookRun") -> ApprovalRequest:
+        summary = f"playbook {run.playbook} ({len(run.steps)} step(s)) on {len(run.targets)} agent(s) matching {run.selector!r}"
+        return self._ask(peer, new_id(), "playbook", run.playbook, summary, run.steps[0]["args"], {"run_id": run.id})
 
     def _ask(self, peer: "Peer", request_id: str, kind: str, name: str, summary: str, args: dict, payload: dict) -> ApprovalRequest:
         now = time.time()
@@ -89,8 +96,8 @@ class Approvals:
     # -- after the decision ----------------------------------------------------------------
     def _release(self, request: ApprovalRequest) -> None:
         approval = {"id": request.id, "by": request.decided_name, "reason": request.decided_reason}
-        if request.kind == "bulk":
-            self.broker.bulk.release(request.payload["run_id"], approval)
+        if request.kind in _RUNS:
+            self._runs(request.kind).release(request.payload["run_id"], approval)
             return
         spec = request.payload
         sender = self.broker.peer_table.as_sender(request.requester, request.requester_role, request.requester_key)
@@ -99,13 +106,17 @@ class Approvals:
             self._end(request, f"approved, but {spec['target']} is no longer an accepted agent")
 
     def _end(self, request: ApprovalRequest, why: str) -> None:
-        if request.kind == "bulk":
-            self.broker.bulk.refuse(request.payload["run_id"], why)
+        if request.kind in _RUNS:
+            self._runs(request.kind).refuse(request.payload["run_id"], why)
             return
         spec = request.payload
         self._tell(request, Kind.RESULT, {"id": request.id, "target": spec["target"], "name": spec["name"], "status": FAILED,
                                           "result": {"ok": False, "error": f"not run: {why}"}})
         log.info("held command %s ended unrun: %s", request.id, why)
+
+    def _runs(self, kind: str):
+        """Where held runs of ``kind`` wait: the bulk runs or the playbook runs (both release and refuse)."""
+        return self.broker.bulk if kind == "bulk" else self.broker.operations.playbooks
 
     def _tell(self, request: ApprovalRequest, kind: Kind, body: dict) -> None:
         """A status or result about a held command to its requester's live connections."""

@@ -191,7 +191,7 @@ class CommandRouter:
             self.notify_status(cmd)
             if status in FINAL:
                 self.send_result(cmd)
-                self.broker.bulk.on_final(cmd)
+                self.broker.operations.on_final(cmd)
 
     def on_result(self, peer: "Peer", header: Header, frames) -> None:
         """RESULT from the agent: final status, relayed to the sender, kept."""
@@ -214,7 +214,7 @@ class CommandRouter:
         self.notify_status(cmd, status)  # the final status first, then the result it ends with
         forwarded = self._forward_result(cmd, status, data)
         self.commands.advance(cmd, status, data, result_sent=forwarded)
-        self.broker.bulk.on_final(cmd)
+        self.broker.operations.on_final(cmd)
 
     def notify_status(self, cmd: Command, status: str | None = None) -> None:
         """Tell the command's sender and ``command.<target>`` subscribers (the
@@ -224,7 +224,7 @@ class CommandRouter:
         topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
         fits = self.broker.flow.fits
-        for rid in [] if self.broker.bulk.owns(cmd.id) else list(self.conns.get(cmd.sender, ())):  # a run's: bulk.get
+        for rid in [] if self.broker.operations.owns(cmd.id) else list(self.conns.get(cmd.sender, ())):  # a run's: bulk.get
             if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
                     or not fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
                 self.broker.send(rid, _EMPTY, header, body)
@@ -238,7 +238,7 @@ class CommandRouter:
     def _forward_result(self, cmd: Command, status: str | None = None, result=None) -> bool:
         """RESULT to every live connection of the command's sender (the
         outcome given, or the one recorded)."""
-        if self.broker.bulk.owns(cmd.id):
+        if self.broker.operations.owns(cmd.id):
             return True  # a bulk run's outcome is read with bulk.get, not streamed to its sender
         rids = self.conns.get(cmd.sender)
         if not rids:
@@ -260,4 +260,4 @@ class CommandRouter:
             self.counters["commands_expired"] += 1
             self.notify_status(cmd)
             self.send_result(cmd)
-            self.broker.bulk.on_final(cmd)
+            self.broker.operations.on_final(cmd)

@@ -7,7 +7,12 @@ seconds), ``close`` when it stops. Each part lives in its own module:
 - ``targets`` (:mod:`broker.server.targets`): selectors, tags, groups, facts;
 - ``templates`` (:mod:`broker.server.template_book`): named, typed commands;
 - ``bulk`` (:mod:`broker.server.bulk`): paced runs to many targets;
-- ``approvals`` (:mod:`broker.server.approval_flow`): the two-person rule.
+- ``approvals`` (:mod:`broker.server.approval_flow`): the two-person rule;
+- ``playbook_book`` and ``playbooks`` (:mod:`broker.server.playbook_book`,
+  :mod:`broker.server.playbook_runner`): ordered template steps per target.
+
+Commands a run launched end here too (:meth:`FleetOperations.on_final`): the
+command router tells this one place, which tells the run that owns them.
 
 A new part is made in :meth:`FleetOperations.__init__`, restored, ticked
 and closed here; the loop does not change.
@@ -20,15 +25,19 @@ from broker.server.approval_flow import Approvals
 from broker.server.approvals import ApprovalBook
 from broker.server.bulk import BulkRuns
 from broker.server.bulk_store import BulkStore
+from broker.server.playbook_book import PlaybookBook
+from broker.server.playbook_runner import PlaybookRunner
+from broker.server.playbook_runs import RunStore
 from broker.server.targets import TargetBook
 from broker.server.template_book import TemplateBook
 
 if TYPE_CHECKING:
+    from broker.server.command_queue import Command
     from broker.server.loop import Broker
 
 
 class FleetOperations:
-    """Targets, templates, bulk runs and approvals, with one life cycle."""
+    """Targets, templates, bulk runs, approvals and playbooks, with one life cycle."""
 
     def __init__(self, broker: "Broker", wall_clock: Callable[[], float]):
         db = broker.data.broker_db
@@ -36,10 +45,22 @@ class FleetOperations:
         self.templates = TemplateBook(db)
         self.bulk = BulkRuns(broker, BulkStore(db, broker.commands.keyring))
         self.approvals = Approvals(broker, ApprovalBook(db, broker.commands.keyring))
+        self.playbook_book = PlaybookBook(db)
+        self.playbooks = PlaybookRunner(broker, RunStore(db, broker.commands.keyring))
 
     def restore(self) -> None:
         """The loop starts: what the last broker left unfinished goes on."""
         self.bulk.restore()
+        self.playbooks.restore()
+
+    def owns(self, cmd_id: str) -> bool:
+        """Whether ``cmd_id`` is an open command of a run (bulk or playbook): its outcome goes to no one person."""
+        return self.bulk.owns(cmd_id) or self.playbooks.owns(cmd_id)
+
+    def on_final(self, cmd: "Command") -> None:
+        """A command reached its final status: the run that launched it, if any, goes on."""
+        self.bulk.on_final(cmd)
+        self.playbooks.on_final(cmd)
 
     def tick(self, now: float) -> None:
         """A timer pass (``now``: wall-clock seconds): approvals past their time expire."""
@@ -47,5 +68,5 @@ class FleetOperations:
 
     def close(self) -> None:
         """The loop stops: every store closes."""
-        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book):
+        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book, self.playbook_book, self.playbooks.store):
             store.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, status, targets, templates
+from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, playbooks, status, targets, templates
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -56,6 +56,12 @@ OPS: dict[str, Op] = {
     "templates.put": templates.put,
     "templates.remove": templates.remove,
     "templates.run": templates.run,
+    "playbooks.list": playbooks.list_,
+    "playbooks.put": playbooks.put,
+    "playbooks.remove": playbooks.remove,
+    "playbooks.run": playbooks.run,
+    "playbooks.get": playbooks.get,
+    "playbooks.cancel": playbooks.cancel,
 }
 
 
