@@ -161,4 +161,4 @@ class AlertService:
         try:
             self.bus.send(kind, body=body, corr=env.msg_id)
         except EmsError as exc:
-            log.debug("answer to %s not sent: %s", env.msg_id, exc)
+            log.debug("the reply to request %s was not sent: %s", env.msg_id, exc)
