@@ -3,6 +3,8 @@ updates rarely, resolves once; hysteresis; a flapping target stays bounded; an o
 reboot's offline is suppressed, not told; restart keeps alerts. Rules are checked field by field."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from broker.alerts.book import OPEN, RESOLVED, SUPPRESSED, AlertBook
@@ -181,6 +183,20 @@ def test_alerts_survive_a_restart_without_a_second_notice(book, clock):
     assert states(again.tick()) == [TOLD_RESOLVED]
 
 
+def test_a_restart_inside_a_reboot_window_keeps_the_suppression(book, clock):
+    engine = engine_with(book, clock, OFFLINE)
+    engine.expect_offline("pc", 600, "reboot ordered by Jane Doe (patching)")
+    engine.presence("pc", False)
+    clock.now += 100
+    assert engine.tick() == []
+    again = Engine(book, clock, "1.4.0")
+    again.presence("pc", False, since=clock.now - 100)
+    clock.now += 100
+    assert again.tick() == []  # still inside the window: still nobody told
+    clock.now += 400
+    assert states(again.tick()) == [OPENED]
+
+
 def test_removing_a_rule_resolves_its_alerts(book, clock):
     engine = engine_with(book, clock, {**CPU, "for_s": 0})
     assert states(engine.sysinfo("pc", {"cpu_percent": 99.0})) == [OPENED]
@@ -230,3 +246,21 @@ def test_the_inbox_shows_each_role_its_own_notices(book, clock):
     assert inbox.listing(ann) == [] and len(inbox.listing(ann, archived=True)) == 2
     with pytest.raises(PermissionError):
         inbox.listing({"client_id": "svc", "role": "service"})
+
+
+def test_settings_default_read_and_refuse_with_the_file_named(tmp_path):
+    """Tried: no alerts.json, a good one (delivery passed as it is), and bad ones: not JSON, a list,
+    an unknown key, -1 and 2^63 seconds, a version that is not one. Expected: an error naming the file."""
+    from broker.alerts.settings import AlertSettings, load
+    from broker.core.errors import EmsError
+
+    assert load(tmp_path) == AlertSettings()
+    delivery = {"email": {"to": ["ops@example.org"]}, "quiet_hours": "22-07"}
+    (tmp_path / "alerts.json").write_text(json.dumps({"offline_expected_s": 900, "minimum_version": "1.2", "delivery": delivery}))
+    loaded = load(tmp_path)
+    assert (loaded.offline_expected_s, loaded.minimum_version, loaded.delivery) == (900.0, "1.2", delivery)
+    for bad in ("{not json", "[1]", '{"offline_expected": 5}', '{"offline_expected_s": -1}',
+                '{"offline_expected_s": 9223372036854775808}', '{"minimum_version": "latest"}', '{"delivery": []}'):
+        (tmp_path / "alerts.json").write_text(bad)
+        with pytest.raises(EmsError, match="alerts.json"):
+            load(tmp_path)

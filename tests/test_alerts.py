@@ -10,21 +10,23 @@ import json
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 
 from broker.alerts.book import AlertBook
 from broker.alerts.ops import Forbidden
+from broker.alerts.rules import check
 from broker.alerts.service import PROVIDES, AlertService
 from broker.cli.local_stack import prepare
 from broker.cli.up import _concrete
-from broker.core import keys
+from broker.core import keys, permissions
 from broker.core.client import BusClient
 from broker.core.config import ClientConfig, DataDir, Timing
 from broker.core.envelope import ErrorCode, Kind
 from broker.core.errors import RemoteError
 
-from conftest import wait_for
+from conftest import next_message, wait_for
 
 ROLES = ("viewer", "operator", "admin", "service", "agent")
 OPS = {
@@ -46,11 +48,11 @@ EXPECTED = {
 class RunningAlerts:
     """An AlertService on its own thread, with its own service key, on ``bus``."""
 
-    def __init__(self, bus, path):
+    def __init__(self, bus, path, sinks=None):
         pair = bus.enrol("alerts", "service")
         client = BusClient(bus.client_config(), pair, hello={"client_id": "alerts", "provides": PROVIDES})
         bus.clients.append(client)
-        self.service = AlertService(client, AlertBook(path), server_version="1.4.0")
+        self.service = AlertService(client, AlertBook(path), sinks=sinks, server_version="1.4.0")
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
         wait_for(lambda: "alerts" in bus.broker.providers and "inbox" in bus.broker.providers, what="the alerts service")
@@ -95,6 +97,24 @@ def test_the_service_checks_the_stamped_role_itself(alerts, role):
     Expected: the service itself refuses it (the second line behind the broker)."""
     with pytest.raises(Forbidden):
         alerts.service.ops.answer("alerts.rule_put", OPS["alerts.rule_put"], {"client_id": "x", "role": role})
+
+
+def test_a_refusal_behind_the_broker_is_a_security_event(bus, alerts, monkeypatch):
+    """Tried: a viewer's rule change let through by a broker whose permission check is broken (patched to
+    allow everything). Expected: the service refuses it (FORBIDDEN) and publishes a ``forbidden`` security event."""
+    from broker.server import requests as broker_requests
+
+    lenient = types.SimpleNamespace(**{**vars(permissions), "may_request": lambda role, op: True})
+    monkeypatch.setattr(broker_requests, "permissions", lenient)
+    watcher = bus.peer("watcher", role="admin")
+    watcher.subscribe(["security."])
+    viewer = bus.peer("vic", role="viewer")
+    with pytest.raises(RemoteError) as caught:
+        viewer.request("alerts.rule_put", **OPS["alerts.rule_put"])
+    assert caught.value.code == ErrorCode.FORBIDDEN
+    seen = next_message(watcher, lambda e: e.kind is Kind.SECURITY and e.data().get("event") == "forbidden")
+    assert seen.sender == "alerts" and seen.data()["client_id"] == "vic"
+    assert "matrix" not in {r["name"] for r in bus.admin.request("alerts.rules")}
 
 
 @pytest.mark.parametrize("rule, words", [
@@ -167,6 +187,49 @@ def test_a_rule_change_is_recorded_with_the_person_and_reason(bus, alerts):
     assert rules["offline"]["threshold"] == 120
 
 
+class Recorder:
+    """A delivery sink that keeps what it is given."""
+
+    def __init__(self):
+        self.notices, self.flushes = [], 0
+
+    def notify(self, notice):
+        self.notices.append(notice)
+
+    def flush(self, now):
+        self.flushes += 1
+
+
+class Broken:
+    """A delivery sink whose every call fails (an SMTP server that is down)."""
+
+    def notify(self, notice):
+        raise OSError("connection refused")
+
+    def flush(self, now):
+        raise OSError("connection refused")
+
+
+def test_on_start_it_asks_who_is_online_and_every_sink_gets_each_notice(bus, tmp_path):
+    """An agent online and one accepted but never seen; a zero-second offline rule; sinks: a broken one
+    first, then a recorder. Expected: only the absent agent's alert, given to the recorder and the inbox
+    in spite of the broken sink, which is flushed on every tick and never stops the service."""
+    bus.peer("desk-here")
+    bus.enrol("desk-gone")
+    book = AlertBook(tmp_path / "alerts.db")
+    book.put_rule(check({"name": "offline", "kind": "offline", "threshold": 0, "clear_s": 0}), "test", 0.0)
+    book.close()
+    recorder = Recorder()
+    running = RunningAlerts(bus, tmp_path / "alerts.db", sinks=[Broken(), recorder])
+    try:
+        wait_for(lambda: recorder.notices and recorder.flushes, what="a notice and a flush")
+        assert [(n.target, n.state) for n in recorder.notices] == [("desk-gone", "opened")]
+        assert [i["target"] for i in bus.admin.request("inbox.list")] == ["desk-gone"]
+        assert running.service.stats["internal_errors"] >= 2 and running.thread.is_alive()
+    finally:
+        running.stop()
+
+
 # -- end to end, real processes ---------------------------------------------------------------
 HEARTBEAT = "0.5"
 
@@ -217,8 +280,8 @@ def test_offline_fires_is_suppressed_after_an_ordered_reboot_and_resolves(tmp_pa
     jane = stack.client(keys.load(stack.data.keys, "operator"))
     agent_id = stack.local.agent_id
     wait_for(lambda: code_of(lambda: jane.request("alerts.rules")) is None, 30, 0.2, "the alerts service")
-    jane.request("alerts.rule_put", rule={"name": "offline", "kind": "offline", "threshold": 1, "clear_s": 0},
-                 reason="test: one second")
+    changed = stack.ems("alerts", "rule", "set", "offline", "--threshold", "1", "--clear-s", "0", "--reason", "test: 1 s")
+    assert changed.returncode == 0 and "offline > 1 s" in changed.stdout, changed.stderr
     stack.start_agent()
     wait_for(lambda: agent_state(jane, agent_id) == "online", 60, 0.2, "the agent online")
 
@@ -227,6 +290,10 @@ def test_offline_fires_is_suppressed_after_an_ordered_reboot_and_resolves(tmp_pa
     assert fired["state"] == "open" and not fired["suppressed"]
     inbox = jane.request("inbox.list", unread=True)
     assert any(i["key"] == f"offline:{agent_id}" and i["state"] == "opened" for i in inbox)
+    unreasoned = stack.ems("alerts", "ack", str(fired["id"]))
+    assert unreasoned.returncode == 2 and "a reason is required" in unreasoned.stderr
+    acked = stack.ems("alerts", "ack", str(fired["id"]), "--reason", "calling the user")
+    assert acked.returncode == 0 and "acknowledged by Jane Doe: calling the user" in acked.stdout, acked.stderr
 
     stack.start_agent()  # 2. it returns: the alert resolves
     wait_for(lambda: not offline_alerts(jane, agent_id), 60, 0.2, "the offline alert to resolve")

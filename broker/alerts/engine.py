@@ -68,6 +68,10 @@ class Engine:
             track = self._track(row["rule"], row["target"])
             track.alert, track.value, track.details = row, row["value"], dict(row["details"])
             track.flaps = int(track.details.get("flaps", 0))
+            window = track.details.get("expected_window")
+            if row["state"] == SUPPRESSED and type(window) is list and len(window) == 2:  # a restart inside a reboot's window
+                why = row["suppressed"].removeprefix(wording.suppressed(""))
+                self.expected[row["target"]] = Expectation(float(window[0]), float(window[1]), why)
 
     def reload_rules(self) -> list[Notice]:
         """Take the book's rules; alerts of a removed or disabled rule resolve."""
@@ -173,6 +177,7 @@ class Engine:
         title = wording.title(rule, track.target, track.value, details)
         text = wording.text(rule, track.target, track.value, details)
         if expectation is not None and expectation.since <= track.bad_since <= expectation.until and now < expectation.until:
+            details["expected_window"] = [expectation.since, expectation.until]
             track.alert = self.book.open(rule.name, track.target, SUPPRESSED, rule.severity, title, text, track.value, now,
                                          suppressed=wording.suppressed(expectation.why), details=details)
             return []
@@ -244,6 +249,7 @@ class Engine:
         alert = track.alert
         track.value = now - track.bad_since if track.bad_since is not None else alert["value"]
         details = {**self._details(rule, track), "expected": alert["suppressed"].removeprefix(wording.suppressed(""))}
+        track.details.pop("expected_window", None)
         alert.update(state=OPEN, value=track.value, details=details, updated_at=now, notified_at=now,
                      text=wording.text(rule, track.target, track.value, details))
         track.alert = self.book.save(alert)

@@ -143,6 +143,18 @@ class AlertService:
                 log.exception("internal error %s", what)
             return None
 
+    def _forbidden(self, request: dict, why: str) -> None:
+        """A refusal the broker let through: logged and published as a security event."""
+        requester = request["requester"]
+        self.stats["forbidden"] += 1
+        log.warning("security: forbidden %s from %s: %s", request.get("op"), requester.get("client_id", "?"), why)
+        try:
+            self.bus.publish(Kind.SECURITY, "alerts", {"event": "forbidden", "detail": why, "origin": self.bus.client_id,
+                                                       "client_id": str(requester.get("client_id", "?"))[:200],
+                                                       "role": str(requester.get("role", ""))[:20], "ts": self.engine.clock()})
+        except EmsError as exc:  # the log and the counter still say it
+            log.debug("security event not published: %s", exc)
+
     def _answer(self, env: Envelope) -> None:
         """A forwarded request: a REPLY, or an ERROR with the code that fits (never INTERNAL for bad input)."""
         try:
@@ -150,7 +162,8 @@ class AlertService:
             if type(request) is not dict or type(request.get("args") or {}) is not dict or type(request.get("requester")) is not dict:
                 raise ValueError("a forwarded request is a map with op, args (a map) and the requester the broker names")
             body, kind = pack_body(self.ops.answer(request.get("op"), request.get("args") or {}, request["requester"])), Kind.REPLY
-        except (Forbidden, PermissionError) as exc:
+        except (Forbidden, PermissionError) as exc:  # the broker checks first: this is the second line
+            self._forbidden(request, str(exc))
             body, kind = error_body(ErrorCode.FORBIDDEN, str(exc)), Kind.ERROR
         except (ValueError, TypeError, OverflowError, ProtocolError, EmsError) as exc:
             body, kind = error_body(ErrorCode.BAD_REQUEST, str(exc)[:500]), Kind.ERROR
