@@ -196,6 +196,9 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     res = cli("history", "audit")
     assert res.returncode == 0 and "command" in res.stdout, res.stdout + res.stderr
 
+    res = cli("alerts", "rules", "--json")  # the alerts service runs under its own service key
+    assert res.returncode == 0 and "offline" in {r["kind"] for r in json.loads(res.stdout)}, res.stderr
+
     res = cli("keys", "list", "--json")
     states = {k["client_id"]: (k["role"], k["state"]) for k in json.loads(res.stdout)}
     assert states[agent_id] == ("agent", "accepted")
@@ -217,7 +220,7 @@ def test_ems_up_runs_supervises_and_stops(tmp_path, procs):
     wait_for(online_agents, 30, interval_s=0.3, what="the agent back online after the broker restart")
 
     children = subprocess.run(["pgrep", "-P", str(up.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 3  # broker, persister, agent
+    assert len(children) == 4  # broker, persister, alerts service, agent
     up.send_signal(signal.SIGTERM)
     assert up.wait(20) == 0
     for pid in children:

@@ -69,16 +69,22 @@ OPS = {
     "playbooks.list": {}, "playbooks.put": {"name": "matrix", "steps": [{"template": "no-such"}]},
     "playbooks.remove": {"name": "no-such"}, "playbooks.run": {"name": "no-such", "selector": "all", "reason": "matrix"},
     "playbooks.get": {"id": "no-such-run"}, "playbooks.cancel": {"id": "no-such-run"},
+    "alerts.list": {}, "alerts.rules": {}, "alerts.ack": {"id": 987654321, "reason": "matrix"},
+    "alerts.rule_put": {"rule": {"name": "matrix", "kind": "offline", "threshold": 60}, "reason": "matrix"},
+    "alerts.rule_remove": {"name": "no-such-rule", "reason": "matrix"},
+    "inbox.list": {}, "inbox.read": {"all": True}, "inbox.count": {},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
              "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list", "playbooks.list",
-             "playbooks.get"}
+             "playbooks.get", "alerts.list", "alerts.rules", "inbox.list", "inbox.read", "inbox.count"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
-                             "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel"},
+                             "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel",
+                             "alerts.ack"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
-    "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
+    "service": (_READ_OPS - {"inbox.list", "inbox.read", "inbox.count"})  # an inbox is a person's
+    | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
     "agent": set(),
 }
 SECRET_ARGS = {"path": "/home/kim/payroll.xlsx", "reason": "user asked"}
@@ -346,8 +352,9 @@ def test_request_op_allowed_or_forbidden_with_a_security_event(world, role, op):
         code = None
     except RemoteError as exc:
         code = exc.code
-    if op in EXPECTED_OPS[role]:  # no sync worker runs here: the broker lets sync.* through, then finds none
-        allowed = (None, ErrorCode.BAD_REQUEST, *((ErrorCode.UNAVAILABLE,) if op.startswith("sync.") else ()))
+    if op in EXPECTED_OPS[role]:  # no sync worker or alerts service runs here: the broker lets them through, then finds none
+        unserved = op.startswith(("sync.", "alerts.", "inbox."))
+        allowed = (None, ErrorCode.BAD_REQUEST, *((ErrorCode.UNAVAILABLE,) if unserved else ()))
         assert code in allowed, (role, op, code)
     else:
         assert code == ErrorCode.FORBIDDEN, (role, op, code)

@@ -23,7 +23,7 @@ from conftest import wait_for
 
 UP_ENV = {"EMS_ADMIN_TOKEN": ""}
 #: the order services stop in: writers before what they write into
-STOP_ORDER = ["web", *(["sync"] if "run" in SYNC_ACTIONS else []), "agent", "persister", "broker", "mariadb"]
+STOP_ORDER = ["web", *(["sync"] if "run" in SYNC_ACTIONS else []), "agent", "alerts", "persister", "broker", "mariadb"]
 
 
 def start_up(procs, name, data_dir, *extra):
@@ -127,7 +127,7 @@ def test_up_no_web_starts_no_database(procs, tmp_path):
     up = start_up(procs, "up", tmp_path / "var", "--no-agent", "--no-web")
     assert not any("mariadbd" in line for line in children_of(up.pid).values())
     assert "web view    off (--no-web)" in up.log_path.read_text()
-    assert stop_up(up, signal.SIGTERM) == ["persister", "broker"]
+    assert stop_up(up, signal.SIGTERM) == ["alerts", "persister", "broker"]
 
 
 def _one_line_failure(up) -> str:

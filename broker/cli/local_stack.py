@@ -2,7 +2,7 @@
 
 Idempotent: run it on every start. It creates the broker key pair, a local
 operator key (role admin, client id ``user@host``), the persister's
-service key and the local agent's key, registers them as accepted, and
+and the alerts service's keys and the local agent's key, registers them as accepted, and
 writes the operator profile. Each web bridge (``bridges.bridge_call.BRIDGES``)
 gets its own service key.
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from agent import identity
 from bridges.bridge_call import BRIDGES
+from broker.alerts.runner import CLIENT_ID as ALERTS_ID, KEY_NAME as ALERTS_KEY
 from broker.core import keys
 from broker.core.profile import Profile, connectable, save
 from broker.core.config import DataDir
@@ -82,6 +83,9 @@ def prepare(data: DataDir, bind: str, with_agent: bool = True, operator_name: st
         persister_pair = keys.load_or_create(data.keys, "persister")
         if registry.get(persister_pair.public) is None:
             registry.add(persister_pair.public, "persister", "service", ACCEPTED, label="SQLite persister (ems up)")
+        alerts_pair = keys.load_or_create(data.keys, ALERTS_KEY)
+        if registry.get(alerts_pair.public) is None:
+            registry.add(alerts_pair.public, ALERTS_ID, "service", ACCEPTED, label="alerts service (ems up)")
         admin_http_pair = keys.load_or_create(data.keys, "admin-http")
         current = registry.get(admin_http_pair.public)
         if current is None or (current.role == "operator" and current.state == ACCEPTED):  # older stacks: an operator

@@ -41,6 +41,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "approvals": Subcommand("broker.cli.approvals_cmd", "two-person approval: pending requests; what needs approval"),
     "approve": Subcommand("broker.cli.approvals_cmd", "approve a held request (not your own): ems approve ID --reason ..."),
     "deny": Subcommand("broker.cli.approvals_cmd", "deny a held request: ems deny ID --reason ..."),
+    "alerts": Subcommand("broker.cli.alerts_cmd", "alerts from rules (offline, CPU, disk, version, security): list, ack, rules"),
+    "inbox": Subcommand("broker.cli.alerts_cmd", "your inbox: alerts and approval requests, read/unread"),
     "template": Subcommand("broker.cli.template_cmd", "named commands with typed parameters: add / list / run on a selector"),
     "playbook": Subcommand("broker.cli.playbook_cmd", "template steps in order with conditions, run per target: add / run / show"),
     "targets": Subcommand("broker.cli.targets_cmd", "which agents a selector picks (group:finance&online); tags and groups"),

@@ -22,7 +22,7 @@ def configure(p) -> None:
     """Options of this sub-command (its name and one-line help are in ``broker.cli.main.SUBCOMMANDS``)."""
     p.description = (
         "Start the EMS server stack, each part its own supervised process (restarted if it dies): "
-        "the broker, the SQLite persister, a local agent on this machine, and the web view: a private MariaDB in DATA/mysql "
+        "the broker, the SQLite persister, the alerts service, a local agent on this machine, and the web view: a private MariaDB in DATA/mysql "
         "(or --mysql-url) with the database `ems sync init` prepares, and the sync worker that fills it. The data dir gets the keys, the SQLite databases, "
         "one log file per process in DATA/logs/, and an operator profile so that `ems status`, `ems tail`, "
         "`ems send` and `ems keys` work here without flags. Ctrl-C stops everything."
@@ -89,6 +89,9 @@ def run(args) -> int:
     services.append(
         Service("persister", _ems("--log-file", str(data.logs / "persister.log"), "persist", *common, *hb), data.logs / "persister.out")
     )
+    services.append(
+        Service("alerts", _ems("--log-file", str(data.logs / "alerts.log"), "alerts", "serve", *common, *hb), data.logs / "alerts.out")
+    )
     if args.admin_http:
         services.append(
             Service("admin-http", _ems("--log-file", str(data.logs / "admin-http.log"), "admin-http", *common,
@@ -129,6 +132,7 @@ def _print_banner(data: DataDir, args, stack, web: WebView | None) -> None:
         "EMS is running.",
         f"  broker      {args.bind}   (public key in {data.keys / 'broker.public'})",
         f"  persister   {data.root / 'store.db'}   (history: ems history --help)",
+        f"  alerts      {data.root / 'alerts.db'}   (ems alerts, ems inbox; settings: ems alerts --help)",
         f"  admin API   http://{args.admin_listen}/api/clients   (Authorization: Bearer ${ADMIN_TOKEN_ENV}; "
         f"calls audited in {data.logs / 'admin-http-audit.log'})"
         if args.admin_http else f"  admin API   off (set {ADMIN_TOKEN_ENV} to start it on {args.admin_listen})",

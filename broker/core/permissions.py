@@ -120,10 +120,19 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "sync.status": ("viewer", True),
     # the automatic full snapshots: on/off and their period (the web's Servers tab, admins only)
     "sync.auto": ("admin", True),
+    # forwarded to the alerts service (broker.alerts): alerts and rules, and each person's own inbox
+    "alerts.list": ("viewer", True),
+    "alerts.rules": ("viewer", True),
+    "alerts.rule_put": ("admin", False),
+    "alerts.rule_remove": ("admin", False),
+    "alerts.ack": ("operator", False),
+    "inbox.list": ("viewer", False),
+    "inbox.read": ("viewer", False),
+    "inbox.count": ("viewer", False),
 }
 
 #: Operation prefixes answered by a service rather than the broker itself.
-SERVICE_PREFIXES = ("store.", "sync.")
+SERVICE_PREFIXES = ("store.", "sync.", "alerts.", "inbox.")
 
 
 # -- the read side ---------------------------------------------------------------
