@@ -26,6 +26,8 @@ class RowAction:
     destructive: bool = False
     #: rows it applies to (e.g. only pending requests)
     applies: Callable[[dict], bool] = lambda row: True
+    #: whether it changes something others see (asks for a reason, audited); marking your own inbox read does not
+    needs_reason: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,42 @@ BULK_RUNS = OpsTab(
     counts=_running,
 )
 
+INBOX = OpsTab(
+    "inbox", "Inbox", "inbox.list",
+    ("ts", "read", "severity", "kind", "state", "title", "target", "text", "id"),
+    "Alerts and approval requests for you (the alerts service; ems inbox). Approval requests are decided in "
+    "the Approvals tab.",
+    args={"limit": 200},
+    actions=(
+        RowAction("Mark read", "inbox.read", lambda row: {"ids": [row["id"]]}, "", applies=lambda row: not row.get("read"),
+                  needs_reason=False),
+        RowAction("Mark all read", "inbox.read", lambda row: {"all": True}, "", needs_reason=False),
+    ),
+    counts=lambda row: not row.get("read"),
+    order_column="ts",
+)
+
+ALERTS = OpsTab(
+    "alerts", "Alerts", "alerts.list",
+    ("opened_at", "state", "severity", "rule", "target", "title", "text", "acked_name", "ack_reason", "suppressed", "id"),
+    "Open alerts first, then the history: suppressed ones say which operator's action explained them.",
+    args={"all": True, "limit": 200},
+    actions=(
+        RowAction("Acknowledge", "alerts.ack", lambda row: {"id": row["id"]},
+                  "Acknowledges {title} on {target}: your name and reason are kept with it.",
+                  applies=lambda row: row.get("state") == "open" and not row.get("acked_by")),
+    ),
+    counts=lambda row: row.get("state") == "open",
+    order_column="opened_at",
+)
+
+PLAYBOOKS = OpsTab(
+    "playbooks", "Playbooks", "playbooks.list",
+    ("name", "steps", "description"),
+    "Ordered template steps run per target (ems playbook add / run NAME SELECTOR / show RUN). Admins define them.",
+    key_column="name", order_column="updated",
+)
+
 TEMPLATES = OpsTab(
     "templates", "Templates", "templates.list",
     ("name", "command", "params", "approval", "description"),
@@ -92,4 +130,4 @@ TEMPLATES = OpsTab(
 )
 
 #: the tabs, in the order shown
-OPS_TABS: tuple[OpsTab, ...] = (APPROVALS, BULK_RUNS, TEMPLATES)
+OPS_TABS: tuple[OpsTab, ...] = (INBOX, APPROVALS, ALERTS, BULK_RUNS, PLAYBOOKS, TEMPLATES)

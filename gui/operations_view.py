@@ -1,5 +1,6 @@
-"""The console's Operations window: approvals, bulk runs, templates (and what
-:data:`gui.operations_tabs.OPS_TABS` adds), one tab each, kept current.
+"""The console's Operations window: inbox, approvals, alerts, bulk runs,
+playbooks, templates (:data:`gui.operations_tabs.OPS_TABS`), one tab each,
+kept current.
 
 Each tab (:class:`OpsTable`) asks for its list when shown and every
 ``refresh_s`` while the window is open, and again after one of its actions
@@ -91,6 +92,9 @@ class OpsTable(QWidget):
         row = self.selected()
         if row is None or not action.applies(row):
             return None
+        if not action.needs_reason:
+            self._act(action, row, "")
+            return None
         if self.dialog is not None:
             self.dialog.close()
         dialog = ReasonDialog(action.label, action.explain.format_map(_Row(row)), action.label, action.destructive, self)
@@ -101,7 +105,7 @@ class OpsTable(QWidget):
         return dialog
 
     def _act(self, action: RowAction, row: dict, reason: str) -> None:
-        request = self.worker.submit(action.op, **action.args(row), reason=reason)
+        request = self.worker.submit(action.op, **action.args(row), **({"reason": reason} if action.needs_reason else {}))
         self._acting[request] = action
         self.status.setText(f"{action.label}: sent…")
 
@@ -144,7 +148,7 @@ class OpsTable(QWidget):
 
 
 class OperationsWindow(QWidget):
-    """Approvals, bulk runs and templates in tabs; asks for them while it is open."""
+    """The operations lists in tabs; asks for them while it is open."""
 
     def __init__(self, worker: BusWorker, parent=None, refresh_s: float = REFRESH_S):
         super().__init__(parent, Qt.WindowType.Window)

@@ -168,3 +168,54 @@ def test_the_console_opens_one_operations_window_on_its_own_connection(world, qt
     assert console.open_operations() is window  # the same window again, not a second one
     console.close()
     assert not window.isVisible()
+
+
+@pytest.fixture
+def alerts_service(world, tmp_path):
+    from test_alerts import RunningAlerts
+
+    running = RunningAlerts(world[0], tmp_path / "alerts.db")
+    yield running
+    running.stop()
+
+
+def test_the_inbox_tab_counts_unread_notices_and_marks_them_read(world, alerts_service, operations, qtbot):
+    bus, agent, jane, _ = world
+    held = jane.send_command("desk-7", "reboot", REASON)  # an approval request: a notice in Omar's inbox
+    window = operations("omar")
+    inbox = window.tables["inbox"]
+    qtbot.waitUntil(lambda: f"approval:{held['id']}" in inbox.model.column_values("key") or
+                    any("reboot on desk-7" in (t or "") for t in inbox.model.column_values("text")), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.tabs.tabText(window.tabs.indexOf(inbox)) == "Inbox (1)", timeout=WAIT_MS)
+    assert inbox.model.column_values("read") == [False]
+    _select(inbox, "kind", "approval")
+    assert inbox.ask(inbox.tab.actions[0]) is None and inbox.dialog is None  # your own inbox: no reason asked
+    qtbot.waitUntil(lambda: inbox.model.column_values("read") == [True], timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.tabs.tabText(window.tabs.indexOf(inbox)) == "Inbox", timeout=WAIT_MS)
+    _screenshot(window, "operations-inbox.png")
+
+
+def test_an_alert_is_acknowledged_from_the_alerts_tab_with_a_reason(world, alerts_service, operations, qtbot):
+    bus, agent, jane, _ = world
+    agent.publish(Kind.EVENT, "sysinfo", {"hostname": "desk-7", "cpu_percent": 5.0, "disk_percent": 97.0,
+                                          "disk_percent_mount": "/"})
+    window = operations("omar")
+    alerts = window.tables["alerts"]
+    qtbot.waitUntil(lambda: "disk-full" in alerts.model.column_values("rule"), timeout=WAIT_MS)
+    assert window.tabs.tabText(window.tabs.indexOf(alerts)) == "Alerts (1)"
+    _select(alerts, "rule", "disk-full")
+    window.tabs.setCurrentWidget(alerts)
+    _screenshot(window, "operations-alerts.png")
+    _confirm(qtbot, alerts.ask(alerts.tab.actions[0]), "disk cleanup booked for tonight")
+    qtbot.waitUntil(lambda: alerts.model.column_values("acked_name") == ["Omar Khan"], timeout=WAIT_MS)
+    assert alerts.model.column_values("ack_reason") == ["disk cleanup booked for tonight"]
+    _select(alerts, "rule", "disk-full")
+    assert not alerts.buttons["Acknowledge"].isEnabled()  # acknowledged once, by a named person
+
+
+def test_without_an_alerts_service_the_tabs_say_what_to_do(world, operations, qtbot):
+    window = operations("omar")
+    for key in ("inbox", "alerts"):
+        table = window.tables[key]
+        qtbot.waitUntil(lambda t=table: "ems up starts it" in t.status.text(), timeout=WAIT_MS)
+        assert table.model.rows() == []

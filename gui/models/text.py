@@ -10,7 +10,7 @@ from typing import Any
 
 #: values of these columns are epoch seconds
 TIME_COLUMNS = frozenset({"ts", "started", "ended", "created", "updated", "last_seen", "first_seen", "status_ts", "expires",
-                          "decided_at"})
+                          "decided_at", "opened_at", "resolved_at", "acked_at"})
 
 #: column titles shared by every table
 TITLES: dict[str, str] = {
@@ -75,6 +75,16 @@ TITLES: dict[str, str] = {
     "params": "Parameters",
     "approval": "Needs approval",
     "description": "Description",
+    "read": "Read",
+    "kind": "Kind",
+    "title": "Title",
+    "text": "Text",
+    "rule": "Rule",
+    "opened_at": "Opened",
+    "acked_name": "Acknowledged by",
+    "ack_reason": "Their reason",
+    "suppressed": "Suppressed",
+    "steps": "Steps",
 }
 
 #: the columns each history kind shows, in order (the allowlist: other keys
