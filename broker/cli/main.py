@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "approve": Subcommand("broker.cli.approvals_cmd", "approve a held request (not your own): ems approve ID --reason ..."),
     "deny": Subcommand("broker.cli.approvals_cmd", "deny a held request: ems deny ID --reason ..."),
     "template": Subcommand("broker.cli.template_cmd", "named commands with typed parameters: add / list / run on a selector"),
+    "schedule": Subcommand("broker.cli.schedule_cmd", "templates run on a cron expression or once at a time: add / list / show"),
     "targets": Subcommand("broker.cli.targets_cmd", "which agents a selector picks (group:finance&online); tags and groups"),
     "tail": Subcommand("broker.cli.tail", "watch live topics (events, presence, commands, security...)"),
     "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),

@@ -102,6 +102,13 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "templates.put": ("admin", False),
     "templates.remove": ("admin", False),
     "templates.run": ("operator", False),
+    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner
+    "schedules.add": ("operator", False),
+    "schedules.list": ("viewer", True),
+    "schedules.get": ("viewer", True),
+    "schedules.remove": ("operator", False),
+    "schedules.pause": ("operator", False),
+    "schedules.resume": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

@@ -7,7 +7,8 @@ seconds), ``close`` when it stops. Each part lives in its own module:
 - ``targets`` (:mod:`broker.server.targets`): selectors, tags, groups, facts;
 - ``templates`` (:mod:`broker.server.template_book`): named, typed commands;
 - ``bulk`` (:mod:`broker.server.bulk`): paced runs to many targets;
-- ``approvals`` (:mod:`broker.server.approval_flow`): the two-person rule.
+- ``approvals`` (:mod:`broker.server.approval_flow`): the two-person rule;
+- ``schedules`` (:mod:`broker.server.schedules`): runs started at a time or on a cron expression.
 
 A new part is made in :meth:`FleetOperations.__init__`, restored, ticked
 and closed here; the loop does not change.
@@ -20,6 +21,8 @@ from broker.server.approval_flow import Approvals
 from broker.server.approvals import ApprovalBook
 from broker.server.bulk import BulkRuns
 from broker.server.bulk_store import BulkStore
+from broker.server.schedule_store import ScheduleStore
+from broker.server.schedules import Scheduler
 from broker.server.targets import TargetBook
 from broker.server.template_book import TemplateBook
 
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class FleetOperations:
-    """Targets, templates, bulk runs and approvals, with one life cycle."""
+    """Targets, templates, bulk runs, approvals and schedules, with one life cycle."""
 
     def __init__(self, broker: "Broker", wall_clock: Callable[[], float]):
         db = broker.data.broker_db
@@ -36,16 +39,19 @@ class FleetOperations:
         self.templates = TemplateBook(db)
         self.bulk = BulkRuns(broker, BulkStore(db, broker.commands.keyring))
         self.approvals = Approvals(broker, ApprovalBook(db, broker.commands.keyring))
+        self.schedules = Scheduler(broker, ScheduleStore(db, broker.commands.keyring), wall_clock)
 
     def restore(self) -> None:
-        """The loop starts: what the last broker left unfinished goes on."""
+        """The loop starts: what the last broker left unfinished goes on (runs first, then slots being started)."""
         self.bulk.restore()
+        self.schedules.restore()
 
     def tick(self, now: float) -> None:
-        """A timer pass (``now``: wall-clock seconds): approvals past their time expire."""
+        """A timer pass (``now``: wall-clock seconds): approvals past their time expire; due schedules start."""
         self.approvals.expire_due(now)
+        self.schedules.tick(now)
 
     def close(self) -> None:
         """The loop stops: every store closes."""
-        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book):
+        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book, self.schedules.store):
             store.close()
