@@ -42,6 +42,9 @@ OP_FIELDS = {
     "approvals.require": ["names", "remove"],
     "templates.list": [], "templates.put": ["name", "command", "args", "params", "approval", "description"],
     "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run"],
+    "schedules.add": ["name", "request_op", "args", "reason", "cron", "at", "tz", "missed", "grace_s"],
+    "schedules.list": ["limit"], "schedules.get": ["id", "limit"], "schedules.remove": ["id", "reason"],
+    "schedules.pause": ["id", "reason"], "schedules.resume": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

@@ -66,13 +66,21 @@ OPS = {
     "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
     "templates.list": {}, "templates.put": {"name": "matrix", "command": "ping"}, "templates.remove": {"name": "no-such"},
     "templates.run": {"name": "no-such-template", "selector": "all"},
+    "schedules.add": {"name": "matrix", "request_op": "templates.run", "args": {"name": "no-such-template", "selector": "all"},
+                      "reason": "matrix", "cron": "@daily"},
+    "schedules.list": {}, "schedules.get": {"id": "no-such-schedule"},
+    "schedules.remove": {"id": "no-such-schedule", "reason": "matrix"},
+    "schedules.pause": {"id": "no-such-schedule", "reason": "matrix"},
+    "schedules.resume": {"id": "no-such-schedule", "reason": "matrix"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list",
+             "schedules.list", "schedules.get"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
-                             "approvals.list", "approvals.decide", "templates.run"},
+                             "approvals.list", "approvals.decide", "templates.run", "schedules.add", "schedules.remove",
+                             "schedules.pause", "schedules.resume"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
     "agent": set(),

@@ -90,7 +90,7 @@ def run(args) -> int:
         request = add_request(args)
     elif args.action == "list":
         if args.words:
-            raise EmsError("list takes no more words")
+            raise EmsError("list takes no NAME: it shows every schedule")
     elif len(args.words) != 1:
         raise EmsError(f"{args.action} takes the schedule's NAME (ems schedule list)")
     elif args.action != "show" and not args.reason.strip():

@@ -21,6 +21,7 @@ from broker.server.approval_flow import Approvals
 from broker.server.approvals import ApprovalBook
 from broker.server.bulk import BulkRuns
 from broker.server.bulk_store import BulkStore
+from broker.server.request_ops import OPS
 from broker.server.schedule_store import ScheduleStore
 from broker.server.schedules import Scheduler
 from broker.server.targets import TargetBook
@@ -39,7 +40,7 @@ class FleetOperations:
         self.templates = TemplateBook(db)
         self.bulk = BulkRuns(broker, BulkStore(db, broker.commands.keyring))
         self.approvals = Approvals(broker, ApprovalBook(db, broker.commands.keyring))
-        self.schedules = Scheduler(broker, ScheduleStore(db, broker.commands.keyring), wall_clock)
+        self.schedules = Scheduler(broker, ScheduleStore(db, broker.commands.keyring), wall_clock, OPS)
 
     def restore(self) -> None:
         """The loop starts: what the last broker left unfinished goes on (runs first, then slots being started)."""

@@ -46,7 +46,7 @@ from broker.core import cron, permissions
 from broker.core.envelope import new_id
 from broker.core.errors import Refused
 from broker.server.peers import Peer
-from broker.server.registry import ACCEPTED
+from broker.server.registry import ACCEPTED, RegistryError
 from broker.server.schedule_store import Schedule, ScheduleStore
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ SKIP, ONCE = "skip", "once"
 MISSED_POLICIES = (SKIP, ONCE)
 DEFAULT_GRACE_S = 60
 MAX_GRACE_S = 7 * 24 * 3600
+#: what an op raises for a bad request (as ``broker.server.requests.BAD_REQUEST_ERRORS``): the slot failed
+_BAD_REQUEST = (RegistryError, ValueError, KeyError, TypeError, OverflowError)
 #: a test's switch: the broker SIGKILLs itself at this point of a firing (before-claim, after-claim, after-start)
 CRASH_ENV = "EMS_SCHEDULE_CRASH_AT"
 
@@ -97,8 +99,10 @@ def next_slot(schedule: Schedule, after: float) -> float | None:
 class Scheduler:
     """The broker's schedules: start each due slot once (see the module docstring)."""
 
-    def __init__(self, broker: "Broker", store: ScheduleStore, clock: Callable[[], float]):
+    def __init__(self, broker: "Broker", store: ScheduleStore, clock: Callable[[], float], ops: dict[str, Callable]):
+        """``ops``: the broker's request ops (:data:`broker.server.request_ops.OPS`), called as a schedule's owner."""
         self.broker, self.store, self.clock = broker, store, clock
+        self.ops = {op: ops[op] for op in SCHEDULABLE}
         self._crash_at = os.environ.get(CRASH_ENV, "")
 
     # -- firing ------------------------------------------------------------------------------
@@ -125,9 +129,6 @@ class Scheduler:
 
     def _start(self, schedule: Schedule, slot: float, run_id: str) -> str:
         """Run ``schedule``'s op for ``slot`` as its owner; the slot's outcome."""
-        from broker.server.request_ops import OPS  # the ops import this module's table
-        from broker.server.requests import BAD_REQUEST_ERRORS
-
         owner, why = self._owner(schedule)
         if owner is None:
             self._refuse(schedule, why)
@@ -135,10 +136,10 @@ class Scheduler:
         request = SCHEDULABLE[schedule.op].with_reason(schedule.args, f"{schedule.reason} (schedule {schedule.name})")
         self.broker.bulk.next_id = run_id
         try:
-            result = OPS[schedule.op](self.broker, owner, request)
+            result = self.ops[schedule.op](self.broker, owner, request)
         except Refused as refusal:
             outcome = f"failed: {refusal.message[:300]}"
-        except BAD_REQUEST_ERRORS as exc:
+        except _BAD_REQUEST as exc:
             outcome = f"failed: {str(exc)[:300]}"
         else:
             self._crash("after-start")

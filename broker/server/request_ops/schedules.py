@@ -75,9 +75,7 @@ def _when(args: dict, zone) -> tuple[str, float | None]:
 
 def _dry_run(broker: "Broker", peer: "Peer", op: str, request: dict, reason: str) -> None:
     """Try ``op`` as a dry run as ``peer`` (bad arguments are refused now, not at the first slot)."""
-    from broker.server.request_ops import OPS
-
-    OPS[op](broker, peer, {**SCHEDULABLE[op].with_reason(request, reason), "dry_run": True})
+    broker.operations.schedules.ops[op](broker, peer, {**SCHEDULABLE[op].with_reason(request, reason), "dry_run": True})
 
 
 def list_(broker: "Broker", peer: "Peer", args: dict) -> list[dict]:
