@@ -7,7 +7,10 @@ what is accepted. The crash tests (broker subprocess SIGKILLed around a firing) 
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -233,3 +236,49 @@ def test_a_name_is_taken_once(world):
 def test_adding_a_schedulable_op_is_one_line():
     assert set(SCHEDULABLE) == {"templates.run", "bulk.start"}
     assert all(len(entry) == 2 for entry in SCHEDULABLE.values())
+
+
+def test_a_scheduled_bulk_command_carries_the_schedule_s_reason(world):
+    """``bulk.start`` as the schedulable op: the reason goes into the command's arguments (an access command
+    needs one), and the command reaches the agent."""
+    bus, agents, operator = world
+    seen = Seen(*agents)
+    operator.request("schedules.add", **schedule_args("files", request_op="bulk.start", at=time.time() + 1.5,
+                                                      args={"name": "files.list", "args": {"path": "/tmp"}, "selector": "lab-0"}))
+    seen.until(lambda s: s.data(agents[0], Kind.COMMAND), "the scheduled command")
+    [command] = seen.data(agents[0], Kind.COMMAND)
+    assert command["name"] == "files.list" and command["args"]["reason"] == f"{REASON} (schedule files)"
+
+
+def test_the_cli_adds_lists_shows_pauses_resumes_and_removes(world):
+    bus, _, _ = world
+    from broker.core.profile import Profile, save
+
+    save(bus.data, Profile(server=bus.endpoint, server_key=bus.server_key, key_name="admin", client_id="admin"))
+
+    def ems(*argv):
+        return subprocess.run([sys.executable, "-m", "broker.cli.main", "schedule", *argv, "--data-dir", str(bus.data.root)],
+                              capture_output=True, text=True, timeout=60)
+    added = ems("add", "nightly", "lab-ping", "id:lab-*", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--param",
+                "echo=hello", "--reason", "nightly check", "--missed", "once", "--max-parallel", "5", "--json")
+    assert added.returncode == 0, added.stderr
+    made = json.loads(added.stdout)
+    assert (made["cron"], made["tz"], made["missed"], made["args"]["params"], made["args"]["max_parallel"]) == (
+        "30 2 * * *", "Europe/Berlin", "once", {"echo": "hello"}, 5)
+    assert made["next_due_text"].endswith(("02:30 CET", "02:30 CEST"))
+    once = ems("add", "once", "lab-ping", "all", "--at", "2031-01-02 03:04", "--reason", "far ahead")
+    assert once.returncode == 0 and "next: 2031-01-02 03:04 UTC" in once.stdout, once.stderr
+    listed = ems("list")
+    assert "nightly" in listed.stdout and "cron '30 2 * * *'" in listed.stdout and "once" in listed.stdout
+    assert ems("pause", "nightly", "--reason", "lab closed").stdout.count("paused") >= 1
+    assert "enabled" in ems("resume", "nightly", "--reason", "lab open").stdout
+    assert "removed" in ems("remove", "once", "--reason", "not needed").stdout
+    shown = json.loads(ems("show", "nightly", "--json").stdout)
+    assert shown["name"] == "nightly" and shown["runs"] == []
+    for argv, needle in ((("add", "x", "lab-ping", "all", "--cron", "@daily"), "needs --reason"),
+                         (("add", "x", "lab-ping", "all", "--reason", "r"), "--cron EXPR"),
+                         (("add", "x", "lab-ping", "all", "--cron", "99 * * * *", "--reason", "r"), "cron minute: 99"),
+                         (("pause", "nightly"), "needs --reason"), (("add", "x", "--cron", "@daily", "--reason", "r"), "NAME TEMPLATE SELECTOR")):
+        bad = ems(*argv)
+        assert bad.returncode != 0 and needle in bad.stderr, (argv, bad.stderr)
+    assert "--missed skip" in ems("--help").stdout and "grace" in ems("--help").stdout
