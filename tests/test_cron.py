@@ -77,6 +77,19 @@ def test_next_after_agrees_with_a_brute_force_matcher(seed):
         assert cron.next_after(c, ts, UTC) == slots[i], (expr, ts)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_zone_without_dst_is_the_brute_force_shifted_by_its_offset(seed):
+    """Asia/Kolkata is UTC+05:30 all year: each slot there is the UTC brute force's wall time minus 5.5 h."""
+    rng = random.Random(100 + seed)
+    expr, offset = random_expression(rng), 5.5 * 3600
+    slots = brute_force(expr)
+    c, kolkata = cron.parse(expr), cron.zone("Asia/Kolkata")
+    for ts in [START + rng.uniform(0, (DAYS - 40) * 86400) for _ in range(100)]:
+        i = bisect.bisect_right(slots, ts + offset)
+        if i < len(slots):
+            assert cron.next_after(c, ts, kolkata) == slots[i] - offset, (expr, ts)
+
+
 @pytest.mark.parametrize("expr,same", [
     ("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"), ("@weekly", "0 0 * * 0"),
     ("@monthly", "0 0 1 * *"), ("@yearly", "0 0 1 1 *"), ("@ANNUALLY", "0 0 1 1 *"),

@@ -269,7 +269,8 @@ def test_the_cli_adds_lists_shows_pauses_resumes_and_removes(world):
     once = ems("add", "once", "lab-ping", "all", "--at", "2031-01-02 03:04", "--reason", "far ahead")
     assert once.returncode == 0 and "next: 2031-01-02 03:04 UTC" in once.stdout, once.stderr
     listed = ems("list")
-    assert "nightly" in listed.stdout and "cron '30 2 * * *'" in listed.stdout and "once" in listed.stdout
+    assert "nightly" in listed.stdout and "cron '30 2 * * *'" in listed.stdout and "lab-ping on 'id:lab-*'" in listed.stdout
+    assert "once at 2031-01-02 03:04 UTC" in listed.stdout
     assert ems("pause", "nightly", "--reason", "lab closed").stdout.count("paused") >= 1
     assert "enabled" in ems("resume", "nightly", "--reason", "lab open").stdout
     assert "removed" in ems("remove", "once", "--reason", "not needed").stdout

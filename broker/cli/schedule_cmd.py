@@ -5,6 +5,7 @@ import argparse
 
 from broker.cli import bulk_cmd
 from broker.cli.template_cmd import raw_values
+from broker.core import cron
 from broker.core.cli_common import add_operator_options, ago, print_json, table
 from broker.core.errors import EmsError
 from broker.core.profile import operator_client
@@ -114,11 +115,19 @@ def run(args) -> int:
 
 
 def when_of(schedule: dict) -> str:
-    return f"cron {schedule['cron']!r}" if schedule.get("cron") else "once"
+    if schedule.get("cron"):
+        return f"cron {schedule['cron']!r}"
+    return f"once at {cron.shown(schedule['at'], cron.zone(schedule['tz']))}"
+
+
+def what_of(schedule: dict) -> str:
+    """``TEMPLATE on 'SELECTOR'`` when the caller may see the arguments, else the op."""
+    args = schedule.get("args") or {}
+    return f"{args['name']} on {args['selector']!r}" if "name" in args and "selector" in args else schedule["op"]
 
 
 def print_list(schedules: list[dict]) -> None:
-    rows = [[s["name"], s["op"], when_of(s), s["tz"], s["state"], s["next_due_text"], s["owner_name"], s["missed"]]
+    rows = [[s["name"], what_of(s), when_of(s), s["tz"], s["state"], s["next_due_text"], s["owner_name"], s["missed"]]
             for s in schedules]
     print(table(rows, ["SCHEDULE", "RUNS", "WHEN", "TZ", "STATE", "NEXT", "OWNER", "MISSED"]) if rows
           else "no schedules yet: ems schedule add NAME --cron EXPR TEMPLATE SELECTOR --reason WHY")
@@ -128,7 +137,7 @@ def print_one(schedule: dict) -> None:
     if schedule.get("removed"):
         print(f"schedule {schedule['name']} removed")
         return
-    print(f"schedule {schedule['name']} ({schedule['id']}): {schedule['op']} {when_of(schedule)} in {schedule['tz']}, "
+    print(f"schedule {schedule['name']} ({schedule['id']}): {what_of(schedule)}, {when_of(schedule)} in {schedule['tz']}, "
           f"{schedule['state']}" + (f" ({schedule['why']})" if schedule["why"] else ""))
     print(f"  owner {schedule['owner_name']} ({schedule['owner']}); reason: {schedule['reason']}")
     print(f"  next: {schedule['next_due_text']}; missed slots: {schedule['missed']} (grace {schedule['grace_s']} s)")
