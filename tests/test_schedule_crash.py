@@ -10,6 +10,9 @@ seconds ahead; the broker SIGKILLs itself (``EMS_SCHEDULE_CRASH_AT``) at one poi
 * ``after-start``: the bulk run stored and its commands queued, the outcome not recorded. Restarted, the run
   with that id exists: the slot says so, and the run goes on (bulk runs outlive restarts).
 
+* ``after-claim`` and then, restarted, killed again after the second start stored the run: the third broker
+  finds the run and does not start it a third time.
+
 Each time: one bulk run, each agent ran the command once, the slot recorded once.
 """
 from __future__ import annotations
@@ -100,30 +103,32 @@ def ask(client: BusClient, op: str, **args):
         return None
 
 
-@pytest.mark.parametrize("point", ["before-claim", "after-claim", "after-start"])
-def test_a_broker_killed_as_a_schedule_fires_runs_it_exactly_once(tmp_path, procs, point):
-    stack = Stack(tmp_path, procs, point)
+@pytest.mark.parametrize("points", [["before-claim"], ["after-claim"], ["after-start"], ["after-claim", "after-start"]],
+                         ids=["before-claim", "after-claim", "after-start", "after-claim-then-after-start"])
+def test_a_broker_killed_as_a_schedule_fires_runs_it_exactly_once(tmp_path, procs, points):
+    stack = Stack(tmp_path, procs, points[0])
     try:
-        killed_and_restarted(stack, point)
+        killed_and_restarted(stack, points)
     finally:
         stack.close()
 
 
-def killed_and_restarted(stack: Stack, point: str) -> None:
+def killed_and_restarted(stack: Stack, points: list[str]) -> None:
     stack.admin.request("templates.put", **TEMPLATE)
     made = stack.operator.request("schedules.add", name="soon", request_op="templates.run", reason="crash drill",
                                   args={"name": "check", "selector": "id:crash-*"}, at=time.time() + 3)
     assert made["state"] == "enabled"
-    assert stack.broker.wait(30) == -signal.SIGKILL  # it fired, and died at ``point``
-    assert f"{CRASH_ENV}={point}: SIGKILL now" in stack.broker.log_path.read_text()
-    stack.start_broker({})
+    for point, following in zip(points, [*points[1:], None]):
+        assert stack.broker.wait(30) == -signal.SIGKILL  # it fired (or started the slot again), and died at ``point``
+        assert stack.broker.log_path.read_text().count(f"{CRASH_ENV}={point}: SIGKILL now") == points.count(point)
+        stack.start_broker({CRASH_ENV: following} if following else {})
 
     def one_slot():
         shown = ask(stack.operator, "schedules.get", id="soon")
         return shown if shown and shown["runs"] and shown["runs"][0]["outcome"] != "attempted" else None
     shown = wait_for(one_slot, 60, what="the slot's outcome")
     [slot] = shown["runs"]
-    expected = "started: run" if point == "after-start" else "running: run"
+    expected = "started: run" if points[-1] == "after-start" else "running: run"
     assert slot["outcome"].startswith(expected) and slot["run_id"] in slot["outcome"], slot
     runs = wait_for(lambda: ask(stack.operator, "bulk.list"), 30, what="the bulk runs")
     assert [r["id"] for r in runs] == [slot["run_id"]]

@@ -17,6 +17,7 @@ import pytest
 
 from broker.core.envelope import ErrorCode, Kind
 from broker.core.errors import RemoteError
+from broker.server.registry import KeyRegistry
 from broker.server.schedules import SCHEDULABLE
 from conftest import wait_for
 
@@ -283,3 +284,20 @@ def test_the_cli_adds_lists_shows_pauses_resumes_and_removes(world):
         bad = ems(*argv)
         assert bad.returncode != 0 and needle in bad.stderr, (argv, bad.stderr)
     assert "--missed skip" in ems("--help").stdout and "grace" in ems("--help").stdout
+
+
+def test_an_owner_demoted_to_viewer_is_not_run_for_and_the_schedule_paused(world):
+    """Tried: the owner's key becomes a viewer's (the registry changed while the broker was down) before the
+    slot: the slot is skipped with the refusal's wording, a security event counted, the schedule paused."""
+    bus, _, operator = world
+    operator.request("schedules.add", **schedule_args(at=time.time() + 2))
+    bus.stop()
+    registry = KeyRegistry(bus.data.broker_db)
+    record = registry.accepted_by_client("op-s")
+    registry.add(record.public_key, "op-s", "viewer")
+    registry.close()
+    bus.start()
+    shown = wait_for(lambda: (s := bus.admin.request("schedules.get", id="s1"))["runs"] and s, 15, what="the slot")
+    assert shown["runs"][0]["outcome"].startswith("skipped: role viewer may not call templates.run")
+    assert shown["state"] == "paused" and bus.broker.counters["security_schedule_refused"] == 1
+    assert bus.admin.request("bulk.list") == []

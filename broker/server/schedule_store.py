@@ -23,6 +23,8 @@ from broker.core.sealing import KeyRing, aad
 
 #: a slot taken and its run not yet known to have started
 ATTEMPTED = "attempted"
+#: such a slot started again after a restart, not yet known to have started (never started a third time)
+RETRIED = "attempted again after a restart"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (
@@ -171,7 +173,8 @@ class ScheduleStore:
     def attempted(self) -> list[SlotRun]:
         """Slots taken whose run was not yet known to have started (the broker stopped in between)."""
         return [SlotRun(*r) for r in self._db.execute(
-            "SELECT schedule_id, slot, fired_at, run_id, outcome FROM schedule_runs WHERE outcome = ? ORDER BY slot", (ATTEMPTED,))]
+            "SELECT schedule_id, slot, fired_at, run_id, outcome FROM schedule_runs WHERE outcome IN (?, ?) ORDER BY slot",
+            (ATTEMPTED, RETRIED))]
 
     def runs(self, schedule_id: str, limit: int) -> list[SlotRun]:
         """The newest ``limit`` slots of a schedule."""

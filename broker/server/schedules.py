@@ -24,7 +24,8 @@ A broker killed before (1) finds the slot still due at start-up and runs it
 (missed policy below). Killed between (1) and (3), it finds the slot
 ``attempted``: if a bulk run with the chosen id exists, that run started
 (and goes on, :mod:`broker.server.bulk`); if not, nothing of it was sent,
-and it starts now under the same rules as a missed slot. An op whose start
+and it starts now under the same rules as a missed slot (once: a broker killed
+again during that start does not start it a third time). An op whose start
 is not a stored bulk run (none today) is then marked ``interrupted`` and not
 run again: at most once, and the slot says it was attempted.
 
@@ -47,7 +48,7 @@ from broker.core.envelope import new_id
 from broker.core.errors import Refused
 from broker.server.peers import Peer
 from broker.server.registry import ACCEPTED, RegistryError
-from broker.server.schedule_store import Schedule, ScheduleStore
+from broker.server.schedule_store import RETRIED, Schedule, ScheduleStore
 
 if TYPE_CHECKING:
     from broker.server.loop import Broker
@@ -184,10 +185,11 @@ class Scheduler:
                 continue
             if taken.run_id and self.broker.bulk.store.get(taken.run_id) is not None:
                 outcome = f"started: run {taken.run_id} (recorded after a broker restart)"
-            elif not SCHEDULABLE[schedule.op].bulk or not schedule.enabled:
+            elif not SCHEDULABLE[schedule.op].bulk or not schedule.enabled or taken.outcome == RETRIED:
                 outcome = "interrupted: the broker stopped as the run started; not run again (at most once)"
             elif now - taken.slot > schedule.grace_s and schedule.missed == SKIP:
                 outcome = "interrupted before anything was sent; not made up (missed policy skip)"
-            else:
-                outcome = self._start(schedule, taken.slot, taken.run_id or new_id())
+            else:  # nothing of it was sent: start it, once (a start that kills the broker again is not retried)
+                self.store.finish(schedule.id, taken.slot, RETRIED)
+                outcome = self._start(schedule, taken.slot, taken.run_id)
             self.store.finish(schedule.id, taken.slot, outcome)
