@@ -301,3 +301,53 @@ def test_an_owner_demoted_to_viewer_is_not_run_for_and_the_schedule_paused(world
     assert shown["runs"][0]["outcome"].startswith("skipped: role viewer may not call templates.run")
     assert shown["state"] == "paused" and bus.broker.counters["security_schedule_refused"] == 1
     assert bus.admin.request("bulk.list") == []
+
+
+HOSTILE = [-1, 0, 2**63 - 1, 2**63, -(2**63), float("inf"), float("nan"), "1", "", "\x00", "x" * 5000, None, [], {}, True,
+           b"\x00", [[[["deep"]]]], {"a": {"b": 1}}, "9999-12-31 23:59", "0001-01-01 00:00", "2030-01-01T00:00+14:00"]
+FIELDS = ["name", "request_op", "args", "reason", "cron", "at", "tz", "missed", "grace_s"]
+
+
+def test_each_field_of_a_valid_schedule_made_hostile_is_a_bad_request_never_internal(world):
+    """Tried: a valid ``schedules.add`` with each field in turn set to each hostile value (int64 edges, inf,
+    nan, NUL, 5,000 characters, containers, bytes, times at the ends of the calendar): answered or BAD_REQUEST,
+    never INTERNAL; the broker still answers."""
+    bus, _, operator = world
+    codes = set()
+    for i, (field, value) in enumerate(itertools.product(FIELDS, HOSTILE)):
+        request = {**schedule_args(f"h{i}", at=None, cron="@daily"), field: value}
+        if field == "at":
+            request.pop("cron")
+        try:
+            operator.request("schedules.add", **request)
+            codes.add(None)
+        except RemoteError as exc:
+            codes.add(exc.code)
+    assert codes <= {None, ErrorCode.BAD_REQUEST}, codes
+    assert bus.broker.counters.get("internal_errors", 0) == 0
+    assert bus.admin.request("status")["broker"]["peers"] >= 3
+
+
+def test_a_slot_is_taken_once_and_old_slots_are_pruned(tmp_path, monkeypatch):
+    """The store alone (real SQLite): a second claim of a slot already taken (a stale copy of the schedule,
+    as a second broker on the same file would hold) is refused and records nothing; only the newest slots stay."""
+    from broker.core.sealing import KeyRing
+    from broker.server import schedule_store
+
+    monkeypatch.setattr(schedule_store, "KEEP_SLOTS", 5)
+    store = schedule_store.ScheduleStore(tmp_path / "broker.db", KeyRing(tmp_path / "keys.json"))
+    try:
+        schedule = schedule_store.Schedule("s-id", "every-minute", "op", "operator", "key", "Op", "templates.run",
+                                           {"name": "t", "selector": "all"}, "* * * * *", None, "UTC", "skip", 60, "r", 600.0)
+        store.add(schedule)
+        stale = schedule_store.Schedule(**schedule.__dict__)
+        assert store.claim(schedule, 660.0, "run-1", 601.0)
+        assert not store.claim(stale, 660.0, "run-2", 601.5)  # slot 600 is taken already
+        assert [(r.slot, r.run_id) for r in store.runs("s-id", 10)] == [(600.0, "run-1")]
+        for _ in range(10):
+            assert store.claim(schedule, schedule.next_due + 60, "run", schedule.next_due)
+        assert [r.slot for r in store.runs("s-id", 100)] == [1200.0, 1140.0, 1080.0, 1020.0, 960.0]
+        assert store.get("every-minute").args == {"name": "t", "selector": "all"}  # sealed at rest, opened on read
+        assert not [f for f in tmp_path.glob("broker.db*") if b"selector" in f.read_bytes()]
+    finally:
+        store.close()

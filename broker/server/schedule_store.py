@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     PRIMARY KEY (schedule_id, slot)
 );
 """
+#: slots kept per schedule (the newest; the audit trail keeps every firing)
+KEEP_SLOTS = 1000
 _COLUMNS = ("id", "name", "owner", "owner_role", "owner_key", "owner_name", "op", "args", "cron", "at", "tz", "missed",
             "grace_s", "reason", "next_due", "last_slot", "enabled", "why", "created", "updated")
 
@@ -148,6 +150,8 @@ class ScheduleStore:
             if moved:
                 self._db.execute("INSERT INTO schedule_runs (schedule_id, slot, fired_at, run_id, outcome) VALUES (?, ?, ?, ?, ?)",
                                  (schedule.id, slot, now, run_id, outcome))
+                self._db.execute("DELETE FROM schedule_runs WHERE schedule_id = ? AND slot <= (SELECT slot FROM schedule_runs "
+                                 "WHERE schedule_id = ? ORDER BY slot DESC LIMIT 1 OFFSET ?)", (schedule.id, schedule.id, KEEP_SLOTS))
         if moved:
             schedule.next_due, schedule.last_slot = next_due, slot
         return bool(moved)
