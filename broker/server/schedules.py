@@ -117,7 +117,7 @@ class Scheduler:
         following = next_slot(schedule, max(slot, now))
         late = now - slot
         if late > schedule.grace_s and schedule.missed == SKIP:
-            outcome = f"missed: the broker was not running at the slot ({late:.0f} s late; missed policy skip)"
+            outcome = f"missed: the broker was down or stalled at the slot ({late:.0f} s late; missed policy skip)"
             if self.store.claim(schedule, following, "", now, outcome):
                 log.info("schedule %s: slot %s %s", schedule.name, slot, outcome)
             return
