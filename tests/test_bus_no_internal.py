@@ -45,6 +45,9 @@ OP_FIELDS = {
     "playbooks.list": [], "playbooks.put": ["name", "steps", "description"], "playbooks.remove": ["name"],
     "playbooks.run": ["name", "selector", "params", "reason", "max_parallel", "ttl_s", "dry_run"],
     "playbooks.get": ["id", "limit"], "playbooks.cancel": ["id", "reason"],
+    "schedules.add": ["name", "request_op", "args", "reason", "cron", "at", "tz", "missed", "grace_s"],
+    "schedules.list": ["limit"], "schedules.get": ["id", "limit"], "schedules.remove": ["id", "reason"],
+    "schedules.pause": ["id", "reason"], "schedules.resume": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

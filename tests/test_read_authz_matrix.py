@@ -73,15 +73,22 @@ OPS = {
     "alerts.rule_put": {"rule": {"name": "matrix", "kind": "offline", "threshold": 60}, "reason": "matrix"},
     "alerts.rule_remove": {"name": "no-such-rule", "reason": "matrix"},
     "inbox.list": {}, "inbox.read": {"all": True}, "inbox.count": {},
+    "schedules.add": {"name": "matrix", "request_op": "templates.run", "args": {"name": "no-such-template", "selector": "all"},
+                      "reason": "matrix", "cron": "@daily"},
+    "schedules.list": {}, "schedules.get": {"id": "no-such-schedule"},
+    "schedules.remove": {"id": "no-such-schedule", "reason": "matrix"},
+    "schedules.pause": {"id": "no-such-schedule", "reason": "matrix"},
+    "schedules.resume": {"id": "no-such-schedule", "reason": "matrix"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
              "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list", "playbooks.list",
-             "playbooks.get", "alerts.list", "alerts.rules", "inbox.list", "inbox.read", "inbox.count"}
+             "playbooks.get", "alerts.list", "alerts.rules", "inbox.list", "inbox.read", "inbox.count", "schedules.list",
+             "schedules.get"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
                              "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel",
-                             "alerts.ack"},
+                             "alerts.ack", "schedules.add", "schedules.remove", "schedules.pause", "schedules.resume"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": (_READ_OPS - {"inbox.list", "inbox.read", "inbox.count"})  # an inbox is a person's
     | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},

@@ -45,6 +45,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "inbox": Subcommand("broker.cli.alerts_cmd", "your inbox: alerts and approval requests, read/unread"),
     "template": Subcommand("broker.cli.template_cmd", "named commands with typed parameters: add / list / run on a selector"),
     "playbook": Subcommand("broker.cli.playbook_cmd", "template steps in order with conditions, run per target: add / run / show"),
+    "schedule": Subcommand("broker.cli.schedule_cmd", "templates run on a cron expression or once at a time: add / list / show"),
     "targets": Subcommand("broker.cli.targets_cmd", "which agents a selector picks (group:finance&online); tags and groups"),
     "tail": Subcommand("broker.cli.tail", "watch live topics (events, presence, commands, security...)"),
     "history": Subcommand("broker.cli.history", "stored history: sessions, logs, security events, audit trail..."),

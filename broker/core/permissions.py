@@ -109,6 +109,13 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "playbooks.run": ("operator", False),
     "playbooks.get": ("viewer", True),
     "playbooks.cancel": ("operator", False),
+    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner
+    "schedules.add": ("operator", False),
+    "schedules.list": ("viewer", True),
+    "schedules.get": ("viewer", True),
+    "schedules.remove": ("operator", False),
+    "schedules.pause": ("operator", False),
+    "schedules.resume": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),

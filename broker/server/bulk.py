@@ -69,6 +69,8 @@ class BulkRuns:
         self.broker, self.store = broker, store
         self.runs: dict[str, BulkRun] = {}  # runs with a target still waiting or running (held ones too), by id
         self._by_command: dict[str, tuple[BulkRun, int]] = {}  # open command id -> its run and target position
+        #: the id the next started run takes (a schedule chooses it before the run starts), else a new one
+        self.next_id: str | None = None
 
     # -- start ------------------------------------------------------------------------
     def plan(self, selector_text: str, online: set[str]) -> tuple[str, list[BulkTarget]]:
@@ -87,7 +89,8 @@ class BulkRuns:
         held for a second operator if ``hold`` or the approval rules say so."""
         text, targets = self.plan(selector_text, set(self.broker.online))
         held = hold or self.broker.approvals.needs(name)
-        run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
+        run_id, self.next_id = self.next_id or new_id(), None
+        run = BulkRun(run_id, peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
                       targets=targets)
         self.store.add(run)
         self.runs[run.id] = run

@@ -9,7 +9,8 @@ seconds), ``close`` when it stops. Each part lives in its own module:
 - ``bulk`` (:mod:`broker.server.bulk`): paced runs to many targets;
 - ``approvals`` (:mod:`broker.server.approval_flow`): the two-person rule;
 - ``playbook_book`` and ``playbooks`` (:mod:`broker.server.playbook_book`,
-  :mod:`broker.server.playbook_runner`): ordered template steps per target.
+  :mod:`broker.server.playbook_runner`): ordered template steps per target;
+- ``schedules`` (:mod:`broker.server.schedules`): runs started at a time or on a cron expression.
 
 Commands a run launched end here too (:meth:`FleetOperations.on_final`): the
 command router tells this one place, which tells the run that owns them.
@@ -28,6 +29,9 @@ from broker.server.bulk_store import BulkStore
 from broker.server.playbook_book import PlaybookBook
 from broker.server.playbook_runner import PlaybookRunner
 from broker.server.playbook_runs import RunStore
+from broker.server.request_ops import OPS
+from broker.server.schedule_store import ScheduleStore
+from broker.server.schedules import Scheduler
 from broker.server.targets import TargetBook
 from broker.server.template_book import TemplateBook
 
@@ -37,7 +41,7 @@ if TYPE_CHECKING:
 
 
 class FleetOperations:
-    """Targets, templates, bulk runs, approvals and playbooks, with one life cycle."""
+    """Targets, templates, bulk runs, approvals, playbooks and schedules, with one life cycle."""
 
     def __init__(self, broker: "Broker", wall_clock: Callable[[], float]):
         db = broker.data.broker_db
@@ -47,11 +51,13 @@ class FleetOperations:
         self.approvals = Approvals(broker, ApprovalBook(db, broker.commands.keyring))
         self.playbook_book = PlaybookBook(db)
         self.playbooks = PlaybookRunner(broker, RunStore(db, broker.commands.keyring))
+        self.schedules = Scheduler(broker, ScheduleStore(db, broker.commands.keyring), wall_clock, OPS)
 
     def restore(self) -> None:
-        """The loop starts: what the last broker left unfinished goes on."""
+        """The loop starts: what the last broker left unfinished goes on (runs first, then slots being started)."""
         self.bulk.restore()
         self.playbooks.restore()
+        self.schedules.restore()
 
     def owns(self, cmd_id: str) -> bool:
         """Whether ``cmd_id`` is an open command of a run (bulk or playbook): its outcome goes to no one person."""
@@ -63,10 +69,12 @@ class FleetOperations:
         self.playbooks.on_final(cmd)
 
     def tick(self, now: float) -> None:
-        """A timer pass (``now``: wall-clock seconds): approvals past their time expire."""
+        """A timer pass (``now``: wall-clock seconds): approvals past their time expire; due schedules start."""
         self.approvals.expire_due(now)
+        self.schedules.tick(now)
 
     def close(self) -> None:
         """The loop stops: every store closes."""
-        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book, self.playbook_book, self.playbooks.store):
+        for store in (self.targets, self.templates, self.bulk.store, self.approvals.book, self.playbook_book, self.playbooks.store,
+                      self.schedules.store):
             store.close()

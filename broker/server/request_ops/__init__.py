@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, playbooks, status, targets, templates
+from broker.server.request_ops import (approvals, bulk, commands, journal, key_revoke, keys, playbooks, schedules, status,
+                                       targets, templates)
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -62,6 +63,12 @@ OPS: dict[str, Op] = {
     "playbooks.run": playbooks.run,
     "playbooks.get": playbooks.get,
     "playbooks.cancel": playbooks.cancel,
+    "schedules.add": schedules.add,
+    "schedules.list": schedules.list_,
+    "schedules.get": schedules.get,
+    "schedules.remove": schedules.remove,
+    "schedules.pause": schedules.pause,
+    "schedules.resume": schedules.resume,
 }
 
 
