@@ -42,6 +42,8 @@ OP_FIELDS = {
     "approvals.require": ["names", "remove"],
     "templates.list": [], "templates.put": ["name", "command", "args", "params", "approval", "description"],
     "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run"],
+    "broadcast.send": ["selector", "text", "reason", "max_parallel", "ttl_s"], "broadcast.get": ["id", "limit"],
+    "broadcast.list": ["limit"], "broadcast.cancel": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 

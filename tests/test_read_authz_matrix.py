@@ -66,13 +66,17 @@ OPS = {
     "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
     "templates.list": {}, "templates.put": {"name": "matrix", "command": "ping"}, "templates.remove": {"name": "no-such"},
     "templates.run": {"name": "no-such-template", "selector": "all"},
+    "broadcast.send": {"selector": "no-such-agent", "text": "matrix", "reason": "matrix"},
+    "broadcast.get": {"id": "no-such-broadcast"}, "broadcast.list": {},
+    "broadcast.cancel": {"id": "no-such-broadcast", "reason": "matrix"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
-             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list"}
+             "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list",
+             "broadcast.get", "broadcast.list"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
-                             "approvals.list", "approvals.decide", "templates.run"},
+                             "approvals.list", "approvals.decide", "templates.run", "broadcast.send", "broadcast.cancel"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": _READ_OPS | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
     "agent": set(),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import approvals, bulk, commands, journal, key_revoke, keys, status, targets, templates
+from broker.server.request_ops import approvals, broadcasts, bulk, commands, journal, key_revoke, keys, status, targets, templates
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -56,6 +56,10 @@ OPS: dict[str, Op] = {
     "templates.put": templates.put,
     "templates.remove": templates.remove,
     "templates.run": templates.run,
+    "broadcast.send": broadcasts.send,
+    "broadcast.get": broadcasts.get,
+    "broadcast.list": broadcasts.list_,
+    "broadcast.cancel": broadcasts.cancel,
 }
 
 
