@@ -305,3 +305,29 @@ def test_the_cli_sends_lists_shows_and_cancels(bus, desks):
     assert bad.returncode == 2 and "no accepted agent matches" in bad.stderr
     helped = ems("send", "--help")
     assert "--reason" in helped.stdout and "--wait" in helped.stdout
+
+
+# -- many agents ----------------------------------------------------------------------------------------------------
+def test_a_broadcast_to_200_agents_is_paced_and_failures_are_named(bus, tmp_path):
+    """200 simulated agents (bench.command_fleet, its own process; 20 % fail every command, none reports receipts):
+    at most --max-parallel messages on their way at once; every recipient ends ``sent`` (its agent took it, no
+    receipt yet) or ``failed``, and the failed ones are exactly the failing agents."""
+    from test_bulk import FAILING, N, Fleet
+
+    fleet = Fleet(bus, tmp_path)
+    try:
+        operator = bus.peer("op-fleet", role="operator")
+        made = operator.request("broadcast.send", selector="id:sim-*", text=TEXT, reason="fleet", max_parallel=10)
+        assert made["count"] == N
+        seen = []
+
+        def over():
+            answer = operator.request("broadcast.get", id=made["id"])
+            seen.append(answer["counts"])
+            return answer if not answer["counts"].get("pending") and not answer["counts"].get("queued") else None
+        final = wait_for(over, 120, interval_s=0.05, what="every message sent or failed")
+        assert final["counts"] == {"sent": N - len(FAILING), "failed": len(FAILING)}
+        assert {r["client_id"] for r in final["recipients"] if r["status"] == "failed"} == FAILING
+        assert max(counts.get("queued", 0) for counts in seen) <= 10 and len(seen) > 3
+    finally:
+        fleet.close()

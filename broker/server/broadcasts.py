@@ -4,7 +4,7 @@ An operator sends a text with a reason; the broker resolves the selector once
 (:mod:`broker.core.selectors`), gives each recipient its own message id (the
 id of the ``chat.send`` command that carries it to that agent) and records
 the broadcast and its recipients (:mod:`broker.server.broadcast_store`)
-before anything goes. The messages go as a bulk run (:mod:`broker.server.bulk`):
+before anything goes. The broadcast's id is its bulk run's. The messages go as a bulk run (:mod:`broker.server.bulk`):
 paced, audited per command in the sender's name, queued for offline agents
 within their time to live, as every command is.
 
@@ -16,8 +16,11 @@ dict lookup per agent message, by the sender's client id, in
 :attr:`Broadcasts.watching`, which holds only agents with a receipt still
 awaited. Why here rather than asking the store at ``broadcast.get`` time: the
 broker answers requests from its own state (the store is another process,
-and may be down or behind); the hook costs nothing measurable on the bus
-(see ``bench/bus.py --quick`` in docs). A receipt counts only for the agent
+and may be down or behind, and its answer would come back asynchronously).
+The cost: a lookup in an empty dict is ~20 ns against ~8.5 us of broker CPU
+per routed event (``bench/bus.py --quick``, three runs each on a busy
+2-core machine: 8.3-8.8 us before the hook, 8.2-8.7 us after); only an
+awaited agent's records are looked into (its batches decoded once more). A receipt counts only for the agent
 it was sent to (the key is the authenticated sender). Receipts are awaited
 for :data:`WATCH_S` after a broadcast is made; later ones still reach the
 store's message history.
@@ -105,13 +108,13 @@ class Broadcasts:
         for target in targets:
             target.command_id = new_id()
         options.id_arg = "message_id"
-        run = broker.bulk.start(peer, CHAT_SEND, stamped, selector, options, planned=(selector, targets))
-        broadcast = Broadcast(run.id, run.id, peer.client_id, stamped["operator"]["name"], reason, text, selector,
-                              created=run.created,
+        broadcast_id = new_id()
+        broadcast = Broadcast(broadcast_id, broadcast_id, peer.client_id, stamped["operator"]["name"], reason, text, selector,
                               recipients=[Recipient(t.client_id, t.command_id, t.command_id) for t in targets])
-        self.store.add(broadcast)  # the loop is single-threaded: no receipt can come before this
+        self.store.add(broadcast)  # first: no message goes that broker.db does not know of
         for r in broadcast.recipients:
             self.watching.setdefault(r.client_id, {})[r.message_id] = broadcast.id
+        run = broker.bulk.start(peer, CHAT_SEND, stamped, selector, options, planned=(selector, targets), run_id=broadcast_id)
         broker.records.audit(peer, "broadcast.send", {
             "id": broadcast.id, "selector": selector, "count": len(targets), "reason": reason, "chars": len(text),
             "text": text[:500], "operator_name": broadcast.person, "via": stamped["operator"]["via"]})

@@ -83,13 +83,13 @@ class BulkRuns:
         return selector.text, [BulkTarget(f.client_id) for f in ordered]
 
     def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions, hold: bool = False,
-              planned: tuple[str, list[BulkTarget]] | None = None) -> BulkRun:
+              planned: tuple[str, list[BulkTarget]] | None = None, run_id: str = "") -> BulkRun:
         """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches (or on
-        ``planned``: :meth:`plan`'s answer, command ids given to targets kept); held for a second operator if
-        ``hold`` or the approval rules say so."""
+        ``planned``: :meth:`plan`'s answer, command ids given to targets kept; ``run_id``: an id chosen by the caller);
+        held for a second operator if ``hold`` or the approval rules say so."""
         text, targets = planned or self.plan(selector_text, set(self.broker.online))
         held = hold or self.broker.approvals.needs(name)
-        run = BulkRun(new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
+        run = BulkRun(run_id or new_id(), peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
                       targets=targets)
         self.store.add(run)
         self.runs[run.id] = run
