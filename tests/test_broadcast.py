@@ -225,6 +225,24 @@ def test_receipts_are_awaited_across_a_broker_restart(bus, desks):
     statuses_become(operator, made["id"], {"desk-1": "queued", "desk-2": "read", "desk-3": "queued"}, 20)
 
 
+def test_a_broadcast_held_for_approval_goes_only_once_approved(bus, desks):
+    """Admins require a second operator for chat.send: a broadcast is recorded but held (every recipient
+    pending, no command queued); another person approves it: the messages go and receipts count."""
+    from test_approvals import _operator
+
+    bus.admin.request("approvals.require", names=["chat.send"])
+    jane, omar = _operator(bus, "jane", "Jane Doe"), _operator(bus, "omar", "Omar Khan")
+    made = jane.request("broadcast.send", **SEND)
+    assert made["run_state"] == "held" and made["counts"] == {"pending": 3} and made["person"] == "Jane Doe"
+    assert jane.request("command.list", limit=10) == []
+    [request] = [r for r in omar.request("approvals.list") if r["kind"] == "bulk"]
+    omar.request("approvals.decide", id=request["id"], approve=True, reason="office notice checked")
+    statuses_become(jane, made["id"], {"desk-1": "queued", "desk-2": "queued", "desk-3": "queued"})
+    ids = {r["client_id"]: r["message_id"] for r in made["recipients"]}
+    receipt(desks["desk-1"], ids["desk-1"], "read")
+    statuses_become(jane, made["id"], {"desk-1": "read", "desk-2": "queued", "desk-3": "queued"})
+
+
 # -- real agents ------------------------------------------------------------------------------------------------
 @pytest.fixture
 def display():
@@ -247,7 +265,18 @@ def real_agent(bus, procs, tmp_path, client_id: str, display: str):
 def test_real_agents_one_offline_one_read(bus, procs, tmp_path, display):
     """desk-1 (a chat window on Xvfb) and desk-2 (no display: the access log) online, desk-3 (no display) offline.
     A broadcast: desk-1 and desk-2 delivered, desk-3 queued; desk-3 starts: delivered; the user of desk-1 presses
-    Read: read. The sender sees one read; a viewer sees the same counts and no text."""
+    Read: read. The sender sees one read; a viewer sees the same counts and no text. The persister keeps each
+    recipient's message under its own id, with the same status."""
+    from test_persister_bus import RunningPersister
+
+    persister = RunningPersister(bus, tmp_path)
+    try:
+        _real_agents_one_offline_one_read(bus, procs, tmp_path, display)
+    finally:
+        persister.stop()
+
+
+def _real_agents_one_offline_one_read(bus, procs, tmp_path, display):
     starters = {"desk-1": real_agent(bus, procs, tmp_path, "desk-1", display),
                 "desk-2": real_agent(bus, procs, tmp_path, "desk-2", ""),
                 "desk-3": real_agent(bus, procs, tmp_path, "desk-3", "")}
@@ -271,6 +300,13 @@ def test_real_agents_one_offline_one_read(bus, procs, tmp_path, display):
     viewer = bus.peer("viewer-real", role="viewer")
     seen = viewer.request("broadcast.get", id=made["id"])
     assert seen["counts"] == {"read": 1, "delivered": 2} and "text" not in seen and "recipients" not in seen
+
+    expected = {"desk-1": [(TEXT, "read")], "desk-2": [(TEXT, "delivered")], "desk-3": [(TEXT, "delivered")]}
+
+    def stored() -> bool:
+        return expected == {c: [(r["body"], r["status"]) for r in bus.admin.request("store.query", kind="messages", client_id=c)]
+                            for c in expected}
+    wait_for(stored, 20, what=f"each recipient's message in the store, one each: {expected}")
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------------
@@ -303,6 +339,22 @@ def test_the_cli_sends_lists_shows_and_cancels(bus, desks):
     assert ems("send", "id:desk-*", TEXT).returncode == 2  # --reason is required
     bad = ems("send", "no-such-agent", TEXT, "--reason", "x")
     assert bad.returncode == 2 and "no accepted agent matches" in bad.stderr
+    waiting = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "broadcast", "send", "id:desk-*", "second notice",
+                                "--reason", "maintenance", "--wait", "--data-dir", str(bus.data.root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        second = wait_for(lambda: [b for b in bus.admin.request("broadcast.list") if b["text"] == "second notice"], 20,
+                          what="the second broadcast")[0]
+        ids = {r["client_id"]: r["message_id"] for r in bus.admin.request("broadcast.get", id=second["id"])["recipients"]}
+        for client_id, agent in desks.items():
+            receipt(agent, ids[client_id], "delivered")
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait(5)
+    assert waiting.returncode == 0 and "broadcast to 3 [" in err and "3/3" in err, err
+    assert "3 recipient(s): 3 delivered" in out
     helped = ems("send", "--help")
     assert "--reason" in helped.stdout and "--wait" in helped.stdout
 
