@@ -15,14 +15,14 @@ from pathlib import Path
 
 from broker.core import sqlite_db
 from broker.core.sealing import KeyRing, aad
-from broker.core.vocabulary import DELIVERED, FAILED, QUEUED, SENT
+from broker.core.vocabulary import DELIVERED, FAILED
 from broker.server.bulk_store import CANCELLED
 
-#: a recipient's statuses: not sent yet, its command waits or runs, the agent took it (not shown yet), on screen,
-#: read by the user; its command failed or expired; the broadcast was cancelled before it went
-#: (the command statuses' words: broker.core.vocabulary; "cancelled" as a bulk target's)
+#: a recipient's statuses: ``pending`` (not sent yet), ``queued`` (its command waits or runs), ``sent`` (the agent took
+#: it, not shown yet), ``delivered`` (on screen, or in the access log), ``read`` (the user pressed Read),
+#: ``failed`` (its command failed or expired), ``cancelled`` (the broadcast was cancelled before it went). The
+#: command statuses' words are broker.core.vocabulary's, "cancelled" a bulk target's; these two are new:
 PENDING, READ = "pending", "read"
-__all__ = ["PENDING", "QUEUED", "SENT", "DELIVERED", "READ", "FAILED", "CANCELLED"]
 #: statuses that only a receipt from the agent sets, in order
 RECEIPTS = (DELIVERED, READ)
 #: a broadcast's states (the run's are finer: ``bulk.get``)

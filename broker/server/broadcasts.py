@@ -38,22 +38,10 @@ from typing import TYPE_CHECKING
 
 from broker.core import bounds
 from broker.core.envelope import new_id, unpack_body
-from broker.core.vocabulary import DONE, EXPIRED, MAX_REASON_CHARS, clean_reason
-from broker.server.broadcast_store import (
-    CANCELLED,
-    DELIVERED,
-    ENDED,
-    FAILED,
-    PENDING,
-    QUEUED,
-    READ,
-    RECEIPTS,
-    SENT,
-    Broadcast,
-    BroadcastStore,
-    Recipient,
-)
-from broker.server.bulk_store import LAUNCHED, SKIPPED, STOPPED, WAITING, BulkOptions, BulkRun
+from broker.core.errors import ProtocolError
+from broker.core.vocabulary import DONE, EXPIRED, FAILED, MAX_REASON_CHARS, QUEUED, SENT, clean_reason
+from broker.server.broadcast_store import ENDED, PENDING, READ, RECEIPTS, Broadcast, BroadcastStore, Recipient
+from broker.server.bulk_store import CANCELLED, LAUNCHED, SKIPPED, STOPPED, WAITING, BulkOptions, BulkRun
 
 if TYPE_CHECKING:
     from broker.server.loop import Broker
@@ -128,7 +116,7 @@ class Broadcasts:
             return
         try:
             data = unpack_body(body)
-        except Exception:  # the store judges malformed records; a receipt this is not
+        except ProtocolError:  # the store judges malformed records; a receipt this is not
             return
         if not isinstance(data, dict):
             return
