@@ -79,16 +79,20 @@ OPS = {
     "schedules.remove": {"id": "no-such-schedule", "reason": "matrix"},
     "schedules.pause": {"id": "no-such-schedule", "reason": "matrix"},
     "schedules.resume": {"id": "no-such-schedule", "reason": "matrix"},
+    "broadcast.send": {"selector": "no-such-agent", "text": "matrix", "reason": "matrix"},
+    "broadcast.get": {"id": "no-such-broadcast"}, "broadcast.list": {},
+    "broadcast.cancel": {"id": "no-such-broadcast", "reason": "matrix"},
 }
 _READ_OPS = {"status", "agents", "command.get", "command.list", "store.query", "store.stats", "sync.status",
              "targets.resolve", "targets.tags", "bulk.get", "bulk.list", "approvals.rules", "templates.list", "playbooks.list",
              "playbooks.get", "alerts.list", "alerts.rules", "inbox.list", "inbox.read", "inbox.count", "schedules.list",
-             "schedules.get"}
+             "schedules.get", "broadcast.get", "broadcast.list"}
 EXPECTED_OPS = {
     "viewer": _READ_OPS,  # store.capture reads captures: operators and up
     "operator": _READ_OPS | {"store.capture", "keys.label", "sync.now", "targets.tag", "bulk.start", "bulk.cancel",
                              "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel",
-                             "alerts.ack", "schedules.add", "schedules.remove", "schedules.pause", "schedules.resume"},
+                             "alerts.ack", "schedules.add", "schedules.remove", "schedules.pause", "schedules.resume",
+                             "broadcast.send", "broadcast.cancel"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
     "service": (_READ_OPS - {"inbox.list", "inbox.read", "inbox.count"})  # an inbox is a person's
     | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},

@@ -362,3 +362,20 @@ def test_a_slot_is_taken_once_and_old_slots_are_pruned(tmp_path, monkeypatch):
         assert not [f for f in tmp_path.glob("broker.db*") if b"selector" in f.read_bytes()]
     finally:
         store.close()
+
+
+def test_a_scheduled_broadcast_reaches_every_target_and_is_tracked(world):
+    """``broadcast.send`` as the schedulable op ("optionally scheduled"): each agent gets its chat message, and the
+    slot names the broadcast whose receipts ``broadcast.get`` tracks."""
+    bus, agents, operator = world
+    seen = Seen(*agents)
+    operator.request("schedules.add", **schedule_args("notice", request_op="broadcast.send", at=time.time() + 1.5,
+                                                      args={"selector": "id:lab-*", "text": "Maintenance at noon"}))
+    for agent in agents:
+        seen.until(lambda s, a=agent: s.data(a, Kind.COMMAND), f"the scheduled broadcast at {agent}")
+        [command] = seen.data(agent, Kind.COMMAND)
+        assert command["name"] == "chat.send" and command["args"]["text"] == "Maintenance at noon"
+    [slot] = wait_for(lambda: [r for r in operator.request("schedules.get", id="notice")["runs"]
+                               if r["outcome"] != "attempted"], 15, what="the slot's outcome")
+    shown = operator.request("broadcast.get", id=slot["run_id"])
+    assert shown["reason"] == f"{REASON} (schedule notice)" and len(shown["recipients"]) == 2

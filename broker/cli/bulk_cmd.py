@@ -76,10 +76,15 @@ def show(args, answer: dict) -> int:
         print(f"  {summary(answer['counts'])}")
         unfinished = [[t["client_id"], t["status"], t["command_id"]] for t in answer["targets"] if t["status"] != DONE]
         if unfinished:
-            print(table(unfinished[:50], ["AGENT", "STATUS", "COMMAND"]))
-            if len(unfinished) > 50:
-                print(f"  ... and {len(unfinished) - 50:,} more (--json for all)")
+            print_capped(unfinished, ["AGENT", "STATUS", "COMMAND"], 50)
     return 0 if answer["counts"].get(DONE, 0) == answer["count"] else 1
+
+
+def print_capped(rows: list[list[str]], headers: list[str], cap: int) -> None:
+    """A table of the first ``cap`` rows, and how many more ``--json`` shows."""
+    print(table(rows[:cap], headers))
+    if len(rows) > cap:
+        print(f"  ... and {len(rows) - cap:,} more (--json for all)")
 
 
 def add_bulk_options(p) -> None:

@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "status": Subcommand("broker.cli.status", "agents (online/offline, last seen, version) and broker counters"),
     "send": Subcommand("broker.cli.send", "send a command to an agent (ping, sysinfo, ...)"),
     "bulk": Subcommand("broker.cli.bulk_cmd", "bulk runs (ems send SELECTOR ...): list, show ID [--follow], cancel ID"),
+    "broadcast": Subcommand("broker.cli.broadcast_cmd", "one chat message to many agents (a selector), and who read it"),
     "approvals": Subcommand("broker.cli.approvals_cmd", "two-person approval: pending requests; what needs approval"),
     "approve": Subcommand("broker.cli.approvals_cmd", "approve a held request (not your own): ems approve ID --reason ..."),
     "deny": Subcommand("broker.cli.approvals_cmd", "deny a held request: ems deny ID --reason ..."),

@@ -116,6 +116,11 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "schedules.remove": ("operator", False),
     "schedules.pause": ("operator", False),
     "schedules.resume": ("operator", False),
+    # one chat message to many agents, with receipts (broker.server.broadcasts); text only for operators and up
+    "broadcast.send": ("operator", False),
+    "broadcast.get": ("viewer", True),
+    "broadcast.list": ("viewer", True),
+    "broadcast.cancel": ("operator", False),
     # forwarded to the service that provides "store" (the persister)
     "store.query": ("viewer", True),
     "store.capture": ("viewer", True),
@@ -301,6 +306,11 @@ def history_kind(op: str, args: dict) -> str | None:
 def sees_whole_command(role: str, client_id: str, sender: str) -> bool:
     """Whether a peer sees a command's arguments and result: its sender, an admin or a service."""
     return role in ADMINS or client_id == sender
+
+
+def sees_chat(role: str) -> bool:
+    """Whether ``role`` sees chat text and who got and read a message (a broadcast's recipients): as live chat."""
+    return role in LIVE_READERS["chat"]
 
 
 def strip_row(role: str, client_id: str, kind: str, row: dict) -> dict:

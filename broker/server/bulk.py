@@ -84,12 +84,14 @@ class BulkRuns:
         ordered = sorted(found, key=lambda f: (not f.online, f.client_id))
         return selector.text, [BulkTarget(f.client_id) for f in ordered]
 
-    def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions, hold: bool = False) -> BulkRun:
-        """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches;
+    def start(self, peer: Peer, name: str, args: dict, selector_text: str, options: BulkOptions, hold: bool = False,
+              planned: tuple[str, list[BulkTarget]] | None = None, run_id: str = "") -> BulkRun:
+        """A new run of ``name`` (``args`` already checked and stamped) on what ``selector_text`` matches (or on
+        ``planned``: :meth:`plan`'s answer, command ids given to targets kept; ``run_id``: an id chosen by the caller);
         held for a second operator if ``hold`` or the approval rules say so."""
-        text, targets = self.plan(selector_text, set(self.broker.online))
+        text, targets = planned or self.plan(selector_text, set(self.broker.online))
         held = hold or self.broker.approvals.needs(name)
-        run_id, self.next_id = self.next_id or new_id(), None
+        run_id, self.next_id = run_id or self.next_id or new_id(), None
         run = BulkRun(run_id, peer.client_id, peer.role, peer.key, name, args, text, options, state=HELD if held else RUNNING,
                       targets=targets)
         self.store.add(run)
@@ -138,7 +140,7 @@ class BulkRuns:
             for position in run.waiting():
                 if room <= 0:
                     break
-                run.targets[position].command_id = new_id()
+                run.targets[position].command_id = run.targets[position].command_id or new_id()
                 run.mark(position, LAUNCHED)
                 self.store.set_target(run, position)
                 launches.append(position)
@@ -151,7 +153,8 @@ class BulkRuns:
     def _launch(self, run: BulkRun, position: int) -> None:
         target = run.targets[position]
         self._by_command[target.command_id] = (run, position)
-        cmd = self.broker.command_router.launch(self._sender(run), target.command_id, target.client_id, run.name, run.args,
+        args = {**run.args, run.options.id_arg: target.command_id} if run.options.id_arg else run.args
+        cmd = self.broker.command_router.launch(self._sender(run), target.command_id, target.client_id, run.name, args,
                                                 time.time() + run.options.ttl_s)
         if cmd is None:  # the agent is no longer accepted (revoked since the run began)
             self._by_command.pop(target.command_id, None)

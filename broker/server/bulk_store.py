@@ -63,6 +63,8 @@ class BulkOptions:
     canary: int = 0
     halt_failure_pct: float | None = None
     ttl_s: float = 3600.0
+    #: the argument each target's command carries its own command id in (a broadcast's chat ``message_id``); never from the wire
+    id_arg: str = ""
 
 
 @dataclass
@@ -151,8 +153,8 @@ class BulkStore:
                 (run.id, run.sender, run.sender_role, run.sender_key, run.name,
                  self._keyring.encrypt(pack_body(run.args), aad("bulk_runs", "args", run.id)), run.selector,
                  json.dumps(run.options.__dict__), run.state, run.why, run.created, run.updated))
-            self._db.executemany("INSERT INTO bulk_targets (run_id, position, client_id, status) VALUES (?, ?, ?, ?)",
-                                 [(run.id, i, t.client_id, t.status) for i, t in enumerate(run.targets)])
+            self._db.executemany("INSERT INTO bulk_targets (run_id, position, client_id, status, command_id) VALUES (?, ?, ?, ?, ?)",
+                                 [(run.id, i, t.client_id, t.status, t.command_id) for i, t in enumerate(run.targets)])
 
     def set_state(self, run: BulkRun) -> None:
         run.updated = time.time()

@@ -10,10 +10,10 @@ UNSUBSCRIBE. This is the hot path: the methods bind what they use locally.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.core.envelope import ErrorCode, Header, message_bytes, pack_header
+from broker.core.envelope import ErrorCode, Header, Kind, message_bytes, pack_header
 from broker.core.batches import BATCH_TOPIC_ROOTS, check_batch, decode_batch
 from broker.core.errors import ProtocolError
 
@@ -40,6 +40,14 @@ class Fanout:
         self.send = broker.send
         #: live topic -> roles that may receive it (permissions.live_readers, cached)
         self._readers: dict[str, frozenset[str]] = {}
+        #: agents whose chat records someone awaits (client id -> anything), and who takes them (:meth:`watch_chat`)
+        self._chat_awaited: dict = {}
+        self._on_chat: Callable[[str, bytes], None] | None = None
+
+    def watch_chat(self, awaited: dict, on_chat: Callable[[str, bytes], None]) -> None:
+        """Hand ``on_chat(client_id, body)`` every ``event.<agent>.chat`` record of an agent that is a key of
+        ``awaited`` (a dict the caller keeps up to date; for any other agent this costs one dict lookup)."""
+        self._chat_awaited, self._on_chat = awaited, on_chat
 
     def publish(self, topic: str, sender: bytes, header, body) -> int:
         """Fan out to every subscriber whose prefix matches ``topic`` and
@@ -93,6 +101,8 @@ class Fanout:
             return
         self.counters["routed"] += 1
         self.publish(topic, peer.sender, frames[1], frames[2])
+        if peer.client_id in self._chat_awaited and topic == f"{own}.chat" and header.kind == Kind.EVENT:
+            self._on_chat(peer.client_id, frames[2].bytes)
 
     def on_agent_batch(self, peer: "Peer", header: Header, frames) -> None:
         """BATCH: many of the sender's records. Whole to the store (peers that
@@ -115,6 +125,19 @@ class Fanout:
                 live.append(sub)
         if live:
             self._fan_out_batch(peer, frames[2].bytes, live)
+        if peer.client_id in self._chat_awaited:
+            self._chat_in_batch(peer, frames[2].bytes)
+
+    def _chat_in_batch(self, peer: "Peer", body: bytes) -> None:
+        """The chat records of a batch, to :meth:`watch_chat`'s taker (only for agents it awaits)."""
+        try:
+            records, _refused = decode_batch(body, peer.client_id)
+        except ProtocolError:  # counted by _fan_out_batch, or refused by the store
+            return
+        topic = f"{permissions.AGENT_TOPIC_PREFIX[Kind.EVENT]}.{peer.client_id}.chat"
+        for record in records:
+            if record.topic == topic and record.kind == Kind.EVENT:
+                self._on_chat(peer.client_id, record.body)
 
     def _fan_out_batch(self, peer: "Peer", body: bytes, subscribers: list["Peer"]) -> None:
         """Each record of a batch to the live subscribers whose prefixes match its topic."""

@@ -1,7 +1,7 @@
 """Scheduled runs: a request op started by the broker at a time, once or on a cron expression.
 
 A schedule runs one op of :data:`SCHEDULABLE` (a template on a selector, a
-bulk command, a playbook) with the arguments it was made with, AS THE PERSON WHO MADE
+bulk command, a playbook, a tracked broadcast) with the arguments it was made with, AS THE PERSON WHO MADE
 IT: at each slot the broker checks that the owner's key is still accepted
 and its role may still call the op; if not, nothing runs, a security record
 says why, and the schedule is paused. What the op does then is what it does
@@ -88,6 +88,7 @@ SCHEDULABLE: dict[str, Schedulable] = {
     "templates.run": Schedulable(_reason_arg, bulk=True),
     "bulk.start": Schedulable(_command_reason, bulk=True),
     "playbooks.run": Schedulable(_reason_arg, bulk=False),
+    "broadcast.send": Schedulable(_reason_arg, bulk=False),
 }
 
 

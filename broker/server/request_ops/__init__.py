@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import (approvals, bulk, commands, journal, key_revoke, keys, playbooks, schedules, status,
-                                       targets, templates)
+from broker.server.request_ops import (approvals, broadcasts, bulk, commands, journal, key_revoke, keys, playbooks, schedules,
+                                       status, targets, templates)
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -69,6 +69,10 @@ OPS: dict[str, Op] = {
     "schedules.remove": schedules.remove,
     "schedules.pause": schedules.pause,
     "schedules.resume": schedules.resume,
+    "broadcast.send": broadcasts.send,
+    "broadcast.get": broadcasts.get,
+    "broadcast.list": broadcasts.list_,
+    "broadcast.cancel": broadcasts.cancel,
 }
 
 

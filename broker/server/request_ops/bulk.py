@@ -22,11 +22,21 @@ def options_of(args: dict) -> BulkOptions:
         pct = bounds.finite(pct, "halt_failure_pct", "a percentage from 0 to 100")
         if not 0 <= pct <= 100:
             raise ValueError(f"halt_failure_pct must be a percentage from 0 to 100, not {pct:g}")
+    return BulkOptions(max_parallel=max_parallel_of(args), canary=bounds.int64(args.get("canary", 0), "canary", 0, 1000),
+                       halt_failure_pct=pct, ttl_s=ttl_of(args))
+
+
+def max_parallel_of(args: dict) -> int:
+    """``max_parallel`` of a request: 1-1000, default 20."""
+    return bounds.int64(args.get("max_parallel", BulkOptions.max_parallel), "max_parallel", 1, 1000)
+
+
+def ttl_of(args: dict) -> float:
+    """``ttl_s`` of a request: how long each command may wait for its agent, 1 s to 30 days (default 1 h)."""
     ttl = bounds.finite(args.get("ttl_s", BulkOptions.ttl_s), "ttl_s", "a number of seconds")
     if not 1 <= ttl <= MAX_TTL_S:
         raise ValueError(f"ttl_s must be from 1 to {MAX_TTL_S:g} seconds, not {ttl:g}")
-    return BulkOptions(max_parallel=bounds.int64(args.get("max_parallel", BulkOptions.max_parallel), "max_parallel", 1, 1000),
-                       canary=bounds.int64(args.get("canary", 0), "canary", 0, 1000), halt_failure_pct=pct, ttl_s=ttl)
+    return ttl
 
 
 def start(broker: "Broker", peer: "Peer", args: dict, hold: bool = False) -> dict:
