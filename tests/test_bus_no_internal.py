@@ -37,11 +37,11 @@ OP_FIELDS = {
     "keys.blocked": [], "keys.unblock": ["id", "reason"],
     "targets.resolve": ["selector", "limit"], "targets.tags": [], "targets.tag": ["kind", "name", "selector", "remove"],
     "bulk.start": ["selector", "name", "args", "max_parallel", "canary", "halt_failure_pct", "ttl_s", "dry_run"],
-    "bulk.get": ["id", "limit"], "bulk.list": ["limit"], "bulk.cancel": ["id", "reason"],
-    "approvals.list": ["state", "limit"], "approvals.decide": ["id", "approve", "reason"], "approvals.rules": [],
+    "bulk.get": ["id", "limit"], "bulk.list": ["limit"], "bulk.cancel": ["id", "reason", "operator"],
+    "approvals.list": ["state", "limit"], "approvals.decide": ["id", "approve", "reason", "operator"], "approvals.rules": [],
     "approvals.require": ["names", "remove"],
     "templates.list": [], "templates.put": ["name", "command", "args", "params", "approval", "description"],
-    "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run"],
+    "templates.remove": ["name"], "templates.run": ["name", "selector", "params", "reason", "max_parallel", "dry_run", "operator"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]
 
