@@ -15,6 +15,9 @@ body first), so every route is a small method whose docstring is its spec:
 ``GET  /api/sync``                     the sync worker's status (``sync.status``), auto-sync setting included
 ``POST /api/sync/auto``                auto-sync on/off and its period: ``sync.auto`` to the sync worker
 ``POST /api/history/<kind>/access``    a person's look at audited history read elsewhere, into the bus audit
+``GET|POST /api/approvals...``         two-person approvals, bulk runs, templates, target previews:
+``/api/bulk...``, ``/api/templates...``  :mod:`bridges.admin_http.ops_routes` (the web's Operations page)
+``GET  /api/targets``
 =====================================  =======================================
 
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
@@ -111,6 +114,8 @@ class AdminApi:
             ("POST", ("api", "sync", "auto"), self.sync_auto),
             ("POST", ("api", "history", "{}", "access"), self.history_access),
         ]
+        from bridges.admin_http.ops_routes import OpsRoutes  # it builds on this module's errors and helpers
+        self.routes += OpsRoutes(self).routes()
 
     def handle(self, req: Request) -> Response:
         """Answer one request; raises :class:`ApiError` for every refusal."""
@@ -128,7 +133,8 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto, POST /api/history/<kind>/access")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto, POST /api/history/<kind>/access, "
+                       "GET /api/approvals, GET /api/bulk, GET /api/templates, GET /api/targets (and their POSTs)")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
