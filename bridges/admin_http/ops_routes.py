@@ -37,6 +37,10 @@ MAX_PAGE = 500
 MAX_TARGETS = 10_000
 _ID_HINT = {"approvals": "GET /api/approvals lists the requests", "bulk": "GET /api/bulk lists the runs",
             "templates": "GET /api/templates lists the templates"}
+#: what to do when the broker's rules say no (409)
+_CONFLICT_HINT = {"approvals": "another person decides it (never the one who asked), and only while it is pending",
+                  "bulk": "through the web only the person who started a run cancels it; an admin key stops any run "
+                          "(ems bulk cancel)"}
 
 
 class OpsRoutes:
@@ -172,7 +176,7 @@ class OpsRoutes:
             if words.startswith(("no approval request", "no bulk run", "no template")):
                 raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
             if "person" in words or "already" in words or "may cancel" in words:
-                raise ApiError(409, words, "another person has to do this, or it is already decided") from cause
+                raise ApiError(409, words, _CONFLICT_HINT.get(area, "")) from cause
             raise ApiError(400, words, "fix the value the broker names and try again") from cause
 
 
