@@ -17,15 +17,12 @@ two-person and "only its sender" rules against that person, not against this lis
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from bridges.admin_http.api import ApiError, Request, Response, _json_object
 from bridges.admin_http.config import CLIENT_ID, OPERATOR_HEADER
+from bridges.admin_http.exchange import ApiError, Request, Response, json_object
 from broker.core.envelope import ErrorCode
 from broker.core.errors import RemoteError
-
-if TYPE_CHECKING:
-    from bridges.admin_http.api import AdminApi
 
 STATES = ("pending", "approved", "denied", "expired", "all")
 DECIDE_KEYS = ("approve", "reason")
@@ -37,6 +34,7 @@ MAX_PAGE = 500
 MAX_TARGETS = 10_000
 _ID_HINT = {"approvals": "GET /api/approvals lists the requests", "bulk": "GET /api/bulk lists the runs",
             "templates": "GET /api/templates lists the templates"}
+_SELECTOR_REQUIRED = "selector is required (1-1000 characters)"
 #: what to do when the broker's rules say no (409)
 _CONFLICT_HINT = {"approvals": "another person decides it (never the one who asked), and only while it is pending",
                   "bulk": "through the web only the person who started a run cancels it; an admin key stops any run "
@@ -46,7 +44,8 @@ _CONFLICT_HINT = {"approvals": "another person decides it (never the one who ask
 class OpsRoutes:
     """The routes above; bus calls, reasons and errors go through the :class:`AdminApi` they belong to."""
 
-    def __init__(self, api: "AdminApi"):
+    def __init__(self, api: Any):
+        """``api``: the :class:`bridges.admin_http.api.AdminApi` these routes join (its bus, config and reason check)."""
         self.api = api
 
     def routes(self) -> list[tuple[str, tuple[str, ...], Callable[..., Response]]]:
@@ -82,10 +81,10 @@ class OpsRoutes:
         person = _person(req, "decides")
         _check_id(request_id, "a request id")
         req.audit.update(action="approvals.decide", target=request_id)
-        body = _json_object(req.body, DECIDE_KEYS)
+        body = json_object(req.body, DECIDE_KEYS)
         approve = body.get("approve")
         if not isinstance(approve, bool):
-            raise ApiError(400, "approve must be true (approve) or false (deny)", '{"approve": true, "reason": "..."}')
+            raise ApiError(400, "approve: true to approve the request, false to deny it", '{"approve": true, "reason": "..."}')
         reason = req.audit["reason"] = self.api._reason(body)
         req.audit["approve"] = approve
         decided = self._call("approvals.decide", "approvals", id=request_id, approve=approve, reason=reason, operator=person)
@@ -117,7 +116,7 @@ class OpsRoutes:
         person = _person(req, "cancels a bulk run")
         _check_id(run_id, "a run id")
         req.audit.update(action="bulk.cancel", target=run_id)
-        reason = req.audit["reason"] = self.api._reason(_json_object(req.body, CANCEL_KEYS))
+        reason = req.audit["reason"] = self.api._reason(json_object(req.body, CANCEL_KEYS))
         run = self._call("bulk.cancel", "bulk", id=run_id, reason=reason, operator=person)
         run["targets"] = []
         return Response(200, run)
@@ -139,7 +138,7 @@ class OpsRoutes:
         person = _person(req, f"runs template {name}")
         _check_id(name, "a template name")
         req.audit.update(action="templates.run", target=name)
-        body = _json_object(req.body, RUN_KEYS)
+        body = json_object(req.body, RUN_KEYS)
         args = _run_options(body)
         dry_run = args["dry_run"]
         if not dry_run:
@@ -158,7 +157,7 @@ class OpsRoutes:
         _person(req, "previews targets")
         selector = _query(req, "selector", "")
         if not 0 < len(selector) <= 1000:
-            raise ApiError(400, "selector is required (1-1000 characters)", "e.g. ?selector=group:lab or ?selector=all")
+            raise ApiError(400, _SELECTOR_REQUIRED, "e.g. ?selector=group:lab or ?selector=all")
         limit = _int_query(req, "limit", MAX_PAGE, 0, MAX_TARGETS)
         return Response(200, self._call("targets.resolve", "", selector=selector, limit=limit))
 
@@ -208,7 +207,7 @@ def _run_options(body: dict) -> dict:
     """A template run's selector, params, dry run and pacing from ``body``, each checked; ApiError 400 otherwise."""
     selector = body.get("selector")
     if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:
-        raise ApiError(400, "selector is required (1-1000 characters)", 'e.g. "group:lab", "tag:kiosk", "all"')
+        raise ApiError(400, _SELECTOR_REQUIRED, 'e.g. "group:lab", "tag:kiosk", "all"')
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise ApiError(400, "params must be a JSON object", 'e.g. {"params": {"delay_s": 60}}')
