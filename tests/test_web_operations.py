@@ -73,6 +73,7 @@ def test_preview_then_run_held_then_another_person_approves_then_only_the_starte
     wait_for(lambda: "3 agent(s) match" in text_of(browser, "run-preview-list"), 10, what="the preview")
     assert "nothing was sent" in text_of(browser, "run-preview-list") and stack.runs() == []
     assert browser.execute_script("return window.__xss") is None  # the hostile description is text
+    browser.execute_script("document.getElementById('run-reason').scrollIntoView({block: 'start', behavior: 'instant'});")
     shot(browser, "web-operations-preview-dark.png")
     browser.find_element(By.ID, "run-reason").send_keys("patch day, ticket 12")
     click(browser, browser.find_element(By.ID, "run-start"))
@@ -175,7 +176,7 @@ def test_bad_decisions_and_cancels_are_answered_with_a_sentence(stack, path, for
     ({"template": "patch", "selector": "all", "p[window_h]": "1", "canary": "-1", "preview": "1"}, "Canary is a whole"),
     ({"template": "patch", "selector": "all", "p[window_h]": "1", "halt_failure_pct": "101", "preview": "1"}, "Halt failure pct"),
     ({"template": "patch", "selector": "all", "p[bad name]": "1", "preview": "1"}, "parameters: letters"),
-    ({"template": "patch", "selector": "all", "p[window_h]": "1", "preview": "0"}, "A reason is required"),
+    ({"template": "patch", "selector": "all", "p[window_h]": "1", "preview": "0", "previewed": "all"}, "A reason is required"),
     ({"template": "no-such", "selector": "all", "preview": "1"}, "no template"),
 ])
 def test_bad_runs_start_nothing_and_say_why(stack, form, says):
@@ -187,4 +188,19 @@ def test_bad_runs_start_nothing_and_say_why(stack, form, says):
     before = len(stack.runs())
     status, _, text = client.request("POST", "/operations/run", {"csrf": client.csrf("/operations"), **form})
     assert status == 422 and says.lower() in text.lower(), text[-2000:]
+    assert len(stack.runs()) == before
+
+
+def test_run_with_a_selector_changed_since_its_preview_previews_again(stack):
+    """Tried: Run (with a reason) after changing the selector from the one previewed, and with none previewed.
+    Expected: nothing starts; the page shows the new selector's targets and a Run button for them."""
+    client = WebClient(stack.site.base)
+    assert client.login("otto") == 303
+    before = len(stack.runs())
+    for previewed in ("id:desk-1", None):
+        form = {"csrf": client.csrf("/operations"), "template": "patch", "selector": "id:desk-*", "p[window_h]": "2",
+                "reason": "patch", "preview": "0", **({"previewed": previewed} if previewed else {})}
+        status, _, text = client.request("POST", "/operations/run", form)
+        assert status == 200 and "3 agent(s) match" in text and 'id="run-start"' in text
+        assert 'name="previewed" value="id:desk-*"' in text
     assert len(stack.runs()) == before

@@ -73,7 +73,7 @@ ROUTE_PARAMS = {
     "POST /operations/decide": {"id": "no-such-request", "approve": "1", "reason": WHY},
     "POST /operations/cancel": {"id": "no-such-run", "reason": WHY},
     "POST /operations/run": {"template": "patch", "selector": "all", "p[window_h]": "4", "max_parallel": "20", "canary": "0",
-                             "halt_failure_pct": "50", "reason": WHY, "preview": "1"},
+                             "halt_failure_pct": "50", "reason": WHY, "preview": "1", "previewed": "all"},
     # an existing name: every request that passes the checks stops at "taken" (no account is created)
     "POST /users": {"username": "ada", "display_name": "Someone", "role": "viewer", "password": "long enough password"},
 }

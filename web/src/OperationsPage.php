@@ -81,12 +81,14 @@ final class OperationsPage
         $this->back($where, $ok ? 'success' : 'danger', $ok ? 'Cancelled: ' . ($answer['why'] ?? '') : $this->refusal($answer));
     }
 
-    /** POST /operations/run (template, selector, p_<param>..., max_parallel, canary, halt_failure_pct, reason, preview). */
+    /** POST /operations/run (template, selector, p[<param>]..., max_parallel, canary, halt_failure_pct, reason, preview,
+     *  previewed: the selector whose targets the person saw; Run with another one shows its preview instead). */
     public function run(): void
     {
         $name = AuthPages::posted('template');
         $form = TemplateForm::fromPost($_POST);
-        $preview = AuthPages::posted('preview') === '1';
+        // Run only on the targets the person saw: a selector changed since its preview is previewed again first
+        $preview = AuthPages::posted('preview') === '1' || AuthPages::posted('previewed') !== $form->values['selector'];
         $back = fn (string $error, array $more = []): mixed => $this->show(['view' => 'templates', 'chosenName' => $name,
             'form' => $form->values, 'error' => $error] + $more + $this->listView('/api/templates', 'templates'), 422);
         if (!preg_match(self::ID, $name) || $form->problem !== '') {
@@ -111,7 +113,7 @@ final class OperationsPage
         }
         $held = ($answer['state'] ?? '') === 'held';
         $this->back(['view' => 'bulk', 'run' => (string) ($answer['id'] ?? '')], $held ? 'warning' : 'success', $held
-            ? 'Held: this run waits for another person\'s approval (' . ($answer['why'] ?? '') . '); nothing was sent yet.'
+            ? 'Held: nothing is sent until another person approves it on the Approvals tab (' . ($answer['why'] ?? '') . ').'
             : 'Started ' . $name . ' on ' . (int) ($answer['count'] ?? 0) . ' agent(s).');
     }
 

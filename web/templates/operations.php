@@ -42,4 +42,6 @@ $progress = static function (array $run): string {
 <?php if ($error !== '' && $apiOn): ?>
   <div class="alert alert-danger small" id="ops-error" role="alert"><?= e($error) ?></div>
 <?php endif; ?>
-<?php require __DIR__ . '/ops_' . ($view === 'bulk' && isset($runDetail) ? 'run' : $view) . '.php'; ?>
+<?php if ($apiOn) {
+    require __DIR__ . '/ops_' . ($view === 'bulk' && isset($runDetail) ? 'run' : $view) . '.php';
+} ?>

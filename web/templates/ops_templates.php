@@ -36,6 +36,7 @@ $form = ($form ?? []) + TemplateForm::DEFAULTS;
   <?php if (!empty($chosen['approval'])): ?><div class="small text-warning-emphasis mb-2">Every run of this template waits for another person's approval.</div><?php endif; ?>
   <input type="hidden" name="csrf" value="<?= e(Session::csrfToken()) ?>">
   <input type="hidden" name="template" value="<?= e($chosen['name']) ?>">
+  <?php if (isset($preview)): ?><input type="hidden" name="previewed" value="<?= e($form['selector']) ?>"><?php endif; ?>
   <div class="row g-2">
   <?php foreach ($chosen['params'] ?? [] as $pname => $spec): [$type, $options, $attrs] = TemplateForm::input($spec);
       $id = 'param-' . $pname; $value = $form['p_' . $pname] ?? ''; ?>
