@@ -6,10 +6,15 @@ same for cancelling a bulk run: only the person who started it (or an admin key)
 """
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from broker.core import keys
 from broker.core.errors import RemoteError
+from broker.core.sealing import KeyRing
+from broker.server.approvals import ApprovalBook, ApprovalRequest
+from broker.server.command_queue import QUEUE_KEYS_FILE
 
 REASON = "kernel patch"
 #: who acts: an operator's own key, or the service vouching for web person A or B
@@ -108,3 +113,23 @@ def test_who_may_cancel_whose_bulk_run(world, starter, canceller):
     run = client.request("bulk.cancel", id=run_id, reason="stop", **extra)
     who = {"key": "Jane Doe", "admin": "admin", **{k: v["name"] for k, v in PEOPLE.items()}}[canceller]
     assert (run["state"], run["why"]) == ("cancelled", f"cancelled by {who}: stop")
+
+
+def test_a_broker_db_from_before_vouched_requesters_keeps_its_pending_requests(tmp_path):
+    """Tried: an approval_requests table without the requester_person column (a broker.db of the previous release)
+    holding a pending request. Expected: opening it adds the column; the old request's person is its requester's
+    key, so the key-based rule still holds for it; a new request keeps its own person."""
+    db = tmp_path / "broker.db"
+    ring = KeyRing(tmp_path / "keys" / QUEUE_KEYS_FILE)
+    book = ApprovalBook(db, ring)
+    book.add(ApprovalRequest("old-1", "command", "reboot", "reboot on desk-7", "jane", "operator", "k", "Jane Doe", "r",
+                             {"target": "desk-7"}, "pending", 1.0, 2.0))
+    book.close()
+    with sqlite3.connect(db) as conn:  # back to the old schema
+        conn.execute("ALTER TABLE approval_requests DROP COLUMN requester_person")
+    book = ApprovalBook(db, ring)
+    assert book.get("old-1").requester_person == "jane"
+    book.add(ApprovalRequest("new-1", "bulk", "reboot", "reboot on 3", "admin-http", "service", "k", "Ann", "r",
+                             {"run_id": "x"}, "pending", 3.0, 4.0, requester_person="web:Ann"))
+    assert [(r.id, r.requester_person) for r in book.listed("pending", 10)] == [("new-1", "web:Ann"), ("old-1", "jane")]
+    book.close()
