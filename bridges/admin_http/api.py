@@ -15,11 +15,17 @@ body first), so every route is a small method whose docstring is its spec:
 ``GET  /api/sync``                     the sync worker's status (``sync.status``), auto-sync setting included
 ``POST /api/sync/auto``                auto-sync on/off and its period: ``sync.auto`` to the sync worker
 ``POST /api/history/<kind>/access``    a person's look at audited history read elsewhere, into the bus audit
-``GET|POST /api/approvals...``         two-person approvals, bulk runs, templates, target previews:
-``/api/bulk...``, ``/api/templates...``  :mod:`bridges.admin_http.ops_routes` (the web's Operations page)
-``GET  /api/targets``
+``GET  /api/approvals``                two-person approval requests, pending first (``approvals.list``)
+``POST /api/approvals/<id>/decide``    approve or deny with a reason, as the person named (``approvals.decide``)
+``GET  /api/bulk``                     the newest bulk runs (``bulk.list``)
+``GET  /api/bulk/<id>``                one run with a page of its targets (``bulk.get``)
+``POST /api/bulk/<id>/cancel``         stop a run the person started (``bulk.cancel``)
+``GET  /api/templates``                command templates and their typed parameters (``templates.list``)
+``POST /api/templates/<name>/run``     a template run, or its dry run (``templates.run``)
+``GET  /api/targets``                  the agents a selector matches now (``targets.resolve``)
 =====================================  =======================================
 
+The last eight are :mod:`bridges.admin_http.ops_routes` (the web's Operations tab).
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
 """
 from __future__ import annotations
