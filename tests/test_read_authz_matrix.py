@@ -60,7 +60,7 @@ OPS = {
     "sync.auto": {"enabled": True, "every_min": 5, "reason": "matrix"},
     "targets.resolve": {"selector": "all"}, "targets.tags": {},
     "targets.tag": {"kind": "tag", "name": "matrix", "selector": "no-such-agent"},
-    "bulk.start": {"selector": "no-such-agent", "name": "ping"}, "bulk.get": {"id": "no-such-run"}, "bulk.list": {},
+    "bulk.start": {"selector": "no-such-agent", "name": "ping", "args": {"operator": {"name": "Matrix Person"}}}, "bulk.get": {"id": "no-such-run"}, "bulk.list": {},
     "bulk.cancel": {"id": "no-such-run"},
     "approvals.list": {}, "approvals.decide": {"id": "no-such-request", "approve": False, "reason": "matrix"},
     "approvals.rules": {}, "approvals.require": {"names": ["matrix-only-command"]},
@@ -94,8 +94,10 @@ EXPECTED_OPS = {
                              "alerts.ack", "schedules.add", "schedules.remove", "schedules.pause", "schedules.resume",
                              "broadcast.send", "broadcast.cancel"},
     "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
+    # the web's Operations page: a service acts on these only for a person it names (test_approval_vouching.py)
     "service": (_READ_OPS - {"inbox.list", "inbox.read", "inbox.count"})  # an inbox is a person's
-    | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto"},
+    | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto",
+       "bulk.start", "bulk.cancel", "approvals.list", "approvals.decide", "templates.run"},
     "agent": set(),
 }
 SECRET_ARGS = {"path": "/home/kim/payroll.xlsx", "reason": "user asked"}

@@ -68,6 +68,12 @@ ROUTE_PARAMS = {
     "POST /reports/rename": {"id": REPORT, "name": "disk warnings, weekly"},
     # another user's report: each request that passes the checks stops at "not yours" (nothing is deleted)
     "POST /reports/delete": {"id": OTHERS_REPORT},
+    # the Operations tab reads and acts through the admin API (none here: each stops at "not configured")
+    "GET /operations": {"view": "bulk", "run": "r-1", "template": "patch", "page": "1"},
+    "POST /operations/decide": {"id": "no-such-request", "approve": "1", "reason": WHY},
+    "POST /operations/cancel": {"id": "no-such-run", "reason": WHY},
+    "POST /operations/run": {"template": "patch", "selector": "all", "p[window_h]": "4", "max_parallel": "20", "canary": "0",
+                             "halt_failure_pct": "50", "reason": WHY, "preview": "1", "previewed": "all"},
     # an existing name: every request that passes the checks stops at "taken" (no account is created)
     "POST /users": {"username": "ada", "display_name": "Someone", "role": "viewer", "password": "long enough password"},
 }
@@ -315,7 +321,8 @@ def test_every_route_and_every_parameter_php_reads_is_covered():
         for method, names in methods.items():
             covered = {name for route, params in ROUTE_PARAMS.items() if route.startswith(method + " ")
                        and routes[route][0].endswith("\\" + page) for name in params}
-            covered = {name.removesuffix("[]") for name in covered}  # pick[]: PHP reads $_POST['pick'] as an array
+            # pick[] and p[window_h]: PHP reads $_POST['pick'] and $_POST['p'] as arrays
+            covered = {re.sub(r"\[\w*\]$", "", name) for name in covered}
             assert names <= covered, f"{page} reads {method} {sorted(names - covered)}: not in ROUTE_PARAMS"
             assert covered <= names, f"ROUTE_PARAMS gives {page} {method} {sorted(covered - names)}, which PHP never reads"
 

@@ -104,7 +104,7 @@ def console_errors(driver) -> list[str]:
 
 def test_every_page_renders_in_both_themes_at_1280x800_without_console_errors(site, browser):
     pages = html_pages(site)
-    assert {"/clients", "/servers", "/sessions", "/logs", "/security", "/users"} <= set(pages), pages
+    assert {"/clients", "/servers", "/sessions", "/logs", "/security", "/users", "/operations"} <= set(pages), pages
     log_in(browser, site.base, "ada")
     for tab in ("fileops", "messages", "captures"):  # the audited tabs open with a reason (the form is a page too)
         browser.get(site.base + "/" + tab)

@@ -15,24 +15,33 @@ body first), so every route is a small method whose docstring is its spec:
 ``GET  /api/sync``                     the sync worker's status (``sync.status``), auto-sync setting included
 ``POST /api/sync/auto``                auto-sync on/off and its period: ``sync.auto`` to the sync worker
 ``POST /api/history/<kind>/access``    a person's look at audited history read elsewhere, into the bus audit
+``GET  /api/approvals``                two-person approval requests, pending first (``approvals.list``)
+``POST /api/approvals/<id>/decide``    approve or deny with a reason, as the person named (``approvals.decide``)
+``GET  /api/bulk``                     the newest bulk runs (``bulk.list``)
+``GET  /api/bulk/<id>``                one run with a page of its targets (``bulk.get``)
+``POST /api/bulk/<id>/cancel``         stop a run the person started (``bulk.cancel``)
+``GET  /api/templates``                command templates and their typed parameters (``templates.list``)
+``POST /api/templates/<name>/run``     a template run, or its dry run (``templates.run``)
+``GET  /api/targets``                  the agents a selector matches now (``targets.resolve``)
 =====================================  =======================================
 
+The last eight are :mod:`bridges.admin_http.ops_routes` (the web's Operations tab).
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
 """
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
 from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, AdminHttpConfig
+from bridges.admin_http.exchange import ApiError, Request, Response, json_object
+from bridges.admin_http.ops_routes import OpsRoutes
 from broker.core import errors, permissions
 from broker.core.envelope import ErrorCode, new_id
 from broker.core.errors import EmsError, RemoteError
@@ -58,42 +67,6 @@ _NAME_THE_PERSON = f"send {OPERATOR_HEADER}: Jane Doe (the audit trail records i
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
 
 
-class ApiError(EmsError):
-    """An HTTP error answer: status, a message and a hint on what to do."""
-
-    def __init__(self, status: int, error: str, hint: str = "", headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None):
-        super().__init__(f"{status} {error}")
-        self.status = status
-        self.error = error
-        self.hint = hint
-        self.headers = headers or {}
-        #: more fields for the JSON answer (e.g. a command id)
-        self.extra = extra or {}
-
-    def response(self) -> Response:
-        return Response(self.status, {"error": self.error, "hint": self.hint, **self.extra}, self.headers)
-
-
-@dataclass
-class Response:
-    status: int
-    body: dict
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Request:
-    """One authenticated API call. Routes add what the audit log should show to ``audit``."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: bytes | None
-    caller: str
-    audit: dict[str, Any] = field(default_factory=dict)
-
-
 class AdminApi:
     """Routes requests to handlers that call the bus through a :class:`BusWorker`."""
 
@@ -111,6 +84,7 @@ class AdminApi:
             ("POST", ("api", "sync", "auto"), self.sync_auto),
             ("POST", ("api", "history", "{}", "access"), self.history_access),
         ]
+        self.routes += OpsRoutes(self).routes()
 
     def handle(self, req: Request) -> Response:
         """Answer one request; raises :class:`ApiError` for every refusal."""
@@ -128,7 +102,8 @@ class AdminApi:
                            headers={"Allow": ", ".join(allowed)})
         raise ApiError(404, f"no such endpoint: {req.path}",
                        "endpoints: GET /api/status, GET /api/clients, POST /api/clients/<id>/{"
-                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto, POST /api/history/<kind>/access")
+                       + ",".join(ACTIONS) + "}, GET /api/commands/<id>, GET|POST /api/sync, POST /api/sync/auto, POST /api/history/<kind>/access, "
+                       "GET /api/approvals, GET /api/bulk, GET /api/templates, GET /api/targets (and their POSTs)")
 
     # -- routes ------------------------------------------------------------------
     def status(self, req: Request) -> Response:
@@ -363,19 +338,5 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
 
 
 def _json_object(body: bytes | None, allowed: tuple[str, ...] = BODY_KEYS) -> dict:
-    """The body as a JSON object with only ``allowed`` keys; ApiError 400 otherwise."""
-    example = 'e.g. {"reason": "user asked for a restart"}'
-    if not body:
-        raise ApiError(400, "the body is empty: it must be a JSON object", example)
-    try:
-        value = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the body is not UTF-8: {exc}", example) from exc
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}", example) from exc
-    if not isinstance(value, dict):
-        raise ApiError(400, f"the body must be a JSON object, not {type(value).__name__}", example)
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}", f"allowed: {', '.join(allowed)}")
-    return value
+    """The body as a JSON object with only ``allowed`` keys (a command's by default); ApiError 400 otherwise."""
+    return json_object(body, allowed)

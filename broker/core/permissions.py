@@ -87,21 +87,22 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "targets.resolve": ("viewer", True),
     "targets.tags": ("viewer", True),
     "targets.tag": ("operator", False),
-    # one command to many agents, paced (broker.server.bulk)
-    "bulk.start": ("operator", False),
+    # one command to many agents, paced (broker.server.bulk); a service (the web) acts here only for a person
+    # it names (args.operator): the broker stamps and checks that person (broker.server.approval_flow)
+    "bulk.start": ("operator", True),
     "bulk.get": ("viewer", True),
     "bulk.list": ("viewer", True),
-    "bulk.cancel": ("operator", False),
+    "bulk.cancel": ("operator", True),
     # two-person approval (broker.server.approvals): the rules are the admins'
-    "approvals.list": ("operator", False),
-    "approvals.decide": ("operator", False),
+    "approvals.list": ("operator", True),
+    "approvals.decide": ("operator", True),
     "approvals.rules": ("viewer", True),
     "approvals.require": ("admin", False),
     # named, typed commands (broker.core.templates): admins define them, operators run them
     "templates.list": ("viewer", True),
     "templates.put": ("admin", False),
     "templates.remove": ("admin", False),
-    "templates.run": ("operator", False),
+    "templates.run": ("operator", True),
     # ordered template steps per target (broker.core.playbooks): admins define them, operators run them
     "playbooks.list": ("viewer", True),
     "playbooks.put": ("admin", False),

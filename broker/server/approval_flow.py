@@ -5,6 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from broker.core import permissions
 from broker.core.envelope import Kind, new_id, pack_body, pack_header
 from broker.core.vocabulary import FAILED, HELD
 from broker.server import operators
@@ -20,6 +21,17 @@ log = logging.getLogger(__name__)
 _EMPTY = b""
 #: approval requests that hold a whole run (payload: its id) rather than one command
 _RUNS = ("bulk", "playbook")
+
+
+def acting_person(registry, peer: "Peer", args: dict) -> tuple[str, str]:
+    """``(id, name)`` of the person acting through ``peer``: the one a vouching service names in ``args.operator``
+    (ValueError if it names none: one service key acts for many people), else the key's own."""
+    if peer.role in permissions.VOUCHING_ROLES:
+        stamp, problem = operators.stamp(peer.role, peer.client_id, "", args)
+        if not stamp:
+            raise ValueError(problem)
+        return stamp["id"], stamp["name"]
+    return peer.client_id, operators.person_of(registry, peer)
 
 
 class Approvals:
@@ -50,10 +62,11 @@ class Approvals:
 
     def _ask(self, peer: "Peer", request_id: str, kind: str, name: str, summary: str, args: dict, payload: dict) -> ApprovalRequest:
         now = time.time()
-        operator = args.get("operator") or {}
+        operator = args.get("operator") or {}  # the broker's stamp: the vouched person, else the key's own
         request = ApprovalRequest(request_id, kind, name, summary, peer.client_id, peer.role, peer.key,
                                   operator.get("name") or operators.person_of(self.broker.registry, peer),
-                                  str(args.get("reason") or ""), payload, PENDING, now, now + self.ttl_s)
+                                  str(args.get("reason") or ""), payload, PENDING, now, now + self.ttl_s,
+                                  requester_person=operator.get("id") or peer.client_id)
         self.book.add(request)
         self.broker.records.audit(peer, "approval.request", {"id": request_id, "kind": kind, "name": name, "summary": summary,
                                                              "reason": request.reason, "operator_name": request.requester_name,
@@ -61,22 +74,25 @@ class Approvals:
         return request
 
     # -- deciding ------------------------------------------------------------------------
-    def decide(self, peer: "Peer", request_id: str, approve: bool, reason: str) -> ApprovalRequest:
-        """Approve or deny a pending request as ``peer`` (never its requester); ValueError saying why not."""
+    def decide(self, peer: "Peer", request_id: str, approve: bool, reason: str, args: dict | None = None) -> ApprovalRequest:
+        """Approve or deny a pending request as ``peer`` (or the person it vouches for in ``args``), never as the
+        person who asked (same id, or same name in any case); ValueError saying why not."""
         request = self.book.get(request_id)
         if request is None:
             raise ValueError(f"no approval request {request_id!r} (ems approvals list)")
         if request.state != PENDING:
             raise ValueError(f"request {request_id} is {request.state} already")
-        person = operators.person_of(self.broker.registry, peer)
-        if peer.client_id == request.requester or person.casefold() == request.requester_name.casefold():
+        person_id, person = acting_person(self.broker.registry, peer, args or {})
+        if person_id == request.requester_person or person.casefold() == request.requester_name.casefold():
             raise ValueError("a request is approved or denied by another person than the one who made it")
         request.state = APPROVED if approve else DENIED
-        request.decided_by, request.decided_name, request.decided_reason, request.decided_at = peer.client_id, person, reason, time.time()
+        request.decided_by, request.decided_name, request.decided_reason, request.decided_at = person_id, person, reason, time.time()
+        via = peer.client_id if peer.role in permissions.VOUCHING_ROLES else ""
         self.book.decide(request)
         self.broker.records.audit(peer, "approval.approve" if approve else "approval.deny", {
             "id": request.id, "kind": request.kind, "summary": request.summary, "reason": reason, "operator_name": person,
-            "requester": request.requester, "requester_name": request.requester_name, "requester_reason": request.reason})
+            "requester": request.requester_person, "requester_name": request.requester_name, "requester_reason": request.reason,
+            "via": via})
         if approve:
             self._release(request)
         else:

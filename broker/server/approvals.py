@@ -13,7 +13,9 @@ the audit trail (``approval.request``, ``approval.approve`` / ``deny`` /
 
 "Not the requester" is checked on both the key (client id) and the person
 (the name the operator stamp carries), so nobody approves their own request
-through another tool or a bridge that names them.
+through another tool or a bridge that names them. Through a vouching service
+(the admin API: one key for many people) both sides are the person it names,
+not its key: one web user approves another's request, never their own.
 
 Kept in ``broker.db``: ``approval_rules`` (command names) and
 ``approval_requests`` (the held request, its payload sealed like the command
@@ -56,7 +58,8 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     decided_by     TEXT NOT NULL DEFAULT '',
     decided_name   TEXT NOT NULL DEFAULT '',
     decided_reason TEXT NOT NULL DEFAULT '',
-    decided_at     REAL
+    decided_at     REAL,
+    requester_person TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS approval_requests_state ON approval_requests (state, created);
 """
@@ -81,6 +84,8 @@ class ApprovalRequest:
     decided_name: str = ""
     decided_reason: str = ""
     decided_at: float | None = None
+    #: the person who asked: the id a vouching service named (e.g. ``web:jane``), else the requester's key
+    requester_person: str = ""
 
     def as_dict(self) -> dict:
         """What anyone who may list approvals sees (the payload's arguments are not in it)."""
@@ -94,6 +99,10 @@ class ApprovalBook:
         self._keyring = keyring
         self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(approval_requests)")}
+        if "requester_person" not in columns:  # a broker.db from before vouched requesters
+            with self._db:
+                self._db.execute("ALTER TABLE approval_requests ADD COLUMN requester_person TEXT NOT NULL DEFAULT ''")
         self.rules: set[str] = {row["name"] for row in self._db.execute("SELECT name FROM approval_rules")}
 
     def close(self) -> None:
@@ -121,11 +130,11 @@ class ApprovalBook:
         with self._db:
             self._db.execute(
                 "INSERT INTO approval_requests (id, kind, name, summary, requester, requester_role, requester_key, requester_name,"
-                " reason, payload, state, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, payload, state, created, expires, requester_person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (request.id, request.kind, request.name, request.summary, request.requester, request.requester_role,
                  request.requester_key, request.requester_name, request.reason,
                  self._keyring.encrypt(pack_body(request.payload), aad("approval_requests", "payload", request.id)),
-                 request.state, request.created, request.expires))
+                 request.state, request.created, request.expires, request.requester_person or request.requester))
 
     def decide(self, request: ApprovalRequest) -> None:
         """Record ``request``'s new state and who decided (already set on it)."""
@@ -151,5 +160,6 @@ class ApprovalBook:
     def _request(self, row) -> ApprovalRequest:
         payload = unpack_body(self._keyring.decrypt(row["payload"], aad("approval_requests", "payload", row["id"])))
         values = {key: row[key] for key in row.keys() if key != "payload"}
+        values["requester_person"] = values["requester_person"] or values["requester"]
         return ApprovalRequest(**values, payload=payload)
 

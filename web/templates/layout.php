@@ -30,6 +30,7 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
         <?php endif; endforeach; ?>
         <li class="nav-item"><a class="nav-link<?= $tab === 'servers' ? ' active' : '' ?>" href="/servers">Servers</a></li>
         <li class="nav-item"><a class="nav-link<?= $tab === 'updates' ? ' active' : '' ?>" href="/updates">Updates</a></li>
+        <li class="nav-item"><a class="nav-link<?= $tab === 'operations' ? ' active' : '' ?>" href="/operations" id="nav-operations">Operations</a></li>
         <li class="nav-item"><a class="nav-link<?= $tab === 'reports' ? ' active' : '' ?>" href="/reports" id="nav-reports">Reports</a></li>
         <?php if (Auth::allows($user, 'admin')): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>

@@ -27,7 +27,8 @@ def list_(broker: "Broker", peer: "Peer", args: dict) -> list[dict]:
 
 def decide(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``approvals.decide``: ``approve`` (true) or deny (false) request ``id`` with a ``reason``, as an operator who
-    is not the requester; the held command is queued (or the run starts), or it ends unrun."""
+    is not the requester (a vouching service names the person deciding in ``operator``); the held command is
+    queued (or the run starts), or it ends unrun."""
     request_id = bounds.text(args.get("id"), "id", 64, empty=False)
     approve = args.get("approve")
     if not isinstance(approve, bool):
@@ -35,7 +36,7 @@ def decide(broker: "Broker", peer: "Peer", args: dict) -> dict:
     reason = clean_reason(bounds.text(args.get("reason"), "reason", MAX_REASON_CHARS * 4))
     if not reason:
         raise ValueError("a decision needs a reason (it is kept in the audit trail beside the requester's)")
-    return broker.approvals.decide(peer, request_id, approve, reason).as_dict()
+    return broker.approvals.decide(peer, request_id, approve, reason, args).as_dict()
 
 
 def rules(broker: "Broker", peer: "Peer", args: dict) -> list[str]:

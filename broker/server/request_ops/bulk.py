@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.core import bounds, permissions
+from broker.server.approval_flow import acting_person
 from broker.server.bulk_store import STOPPED, BulkOptions, BulkRun
 
 if TYPE_CHECKING:
@@ -76,16 +77,20 @@ def list_(broker: "Broker", peer: "Peer", args: dict) -> list[dict]:
 
 
 def cancel(broker: "Broker", peer: "Peer", args: dict) -> dict:
-    """``bulk.cancel``: stop run ``id`` (its sender or an admin): nothing more starts, commands still queued for
-    offline agents expire unrun; what already runs finishes."""
+    """``bulk.cancel``: stop run ``id`` (the person who started it, or an admin; a vouching service names the
+    person in ``operator``): nothing more starts, commands still queued for offline agents expire unrun; what
+    already runs finishes."""
     run = _find(broker, args)
-    if peer.client_id != run.sender and peer.role != "admin":
-        raise ValueError(f"only {run.sender} (who started it) or an admin may cancel run {run.id}")
+    person_id, person = acting_person(broker.registry, peer, args)
+    starter = run.args.get("operator") or {}
+    if peer.role != "admin" and person_id != (starter.get("id") or run.sender):
+        raise ValueError(f"only {starter.get('name') or run.sender} (who started it) or an admin may cancel run {run.id}")
     live = broker.bulk.runs.get(run.id)
     if live is not None:
-        person = args.get("reason") or ""
-        broker.bulk.stop(live, STOPPED, f"cancelled by {peer.client_id}" + (f": {bounds.text(person, 'reason', 500)}" if person else ""))
-        broker.records.audit(peer, "bulk.cancel", {"id": run.id, "reason": person})
+        reason = bounds.text(args.get("reason") or "", "reason", 500)
+        broker.bulk.stop(live, STOPPED, f"cancelled by {person}" + (f": {reason}" if reason else ""))
+        broker.records.audit(peer, "bulk.cancel", {"id": run.id, "reason": reason, "operator_name": person,
+                                                   "via": peer.client_id if peer.role in permissions.VOUCHING_ROLES else ""})
         run = live
     return view(run, peer)
 

@@ -56,7 +56,9 @@ def run(broker: "Broker", peer: "Peer", args: dict) -> dict:
     if args.get("reason"):
         command_args["reason"] = bounds.text(args["reason"], "reason", 2000)
     command_args["template"] = name
-    request = {k: v for k, v in args.items() if k not in ("name", "params", "reason")}
+    if "operator" in args:  # the person a vouching service names (the broker's stamp decides what counts)
+        command_args["operator"] = args["operator"]
+    request = {k: v for k, v in args.items() if k not in ("name", "params", "reason", "operator")}
     return bulk.start(broker, peer, {**request, "name": template.command, "args": command_args}, hold=template.approval)
 
 
