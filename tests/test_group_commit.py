@@ -183,3 +183,23 @@ def test_disabled_writes_each_statement_at_once_and_holds_nothing(tmp_path):
     g.after_commit(ran.append, 1)
     assert ran == [1] and not g.holding and _rows(g) == [(1, "a")] and g.counters["db_commits"] == 1
     g.close()
+
+
+def test_a_statement_that_promises_nothing_holds_nothing_and_rides_with_the_next_commit(group):
+    """Tried: an agent's answer (``promise=False``) alone, then a new command's row behind it, then one left to age."""
+    ran = []
+    group.write("INSERT INTO t (id, v) VALUES (?, ?)", (1, "final"), promise=False)
+    group.after_commit(ran.append, "result")
+    assert ran == ["result"] and not group.holding
+    group.commit()  # young and alone: waits
+    assert _rows(group) == []
+    group.write("INSERT INTO t (id, v) VALUES (?, ?)", (2, "queued"))
+    group.after_commit(ran.append, "queued")
+    assert group.holding and ran == ["result"]
+    group.commit()
+    assert _rows(group) == [(1, "final"), (2, "queued")] and ran == ["result", "queued"]
+    assert group.counters["db_commits"] == 1
+    group.write("INSERT INTO t (id, v) VALUES (?, ?)", (3, "result_sent"), promise=False)
+    group._lazy_since -= 10  # as if it had waited past LAZY_MAX_S
+    group.commit()
+    assert _rows(group)[-1] == (3, "result_sent") and group.counters["db_commits"] == 2

@@ -291,8 +291,9 @@ class CommandQueue:
         rows = self._db.execute(sql + " ORDER BY created DESC LIMIT ?", (*params, limit))
         return [self._from_row(r) for r in rows]
 
-    def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:
-        """Move ``cmd`` forward to ``status``; False if that would go back."""
+    def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False, promise: bool = True) -> bool:
+        """Move ``cmd`` forward to ``status``; False if that would go back. ``promise=False``: its write
+        may wait for a later commit (an agent's answer: see :mod:`broker.server.group_commit`)."""
         if cmd.status in FINAL or STATUS_RANK[status] < STATUS_RANK[cmd.status]:
             return False
         if status == cmd.status and result is None:
@@ -308,22 +309,22 @@ class CommandQueue:
         cmd.args = kept
         self._write("UPDATE commands SET status=?, updated=?, result=?, result_sent=?" + (", args=?" if changed_args else "") + " WHERE id=?",
                     (status, cmd.updated, self._seal(cmd.id, "result", cmd.result), int(cmd.result_sent),
-                     *((self._seal(cmd.id, "args", kept),) if changed_args else ()), cmd.id))
+                     *((self._seal(cmd.id, "args", kept),) if changed_args else ()), cmd.id), promise)
         self._open.pop(cmd.id, None)
         self._remember(cmd)
         return True
 
     def mark_result_sent(self, cmd: Command) -> None:
         cmd.result_sent = True
-        self._write("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,))
+        self._write("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,), promise=False)
         self._remember(cmd)
 
-    def _write(self, sql: str, params: tuple) -> None:
+    def _write(self, sql: str, params: tuple, promise: bool = True) -> None:
         """A change: with the group's pass (its commit), else committed now."""
         if self._group is None:
             self._db.execute(sql, params)
         else:
-            self._group.write(sql, params)
+            self._group.write(sql, params, promise)
 
     def _remember(self, cmd: Command) -> None:
         if self._group is not None and self._group.enabled:

@@ -220,12 +220,13 @@ class CommandRouter:
             data = {"ok": False, "error": f"the agent's result was refused by the broker: {problem}"}
         status = DONE if data.get("ok") else FAILED
         self.notify_status(cmd, status)  # the final status first, then the result it ends with
+        # the agent has run it and keeps its answer: this write promises nothing (group_commit.py)
         if self.broker.group.holding:  # messages wait for this pass's commit: the result follows them
-            self.commands.advance(cmd, status, data)
+            self.commands.advance(cmd, status, data, promise=False)
             self.send_result(cmd)
         else:
             forwarded = self._forward_result(cmd, status, data)
-            self.commands.advance(cmd, status, data, result_sent=forwarded)
+            self.commands.advance(cmd, status, data, result_sent=forwarded, promise=False)
         self.broker.bulk.on_final(cmd)
 
     def notify_status(self, cmd: Command, status: str | None = None) -> None:

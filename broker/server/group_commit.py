@@ -15,6 +15,13 @@ The contract
    operator told "queued" (a COMMAND_STATUS, a REPLY of ``bulk.start``...)
    is told so only once the command's row is on disk: it survives kill -9.
    A pass that has written nothing sends at once, as before.
+   The exception is a statement whose loss a restart repairs by itself,
+   written with ``promise=False``: a command's final status and result once
+   the agent has answered (after a restart the command is delivered again
+   and the agent answers again from its record of executed commands: it
+   does not run twice) and the mark that a result reached its sender (it is
+   sent again). Those hold nothing back and ride with the next commit, at
+   the latest :data:`LAZY_MAX_S` later (a pass that ends after that).
 2. **Where what happens depends on a send** (a command marked ``sent`` when
    the agent's connection took it; a result marked ``result_sent`` when the
    operator's took it) the whole step waits (:meth:`after_commit`) instead of
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +58,9 @@ from broker.core import sqlite_db
 from broker.core.stats import Counters, LogThrottle
 
 log = logging.getLogger(__name__)
+
+#: statements that promise nothing (``promise=False``) wait at most this long for a commit of their own
+LAZY_MAX_S = 0.2
 
 
 class GroupCommit:
@@ -60,6 +71,8 @@ class GroupCommit:
         self.enabled = enabled
         self.counters = counters
         self._writes: list[tuple[str, tuple]] = []
+        self._promised = 0  # how many of them a message may depend on
+        self._lazy_since = 0.0
         self._held: list[tuple[Callable[..., Any], tuple]] = []
         self._committed: list[Callable[[], None]] = []
         self._releasing = False
@@ -68,16 +81,20 @@ class GroupCommit:
     @property
     def holding(self) -> bool:
         """True while a statement waits for the commit: what is sent now must wait too."""
-        return bool(self._writes) and not self._releasing
+        return self._promised > 0 and not self._releasing
 
-    def write(self, sql: str, params: tuple) -> None:
-        """Queue one statement for this pass's transaction (disabled: run it now, its own commit)."""
+    def write(self, sql: str, params: tuple, promise: bool = True) -> None:
+        """Queue one statement for this pass's transaction (disabled: run it now, its own commit);
+        ``promise=False``: nothing sent depends on it (see the module docstring)."""
         if not self.enabled:
             self.db.execute(sql, params)
             self.counters["db_commits"] += 1
             self.counters["db_writes"] += 1
             return
+        if not self._writes:
+            self._lazy_since = time.monotonic()
         self._writes.append((sql, params))
+        self._promised += promise
 
     def on_commit(self, forget: Callable[[], None]) -> None:
         """Call ``forget`` after every successful commit (a store drops what it kept in memory)."""
@@ -98,11 +115,11 @@ class GroupCommit:
         """Commit what is queued (held messages stay held); False if it failed and stays queued."""
         if not self._writes:
             return True
-        writes, self._writes = self._writes, []
+        writes, promised, self._writes, self._promised = self._writes, self._promised, [], 0
         try:
             self._transaction(writes)
         except sqlite3.Error as exc:
-            self._writes = writes + self._writes
+            self._writes, self._promised = writes + self._writes, promised + self._promised
             self.counters["group_commit_failed"] += 1
             if self._throttle.allow("commit"):
                 log.error("broker.db: %d statements not committed (retried next pass; nothing they promise is sent): %s",
@@ -115,7 +132,10 @@ class GroupCommit:
         return True
 
     def commit(self) -> None:
-        """End of a pass: commit, then send what was held (messages and the steps that wait for them)."""
+        """End of a pass: commit, then send what was held (messages and the steps that wait for them).
+        Only statements that promise nothing, and younger than :data:`LAZY_MAX_S`: they wait for the next."""
+        if not self._promised and self._writes and time.monotonic() - self._lazy_since < LAZY_MAX_S:
+            return
         if not self.commit_writes() or self._releasing:
             return
         self._releasing = True  # what the held steps send goes at once; what they write, with the next pass
@@ -153,5 +173,6 @@ class GroupCommit:
 
     def close(self) -> None:
         """Commit and send what is left, then close the connection."""
+        self.commit_writes()
         self.commit()
         self.db.close()
