@@ -203,3 +203,15 @@ def test_a_statement_that_promises_nothing_holds_nothing_and_rides_with_the_next
     group._lazy_since -= 10  # as if it had waited past LAZY_MAX_S
     group.commit()
     assert _rows(group)[-1] == (3, "result_sent") and group.counters["db_commits"] == 2
+
+
+def test_a_query_that_commits_early_keeps_the_order_of_what_was_held(group):
+    """Tried: a write and a held send, then a read that commits mid-pass, then another send: it stays behind."""
+    sent = []
+    group.write("INSERT INTO t (id, v) VALUES (?, ?)", (1, "a"))
+    group.after_commit(sent.append, "queued")
+    assert group.commit_writes() and _rows(group) == [(1, "a")]
+    group.after_commit(sent.append, "later")
+    assert sent == [] and group.holding
+    group.commit()
+    assert sent == ["queued", "later"] and not group.holding

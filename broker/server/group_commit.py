@@ -32,7 +32,10 @@ The contract
 3. **Read your writes.** Stores that write through the group keep what they
    wrote in memory until it is committed (the command queue's open and just
    finished commands) or call :meth:`commit_writes` before a query that must
-   see it (the journal before ``journal.read``).
+   see it (the journal before ``journal.read``). What was held stays held
+   until the end of the pass even then, and what is sent after it queues
+   behind it: order per connection is kept.
+5. **One thread.** The broker's loop thread is the only caller.
 4. **A failed commit loses nothing and says nothing.** The transaction is
    rolled back, the statements stay queued, held messages stay held, and the
    next pass tries again (counted ``group_commit_failed``, logged throttled).
@@ -80,8 +83,9 @@ class GroupCommit:
 
     @property
     def holding(self) -> bool:
-        """True while a statement waits for the commit: what is sent now must wait too."""
-        return self._promised > 0 and not self._releasing
+        """True while a statement waits for the commit, or what was held for it has not gone yet
+        (a query committed early): what is sent now must wait too, behind it."""
+        return (self._promised > 0 or bool(self._held)) and not self._releasing
 
     def write(self, sql: str, params: tuple, promise: bool = True) -> None:
         """Queue one statement for this pass's transaction (disabled: run it now, its own commit);
@@ -134,7 +138,7 @@ class GroupCommit:
     def commit(self) -> None:
         """End of a pass: commit, then send what was held (messages and the steps that wait for them).
         Only statements that promise nothing, and younger than :data:`LAZY_MAX_S`: they wait for the next."""
-        if not self._promised and self._writes and time.monotonic() - self._lazy_since < LAZY_MAX_S:
+        if not self._promised and not self._held and self._writes and time.monotonic() - self._lazy_since < LAZY_MAX_S:
             return
         if not self.commit_writes() or self._releasing:
             return
