@@ -225,6 +225,10 @@ class BrokerConfig:
     max_pending_per_source: int = 50
     #: messages handled per poll wake-up before timers get a turn
     batch: int = 1000
+    #: write what a pass of messages changes in broker.db in one transaction and
+    #: send what it promises after that (broker/server/group_commit.py); False
+    #: commits each statement at once (the older path, for bench/command_path.py)
+    group_commit: bool = True
     #: per-agent message and byte rates for what agents publish (broker/core/quota.py)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     #: bytes one connection may have sent to it and not yet taken before live

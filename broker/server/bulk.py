@@ -207,7 +207,7 @@ class BulkRuns:
         router = self.broker.command_router
         for position, target in enumerate(run.targets):
             cmd = self.broker.commands.get(target.command_id) if target.status == LAUNCHED else None
-            if cmd is not None and cmd.status == QUEUED:
+            if cmd is not None and cmd.status == QUEUED and cmd.target not in self.broker.online:  # an online one's is on its way
                 run.mark(position, unstarted)
                 self.store.set_target(run, position)
                 router.expire_now(cmd, f"not run: the bulk run was {state} ({why})")

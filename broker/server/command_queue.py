@@ -51,6 +51,7 @@ from typing import Any
 from broker.core import sqlite_db
 from broker.core.envelope import pack_body, unpack_body
 from broker.core.sealing import KeyRing, TamperedValue, aad, is_sealed
+from broker.server.group_commit import GroupCommit
 from broker.core.vocabulary import (  # noqa: F401  (statuses re-exported for the broker's modules)
     BULK_BYTES,
     DELIVERED,
@@ -146,12 +147,19 @@ class CommandQueue:
     Open commands (not yet final) are also kept in memory, so the broker's
     hot path reads nothing from disk; every change is still written first.
     WAL checkpoints are left to :meth:`checkpoint` (called from the
-    broker's timer), never paid in the middle of a command.
+    broker's timer), never paid in the middle of a command. With a ``group``
+    (:mod:`broker.server.group_commit`) changes are committed with the
+    broker's pass; commands changed since are kept in memory until then.
     """
 
-    def __init__(self, path: Path, keyring: KeyRing | None = None):
+    def __init__(self, path: Path, keyring: KeyRing | None = None, group: GroupCommit | None = None):
         self._keyring = keyring or KeyRing(Path(path).parent / "keys" / QUEUE_KEYS_FILE, purpose="command queue")
         self._db = sqlite_db.connect(path, auto_checkpoint=False)
+        self._group = group
+        #: final commands whose last change waits for the group's commit (read from here until then)
+        self._unflushed: dict[str, Command] = {}
+        if group is not None:
+            group.on_commit(self._unflushed.clear)
         self._db.executescript(_SCHEMA)
         self._seal_legacy()
         rows = self._db.execute("SELECT * FROM commands WHERE status IN (?, ?, ?) ORDER BY created, id", OPEN)
@@ -233,21 +241,24 @@ class CommandQueue:
 
     def add(self, cmd_id: str, target: str, sender: str, name: str, args: dict, expires: float) -> Command | None:
         """Queue a new command; None if ``cmd_id`` exists already."""
+        if cmd_id in self._open or cmd_id in self._unflushed or \
+                self._db.execute("SELECT 1 FROM commands WHERE id=?", (cmd_id,)).fetchone() is not None:
+            return None
         now = time.time()
         try:
-            self._db.execute(
+            self._write(
                 "INSERT INTO commands (id, target, sender, name, args, status, created, expires, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (cmd_id, target, sender, name, self._seal(cmd_id, "args", args), QUEUED, now, expires, now),
             )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError:  # written by another process since
             return None
         cmd = Command(cmd_id, target, sender, name, args, QUEUED, now, expires, now)
         self._open[cmd_id] = cmd
         return cmd
 
     def get(self, cmd_id: str) -> Command | None:
-        cmd = self._open.get(cmd_id)
+        cmd = self._open.get(cmd_id) or self._unflushed.get(cmd_id)
         if cmd is not None:
             return cmd
         row = self._db.execute("SELECT * FROM commands WHERE id=?", (cmd_id,)).fetchone()
@@ -259,6 +270,7 @@ class CommandQueue:
 
     def unsent_results(self, sender: str) -> list[Command]:
         """Finished commands whose outcome has not yet reached ``sender``."""
+        self._sync()
         rows = self._db.execute(
             "SELECT * FROM commands WHERE sender=? AND result_sent=0 AND status IN (?, ?, ?) ORDER BY updated",
             (sender, DONE, FAILED, EXPIRED),
@@ -267,6 +279,7 @@ class CommandQueue:
 
     def recent(self, target: str | None = None, limit: int = 50, names: tuple[str, ...] = ()) -> list[Command]:
         """The newest ``limit`` commands, for one ``target`` and only ``names`` if given."""
+        self._sync()
         where, params = [], []
         if target:
             where.append("target=?")
@@ -278,8 +291,9 @@ class CommandQueue:
         rows = self._db.execute(sql + " ORDER BY created DESC LIMIT ?", (*params, limit))
         return [self._from_row(r) for r in rows]
 
-    def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False) -> bool:
-        """Move ``cmd`` forward to ``status``; False if that would go back."""
+    def advance(self, cmd: Command, status: str, result: Any = None, result_sent: bool = False, promise: bool = True) -> bool:
+        """Move ``cmd`` forward to ``status``; False if that would go back. ``promise=False``: its write
+        may wait for a later commit (an agent's answer: see :mod:`broker.server.group_commit`)."""
         if cmd.status in FINAL or STATUS_RANK[status] < STATUS_RANK[cmd.status]:
             return False
         if status == cmd.status and result is None:
@@ -290,23 +304,40 @@ class CommandQueue:
         cmd.result_sent = cmd.result_sent or result_sent
         if status not in FINAL:
             return True  # sent / delivered: kept in memory only (see the module docstring)
-        self._db.execute(
-            "UPDATE commands SET status=?, updated=?, result=?, result_sent=? WHERE id=?",
-            (status, cmd.updated, self._seal(cmd.id, "result", cmd.result), int(cmd.result_sent), cmd.id),
-        )
         kept = final_args(cmd.name, cmd.args)
-        if kept != cmd.args:
-            cmd.args = kept
-            self._db.execute("UPDATE commands SET args=? WHERE id=?", (self._seal(cmd.id, "args", kept), cmd.id))
+        changed_args = kept != cmd.args
+        cmd.args = kept
+        self._write("UPDATE commands SET status=?, updated=?, result=?, result_sent=?" + (", args=?" if changed_args else "") + " WHERE id=?",
+                    (status, cmd.updated, self._seal(cmd.id, "result", cmd.result), int(cmd.result_sent),
+                     *((self._seal(cmd.id, "args", kept),) if changed_args else ()), cmd.id), promise)
         self._open.pop(cmd.id, None)
+        self._remember(cmd)
         return True
 
     def mark_result_sent(self, cmd: Command) -> None:
         cmd.result_sent = True
-        self._db.execute("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,))
+        self._write("UPDATE commands SET result_sent=1 WHERE id=?", (cmd.id,), promise=False)
+        self._remember(cmd)
+
+    def _write(self, sql: str, params: tuple, promise: bool = True) -> None:
+        """A change: with the group's pass (its commit), else committed now."""
+        if self._group is None:
+            self._db.execute(sql, params)
+        else:
+            self._group.write(sql, params, promise)
+
+    def _remember(self, cmd: Command) -> None:
+        if self._group is not None and self._group.enabled:
+            self._unflushed[cmd.id] = cmd
+
+    def _sync(self) -> None:
+        """Commit what waits for the group, before a query that must see it."""
+        if self._group is not None:
+            self._group.commit_writes()
 
     def due_to_expire(self, now: float) -> list[Command]:
         return [c for c in self._open.values() if c.expires < now]
 
     def counts(self) -> dict[str, int]:
+        self._sync()
         return {r[0]: r[1] for r in self._db.execute("SELECT status, count(*) FROM commands GROUP BY status")}

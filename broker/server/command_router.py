@@ -4,7 +4,10 @@
 keeps it in the durable :class:`~broker.server.command_queue.CommandQueue`,
 delivers it while the agent is online, relays the agent's COMMAND_STATUS
 and RESULT (only for commands addressed to it) and tells the sender and
-``command.<target>`` subscribers of every status change.
+``command.<target>`` subscribers of every status change. Its writes are
+committed with the broker's pass and what it says waits for that commit
+(:mod:`broker.server.group_commit`); delivering and relaying a result, whose
+bookkeeping depends on the send, wait as a whole.
 """
 from __future__ import annotations
 
@@ -155,7 +158,12 @@ class CommandRouter:
                                    pack_body(body))
 
     def deliver(self, cmd: Command) -> None:
-        """Send a command to its agent's connection, if any; SENT when it went."""
+        """Send a command to its agent's connection, if any; SENT when it went (after the pass's commit)."""
+        self.broker.group.after_commit(self._deliver_now, cmd)
+
+    def _deliver_now(self, cmd: Command) -> None:
+        if cmd.status in FINAL:  # ended while it waited for the commit
+            return
         rids = self.conns.get(cmd.target)
         if not rids:
             return
@@ -212,8 +220,13 @@ class CommandRouter:
             data = {"ok": False, "error": f"the agent's result was refused by the broker: {problem}"}
         status = DONE if data.get("ok") else FAILED
         self.notify_status(cmd, status)  # the final status first, then the result it ends with
-        forwarded = self._forward_result(cmd, status, data)
-        self.commands.advance(cmd, status, data, result_sent=forwarded)
+        # the agent has run it and keeps its answer: this write promises nothing (group_commit.py)
+        if self.broker.group.holding:  # messages wait for this pass's commit: the result follows them
+            self.commands.advance(cmd, status, data, promise=False)
+            self.send_result(cmd)
+        else:
+            forwarded = self._forward_result(cmd, status, data)
+            self.commands.advance(cmd, status, data, result_sent=forwarded, promise=False)
         self.broker.operations.on_final(cmd)
 
     def notify_status(self, cmd: Command, status: str | None = None) -> None:
@@ -231,7 +244,15 @@ class CommandRouter:
         self.broker.fanout.publish(topic, _EMPTY, header, body)
 
     def send_result(self, cmd: Command) -> None:
-        """Send a final outcome to its sender and remember that it went."""
+        """Send a final outcome to its sender and remember that it went (after the pass's commit)."""
+        if self.broker.operations.owns(cmd.id):  # decided now: the run lets go of its commands once final
+            self.commands.mark_result_sent(cmd)
+        else:
+            self.broker.group.after_commit(self._send_result_now, cmd)
+
+    def _send_result_now(self, cmd: Command) -> None:
+        if cmd.result_sent:
+            return
         if self._forward_result(cmd):
             self.commands.mark_result_sent(cmd)
 

@@ -50,6 +50,7 @@ from broker.core.envelope import (ErrorCode, Header, Kind, credit_of, decode_hea
                                   pack_header, unpack_body)
 from broker.core.errors import ProtocolError
 from broker.server.fanout import Fanout
+from broker.server.group_commit import GroupCommit
 from broker.server.flow import FlowControl
 from broker.server.journal import Journal
 from broker.server.own_records import OwnRecords
@@ -83,9 +84,10 @@ class Broker:
         self.data = config.data_dir.ensure()
         self.keypair = keyfiles.load_or_create(self.data.keys, "broker")
         self.registry = KeyRegistry(self.data.broker_db, clock=wall_clock)
-        self.commands = CommandQueue(self.data.broker_db)
-        self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE))
         self.counters = Counters()
+        self.group = GroupCommit(self.data.broker_db, self.counters, enabled=config.group_commit)  # one commit per pass
+        self.commands = CommandQueue(self.data.broker_db, group=self.group)
+        self.journal = Journal(self.data.broker_db, presence_kind=int(Kind.PRESENCE), group=self.group)
         self.boot_id = new_id()
         self.started = time.time()
         self._own_context = context is None
@@ -191,6 +193,7 @@ class Broker:
                 if now >= next_tick:
                     self._tick(now)
                     next_tick = now + tick_s
+                self.group.commit()  # what this pass wrote, then what it said (broker/server/group_commit.py)
         finally:
             self._close()
 
@@ -214,6 +217,7 @@ class Broker:
         return self._ready.wait(timeout_s)
 
     def _close(self) -> None:
+        self.group.close()
         for sock in (self.router, self.monitor, self.zap_socket, self.wake):
             sock.close(linger=0)
         self.operations.close()
@@ -312,6 +316,8 @@ class Broker:
         (EHOSTUNREACH) fails on the routing-id frame, before anything of
         the message is queued.
         """
+        if self.group.holding:  # a write of this pass is not committed yet: this goes after it
+            return self.group.hold(self.send, rid, sender, header, body) or True
         send = self.router.send
         try:
             send(rid, _MORE_NOBLOCK)
@@ -487,7 +493,6 @@ class Broker:
                         event["value"],
                         self.counters[f"conn_{name}"],
                     )
-
 
 
 def serve_in_thread(config: BrokerConfig, **kwargs) -> tuple[Broker, threading.Thread]:
