@@ -122,6 +122,39 @@ PLAYBOOKS = OpsTab(
     key_column="name", order_column="updated",
 )
 
+def _schedule_action(label: str, op: str, explain: str, applies: Callable[[dict], bool], destructive: bool = False) -> RowAction:
+    return RowAction(label, op, lambda row: {"id": row["id"]}, explain, destructive=destructive, applies=applies)
+
+
+SCHEDULES = OpsTab(
+    "schedules", "Schedules", "schedules.list",
+    ("name", "state", "next_due_text", "cron", "tz", "op", "owner_name", "reason", "why", "id"),
+    "Runs the broker starts at a time or on a cron expression, as the person who made them (ems schedule add). "
+    "Missed while the broker was down: skipped, or run once, as each schedule says.",
+    args={"limit": 500},
+    actions=(
+        _schedule_action("Pause", "schedules.pause", "Pauses schedule {name}: no slot starts until it is resumed.",
+                         lambda row: row.get("state") == "enabled"),
+        _schedule_action("Resume", "schedules.resume", "Resumes schedule {name} from its next slot (missed ones are not made up).",
+                         lambda row: row.get("state") == "paused"),
+        _schedule_action("Remove", "schedules.remove", "Deletes schedule {name}; runs it already started go on.",
+                         lambda row: True, destructive=True),
+    ),
+    counts=lambda row: row.get("state") == "paused",
+)
+
+BROADCASTS = OpsTab(
+    "broadcasts", "Broadcasts", "broadcast.list",
+    ("created", "state", "person", "selector", "count", "counts", "text", "reason", "id"),
+    "One message to many users (ems broadcast send SELECTOR TEXT): who has it delivered, who has read it.",
+    args={"limit": 200},
+    actions=(
+        RowAction("Cancel broadcast", "broadcast.cancel", lambda row: {"id": row["id"]},
+                  "Stops broadcast {id}: recipients not reached yet never get it; what was shown stays shown.",
+                  destructive=True, applies=lambda row: row.get("state") == "open"),
+    ),
+)
+
 TEMPLATES = OpsTab(
     "templates", "Templates", "templates.list",
     ("name", "command", "params", "approval", "description"),
@@ -130,4 +163,4 @@ TEMPLATES = OpsTab(
 )
 
 #: the tabs, in the order shown
-OPS_TABS: tuple[OpsTab, ...] = (INBOX, APPROVALS, ALERTS, BULK_RUNS, PLAYBOOKS, TEMPLATES)
+OPS_TABS: tuple[OpsTab, ...] = (INBOX, APPROVALS, ALERTS, BULK_RUNS, SCHEDULES, BROADCASTS, PLAYBOOKS, TEMPLATES)

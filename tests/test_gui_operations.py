@@ -219,3 +219,44 @@ def test_without_an_alerts_service_the_tabs_say_what_to_do(world, operations, qt
         table = window.tables[key]
         qtbot.waitUntil(lambda t=table: "ems up starts it" in t.status.text(), timeout=WAIT_MS)
         assert table.model.rows() == []
+
+
+def test_a_schedule_is_paused_resumed_and_removed_from_its_tab(world, operations, qtbot):
+    bus, agent, jane, _ = world
+    bus.admin.request("templates.put", name="desk-ping", command="ping", args={})
+    made = jane.request("schedules.add", name="nightly", request_op="templates.run", reason="nightly check",
+                        args={"name": "desk-ping", "selector": "desk-7"}, cron="30 2 * * *")
+    window = operations("jane")
+    schedules = window.tables["schedules"]
+    window.tabs.setCurrentWidget(schedules)
+    qtbot.waitUntil(lambda: schedules.model.column_values("name") == ["nightly"], timeout=WAIT_MS)
+    assert schedules.model.column_values("next_due_text")[0]  # when it runs next, in words
+    _select(schedules, "name", "nightly")
+    assert not schedules.buttons["Resume"].isEnabled()  # it runs: nothing to resume
+    _confirm(qtbot, schedules.ask(schedules.tab.actions[0]), "lab closed this week")
+    qtbot.waitUntil(lambda: schedules.model.column_values("state") == ["paused"], timeout=WAIT_MS)
+    assert window.tabs.tabText(window.tabs.indexOf(schedules)) == "Schedules (1)"  # a paused one is counted
+    _screenshot(window, "operations-schedules.png")
+    _select(schedules, "name", "nightly")
+    _confirm(qtbot, schedules.ask(schedules.tab.actions[1]), "lab open again")
+    qtbot.waitUntil(lambda: schedules.model.column_values("state") == ["enabled"], timeout=WAIT_MS)
+    _select(schedules, "name", "nightly")
+    _confirm(qtbot, schedules.ask(schedules.tab.actions[2]), "replaced by a playbook")
+    qtbot.waitUntil(lambda: schedules.model.rows() == [], timeout=WAIT_MS)
+    assert jane.request("schedules.list") == [] and made["name"] == "nightly"
+
+
+def test_a_broadcast_is_listed_with_its_receipts_and_cancelled(world, operations, qtbot):
+    bus, agent, jane, _ = world
+    bus.admin.request("keys.add", public_key=keys.generate().public, client_id="desk-9", role="agent")  # offline
+    sent = jane.request("broadcast.send", selector="desk-7,desk-9", text="Lunch is served", reason="canteen notice")
+    window = operations("jane")
+    broadcasts = window.tables["broadcasts"]
+    window.tabs.setCurrentWidget(broadcasts)
+    qtbot.waitUntil(lambda: broadcasts.model.column_values("id") == [sent["id"]], timeout=WAIT_MS)
+    assert broadcasts.model.column_values("text") == ["Lunch is served"]
+    _select(broadcasts, "id", sent["id"])
+    _screenshot(window, "operations-broadcasts.png")
+    _confirm(qtbot, broadcasts.ask(broadcasts.tab.actions[0]), "sent to the wrong floor")
+    qtbot.waitUntil(lambda: broadcasts.model.column_values("state") == ["cancelled"], timeout=WAIT_MS)
+    assert jane.request("broadcast.get", id=sent["id"])["state"] == "cancelled"

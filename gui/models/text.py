@@ -70,7 +70,7 @@ TITLES: dict[str, str] = {
     "count": "Targets",
     "counts": "Progress",
     "sender": "Started by",
-    "why": "Why it ended",
+    "why": "Why",
     "command": "Command",
     "params": "Parameters",
     "approval": "Needs approval",
@@ -85,6 +85,11 @@ TITLES: dict[str, str] = {
     "ack_reason": "Their reason",
     "suppressed": "Suppressed",
     "steps": "Steps",
+    "next_due_text": "Next run",
+    "cron": "Cron",
+    "tz": "Zone",
+    "owner_name": "Owner",
+    "person": "Sent by",
 }
 
 #: the columns each history kind shows, in order (the allowlist: other keys
