@@ -31,7 +31,7 @@ KIND_FIELDS = {
 OP_FIELDS = {
     "status": [], "agents": [],
     "command.get": ["id"], "command.list": ["limit", "target", "names"],
-    "journal.read": ["limit"], "journal.ack": ["upto"],
+    "journal.read": ["limit"], "journal.ack": ["upto"], "audit.note": ["action", "person", "detail"],
     "keys.list": [], "keys.accept": ["id", "reason"], "keys.reject": ["id", "reason"], "keys.revoke": ["id", "reason"],
     "keys.add": ["public_key", "client_id", "role", "label", "name"], "keys.label": ["id", "label"], "keys.name": ["id", "name"],
     "keys.blocked": [], "keys.unblock": ["id", "reason"],

@@ -54,6 +54,7 @@ OPS = {
     "keys.list": {}, "keys.accept": {"id": "no-such-key"}, "keys.reject": {"id": "no-such-key"},
     "keys.revoke": {"id": "no-such-key"}, "keys.add": {"public_key": "not a key", "client_id": "nobody"},
     "keys.label": {"id": "no-such-key", "label": "x"}, "keys.name": {"id": "no-such-key", "name": "x"}, "journal.read": {"limit": 1}, "journal.ack": {"upto": 0},
+    "audit.note": {"action": "matrix.op", "person": {"name": "Matrix"}},
     "store.query": {"kind": "clients", "limit": 1}, "store.capture": {"id": 987654321}, "store.stats": {},
     "keys.blocked": {}, "keys.unblock": {"id": "no-such-client"},
     "sync.status": {}, "sync.now": {"reason": "matrix"}, "store.changes": {"max_rows": 1},
@@ -93,10 +94,10 @@ EXPECTED_OPS = {
                              "approvals.list", "approvals.decide", "templates.run", "playbooks.run", "playbooks.cancel",
                              "alerts.ack", "schedules.add", "schedules.remove", "schedules.pause", "schedules.resume",
                              "broadcast.send", "broadcast.cancel"},
-    "admin": set(OPS) - {"store.changes"},  # the change feed (decrypted rows) is the sync service's alone
+    "admin": set(OPS) - {"store.changes", "audit.note"},  # the change feed (decrypted rows) is the sync service's alone; audit notes are services'
     # the web's Operations page: a service acts on these only for a person it names (test_approval_vouching.py)
     "service": (_READ_OPS - {"inbox.list", "inbox.read", "inbox.count"})  # an inbox is a person's
-    | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto",
+    | {"store.capture", "journal.read", "journal.ack", "sync.now", "store.changes", "sync.auto", "audit.note",
        "bulk.start", "bulk.cancel", "approvals.list", "approvals.decide", "templates.run"},
     "agent": set(),
 }

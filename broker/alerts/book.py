@@ -110,7 +110,7 @@ class AlertBook:
 
     # -- audit --------------------------------------------------------------------------
     def audit(self, requester: dict, action: str, detail: dict, now: float) -> None:
-        """An admin's or operator's action on alerts, named (services cannot write the bus's audit trail)."""
+        """An admin's or operator's action on alerts, named (kept here as well as in the bus's audit trail)."""
         self.conn.execute("INSERT INTO audit (ts, person_id, person_name, role, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
                           (now, str(requester.get("client_id", "?")), str(requester.get("name") or ""),
                            str(requester.get("role", "")), action, json.dumps(detail)))

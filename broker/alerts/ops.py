@@ -136,5 +136,6 @@ class AlertOps:
 
     def _audit(self, requester: dict, action: str, detail: dict) -> None:
         self.service.book.audit(requester, action, detail, self.service.engine.clock())
+        self.service.record_in_audit_trail(requester, action, detail)
         log.info("audit: %s (%s, %s) %s %s", requester.get("name") or "?", requester.get("client_id", "?"),
                  requester.get("role", "?"), action, detail)

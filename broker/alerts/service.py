@@ -134,6 +134,15 @@ class AlertService:
             for sink in self.sinks:
                 self._guarded(f"notifying {type(sink).__name__}", lambda s=sink: s.notify(notice))
 
+    def record_in_audit_trail(self, requester: dict, action: str, detail: dict) -> None:
+        """A person's action through this service, into the bus's audit trail (``audit.note``) beside every other
+        operator action; alerts.db keeps it too, so a broker that cannot take it now loses nothing."""
+        person = {"id": str(requester.get("client_id") or ""), "name": str(requester.get("name") or requester.get("client_id") or "?")}
+        try:
+            self.bus.request("audit.note", timeout_s=5, action=action, person=person, detail=detail)
+        except EmsError as exc:
+            log.warning("audit: %s by %s is in alerts.db only: the broker did not take it (%s)", action, person["name"], exc)
+
     def _guarded(self, what: str, call: Callable[[], object]):
         try:
             return call()

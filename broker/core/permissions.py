@@ -83,6 +83,8 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     # the broker's journal of its own records, pulled by the persister
     "journal.read": ("admin", True),
     "journal.ack": ("admin", True),
+    # a service's record of what a person did through it (broker.server.request_ops.audit)
+    "audit.note": (SERVICES_ONLY, True),
     # selectors, tags and groups (broker.server.targets)
     "targets.resolve": ("viewer", True),
     "targets.tags": ("viewer", True),

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from broker.core import permissions
-from broker.server.request_ops import (approvals, broadcasts, bulk, commands, journal, key_revoke, keys, playbooks, schedules,
-                                       status, targets, templates)
+from broker.server.request_ops import (approvals, audit, broadcasts, bulk, commands, journal, key_revoke, keys, playbooks,
+                                       schedules, status, targets, templates)
 
 if TYPE_CHECKING:
     from broker.server.peers import Peer
@@ -28,6 +28,7 @@ Op = Callable[["Broker", "Peer", dict], object]
 
 OPS: dict[str, Op] = {
     "status": status.status,
+    "audit.note": audit.note,
     "agents": status.agents,
     "command.get": commands.get,
     "command.list": commands.list_,
