@@ -1,7 +1,7 @@
 """Data at rest, read as another local user: a real `ems up` stack, then its files.
 
-`ems up` (supervisor, the web view's private MariaDB, broker, persister, admin
-listener, local agent) runs
+`ems up` (supervisor, the web view's private MariaDB, broker, persister, alerts
+service, admin listener, local agent) runs
 on a data dir that an older EMS left open (0755 directories, a 0644 policy
 file). An operator sends the agent a chat message and downloads a 0600 file
 through it, each with a unique marker. While the stack runs, and again after
@@ -69,6 +69,8 @@ MODES = [
     ("keys/latest-frame.secret", "ems up (local stack): the web's latest-frame bridge", 0o600),
     ("keys/capture.public", "ems up (local stack): the web's capture bridge", 0o600),
     ("keys/capture.secret", "ems up (local stack): the web's capture bridge", 0o600),
+    ("keys/alerts.public", "ems up (local stack): the alerts service", 0o600),
+    ("keys/alerts.secret", "ems up (local stack): the alerts service", 0o600),
     ("keys/sync.public", "ems up (the sync worker's key)", 0o600),
     ("keys/sync.secret", "ems up (the sync worker's key)", 0o600),
     ("keys/queue-keys.json", "broker (command queue key)", 0o600),
@@ -82,6 +84,9 @@ MODES = [
     ("store.db-wal", "persister", 0o600),
     ("store.db-shm", "persister", 0o600),
     ("admin-http.endpoint", "admin-http", 0o600),
+    ("alerts.db", "the alerts service (rules, alerts, inboxes)", 0o600),
+    ("alerts.db-wal", "the alerts service", 0o600),
+    ("alerts.db-shm", "the alerts service", 0o600),
     ("logs", "ems up (DataDir.ensure)", 0o700),
     ("logs/*.out", "ems up supervisor (child output)", 0o600),
     ("logs/*.log", "each process (--log-file)", 0o600),

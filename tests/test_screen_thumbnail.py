@@ -12,7 +12,7 @@ import time
 import pytest
 from PIL import Image
 from conftest import ManualClock as Clock
-from conftest import next_message
+from conftest import next_message, wait_for
 from test_screen_capture import H, W, Agentish, check_pattern, display, screen  # noqa: F401  (fixtures)
 
 from agent.context import CommandError, LocalPolicy
@@ -189,9 +189,14 @@ def test_neither_the_broker_nor_the_agent_keeps_the_picture(bus, display, tmp_pa
     executed.close()
     stored = operator.request("command.get", id=cmd_id)
     assert stored["status"] == "done" and stored["result"] == {"ok": True, "omitted": "the output of this command is not kept"}
-    db = sqlite3.connect(bus.data.broker_db)
-    [(raw,)] = db.execute("SELECT result FROM commands WHERE id=?", (cmd_id,)).fetchall()
-    db.close()
+    def committed():  # an agent's answer is written with the broker's next commit (group_commit.py: within 0.2 s)
+        db = sqlite3.connect(bus.data.broker_db)
+        try:
+            [(value,)] = db.execute("SELECT result FROM commands WHERE id=?", (cmd_id,)).fetchall()
+        finally:
+            db.close()
+        return value
+    raw = wait_for(committed, 10, what="the result in broker.db")
     opened = KeyRing(bus.data.keys / QUEUE_KEYS_FILE).decrypt(raw, aad("commands", "result", cmd_id))  # sealed at rest
     assert unpack_body(opened) == stored["result"] and len(raw) < 100
 

@@ -48,6 +48,7 @@ def test_the_route_table_is_what_these_tests_cover():
                                  "POST /reports/rename", "POST /reports/delete",
                                  "GET /servers/auto", "POST /servers/auto", "GET /updates", "GET /updates/run",
                                  "GET /updates/state", "POST /updates/check", "POST /updates/apply", "POST /updates/step",
+                                 "GET /operations", "POST /operations/decide", "POST /operations/cancel", "POST /operations/run",
                                  *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 
 
@@ -67,7 +68,9 @@ def test_every_post_without_a_valid_csrf_token_is_refused(site, token):
              "/clients/frame": {"server": "srv-a", "client": "agent-xss", "reason": "r"},
              "/captures/previews": {"server": "srv-a", "ids": "1", "reason": "r"},
              "/captures/image": {"server": "srv-a", "id": "1", "reason": "r"},
-             "/history/grant": {"tab": "messages", "reason": "r"}}
+             "/history/grant": {"tab": "messages", "reason": "r"},
+             "/operations/decide": {"id": "x", "approve": "1", "reason": "r"}, "/operations/cancel": {"id": "x", "reason": "r"},
+             "/operations/run": {"name": "x", "selector": "all", "reason": "r"}}
     assert {route.split()[1] for route in php_routes() if route.startswith("POST")} == set(forms)
     for path, form in forms.items():
         sent = form if token is None else {**form, "csrf": token}
