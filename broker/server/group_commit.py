@@ -35,12 +35,12 @@ The contract
    see it (the journal before ``journal.read``). What was held stays held
    until the end of the pass even then, and what is sent after it queues
    behind it: order per connection is kept.
-5. **One thread.** The broker's loop thread is the only caller.
 4. **A failed commit loses nothing and says nothing.** The transaction is
    rolled back, the statements stay queued, held messages stay held, and the
    next pass tries again (counted ``group_commit_failed``, logged throttled).
    A statement SQLite refuses as such (a constraint) is skipped and logged:
    it would fail every retry.
+5. **One thread.** The broker's loop thread is the only caller.
 
 Only writes that go through the group are grouped: the key registry, bulk
 runs, approvals and targets keep their own connections and commit as they
