@@ -12,7 +12,7 @@ import time
 import pytest
 from PIL import Image
 from conftest import ManualClock as Clock
-from conftest import next_message
+from conftest import next_message, wait_for
 from test_screen_capture import H, W, Agentish, check_pattern, display, screen  # noqa: F401  (fixtures)
 
 from agent.context import CommandError, LocalPolicy
@@ -189,9 +189,13 @@ def test_neither_the_broker_nor_the_agent_keeps_the_picture(bus, display, tmp_pa
     executed.close()
     stored = operator.request("command.get", id=cmd_id)
     assert stored["status"] == "done" and stored["result"] == {"ok": True, "omitted": "the output of this command is not kept"}
-    db = sqlite3.connect(bus.data.broker_db)
-    [(raw,)] = db.execute("SELECT result FROM commands WHERE id=?", (cmd_id,)).fetchall()
-    db.close()
+    def committed_result():  # an agent's answer is committed with a later pass (group_commit.LAZY_MAX_S)
+        db = sqlite3.connect(bus.data.broker_db)
+        try:
+            return db.execute("SELECT result FROM commands WHERE id=?", (cmd_id,)).fetchone()[0]
+        finally:
+            db.close()
+    raw = wait_for(committed_result, what="the final result committed")
     opened = KeyRing(bus.data.keys / QUEUE_KEYS_FILE).decrypt(raw, aad("commands", "result", cmd_id))  # sealed at rest
     assert unpack_body(opened) == stored["result"] and len(raw) < 100
 
