@@ -10,8 +10,9 @@ gets the ``queued`` answer and the RESULT). Beside them the raw relay echo
 through a bare Python Curve forwarder (DEALER -> forwarder -> DEALER and back:
 four hops through it, no EMS logic). The modes alternate which goes first
 by trial. Per mode: p50 / p99 / ratio to the relay of the same trial, the
-broker main thread's CPU per command, the operator process's CPU per command
-(the client's own share of the floor), messages per command through the
+broker main thread's CPU per command, the operator process's and the agent
+main thread's CPU per command (the clients' share of the floor), messages per
+command through the
 broker (3 in: the COMMAND, the agent's status and RESULT; out: the COMMAND
 to the agent plus what the operator received, counted in the operator),
 and the broker's SQLite commits per command; medians over ``--trials``.
@@ -130,11 +131,11 @@ class CommandPathBench(Bench):
         before = self.ems_counters()
         try:
             self.inbox.get("ready", "agent", 20)
-            cpu0 = thread_cpu(self.broker.pid)
+            cpu0, agent_cpu0 = thread_cpu(self.broker.pid), thread_cpu(agent.pid)
             op = self.procs.start("ems-operator", operator_main, self.endpoint, self.server_key, self.pairs[OPERATOR_ID],
                                   s.round_trips, s.warmup, statuses, self.inbox.q)
             result = self.inbox.get("result", "operator", 30 + (s.round_trips + s.warmup) * 0.05)
-            cpu1 = thread_cpu(self.broker.pid)
+            cpu1, agent_cpu1 = thread_cpu(self.broker.pid), thread_cpu(agent.pid)
             op.join(10)
             self.procs.stop(op)
         finally:
@@ -146,6 +147,7 @@ class CommandPathBench(Bench):
         return {"p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"], "max_ms": stats["max_ms"], "failures": result["failures"],
                 "cpu_us_per_command": cpu_delta(cpu0, cpu1).get("python", 0.0) / commands * 1e6,
                 "operator_cpu_us_per_command": result["cpu_s"] / s.round_trips * 1e6,
+                "agent_cpu_us_per_command": cpu_delta(agent_cpu0, agent_cpu1).get("python", 0.0) / commands * 1e6,
                 "messages_per_command": MESSAGES_IN + 1 + result["received"] / s.round_trips,
                 "to_sender_per_command": result["received"] / s.round_trips,
                 "commits_per_command": counters.get("db_commits", 0) / commands}
@@ -175,7 +177,8 @@ def trial(settings: Settings, workdir: Path, first: str) -> dict:
     return out
 
 
-FIGURES = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_command", "operator_cpu_us_per_command", "messages_per_command",
+FIGURES = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_command", "operator_cpu_us_per_command", "agent_cpu_us_per_command",
+           "messages_per_command",
            "to_sender_per_command", "commits_per_command")
 
 
@@ -208,6 +211,7 @@ def print_report(summary: dict, trials: int, settings: Settings, busy: float) ->
         ("p50 / raw relay p50", "p50_ratio", "{:.2f}x"),
         ("broker main-thread CPU per command (us)", "cpu_us_per_command", "{:.0f}"),
         ("operator process CPU per command (us)", "operator_cpu_us_per_command", "{:.0f}"),
+        ("agent main-thread CPU per command (us)", "agent_cpu_us_per_command", "{:.0f}"),
         ("broker messages per command (in + out)", "messages_per_command", "{:.2f}"),
         ("  of them to the sender", "to_sender_per_command", "{:.2f}"),
         ("SQLite commits per command", "commits_per_command", "{:.2f}"),
