@@ -7,10 +7,16 @@ console's live feed, the persister) get every status either way.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+
 import pytest
 
 from broker.core.client import RemoteError
 from broker.core.envelope import ErrorCode, Kind, new_id
+from broker.core.profile import Profile, save
 
 from conftest import next_message, wait_for
 from test_persister_bus import RunningPersister
@@ -144,3 +150,34 @@ def test_an_approved_command_tells_its_sender_what_it_asked_for(bus, statuses):
     seen = []
     assert jane.wait_result(first["id"], 10, on_status=lambda s: seen.append(s["status"]))["status"] == "done"
     assert seen == (EVERY_STATUS if statuses else ["queued"])
+
+
+def answer_pings(agent, count: int) -> threading.Thread:
+    """``agent`` answers ``count`` commands (delivered, then a pong) on its own thread."""
+    def run():
+        for _ in range(count):
+            cmd = next_message(agent, lambda e: e.kind is Kind.COMMAND, timeout_s=60)
+            agent.send(Kind.COMMAND_STATUS, data={"status": "delivered"}, corr=cmd.msg_id)
+            agent.send(Kind.RESULT, data={"ok": True, "output": "pong"}, corr=cmd.msg_id)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ems_send_wait_prints_each_status_and_json_asks_for_none(bus):
+    """`ems send --wait` asks for the statuses it prints (-> sent, -> delivered, -> done: a sender that
+    did not ask would get none of them); with --json it prints the outcome only."""
+    agent = bus.peer("desk-1")
+    answering = answer_pings(agent, 2)
+    save(bus.data, Profile(server=bus.endpoint, server_key=bus.server_key, key_name="admin", client_id="admin"))
+
+    def ems(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "broker.cli.main", "send", "desk-1", "ping", *argv,
+                               "--data-dir", str(bus.data.root)], capture_output=True, text=True, timeout=120)
+    shown = ems("--wait")
+    assert shown.returncode == 0, shown.stderr
+    assert [line.strip() for line in shown.stderr.splitlines() if "->" in line] == ["-> sent", "-> delivered", "-> done"]
+    quiet = ems("--wait", "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["status"] == "done" and "->" not in quiet.stderr
+    answering.join(10)
