@@ -1,16 +1,21 @@
-"""The command path with and without group commit, beside the raw four-hop relay, in one run.
+"""The command round trip before and after "interim statuses only to those who asked", beside the raw relay.
 
-For each trial a fresh EMS broker (own process, own data dir) runs sequential
-``send_command(agent, "ping")`` + ``wait_result`` round trips from an operator
-process to a minimal agent process (bench/bus.py's children), once with
-``BrokerConfig.group_commit`` off (each SQLite statement its own commit: the
-path before broker/server/group_commit.py) and once on; beside them the raw
-relay echo through a bare Python Curve forwarder (DEALER -> forwarder ->
-DEALER and back: four hops through it, no EMS logic). Modes alternate within a
-trial so that a busy machine weighs on both. Per mode it reports p50 / p99 /
-ratio to the relay, the broker main thread's CPU per command and its SQLite
-commits and statements per command (the broker's own ``db_commits`` /
-``db_writes`` counters over ``commands``); medians over ``--trials``.
+For each trial a fresh EMS broker (own process, own data dir, group commit on)
+runs sequential ``send_command(agent, "ping")`` + ``wait_result`` round trips
+from an operator process to a minimal agent process (bench/bus.py's agent
+loop), in two modes: ``before``, the operator asks for every status
+(``statuses=True``: the sender gets queued, sent, delivered, done and the
+RESULT, as every sender did before), and ``after``, the default (the sender
+gets the ``queued`` answer and the RESULT). Beside them the raw relay echo
+through a bare Python Curve forwarder (DEALER -> forwarder -> DEALER and back:
+four hops through it, no EMS logic). The modes alternate which goes first
+by trial. Per mode: p50 / p99 / ratio to the relay of the same trial, the
+broker main thread's CPU per command, the operator process's and the agent
+main thread's CPU per command (the clients' share of the floor), messages per
+command through the
+broker (3 in: the COMMAND, the agent's status and RESULT; out: the COMMAND
+to the agent plus what the operator received, counted in the operator),
+and the broker's SQLite commits per command; medians over ``--trials``.
 
     python -m bench.command_path            # 3 trials of 1,000 round trips per mode (about 1 minute)
     python -m bench.command_path --quick    # 3 trials of 300
@@ -31,34 +36,70 @@ if __package__ in (None, ""):  # `python bench/command_path.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bus import (  # noqa: E402
-    TARGET_COMMAND_P99_MS, Bench, Settings, machine_busy, percentiles, progress, raw_echo_server_main, raw_forwarder_main,
+    AGENT_ID, OPERATOR_ID, TARGET_COMMAND_P99_MS, Bench, Settings, _child_setup, _cpu_s, cpu_delta, ems_agent_main,
+    ems_operator, machine_busy, percentiles, progress, raw_echo_server_main, raw_forwarder_main, thread_cpu,
 )
+from bench.latency import round_trips  # noqa: E402
 from broker.core import keys as keyfiles  # noqa: E402
 from broker.core.config import BrokerConfig, DataDir, RateLimit  # noqa: E402
+from broker.core.errors import EmsError  # noqa: E402
 
 #: the issue's target: command round trip p50 within this factor of the raw four-hop relay
 TARGET_P50_RATIO = 1.3
-MODES = ("off", "on")
+#: before: the sender asks for every status (what every sender got until now); after: the default
+MODES = ("before", "after")
+#: messages the broker takes per command in both modes: the COMMAND, the agent's ``delivered`` and RESULT
+MESSAGES_IN = 3
 
 
-def broker_main(root: str, out, group_commit: bool) -> None:
-    """The EMS broker alone in its process, group commit on or off; SIGTERM stops it."""
+def broker_main(root: str, out) -> None:
+    """The EMS broker alone in its process; SIGTERM stops it."""
     from broker.server.loop import Broker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    broker = Broker(BrokerConfig(DataDir(Path(root)), bind="tcp://127.0.0.1:0", rate_limit=RateLimit.off(),
-                                 group_commit=group_commit))
+    broker = Broker(BrokerConfig(DataDir(Path(root)), bind="tcp://127.0.0.1:0", rate_limit=RateLimit.off()))
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
     threading.Thread(target=lambda: out.put(("ready", "broker", broker.endpoint if broker.wait_ready(10) else "")),
                      daemon=True).start()
     broker.run()
 
 
+def operator_main(endpoint: str, server_key: str, pair, n: int, warmup: int, statuses: bool, out) -> None:
+    """Sequential ping round trips, every status asked for or not; counts what the operator receives."""
+    _child_setup()
+    client = ems_operator(endpoint, server_key, pair)
+    received = [0]
+    incoming = client._incoming
+
+    def counted(frames):
+        received[0] += 1
+        return incoming(frames)
+
+    client._incoming = counted
+    marks = {"cpu": 0.0, "received": 0}
+
+    def mark(i: int) -> None:
+        if i == warmup:
+            marks.update(cpu=_cpu_s(), received=received[0])
+
+    def trip(i: int) -> bool:
+        try:
+            status = client.send_command(AGENT_ID, "ping", {"echo": i}, timeout_s=5, statuses=statuses)
+            return client.wait_result(status["id"], 5).get("status") == "done"
+        except EmsError:
+            return False
+
+    trips = round_trips(trip, n, warmup, before=mark)
+    out.put(("result", "operator", trips.result() | {"cpu_s": _cpu_s() - marks["cpu"],
+                                                      "received": received[0] - marks["received"]}))
+    client.close()
+
+
 class CommandPathBench(Bench):
     """bench/bus.py's Bench, with only what the round trips need."""
 
-    def start_broker_mode(self, group_commit: bool) -> None:
-        self.broker = self.procs.start("ems-broker", broker_main, str(self.data.root), self.inbox.q, group_commit)
+    def start_broker_mode(self) -> None:
+        self.broker = self.procs.start("ems-broker", broker_main, str(self.data.root), self.inbox.q)
         self.endpoint = self.inbox.get("ready", "broker", 20)
         if not self.endpoint:
             raise RuntimeError("the broker did not start")
@@ -76,20 +117,40 @@ class CommandPathBench(Bench):
         self.echo = self.procs.start("raw-echo", raw_echo_server_main, public, secret, self.inbox.q)
         self.echo_endpoint = self.inbox.get("ready", "echo", 20)
 
-    def mode(self, group_commit: bool) -> dict:
-        """Round trips through a fresh broker with group commit on or off: the figures of one mode."""
-        self.start_broker_mode(group_commit)
+    def mode(self, statuses: bool) -> dict:
+        """Round trips through a fresh broker, the operator asking for every status or not: one mode's figures."""
+        self.start_broker_mode()
         try:
-            self.command_rtt()
+            return self.trips(statuses)
         finally:
             self.procs.stop(self.broker)
-        cmd = self.results["command_rtt"]
-        counters = cmd["broker_counters"]
+
+    def trips(self, statuses: bool) -> dict:
+        s = self.s
+        agent = self.procs.start("ems-agent", ems_agent_main, self.endpoint, self.server_key, self.pairs[AGENT_ID], self.inbox.q)
+        before = self.ems_counters()
+        try:
+            self.inbox.get("ready", "agent", 20)
+            cpu0, agent_cpu0 = thread_cpu(self.broker.pid), thread_cpu(agent.pid)
+            op = self.procs.start("ems-operator", operator_main, self.endpoint, self.server_key, self.pairs[OPERATOR_ID],
+                                  s.round_trips, s.warmup, statuses, self.inbox.q)
+            result = self.inbox.get("result", "operator", 30 + (s.round_trips + s.warmup) * 0.05)
+            cpu1, agent_cpu1 = thread_cpu(self.broker.pid), thread_cpu(agent.pid)
+            op.join(10)
+            self.procs.stop(op)
+        finally:
+            self.procs.stop(agent)
+        after = self.ems_counters()
+        counters = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         commands = max(1, counters.get("commands", 0))
-        return {"p50_ms": cmd["p50_ms"], "p99_ms": cmd["p99_ms"], "max_ms": cmd["max_ms"], "failures": cmd["failures"],
-                "cpu_us_per_command": cmd["broker_cpu_s"].get("python", 0.0) / commands * 1e6,
-                "commits_per_command": counters.get("db_commits", 0) / commands,
-                "statements_per_command": counters.get("db_writes", 0) / commands}
+        stats = percentiles(result["latencies_us"])
+        return {"p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"], "max_ms": stats["max_ms"], "failures": result["failures"],
+                "cpu_us_per_command": cpu_delta(cpu0, cpu1).get("python", 0.0) / commands * 1e6,
+                "operator_cpu_us_per_command": result["cpu_s"] / s.round_trips * 1e6,
+                "agent_cpu_us_per_command": cpu_delta(agent_cpu0, agent_cpu1).get("python", 0.0) / commands * 1e6,
+                "messages_per_command": MESSAGES_IN + 1 + result["received"] / s.round_trips,
+                "to_sender_per_command": result["received"] / s.round_trips,
+                "commits_per_command": counters.get("db_commits", 0) / commands}
 
 
 def trial(settings: Settings, workdir: Path, first: str) -> dict:
@@ -108,54 +169,65 @@ def trial(settings: Settings, workdir: Path, first: str) -> dict:
         bench = CommandPathBench(settings, workdir / mode)
         try:
             bench.prepare_ems()
-            out[mode] = bench.mode(mode == "on")
+            out[mode] = bench.mode(mode == "before")
         finally:
             bench.procs.stop_all()
-        progress(f"  group commit {mode}: p50 {out[mode]['p50_ms']:.3f} ms, p99 {out[mode]['p99_ms']:.3f} ms, "
-                 f"{out[mode]['cpu_us_per_command']:.0f} us CPU, {out[mode]['commits_per_command']:.2f} commits per command")
+        progress(f"  {mode}: p50 {out[mode]['p50_ms']:.3f} ms, p99 {out[mode]['p99_ms']:.3f} ms, "
+                 f"{out[mode]['cpu_us_per_command']:.0f} us broker CPU, {out[mode]['messages_per_command']:.2f} messages per command")
     return out
+
+
+FIGURES = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_command", "operator_cpu_us_per_command", "agent_cpu_us_per_command",
+           "messages_per_command",
+           "to_sender_per_command", "commits_per_command")
 
 
 def summarise(trials: list[dict]) -> dict:
     """Medians over the trials, per mode, with the ratio to the relay of the same trial."""
-    def med(values: list[float]) -> float:
-        return statistics.median(values)
-
+    med = statistics.median
     summary: dict = {"relay_p50_ms": med([t["relay"]["p50_ms"] for t in trials]),
-                     "relay_p99_ms": med([t["relay"]["p99_ms"] for t in trials])}
+                     "relay_p99_ms": med([t["relay"]["p99_ms"] for t in trials]),
+                     "relay_p50_ms_range": (min(t["relay"]["p50_ms"] for t in trials), max(t["relay"]["p50_ms"] for t in trials))}
     for mode in MODES:
-        row = {key: med([t[mode][key] for t in trials]) for key in
-               ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_command", "commits_per_command", "statements_per_command")}
+        row = {key: med([t[mode][key] for t in trials]) for key in FIGURES}
         ratios = [t[mode]["p50_ms"] / t["relay"]["p50_ms"] for t in trials if t["relay"]["p50_ms"]]
         row["p50_ratio"] = med(ratios)
         row["p50_ratio_range"] = (min(ratios), max(ratios))
-        row["p50_ms_range"] = (min(t[mode]["p50_ms"] for t in trials), max(t[mode]["p50_ms"] for t in trials))
+        for key in ("p50_ms", "p99_ms", "cpu_us_per_command"):
+            row[f"{key}_range"] = (min(t[mode][key] for t in trials), max(t[mode][key] for t in trials))
         row["failures"] = sum(t[mode]["failures"] for t in trials)
         summary[mode] = row
     return summary
 
 
 def print_report(summary: dict, trials: int, settings: Settings, busy: float) -> None:
-    off, on = summary["off"], summary["on"]
+    before, after = summary["before"], summary["after"]
     print(f"\ncommand round trip, {settings.round_trips} pings x {trials} trials (medians; machine {busy:.0f} % busy at start)")
-    print(f"{'':42} {'group commit off':>18} {'group commit on':>18}")
+    print(f"{'':44} {'before (all statuses)':>22} {'after (answer+result)':>22}")
     rows = [
         ("p50 (ms)", "p50_ms", "{:.3f}"),
         ("p99 (ms)", "p99_ms", "{:.3f}"),
         ("max (ms)", "max_ms", "{:.3f}"),
         ("p50 / raw relay p50", "p50_ratio", "{:.2f}x"),
         ("broker main-thread CPU per command (us)", "cpu_us_per_command", "{:.0f}"),
+        ("operator process CPU per command (us)", "operator_cpu_us_per_command", "{:.0f}"),
+        ("agent main-thread CPU per command (us)", "agent_cpu_us_per_command", "{:.0f}"),
+        ("broker messages per command (in + out)", "messages_per_command", "{:.2f}"),
+        ("  of them to the sender", "to_sender_per_command", "{:.2f}"),
         ("SQLite commits per command", "commits_per_command", "{:.2f}"),
-        ("SQLite statements per command", "statements_per_command", "{:.2f}"),
         ("failed round trips (all trials)", "failures", "{}"),
     ]
     for label, key, fmt in rows:
-        print(f"{label:42} {fmt.format(off[key]):>18} {fmt.format(on[key]):>18}")
-    print(f"{'p50 range over trials (ms)':42} {'%.3f-%.3f' % off['p50_ms_range']:>18} {'%.3f-%.3f' % on['p50_ms_range']:>18}")
-    print(f"raw four-hop relay echo: p50 {summary['relay_p50_ms']:.3f} ms, p99 {summary['relay_p99_ms']:.3f} ms")
-    print("targets (from the issue), group commit on:")
-    print(f"  p50 within {TARGET_P50_RATIO}x of the raw relay: {on['p50_ratio']:.2f}x  {'met' if on['p50_ratio'] <= TARGET_P50_RATIO else 'MISSED'}")
-    print(f"  p99 <= {TARGET_COMMAND_P99_MS} ms: {on['p99_ms']:.3f} ms  {'met' if on['p99_ms'] <= TARGET_COMMAND_P99_MS else 'MISSED'}")
+        print(f"{label:44} {fmt.format(before[key]):>22} {fmt.format(after[key]):>22}")
+    for label, key in (("p50 range over trials (ms)", "p50_ms_range"), ("p99 range over trials (ms)", "p99_ms_range"),
+                       ("p50 / relay range over trials", "p50_ratio_range")):
+        print(f"{label:44} {'%.3f-%.3f' % before[key]:>22} {'%.3f-%.3f' % after[key]:>22}")
+    print(f"raw four-hop relay echo: p50 {summary['relay_p50_ms']:.3f} ms "
+          f"({'%.3f-%.3f' % summary['relay_p50_ms_range']}), p99 {summary['relay_p99_ms']:.3f} ms (4 messages through the forwarder)")
+    print("targets (from the issue), after:")
+    print(f"  p50 within {TARGET_P50_RATIO}x of the raw relay: {after['p50_ratio']:.2f}x  "
+          f"{'met' if after['p50_ratio'] <= TARGET_P50_RATIO else 'MISSED'}")
+    print(f"  p99 <= {TARGET_COMMAND_P99_MS} ms: {after['p99_ms']:.3f} ms  {'met' if after['p99_ms'] <= TARGET_COMMAND_P99_MS else 'MISSED'}")
 
 
 def main(argv: list[str] | None = None) -> int:

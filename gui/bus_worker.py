@@ -178,7 +178,8 @@ class BusWorker(QObject):
         cmd_id = cmd_id or new_id()
 
         def job(client: BusClient) -> Any:
-            status = client.send_command(target, name, args or {}, ttl_s=ttl_s, timeout_s=self.config.request_timeout_s, cmd_id=cmd_id)
+            status = client.send_command(target, name, args or {}, ttl_s=ttl_s, timeout_s=self.config.request_timeout_s, cmd_id=cmd_id,
+                                         statuses=True)  # the command log shows each step, even when the live feed is dropped
             self.feed.open_commands.add(cmd_id)  # asked about again after a reconnect
             return status
         return self._run(cmd_id, "command", job)

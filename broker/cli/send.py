@@ -89,7 +89,8 @@ def run(args) -> int:
         return send_bulk(args, params)
     client = operator_client(args.data_dir, args.server)
     try:
-        first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s)
+        # the statuses on the way are printed only while waiting, and not with --json
+        first = client.send_command(args.agent, args.command_name, params, ttl_s=args.ttl_s, statuses=args.wait and not args.json)
         if not args.json:
             print(f"command {first['id']} ({args.command_name}) for {args.agent}: {first['status']}", file=sys.stderr)
             if first["status"] == HELD:

@@ -67,17 +67,22 @@ class Calls:
         return self.call(Kind.SUBSCRIBE, {"prefixes": list(prefixes)}, timeout_s=timeout_s).data()["prefixes"]
 
     def send_command(self, target: str, name: str, args: dict | None = None, ttl_s: float | None = None,
-                     timeout_s: float | None = None, cmd_id: str | None = None) -> dict:
-        """Queue a command for an agent; returns its first status (``queued``...)."""
+                     timeout_s: float | None = None, cmd_id: str | None = None, statuses: bool = False) -> dict:
+        """Queue a command for an agent; returns its first status (``queued``...).
+
+        The broker then sends this client the RESULT; with ``statuses`` also every status on
+        the way (``sent``, ``delivered``...: for :meth:`wait_result`'s ``on_status``)."""
         expires = time.time() + ttl_s if ttl_s else None
-        env = self.call(Kind.COMMAND, {"target": target, "name": name, "args": args or {}}, topic=f"command.{target}",
+        body = {"target": target, "name": name, "args": args or {}, **({"statuses": True} if statuses else {})}
+        env = self.call(Kind.COMMAND, body, topic=f"command.{target}",
                         msg_id=cmd_id or new_id(), expires=expires, timeout_s=timeout_s)
         return env.data()
 
     def wait_result(self, cmd_id: str, timeout_s: float, on_status: Callable[[dict], None] | None = None) -> dict:
         """Wait for a command's final outcome (``done``, ``failed``, ``expired``).
 
-        Status changes on the way are passed to ``on_status``. If the result
+        Status changes on the way (sent only if :meth:`send_command` asked for
+        ``statuses``, or to a subscriber of ``command.``) are passed to ``on_status``. If the result
         message was missed (say, across a broker restart) the broker's
         command record is asked for every few seconds.
         """

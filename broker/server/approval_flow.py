@@ -44,10 +44,12 @@ class Approvals:
         return self.book.needs(name)
 
     # -- holding -------------------------------------------------------------------------
-    def hold_command(self, peer: "Peer", cmd_id: str, target: str, name: str, args: dict, expires: float) -> ApprovalRequest:
-        """A single command waits under its own id; the requester is told ``held``."""
+    def hold_command(self, peer: "Peer", cmd_id: str, target: str, name: str, args: dict, expires: float,
+                     statuses: bool = False) -> ApprovalRequest:
+        """A single command waits under its own id; the requester is told ``held`` (and, once it runs,
+        every status if it asked: ``statuses``)."""
         request = self._ask(peer, cmd_id, "command", name, f"{name} on {target}", args,
-                            {"target": target, "name": name, "args": args, "expires": expires})
+                            {"target": target, "name": name, "args": args, "expires": expires, "statuses": statuses})
         self._tell(request, Kind.COMMAND_STATUS, {"id": cmd_id, "target": target, "name": name, "status": HELD,
                                                   "operator": peer.client_id, "updated": time.time(), "approval": request.id})
         return request
@@ -118,7 +120,8 @@ class Approvals:
         spec = request.payload
         sender = self.broker.peer_table.as_sender(request.requester, request.requester_role, request.requester_key)
         args = {**spec["args"], "approval": approval}
-        if self.broker.command_router.launch(sender, request.id, spec["target"], spec["name"], args, spec["expires"]) is None:
+        if self.broker.command_router.launch(sender, request.id, spec["target"], spec["name"], args, spec["expires"],
+                                             spec.get("statuses") is True) is None:
             self._end(request, f"approved, but {spec['target']} is no longer an accepted agent")
 
     def _end(self, request: ApprovalRequest, why: str) -> None:

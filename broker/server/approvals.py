@@ -68,7 +68,7 @@ CREATE INDEX IF NOT EXISTS approval_requests_state ON approval_requests (state, 
 @dataclass
 class ApprovalRequest:
     id: str
-    kind: str  # command (payload: target, name, args, expires) or bulk, playbook (payload: run id)
+    kind: str  # command (payload: target, name, args, expires, statuses) or bulk, playbook (payload: run id)
     name: str  # the command's name
     summary: str  # what it does, for the approver: "reboot on desk-7", "reboot on 40 agents matching 'group:lab'"
     requester: str

@@ -125,6 +125,8 @@ class Command:
     updated: float
     result: Any = None
     result_sent: bool = False
+    #: its sender asked to be told every status (kept in memory only: after a restart, the answer and the result)
+    statuses_wanted: bool = False
 
     def as_dict(self) -> dict:
         return {

@@ -3,8 +3,12 @@
 :class:`CommandRouter` takes an operator's COMMAND for an accepted agent,
 keeps it in the durable :class:`~broker.server.command_queue.CommandQueue`,
 delivers it while the agent is online, relays the agent's COMMAND_STATUS
-and RESULT (only for commands addressed to it) and tells the sender and
-``command.<target>`` subscribers of every status change. Its writes are
+and RESULT (only for commands addressed to it) and tells ``command.<target>``
+subscribers of every status change. Its sender gets the answer that makes
+the command durable for it (``queued``, or where a retried id stands) and
+the RESULT; the statuses in between (``sent``, ``delivered``, the final one
+before the RESULT) only if its COMMAND asked for them (``statuses: true``:
+tools that show progress). Nothing is packed for a status nobody takes. Its writes are
 committed with the broker's pass and what it says waits for that commit
 (:mod:`broker.server.group_commit`); delivering and relaying a result, whose
 bookkeeping depends on the send, wait as a whole.
@@ -58,9 +62,11 @@ class CommandRouter:
         data = broker.read_body(peer, header, frames)
         if data is None:
             return
-        target, name, args = data.get("target"), data.get("name"), data.get("args", {})
-        if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
-            broker.refuse(peer, header, ErrorCode.BAD_REQUEST, "command needs target, name (strings) and args (map)")
+        target, name, args, statuses = data.get("target"), data.get("name"), data.get("args", {}), data.get("statuses", False)
+        if not isinstance(target, str) or not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict) \
+                or type(statuses) is not bool:
+            broker.refuse(peer, header, ErrorCode.BAD_REQUEST,
+                          "command needs target, name (strings), args (map) and, if given, statuses (true or false)")
             return
         problem = bounds.tree_problem(args)  # else its audit record would be quarantined by the store, not kept
         if problem is not None:
@@ -81,27 +87,31 @@ class CommandRouter:
             return
         if self.broker.approvals.needs(name) and self.commands.get(header.msg_id) is None:
             if self.broker.approvals.book.get(header.msg_id) is None:  # a retry of a held command is held already
-                self.broker.approvals.hold_command(peer, header.msg_id, target, name, args, expires)
+                self.broker.approvals.hold_command(peer, header.msg_id, target, name, args, expires, statuses)
             return
-        if self.launch(peer, header.msg_id, target, name, args, expires) is None:  # a retry after a reconnect, or a clash
+        if self.launch(peer, header.msg_id, target, name, args, expires, statuses) is None:  # a retry after a reconnect, or a clash
             existing = self.commands.get(header.msg_id)
             if existing is None or existing.sender != peer.client_id:
                 broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, "command id already used")
             else:
-                self.notify_status(existing)
+                existing.statuses_wanted = existing.statuses_wanted or statuses
+                self.notify_status(existing, answer=True)
 
     def accepted_agent(self, target: str) -> bool:
         record = self.broker.registry.accepted_by_client(target)
         return record is not None and record.role == "agent"
 
-    def launch(self, peer: "Peer", cmd_id: str, target: str, name: str, args: dict, expires: float) -> Command | None:
+    def launch(self, peer: "Peer", cmd_id: str, target: str, name: str, args: dict, expires: float,
+               statuses: bool = False) -> Command | None:
         """Queue a checked command (``args`` stamped) from ``peer``: kept, journaled, audited, its status told,
-        delivered if the agent is on. None if ``cmd_id`` exists already or ``target`` is no accepted agent."""
+        delivered if the agent is on. ``statuses``: its sender is told every status change, not only the
+        answer and the result. None if ``cmd_id`` exists already or ``target`` is no accepted agent."""
         if not self.accepted_agent(target):
             return None
         cmd = self.commands.add(cmd_id, target, peer.client_id, name, args, expires)
         if cmd is None:
             return None
+        cmd.statuses_wanted = statuses
         broker = self.broker
         self.counters["commands"] += 1
         self._journal_command(cmd)
@@ -110,7 +120,7 @@ class CommandRouter:
             broker.records.audit(peer, "command", {"id": cmd.id, "target": target, "name": name, "reason": args.get("reason", ""),
                                                    "operator_name": operator["name"], "operator_id": operator["id"],
                                                    "via": operator["via"], **({"approved_by": args["approval"]} if "approval" in args else {})})
-        self.notify_status(cmd)
+        self.notify_status(cmd, answer=True)
         if target in self.online:
             self.deliver(cmd)
         return cmd
@@ -229,19 +239,24 @@ class CommandRouter:
             self.commands.advance(cmd, status, data, result_sent=forwarded, promise=False)
         self.broker.operations.on_final(cmd)
 
-    def notify_status(self, cmd: Command, status: str | None = None) -> None:
-        """Tell the command's sender and ``command.<target>`` subscribers (the
-        status given, or the recorded one)."""
+    def notify_status(self, cmd: Command, status: str | None = None, answer: bool = False) -> None:
+        """Tell ``command.<target>`` subscribers of a status (the one given, or the recorded one), and
+        its sender if this is the ``answer`` to its COMMAND or it asked for every status."""
+        topic = f"command.{cmd.target}"
+        own = () if not (answer or cmd.statuses_wanted) or self.broker.operations.owns(cmd.id) \
+            else self.conns.get(cmd.sender, ())  # a run's: bulk.get
+        fanout = self.broker.fanout
+        if not own and not fanout.subscribed(topic):
+            return
         body = pack_body({"id": cmd.id, "target": cmd.target, "name": cmd.name, "status": status or cmd.status,
                           "operator": cmd.sender, "updated": time.time() if status else cmd.updated})
-        topic = f"command.{cmd.target}"
         header = pack_header(Kind.COMMAND_STATUS, topic, corr=cmd.id)
-        fits = self.broker.flow.fits
-        for rid in [] if self.broker.operations.owns(cmd.id) else list(self.conns.get(cmd.sender, ())):  # a run's: bulk.get
-            if rid not in self.subscribers or not topic.startswith(self.subscribers[rid].prefixes) \
+        fits, subscribers = self.broker.flow.fits, self.subscribers
+        for rid in list(own):
+            if rid not in subscribers or not topic.startswith(subscribers[rid].prefixes) \
                     or not fits(rid, len(header) + len(body)):  # its own copy, even when its live feed is dropped
                 self.broker.send(rid, _EMPTY, header, body)
-        self.broker.fanout.publish(topic, _EMPTY, header, body)
+        fanout.publish(topic, _EMPTY, header, body)
 
     def send_result(self, cmd: Command) -> None:
         """Send a final outcome to its sender and remember that it went (after the pass's commit)."""

@@ -49,6 +49,13 @@ class Fanout:
         ``awaited`` (a dict the caller keeps up to date; for any other agent this costs one dict lookup)."""
         self._chat_awaited, self._on_chat = awaited, on_chat
 
+    def subscribed(self, topic: str) -> bool:
+        """Whether any connection subscribes to a prefix of ``topic`` (before packing what nobody would get)."""
+        for peer in self.subscribers.values():
+            if topic.startswith(peer.prefixes):
+                return True
+        return False
+
     def publish(self, topic: str, sender: bytes, header, body) -> int:
         """Fan out to every subscriber whose prefix matches ``topic`` and
         whose role may read it (``permissions.LIVE_READERS``)."""
