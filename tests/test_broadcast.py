@@ -394,3 +394,15 @@ def test_a_broadcast_to_200_agents_is_paced_and_failures_are_named(bus, tmp_path
         assert max(counts.get("queued", 0) for counts in seen) <= 10 and len(seen) > 3
     finally:
         fleet.close()
+
+
+def test_a_dry_run_names_the_recipients_and_sends_nothing(bus):
+    """``dry_run: true`` (what ``schedules.add`` tries before it keeps a scheduled broadcast): who would get it, with
+    whether each is online now; no broadcast is recorded, no message queued."""
+    online = bus.peer("desk-1")
+    bus.admin.request("keys.add", public_key=keys.generate().public, client_id="desk-2", role="agent")
+    sender = bus.peer("op-dry", role="operator")
+    preview = sender.request("broadcast.send", selector="desk-1,desk-2", text="hello", reason="test", dry_run=True)
+    assert preview["dry_run"] is True and preview["count"] == 2
+    assert sorted((r["client_id"], r["online"]) for r in preview["recipients"]) == [("desk-1", True), ("desk-2", False)]
+    assert sender.request("broadcast.list") == [] and [e for e in online.drain(10, 0.3) if e.kind is Kind.COMMAND] == []

@@ -48,7 +48,7 @@ OP_FIELDS = {
     "schedules.add": ["name", "request_op", "args", "reason", "cron", "at", "tz", "missed", "grace_s"],
     "schedules.list": ["limit"], "schedules.get": ["id", "limit"], "schedules.remove": ["id", "reason"],
     "schedules.pause": ["id", "reason"], "schedules.resume": ["id", "reason"],
-    "broadcast.send": ["selector", "text", "reason", "max_parallel", "ttl_s"], "broadcast.get": ["id", "limit"],
+    "broadcast.send": ["selector", "text", "reason", "max_parallel", "ttl_s", "dry_run"], "broadcast.get": ["id", "limit"],
     "broadcast.list": ["limit"], "broadcast.cancel": ["id", "reason"],
 }
 ROLES = ["agent", "viewer", "operator", "admin", "service"]

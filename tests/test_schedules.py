@@ -295,6 +295,14 @@ def test_the_cli_adds_lists_shows_pauses_resumes_and_removes(world):
         bad = ems(*argv)
         assert bad.returncode != 0 and needle in bad.stderr, (argv, bad.stderr)
     assert "--missed skip" in ems("--help").stdout and "grace" in ems("--help").stdout
+    bus.admin.request("playbooks.put", name="lab-check", steps=[{"template": "lab-ping"}])
+    playbook = json.loads(ems("add", "pb", "lab-check", "id:lab-*", "--playbook", "--cron", "@weekly", "--reason", "weekly",
+                              "--max-parallel", "3", "--json").stdout)
+    assert (playbook["op"], playbook["args"]) == ("playbooks.run", {"name": "lab-check", "selector": "id:lab-*", "params": {},
+                                                                    "max_parallel": 3})
+    told = ems("add", "note", "Lunch at noon", "id:lab-*", "--broadcast", "--at", "2031-01-02 03:04", "--reason", "canteen")
+    assert told.returncode == 0 and "broadcast 'Lunch at noon' to 'id:lab-*'" in told.stdout, told.stderr
+    assert ems("add", "x", "y", "all", "--playbook", "--broadcast", "--cron", "@daily", "--reason", "r").returncode == 2
 
 
 def test_an_owner_demoted_to_viewer_is_not_run_for_and_the_schedule_paused(world):
@@ -371,11 +379,15 @@ def test_a_scheduled_broadcast_reaches_every_target_and_is_tracked(world):
     seen = Seen(*agents)
     operator.request("schedules.add", **schedule_args("notice", request_op="broadcast.send", at=time.time() + 1.5,
                                                       args={"selector": "id:lab-*", "text": "Maintenance at noon"}))
+    assert seen.poll().data(agents[0], Kind.COMMAND) == []  # adding it tried it as a dry run: nothing was sent
     for agent in agents:
         seen.until(lambda s, a=agent: s.data(a, Kind.COMMAND), f"the scheduled broadcast at {agent}")
-        [command] = seen.data(agent, Kind.COMMAND)
-        assert command["name"] == "chat.send" and command["args"]["text"] == "Maintenance at noon"
     [slot] = wait_for(lambda: [r for r in operator.request("schedules.get", id="notice")["runs"]
                                if r["outcome"] != "attempted"], 15, what="the slot's outcome")
+    seen.poll()
+    for agent in agents:
+        [command] = seen.data(agent, Kind.COMMAND)  # one message each: the slot's, and no other
+        assert command["name"] == "chat.send" and command["args"]["text"] == "Maintenance at noon"
+    assert len(operator.request("broadcast.list")) == 1
     shown = operator.request("broadcast.get", id=slot["run_id"])
     assert shown["reason"] == f"{REASON} (schedule notice)" and len(shown["recipients"]) == 2

@@ -1,4 +1,5 @@
-"""``ems schedule``: templates run by the broker at a time or on a cron expression, as the person who scheduled them."""
+"""``ems schedule``: templates (or playbooks, or broadcasts) run by the broker at a time or on a cron expression, as the
+person who scheduled them."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,10 @@ when:
   Times are wall-clock times in --tz (an IANA zone; default UTC). Across a DST change a time that does not exist
   runs after the jump, and a time that happens twice runs the first time.
 
+what: a template by default (NAME TEMPLATE SELECTOR); --playbook: NAME PLAYBOOK SELECTOR; --broadcast: NAME TEXT
+SELECTOR (a tracked message, ems broadcast). Playbooks and broadcasts run at most once per slot (a crash as one
+starts is not made up).
+
 each slot runs at most once, and exactly once for template runs: the broker records the slot as taken (and the
 next one) in one transaction before the run starts; after a crash it finds whether the run was stored and starts
 it only if nothing of it was sent.
@@ -35,6 +40,9 @@ examples:
   ems schedule add nightly-check --cron "0 2 * * *" --tz Europe/Berlin update-check 'group:lab' --reason "nightly"
   ems schedule add patch-once --at "2026-12-06 09:00" patch-now 'tag:canary' --param reboot=true \\
       --reason "CHG-1234" --missed once --max-parallel 5
+  ems schedule add weekly-cleanup --cron "0 3 * * sun" --playbook disk-cleanup 'all' --reason "weekly cleanup"
+  ems schedule add closing --at "2026-12-24 11:00" --broadcast "The office closes at 13:00 today." 'group:office' \
+      --reason "holiday hours"
   ems schedule list
   ems schedule show nightly-check
   ems schedule pause nightly-check --reason "lab closed this week"
@@ -50,7 +58,11 @@ def configure(p) -> None:
     p.epilog = POLICY
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("action", choices=("add", "list", "show", "remove", "pause", "resume"))
-    p.add_argument("words", nargs="*", metavar="WORD", help="add: NAME TEMPLATE SELECTOR; show/remove/pause/resume: NAME")
+    p.add_argument("words", nargs="*", metavar="WORD", help="add: NAME TEMPLATE SELECTOR (NAME PLAYBOOK SELECTOR with "
+                   "--playbook, NAME TEXT SELECTOR with --broadcast); show/remove/pause/resume: NAME")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--playbook", action="store_true", help="add: the second word names a playbook (ems playbook list)")
+    what.add_argument("--broadcast", action="store_true", help="add: the second word is a message to broadcast")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--cron", metavar="EXPR", help="add: run on this cron expression (see below)")
     when.add_argument("--at", metavar="TIME", help="add: run once at YYYY-MM-DD HH:MM (in --tz)")
@@ -76,14 +88,24 @@ def add_request(args) -> dict:
         raise EmsError("add needs --reason: it is every run's reason in the audit trail")
     if args.dry_run:
         raise EmsError("a schedule has no dry run: preview it with ems template run TEMPLATE SELECTOR --dry-run")
-    name, template, selector = args.words
+    name, what, selector = args.words
     options = {k: v for k, v in bulk_cmd.options_of(args).items() if k != "dry_run"}
-    request = {"name": name, "request_op": "templates.run", "reason": args.reason, "tz": args.tz, "missed": args.missed,
-               "args": {"name": template, "selector": selector, "params": raw_values(args.param), **options}}
+    if args.broadcast:
+        op, run = "broadcast.send", {"text": what, "selector": selector, **_paced(options)}
+    elif args.playbook:
+        op, run = "playbooks.run", {"name": what, "selector": selector, "params": raw_values(args.param), **_paced(options)}
+    else:
+        op, run = "templates.run", {"name": what, "selector": selector, "params": raw_values(args.param), **options}
+    request = {"name": name, "request_op": op, "reason": args.reason, "tz": args.tz, "missed": args.missed, "args": run}
     request["cron" if args.cron else "at"] = args.cron or args.at
     if args.grace_s is not None:
         request["grace_s"] = args.grace_s
     return request
+
+
+def _paced(options: dict) -> dict:
+    """What a playbook or a broadcast takes of the run options (no canary, no halt)."""
+    return {k: v for k, v in options.items() if k in ("max_parallel", "ttl_s")}
 
 
 def run(args) -> int:
@@ -123,7 +145,12 @@ def when_of(schedule: dict) -> str:
 def what_of(schedule: dict) -> str:
     """``TEMPLATE on 'SELECTOR'`` when the caller may see the arguments, else the op."""
     args = schedule.get("args") or {}
-    return f"{args['name']} on {args['selector']!r}" if "name" in args and "selector" in args else schedule["op"]
+    if "text" in args and "selector" in args:
+        return f"broadcast {args['text'][:40]!r} to {args['selector']!r}"
+    if "name" in args and "selector" in args:
+        kind = "playbook " if schedule.get("op") == "playbooks.run" else ""
+        return f"{kind}{args['name']} on {args['selector']!r}"
+    return schedule["op"]
 
 
 def print_list(schedules: list[dict]) -> None:
