@@ -105,7 +105,8 @@ def test_random_token_accepted_by_the_process(name, bus, tmp_path):
             proc.wait(5)
 
 
-@pytest.mark.parametrize("token,weak", [(t, True) for t in WEAK.values()] + [(t, False) for t in STRONG.values()])
+@pytest.mark.parametrize("token,weak", [(t, True) for t in WEAK.values()] + [(t, False) for t in STRONG.values()],
+                         ids=[f"weak-{n}" for n in WEAK] + [f"strong-{n}" for n in STRONG])  # the same ids in every process
 def test_estimate_agrees_with_the_config_check(token, weak):
     """The same matrix through the library call `ems up` uses before starting anything."""
     assert (estimate_bits(token) < MIN_TOKEN_BITS) == weak

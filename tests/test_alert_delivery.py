@@ -520,7 +520,7 @@ def test_the_good_configuration_loads(tmp_path):
     assert config.route_for("offline").channels == ("webhook",) and config.route_for("disk").channels == ("email",)
 
 
-@pytest.mark.parametrize("path, value, words", BAD, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD])
+@pytest.mark.parametrize("path, value, words", BAD, ids=[f"{p}={'(deleted)' if v is _DELETE else repr(v)}"[:60] for p, v, _ in BAD])
 def test_a_bad_configuration_is_refused_naming_the_key(tmp_path, path, value, words):
     """Tried: each key of a good delivery section set to a wrong type, an out-of-range number (-1, 0,
     2**63), an unknown channel or key, an inline secret: a DeliveryConfigError names the key."""
