@@ -1,0 +1,196 @@
+"""The admin HTTP API's inbox, alerts, schedules and broadcasts routes, for the web's Operations tab. Every route
+names the web person (``X-EMS-Operator``, required; ``X-EMS-Role`` their web role): the broker stamps that person
+(``web:<name>``, at most operator) as the one asking, so each web person has their own inbox
+(:mod:`broker.server.requests`), and an acknowledgement or a broadcast names them with this listener as ``via``.
+
+=====================================  =======================================
+``GET  /api/inbox``                    the person's own notices (``?unread=1``, ``?limit=1..500``) and counts
+``POST /api/inbox/read``               ``{"ids": [..]}`` or ``{"all": true}``: marked read (``"archive": true`` too)
+``GET  /api/alerts``                   open alerts (``?all=1``: history, suppressed ones with their reason too)
+``POST /api/alerts/<id>/ack``          ``{"reason": "..."}``: acknowledged as the person (operators)
+``GET  /api/schedules``                every schedule with its next run and state
+``GET  /api/schedules/<id>``           one schedule with its newest slots and how each went
+``GET  /api/broadcasts``               the newest broadcasts with their counts
+``GET  /api/broadcasts/<id>``          one broadcast with each recipient's delivered / read times
+``POST /api/broadcasts``               ``{"selector", "text", "reason"}``: a chat message to many agents, as the person
+=====================================  =======================================
+
+Adding, pausing or removing a schedule stays with operator keys (``ems schedule``): a schedule runs later as its
+owner's key, and the broker does not yet keep a web person as a schedule's owner.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bridges.admin_http.exchange import ApiError, Request, Response, json_object
+from bridges.admin_http.ops_routes import check_id, int_query, query, web_person
+from broker.core.envelope import ErrorCode
+from broker.core.errors import RemoteError
+
+READ_KEYS = ("ids", "all", "archive")
+ACK_KEYS = ("reason",)
+BROADCAST_KEYS = ("selector", "text", "reason")
+#: alert ids the alerts service keeps (broker.alerts.ops.MAX_ID)
+MAX_ALERT_ID = 2**62
+MAX_IDS = 500
+MAX_TEXT = 10_000
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+_NOT_FOUND = ("no open alert", "no schedule", "no broadcast")
+_ID_HINT = {"alerts": "GET /api/alerts?all=1 lists the alerts", "schedules": "GET /api/schedules lists them",
+            "broadcasts": "GET /api/broadcasts lists them"}
+
+
+class FeedRoutes:
+    """The routes above; bus calls, reasons and errors go through the :class:`AdminApi` they belong to."""
+
+    def __init__(self, api: Any):
+        """``api``: the :class:`bridges.admin_http.api.AdminApi` these routes join (its bus, config and reason check)."""
+        self.api = api
+
+    def routes(self) -> list[tuple[str, tuple[str, ...], Callable[..., Response]]]:
+        return [
+            ("GET", ("api", "inbox"), self.inbox),
+            ("POST", ("api", "inbox", "read"), self.inbox_read),
+            ("GET", ("api", "alerts"), self.alerts),
+            ("POST", ("api", "alerts", "{}", "ack"), self.ack),
+            ("GET", ("api", "schedules"), self.schedules),
+            ("GET", ("api", "schedules", "{}"), self.schedule),
+            ("GET", ("api", "broadcasts"), self.broadcasts),
+            ("GET", ("api", "broadcasts", "{}"), self.broadcast),
+            ("POST", ("api", "broadcasts"), self.send_broadcast),
+        ]
+
+    # -- the person's inbox ------------------------------------------------------------
+    def inbox(self, req: Request) -> Response:
+        """``GET /api/inbox?unread=0&limit=100``: ``{"items": [...], "total", "unread"}``, the person's own notices,
+        newest first (alerts for every role; approval requests for operators and admins, never their own), each
+        with ``read``."""
+        person = web_person(req, "reads their inbox")
+        unread = _flag(req, "unread")
+        limit = int_query(req, "limit", 100, 1, MAX_IDS)
+        items = self._call("inbox.list", "inbox", unread=unread, limit=limit, operator=person)
+        counts = self._call("inbox.count", "inbox", operator=person)
+        return Response(200, {"items": items, **counts, "caller": req.caller})
+
+    def inbox_read(self, req: Request) -> Response:
+        """``POST /api/inbox/read`` with ``{"ids": [1, 2]}`` or ``{"all": true}`` (``"archive": true`` archives them
+        too): the person's notices marked read; ``{"marked", "total", "unread"}``. Another person's ids are not
+        theirs and are not marked (``marked`` says how many were)."""
+        person = web_person(req, "marks their inbox")
+        body = json_object(req.body, READ_KEYS)
+        args: dict = {"archive": _bool(body, "archive")}
+        if _bool(body, "all") == ("ids" in body):
+            raise ApiError(400, "give ids (a list of inbox ids) or all: true, one of the two", '{"all": true}')
+        if "ids" in body:
+            ids = body["ids"]
+            if not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS:
+                raise ApiError(400, f"ids must be a list of 1 to {MAX_IDS} inbox ids", '{"ids": [12, 13]}')
+            args["ids"] = [_whole_id(i, "ids[]") for i in ids]
+        else:
+            args["all"] = True
+        req.audit.update(action="inbox.read", target=",".join(map(str, args.get("ids", ["all"])))[:200])
+        return Response(200, self._call("inbox.read", "inbox", operator=person, **args))
+
+    # -- alerts ---------------------------------------------------------------------------
+    def alerts(self, req: Request) -> Response:
+        """``GET /api/alerts?all=0&limit=100``: ``{"alerts": [...]}``, open alerts newest first; ``all=1``: every alert,
+        resolved and suppressed ones too (``suppressed`` says why: an ordered reboot, ...)."""
+        web_person(req, "lists alerts")
+        everything = _flag(req, "all")
+        limit = int_query(req, "limit", 100, 1, MAX_IDS)
+        return Response(200, {"alerts": self._call("alerts.list", "alerts", all=everything, limit=limit), "caller": req.caller})
+
+    def ack(self, req: Request, alert_id: str) -> Response:
+        """``POST /api/alerts/<id>/ack`` with ``{"reason": "..."}``: the open alert acknowledged as the person (their
+        web role must be operator or admin: 403 otherwise); a security alert resolves by it. 404 for no open alert."""
+        person = web_person(req, "acknowledges an alert")
+        number = _whole_id(int(alert_id) if alert_id.isdigit() and len(alert_id) <= 20 else alert_id, "the alert id")
+        req.audit.update(action="alerts.ack", target=str(number))
+        reason = req.audit["reason"] = self.api._reason(json_object(req.body, ACK_KEYS))
+        return Response(200, self._call("alerts.ack", "alerts", id=number, reason=reason, operator=person))
+
+    # -- schedules and broadcasts ----------------------------------------------------------------
+    def schedules(self, req: Request) -> Response:
+        """``GET /api/schedules?limit=200``: ``{"schedules": [...]}`` by name, each with its owner, when (cron or
+        at, zone), ``next_due_text``, state (enabled, paused, done) and why it is paused."""
+        web_person(req, "lists schedules")
+        limit = int_query(req, "limit", 200, 1, 1000)
+        return Response(200, {"schedules": self._call("schedules.list", "schedules", limit=limit), "caller": req.caller})
+
+    def schedule(self, req: Request, schedule_id: str) -> Response:
+        """``GET /api/schedules/<id or name>``: one schedule with ``runs``, its newest slots (when, run id, outcome)."""
+        web_person(req, "looks at a schedule")
+        check_id(schedule_id, "a schedule id")
+        return Response(200, self._call("schedules.get", "schedules", id=schedule_id, limit=int_query(req, "limit", 20, 1, 200)))
+
+    def broadcasts(self, req: Request) -> Response:
+        """``GET /api/broadcasts?limit=20``: ``{"broadcasts": [...]}``, the newest, with counts per status."""
+        web_person(req, "lists broadcasts")
+        limit = int_query(req, "limit", 20, 1, 200)
+        return Response(200, {"broadcasts": self._call("broadcast.list", "broadcasts", limit=limit), "caller": req.caller})
+
+    def broadcast(self, req: Request, broadcast_id: str) -> Response:
+        """``GET /api/broadcasts/<id>``: one broadcast with its text, reason and each recipient's status and
+        delivered / read times (the web shows text and recipients to operators and admins only)."""
+        web_person(req, "looks at a broadcast")
+        check_id(broadcast_id, "a broadcast id")
+        return Response(200, self._call("broadcast.get", "broadcasts", id=broadcast_id))
+
+    def send_broadcast(self, req: Request) -> Response:
+        """``POST /api/broadcasts`` with ``{"selector": "group:lab", "text": "...", "reason": "..."}``: one chat
+        message to every agent the selector matches, as the person (202 with the broadcast). Preview the recipients
+        first with ``GET /api/targets?selector=...``."""
+        person = web_person(req, "sends a broadcast")
+        body = json_object(req.body, BROADCAST_KEYS)
+        selector, text = body.get("selector"), body.get("text")
+        if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:
+            raise ApiError(400, "selector is required (1-1000 characters)", 'e.g. "group:lab", "tag:kiosk", "all"')
+        if not isinstance(text, str) or not 0 < len(text.strip()) <= MAX_TEXT:
+            raise ApiError(400, f"text is required (1-{MAX_TEXT} characters): the message the users see")
+        reason = req.audit["reason"] = self.api._reason(body)
+        req.audit.update(action="broadcast.send", selector=selector.strip(), chars=len(text))
+        sent = self._call("broadcast.send", "broadcasts", selector=selector.strip(), text=text, reason=reason, operator=person)
+        req.audit["target"] = sent.get("id", "")
+        return Response(202, sent)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _call(self, op: str, area: str, **args) -> Any:
+        """``op`` on the broker; its refusals become 404 (unknown id), 403 (the person's role) or 400 (bad input)."""
+        timeout = self.api.config.bus_timeout_s
+        try:
+            return self.api._bus(lambda client: client.request(op, timeout_s=timeout, **args))
+        except ApiError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, RemoteError):
+                raise
+            words = cause.detail or cause.message
+            if cause.code == ErrorCode.UNAVAILABLE:
+                raise ApiError(503, words, "`ems up` starts the alerts service; try again in a moment") from cause
+            if cause.code == ErrorCode.FORBIDDEN:
+                raise ApiError(403, words, "an operator or admin web role does this") from cause
+            if cause.code != ErrorCode.BAD_REQUEST:
+                raise
+            if words.startswith(_NOT_FOUND):
+                raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
+            raise ApiError(400, words, "fix the value the broker names and try again") from cause
+
+
+def _flag(req: Request, key: str) -> bool:
+    text = query(req, key, "0").strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ApiError(400, f"{key}={text[:40]!r}: use 1 or 0")
+    return text in _TRUE
+
+
+def _bool(body: dict, key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{key} must be true or false")
+    return value
+
+
+def _whole_id(value: object, what: str) -> int:
+    """An alert or inbox id: a whole number from 1 to 2^62 (a JSON number, never text); 400 otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ALERT_ID:
+        raise ApiError(400, f"{what} must be a whole number from 1 to {MAX_ALERT_ID}, not {str(value)[:40]!r}")
+    return value
