@@ -14,7 +14,8 @@ use PDO;
  */
 final class OperationsPage
 {
-    public const VIEWS = ['approvals' => 'Approvals', 'bulk' => 'Bulk runs', 'templates' => 'Templates'];
+    public const VIEWS = ['inbox' => 'Inbox', 'alerts' => 'Alerts', 'approvals' => 'Approvals', 'bulk' => 'Bulk runs',
+        'templates' => 'Templates', 'schedules' => 'Schedules', 'broadcasts' => 'Broadcasts'];
     public const MAX_REASON = 500;
     public const PER_PAGE = 50;
     /** run states after which nothing more happens (no Cancel) */
@@ -26,7 +27,8 @@ final class OperationsPage
     {
     }
 
-    /** GET /operations?view=approvals|bulk|templates (&run=<id>&page=N, &template=<name>). */
+    /** GET /operations?view=inbox|alerts|approvals|bulk|templates|schedules|broadcasts (&run=<id>&page=N,
+     *  &template=<name>, &broadcast=<id>); the inbox, alerts, schedules and broadcasts views are OpsFeeds'. */
     public function show(array $extra = [], int $status = 200): void
     {
         $asked = is_string($_GET['view'] ?? null) && isset(self::VIEWS[$_GET['view']]) ? $_GET['view'] : 'approvals';
@@ -35,6 +37,7 @@ final class OperationsPage
         $template = ListParams::text($_GET, 'template', 64);
         $vars = match (true) {
             isset($extra['view']) => $extra,
+            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view),
             $view === 'bulk' && $run !== '' => $this->runView($run),
             $view === 'bulk' => $this->listView('/api/bulk?limit=50', 'runs'),
             $view === 'templates' => ['chosenName' => $template] + $this->listView('/api/templates', 'templates'),
@@ -118,7 +121,7 @@ final class OperationsPage
     }
 
     // -- reading -----------------------------------------------------------------------
-    private function listView(string $path, string $key): array
+    public function listView(string $path, string $key): array
     {
         [$ok, $answer] = $this->call('GET', $path, null);
         return $ok ? ['rows' => is_array($answer[$key] ?? null) ? $answer[$key] : []] : ['rows' => [], 'error' => $this->refusal($answer)];
@@ -139,7 +142,7 @@ final class OperationsPage
     }
 
     /** [ok, answer] from the admin API in this web user's name; not ok with an error when it is off or away. */
-    private function call(string $method, string $path, ?array $body): array
+    public function call(string $method, string $path, ?array $body): array
     {
         $api = $this->api();
         if ($api === null) {
@@ -150,26 +153,26 @@ final class OperationsPage
     }
 
     /** The admin API's refusal as one sentence with what to do. */
-    private function refusal(array $answer): string
+    public function refusal(array $answer): string
     {
         $error = trim((string) ($answer['error'] ?? 'the admin API refused'));
         $hint = trim((string) ($answer['hint'] ?? ''));
         return ucfirst($error) . ($hint !== '' ? ' — ' . $hint : '') . '. Nothing was changed.';
     }
 
-    private function reason(): ?string
+    public function reason(): ?string
     {
         $reason = trim(AuthPages::posted('reason'));
         return $reason === '' || (iconv_strlen($reason) === false || iconv_strlen($reason) > self::MAX_REASON) ? null : $reason;
     }
 
-    private static function reasonHelp(): string
+    public static function reasonHelp(): string
     {
         return 'A reason is required (1 to ' . self::MAX_REASON . ' characters): it is kept in the audit trail with your name.';
     }
 
     /** Back to a view (303) with a message shown once. */
-    private function back(string|array $where, string $kind, string $text): void
+    public function back(string|array $where, string $kind, string $text): void
     {
         $_SESSION[self::FLASH] = [$kind, $text];
         App::redirect('/operations' . View::query([], is_array($where) ? $where : ['view' => $where]));
