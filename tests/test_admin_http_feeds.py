@@ -72,11 +72,22 @@ def test_every_post_refuses_bad_json(feeds, method, path, body, raw):
 @pytest.mark.parametrize("value", [-1, 0, 2**63, "1", None, True, 1.5])
 def test_out_of_range_ids(feeds, value):
     """Tried: alert ids in the path and inbox ids in the body of -1, 0, 2^63, text, null, true and 1.5. Expected: 400
-    naming the range (a path's "1" is the number 1: the open alert, acknowledged; 2^63 in a path is 400 too)."""
+    naming the range or the type (a path's "1" is the number 1: the open alert, acknowledged); nothing is marked."""
     status, answer, _ = feeds.call("POST", f"/api/alerts/{value}/ack", {"reason": "x"}, headers=A)
     assert status == (200 if str(value) == "1" else 400), answer
     status, answer, _ = feeds.call("POST", "/api/inbox/read", {"ids": [value]}, headers=A)
-    assert status == 400 and "whole number" in answer["error"], answer
+    assert status == 400 and "ids[]" in answer["error"], answer
+    assert feeds.call("GET", "/api/inbox", headers=A)[1]["unread"] == 1
+
+
+@pytest.mark.parametrize("body,words", [({}, "give ids"), ({"ids": [1], "all": True}, "give ids"), ({"ids": []}, "1 to 500"),
+                                        ({"ids": "1"}, "1 to 500"), ({"all": "yes"}, "all"), ({"all": True, "archive": 1}, "archive")])
+def test_bad_inbox_marks_say_what_is_wrong(feeds, body, words):
+    """Tried: neither ids nor all, both, an empty list, a string for ids, text and a number for the flags. Expected:
+    400 with the alerts service's words; nothing marked."""
+    status, answer, _ = feeds.call("POST", "/api/inbox/read", body, headers=A)
+    assert status == 400 and words in answer["error"], answer
+    assert feeds.call("GET", "/api/inbox", headers=A)[1]["unread"] == 1
 
 
 @pytest.mark.parametrize("query", ["limit=-1", "limit=0", f"limit={2**63}", "limit=x", "unread=maybe", "all=2"])

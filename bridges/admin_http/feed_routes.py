@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from bridges.admin_http.exchange import ApiError, Request, Response, json_object
-from bridges.admin_http.ops_routes import check_id, int_query, query, web_person
+from bridges.admin_http.ops_routes import FIX_HINT, SELECTOR_EXAMPLE, SELECTOR_REQUIRED, check_id, int_query, query, web_person
 from broker.core.envelope import ErrorCode
 from broker.core.errors import RemoteError
 
@@ -32,6 +32,7 @@ ACK_KEYS = ("reason",)
 BROADCAST_KEYS = ("selector", "text", "reason")
 #: alert ids the alerts service keeps (broker.alerts.ops.MAX_ID)
 MAX_ALERT_ID = 2**62
+#: rows listed at most (broker.alerts.ops.MAX_ROWS)
 MAX_IDS = 500
 MAX_TEXT = 10_000
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
@@ -77,18 +78,8 @@ class FeedRoutes:
         too): the person's notices marked read; ``{"marked", "total", "unread"}``. Another person's ids are not
         theirs and are not marked (``marked`` says how many were)."""
         person = web_person(req, "marks their inbox")
-        body = json_object(req.body, READ_KEYS)
-        args: dict = {"archive": _bool(body, "archive")}
-        if _bool(body, "all") == ("ids" in body):
-            raise ApiError(400, "give ids (a list of inbox ids) or all: true, one of the two", '{"all": true}')
-        if "ids" in body:
-            ids = body["ids"]
-            if not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS:
-                raise ApiError(400, f"ids must be a list of 1 to {MAX_IDS} inbox ids", '{"ids": [12, 13]}')
-            args["ids"] = [_whole_id(i, "ids[]") for i in ids]
-        else:
-            args["all"] = True
-        req.audit.update(action="inbox.read", target=",".join(map(str, args.get("ids", ["all"])))[:200])
+        args = json_object(req.body, READ_KEYS)  # the alerts service checks the values and says what is wrong
+        req.audit.update(action="inbox.read", target=str(args.get("ids", "all"))[:200])
         return Response(200, self._call("inbox.read", "inbox", operator=person, **args))
 
     # -- alerts ---------------------------------------------------------------------------
@@ -104,7 +95,7 @@ class FeedRoutes:
         """``POST /api/alerts/<id>/ack`` with ``{"reason": "..."}``: the open alert acknowledged as the person (their
         web role must be operator or admin: 403 otherwise); a security alert resolves by it. 404 for no open alert."""
         person = web_person(req, "acknowledges an alert")
-        number = _whole_id(int(alert_id) if alert_id.isdigit() and len(alert_id) <= 20 else alert_id, "the alert id")
+        number = _alert_id(alert_id)
         req.audit.update(action="alerts.ack", target=str(number))
         reason = req.audit["reason"] = self.api._reason(json_object(req.body, ACK_KEYS))
         return Response(200, self._call("alerts.ack", "alerts", id=number, reason=reason, operator=person))
@@ -144,7 +135,7 @@ class FeedRoutes:
         body = json_object(req.body, BROADCAST_KEYS)
         selector, text = body.get("selector"), body.get("text")
         if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:
-            raise ApiError(400, "selector is required (1-1000 characters)", 'e.g. "group:lab", "tag:kiosk", "all"')
+            raise ApiError(400, SELECTOR_REQUIRED, SELECTOR_EXAMPLE)
         if not isinstance(text, str) or not 0 < len(text.strip()) <= MAX_TEXT:
             raise ApiError(400, f"text is required (1-{MAX_TEXT} characters): the message the users see")
         reason = req.audit["reason"] = self.api._reason(body)
@@ -172,7 +163,7 @@ class FeedRoutes:
                 raise
             if words.startswith(_NOT_FOUND):
                 raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
-            raise ApiError(400, words, "fix the value the broker names and try again") from cause
+            raise ApiError(400, words, FIX_HINT) from cause
 
 
 def _flag(req: Request, key: str) -> bool:
@@ -182,15 +173,9 @@ def _flag(req: Request, key: str) -> bool:
     return text in _TRUE
 
 
-def _bool(body: dict, key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise ApiError(400, f"{key} must be true or false")
-    return value
-
-
-def _whole_id(value: object, what: str) -> int:
-    """An alert or inbox id: a whole number from 1 to 2^62 (a JSON number, never text); 400 otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ALERT_ID:
-        raise ApiError(400, f"{what} must be a whole number from 1 to {MAX_ALERT_ID}, not {str(value)[:40]!r}")
-    return value
+def _alert_id(text: str) -> int:
+    """An alert id from the path: a whole number from 1 to 2^62; 400 otherwise."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= MAX_ALERT_ID):
+        raise ApiError(400, f"the alert id must be a whole number from 1 to {MAX_ALERT_ID}, not {text[:40]!r}",
+                       _ID_HINT["alerts"])
+    return int(text)

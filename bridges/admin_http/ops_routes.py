@@ -34,7 +34,10 @@ MAX_PAGE = 500
 MAX_TARGETS = 10_000
 _ID_HINT = {"approvals": "GET /api/approvals lists the requests", "bulk": "GET /api/bulk lists the runs",
             "templates": "GET /api/templates lists the templates"}
-_SELECTOR_REQUIRED = "selector is required (1-1000 characters)"
+SELECTOR_REQUIRED = "selector is required (1-1000 characters)"
+SELECTOR_EXAMPLE = 'e.g. "group:lab", "tag:kiosk", "all"'
+#: the hint for a value the broker refused
+FIX_HINT = "fix the value the broker names and try again"
 #: what to do when the broker's rules say no (409)
 _CONFLICT_HINT = {"approvals": "another person decides it (never the one who asked), and only while it is pending",
                   "bulk": "through the web only the person who started a run cancels it; an admin key stops any run "
@@ -157,7 +160,7 @@ class OpsRoutes:
         web_person(req, "previews targets")
         selector = query(req, "selector", "")
         if not 0 < len(selector) <= 1000:
-            raise ApiError(400, _SELECTOR_REQUIRED, "e.g. ?selector=group:lab or ?selector=all")
+            raise ApiError(400, SELECTOR_REQUIRED, "e.g. ?selector=group:lab or ?selector=all")
         limit = int_query(req, "limit", MAX_PAGE, 0, MAX_TARGETS)
         return Response(200, self._call("targets.resolve", "", selector=selector, limit=limit))
 
@@ -176,7 +179,7 @@ class OpsRoutes:
                 raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
             if "person" in words or "already" in words or "may cancel" in words:
                 raise ApiError(409, words, _CONFLICT_HINT.get(area, "")) from cause
-            raise ApiError(400, words, "fix the value the broker names and try again") from cause
+            raise ApiError(400, words, FIX_HINT) from cause
 
 
 def web_person(req: Request, what: str) -> dict:
@@ -209,7 +212,7 @@ def _run_options(body: dict) -> dict:
     """A template run's selector, params, dry run and pacing from ``body``, each checked; ApiError 400 otherwise."""
     selector = body.get("selector")
     if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:
-        raise ApiError(400, _SELECTOR_REQUIRED, 'e.g. "group:lab", "tag:kiosk", "all"')
+        raise ApiError(400, SELECTOR_REQUIRED, SELECTOR_EXAMPLE)
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise ApiError(400, "params must be a JSON object", 'e.g. {"params": {"delay_s": 60}}')

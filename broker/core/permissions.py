@@ -149,8 +149,9 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
 SERVICE_PREFIXES = ("store.", "sync.", "alerts.", "inbox.")
 
 #: ops a vouching service (the web through the admin API) may call only for a person it names in
-#: ``args.operator``: a service has no inbox and acknowledges nothing in its own name
-PERSON_OPS = frozenset({"alerts.ack", "inbox.list", "inbox.read", "inbox.count"})
+#: ``args.operator`` (FORBIDDEN, a security event, otherwise): a service has no inbox, and acknowledges or
+#: broadcasts nothing in its own name
+PERSON_OPS = frozenset({"alerts.ack", "inbox.list", "inbox.read", "inbox.count", "broadcast.send"})
 #: the roles a vouching service may claim for the person it names (``args.operator.role``); a claim of more
 #: ("admin") is cut down to the highest of these, no claim is the lowest. A stolen service token can thus
 #: act as any *named* operator (read and mark their inbox, acknowledge alerts, with a reason, recorded with

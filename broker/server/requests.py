@@ -57,6 +57,9 @@ class Requests:
         if kind is not None and not permissions.may_read_history(peer.role, kind):
             self._forbid(peer, header, permissions.history_refusal(peer.role, kind))
             return
+        if peer.role in permissions.VOUCHING_ROLES and op in permissions.PERSON_OPS and args.get("operator") is None:
+            self._forbid(peer, header, permissions.refusal(peer.role, f"call {op} for no one (name the person: args.operator)"))
+            return
         if op.startswith(permissions.SERVICE_PREFIXES):
             self._forward_for(peer, header, op, args)
             return
@@ -79,9 +82,6 @@ class Requests:
 
     def _forward_for(self, peer: "Peer", header: Header, op: str, args: dict) -> None:
         """Forward ``op`` for the person behind ``peer`` (see :meth:`_requester`), if their role may call it."""
-        if peer.role in permissions.VOUCHING_ROLES and op in permissions.PERSON_OPS and args.get("operator") is None:
-            self._forbid(peer, header, permissions.refusal(peer.role, f"call {op} for no one (name the person: args.operator)"))
-            return
         try:
             requester = self._requester(peer, op, args)
         except ValueError as exc:

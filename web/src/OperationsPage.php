@@ -35,9 +35,10 @@ final class OperationsPage
         $view = $extra['view'] ?? $asked;
         $run = ListParams::text($_GET, 'run', 64);
         $template = ListParams::text($_GET, 'template', 64);
+        $broadcast = ListParams::text($_GET, 'broadcast', 64);
         $vars = match (true) {
             isset($extra['view']) => $extra,
-            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view),
+            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view, $broadcast),
             $view === 'bulk' && $run !== '' => $this->runView($run),
             $view === 'bulk' => $this->listView('/api/bulk?limit=50', 'runs'),
             $view === 'templates' => ['chosenName' => $template] + $this->listView('/api/templates', 'templates'),
@@ -160,9 +161,15 @@ final class OperationsPage
         return ucfirst($error) . ($hint !== '' ? ' — ' . $hint : '') . '. Nothing was changed.';
     }
 
-    public function reason(): ?string
+    private function reason(): ?string
     {
-        $reason = trim(AuthPages::posted('reason'));
+        return self::checkedReason(AuthPages::posted('reason'));
+    }
+
+    /** $posted trimmed if it is a usable reason (1 to MAX_REASON characters), else null. */
+    public static function checkedReason(string $posted): ?string
+    {
+        $reason = trim($posted);
         return $reason === '' || (iconv_strlen($reason) === false || iconv_strlen($reason) > self::MAX_REASON) ? null : $reason;
     }
 

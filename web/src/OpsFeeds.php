@@ -27,10 +27,9 @@ final class OpsFeeds
         $this->page = new OperationsPage($db, $auth, $config);
     }
 
-    /** The template variables of $view (one of VIEWS). */
-    public function vars(string $view): array
+    /** The template variables of $view (one of VIEWS); $broadcast: the one broadcast asked for, or ''. */
+    public function vars(string $view, string $broadcast = ''): array
     {
-        $broadcast = ListParams::text($_GET, 'broadcast', 64);
         return match (true) {
             $view === 'inbox' => $this->inbox(),
             $view === 'alerts' => $this->page->listView('/api/alerts?all=1&limit=200', 'alerts'),
@@ -77,7 +76,7 @@ final class OpsFeeds
     public function ack(): void
     {
         $id = AuthPages::posted('id');
-        $reason = $this->page->reason();
+        $reason = OperationsPage::checkedReason(AuthPages::posted('reason'));
         if (!preg_match('/^[1-9][0-9]{0,17}$/', $id) || $reason === null) {
             $this->page->back('alerts', 'danger', $reason === null ? OperationsPage::reasonHelp() : 'Unknown alert; nothing was acknowledged.');
             return;
@@ -105,7 +104,7 @@ final class OpsFeeds
             $ok ? $back('', ['preview' => $answer]) : $back($this->page->refusal($answer));
             return;
         }
-        $reason = $this->page->reason();
+        $reason = OperationsPage::checkedReason(AuthPages::posted('reason'));
         if ($reason === null) {
             $back(OperationsPage::reasonHelp());
             return;
