@@ -23,6 +23,9 @@ ROUTES = [
     ("GET", "/api/inbox", None), ("POST", "/api/inbox/read", {"all": True}),
     ("GET", "/api/alerts", None), ("POST", "/api/alerts/{id}/ack", {"reason": "seen"}),
     ("GET", "/api/schedules", None), ("GET", "/api/schedules/{id}", None),
+    ("POST", "/api/schedules", {"name": "n", "template": "patch", "selector": "all", "params": {"window_h": 2},
+                                "cron": "@daily", "reason": "nightly"}),
+    ("POST", "/api/schedules/{id}/pause", {"reason": "hold"}),
     ("GET", "/api/broadcasts", None), ("GET", "/api/broadcasts/{id}", None),
     ("POST", "/api/broadcasts", {"selector": "all", "text": "hello", "reason": "notice"}),
 ]
@@ -156,3 +159,39 @@ def test_a_broadcast_is_sent_as_the_person_and_listed(feeds, bus):
     [schedule] = feeds.call("GET", "/api/schedules", headers=A)[1]["schedules"]
     assert schedule["name"] == "nightly" and schedule["next_due_text"]
     assert feeds.call("GET", f"/api/schedules/{schedule['id']}", headers=A)[1]["runs"] == []
+
+
+NIGHTLY = {"name": "nightly", "template": "patch", "selector": "all", "params": {"window_h": 2}, "cron": "0 2 * * *",
+           "tz": "Europe/Berlin", "missed": "once", "reason": "patch night"}
+
+
+@pytest.mark.parametrize("change,status,words", [
+    ({"cron": "61 * * * *"}, 400, "minute"), ({"cron": None, "at": "2001-01-01 10:00"}, 400, "future"),
+    ({"at": "2031-01-01 10:00"}, 400, "exactly one of cron"), ({"tz": "Mars/Olympus"}, 400, "Mars/Olympus"),
+    ({"missed": "twice"}, 400, "missed"), ({"template": "no-such"}, 400, "no template"), ({"template": 7}, 400, "template"),
+    ({"params": {"window_h": 99}}, 400, "window_h"), ({"selector": ""}, 400, "selector"), ({"reason": ""}, 400, "reason"),
+    ({"max_parallel": 2**63}, 400, "max_parallel"), ({"name": ""}, 400, "name"),
+])
+def test_bad_schedules_are_refused_with_what_is_wrong(feeds, bus, change, status, words):
+    """Tried: a cron field out of range, a past time, both cron and at, an unknown zone, missed policy, template,
+    a parameter out of range, no selector, no reason, 2^63 pacing, no name. Expected: 400 naming it; nothing made."""
+    bus.admin.request("templates.put", **PATCH)
+    body = {k: v for k, v in {**NIGHTLY, **change}.items() if v is not None}
+    got, answer, _ = feeds.call("POST", "/api/schedules", body, headers=A)
+    assert got == status and words.lower() in answer["error"].lower(), answer
+    assert bus.admin.request("schedules.list") == []
+
+
+def test_a_web_schedule_is_the_persons_to_pause_resume_and_remove(feeds, bus):
+    """Tried: A adds a schedule; B pauses it; A pauses, resumes and removes it; an unknown action. Expected: 201 owned
+    by Alice Ames; B is 409 with who may; A's changes answer 200; unknown action 404."""
+    bus.admin.request("templates.put", **PATCH)
+    status, made, _ = feeds.call("POST", "/api/schedules", NIGHTLY, headers=A)
+    assert status == 201 and made["owner_name"] == "Alice Ames" and made["next_due_text"].endswith(("CET", "CEST"))
+    status, answer, _ = feeds.call("POST", f"/api/schedules/{made['id']}/pause", {"reason": "mine now"}, headers=B)
+    assert status == 409 and "web:Alice Ames" in answer["error"]
+    assert feeds.call("POST", f"/api/schedules/{made['id']}/explode", {"reason": "x"}, headers=A)[0] == 404
+    assert feeds.call("POST", f"/api/schedules/{made['id']}/pause", {"reason": "freeze"}, headers=A)[1]["state"] == "paused"
+    assert feeds.call("POST", f"/api/schedules/{made['id']}/resume", {"reason": "thaw"}, headers=A)[1]["state"] == "enabled"
+    assert feeds.call("POST", f"/api/schedules/{made['id']}/remove", {"reason": "done"}, headers=A)[1]["removed"] is True
+    assert bus.admin.request("schedules.list") == []

@@ -10,26 +10,41 @@ names the web person (``X-EMS-Operator``, required; ``X-EMS-Role`` their web rol
 ``POST /api/alerts/<id>/ack``          ``{"reason": "..."}``: acknowledged as the person (operators)
 ``GET  /api/schedules``                every schedule with its next run and state
 ``GET  /api/schedules/<id>``           one schedule with its newest slots and how each went
+``POST /api/schedules``                ``{"name", "template", "params", "selector", "cron"|"at", "tz", "missed", "reason"}``
+``POST /api/schedules/<id>/<action>``  ``pause``, ``resume`` or ``remove`` with ``{"reason": "..."}`` (its owner)
 ``GET  /api/broadcasts``               the newest broadcasts with their counts
 ``GET  /api/broadcasts/<id>``          one broadcast with each recipient's delivered / read times
 ``POST /api/broadcasts``               ``{"selector", "text", "reason"}``: a chat message to many agents, as the person
 =====================================  =======================================
 
-Adding, pausing or removing a schedule stays with operator keys (``ems schedule``): a schedule runs later as its
-owner's key, and the broker does not yet keep a web person as a schedule's owner.
+A schedule the web makes is the named person's: each slot runs as them (via this listener's key), and only they
+(or an admin key) pause, resume or remove it (:mod:`broker.server.request_ops.schedules`).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from bridges.admin_http.exchange import ApiError, Request, Response, json_object
-from bridges.admin_http.ops_routes import FIX_HINT, SELECTOR_EXAMPLE, SELECTOR_REQUIRED, check_id, int_query, query, web_person
+from bridges.admin_http.ops_routes import (
+    FIX_HINT,
+    RUN_KEYS,
+    SELECTOR_EXAMPLE,
+    SELECTOR_REQUIRED,
+    check_id,
+    int_query,
+    query,
+    run_options,
+    web_person,
+)
 from broker.core.envelope import ErrorCode
 from broker.core.errors import RemoteError
 
 READ_KEYS = ("ids", "all", "archive")
 ACK_KEYS = ("reason",)
 BROADCAST_KEYS = ("selector", "text", "reason")
+#: a schedule of a template run: its name and when, and the run's own fields (RUN_KEYS but dry_run)
+SCHEDULE_KEYS = ("name", "template", "cron", "at", "tz", "missed", *(k for k in RUN_KEYS if k != "dry_run"))
+SCHEDULE_ACTIONS = ("pause", "resume", "remove")
 #: alert ids the alerts service keeps (broker.alerts.ops.MAX_ID)
 MAX_ALERT_ID = 2**62
 #: rows listed at most (broker.alerts.ops.MAX_ROWS)
@@ -56,6 +71,8 @@ class FeedRoutes:
             ("POST", ("api", "alerts", "{}", "ack"), self.ack),
             ("GET", ("api", "schedules"), self.schedules),
             ("GET", ("api", "schedules", "{}"), self.schedule),
+            ("POST", ("api", "schedules"), self.add_schedule),
+            ("POST", ("api", "schedules", "{}", "{}"), self.change_schedule),
             ("GET", ("api", "broadcasts"), self.broadcasts),
             ("GET", ("api", "broadcasts", "{}"), self.broadcast),
             ("POST", ("api", "broadcasts"), self.send_broadcast),
@@ -114,6 +131,35 @@ class FeedRoutes:
         check_id(schedule_id, "a schedule id")
         return Response(200, self._call("schedules.get", "schedules", id=schedule_id, limit=int_query(req, "limit", 20, 1, 200)))
 
+    def add_schedule(self, req: Request) -> Response:
+        """``POST /api/schedules`` with ``{"name": "nightly", "template": "patch", "params": {...}, "selector": "group:lab",
+        "cron": "0 2 * * *"`` or ``"at": "2026-12-24 18:00"``, ``"tz": "Europe/Berlin", "missed": "skip"|"once",
+        "reason": "..."}`` (and the run's max_parallel, canary, halt_failure_pct): a schedule of the template, owned
+        by the person; the run is tried as a dry run first (a bad template, parameter or selector is 400 now). 201."""
+        person = web_person(req, "adds a schedule")
+        body = json_object(req.body, SCHEDULE_KEYS)
+        run = {k: v for k, v in run_options(body).items() if k != "dry_run"}
+        template = body.get("template")
+        if not isinstance(template, str) or not 0 < len(template) <= 64:
+            raise ApiError(400, "template is required: the name of a command template", "GET /api/templates lists them")
+        args = {k: body[k] for k in ("name", "cron", "at", "tz", "missed") if body.get(k) not in (None, "")}
+        args["reason"] = req.audit["reason"] = self.api._reason(body)
+        req.audit.update(action="schedules.add", target=str(args.get("name", ""))[:64], template=template)
+        made = self._call("schedules.add", "schedules", request_op="templates.run", args={"name": template, **run},
+                          operator=person, **args)
+        return Response(201, made)
+
+    def change_schedule(self, req: Request, schedule_id: str, action: str) -> Response:
+        """``POST /api/schedules/<id>/pause|resume|remove`` with ``{"reason": "..."}``: only the person who made it
+        (or an admin key) may; 409 with the broker's words for anyone else. 200 with the schedule (or ``removed``)."""
+        person = web_person(req, f"changes a schedule ({action})")
+        check_id(schedule_id, "a schedule id")
+        if action not in SCHEDULE_ACTIONS:
+            raise ApiError(404, f"no schedule action {action[:40]!r}", f"use one of {', '.join(SCHEDULE_ACTIONS)}")
+        req.audit.update(action=f"schedules.{action}", target=schedule_id)
+        reason = req.audit["reason"] = self.api._reason(json_object(req.body, ACK_KEYS))
+        return Response(200, self._call(f"schedules.{action}", "schedules", id=schedule_id, reason=reason, operator=person))
+
     def broadcasts(self, req: Request) -> Response:
         """``GET /api/broadcasts?limit=20``: ``{"broadcasts": [...]}``, the newest, with counts per status."""
         web_person(req, "lists broadcasts")
@@ -163,6 +209,8 @@ class FeedRoutes:
                 raise
             if words.startswith(_NOT_FOUND):
                 raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
+            if words.startswith("only "):
+                raise ApiError(409, words, "only the person who made it (or an admin key: ems schedule) changes it") from cause
             raise ApiError(400, words, FIX_HINT) from cause
 
 

@@ -142,7 +142,7 @@ class OpsRoutes:
         check_id(name, "a template name")
         req.audit.update(action="templates.run", target=name)
         body = json_object(req.body, RUN_KEYS)
-        args = _run_options(body)
+        args = run_options(body)
         dry_run = args["dry_run"]
         if not dry_run:
             args["reason"] = req.audit["reason"] = self.api._reason(body)
@@ -208,7 +208,7 @@ def int_query(req: Request, key: str, default: int, low: int, high: int) -> int:
     return int(text)
 
 
-def _run_options(body: dict) -> dict:
+def run_options(body: dict) -> dict:
     """A template run's selector, params, dry run and pacing from ``body``, each checked; ApiError 400 otherwise."""
     selector = body.get("selector")
     if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:

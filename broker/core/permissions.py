@@ -110,13 +110,14 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "playbooks.run": ("operator", False),
     "playbooks.get": ("viewer", True),
     "playbooks.cancel": ("operator", False),
-    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner
-    "schedules.add": ("operator", False),
+    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner. A service
+    # (the web) makes, pauses and removes them only for a person it names (args.operator), who owns what it makes
+    "schedules.add": ("operator", True),
     "schedules.list": ("viewer", True),
     "schedules.get": ("viewer", True),
-    "schedules.remove": ("operator", False),
-    "schedules.pause": ("operator", False),
-    "schedules.resume": ("operator", False),
+    "schedules.remove": ("operator", True),
+    "schedules.pause": ("operator", True),
+    "schedules.resume": ("operator", True),
     # one chat message to many agents, with receipts (broker.server.broadcasts); text only for operators and up.
     # A service (the web) sends only for a person it names (args.operator), stamped by the broker as for bulk.start
     "broadcast.send": ("operator", True),
@@ -151,7 +152,8 @@ SERVICE_PREFIXES = ("store.", "sync.", "alerts.", "inbox.")
 #: ops a vouching service (the web through the admin API) may call only for a person it names in
 #: ``args.operator`` (FORBIDDEN, a security event, otherwise): a service has no inbox, and acknowledges or
 #: broadcasts nothing in its own name
-PERSON_OPS = frozenset({"alerts.ack", "inbox.list", "inbox.read", "inbox.count", "broadcast.send"})
+PERSON_OPS = frozenset({"alerts.ack", "inbox.list", "inbox.read", "inbox.count", "broadcast.send", "schedules.add",
+                        "schedules.remove", "schedules.pause", "schedules.resume"})
 #: the roles a vouching service may claim for the person it names (``args.operator.role``); a claim of more
 #: ("admin") is cut down to the highest of these, no claim is the lowest. A stolen service token can thus
 #: act as any *named* operator (read and mark their inbox, acknowledge alerts, with a reason, recorded with
