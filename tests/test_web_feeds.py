@@ -6,7 +6,8 @@ A CPU alert opens: every web person sees an unread badge in the nav bar; Otto ma
 goes while Vera's (a viewer) stays: one inbox per web person, although the web has one bus key. An approval request
 lands in Ada's inbox with a link to Approvals. Otto acknowledges the alert with a reason, named; Vera sees no
 Acknowledge and her POST is refused. Otto previews a broadcast's recipients, then sends it; its page lists each
-recipient. Schedules made with an operator key are listed with their next run. Bad input is answered with a sentence.
+recipient. Otto schedules a template (parameters as on Templates, cron, zone, missed policy, reason): it is his; Ada
+sees no Pause on it; Otto pauses, resumes and removes it. Bad input is answered with a sentence.
 """
 # ruff: noqa: F811  (pytest fixtures imported from other test modules are test arguments here)
 from __future__ import annotations
@@ -171,6 +172,8 @@ def test_viewers_see_counts_and_cannot_act(stack):
     token = viewer.csrf("/operations")
     before = len(stack.bus.admin.request("broadcast.list"))
     for path, form in (("/operations/ack", {"id": "1", "reason": "x"}),
+                       ("/operations/schedule", {"template": "patch", "selector": "all", "cron": "@daily", "reason": "x"}),
+                       ("/operations/schedule-change", {"id": "x", "action": "pause", "reason": "x"}),
                        ("/operations/broadcast", {"selector": "all", "text": "hi", "reason": "x", "preview": "0"})):
         status, _, text = viewer.request("POST", path, {"csrf": token, **form})
         assert status == 403 and "may not do this" in text
@@ -213,3 +216,84 @@ def test_bad_broadcasts_send_nothing_and_say_why(stack, form, says):
     status, _, text = client.request("POST", "/operations/broadcast", {"csrf": client.csrf("/operations"), **form})
     assert status == 422 and says.lower() in text.lower(), text[-2000:]
     assert len(stack.bus.admin.request("broadcast.list")) == before
+
+
+def test_schedule_a_template_then_pause_resume_and_remove_it(stack, browser):
+    base = stack.site.base
+    log_in(browser, base, "otto")
+    browser.get(base + "/operations?view=schedules&template=patch")
+    wait_for(lambda: browser.find_elements(By.ID, "schedule-form"), 10, what="the schedule form")
+    browser.find_element(By.ID, "sparam-window_h").send_keys("3")
+    browser.find_element(By.ID, "schedule-selector").send_keys("id:desk-*")
+    browser.find_element(By.ID, "schedule-name").send_keys("weekday-patch")
+    browser.find_element(By.ID, "schedule-cron").send_keys("30 3 * * 1-5")
+    browser.find_element(By.ID, "schedule-tz").clear()
+    browser.find_element(By.ID, "schedule-tz").send_keys("Europe/Berlin")
+    browser.find_element(By.ID, "schedule-reason").send_keys("weekday patch window")
+    shot(browser, "web-operations-schedules-form-dark.png")
+    click(browser, browser.find_element(By.ID, "schedule-add"))
+    wait_for(lambda: flash(browser).startswith("Scheduled weekday-patch"), 10, what="the schedule")
+    [mine] = [s for s in stack.bus.admin.request("schedules.list") if s["name"] == "weekday-patch"]
+    assert (mine["owner_name"], mine["args"]["operator"]["id"], mine["args"]["params"]["window_h"]) == ("Otto Operator", "web:Otto Operator", "3")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{mine["id"]}"]')
+    row.find_element(By.NAME, "reason").send_keys("holiday week")
+    click(browser, row.find_element(By.CSS_SELECTOR, ".ems-pause"))
+    wait_for(lambda: flash(browser).startswith("Paused"), 10, what="paused")
+    assert stack.bus.admin.request("schedules.get", id=mine["id"])["state"] == "paused"
+    shot(browser, "web-operations-schedules-paused-dark.png")
+    log_out(browser, base)
+
+    log_in(browser, base, "ada")  # not hers: no buttons (and the broker would refuse her)
+    browser.get(base + "/operations?view=schedules")
+    assert browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{mine["id"]}"]').find_elements(By.CSS_SELECTOR, "button") == []
+    log_out(browser, base)
+
+    log_in(browser, base, "otto")
+    browser.get(base + "/operations?view=schedules")
+    for button, says in ((".ems-resume", "Resumed"), (".ems-remove", "Removed")):
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{mine["id"]}"]')
+        row.find_element(By.NAME, "reason").send_keys("back to normal")
+        click(browser, row.find_element(By.CSS_SELECTOR, button))
+        wait_for(lambda: flash(browser).startswith(says), 10, what=says)
+    assert [s for s in stack.bus.admin.request("schedules.list") if s["name"] == "weekday-patch"] == []
+    log_out(browser, base)
+
+
+@pytest.mark.parametrize("form,says", [
+    ({"template": "../x"}, "Choose a template first"),
+    ({"cron": ""}, "either a cron expression"),
+    ({"at": "2030-01-01 10:00"}, "either a cron expression"),
+    ({"reason": ""}, "A reason is required"),
+    ({"cron": "61 * * * *"}, "minute"),
+    ({"tz": "Mars/Olympus"}, "Mars/Olympus"),
+    ({"p[window_h]": "99"}, "window_h"),
+    ({"selector": ""}, "Say which agents"),
+    ({"missed": "twice"}, "missed"),
+])
+def test_bad_schedules_make_nothing_and_say_why(stack, form, says):
+    """Tried: a template name with a path in it, neither cron nor a time, both, no reason, a cron minute of 61, an
+    unknown zone, a parameter out of range, no selector, an unknown missed policy. Expected: the form again (422)
+    with a sentence naming the problem; no schedule made."""
+    client = WebClient(stack.site.base)
+    assert client.login("otto") == 303
+    before = len(stack.bus.admin.request("schedules.list"))
+    good = {"template": "patch", "name": "bad-one", "p[window_h]": "2", "selector": "all", "cron": "0 4 * * *", "tz": "UTC",
+            "missed": "skip", "reason": "nightly"}
+    status, _, text = client.request("POST", "/operations/schedule", {"csrf": client.csrf("/operations"), **good, **form})
+    assert status == 422 and says.lower() in text.lower(), text[-2000:]
+    assert len(stack.bus.admin.request("schedules.list")) == before
+
+
+@pytest.mark.parametrize("form,says", [
+    ({"id": "no-such", "action": "pause", "reason": "x"}, "no schedule"),
+    ({"id": "x", "action": "explode", "reason": "x"}, "Unknown schedule or action"),
+    ({"id": "x", "action": "pause", "reason": ""}, "A reason is required"),
+])
+def test_bad_schedule_changes_are_answered_with_a_sentence(stack, form, says):
+    """Tried: an unknown schedule, an unknown action, no reason. Expected: back to the list saying what was wrong."""
+    client = WebClient(stack.site.base)
+    assert client.login("otto") == 303
+    status, headers, _ = client.request("POST", "/operations/schedule-change", {"csrf": client.csrf("/operations"), **form})
+    assert status == 303
+    status, _, text = client.request("GET", headers["Location"])
+    assert status == 200 and says.lower() in text.lower()

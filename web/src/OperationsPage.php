@@ -38,7 +38,7 @@ final class OperationsPage
         $broadcast = ListParams::text($_GET, 'broadcast', 64);
         $vars = match (true) {
             isset($extra['view']) => $extra,
-            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view, $broadcast),
+            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view, ['broadcast' => $broadcast, 'template' => $template]),
             $view === 'bulk' && $run !== '' => $this->runView($run),
             $view === 'bulk' => $this->listView('/api/bulk?limit=50', 'runs'),
             $view === 'templates' => ['chosenName' => $template] + $this->listView('/api/templates', 'templates'),

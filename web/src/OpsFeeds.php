@@ -9,7 +9,7 @@ use PDO;
  * The Operations tab's Inbox, Alerts, Schedules and Broadcasts views, through the admin API in the web user's name:
  * the broker keeps one inbox per web person (web:<name>), so marking read is theirs alone. Everyone reads; operators
  * and admins acknowledge alerts and send broadcasts (after a preview of the recipients), each with a reason.
- * Schedules are listed here; they are made, paused and removed with `ems schedule` (an operator key owns them).
+ * Operators and admins schedule a template run (the person owns it: only they pause, resume or remove it).
  */
 final class OpsFeeds
 {
@@ -19,6 +19,8 @@ final class OpsFeeds
     private const BADGE_TTL_S = 30;
     private const BADGE = 'inbox_badge';
     private const ID = '/^[A-Za-z0-9_.-]{1,64}$/';
+    public const SCHEDULE_ACTIONS = ['pause', 'resume', 'remove'];
+    public const MISSED = ['skip' => 'skip missed runs', 'once' => 'run once when back'];
 
     private readonly OperationsPage $page;
 
@@ -27,14 +29,15 @@ final class OpsFeeds
         $this->page = new OperationsPage($db, $auth, $config);
     }
 
-    /** The template variables of $view (one of VIEWS); $broadcast: the one broadcast asked for, or ''. */
-    public function vars(string $view, string $broadcast = ''): array
+    /** The template variables of $view (one of VIEWS); $asked: the broadcast and the template (for a new schedule)
+     *  the URL names, or ''. */
+    public function vars(string $view, array $asked = []): array
     {
         return match (true) {
             $view === 'inbox' => $this->inbox(),
             $view === 'alerts' => $this->page->listView('/api/alerts?all=1&limit=200', 'alerts'),
-            $view === 'schedules' => $this->page->listView('/api/schedules', 'schedules'),
-            $broadcast !== '' => $this->broadcastView($broadcast),
+            $view === 'schedules' => $this->schedulesView((string) ($asked['template'] ?? '')),
+            ($asked['broadcast'] ?? '') !== '' => $this->broadcastView((string) $asked['broadcast']),
             default => $this->page->listView('/api/broadcasts?limit=50', 'broadcasts'),
         };
     }
@@ -112,6 +115,58 @@ final class OpsFeeds
         [$ok, $answer] = $this->page->call('POST', '/api/broadcasts', $form + ['reason' => $reason]);
         $ok ? $this->page->back(['view' => 'broadcasts', 'broadcast' => (string) ($answer['id'] ?? '')], 'success',
             'Sent to ' . (int) ($answer['count'] ?? 0) . ' agent(s); receipts arrive as they read it.') : $back($this->page->refusal($answer));
+    }
+
+    /** POST /operations/schedule (template, name, cron or at, tz, missed, reason, selector, p[<param>]..., pacing): a
+     *  schedule of the template owned by this web user; the broker tries the run as a dry run first. */
+    public function addSchedule(): void
+    {
+        $template = AuthPages::posted('template');
+        $form = TemplateForm::fromPost($_POST);
+        $when = ['name' => trim(AuthPages::posted('name')), 'cron' => trim(AuthPages::posted('cron')),
+            'at' => trim(AuthPages::posted('at')), 'tz' => trim(AuthPages::posted('tz')), 'missed' => AuthPages::posted('missed')];
+        $reason = OperationsPage::checkedReason(AuthPages::posted('reason'));
+        $problem = match (true) {
+            !preg_match(self::ID, $template) => 'Choose a template first; nothing was scheduled.',
+            $form->problem !== '' => $form->problem,
+            ($when['cron'] === '') === ($when['at'] === '') => 'Give either a cron expression (repeating) or a time (once), one of the two.',
+            $reason === null => OperationsPage::reasonHelp(),
+            default => '',
+        };
+        $answer = [];
+        if ($problem === '') {
+            $body = ['template' => $template, 'reason' => $reason] + array_filter($when, static fn ($v) => $v !== '') + $form->body();
+            [$ok, $answer] = $this->page->call('POST', '/api/schedules', $body);
+            $problem = $ok ? '' : $this->page->refusal($answer);
+        }
+        if ($problem === '') {
+            $this->page->back('schedules', 'success', 'Scheduled ' . ($answer['name'] ?? '') . '; next run ' . ($answer['next_due_text'] ?? '?') . '.');
+            return;
+        }
+        $this->page->show(['view' => 'schedules', 'error' => $problem, 'form' => $form->values, 'slot' => $when]
+            + $this->schedulesView(preg_match(self::ID, $template) ? $template : ''), 422);
+    }
+
+    /** POST /operations/schedule-change (id, action pause|resume|remove, reason): as the person who made it. */
+    public function changeSchedule(): void
+    {
+        $id = AuthPages::posted('id');
+        $action = AuthPages::posted('action');
+        $reason = OperationsPage::checkedReason(AuthPages::posted('reason'));
+        if (!preg_match(self::ID, $id) || !in_array($action, self::SCHEDULE_ACTIONS, true) || $reason === null) {
+            $this->page->back('schedules', 'danger', $reason === null ? OperationsPage::reasonHelp() : 'Unknown schedule or action; nothing was changed.');
+            return;
+        }
+        [$ok, $answer] = $this->page->call('POST', '/api/schedules/' . rawurlencode($id) . '/' . $action, ['reason' => $reason]);
+        $this->page->back('schedules', $ok ? 'success' : 'danger', $ok
+            ? ucfirst($action === 'remove' ? 'removed' : $action . 'd') . ': ' . ($answer['name'] ?? $id) . '.' : $this->page->refusal($answer));
+    }
+
+    private function schedulesView(string $template): array
+    {
+        $vars = $this->page->listView('/api/schedules', 'schedules');
+        [$ok, $answer] = $this->page->call('GET', '/api/templates', null);
+        return $vars + ['templates' => $ok && is_array($answer['templates'] ?? null) ? $answer['templates'] : [], 'chosenName' => $template];
     }
 
     private function inbox(): array

@@ -38,6 +38,8 @@ final class Router
         'POST /operations/inbox-read' => [OpsFeeds::class, 'markRead', 'viewer'],
         'POST /operations/ack' => [OpsFeeds::class, 'ack', 'operator'],
         'POST /operations/broadcast' => [OpsFeeds::class, 'broadcast', 'operator'],
+        'POST /operations/schedule' => [OpsFeeds::class, 'addSchedule', 'operator'],
+        'POST /operations/schedule-change' => [OpsFeeds::class, 'changeSchedule', 'operator'],
         'GET /sessions' => [HistoryPage::class, 'sessions', 'viewer'],
         'GET /sessions.csv' => [HistoryPage::class, 'sessionsCsv', 'viewer'],
         'GET /security' => [HistoryPage::class, 'security', 'viewer'],
