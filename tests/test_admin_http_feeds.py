@@ -157,7 +157,7 @@ def test_a_broadcast_is_sent_as_the_person_and_listed(feeds, bus):
     bus.admin.request("schedules.add", name="nightly", request_op="templates.run", reason="patch night", cron="0 2 * * *",
                       args={"name": "patch", "selector": "all", "params": {"window_h": 2}})
     [schedule] = feeds.call("GET", "/api/schedules", headers=A)[1]["schedules"]
-    assert schedule["name"] == "nightly" and schedule["next_due_text"]
+    assert schedule["name"] == "nightly" and schedule["next_due_text"] and schedule["last_outcome"] == ""
     assert feeds.call("GET", f"/api/schedules/{schedule['id']}", headers=A)[1]["runs"] == []
 
 

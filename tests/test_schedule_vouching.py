@@ -13,6 +13,7 @@ from broker.core import keys
 from broker.core.envelope import ErrorCode, Kind
 from broker.core.errors import RemoteError
 
+from conftest import wait_for
 from test_schedules import PING, REASON, Seen, schedule_args
 
 #: who acts: an operator's own key, the admin key, or the service naming web person A, person B or nobody
@@ -45,7 +46,8 @@ def _call(world, actor: str, op: str, **args):
 
 def test_a_web_persons_schedule_runs_as_them(world):
     """Tried: the service adds a one-off schedule for web person A. Expected: owned by A (owner_name), and the slot's
-    commands reach the agents naming A with the service as via, with the schedule's reason."""
+    commands reach the agents naming A with the service as via, with the schedule's reason; the list says how the
+    slot went (``last_outcome``)."""
     bus, agents, _, service = world
     seen = Seen(*agents)
     made = service.request("schedules.add", operator=PEOPLE["web-a"], **schedule_args(at=time.time() + 1.5))
@@ -55,6 +57,8 @@ def test_a_web_persons_schedule_runs_as_them(world):
         [command] = seen.data(agent, Kind.COMMAND)
         assert command["args"]["operator"] == {"id": "web:alice", "name": "Alice Ames", "via": "admin-http"}
         assert command["args"]["reason"] == f"{REASON} (schedule s1)"
+    [listed] = wait_for(lambda: [s for s in bus.admin.request("schedules.list") if s["last_outcome"]], 10, what="the outcome")
+    assert listed["last_outcome"].startswith("running: run ") and listed["owner_name"] == "Alice Ames"
 
 
 @pytest.mark.parametrize("op", ["schedules.pause", "schedules.resume", "schedules.remove"])

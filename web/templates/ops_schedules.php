@@ -13,7 +13,7 @@ $templates = $templates ?? [];
 <?php endif; ?>
 <div class="table-responsive">
 <table class="table table-sm align-middle" id="schedules-table">
-  <thead><tr><th>Schedule</th><th>State</th><th>Runs</th><th>When</th><th>Next run</th><th>Last slot</th><th>Owner</th><th></th></tr></thead>
+  <thead><tr><th>Schedule</th><th>State</th><th>Runs</th><th>When</th><th>Next run</th><th>Last run</th><th>Owner</th><th></th></tr></thead>
   <tbody>
   <?php foreach ($rows as $s): ?>
     <tr data-id="<?= e($s['id']) ?>" class="ems-schedule">
@@ -23,7 +23,7 @@ $templates = $templates ?? [];
       <td class="font-monospace small"><?= e($s['op']) ?><?= isset($s['args']['name']) ? ' ' . e($s['args']['name']) : '' ?></td>
       <td class="font-monospace small"><?= e($s['cron'] !== '' ? $s['cron'] : 'once') ?> <span class="text-body-secondary">(<?= e($s['tz']) ?>, missed: <?= e($s['missed']) ?>)</span></td>
       <td class="small text-nowrap ems-next"><?= e($s['state'] === 'enabled' ? ($s['next_due_text'] ?: '—') : '— (' . $s['state'] . ')') ?></td>
-      <td class="small text-nowrap"><?= e($when($s['last_slot'])) ?></td>
+      <td class="small ems-last"><?= e($when($s['last_slot'])) ?><?php if (($s['last_outcome'] ?? '') !== ''): ?><div class="text-body-secondary"><?= e($s['last_outcome']) ?></div><?php endif; ?></td>
       <td><?= e($s['owner_name']) ?></td>
       <td class="ems-schedule-actions">
       <?php if ($canAct && $s['owner_name'] === $me && $s['state'] !== 'done'): ?>

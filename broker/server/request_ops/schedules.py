@@ -84,9 +84,15 @@ def _dry_run(broker: "Broker", peer: "Peer", op: str, request: dict, reason: str
 
 
 def list_(broker: "Broker", peer: "Peer", args: dict) -> list[dict]:
-    """``schedules.list``: every schedule (``limit`` ≤ 1000, default 200), by name, with its next slot."""
+    """``schedules.list``: every schedule (``limit`` ≤ 1000, default 200), by name, with its next slot and how its
+    newest slot went (``last_outcome``, "" before the first)."""
     limit = bounds.limit(args.get("limit"), "limit", 200, 1, MAX_SCHEDULES)
-    return [view(broker, s, peer) for s in broker.operations.schedules.store.listed(limit)]
+    store = broker.operations.schedules.store
+    listed = []
+    for schedule in store.listed(limit):
+        newest = store.runs(schedule.id, 1)
+        listed.append({**view(broker, schedule, peer), "last_outcome": newest[0].outcome if newest else ""})
+    return listed
 
 
 def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
