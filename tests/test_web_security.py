@@ -49,6 +49,8 @@ def test_the_route_table_is_what_these_tests_cover():
                                  "GET /servers/auto", "POST /servers/auto", "GET /updates", "GET /updates/run",
                                  "GET /updates/state", "POST /updates/check", "POST /updates/apply", "POST /updates/step",
                                  "GET /operations", "POST /operations/decide", "POST /operations/cancel", "POST /operations/run",
+                                 "POST /operations/inbox-read", "POST /operations/ack", "POST /operations/broadcast",
+                                 "POST /operations/schedule", "POST /operations/schedule-change",
                                  *(f"GET /{tab}" for tab in tabs), *(f"GET /{tab}.csv" for tab in tabs)}
 
 
@@ -70,7 +72,11 @@ def test_every_post_without_a_valid_csrf_token_is_refused(site, token):
              "/captures/image": {"server": "srv-a", "id": "1", "reason": "r"},
              "/history/grant": {"tab": "messages", "reason": "r"},
              "/operations/decide": {"id": "x", "approve": "1", "reason": "r"}, "/operations/cancel": {"id": "x", "reason": "r"},
-             "/operations/run": {"name": "x", "selector": "all", "reason": "r"}}
+             "/operations/run": {"name": "x", "selector": "all", "reason": "r"},
+             "/operations/inbox-read": {"all": "1"}, "/operations/ack": {"id": "1", "reason": "r"},
+             "/operations/broadcast": {"selector": "all", "text": "forged", "reason": "r"},
+             "/operations/schedule": {"name": "forged", "template": "x", "selector": "all", "cron": "@daily", "reason": "r"},
+             "/operations/schedule-change": {"id": "x", "action": "remove", "reason": "r"}}
     assert {route.split()[1] for route in php_routes() if route.startswith("POST")} == set(forms)
     for path, form in forms.items():
         sent = form if token is None else {**form, "csrf": token}

@@ -69,7 +69,15 @@ ROUTE_PARAMS = {
     # another user's report: each request that passes the checks stops at "not yours" (nothing is deleted)
     "POST /reports/delete": {"id": OTHERS_REPORT},
     # the Operations tab reads and acts through the admin API (none here: each stops at "not configured")
-    "GET /operations": {"view": "bulk", "run": "r-1", "template": "patch", "page": "1"},
+    "GET /operations": {"view": "bulk", "run": "r-1", "template": "patch", "page": "1", "broadcast": "b-1"},
+    "POST /operations/inbox-read": {"id": "12", "all": "0"},
+    "POST /operations/ack": {"id": "12", "reason": WHY},
+    "POST /operations/schedule": {"template": "patch", "name": "nightly", "selector": "all", "p[window_h]": "4",
+                                  "max_parallel": "20", "canary": "0", "halt_failure_pct": "50", "cron": "0 2 * * *",
+                                  "at": "", "tz": "UTC", "missed": "skip", "reason": WHY},
+    "POST /operations/schedule-change": {"id": "no-such-schedule", "action": "pause", "reason": WHY},
+    "POST /operations/broadcast": {"selector": "all", "text": "Fire drill at 3", "reason": WHY, "preview": "1",
+                                   "previewed": "all"},
     "POST /operations/decide": {"id": "no-such-request", "approve": "1", "reason": WHY},
     "POST /operations/cancel": {"id": "no-such-run", "reason": WHY},
     "POST /operations/run": {"template": "patch", "selector": "all", "p[window_h]": "4", "max_parallel": "20", "canary": "0",

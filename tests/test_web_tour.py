@@ -140,3 +140,19 @@ def test_every_page_renders_in_both_themes_at_1280x800_without_console_errors(si
             name = path.strip("/").replace("/", "-") or "home"
             shot(browser, f"web-tour-{name}-{theme}.png")
     log_out(browser, site.base)
+
+
+@pytest.mark.parametrize("name", sorted(ACCOUNTS))
+def test_every_operations_view_answers_each_role_without_the_admin_api(site, name):
+    """Tried: each role opening every Operations view (inbox, alerts, approvals, bulk runs, templates, schedules,
+    broadcasts, one broadcast) on a site with no admin API. Expected: 200, the view's tab marked, the sentence that
+    the admin API is not configured, no PHP noise; the nav bar's Inbox link without a count."""
+    client = WebClient(site.base)
+    assert client.login(name) == 303
+    for query in ("inbox", "alerts", "approvals", "bulk", "templates", "schedules", "broadcasts", "broadcasts&broadcast=b-1"):
+        status, _, text = client.request("GET", f"/operations?view={query}")
+        view = query.split("&")[0]
+        assert status == 200 and f'id="ops-tab-{view}"' in text and "admin API is not configured" in text, (query, status)
+        assert f'class="nav-link active" id="ops-tab-{view}"' in text, query
+        assert 'id="nav-inbox"' in text and 'id="inbox-badge"' not in text
+        assert not any(noise in text for noise in PHP_NOISE), f"{query}: {text[:500]}"

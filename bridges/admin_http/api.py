@@ -23,9 +23,14 @@ body first), so every route is a small method whose docstring is its spec:
 ``GET  /api/templates``                command templates and their typed parameters (``templates.list``)
 ``POST /api/templates/<name>/run``     a template run, or its dry run (``templates.run``)
 ``GET  /api/targets``                  the agents a selector matches now (``targets.resolve``)
+``GET  /api/inbox``, ``POST /api/inbox/read``  the person's own inbox (``inbox.list``, ``inbox.read``)
+``GET  /api/alerts``, ``POST /api/alerts/<id>/ack``  alerts, acknowledged as the person (``alerts.list``, ``alerts.ack``)
+``GET  /api/schedules[/<id>]``         schedules with their next run and slots (``schedules.list``, ``schedules.get``)
+``GET  /api/broadcasts[/<id>]``, ``POST /api/broadcasts``  broadcasts and their receipts; send one as the person
 =====================================  =======================================
 
-The last eight are :mod:`bridges.admin_http.ops_routes` (the web's Operations tab).
+The approvals-to-targets eight are :mod:`bridges.admin_http.ops_routes`, the inbox-to-broadcasts ones
+:mod:`bridges.admin_http.feed_routes` (the web's Operations tab).
 Errors are ``{"error": ..., "hint": ...}`` with a fitting status code.
 """
 from __future__ import annotations
@@ -41,6 +46,7 @@ from urllib.parse import unquote
 from bridges.admin_http.bus_worker import BusUnavailable, BusWorker
 from bridges.admin_http.config import CLIENT_ID, LOG_HINT, OPERATOR_HEADER, AdminHttpConfig
 from bridges.admin_http.exchange import ApiError, Request, Response, json_object
+from bridges.admin_http.feed_routes import FeedRoutes
 from bridges.admin_http.ops_routes import OpsRoutes
 from broker.core import errors, permissions
 from broker.core.envelope import ErrorCode, new_id
@@ -84,7 +90,7 @@ class AdminApi:
             ("POST", ("api", "sync", "auto"), self.sync_auto),
             ("POST", ("api", "history", "{}", "access"), self.history_access),
         ]
-        self.routes += OpsRoutes(self).routes()
+        self.routes += OpsRoutes(self).routes() + FeedRoutes(self).routes()
 
     def handle(self, req: Request) -> Response:
         """Answer one request; raises :class:`ApiError` for every refusal."""

@@ -24,6 +24,8 @@ KEY_NAME = "admin-http"
 CLIENT_ID = "admin-http"
 #: header naming the person behind a call (set by the web UI)
 OPERATOR_HEADER = "X-EMS-Operator"
+#: the web role of the person X-EMS-Operator names (viewer, operator or admin); the broker stands behind at most operator
+ROLE_HEADER = "X-EMS-Role"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 DEFAULT_LISTEN = f"{DEFAULT_HOST}:{DEFAULT_PORT}"

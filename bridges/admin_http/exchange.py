@@ -44,6 +44,8 @@ class Request:
     body: bytes | None
     caller: str
     audit: dict[str, Any] = field(default_factory=dict)
+    #: the web role X-EMS-Role claims for the caller ("" when none)
+    role: str = ""
 
 
 def json_object(body: bytes | None, allowed: tuple[str, ...]) -> dict:

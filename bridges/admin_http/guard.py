@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 
-from bridges.admin_http.config import OPERATOR_HEADER
+from bridges.admin_http.config import OPERATOR_HEADER, ROLE_HEADER
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _CALLER = re.compile(r"[A-Za-z0-9._@+-]+(?: [A-Za-z0-9._@+-]+)*")
@@ -57,3 +57,17 @@ def caller_name(header: str | None, default: str, max_chars: int) -> str:
             f"{OPERATOR_HEADER} must be 1-{max_chars} characters of letters, digits, spaces and ._@+-"
         )
     return name
+
+
+#: the roles ``X-EMS-Role`` may name
+CALLER_ROLES = ("viewer", "operator", "admin")
+
+
+def caller_role(header: str | None) -> str:
+    """The web role from ``X-EMS-Role`` (``""`` when absent); ValueError for anything but :data:`CALLER_ROLES`."""
+    if header is None or not header.strip():
+        return ""
+    role = header.strip().lower()
+    if role not in CALLER_ROLES:
+        raise ValueError(f"{ROLE_HEADER} must be one of {', '.join(CALLER_ROLES)}")
+    return role

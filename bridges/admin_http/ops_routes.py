@@ -34,7 +34,10 @@ MAX_PAGE = 500
 MAX_TARGETS = 10_000
 _ID_HINT = {"approvals": "GET /api/approvals lists the requests", "bulk": "GET /api/bulk lists the runs",
             "templates": "GET /api/templates lists the templates"}
-_SELECTOR_REQUIRED = "selector is required (1-1000 characters)"
+SELECTOR_REQUIRED = "selector is required (1-1000 characters)"
+SELECTOR_EXAMPLE = 'e.g. "group:lab", "tag:kiosk", "all"'
+#: the hint for a value the broker refused
+FIX_HINT = "fix the value the broker names and try again"
 #: what to do when the broker's rules say no (409)
 _CONFLICT_HINT = {"approvals": "another person decides it (never the one who asked), and only while it is pending",
                   "bulk": "through the web only the person who started a run cancels it; an admin key stops any run "
@@ -65,11 +68,11 @@ class OpsRoutes:
         """``GET /api/approvals?state=pending&limit=100``: ``{"approvals": [...]}``, pending ones first, then newest
         first; each says what it would do (``summary``), who asked (``requester_name``, ``requester_person``) and
         why, when it expires, and who decided. ``state`` is one of pending (default), approved, denied, expired, all."""
-        _person(req, "lists approvals")
-        state = _query(req, "state", "pending")
+        web_person(req, "lists approvals")
+        state = query(req, "state", "pending")
         if state not in STATES:
             raise ApiError(400, f"state={state!r} is not a state", f"use one of {', '.join(STATES)}")
-        limit = _int_query(req, "limit", 100, 1, 500)
+        limit = int_query(req, "limit", 100, 1, 500)
         rows = self._call("approvals.list", "approvals", state=state, limit=limit)
         rows.sort(key=lambda r: (r.get("state") != "pending", -float(r.get("created") or 0)))
         return Response(200, {"approvals": rows, "caller": req.caller})
@@ -78,8 +81,8 @@ class OpsRoutes:
         """``POST /api/approvals/<id>/decide`` with ``{"approve": true|false, "reason": "..."}``: approve (the held
         command is queued, the run starts) or deny (it ends unrun) as the person named, who must not be the one
         who asked: 409 with the broker's words otherwise, 404 for an unknown request. 200 with the decided request."""
-        person = _person(req, "decides")
-        _check_id(request_id, "a request id")
+        person = web_person(req, "decides")
+        check_id(request_id, "a request id")
         req.audit.update(action="approvals.decide", target=request_id)
         body = json_object(req.body, DECIDE_KEYS)
         approve = body.get("approve")
@@ -94,17 +97,17 @@ class OpsRoutes:
     def list_runs(self, req: Request) -> Response:
         """``GET /api/bulk?limit=20``: ``{"runs": [...]}``, the newest bulk runs (1-200) with their state, counts per
         status, selector and sender, without their target lists."""
-        _person(req, "lists bulk runs")
-        limit = _int_query(req, "limit", 20, 1, 200)
+        web_person(req, "lists bulk runs")
+        limit = int_query(req, "limit", 20, 1, 200)
         return Response(200, {"runs": self._call("bulk.list", "bulk", limit=limit), "caller": req.caller})
 
     def get_run(self, req: Request, run_id: str) -> Response:
         """``GET /api/bulk/<id>?offset=0&limit=100``: one run (state, why, counts, options) with ``targets``, one page
         (``limit`` 1-500 from ``offset``) of its targets' statuses and command ids; ``count`` is all of them."""
-        _person(req, "looks at a bulk run")
-        _check_id(run_id, "a run id")
-        offset = _int_query(req, "offset", 0, 0, MAX_TARGETS)
-        limit = _int_query(req, "limit", 100, 1, MAX_PAGE)
+        web_person(req, "looks at a bulk run")
+        check_id(run_id, "a run id")
+        offset = int_query(req, "offset", 0, 0, MAX_TARGETS)
+        limit = int_query(req, "limit", 100, 1, MAX_PAGE)
         run = self._call("bulk.get", "bulk", id=run_id, limit=min(offset + limit, MAX_TARGETS))
         run["targets"] = run.get("targets", [])[offset:offset + limit]
         return Response(200, {**run, "offset": offset, "limit": limit})
@@ -113,8 +116,8 @@ class OpsRoutes:
         """``POST /api/bulk/<id>/cancel`` with ``{"reason": "..."}``: stop the run (only the person who started it;
         409 with the broker's words for anyone else): nothing more starts, commands queued for offline agents
         expire unrun, what already runs finishes. 200 with the run as it is now."""
-        person = _person(req, "cancels a bulk run")
-        _check_id(run_id, "a run id")
+        person = web_person(req, "cancels a bulk run")
+        check_id(run_id, "a run id")
         req.audit.update(action="bulk.cancel", target=run_id)
         reason = req.audit["reason"] = self.api._reason(json_object(req.body, CANCEL_KEYS))
         run = self._call("bulk.cancel", "bulk", id=run_id, reason=reason, operator=person)
@@ -126,7 +129,7 @@ class OpsRoutes:
         """``GET /api/templates``: ``{"templates": [...]}``, each with its command, fixed args, typed ``params``
         (type text/int/number/bool/choice, required, default, min/max, max_chars, choices, help) and whether every
         run waits for a second person (``approval``)."""
-        _person(req, "lists templates")
+        web_person(req, "lists templates")
         return Response(200, {"templates": self._call("templates.list", "templates"), "caller": req.caller})
 
     def run_template(self, req: Request, name: str) -> Response:
@@ -135,11 +138,11 @@ class OpsRoutes:
         as the person named. ``dry_run: true`` answers the targets and starts nothing (200); otherwise 202 with the
         run, whose ``state`` is ``held`` when it waits for a second person's approval. The broker's refusals (bad
         params, a bad selector) are 400 with its words."""
-        person = _person(req, f"runs template {name}")
-        _check_id(name, "a template name")
+        person = web_person(req, f"runs template {name}")
+        check_id(name, "a template name")
         req.audit.update(action="templates.run", target=name)
         body = json_object(req.body, RUN_KEYS)
-        args = _run_options(body)
+        args = run_options(body)
         dry_run = args["dry_run"]
         if not dry_run:
             args["reason"] = req.audit["reason"] = self.api._reason(body)
@@ -154,11 +157,11 @@ class OpsRoutes:
         """``GET /api/targets?selector=group:lab&limit=500``: ``{"selector", "count", "targets": [...]}``, the accepted
         agents the selector matches now (online, label, host, os, tags, groups); nothing is sent. 400 with the
         broker's words for a selector it cannot read."""
-        _person(req, "previews targets")
-        selector = _query(req, "selector", "")
+        web_person(req, "previews targets")
+        selector = query(req, "selector", "")
         if not 0 < len(selector) <= 1000:
-            raise ApiError(400, _SELECTOR_REQUIRED, "e.g. ?selector=group:lab or ?selector=all")
-        limit = _int_query(req, "limit", MAX_PAGE, 0, MAX_TARGETS)
+            raise ApiError(400, SELECTOR_REQUIRED, "e.g. ?selector=group:lab or ?selector=all")
+        limit = int_query(req, "limit", MAX_PAGE, 0, MAX_TARGETS)
         return Response(200, self._call("targets.resolve", "", selector=selector, limit=limit))
 
     # -- helpers ----------------------------------------------------------------------
@@ -176,38 +179,40 @@ class OpsRoutes:
                 raise ApiError(404, words, _ID_HINT.get(area, "")) from cause
             if "person" in words or "already" in words or "may cancel" in words:
                 raise ApiError(409, words, _CONFLICT_HINT.get(area, "")) from cause
-            raise ApiError(400, words, "fix the value the broker names and try again") from cause
+            raise ApiError(400, words, FIX_HINT) from cause
 
 
-def _person(req: Request, what: str) -> dict:
-    """The person this listener vouches for; 400 when the call names no one."""
+def web_person(req: Request, what: str) -> dict:
+    """The person this listener vouches for (with the web role ``X-EMS-Role`` claims for them, which the broker cuts
+    to at most operator); 400 when the call names no one."""
     if req.caller == CLIENT_ID:
         raise ApiError(400, f"{OPERATOR_HEADER} is required: name the person who {what}",
                        f"send {OPERATOR_HEADER}: Jane Doe (the broker checks the two-person rules against them)")
-    return {"id": f"web:{req.caller}", "name": req.caller}
+    person = {"id": f"web:{req.caller}", "name": req.caller}
+    return {**person, "role": req.role} if req.role else person
 
 
-def _check_id(value: str, what: str) -> None:
+def check_id(value: str, what: str) -> None:
     if not 0 < len(value) <= 64:
         raise ApiError(400, f"{what} is 1-64 characters")
 
 
-def _query(req: Request, key: str, default: str) -> str:
+def query(req: Request, key: str, default: str) -> str:
     return (req.query.get(key) or [default])[-1]
 
 
-def _int_query(req: Request, key: str, default: int, low: int, high: int) -> int:
-    text = _query(req, key, str(default)).strip()
+def int_query(req: Request, key: str, default: int, low: int, high: int) -> int:
+    text = query(req, key, str(default)).strip()
     if not text.isdigit() or not low <= int(text) <= high:
         raise ApiError(400, f"{key}={text[:40]!r}: a whole number from {low} to {high}")
     return int(text)
 
 
-def _run_options(body: dict) -> dict:
+def run_options(body: dict) -> dict:
     """A template run's selector, params, dry run and pacing from ``body``, each checked; ApiError 400 otherwise."""
     selector = body.get("selector")
     if not isinstance(selector, str) or not 0 < len(selector.strip()) <= 1000:
-        raise ApiError(400, _SELECTOR_REQUIRED, 'e.g. "group:lab", "tag:kiosk", "all"')
+        raise ApiError(400, SELECTOR_REQUIRED, SELECTOR_EXAMPLE)
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise ApiError(400, "params must be a JSON object", 'e.g. {"params": {"delay_s": 60}}')

@@ -25,6 +25,7 @@ from bridges.admin_http.config import (
     CLIENT_ID,
     LOG_HINT,
     OPERATOR_HEADER,
+    ROLE_HEADER,
     TOKEN_ENV,
     AdminHttpConfig,
 )
@@ -92,7 +93,8 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
             record["caller"] = caller
             body = self._read_body() if self.command == "POST" else None
             url = urlsplit(self.path)
-            req = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), body, caller)
+            req = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), body, caller,
+                          role=self._caller_role())
             response = self.server.api.handle(req)
         except ApiError as exc:
             response = exc.response()
@@ -128,6 +130,12 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
             return guard.caller_name(self.headers.get(OPERATOR_HEADER), CLIENT_ID, self.server.config.max_caller_chars)
         except ValueError as exc:
             raise ApiError(400, str(exc), f"{OPERATOR_HEADER} names the person behind the call, e.g. alice@example.org") from exc
+
+    def _caller_role(self) -> str:
+        try:
+            return guard.caller_role(self.headers.get(ROLE_HEADER))
+        except ValueError as exc:
+            raise ApiError(400, str(exc), f"{ROLE_HEADER} is the web role of the person {OPERATOR_HEADER} names") from exc
 
     def _read_body(self) -> bytes:
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()

@@ -3,7 +3,9 @@
 ``alerts.list`` (viewer; ``all``: history, suppressed alerts too), ``alerts.rules``
 (viewer), ``alerts.rule_put`` / ``alerts.rule_remove`` (admin, with a reason),
 ``alerts.ack`` (operator, with a reason), ``inbox.list`` / ``inbox.read`` /
-``inbox.count`` (a person's own inbox). Who may call what is
+``inbox.count`` (a person's own inbox). The requester is a key's person, or a person a vouching service
+(the web) names: the broker stamps them (``client_id`` like ``web:<name>``, a role of at most operator, ``via``)
+and their inbox is kept under that id. Who may call what is
 :data:`broker.core.permissions.REQUEST_OPS`, checked here a second time.
 
 A service cannot write the bus's audit trail (services do not publish ``audit.*``):
@@ -135,6 +137,9 @@ class AlertOps:
         return self.service.inbox.count(requester)
 
     def _audit(self, requester: dict, action: str, detail: dict) -> None:
+        """Record ``action`` named; a person a service vouches for is kept with that service (``via``)."""
+        if requester.get("via"):
+            detail = {**detail, "via": str(requester["via"])}
         self.service.book.audit(requester, action, detail, self.service.engine.clock())
         self.service.record_in_audit_trail(requester, action, detail)
         log.info("audit: %s (%s, %s) %s %s", requester.get("name") or "?", requester.get("client_id", "?"),

@@ -112,15 +112,17 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "playbooks.run": ("operator", False),
     "playbooks.get": ("viewer", True),
     "playbooks.cancel": ("operator", False),
-    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner
-    "schedules.add": ("operator", False),
+    # runs the broker starts at a time or on a cron expression (broker.server.schedules), as their owner. A service
+    # (the web) makes, pauses and removes them only for a person it names (args.operator), who owns what it makes
+    "schedules.add": ("operator", True),
     "schedules.list": ("viewer", True),
     "schedules.get": ("viewer", True),
-    "schedules.remove": ("operator", False),
-    "schedules.pause": ("operator", False),
-    "schedules.resume": ("operator", False),
-    # one chat message to many agents, with receipts (broker.server.broadcasts); text only for operators and up
-    "broadcast.send": ("operator", False),
+    "schedules.remove": ("operator", True),
+    "schedules.pause": ("operator", True),
+    "schedules.resume": ("operator", True),
+    # one chat message to many agents, with receipts (broker.server.broadcasts); text only for operators and up.
+    # A service (the web) sends only for a person it names (args.operator), stamped by the broker as for bulk.start
+    "broadcast.send": ("operator", True),
     "broadcast.get": ("viewer", True),
     "broadcast.list": ("viewer", True),
     "broadcast.cancel": ("operator", False),
@@ -140,14 +142,32 @@ REQUEST_OPS: dict[str, tuple[str, bool]] = {
     "alerts.rules": ("viewer", True),
     "alerts.rule_put": ("admin", False),
     "alerts.rule_remove": ("admin", False),
-    "alerts.ack": ("operator", False),
-    "inbox.list": ("viewer", False),
-    "inbox.read": ("viewer", False),
-    "inbox.count": ("viewer", False),
+    "alerts.ack": ("operator", True),
+    "inbox.list": ("viewer", True),
+    "inbox.read": ("viewer", True),
+    "inbox.count": ("viewer", True),
 }
 
 #: Operation prefixes answered by a service rather than the broker itself.
 SERVICE_PREFIXES = ("store.", "sync.", "alerts.", "inbox.")
+
+#: ops a vouching service (the web through the admin API) may call only for a person it names in
+#: ``args.operator`` (FORBIDDEN, a security event, otherwise): a service has no inbox, and acknowledges or
+#: broadcasts nothing in its own name
+PERSON_OPS = frozenset({"alerts.ack", "inbox.list", "inbox.read", "inbox.count", "broadcast.send", "schedules.add",
+                        "schedules.remove", "schedules.pause", "schedules.resume"})
+#: the roles a vouching service may claim for the person it names (``args.operator.role``); a claim of more
+#: ("admin") is cut down to the highest of these, no claim is the lowest. A stolen service token can thus
+#: act as any *named* operator (read and mark their inbox, acknowledge alerts, with a reason, recorded with
+#: the service as ``via``) but never as an admin: alert rules, keys and approval rules stay with admin keys.
+VOUCHED_ROLES = ("viewer", "operator")
+
+
+def vouched_role(claimed: object) -> str:
+    """The role the broker stands behind for a person a service names: the claim, at most ``operator``."""
+    if claimed in VOUCHED_ROLES:
+        return str(claimed)
+    return VOUCHED_ROLES[-1] if claimed == "admin" else VOUCHED_ROLES[0]
 
 
 # -- the read side ---------------------------------------------------------------

@@ -88,10 +88,13 @@ class Broadcasts:
         self._next_prune = 0.0
 
     # -- send ---------------------------------------------------------------------------
-    def send(self, peer: "Peer", text: str, selector_text: str, reason: str, options: BulkOptions) -> Broadcast:
-        """Record and start a broadcast of ``text`` (checked) to what ``selector_text`` matches, paced by ``options``."""
+    def send(self, peer: "Peer", text: str, selector_text: str, reason: str, options: BulkOptions,
+             operator: object = None) -> Broadcast:
+        """Record and start a broadcast of ``text`` (checked) to what ``selector_text`` matches, paced by ``options``;
+        ``operator``: the person a vouching service names (the broker's stamp decides what counts)."""
         broker = self.broker
-        stamped = broker.command_router.stamped(peer, CHAT_SEND, {"text": text, "reason": reason})
+        named = {} if operator is None else {"operator": operator}
+        stamped = broker.command_router.stamped(peer, CHAT_SEND, {"text": text, "reason": reason, **named})
         selector, targets = broker.bulk.plan(selector_text, set(broker.online))
         for target in targets:
             target.command_id = new_id()

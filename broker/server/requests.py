@@ -57,8 +57,11 @@ class Requests:
         if kind is not None and not permissions.may_read_history(peer.role, kind):
             self._forbid(peer, header, permissions.history_refusal(peer.role, kind))
             return
+        if peer.role in permissions.VOUCHING_ROLES and op in permissions.PERSON_OPS and args.get("operator") is None:
+            self._forbid(peer, header, permissions.refusal(peer.role, f"call {op} for no one (name the person: args.operator)"))
+            return
         if op.startswith(permissions.SERVICE_PREFIXES):
-            self._forward(peer, header, op, args)
+            self._forward_for(peer, header, op, args)
             return
         try:
             result = OPS[op](broker, peer, args)
@@ -77,7 +80,36 @@ class Requests:
         self.broker.records.security(peer, "forbidden", why)
         self.broker.send_error(peer.rid, header, ErrorCode.FORBIDDEN, why)
 
-    def _forward(self, peer: "Peer", header: Header, op: str, args: dict) -> None:
+    def _forward_for(self, peer: "Peer", header: Header, op: str, args: dict) -> None:
+        """Forward ``op`` for the person behind ``peer`` (see :meth:`_requester`), if their role may call it."""
+        try:
+            requester = self._requester(peer, op, args)
+        except ValueError as exc:
+            self.broker.send_error(peer.rid, header, ErrorCode.BAD_REQUEST, str(exc)[:500])
+            return
+        if not permissions.may_request(requester["role"], op):
+            self._forbid(peer, header, permissions.refusal(requester["role"], f"call {op} (as {requester['name']})"))
+            return
+        self._forward(peer, header, op, args, requester)
+
+    def _requester(self, peer: "Peer", op: str, args: dict) -> dict:
+        """Who asks, as the service is told: the key's own person; for a person-only op
+        (:data:`permissions.PERSON_OPS`) called by a vouching service, the person it names in ``args.operator``
+        (taken out of ``args``) with the role the broker stands behind for them (:func:`permissions.vouched_role`)
+        and the service as ``via``. ValueError when it names no one, or names a key's client id."""
+        registry = self.broker.registry
+        if peer.role not in permissions.VOUCHING_ROLES or op not in permissions.PERSON_OPS:
+            return {"client_id": peer.client_id, "role": peer.role, "name": operators.person_of(registry, peer)}
+        claimed = args.pop("operator", None)
+        stamp, problem = operators.stamp(peer.role, peer.client_id, "", {"operator": claimed})
+        if not stamp:
+            raise ValueError(f"{op} is a person's: {problem}")
+        if registry.holders(stamp["id"]):
+            raise ValueError(f"{peer.client_id} may not act as {stamp['id']!r}: that is a key's client id (name the web person)")
+        return {"client_id": stamp["id"], "role": permissions.vouched_role(claimed.get("role")), "name": stamp["name"],
+                "via": peer.client_id}
+
+    def _forward(self, peer: "Peer", header: Header, op: str, args: dict, requester: dict) -> None:
         """Hand a service operation to its provider, stamped with who asks."""
         broker = self.broker
         service = op.split(".", 1)[0]
@@ -89,7 +121,6 @@ class Requests:
         if len(self.forwarded) >= MAX_FORWARDED:
             broker.send_error(peer.rid, header, ErrorCode.THROTTLED, "too many requests in flight")
             return
-        requester = {"client_id": peer.client_id, "role": peer.role, "name": operators.person_of(broker.registry, peer)}
         body = pack_body({"op": op, "args": args, "requester": requester})
         fwd = pack_header(Kind.REQUEST, op, msg_id=header.msg_id)
         if broker.send(rid, peer.sender, fwd, body):

@@ -5,7 +5,8 @@ namespace Ems\Web;
 
 /**
  * The web's one way to act on the live system: the admin HTTP API, called from PHP with the token from
- * the configuration (it never reaches the browser) and X-EMS-Operator naming the logged-in web user.
+ * the configuration (it never reaches the browser), X-EMS-Operator naming the logged-in web user and X-EMS-Role their
+ * web role (the broker stands behind at most operator for a person the web names).
  */
 final class AdminApi
 {
@@ -41,6 +42,7 @@ final class AdminApi
     public function call(string $method, string $path, ?array $body, array $user): array
     {
         $headers = ['Authorization: Bearer ' . $this->token, 'X-EMS-Operator: ' . self::operatorName($user),
+            'X-EMS-Role: ' . (in_array($user['role'] ?? '', ['viewer', 'operator', 'admin'], true) ? $user['role'] : 'viewer'),
             'Accept: application/json'];
         $options = ['method' => $method, 'ignore_errors' => true, 'timeout' => self::TIMEOUT_S, 'follow_location' => 0];
         if ($body !== null) {

@@ -14,7 +14,8 @@ use PDO;
  */
 final class OperationsPage
 {
-    public const VIEWS = ['approvals' => 'Approvals', 'bulk' => 'Bulk runs', 'templates' => 'Templates'];
+    public const VIEWS = ['inbox' => 'Inbox', 'alerts' => 'Alerts', 'approvals' => 'Approvals', 'bulk' => 'Bulk runs',
+        'templates' => 'Templates', 'schedules' => 'Schedules', 'broadcasts' => 'Broadcasts'];
     public const MAX_REASON = 500;
     public const PER_PAGE = 50;
     /** run states after which nothing more happens (no Cancel) */
@@ -26,15 +27,18 @@ final class OperationsPage
     {
     }
 
-    /** GET /operations?view=approvals|bulk|templates (&run=<id>&page=N, &template=<name>). */
+    /** GET /operations?view=inbox|alerts|approvals|bulk|templates|schedules|broadcasts (&run=<id>&page=N,
+     *  &template=<name>, &broadcast=<id>); the inbox, alerts, schedules and broadcasts views are OpsFeeds'. */
     public function show(array $extra = [], int $status = 200): void
     {
         $asked = is_string($_GET['view'] ?? null) && isset(self::VIEWS[$_GET['view']]) ? $_GET['view'] : 'approvals';
         $view = $extra['view'] ?? $asked;
         $run = ListParams::text($_GET, 'run', 64);
         $template = ListParams::text($_GET, 'template', 64);
+        $broadcast = ListParams::text($_GET, 'broadcast', 64);
         $vars = match (true) {
             isset($extra['view']) => $extra,
+            in_array($view, OpsFeeds::VIEWS, true) => (new OpsFeeds($this->db, $this->auth, $this->config))->vars($view, ['broadcast' => $broadcast, 'template' => $template]),
             $view === 'bulk' && $run !== '' => $this->runView($run),
             $view === 'bulk' => $this->listView('/api/bulk?limit=50', 'runs'),
             $view === 'templates' => ['chosenName' => $template] + $this->listView('/api/templates', 'templates'),
@@ -118,7 +122,7 @@ final class OperationsPage
     }
 
     // -- reading -----------------------------------------------------------------------
-    private function listView(string $path, string $key): array
+    public function listView(string $path, string $key): array
     {
         [$ok, $answer] = $this->call('GET', $path, null);
         return $ok ? ['rows' => is_array($answer[$key] ?? null) ? $answer[$key] : []] : ['rows' => [], 'error' => $this->refusal($answer)];
@@ -139,7 +143,7 @@ final class OperationsPage
     }
 
     /** [ok, answer] from the admin API in this web user's name; not ok with an error when it is off or away. */
-    private function call(string $method, string $path, ?array $body): array
+    public function call(string $method, string $path, ?array $body): array
     {
         $api = $this->api();
         if ($api === null) {
@@ -150,7 +154,7 @@ final class OperationsPage
     }
 
     /** The admin API's refusal as one sentence with what to do. */
-    private function refusal(array $answer): string
+    public function refusal(array $answer): string
     {
         $error = trim((string) ($answer['error'] ?? 'the admin API refused'));
         $hint = trim((string) ($answer['hint'] ?? ''));
@@ -159,17 +163,23 @@ final class OperationsPage
 
     private function reason(): ?string
     {
-        $reason = trim(AuthPages::posted('reason'));
+        return self::checkedReason(AuthPages::posted('reason'));
+    }
+
+    /** $posted trimmed if it is a usable reason (1 to MAX_REASON characters), else null. */
+    public static function checkedReason(string $posted): ?string
+    {
+        $reason = trim($posted);
         return $reason === '' || (iconv_strlen($reason) === false || iconv_strlen($reason) > self::MAX_REASON) ? null : $reason;
     }
 
-    private static function reasonHelp(): string
+    public static function reasonHelp(): string
     {
         return 'A reason is required (1 to ' . self::MAX_REASON . ' characters): it is kept in the audit trail with your name.';
     }
 
     /** Back to a view (303) with a message shown once. */
-    private function back(string|array $where, string $kind, string $text): void
+    public function back(string|array $where, string $kind, string $text): void
     {
         $_SESSION[self::FLASH] = [$kind, $text];
         App::redirect('/operations' . View::query([], is_array($where) ? $where : ['view' => $where]));

@@ -3,6 +3,7 @@
 use Ems\Web\App;
 use Ems\Web\Auth;
 use Ems\Web\HistoryTabs;
+use Ems\Web\OpsFeeds;
 use Ems\Web\Session;
 
 $theme = App::theme();
@@ -31,6 +32,10 @@ $here = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
         <li class="nav-item"><a class="nav-link<?= $tab === 'servers' ? ' active' : '' ?>" href="/servers">Servers</a></li>
         <li class="nav-item"><a class="nav-link<?= $tab === 'updates' ? ' active' : '' ?>" href="/updates">Updates</a></li>
         <li class="nav-item"><a class="nav-link<?= $tab === 'operations' ? ' active' : '' ?>" href="/operations" id="nav-operations">Operations</a></li>
+        <?php $unread = OpsFeeds::unread($user); ?>
+        <li class="nav-item"><a class="nav-link" href="/operations?view=inbox" id="nav-inbox"
+           title="<?= $unread === null ? 'Your inbox (the admin API is not reachable)' : e($unread) . ' unread' ?>">Inbox<?php if ($unread): ?>
+          <span class="badge rounded-pill text-bg-danger" id="inbox-badge"><?= e($unread > 99 ? '99+' : $unread) ?></span><?php endif; ?></a></li>
         <li class="nav-item"><a class="nav-link<?= $tab === 'reports' ? ' active' : '' ?>" href="/reports" id="nav-reports">Reports</a></li>
         <?php if (Auth::allows($user, 'admin')): ?>
           <li class="nav-item"><a class="nav-link<?= $tab === 'users' ? ' active' : '' ?>" href="/users">Users</a></li>

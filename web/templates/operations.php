@@ -26,11 +26,13 @@ $progress = static function (array $run): string {
         . '<span class="small text-body-secondary ms-2 ems-progress-label">' . e($label) . '</span>';
 };
 ?>
+<?php $severityBadge = ['critical' => 'danger', 'warning' => 'warning', 'info' => 'info']; ?>
 <h1 class="h5">Operations</h1>
 <ul class="nav nav-tabs mb-3" id="ops-views">
   <?php foreach ($views as $key => $label): ?>
     <li class="nav-item"><a class="nav-link<?= $key === $view ? ' active' : '' ?>" id="ops-tab-<?= e($key) ?>"
-       href="/operations<?= e(View::query([], ['view' => $key])) ?>"><?= e($label) ?></a></li>
+       href="/operations<?= e(View::query([], ['view' => $key])) ?>"><?= e($label) ?><?php if ($key === 'inbox' && ($navUnread = \Ems\Web\OpsFeeds::unread($user))): ?>
+         <span class="badge rounded-pill text-bg-danger ems-unread"><?= e($navUnread) ?></span><?php endif; ?></a></li>
   <?php endforeach; ?>
 </ul>
 <?php if (!$apiOn): ?>
@@ -43,5 +45,10 @@ $progress = static function (array $run): string {
   <div class="alert alert-danger small" id="ops-error" role="alert"><?= e($error) ?></div>
 <?php endif; ?>
 <?php if ($apiOn) {
-    require __DIR__ . '/ops_' . ($view === 'bulk' && isset($runDetail) ? 'run' : $view) . '.php';
+    $part = match (true) {
+        $view === 'bulk' && isset($runDetail) => 'run',
+        $view === 'broadcasts' && isset($broadcast) => 'broadcast',
+        default => $view,
+    };
+    require __DIR__ . '/ops_' . $part . '.php';
 } ?>

@@ -25,8 +25,9 @@ MAX_LISTED = 10_000
 def send(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``broadcast.send``: chat ``text`` (1-10,000 characters) to every agent ``selector`` matches, with a
     ``reason`` (kept in the audit trail with the person who sent it); paced by ``max_parallel`` (1-1000, default 20),
-    each message waiting at most ``ttl_s`` (default 1 h) for an offline agent. Answers the broadcast, as ``broadcast.get``;
-    ``dry_run: true`` answers who would get it and sends nothing."""
+    each message waiting at most ``ttl_s`` (default 1 h) for an offline agent; a vouching service (the web) names the
+    person in ``operator`` (refused without one). Answers the broadcast, as ``broadcast.get``; ``dry_run: true``
+    answers who would get it and sends nothing."""
     text = check_text(args.get("text"))
     reason = check_reason(args.get("reason"))
     selector = bounds.text(args.get("selector"), "selector", 1000, empty=False)
@@ -35,7 +36,8 @@ def send(broker: "Broker", peer: "Peer", args: dict) -> dict:
         text_of, targets = broker.bulk.plan(selector, set(broker.online))
         return {"dry_run": True, "selector": text_of, "count": len(targets),
                 "recipients": [{"client_id": t.client_id, "online": t.client_id in broker.online} for t in targets[:MAX_LISTED]]}
-    return view(broker, broker.operations.broadcasts.send(peer, text, selector, reason, options), peer)
+    operator = args.get("operator")
+    return view(broker, broker.operations.broadcasts.send(peer, text, selector, reason, options, operator), peer)
 
 
 def get(broker: "Broker", peer: "Peer", args: dict) -> dict:

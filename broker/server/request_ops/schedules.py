@@ -9,6 +9,7 @@ from broker.core import bounds, cron, permissions
 from broker.core.envelope import new_id
 from broker.core.vocabulary import MAX_REASON_CHARS, clean_reason
 from broker.server import operators
+from broker.server.approval_flow import acting_person
 from broker.server.schedule_store import Schedule
 from broker.server.schedules import DEFAULT_GRACE_S, MAX_GRACE_S, MISSED_POLICIES, SCHEDULABLE, SKIP, next_slot
 
@@ -43,11 +44,15 @@ def add(broker: "Broker", peer: "Peer", args: dict) -> dict:
     missed = bounds.one_of(args.get("missed", SKIP), "missed", MISSED_POLICIES)
     grace_s = bounds.int64(args.get("grace_s", DEFAULT_GRACE_S), "grace_s", 0, MAX_GRACE_S)
     request = {k: v for k, v in request.items() if k != "dry_run"}
+    owner_name = operators.person_of(broker.registry, peer)
+    if peer.role in permissions.VOUCHING_ROLES:  # the web: the person it names owns it; each run is theirs
+        person_id, owner_name = acting_person(broker.registry, peer, args)
+        request["operator"] = {"id": person_id, "name": owner_name}
     _dry_run(broker, peer, op, request, reason)
     if broker.operations.schedules.store.count() >= MAX_SCHEDULES:
         raise ValueError(f"at most {MAX_SCHEDULES} schedules; remove one first (ems schedule remove NAME)")
     now = time.time()
-    schedule = Schedule(new_id(), name, peer.client_id, peer.role, peer.key, operators.person_of(broker.registry, peer), op,
+    schedule = Schedule(new_id(), name, peer.client_id, peer.role, peer.key, owner_name, op,
                         request, spec, at, tz, missed, grace_s, reason, None)
     schedule.next_due = next_slot(schedule, now)
     if schedule.next_due is None:
@@ -55,7 +60,7 @@ def add(broker: "Broker", peer: "Peer", args: dict) -> dict:
     broker.operations.schedules.store.add(schedule)
     broker.records.audit(peer, "schedules.add", {"id": schedule.id, "name": name, "op": op, "cron": spec, "at": at, "tz": tz,
                                                  "missed": missed, "grace_s": grace_s, "reason": reason,
-                                                 "operator_name": schedule.owner_name})
+                                                 "operator_name": schedule.owner_name, "via": _via(peer)})
     return view(broker, schedule, peer)
 
 
@@ -79,9 +84,15 @@ def _dry_run(broker: "Broker", peer: "Peer", op: str, request: dict, reason: str
 
 
 def list_(broker: "Broker", peer: "Peer", args: dict) -> list[dict]:
-    """``schedules.list``: every schedule (``limit`` ≤ 1000, default 200), by name, with its next slot."""
+    """``schedules.list``: every schedule (``limit`` ≤ 1000, default 200), by name, with its next slot and how its
+    newest slot went (``last_outcome``, "" before the first)."""
     limit = bounds.limit(args.get("limit"), "limit", 200, 1, MAX_SCHEDULES)
-    return [view(broker, s, peer) for s in broker.operations.schedules.store.listed(limit)]
+    store = broker.operations.schedules.store
+    listed = []
+    for schedule in store.listed(limit):
+        newest = store.runs(schedule.id, 1)
+        listed.append({**view(broker, schedule, peer), "last_outcome": newest[0].outcome if newest else ""})
+    return listed
 
 
 def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
@@ -98,30 +109,30 @@ def get(broker: "Broker", peer: "Peer", args: dict) -> dict:
 def remove(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``schedules.remove``: delete schedule ``id`` (or name) with a ``reason`` (its owner or an admin; audited);
     runs it started go on."""
-    schedule, reason = _owned(broker, peer, args, "remove")
+    schedule, reason, person = _owned(broker, peer, args, "remove")
     broker.operations.schedules.store.remove(schedule.id)
-    _audit(broker, peer, "schedules.remove", schedule, reason)
+    _audit(broker, peer, "schedules.remove", schedule, reason, person)
     return {"id": schedule.id, "name": schedule.name, "removed": True}
 
 
 def pause(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``schedules.pause``: schedule ``id`` (or name) starts nothing until resumed; ``reason`` required (its owner
     or an admin; audited)."""
-    schedule, reason = _owned(broker, peer, args, "pause")
-    broker.operations.schedules.store.set_enabled(schedule, False, f"paused by {peer.client_id}: {reason}", schedule.next_due)
-    _audit(broker, peer, "schedules.pause", schedule, reason)
+    schedule, reason, person = _owned(broker, peer, args, "pause")
+    broker.operations.schedules.store.set_enabled(schedule, False, f"paused by {person}: {reason}", schedule.next_due)
+    _audit(broker, peer, "schedules.pause", schedule, reason, person)
     return view(broker, schedule, peer)
 
 
 def resume(broker: "Broker", peer: "Peer", args: dict) -> dict:
     """``schedules.resume``: a paused schedule goes on from its next future slot (slots while paused are not made
     up); ``reason`` required (its owner or an admin; audited)."""
-    schedule, reason = _owned(broker, peer, args, "resume")
+    schedule, reason, person = _owned(broker, peer, args, "resume")
     following = next_slot(schedule, time.time())
     if following is None:
         raise ValueError(f"schedule {schedule.name} ran at its one time already or that time has passed")
     broker.operations.schedules.store.set_enabled(schedule, True, "", following)
-    _audit(broker, peer, "schedules.resume", schedule, reason)
+    _audit(broker, peer, "schedules.resume", schedule, reason, person)
     return view(broker, schedule, peer)
 
 
@@ -133,19 +144,34 @@ def _find(broker: "Broker", args: dict) -> Schedule:
     return schedule
 
 
-def _owned(broker: "Broker", peer: "Peer", args: dict, what: str) -> tuple[Schedule, str]:
+def owner_person(schedule: Schedule) -> str:
+    """The id of the person a schedule is for: the one a vouching service named when it made it, else its owner key's."""
+    if schedule.owner_role in permissions.VOUCHING_ROLES:
+        return str((schedule.args.get("operator") or {}).get("id") or schedule.owner)
+    return schedule.owner
+
+
+def _via(peer: "Peer") -> str:
+    return peer.client_id if peer.role in permissions.VOUCHING_ROLES else ""
+
+
+def _owned(broker: "Broker", peer: "Peer", args: dict, what: str) -> tuple[Schedule, str, str]:
+    """The schedule ``args`` names, if the person acting (a key's, or the one a service names) made it, or an admin key."""
     schedule = _find(broker, args)
-    if peer.client_id != schedule.owner and peer.role != "admin":
-        raise ValueError(f"only {schedule.owner} (who made it) or an admin may {what} schedule {schedule.name}")
+    person_id, person = acting_person(broker.registry, peer, args)
+    if person_id != owner_person(schedule) and peer.role != "admin":
+        raise ValueError(f"only {owner_person(schedule)} ({schedule.owner_name}, who made it) or an admin may {what} "
+                         f"schedule {schedule.name}")
     reason = clean_reason(bounds.text(args.get("reason"), "reason", MAX_REASON_CHARS))
     if not reason:
         raise ValueError(f"to {what} a schedule needs a reason (kept in the audit trail)")
-    return schedule, reason
+    return schedule, reason, person
 
 
-def _audit(broker: "Broker", peer: "Peer", action: str, schedule: Schedule, reason: str) -> None:
+def _audit(broker: "Broker", peer: "Peer", action: str, schedule: Schedule, reason: str, person: str) -> None:
     broker.records.audit(peer, action, {"id": schedule.id, "name": schedule.name, "owner": schedule.owner,
-                                        "owner_name": schedule.owner_name, "reason": reason})
+                                        "owner_name": schedule.owner_name, "reason": reason, "operator_name": person,
+                                        "via": _via(peer)})
 
 
 def view(broker: "Broker", schedule: Schedule, peer: "Peer") -> dict:
