@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.core import sqlite_db
 from broker.core.envelope import pack_body, unpack_body
 from broker.core.sealing import KeyRing, aad
+from broker.server.broker_tables import BrokerTables
 
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
 KINDS = ("command", "bulk")
@@ -92,21 +92,18 @@ class ApprovalRequest:
         return {k: v for k, v in self.__dict__.items() if k not in ("payload", "requester_key")}
 
 
-class ApprovalBook:
+class ApprovalBook(BrokerTables):
     """Rules and requests (see the module docstring); the broker is the only writer."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path, keyring: KeyRing):
-        self._keyring = keyring
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, keyring)
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(approval_requests)")}
         if "requester_person" not in columns:  # a broker.db from before vouched requesters
             with self._db:
                 self._db.execute("ALTER TABLE approval_requests ADD COLUMN requester_person TEXT NOT NULL DEFAULT ''")
         self.rules: set[str] = {row["name"] for row in self._db.execute("SELECT name FROM approval_rules")}
-
-    def close(self) -> None:
-        self._db.close()
 
     def needs(self, name: str) -> bool:
         return name in self.rules

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from broker.core import sqlite_db
-from broker.core.sealing import KeyRing, aad
+from broker.core.sealing import aad
 from broker.core.vocabulary import DELIVERED, FAILED
+from broker.server.broker_tables import BrokerTables
 from broker.server.bulk_store import CANCELLED
 
 #: a recipient's statuses: ``pending`` (not sent yet), ``queued`` (its command waits or runs), ``sent`` (the agent took
@@ -85,16 +84,10 @@ class Broadcast:
         return out
 
 
-class BroadcastStore:
+class BroadcastStore(BrokerTables):
     """Broadcasts and their recipients in ``broker.db`` (the broker's only writer of them)."""
 
-    def __init__(self, path: Path, keyring: KeyRing):
-        self._keyring = keyring
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+    SCHEMA = _SCHEMA
 
     def add(self, b: Broadcast) -> None:
         with self._db:

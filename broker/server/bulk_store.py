@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from broker.core import sqlite_db
 from broker.core.envelope import pack_body, unpack_body
-from broker.core.sealing import KeyRing, aad
+from broker.core.sealing import aad
+from broker.server.broker_tables import BrokerTables
 
 WAITING, LAUNCHED, CANCELLED, SKIPPED = "waiting", "launched", "cancelled", "skipped"
 #: a run's states
@@ -130,20 +129,10 @@ class BulkRun:
         return bool(self.count(WAITING) or self.count(LAUNCHED))
 
 
-class BulkStore:
+class BulkStore(BrokerTables):
     """Runs and their targets in ``broker.db`` (the broker's only writer of them)."""
 
-    def __init__(self, path: Path, keyring: KeyRing):
-        self._keyring = keyring
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def transaction(self):
-        """One commit for several changes (a pump's launches): ``with store.transaction(): ...``."""
-        return self._db
+    SCHEMA = _SCHEMA
 
     def add(self, run: BulkRun) -> None:
         with self._db:

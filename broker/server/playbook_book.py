@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.core import sqlite_db
+from broker.server.broker_tables import BrokerTables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS playbooks (
@@ -36,18 +36,16 @@ class Playbook:
         return asdict(self)
 
 
-class PlaybookBook:
+class PlaybookBook(BrokerTables):
     """Every playbook, in memory and in ``broker.db`` (the broker is the only writer)."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path):
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
+        super().__init__(path)
         self.playbooks = {row["name"]: Playbook(row["name"], json.loads(row["steps"]), row["description"], row["updated_by"],
                                                 row["updated"])
                           for row in self._db.execute("SELECT * FROM playbooks")}
-
-    def close(self) -> None:
-        self._db.close()
 
     def put(self, playbook: Playbook) -> bool:
         """Add or replace ``playbook``; True if it is new."""

@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from broker.core import sqlite_db
 from broker.core.envelope import pack_body, unpack_body
-from broker.core.sealing import KeyRing, aad
+from broker.core.sealing import aad
+from broker.server.broker_tables import BrokerTables
 
 #: a run's states (as a bulk run's)
 RUNNING, FINISHED, CANCELLED, HELD = "running", "finished", "cancelled", "held"
@@ -141,20 +140,10 @@ class PlaybookRun:
         return bool(self.count(WAITING) or self.count(ACTIVE))
 
 
-class RunStore:
+class RunStore(BrokerTables):
     """Runs and their targets in ``broker.db`` (the broker's only writer of them)."""
 
-    def __init__(self, path: Path, keyring: KeyRing):
-        self._keyring = keyring
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def transaction(self):
-        """One commit for several changes: ``with store.transaction(): ...``."""
-        return self._db
+    SCHEMA = _SCHEMA
 
     def add(self, run: PlaybookRun) -> None:
         with self._db:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from broker.core import sqlite_db
 from broker.core.envelope import pack_body, unpack_body
-from broker.core.sealing import KeyRing, aad
+from broker.core.sealing import aad
+from broker.server.broker_tables import BrokerTables
 
 #: a slot taken and its run not yet known to have started
 ATTEMPTED = "attempted"
@@ -98,16 +97,10 @@ class SlotRun:
     outcome: str
 
 
-class ScheduleStore:
+class ScheduleStore(BrokerTables):
     """Schedules and their slots in ``broker.db`` (the broker's only writer of them)."""
 
-    def __init__(self, path: Path, keyring: KeyRing):
-        self._keyring = keyring
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+    SCHEMA = _SCHEMA
 
     def _seal(self, schedule: Schedule) -> bytes:
         return self._keyring.encrypt(pack_body(schedule.args), aad("schedules", "args", schedule.id))

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from broker.core import sqlite_db
 from broker.core.selectors import Selector, TargetFacts
+from broker.server.broker_tables import BrokerTables
 from broker.server.registry import ACCEPTED, KeyRegistry
 
 KINDS = ("tag", "group")
@@ -55,21 +55,19 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
-class TargetBook:
+class TargetBook(BrokerTables):
     """Tags, groups and last-known facts of agents; selector expansion."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        super().__init__(path)
         self.clock = clock
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
         self._labels: dict[str, dict[str, set[str]]] = {kind: {} for kind in KINDS}  # kind -> client -> names
         for row in self._db.execute("SELECT client_id, kind, name FROM client_tags"):
             self._labels.setdefault(row["kind"], {}).setdefault(row["client_id"], set()).add(row["name"])
         self._facts = {row["client_id"]: (row["os"], row["version"])
                        for row in self._db.execute("SELECT client_id, os, version FROM client_facts")}
-
-    def close(self) -> None:
-        self._db.close()
 
     # -- facts ---------------------------------------------------------------------------
     def remember(self, client_id: str, info: dict) -> None:

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from broker.core import sqlite_db
+from broker.server.broker_tables import BrokerTables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS templates (
@@ -42,18 +42,16 @@ class Template:
         return asdict(self)
 
 
-class TemplateBook:
+class TemplateBook(BrokerTables):
     """Every template, in memory and in ``broker.db`` (the broker is the only writer)."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: Path):
-        self._db = sqlite_db.connect(path, auto_checkpoint=False)  # the broker checkpoints broker.db
-        self._db.executescript(_SCHEMA)
+        super().__init__(path)
         self.templates = {row["name"]: Template(row["name"], row["command"], json.loads(row["args"]), json.loads(row["params"]),
                                                 bool(row["approval"]), row["description"], row["updated_by"], row["updated"])
                           for row in self._db.execute("SELECT * FROM templates")}
-
-    def close(self) -> None:
-        self._db.close()
 
     def put(self, template: Template) -> bool:
         """Add or replace ``template``; True if it is new."""
