@@ -135,6 +135,8 @@ def killed_and_restarted(stack: Stack, points: list[str]) -> None:
     wait_for(lambda: (r := ask(stack.operator, "bulk.get", id=slot["run_id"])) and r["counts"] == {"done": 3}, 60,
              what="the run to finish on the three agents")
     wait_for(lambda: stack.ran() == 3, 15, what="the fleet's count of commands run")
-    time.sleep(2)  # more ticks, and the fleet's next reports: nothing runs again
-    assert len(stack.operator.request("bulk.list")) == 1 and stack.ran() == 3
+    ticks = stack.operator.request("status")["counters"]["ticks"]
+    wait_for(lambda: (ask(stack.operator, "status") or {"counters": {"ticks": 0}})["counters"]["ticks"] >= ticks + 8, 30,
+             what="eight more timer passes of the restarted broker")
+    assert len(stack.operator.request("bulk.list")) == 1 and stack.ran() == 3  # it looked again and ran nothing
     assert len(stack.operator.request("schedules.get", id="soon")["runs"]) == 1

@@ -436,7 +436,8 @@ class Broker:
     # -- timers ----------------------------------------------------------------------
     def _tick(self, now: float) -> None:
         """Drop silent peers and beat; checkpoint; give up old forwarded
-        requests; expire commands."""
+        requests; expire commands; start due schedules (``ticks`` counts the passes)."""
+        self.counters["ticks"] += 1
         timing = self.config.timing
         beat = now >= self._next_heartbeat
         if beat:
