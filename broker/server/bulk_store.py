@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from broker.core.envelope import pack_body, unpack_body
 from broker.core.sealing import aad
 from broker.server.broker_tables import BrokerTables
+from broker.server.target_tally import WAITING, TargetTally
 
-WAITING, LAUNCHED, CANCELLED, SKIPPED = "waiting", "launched", "cancelled", "skipped"
+LAUNCHED, CANCELLED, SKIPPED = "launched", "cancelled", "skipped"
 #: a run's states
 RUNNING, FINISHED, HALTED, STOPPED = "running", "finished", "halted", "cancelled"
 #: a run waiting for a second operator's approval (broker.server.approvals)
@@ -74,7 +75,8 @@ class BulkTarget:
 
 
 @dataclass
-class BulkRun:
+class BulkRun(TargetTally):
+    STATE = "status"  # a bulk target's state is its command's status
     id: str
     sender: str
     sender_role: str
@@ -88,40 +90,18 @@ class BulkRun:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     targets: list[BulkTarget] = field(default_factory=list)
-    #: targets per status, and where the first waiting one may be: kept as statuses change (:meth:`mark`), so
-    #: pacing a 5,000-target run costs the same for its last command as for its first
+    #: targets per status, and where the first waiting one may be (:class:`TargetTally`)
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
     _cursor: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.recount()
 
-    def recount(self) -> None:
-        self._counts, self._cursor = {}, 0
-        for target in self.targets:
-            self._counts[target.status] = self._counts.get(target.status, 0) + 1
-
-    def counts(self) -> dict[str, int]:
-        return {status: n for status, n in self._counts.items() if n}
-
-    def count(self, status: str) -> int:
-        return self._counts.get(status, 0)
-
-    def mark(self, position: int, status: str) -> None:
-        """Target ``position`` is now ``status``."""
-        target = self.targets[position]
-        self._counts[target.status] -= 1
-        self._counts[status] = self._counts.get(status, 0) + 1
-        target.status = status
-
     def waiting(self):
         """Positions of waiting targets, first first, for a caller that marks each one it takes (the same
         position comes again until it is marked: stop taking when done)."""
-        while self._cursor < len(self.targets):
-            if self.targets[self._cursor].status == WAITING:
-                yield self._cursor
-            else:
-                self._cursor += 1
+        while (position := self.next_waiting()) is not None:
+            yield position
 
     @property
     def open(self) -> bool:

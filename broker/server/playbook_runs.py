@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from broker.core.envelope import pack_body, unpack_body
 from broker.core.sealing import aad
 from broker.server.broker_tables import BrokerTables
+from broker.server.target_tally import WAITING, TargetTally
 
 #: a run's states (as a bulk run's)
 RUNNING, FINISHED, CANCELLED, HELD = "running", "finished", "cancelled", "held"
 #: where a target is
-WAITING, ACTIVE, ENDED, STOPPED, SKIPPED = "waiting", "active", "finished", "stopped", "skipped"
+ACTIVE, ENDED, STOPPED, SKIPPED = "active", "finished", "stopped", "skipped"
 #: a step's status besides the command's own (launched, then done, failed or expired)
 PENDING, LAUNCHED, NOT_RUN = "pending", "launched", "not run"
 
@@ -86,7 +87,7 @@ class RunTarget:
 
 
 @dataclass
-class PlaybookRun:
+class PlaybookRun(TargetTally):
     id: str
     playbook: str
     sender: str
@@ -102,37 +103,12 @@ class PlaybookRun:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     targets: list[RunTarget] = field(default_factory=list)
-    #: targets per state, and where the first waiting one may be: kept as states change (:meth:`mark`), so pacing
-    #: a 5,000-target run costs the same for its last target as for its first
+    #: targets per state, and where the first waiting one may be (:class:`TargetTally`)
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
     _cursor: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.recount()
-
-    def recount(self) -> None:
-        self._counts, self._cursor = {}, 0
-        for target in self.targets:
-            self._counts[target.state] = self._counts.get(target.state, 0) + 1
-
-    def count(self, state: str) -> int:
-        return self._counts.get(state, 0)
-
-    def counts(self) -> dict[str, int]:
-        return {state: n for state, n in self._counts.items() if n}
-
-    def mark(self, position: int, state: str) -> None:
-        """Target ``position`` is now in ``state``."""
-        target = self.targets[position]
-        self._counts[target.state] -= 1
-        self._counts[state] = self._counts.get(state, 0) + 1
-        target.state = state
-
-    def next_waiting(self) -> int | None:
-        """The first waiting target's position (the same until it is marked), or None."""
-        while self._cursor < len(self.targets) and self.targets[self._cursor].state != WAITING:
-            self._cursor += 1
-        return self._cursor if self._cursor < len(self.targets) else None
 
     @property
     def open(self) -> bool:
