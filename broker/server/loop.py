@@ -23,8 +23,8 @@ owns, each in its own module:
 - ``records`` (:mod:`broker.server.own_records`): the broker's own security,
   audit and presence records;
 - ``operations`` (:mod:`broker.server.operations`): what acts on many agents
-  (targets, templates, bulk runs, approvals; named here too as ``targets``,
-  ``template_book``, ``bulk``, ``approvals``).
+  (targets, templates, bulk runs, approvals, playbooks, schedules, broadcasts;
+  the first four named here too); ``group`` (:mod:`broker.server.group_commit`).
 
 What they all use stays here: ``send``, ``send_error``, ``reply``,
 ``refuse`` and ``read_body``.
